@@ -1,0 +1,1 @@
+"""Pure billing rules: money, ledger postings, tariffs, arrears policy, invoice content. No I/O."""

@@ -1,0 +1,1 @@
+"""The SMS gateway: the command outbox, the four-state handshake, SMPP / GSM-modem / simulated transports."""

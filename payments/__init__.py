@@ -1,0 +1,1 @@
+"""Payment providers at the edge: Stripe Checkout and webhooks, other providers' signed webhooks."""

@@ -1,0 +1,1 @@
+"""The database: engine, shared metadata, the unit of work and the Alembic migrations."""
