@@ -137,6 +137,53 @@ class StripeSettings:
     webhook_tolerance_s: int = 300
 
 
+_PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,29}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PaymentsSettings:
+    """Payment webhooks from providers other than Stripe, the replay window, and reconciliation.
+
+    `providers` maps a provider's name (the `{provider}` in POST /webhooks/payments/{provider}) to its
+    HMAC-SHA256 secret: `[payments.providers]` in TOML, or `SMSMETER_PAYMENTS_PROVIDERS="mpesa=s1,kiosk=s2"`.
+    """
+
+    providers: dict[str, Secret] = dataclasses.field(default_factory=dict)
+    replay_window_s: int = 300  # a signed timestamp older than this is refused (and replays with it)
+    future_skew_s: int = 60  # a signed timestamp further ahead than this is refused (Stripe's too)
+    topup_amounts_minor: str = "500,1000,2000,5000"  # amounts offered on the top-up page
+    topup_min_minor: int = 100
+    topup_max_minor: int = 1_000_000
+    reconcile_at: str = "02:30"  # daily, UTC, HH:MM; the previous 48 hours are reconciled
+    reconcile_enabled: bool = True
+    delivery_check_h: int = 6  # a paid top-up whose credit command is not at 1:1 after this is reported
+    reports_dir: str = "reports"  # under data_dir unless absolute
+
+    def __post_init__(self) -> None:
+        for name, secret in self.providers.items():
+            _require(_PROVIDER_NAME.fullmatch(name) is not None, "providers", f"bad provider name {name!r}")
+            _require(name != "stripe", "providers", "stripe has its own [stripe] section")
+            _require(len(secret.reveal()) >= 16, "providers", f"the secret of {name} must be at least 16 characters")
+        _require(self.replay_window_s > 0, "replay_window_s", "must be positive")
+        _require(self.future_skew_s >= 0, "future_skew_s", "must not be negative")
+        _require(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.reconcile_at) is not None, "reconcile_at", "must be HH:MM")
+        _require(self.delivery_check_h >= 1, "delivery_check_h", "must be at least 1")
+        _require(0 < self.topup_min_minor <= self.topup_max_minor, "topup_min_minor", "must be positive and <= max")
+        try:
+            amounts = self.topup_amounts
+        except ValueError:
+            amounts = ()
+        _require(
+            bool(amounts) and all(self.topup_min_minor <= a <= self.topup_max_minor for a in amounts),
+            "topup_amounts_minor",
+            "must be comma-separated integers between topup_min_minor and topup_max_minor",
+        )
+
+    @property
+    def topup_amounts(self) -> tuple[int, ...]:
+        return tuple(int(a) for a in self.topup_amounts_minor.split(",") if a.strip())
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class GatewaySettings:
     max_attempts: int = 5
@@ -177,6 +224,7 @@ class Settings:
     modem: ModemSettings = dataclasses.field(default_factory=ModemSettings)
     simulator: SimulatorSettings = dataclasses.field(default_factory=SimulatorSettings)
     stripe: StripeSettings = dataclasses.field(default_factory=StripeSettings)
+    payments: PaymentsSettings = dataclasses.field(default_factory=PaymentsSettings)
     gateway: GatewaySettings = dataclasses.field(default_factory=GatewaySettings)
     utility: UtilitySettings = dataclasses.field(default_factory=UtilitySettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
@@ -209,6 +257,16 @@ def _convert(key: str, hint: Any, raw: Any) -> Any:
         if value not in allowed:
             raise ConfigError(key, f"must be one of {', '.join(map(str, allowed))}")
         return value
+    if origin is dict:  # a table of secrets, e.g. [payments.providers]; env: "name=value,name2=value2"
+        if isinstance(raw, str):
+            pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ConfigError(key, "must be name=value pairs separated by commas")
+            raw = {name.strip(): value.strip() for name, value in pairs}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(key, "must be a table")
+        value_hint = typing.get_args(hint)[1]
+        return {str(name): _convert(f"{key}.{name}", value_hint, value) for name, value in raw.items()}
     if hint is Secret:
         if not isinstance(raw, str):
             raise ConfigError(key, "must be a string")

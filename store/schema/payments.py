@@ -1,6 +1,11 @@
-"""Payments, processed webhook events and payment conflicts (owned by payments)."""
+"""Payments, processed webhook events, disputes and payment conflicts (owned by payments).
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, String, Table, UniqueConstraint
+A payment row is made when a top-up starts (Stripe Checkout: status pending, our `reference`) or when a
+provider first reports it. `paid_at` is set once, in the transaction that credits it; `reversed_minor` is
+what the ledger has taken back so far (refunds, disputes), converging on what the provider reports.
+"""
+
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, String, Table, UniqueConstraint
 
 from store.metadata import metadata
 from store.types import ID, UtcDateTime
@@ -15,12 +20,23 @@ payments = Table(
     Column("meter_id", ID, ForeignKey("meters.id")),
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("status", String(20), nullable=False),  # pending | paid | failed | refunded | disputed | ...
+    # pending | awaiting | failed | paid | partially_refunded | refunded | disputed
+    Column("status", String(20), nullable=False),
     Column("checkout_session_id", String(200), unique=True),
     Column("payment_intent_id", String(200), unique=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("paid_at", UtcDateTime),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Added by 0004_payments:
+    Column("reference", String(64), unique=True),  # our top-up reference: Checkout client_reference_id
+    Column("charge_id", String(200), index=True),
+    Column("checkout_url", String(2000)),
+    Column("refunded_minor", BigInteger, nullable=False, server_default="0"),  # the provider's running total
+    Column("reversed_minor", BigInteger, nullable=False, server_default="0"),  # taken back in the ledger
+    Column("adjustments", Integer, nullable=False, server_default="0"),  # ledger reversals/reinstatements made
+    Column("fee_minor", BigInteger),  # the provider's fee, from reconciliation
+    Column("credit_command_id", ID, ForeignKey("commands.id")),
+    Column("failure_reason", String(200)),
     UniqueConstraint("provider", "provider_ref"),
 )
 
@@ -32,7 +48,10 @@ webhook_events = Table(
     Column("event_id", String(200), nullable=False),
     Column("event_type", String(100), nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
-    Column("outcome", String(30), nullable=False),  # applied | ignored | conflict | ...
+    Column("outcome", String(30), nullable=False),  # applied | recorded | ignored | conflict
+    # Added by 0004_payments:
+    Column("payment_id", ID, ForeignKey("payments.id"), index=True),
+    Column("detail", String(500)),
     UniqueConstraint("provider", "event_id"),
 )
 
@@ -47,4 +66,37 @@ payment_conflicts = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("resolved_at", UtcDateTime),
     Column("resolved_by", String(100)),
+    # Added by 0004_payments:
+    Column("event_id", String(200)),
+    Column("payment_id", ID, ForeignKey("payments.id")),
+)
+
+# One row per dispute; `state` open | inquiry | won | lost. Closed disputes never reopen.
+payment_disputes = Table(
+    "payment_disputes",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("provider", String(30), nullable=False),
+    Column("dispute_id", String(200), nullable=False),
+    Column("payment_id", ID, ForeignKey("payments.id"), nullable=False, index=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("closed_at", UtcDateTime),
+    UniqueConstraint("provider", "dispute_id"),
+)
+
+# One row per reconciliation run (the daily job or the CLI): its window and what it found.
+reconciliation_runs = Table(
+    "reconciliation_runs",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("provider", String(30), nullable=False),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("window_end", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("counts", JSON),  # {"matched": n, "applied": n, "missing_there": n, ...}
+    Column("report_path", String(500)),
+    Column("triggered_by", String(100), nullable=False),
 )

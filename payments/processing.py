@@ -1,0 +1,431 @@
+"""Applying verified payment events exactly once, in any order, whatever is duplicated.
+
+`process_event` runs one event in one transaction: it records the event id first (INSERT … ON CONFLICT DO
+NOTHING, so a concurrent duplicate finds the row and does nothing), then changes the payment row under a
+row lock and asks the `PaymentApplier` for the ledger effects, on the same connection. Everything commits
+together or not at all.
+
+Ledger effects converge on the provider's state, so order does not matter: a payment is credited once
+(`paid_at` is set once); what must be taken back is min(amount, refunded total + open or lost disputes),
+and the difference from what was already taken back (`reversed_minor`) is reversed or reinstated.
+A payment that does not match what was asked (amount, currency, subscriber, meter, reference) is recorded
+in `payment_conflicts` for a person and never reaches the ledger. A refund or dispute for a payment we do
+not know yet raises `PaymentNotYetKnown` and records nothing: the provider retries.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from payments.errors import PaymentNotYetKnown
+from payments.events import (
+    DisputeClosed,
+    DisputeOpened,
+    Ignored,
+    PaymentAwaiting,
+    PaymentEvent,
+    PaymentFailed,
+    PaymentLocator,
+    PaymentRefunded,
+    PaymentSucceeded,
+    ProviderEvent,
+    provider_of,
+)
+from payments.ports import CreditRequest, PaymentApplier, ReversalRequest
+from store.schema.ledger import accounts
+from store.schema.payments import payment_conflicts, payment_disputes, payments, webhook_events
+from store.schema.registry import meters, subscribers
+from store.uow import UnitOfWork
+
+log = logging.getLogger("smsmeter.payments")
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"  # a ledger effect was made
+    RECORDED = "recorded"  # the payment's state changed, no ledger effect (failed, awaiting, already credited)
+    IGNORED = "ignored"  # an event type or payment we do not act on
+    CONFLICT = "conflict"  # does not match what was asked: a person decides
+    DUPLICATE = "duplicate"  # this event id was processed before: nothing done
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    outcome: Outcome
+    payment_id: int | None = None
+    detail: str = ""
+    command_id: int | None = None
+
+
+class _Conflict(Exception):
+    def __init__(self, reason: str, details: Mapping[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = dict(details)
+
+
+def _insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Any:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(dialect)  # pragma: no cover - only the two supported databases
+
+
+async def process_event(uow: UnitOfWork, event: ProviderEvent, applier: PaymentApplier, now: datetime) -> EventResult:
+    """Apply one verified event. Raises PaymentNotYetKnown (nothing recorded) when the provider must retry."""
+    provider = provider_of(event)
+    async with uow.begin() as conn:
+        stmt = (
+            _insert_ignoring_conflicts(conn, webhook_events)
+            .values(
+                provider=provider,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                received_at=now,
+                outcome="processing",
+            )
+            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            .returning(webhook_events.c.id)
+        )
+        event_row_id = (await conn.execute(stmt)).scalar_one_or_none()
+        if event_row_id is None:
+            return EventResult(Outcome.DUPLICATE, detail="event already processed")
+        if isinstance(event, Ignored):
+            result = EventResult(Outcome.IGNORED, detail=f"event type {event.event_type} is not used")
+        else:
+            result = await _apply(conn, event, applier, now)
+        await conn.execute(
+            update(webhook_events)
+            .where(webhook_events.c.id == event_row_id)
+            .values(outcome=result.outcome.value, payment_id=result.payment_id, detail=result.detail[:500] or None)
+        )
+    return result
+
+
+async def _apply(conn: AsyncConnection, event: PaymentEvent, applier: PaymentApplier, now: datetime) -> EventResult:
+    loc = event.payment
+    payment = await _find_payment(conn, loc)
+    if payment is None and isinstance(event, PaymentSucceeded) and loc.provider != "stripe":
+        try:
+            payment = await _register_provider_payment(conn, event, now)
+        except _Conflict as conflict:
+            return await _record_conflict(conn, event, None, conflict, now)
+    if payment is None:
+        if isinstance(event, PaymentRefunded | DisputeOpened | DisputeClosed):
+            raise PaymentNotYetKnown(loc.provider, loc.payment_intent_id or loc.charge_id or loc.provider_ref)
+        if isinstance(event, PaymentSucceeded):
+            conflict = _Conflict("unknown payment reference", {"reference": loc.reference, **_event_facts(event)})
+            return await _record_conflict(conn, event, None, conflict, now)
+        return EventResult(Outcome.IGNORED, detail="no such payment here")
+    await _link_ids(conn, payment, loc, now)
+    if isinstance(event, PaymentSucceeded):
+        try:
+            await _check_matches(conn, payment, event)
+        except _Conflict as conflict:
+            return await _record_conflict(conn, event, payment, conflict, now)
+        return await _credit(conn, payment, event, applier, now)
+    if isinstance(event, PaymentAwaiting | PaymentFailed):
+        return await _mark_unpaid(conn, payment, event, now)
+    if event.currency != payment.currency:
+        conflict = _Conflict("currency differs", {"asked": payment.currency, **_event_facts(event)})
+        return await _record_conflict(conn, event, payment, conflict, now)
+    if isinstance(event, PaymentRefunded):
+        await conn.execute(
+            update(payments)
+            .where(payments.c.id == payment.id, payments.c.refunded_minor < event.refunded_total_minor)
+            .values(refunded_minor=event.refunded_total_minor, updated_at=now)
+        )
+    else:
+        await _record_dispute(conn, payment, event, now)
+    return await _settle_reversals(conn, payment.id, applier, now, detail=event.event_type)
+
+
+async def _find_payment(conn: AsyncConnection, loc: PaymentLocator) -> Row[Any] | None:
+    for column, value in (
+        (payments.c.reference, loc.reference),
+        (payments.c.checkout_session_id, loc.checkout_session_id),
+        (payments.c.payment_intent_id, loc.payment_intent_id),
+        (payments.c.charge_id, loc.charge_id),
+    ):
+        if value:
+            row = (await conn.execute(select(payments).where(column == value).with_for_update())).first()
+            if row is not None:
+                return row
+    query = select(payments).where(payments.c.provider == loc.provider, payments.c.provider_ref == loc.provider_ref)
+    return (await conn.execute(query.with_for_update())).first()
+
+
+async def _link_ids(conn: AsyncConnection, payment: Row[Any], loc: PaymentLocator, now: datetime) -> None:
+    values = {}
+    if loc.payment_intent_id and payment.payment_intent_id is None:
+        values["payment_intent_id"] = loc.payment_intent_id
+    if loc.checkout_session_id and payment.checkout_session_id is None:
+        values["checkout_session_id"] = loc.checkout_session_id
+    if loc.charge_id and payment.charge_id is None:
+        values["charge_id"] = loc.charge_id
+    if values:
+        await conn.execute(update(payments).where(payments.c.id == payment.id).values(updated_at=now, **values))
+
+
+def _event_facts(event: PaymentEvent) -> dict[str, Any]:
+    facts: dict[str, Any] = {"event_id": event.event_id, "event_type": event.event_type}
+    if isinstance(event, PaymentSucceeded):
+        facts.update(
+            amount_minor=event.amount_minor,
+            currency=event.currency,
+            subscriber=event.subscriber_code,
+            meter=event.meter_code,
+        )
+    return facts
+
+
+async def _codes(conn: AsyncConnection, payment: Row[Any]) -> tuple[str, str | None]:
+    subscriber_code = (
+        await conn.execute(select(subscribers.c.code).where(subscribers.c.id == payment.subscriber_id))
+    ).scalar_one()
+    meter_code = None
+    if payment.meter_id is not None:
+        meter_code = (await conn.execute(select(meters.c.code).where(meters.c.id == payment.meter_id))).scalar_one()
+    return subscriber_code, meter_code
+
+
+async def _check_matches(conn: AsyncConnection, payment: Row[Any], event: PaymentSucceeded) -> None:
+    """Raise _Conflict when the provider's payment differs from what was asked."""
+    problems = []
+    if event.amount_minor != payment.amount_minor:
+        problems.append("amount differs")
+    if event.currency != payment.currency:
+        problems.append("currency differs")
+    if event.payment.reference and payment.reference and event.payment.reference != payment.reference:
+        problems.append("reference differs")
+    if event.subscriber_code is not None or event.meter_code is not None:
+        subscriber_code, meter_code = await _codes(conn, payment)
+        if event.subscriber_code is not None and event.subscriber_code != subscriber_code:
+            problems.append("subscriber differs")
+        if event.meter_code is not None and event.meter_code != meter_code:
+            problems.append("meter differs")
+    if problems:
+        asked = {"amount_minor": payment.amount_minor, "currency": payment.currency, "reference": payment.reference}
+        raise _Conflict(", ".join(problems), {"asked": asked, **_event_facts(event)})
+
+
+async def _record_conflict(
+    conn: AsyncConnection, event: PaymentEvent, payment: Row[Any] | None, conflict: _Conflict, now: datetime
+) -> EventResult:
+    loc = event.payment
+    payment_id = payment.id if payment is not None else None
+    await conn.execute(
+        insert(payment_conflicts).values(
+            provider=loc.provider,
+            provider_ref=loc.provider_ref,
+            reason=conflict.reason[:200],
+            details=conflict.details,
+            created_at=now,
+            event_id=event.event_id,
+            payment_id=payment_id,
+        )
+    )
+    log.warning(
+        "payment conflict: %s %s event %s: %s (not credited; see payment_conflicts)",
+        loc.provider,
+        loc.provider_ref,
+        event.event_id,
+        conflict.reason,
+    )
+    return EventResult(Outcome.CONFLICT, payment_id, conflict.reason)
+
+
+async def _credit(
+    conn: AsyncConnection, payment: Row[Any], event: PaymentSucceeded, applier: PaymentApplier, now: datetime
+) -> EventResult:
+    claimed = await conn.execute(
+        update(payments)
+        .where(payments.c.id == payment.id, payments.c.paid_at.is_(None))
+        .values(status="paid", paid_at=now, updated_at=now, failure_reason=None)
+    )
+    if claimed.rowcount != 1:
+        return EventResult(Outcome.RECORDED, payment.id, "already credited")
+    applied = await applier.credit(
+        conn,
+        CreditRequest(
+            payment_id=payment.id,
+            subscriber_id=payment.subscriber_id,
+            meter_id=payment.meter_id,
+            amount_minor=payment.amount_minor,
+            currency=payment.currency,
+            provider=payment.provider,
+            provider_ref=payment.provider_ref,
+            idempotency_key=f"pay:{payment.id}",
+            reason="payment",
+        ),
+        now,
+    )
+    if applied.command_id is not None:
+        await conn.execute(
+            update(payments).where(payments.c.id == payment.id).values(credit_command_id=applied.command_id)
+        )
+    # A refund or dispute may have arrived before the payment itself: take it back now.
+    await _settle_reversals(conn, payment.id, applier, now, detail="")
+    return EventResult(Outcome.APPLIED, payment.id, f"credited {payment.amount_minor}", applied.command_id)
+
+
+async def _mark_unpaid(
+    conn: AsyncConnection, payment: Row[Any], event: PaymentAwaiting | PaymentFailed, now: datetime
+) -> EventResult:
+    if payment.paid_at is not None:
+        return EventResult(Outcome.RECORDED, payment.id, "already credited; later failure of an attempt noted")
+    if isinstance(event, PaymentFailed):
+        values: dict[str, Any] = {"status": "failed", "failure_reason": event.reason[:200]}
+    else:
+        values = {"status": "awaiting"}
+    await conn.execute(update(payments).where(payments.c.id == payment.id).values(updated_at=now, **values))
+    return EventResult(Outcome.RECORDED, payment.id, values["status"])
+
+
+async def _record_dispute(
+    conn: AsyncConnection, payment: Row[Any], event: DisputeOpened | DisputeClosed, now: datetime
+) -> None:
+    if isinstance(event, DisputeOpened):
+        state, closed_at = ("open" if event.funds_withdrawn else "inquiry"), None
+    else:
+        state, closed_at = ("won" if event.won else "lost"), now
+    inserted = await conn.execute(
+        _insert_ignoring_conflicts(conn, payment_disputes)
+        .values(
+            provider=event.payment.provider,
+            dispute_id=event.dispute_id,
+            payment_id=payment.id,
+            amount_minor=event.amount_minor,
+            state=state,
+            opened_at=now,
+            closed_at=closed_at,
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "dispute_id"])
+        .returning(payment_disputes.c.id)
+    )
+    if inserted.scalar_one_or_none() is None and isinstance(event, DisputeClosed):
+        await conn.execute(  # closed disputes never reopen; an opened event after closing changes nothing
+            update(payment_disputes)
+            .where(
+                payment_disputes.c.provider == event.payment.provider,
+                payment_disputes.c.dispute_id == event.dispute_id,
+                payment_disputes.c.closed_at.is_(None),
+            )
+            .values(state=state, closed_at=closed_at, amount_minor=event.amount_minor)
+        )
+
+
+async def _settle_reversals(
+    conn: AsyncConnection, payment_id: int, applier: PaymentApplier, now: datetime, *, detail: str
+) -> EventResult:
+    """Bring what the ledger has taken back in line with the provider's refunds and disputes."""
+    payment = (await conn.execute(select(payments).where(payments.c.id == payment_id))).one()
+    disputed = (
+        await conn.execute(
+            select(func.coalesce(func.sum(payment_disputes.c.amount_minor), 0)).where(
+                payment_disputes.c.payment_id == payment_id, payment_disputes.c.state.in_(("open", "lost"))
+            )
+        )
+    ).scalar_one()
+    refunded = payment.refunded_minor
+    status = payment.status
+    if payment.paid_at is not None:
+        status = "paid"
+        if refunded > 0:
+            status = "refunded" if refunded >= payment.amount_minor else "partially_refunded"
+        if disputed > 0:
+            status = "disputed"
+    if payment.paid_at is None:
+        await conn.execute(update(payments).where(payments.c.id == payment_id).values(updated_at=now))
+        return EventResult(Outcome.RECORDED, payment_id, f"{detail}: noted before the payment was credited")
+    target = min(payment.amount_minor, int(refunded) + int(disputed))
+    delta = target - payment.reversed_minor
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    outcome, what = Outcome.RECORDED, "nothing more to take back"
+    if delta != 0:
+        n = payment.adjustments + 1
+        values.update(reversed_minor=target, adjustments=n)
+        common = {
+            "payment_id": payment_id,
+            "subscriber_id": payment.subscriber_id,
+            "meter_id": payment.meter_id,
+            "currency": payment.currency,
+            "provider": payment.provider,
+            "provider_ref": payment.provider_ref,
+        }
+        if delta > 0:
+            reason = "refund" if refunded > payment.reversed_minor else "dispute"
+            await applier.reverse(
+                conn,
+                ReversalRequest(
+                    amount_minor=delta, idempotency_key=f"reverse:{payment_id}:{n}", reason=reason, **common
+                ),
+                now,
+            )
+            outcome, what = Outcome.APPLIED, f"took back {delta} ({reason})"
+        else:
+            await applier.credit(
+                conn,
+                CreditRequest(
+                    amount_minor=-delta, idempotency_key=f"reinstate:{payment_id}:{n}", reason="reinstated", **common
+                ),
+                now,
+            )
+            outcome, what = Outcome.APPLIED, f"reinstated {-delta} (dispute won)"
+    await conn.execute(update(payments).where(payments.c.id == payment_id).values(**values))
+    return EventResult(outcome, payment_id, f"{detail}: {what}" if detail else what)
+
+
+async def _register_provider_payment(conn: AsyncConnection, event: PaymentSucceeded, now: datetime) -> Row[Any]:
+    """A provider's first word about a payment made at its side: check who it is for, then record it."""
+    loc = event.payment
+    if not event.subscriber_code:
+        raise _Conflict("no subscriber account in the payment", _event_facts(event))
+    subscriber = (
+        await conn.execute(
+            select(subscribers.c.id, subscribers.c.status, accounts.c.currency)
+            .select_from(subscribers.outerjoin(accounts, accounts.c.subscriber_id == subscribers.c.id))
+            .where(subscribers.c.code == event.subscriber_code)
+        )
+    ).first()
+    if subscriber is None:
+        raise _Conflict("unknown subscriber account", _event_facts(event))
+    if subscriber.currency is not None and subscriber.currency != event.currency:
+        raise _Conflict("currency differs from the account's", {"asked": subscriber.currency, **_event_facts(event)})
+    if event.amount_minor <= 0:
+        raise _Conflict("amount must be positive", _event_facts(event))
+    meter_query = select(meters.c.id).where(meters.c.subscriber_id == subscriber.id, meters.c.status == "active")
+    if event.meter_code:
+        meter_query = select(meters.c.id).where(
+            and_(meters.c.code == event.meter_code, meters.c.subscriber_id == subscriber.id)
+        )
+    meter_ids = (await conn.execute(meter_query.order_by(meters.c.id))).scalars().all()
+    if event.meter_code and not meter_ids:
+        raise _Conflict("meter is not the subscriber's", _event_facts(event))
+    await conn.execute(
+        _insert_ignoring_conflicts(conn, payments)
+        .values(
+            provider=loc.provider,
+            provider_ref=loc.provider_ref,
+            subscriber_id=subscriber.id,
+            meter_id=meter_ids[0] if len(meter_ids) == 1 else None,
+            amount_minor=event.amount_minor,
+            currency=event.currency,
+            status="pending",
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "provider_ref"])
+    )
+    query = select(payments).where(payments.c.provider == loc.provider, payments.c.provider_ref == loc.provider_ref)
+    return (await conn.execute(query.with_for_update())).one()
