@@ -118,7 +118,7 @@ def encode_payload(message: Message) -> bytes:
     """The plaintext payload of `message` (docs/protocol.md §6)."""
     mtype = message.message_type
     values = [getattr(message, name) for name in _NAMES[mtype]]
-    fixed = _STRUCTS[mtype].pack(*[int(v) if isinstance(v, enum.Enum) else v for v in values])
+    fixed = _STRUCTS[mtype].pack(*[v.value if isinstance(v, enum.Enum) else v for v in values])
     if isinstance(message, SetTariff):
         tail = _U8.pack(len(message.steps)) + b"".join(
             _STEP.pack(s.start, s.price_milli_minor_per_kwh) for s in message.steps
@@ -162,4 +162,3 @@ def _counted(rest: bytes, item: struct.Struct, name: str) -> list[tuple[Any, ...
     if len(rest) != 1 + count * item.size:
         raise MalformedField(name, f"count {count} needs {count * item.size} bytes, {len(rest) - 1} present")
     return list(item.iter_unpack(rest[1:]))
-

@@ -111,7 +111,7 @@ def _text_of(value: Any, conv: Any) -> str:
 
 def message_element(message: Message) -> etree._Element:
     mtype = message.message_type
-    element = etree.Element(_NS + ELEMENT_NAMES[mtype], nsmap={None: NAMESPACE})
+    element = etree.Element(_NS + ELEMENT_NAMES[mtype], nsmap={None: NAMESPACE})  # type: ignore[dict-item]
     for name, _, conv in _field_kinds(mtype):
         element.set(_camel(name), _text_of(getattr(message, name), conv))
     if isinstance(message, SetTariff):
@@ -174,13 +174,12 @@ def parse_document(data: bytes) -> etree._Element:
         raise BadXml(str(exc) or "not well-formed") from None
     if root is None:
         raise BadXml("empty document")
-    tree = root.getroottree()
-    if tree.docinfo.doctype:
+    if getattr(root.getroottree().docinfo, "doctype", ""):
         raise BadXml("DTDs are not allowed")
-    schema = _schema()
-    if not schema.validate(root):
-        error = schema.error_log.last_error
-        raise BadXml(f"not valid: {error.message if error else 'schema violation'}")
+    try:
+        _schema().assertValid(root)
+    except etree.DocumentInvalid as exc:
+        raise BadXml(f"not valid: {exc}") from None
     return root
 
 
@@ -359,4 +358,3 @@ def schema_text() -> str:
         "",
     ]
     return "\n".join(out)
-

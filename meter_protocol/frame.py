@@ -209,8 +209,9 @@ def decode_frame(
         raise WrongMeter(meter_code, header.meter_code)
     if direction is not None and header.direction is not direction:
         raise WrongDirection(direction.name.lower(), header.direction.name.lower())
-    raw = RawHeader(header.version, header.profile, header.message_type, header.key_id,
-                    header.meter_code, header.counter)
+    raw = RawHeader(
+        header.version, header.profile, header.message_type, header.key_id, header.meter_code, header.counter
+    )
     plaintext = open_frame(frame, raw, key)
     try:
         new_window = window.check_and_mark(header.counter) if window is not None else None

@@ -413,8 +413,17 @@ class LoadProfile:
 
 
 Command = (
-    TopUp | SetTariff | RelayOff | RelayOn | SetPowerLimit | TimeSync | ReadRequest | KeyChange | Configure
-    | ClearTamper | Ping
+    TopUp
+    | SetTariff
+    | RelayOff
+    | RelayOn
+    | SetPowerLimit
+    | TimeSync
+    | ReadRequest
+    | KeyChange
+    | Configure
+    | ClearTamper
+    | Ping
 )
 Report = Ack | Readings | BalanceReport | EventReport | PeriodicReport | LoadProfile
 Message = Command | Report
@@ -422,7 +431,22 @@ Message = Command | Report
 MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     cls.message_type: cls
     for cls in (
-        TopUp, SetTariff, RelayOff, RelayOn, SetPowerLimit, TimeSync, ReadRequest, KeyChange, Configure,
-        ClearTamper, Ping, Ack, Readings, BalanceReport, EventReport, PeriodicReport, LoadProfile,
+        TopUp,
+        SetTariff,
+        RelayOff,
+        RelayOn,
+        SetPowerLimit,
+        TimeSync,
+        ReadRequest,
+        KeyChange,
+        Configure,
+        ClearTamper,
+        Ping,
+        Ack,
+        Readings,
+        BalanceReport,
+        EventReport,
+        PeriodicReport,
+        LoadProfile,
     )
 }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from meter_protocol.errors import MalformedField, OutsideWindow, Replayed
 
-DEFAULT_WINDOW = 64
+DEFAULT_WINDOW = 32  # the bitmap then fits a signed 64-bit database column
 MAX_WINDOW = 1024
 _HEAD = struct.Struct(">QH")
 

@@ -50,9 +50,7 @@ def build_udh(concatenation: Concatenation | None, ports: ApplicationPorts | Non
     """The user data header (with its length octet), or b"" when there is nothing to say."""
     elements = b""
     if ports is not None:
-        elements += bytes([IEI_PORTS_16, 4]) + ports.destination.to_bytes(2, "big") + ports.origin.to_bytes(
-            2, "big"
-        )
+        elements += bytes([IEI_PORTS_16, 4]) + ports.destination.to_bytes(2, "big") + ports.origin.to_bytes(2, "big")
     if concatenation is not None:
         c = concatenation
         if c.reference_bits == 16:
@@ -198,7 +196,7 @@ class Reassembler:
         size = partial.size + len(user_data.payload)
         if size > self.max_bytes:
             raise ReassemblyLimit("bytes", size, self.max_bytes)
-        parts = partial.parts[:index] + (user_data.payload,) + partial.parts[index + 1 :]
+        parts = (*partial.parts[:index], user_data.payload, *partial.parts[index + 1 :])
         pending = dict(state.pending)
         if all(p is not None for p in parts):
             del pending[key]
