@@ -58,3 +58,19 @@ def test_keys_at_rest_unwrap_only_under_their_master_key() -> None:
         unwrap_from_storage(other, wrapped)
     with pytest.raises(KeyUnwrapError):
         unwrap_from_storage(master, wrapped[:-1] + bytes([wrapped[-1] ^ 1]))
+
+
+async def test_audit_rows_commit_with_their_change(uow: UnitOfWork) -> None:
+    from store.audit import Actor, record
+
+    now = datetime.now(UTC)
+    actor = Actor("operator", "alice", "192.0.2.7")
+    async with uow.begin() as conn:
+        await record(
+            conn, actor, "meter.relay_off", now, target="meter:1", before={"relay": "on"}, after={"relay": "off"}
+        )
+    async with uow.connect() as conn:
+        row = (await conn.execute(select(auth.audit_log))).one()
+    assert (row.actor_kind, row.actor, row.action, row.address) == ("operator", "alice", "meter.relay_off", "192.0.2.7")
+    assert row.before == {"relay": "on"}
+    assert row.after == {"relay": "off"}
