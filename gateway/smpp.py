@@ -299,6 +299,16 @@ class SmppTransport:
 
     # -- connection supervision ---------------------------------------------------------------------
     async def _supervise(self, first: asyncio.Future[None]) -> None:
+        try:
+            await self._keep_bound(first)
+        except Exception as exc:  # a bug, not a network fault: surface it rather than hang the caller
+            log.exception("SMPP supervisor failed")
+            if not first.done():
+                first.set_exception(exc)
+            self._state = TransportState.STOPPED
+            raise
+
+    async def _keep_bound(self, first: asyncio.Future[None]) -> None:
         cfg = self.config
         delay = cfg.reconnect_min_s
         assert self._bound is not None
