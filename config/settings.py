@@ -1,0 +1,324 @@
+"""Typed, frozen settings and their loader.
+
+Precedence: built-in defaults < a TOML file (`--config FILE` or `SMSMETER_CONFIG`) < environment
+variables. A setting `field` of section `sec` is `[sec] field = …` in TOML and `SMSMETER_SEC_FIELD` in
+the environment; a top-level setting is `field = …` and `SMSMETER_FIELD`. Values are converted by the
+field's type, then each section validates itself; any failure is one `ConfigError` naming the key.
+Secrets are `Secret` values: they never print, and errors never quote them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from config.errors import ConfigError
+
+ENV_PREFIX = "SMSMETER_"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret string. `str()` and `repr()` hide it; `.reveal()` gives it to the one place that needs it."""
+
+    _value: str = dataclasses.field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return "********"
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+
+class TransportKind(enum.Enum):
+    SIMULATOR = "simulator"
+    SMPP = "smpp"
+    MODEM = "modem"
+
+
+class _InvalidSettingError(ValueError):
+    """Raised by a section's validation; the loader turns it into a ConfigError naming the full key."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _require(condition: bool, field: str, reason: str) -> None:
+    if not condition:
+        raise _InvalidSettingError(field, reason)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str = "sqlite+aiosqlite:///var/smsmeter.db"
+    pool_size: int = 10
+    echo: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.pool_size >= 1, "pool_size", "must be at least 1")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # how subscribers reach the portal (Checkout return URLs); default http://host:port
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.port <= 65535, "port", "must be a TCP port, 0-65535")
+        _require(bool(self.host), "host", "must not be empty")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SmppSettings:
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = ""
+    password: Secret | None = None
+    system_type: str = ""
+    source_ton: int = 3
+    source_npi: int = 0
+    dest_ton: int = 1
+    dest_npi: int = 1
+    window: int = 64
+    rate_per_s: float = 0.0  # 0: no limit of our own; the SMSC's ESME_RTHROTTLED still applies
+    enquire_link_s: float = 30.0
+    response_timeout_s: float = 10.0
+    reconnect_max_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _require(0 < self.port <= 65535, "port", "must be a TCP port, 1-65535")
+        _require(1 <= self.window <= 1024, "window", "must be 1-1024")
+        _require(self.rate_per_s >= 0, "rate_per_s", "must not be negative")
+        _require(len(self.system_id) <= 15, "system_id", "at most 15 characters (SMPP 3.4)")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModemSettings:
+    port: str = "/dev/ttyUSB0"
+    baudrate: int = 115200
+    pin: Secret | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SimulatorSettings:
+    receipt_delay_s: float = 0.2
+    loss_rate: float = 0.0
+    ack_delay_s: float = 0.5
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.loss_rate <= 1.0, "loss_rate", "must be between 0 and 1")
+        _require(self.receipt_delay_s >= 0, "receipt_delay_s", "must not be negative")
+        _require(self.ack_delay_s >= 0, "ack_delay_s", "must not be negative")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StripeSettings:
+    api_key: Secret | None = None
+    webhook_secret: Secret | None = None
+    api_base: str = ""  # empty: Stripe's own API; tests point it at an emulator
+    webhook_tolerance_s: int = 300
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    max_attempts: int = 5
+    retry_base_s: float = 30.0
+    ack_timeout_s: float = 3600.0
+    validity_s: int = 86400
+    claim_batch: int = 500
+
+    def __post_init__(self) -> None:
+        _require(self.max_attempts >= 1, "max_attempts", "must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UtilitySettings:
+    name: str = "Demo Utility"
+    currency: str = "USD"
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        _require(re.fullmatch(r"[A-Z]{3}", self.currency) is not None, "currency", "must be an ISO 4217 code, e.g. USD")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    short_number: str = "7220"
+    transport: TransportKind = TransportKind.SIMULATOR
+    master_key: Secret | None = None  # hex, 32 or 64 digits; unset: var/master.key is made on first start
+    data_dir: str = "var"
+    database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
+    http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
+    smpp: SmppSettings = dataclasses.field(default_factory=SmppSettings)
+    modem: ModemSettings = dataclasses.field(default_factory=ModemSettings)
+    simulator: SimulatorSettings = dataclasses.field(default_factory=SimulatorSettings)
+    stripe: StripeSettings = dataclasses.field(default_factory=StripeSettings)
+    gateway: GatewaySettings = dataclasses.field(default_factory=GatewaySettings)
+    utility: UtilitySettings = dataclasses.field(default_factory=UtilitySettings)
+    log: LogSettings = dataclasses.field(default_factory=LogSettings)
+
+    def __post_init__(self) -> None:
+        if re.fullmatch(r"\d{3,15}", self.short_number) is None:
+            raise ConfigError("short_number", "must be 3 to 15 digits")
+        if self.master_key is not None:
+            hexkey = self.master_key.reveal()
+            if re.fullmatch(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{64}", hexkey) is None:
+                raise ConfigError("master_key", "must be 32 or 64 hexadecimal digits (a 128- or 256-bit key)")
+        if self.transport is TransportKind.SMPP and not self.smpp.system_id:
+            raise ConfigError("smpp.system_id", "is required when transport = smpp")
+
+
+def _env_name(path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "_".join(p.upper() for p in path)
+
+
+def _convert(key: str, hint: Any, raw: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if raw is None or raw == "":
+            return None
+        return _convert(key, args[0], raw)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        value = str(raw).upper() if all(isinstance(a, str) and a.isupper() for a in allowed) else raw
+        if value not in allowed:
+            raise ConfigError(key, f"must be one of {', '.join(map(str, allowed))}")
+        return value
+    if hint is Secret:
+        if not isinstance(raw, str):
+            raise ConfigError(key, "must be a string")
+        return Secret(raw)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(str(raw).lower())
+        except ValueError:
+            raise ConfigError(key, f"must be one of {', '.join(m.value for m in hint)}") from None
+    if hint is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key, "must be true or false")
+    if hint is int:
+        if isinstance(raw, bool):
+            raise ConfigError(key, "must be an integer")
+        try:
+            return int(str(raw).strip()) if not isinstance(raw, int) else raw
+        except ValueError:
+            raise ConfigError(key, "must be an integer") from None
+    if hint is float:
+        if isinstance(raw, bool):
+            raise ConfigError(key, "must be a number")
+        try:
+            return float(str(raw).strip()) if not isinstance(raw, int | float) else float(raw)
+        except ValueError:
+            raise ConfigError(key, "must be a number") from None
+    if hint is str:
+        if not isinstance(raw, str | int):
+            raise ConfigError(key, "must be a string")
+        return str(raw)
+    raise ConfigError(key, f"unsupported setting type {hint!r}")  # pragma: no cover - a programming error
+
+
+def _build(cls: type[Any], prefix: tuple[str, ...], toml: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for name in toml:
+        if name not in known:
+            raise ConfigError(".".join((*prefix, name)), "unknown setting")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        path = (*prefix, f.name)
+        key = ".".join(path)
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            section = toml.get(f.name, {})
+            if not isinstance(section, Mapping):
+                raise ConfigError(key, "must be a table")
+            values[f.name] = _build(typing.cast(type[Any], hint), path, section, environ)
+            continue
+        env = _env_name(path)
+        if env in environ:
+            values[f.name] = _convert(key, hint, environ[env])
+        elif f.name in toml:
+            values[f.name] = _convert(key, hint, toml[f.name])
+    try:
+        return cls(**values)
+    except _InvalidSettingError as exc:
+        raise ConfigError(".".join((*prefix, exc.field)), exc.reason) from None
+
+
+def _normalise_database_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url
+
+
+def load_settings(config_file: str | Path | None, environ: Mapping[str, str]) -> Settings:
+    """Build the settings from defaults, an optional TOML file and the given environment.
+
+    `config_file` None falls back to `SMSMETER_CONFIG` in `environ`. Raises `ConfigError`.
+    """
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    toml: dict[str, Any] = {}
+    if path:
+        try:
+            with Path(path).open("rb") as fh:
+                toml = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("config", f"file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    unknown_env = sorted(
+        k for k in environ if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG" and k not in _ALL_ENV_NAMES
+    )
+    if unknown_env:
+        raise ConfigError(unknown_env[0], "unknown setting in the environment")
+    settings: Settings = _build(Settings, (), toml, environ)
+    database = dataclasses.replace(settings.database, url=_normalise_database_url(settings.database.url))
+    return dataclasses.replace(settings, database=database)
+
+
+def _all_env_names(cls: type[Any], prefix: tuple[str, ...]) -> set[str]:
+    names: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            names |= _all_env_names(typing.cast(type[Any], hint), (*prefix, f.name))
+        else:
+            names.add(_env_name((*prefix, f.name)))
+    return names
+
+
+_ALL_ENV_NAMES = frozenset(_all_env_names(Settings, ()))

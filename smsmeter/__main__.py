@@ -1,0 +1,5 @@
+import sys
+
+from smsmeter.cli import main
+
+sys.exit(main())

@@ -1,0 +1,92 @@
+"""Building the running service from the settings: the one place that wires every part together.
+
+`build_app` returns the aiohttp application; its cleanup context owns every long-lived resource (the
+database engine, the transport, the background workers) and releases them in reverse order on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from config import Settings
+from smsmeter import __version__
+from smsmeter.masterkey import load_master_key
+from store import migrate
+from store.engine import create_engine
+from store.uow import UnitOfWork
+from web.app import create_app
+from web.health import ComponentHealth, HealthReport
+
+log = logging.getLogger("smsmeter")
+
+ENGINE = web.AppKey("engine", AsyncEngine)
+UOW = web.AppKey("uow", UnitOfWork)
+
+
+@dataclass
+class Runtime:
+    """What the service holds while it runs; filled in by the cleanup context."""
+
+    settings: Settings
+    engine: AsyncEngine | None = None
+    transport_state: str = "stopped"
+
+
+class _HealthCheck:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def __call__(self) -> HealthReport:
+        runtime = self._runtime
+        database = ComponentHealth("down", "not started")
+        if runtime.engine is not None:
+            try:
+                async with asyncio.timeout(5):
+                    async with runtime.engine.connect() as conn:
+                        await conn.execute(text("SELECT 1"))
+                revision = await migrate.current_revision(runtime.engine)
+                database = ComponentHealth("ok", f"{runtime.engine.dialect.name}, schema {revision}")
+            except Exception as exc:  # any failure of the probe means the database is down
+                database = ComponentHealth("down", type(exc).__name__)
+        transport = ComponentHealth(runtime.transport_state, runtime.settings.transport.value)
+        return HealthReport(version=__version__, database=database, transport=transport)
+
+
+def build_app(settings: Settings) -> web.Application:
+    runtime = Runtime(settings)
+    app = create_app(health_check=_HealthCheck(runtime))
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        engine = create_engine(
+            settings.database.url, pool_size=settings.database.pool_size, echo=settings.database.echo
+        )
+        try:
+            await migrate.upgrade(engine)
+            runtime.engine = engine
+            app[ENGINE] = engine
+            app[UOW] = UnitOfWork(engine)
+            load_master_key(settings)
+            runtime.transport_state = "bound"  # the simulated transport is in-process and always ready
+            log.info(
+                "smsmeter %s ready: database %s, transport %s, short number %s",
+                __version__,
+                engine.dialect.name,
+                settings.transport.value,
+                settings.short_number,
+            )
+            yield
+        finally:
+            log.info("smsmeter stopping: releasing the transport and the database")
+            runtime.transport_state = "stopped"
+            runtime.engine = None
+            await engine.dispose()
+
+    app.cleanup_ctx.append(resources)
+    return app

@@ -1,0 +1,54 @@
+"""The audit log: who did what, when, to what, before and after, from where.
+
+`record` is called with the connection of the transaction that makes the change, so the change and its
+audit row commit together or not at all. Nothing in the application updates or deletes audit rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store.schema.auth import audit_log
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    kind: str  # operator | api_key | subscriber | system
+    name: str
+    address: str | None = None  # the client's IP address, when there is one
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+SYSTEM = Actor("system", "smsmeter")
+
+
+async def record(
+    conn: AsyncConnection,
+    actor: Actor,
+    action: str,
+    now: datetime,
+    *,
+    target: str | None = None,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        insert(audit_log).values(
+            at=now,
+            actor_kind=actor.kind,
+            actor=actor.name,
+            action=action,
+            target=target,
+            before=dict(before) if before is not None else None,
+            after=dict(after) if after is not None else None,
+            address=actor.address,
+        )
+    )

@@ -1,0 +1,7 @@
+"""Every table, on the shared metadata. One module per area; `store.schema` imports them all so that
+`metadata` is complete (Alembic and the schema test rely on it)."""
+
+from store.metadata import metadata
+from store.schema import auth, commands, ledger, notices, payments, registry
+
+__all__ = ["auth", "commands", "ledger", "metadata", "notices", "payments", "registry"]

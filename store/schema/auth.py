@@ -1,0 +1,54 @@
+"""Operators, roles, API keys and the audit log (owned by web)."""
+
+from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table
+
+from store.metadata import metadata
+from store.types import ID, UtcDateTime
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("name", String(20), primary_key=True),  # admin | operator | cashier | viewer | auditor
+    Column("description", String(200), nullable=False),
+)
+
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("password_hash", String(200)),  # NULL for RADIUS-only accounts
+    Column("role", String(20), ForeignKey("roles.name"), nullable=False),
+    Column("language", String(5), nullable=False, server_default="en"),
+    Column("active", Integer, nullable=False, server_default="1"),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),  # e.g. the CIS, MDM or SCADA system
+    Column("key_hash", String(200), nullable=False, unique=True),
+    Column("role", String(20), ForeignKey("roles.name"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+# Append-only: written in the same transaction as the action it records; nothing in the app edits it.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("actor_kind", String(12), nullable=False),  # operator | api_key | subscriber | system
+    Column("actor", String(100), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", String(200)),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("address", String(64)),
+)

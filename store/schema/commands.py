@@ -1,0 +1,124 @@
+"""The command outbox, SMS parts, state history, wrong SMS, readings and alarms (owned by the gateway)."""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from store.metadata import metadata
+from store.types import ID, UtcDateTime
+
+# One row per command to a meter. `state` is the handshake code: 0:0 sending, 0:1 accepted by the operator,
+# 1:0 received by the meter, 1:1 processed by the meter; or a final failure state.
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("meter_id", ID, ForeignKey("meters.id"), nullable=False),
+    Column("kind", String(30), nullable=False),  # credit | tariff | relay_off | relay_on | ...
+    Column("counter", BigInteger, nullable=False),  # the head-end counter the frame was sealed with
+    Column("key_id", Integer, nullable=False),
+    Column("frame", LargeBinary, nullable=False),  # the sealed frame; every retry resends exactly these bytes
+    Column("payload", JSON, nullable=False),  # the command's fields, for display and audit
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime),
+    Column("claimed_by", String(100)),
+    Column("claimed_until", UtcDateTime),
+    Column("depends_on_id", ID, ForeignKey("commands.id")),
+    Column("idempotency_key", String(200), unique=True),
+    Column("smsc_status", Integer),
+    Column("result_reason", String(200)),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("final_at", UtcDateTime),
+    UniqueConstraint("meter_id", "counter"),
+)
+Index("ix_commands_state_next", commands.c.state, commands.c.next_attempt_at)
+
+command_parts = Table(
+    "command_parts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("command_id", ID, ForeignKey("commands.id"), nullable=False),
+    Column("seq", Integer, nullable=False),  # 1-based part number
+    Column("body", LargeBinary, nullable=False),  # user data with its UDH
+    Column("has_udh", Integer, nullable=False, server_default="0"),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("message_id", String(65), index=True),  # the SMSC's id, normalised
+    Column("state", String(20), nullable=False, server_default="0:0"),
+    Column("smsc_status", Integer),
+    Column("submitted_at", UtcDateTime),
+    Column("delivered_at", UtcDateTime),
+    UniqueConstraint("command_id", "seq"),
+)
+
+command_history = Table(
+    "command_history",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("command_id", ID, ForeignKey("commands.id"), nullable=False, index=True),
+    Column("from_state", String(20)),
+    Column("to_state", String(20), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("source", String(30), nullable=False),  # outbox | smsc | receipt | meter | timer | operator
+    Column("detail", String(500)),
+)
+
+wrong_sms = Table(
+    "wrong_sms",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("received_at", UtcDateTime, nullable=False, index=True),
+    Column("source", String(30), nullable=False),
+    Column("destination", String(30), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("reason", String(30), nullable=False),  # unknown_sender | bad_tag | replay | malformed | wrong_number
+    Column("detail", String(500)),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("meter_id", ID, ForeignKey("meters.id"), nullable=False),
+    Column("read_at", UtcDateTime, nullable=False),
+    Column("register", String(30), nullable=False),  # e.g. import_wh, export_wh, t1_wh
+    Column("value", BigInteger, nullable=False),  # Wh, or the register's own integer unit
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("meter_id", "register", "read_at"),
+)
+
+balance_reports = Table(
+    "balance_reports",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("meter_id", ID, ForeignKey("meters.id"), nullable=False, index=True),
+    Column("reported_at", UtcDateTime, nullable=False),
+    Column("credit_minor", BigInteger, nullable=False),
+    Column("relay_closed", Integer, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+alarms = Table(
+    "alarms",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("meter_id", ID, ForeignKey("meters.id"), index=True),
+    Column("command_id", ID, ForeignKey("commands.id")),
+    Column("kind", String(30), nullable=False),  # tamper | magnetic | cover_open | command_failed | ...
+    Column("severity", String(10), nullable=False, server_default="warning"),
+    Column("raised_at", UtcDateTime, nullable=False, index=True),
+    Column("detail", String(500)),
+    Column("acknowledged_at", UtcDateTime),
+    Column("acknowledged_by", String(100)),
+)

@@ -1,0 +1,76 @@
+"""The store's own parts on both databases: UTC times, the unit of work, keys at rest."""
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.exc import StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from store.crypto import unwrap_from_storage, wrap_for_storage
+from store.errors import KeyUnwrapError
+from store.schema import auth
+from store.uow import UnitOfWork
+
+
+async def test_times_come_back_as_aware_utc(engine: AsyncEngine) -> None:
+    local = datetime(2026, 3, 1, 14, 55, 7, 123000, tzinfo=timezone(timedelta(hours=2)))
+    async with engine.begin() as conn:
+        await conn.execute(insert(auth.audit_log).values(at=local, actor_kind="system", actor="t", action="x"))
+    async with engine.connect() as conn:
+        at = await conn.scalar(select(auth.audit_log.c.at))
+    assert at == local
+    assert at.tzinfo is not None
+    assert at.utcoffset() == timedelta(0)
+
+
+async def test_naive_times_are_refused(engine: AsyncEngine) -> None:
+    with pytest.raises(StatementError, match="naive datetime"):
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(auth.audit_log).values(at=datetime(2026, 1, 1), actor_kind="system", actor="t", action="x")
+            )
+
+
+async def test_unit_of_work_rolls_back_on_error(uow: UnitOfWork) -> None:
+    now = datetime.now(UTC)
+
+    class BoomError(Exception):
+        pass
+
+    async def fail_inside_a_transaction() -> None:
+        async with uow.begin() as conn:
+            await conn.execute(insert(auth.audit_log).values(at=now, actor_kind="system", actor="t", action="x"))
+            raise BoomError
+
+    with pytest.raises(BoomError):
+        await fail_inside_a_transaction()
+    async with uow.connect() as conn:
+        assert await conn.scalar(select(auth.audit_log.c.id)) is None
+
+
+def test_keys_at_rest_unwrap_only_under_their_master_key() -> None:
+    master, other, key = bytes(range(32)), bytes(32), bytes(range(16))
+    wrapped = wrap_for_storage(master, key)
+    assert key not in wrapped
+    assert unwrap_from_storage(master, wrapped) == key
+    with pytest.raises(KeyUnwrapError):
+        unwrap_from_storage(other, wrapped)
+    with pytest.raises(KeyUnwrapError):
+        unwrap_from_storage(master, wrapped[:-1] + bytes([wrapped[-1] ^ 1]))
+
+
+async def test_audit_rows_commit_with_their_change(uow: UnitOfWork) -> None:
+    from store.audit import Actor, record
+
+    now = datetime.now(UTC)
+    actor = Actor("operator", "alice", "192.0.2.7")
+    async with uow.begin() as conn:
+        await record(
+            conn, actor, "meter.relay_off", now, target="meter:1", before={"relay": "on"}, after={"relay": "off"}
+        )
+    async with uow.connect() as conn:
+        row = (await conn.execute(select(auth.audit_log))).one()
+    assert (row.actor_kind, row.actor, row.action, row.address) == ("operator", "alice", "meter.relay_off", "192.0.2.7")
+    assert row.before == {"relay": "on"}
+    assert row.after == {"relay": "off"}

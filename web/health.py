@@ -1,0 +1,42 @@
+"""`GET /healthz`: is the service alive, and in what state are its database and transport."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from aiohttp import web
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentHealth:
+    state: str  # ok | down | connecting | ...
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    version: str
+    database: ComponentHealth
+    transport: ComponentHealth
+
+    @property
+    def ok(self) -> bool:
+        return self.database.state == "ok"
+
+
+class HealthCheck(Protocol):
+    async def __call__(self) -> HealthReport: ...
+
+
+HEALTH_CHECK = web.AppKey("health_check", HealthCheck)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    report = await request.app[HEALTH_CHECK]()
+    body = {"status": "ok" if report.ok else "degraded", **asdict(report)}
+    return web.json_response(body, status=200 if report.ok else 503)
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
