@@ -11,19 +11,19 @@ class TransportError(GatewayError):
     """A transport could not hand a part to the network."""
 
 
-class NotConnected(TransportError):  # noqa: N818 — named for what happened
+class NotConnected(TransportError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"transport not connected: {reason}")
         self.reason = reason
 
 
-class SubmitTimeout(TransportError):  # noqa: N818 — named for what happened
+class SubmitTimeout(TransportError):
     def __init__(self, timeout_s: float) -> None:
         super().__init__(f"no submit response within {timeout_s} s")
         self.timeout_s = timeout_s
 
 
-class SmscRejected(TransportError):  # noqa: N818 — named for what happened
+class SmscRejected(TransportError):
     """The SMSC answered the submit with a non-zero command_status."""
 
     def __init__(self, status: int, name: str = "") -> None:
@@ -36,7 +36,7 @@ class Throttled(SmscRejected):
     """ESME_RTHROTTLED (0x58) or ESME_RMSGQFUL (0x14): retry later, it is not the message's fault."""
 
 
-class BindRejected(TransportError):  # noqa: N818 — named for what happened
+class BindRejected(TransportError):
     """The SMSC refused the bind (wrong system_id, password or system_type): a configuration error."""
 
     def __init__(self, status: int) -> None:
