@@ -166,7 +166,9 @@ class PaymentsSettings:
             _require(len(secret.reveal()) >= 16, "providers", f"the secret of {name} must be at least 16 characters")
         _require(self.replay_window_s > 0, "replay_window_s", "must be positive")
         _require(self.future_skew_s >= 0, "future_skew_s", "must not be negative")
-        _require(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.reconcile_at) is not None, "reconcile_at", "must be HH:MM")
+        _require(
+            re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.reconcile_at) is not None, "reconcile_at", "must be HH:MM"
+        )
         _require(self.delivery_check_h >= 1, "delivery_check_h", "must be at least 1")
         _require(0 < self.topup_min_minor <= self.topup_max_minor, "topup_min_minor", "must be positive and <= max")
         try:
