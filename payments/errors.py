@@ -61,3 +61,12 @@ class PaymentNotYetKnown(PaymentsError):
         super().__init__(f"{provider}: no payment {reference} yet")
         self.provider = provider
         self.reference = reference
+
+
+class PaymentRefused(PaymentsError):
+    """The ledger side refused to apply a verified payment (unknown subscriber, currency, amount): the
+    payment is held as a conflict for a person, nothing is credited."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -20,13 +20,17 @@ class CreditRequest:
 
     payment_id: int
     subscriber_id: int
+    subscriber_code: str
     meter_id: int | None
+    meter_code: str | None
     amount_minor: int  # positive
     currency: str
     provider: str
     provider_ref: str
+    ledger_ref: str  # names this credit in the ledger: provider_ref, or "<provider_ref>:reinstate:<n>"
     idempotency_key: str  # unique per ledger effect: "pay:<payment id>", "reinstate:<payment id>:<n>"
     reason: str  # payment | reinstated
+    event_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +39,17 @@ class ReversalRequest:
 
     payment_id: int
     subscriber_id: int
+    subscriber_code: str
     meter_id: int | None
+    meter_code: str | None
     amount_minor: int  # positive: the amount taken back now
     currency: str
     provider: str
     provider_ref: str
+    ledger_ref: str  # the credit it takes back from (as given in CreditRequest.ledger_ref)
     idempotency_key: str  # "reverse:<payment id>:<n>"
     reason: str  # refund | dispute
+    event_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,8 @@ class CreditApplied:
 
 
 class PaymentApplier(Protocol):
+    """`credit` raises payments.errors.PaymentRefused when the ledger side will not take the payment."""
+
     async def credit(self, conn: AsyncConnection, request: CreditRequest, now: datetime) -> CreditApplied: ...
 
     async def reverse(self, conn: AsyncConnection, request: ReversalRequest, now: datetime) -> None: ...

@@ -26,7 +26,7 @@ from sqlalchemy import Row, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payments.errors import PaymentNotYetKnown
+from payments.errors import PaymentNotYetKnown, PaymentRefused
 from payments.events import (
     DisputeClosed,
     DisputeOpened,
@@ -147,7 +147,7 @@ async def _apply(conn: AsyncConnection, event: PaymentEvent, applier: PaymentApp
         )
     else:
         await _record_dispute(conn, payment, event, now)
-    return await _settle_reversals(conn, payment.id, applier, now, detail=event.event_type)
+    return await _settle_reversals(conn, payment.id, applier, now, detail=event.event_type, event_id=event.event_id)
 
 
 async def _find_payment(conn: AsyncConnection, loc: PaymentLocator) -> Row[Any] | None:
@@ -190,13 +190,14 @@ def _event_facts(event: PaymentEvent) -> dict[str, Any]:
 
 
 async def _codes(conn: AsyncConnection, payment: Row[Any]) -> tuple[str, str | None]:
-    subscriber_code = (
-        await conn.execute(select(subscribers.c.code).where(subscribers.c.id == payment.subscriber_id))
-    ).scalar_one()
-    meter_code = None
-    if payment.meter_id is not None:
-        meter_code = (await conn.execute(select(meters.c.code).where(meters.c.id == payment.meter_id))).scalar_one()
-    return subscriber_code, meter_code
+    row = (
+        await conn.execute(
+            select(subscribers.c.code, meters.c.code.label("meter_code"))
+            .select_from(subscribers.outerjoin(meters, meters.c.id == payment.meter_id))
+            .where(subscribers.c.id == payment.subscriber_id)
+        )
+    ).one()
+    return str(row.code), row.meter_code
 
 
 async def _check_matches(conn: AsyncConnection, payment: Row[Any], event: PaymentSucceeded) -> None:
@@ -248,35 +249,51 @@ async def _record_conflict(
 async def _credit(
     conn: AsyncConnection, payment: Row[Any], event: PaymentSucceeded, applier: PaymentApplier, now: datetime
 ) -> EventResult:
-    claimed = await conn.execute(
-        update(payments)
-        .where(payments.c.id == payment.id, payments.c.paid_at.is_(None))
-        .values(status="paid", paid_at=now, updated_at=now, failure_reason=None)
-    )
-    if claimed.rowcount != 1:
+    if payment.paid_at is not None:
         return EventResult(Outcome.RECORDED, payment.id, "already credited")
-    applied = await applier.credit(
-        conn,
-        CreditRequest(
-            payment_id=payment.id,
-            subscriber_id=payment.subscriber_id,
-            meter_id=payment.meter_id,
-            amount_minor=payment.amount_minor,
-            currency=payment.currency,
-            provider=payment.provider,
-            provider_ref=payment.provider_ref,
-            idempotency_key=f"pay:{payment.id}",
-            reason="payment",
-        ),
-        now,
-    )
+    subscriber_code, meter_code = await _codes(conn, payment)
+    try:
+        async with conn.begin_nested():  # a refusal by the ledger side undoes only this part
+            await conn.execute(
+                update(payments)
+                .where(payments.c.id == payment.id)
+                .values(status="paid", paid_at=now, updated_at=now, failure_reason=None)
+            )
+            applied = await applier.credit(
+                conn,
+                CreditRequest(
+                    payment_id=payment.id,
+                    subscriber_id=payment.subscriber_id,
+                    subscriber_code=subscriber_code,
+                    meter_id=payment.meter_id,
+                    meter_code=meter_code,
+                    amount_minor=payment.amount_minor,
+                    currency=payment.currency,
+                    provider=payment.provider,
+                    provider_ref=payment.provider_ref,
+                    ledger_ref=payment.provider_ref,
+                    idempotency_key=f"pay:{payment.id}",
+                    reason="payment",
+                    event_id=event.event_id,
+                ),
+                now,
+            )
+    except PaymentRefused as refused:
+        conflict = _Conflict(f"refused by the ledger: {refused.reason}", _event_facts(event))
+        return await _record_conflict(conn, event, payment, conflict, now)
     if applied.command_id is not None:
         await conn.execute(
             update(payments).where(payments.c.id == payment.id).values(credit_command_id=applied.command_id)
         )
     # A refund or dispute may have arrived before the payment itself: take it back now.
-    await _settle_reversals(conn, payment.id, applier, now, detail="")
+    if payment.refunded_minor > 0 or await _has_disputes(conn, payment.id):
+        await _settle_reversals(conn, payment.id, applier, now, detail="", event_id=event.event_id)
     return EventResult(Outcome.APPLIED, payment.id, f"credited {payment.amount_minor}", applied.command_id)
+
+
+async def _has_disputes(conn: AsyncConnection, payment_id: int) -> bool:
+    query = select(payment_disputes.c.id).where(payment_disputes.c.payment_id == payment_id).limit(1)
+    return (await conn.execute(query)).first() is not None
 
 
 async def _mark_unpaid(
@@ -326,7 +343,13 @@ async def _record_dispute(
 
 
 async def _settle_reversals(
-    conn: AsyncConnection, payment_id: int, applier: PaymentApplier, now: datetime, *, detail: str
+    conn: AsyncConnection,
+    payment_id: int,
+    applier: PaymentApplier,
+    now: datetime,
+    *,
+    detail: str,
+    event_id: str | None = None,
 ) -> EventResult:
     """Bring what the ledger has taken back in line with the provider's refunds and disputes."""
     payment = (await conn.execute(select(payments).where(payments.c.id == payment_id))).one()
@@ -355,20 +378,28 @@ async def _settle_reversals(
     if delta != 0:
         n = payment.adjustments + 1
         values.update(reversed_minor=target, adjustments=n)
+        subscriber_code, meter_code = await _codes(conn, payment)
         common = {
             "payment_id": payment_id,
             "subscriber_id": payment.subscriber_id,
+            "subscriber_code": subscriber_code,
             "meter_id": payment.meter_id,
+            "meter_code": meter_code,
             "currency": payment.currency,
             "provider": payment.provider,
             "provider_ref": payment.provider_ref,
+            "event_id": event_id,
         }
         if delta > 0:
             reason = "refund" if refunded > payment.reversed_minor else "dispute"
             await applier.reverse(
                 conn,
                 ReversalRequest(
-                    amount_minor=delta, idempotency_key=f"reverse:{payment_id}:{n}", reason=reason, **common
+                    amount_minor=delta,
+                    ledger_ref=payment.provider_ref,
+                    idempotency_key=f"reverse:{payment_id}:{n}",
+                    reason=reason,
+                    **common,
                 ),
                 now,
             )
@@ -377,7 +408,11 @@ async def _settle_reversals(
             await applier.credit(
                 conn,
                 CreditRequest(
-                    amount_minor=-delta, idempotency_key=f"reinstate:{payment_id}:{n}", reason="reinstated", **common
+                    amount_minor=-delta,
+                    ledger_ref=f"{payment.provider_ref}:reinstate:{n}",
+                    idempotency_key=f"reinstate:{payment_id}:{n}",
+                    reason="reinstated",
+                    **common,
                 ),
                 now,
             )

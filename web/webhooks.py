@@ -12,15 +12,25 @@ conflict, duplicate); 400 with the reason for a forged, stale, future or malform
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing.errors import BillingError
+from billing.topup import TopUpPolicy, apply_payment, reverse_payment
+from billing.values import PaymentConfirmed, PaymentReversed, ReversalKind
+from gateway.keys import KeyRing
 from payments.checkout import TopUpService
-from payments.errors import PaymentNotYetKnown, WebhookRejected
+from payments.errors import PaymentNotYetKnown, PaymentRefused, WebhookRejected
+from payments.ports import CreditApplied, CreditRequest, ReversalRequest
 from payments.processing import EventResult
 from payments.provider_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from payments.service import WebhookService
+from store.uow import UnitOfWork
 
 log = logging.getLogger("smsmeter.web.webhooks")
 
@@ -101,6 +111,59 @@ async def provider_webhook(request: web.Request) -> web.Response:
     except PaymentNotYetKnown as exc:
         return _not_yet(exc)
     return _answer(result)
+
+
+class _InOpenTransaction(UnitOfWork):
+    """A unit of work that runs inside the caller's open transaction, as a savepoint: billing's use case
+    commits with the webhook event and the payment row, or not at all."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn.engine)
+        self._conn = conn
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self._conn.begin_nested():
+            yield self._conn
+
+
+class BillingApplier:
+    """payments' `PaymentApplier` port, answered by billing's top-up use cases."""
+
+    def __init__(self, keys: KeyRing, policy: TopUpPolicy) -> None:
+        self.keys = keys
+        self.policy = policy
+
+    async def credit(self, conn: AsyncConnection, request: CreditRequest, now: datetime) -> CreditApplied:
+        payment = PaymentConfirmed(
+            provider=request.provider,
+            provider_ref=request.ledger_ref,
+            amount_minor=request.amount_minor,
+            currency=request.currency,
+            paid_at=now,
+            subscriber_id=request.subscriber_id,
+            meter_code=request.meter_code,
+            payment_id=request.payment_id,
+            event_id=request.event_id,
+        )
+        try:
+            result = await apply_payment(_InOpenTransaction(conn), payment, now, keys=self.keys, policy=self.policy)
+        except BillingError as exc:
+            raise PaymentRefused(exc.reason) from exc
+        return CreditApplied(command_id=result.command_id)
+
+    async def reverse(self, conn: AsyncConnection, request: ReversalRequest, now: datetime) -> None:
+        reversal = PaymentReversed(
+            provider=request.provider,
+            provider_ref=request.ledger_ref,
+            reversal_ref=request.idempotency_key,
+            amount_minor=request.amount_minor,
+            currency=request.currency,
+            kind=ReversalKind.REFUND if request.reason == "refund" else ReversalKind.DISPUTE,
+            at=now,
+            event_id=request.event_id,
+        )
+        await reverse_payment(_InOpenTransaction(conn), reversal, now)
 
 
 def setup_routes(app: web.Application) -> None:

@@ -1,5 +1,5 @@
-"""Fixtures for the payments tests: a few subscribers with accounts and meters, written straight into the
-registry tables, and a hand-written applier that posts to the ledger."""
+"""Fixtures for the payments tests: subscribers with accounts and keyed meters made through billing's
+registry, billing's real top-up use cases behind the `PaymentApplier` port, and a localstripe."""
 
 from __future__ import annotations
 
@@ -9,16 +9,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import func, select
 
-from payments.ports import CreditApplied, CreditRequest, ReversalRequest
-from store.schema.ledger import accounts, ledger_entries
-from store.schema.registry import meters, regions, settlements, streets, subscribers
+from billing import ledger, registry
+from billing.rules.ledger import Balances
+from billing.topup import TopUpPolicy
+from gateway.keys import KeyRing
+from meter_protocol import meter_code_with_check_digit
+from store.audit import Actor
+from store.schema.commands import commands
+from store.schema.ledger import ledger_entries
 from store.uow import UnitOfWork
 from tests.support.stripe_emulator import LocalStripe, localstripe_server
+from web.webhooks import BillingApplier
 
 NOW = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
+MASTER_KEY = bytes(range(16))
+OPERATOR = Actor("operator", "test")
 
 
 @dataclass(frozen=True)
@@ -33,98 +40,52 @@ class Subscriber:
 async def add_subscribers(uow: UnitOfWork, count: int, *, currency: str = "USD") -> list[Subscriber]:
     made = []
     async with uow.begin() as conn:
-        await conn.execute(insert(regions).values(code="01", name="North"))
-        await conn.execute(insert(settlements).values(region_code="01", code="02", name="Riverside"))
-        await conn.execute(insert(streets).values(region_code="01", settlement_code="02", code="003", name="Main"))
+        await registry.add_region(conn, OPERATOR, "64", "Nord", NOW)
+        await registry.add_settlement(conn, OPERATOR, "64", "01", "Balti", NOW)
+        await registry.add_street(conn, OPERATOR, "64", "01", "001", "Independentei", NOW)
         for i in range(count):
-            code = f"0102003{i + 1:04d}0001"
-            sid = (
-                await conn.execute(
-                    insert(subscribers)
-                    .values(
-                        code=code,
-                        region_code="01",
-                        settlement_code="02",
-                        street_code="003",
-                        building=f"{i + 1:04d}",
-                        apartment="0001",
-                        name=f"Subscriber {i + 1}",
-                        created_at=NOW,
-                        updated_at=NOW,
-                    )
-                    .returning(subscribers.c.id)
-                )
-            ).scalar_one()
-            aid = (
-                await conn.execute(
-                    insert(accounts)
-                    .values(subscriber_id=sid, currency=currency, created_at=NOW)
-                    .returning(accounts.c.id)
-                )
-            ).scalar_one()
-            meter_code = f"{i + 1:020d}"
-            mid = (
-                await conn.execute(
-                    insert(meters)
-                    .values(code=meter_code, subscriber_id=sid, msisdn=f"+1555{i:07d}", installed_at=NOW)
-                    .returning(meters.c.id)
-                )
-            ).scalar_one()
-            made.append(Subscriber(sid, code, mid, meter_code, aid))
+            code = f"6401001{i + 1:04d}0001"
+            sub = await registry.create_subscriber(
+                conn, OPERATOR, code, {"name": f"Subscriber {i + 1}"}, currency=currency, now=NOW
+            )
+            meter = await registry.install_meter(
+                conn,
+                OPERATOR,
+                sub.id,
+                registry.NewMeter(code=meter_code_with_check_digit(f"88000{i + 1:014d}"), msisdn=f"37369{i:06d}"),
+                master_key=MASTER_KEY,
+                now=NOW,
+            )
+            made.append(Subscriber(sub.id, code, meter.id, meter.code, sub.account_id))
     return made
 
 
-class LedgerApplier:
-    """Posts credits and reversals to the ledger (one entry each, keyed by the request's idempotency key)."""
-
-    def __init__(self) -> None:
-        self.credits = 0
-        self.reversals = 0
-
-    async def _account(self, conn: AsyncConnection, subscriber_id: int) -> int:
-        return (await conn.execute(select(accounts.c.id).where(accounts.c.subscriber_id == subscriber_id))).scalar_one()
-
-    async def credit(self, conn: AsyncConnection, request: CreditRequest, now: datetime) -> CreditApplied:
-        await conn.execute(
-            insert(ledger_entries).values(
-                account_id=await self._account(conn, request.subscriber_id),
-                entry_type="payment" if request.reason == "payment" else "adjustment",
-                amount_minor=request.amount_minor,
-                idempotency_key=request.idempotency_key,
-                payment_id=request.payment_id,
-                created_at=now,
-                created_by=f"{request.provider}:webhook",
-            )
-        )
-        self.credits += 1
-        return CreditApplied(command_id=None)
-
-    async def reverse(self, conn: AsyncConnection, request: ReversalRequest, now: datetime) -> None:
-        await conn.execute(
-            insert(ledger_entries).values(
-                account_id=await self._account(conn, request.subscriber_id),
-                entry_type="reversal",
-                amount_minor=-request.amount_minor,
-                idempotency_key=request.idempotency_key,
-                payment_id=request.payment_id,
-                created_at=now,
-                created_by=f"{request.provider}:webhook",
-            )
-        )
-        self.reversals += 1
-
-
-async def ledger_total(uow: UnitOfWork, account_id: int | None = None) -> int:
-    query = select(func.coalesce(func.sum(ledger_entries.c.amount_minor), 0))
+async def net_received(uow: UnitOfWork, account_id: int | None = None) -> int:
+    """Money received on the ledger, net of what refunds and disputes took back (payment + refund + reversal)."""
+    e = ledger_entries.c
+    query = select(func.coalesce(func.sum(e.amount_minor), 0)).where(
+        e.entry_type.in_(("payment", "refund", "reversal"))
+    )
     if account_id is not None:
-        query = query.where(ledger_entries.c.account_id == account_id)
+        query = query.where(e.account_id == account_id)
     async with uow.connect() as conn:
         return int((await conn.execute(query)).scalar_one())
 
 
+async def balances(uow: UnitOfWork, account_id: int) -> Balances:
+    async with uow.connect() as conn:
+        return await ledger.balances(conn, account_id)
+
+
+async def credit_commands(uow: UnitOfWork) -> int:
+    async with uow.connect() as conn:
+        query = select(func.count()).select_from(commands).where(commands.c.kind == "top_up")
+        return int((await conn.execute(query)).scalar_one())
+
+
 @pytest.fixture
-def applier() -> LedgerApplier:
-    return LedgerApplier()
+def applier() -> BillingApplier:
+    return BillingApplier(KeyRing(MASTER_KEY), TopUpPolicy(recovery_bp=2500, min_debt_minor=100))
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,14 @@ from sqlalchemy import insert, select
 from payments.service import WebhookSecrets, WebhookService
 from store.schema.payments import payments
 from store.uow import UnitOfWork
-from tests.integration.payments.conftest import NOW, LedgerApplier, Subscriber
+from tests.integration.payments.conftest import NOW, Subscriber
 from tests.support import stripe_events as se
+from web.webhooks import BillingApplier
 
 PROVIDER_SECRET = "kiosk-secret-0123456789abcdef"
 
 
-def service(uow: UnitOfWork, applier: LedgerApplier, now: datetime = NOW) -> WebhookService:
+def service(uow: UnitOfWork, applier: BillingApplier, now: datetime = NOW) -> WebhookService:
     secrets_ = WebhookSecrets(
         stripe_secret=se.WEBHOOK_SECRET, provider_secrets={"kiosk": PROVIDER_SECRET}, replay_window_s=300
     )

@@ -11,13 +11,14 @@ from payments.errors import PaymentNotYetKnown
 from payments.processing import Outcome
 from store.schema.payments import payment_conflicts, webhook_events
 from store.uow import UnitOfWork
-from tests.integration.payments.conftest import LedgerApplier, add_subscribers, ledger_total
+from tests.integration.payments.conftest import add_subscribers, credit_commands, net_received
 from tests.integration.payments.helpers import payment_row, pending_topup, service, stripe_body
 from tests.support import stripe_events as se
+from web.webhooks import BillingApplier
 
 
 async def test_a_paid_checkout_credits_once_and_links_its_payment_intent(
-    uow: UnitOfWork, applier: LedgerApplier
+    uow: UnitOfWork, applier: BillingApplier
 ) -> None:
     (alice,) = await add_subscribers(uow, 1)
     ref, cs = await pending_topup(uow, alice, 1500)
@@ -33,11 +34,11 @@ async def test_a_paid_checkout_credits_once_and_links_its_payment_intent(
     assert second.detail == "already credited"
     row = await payment_row(uow, ref)
     assert (row.status, row.payment_intent_id, row.charge_id) == ("paid", "pi_A", "ch_A")
-    assert await ledger_total(uow, alice.account_id) == 1500
-    assert applier.credits == 1
+    assert await net_received(uow, alice.account_id) == 1500
+    assert await credit_commands(uow) == 1
 
 
-async def test_the_payment_intent_first_then_the_session(uow: UnitOfWork, applier: LedgerApplier) -> None:
+async def test_the_payment_intent_first_then_the_session(uow: UnitOfWork, applier: BillingApplier) -> None:
     (alice,) = await add_subscribers(uow, 1)
     ref, cs = await pending_topup(uow, alice, 800)
     svc = service(uow, applier)
@@ -45,7 +46,7 @@ async def test_the_payment_intent_first_then_the_session(uow: UnitOfWork, applie
     assert (await svc.receive_stripe(raw, sig)).outcome is Outcome.APPLIED
     raw, sig = stripe_body("checkout.session.completed", se.checkout_session(cs, ref, 800, payment_intent="pi_B"))
     assert (await svc.receive_stripe(raw, sig)).outcome is Outcome.RECORDED
-    assert await ledger_total(uow) == 800
+    assert await net_received(uow) == 800
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ async def test_the_payment_intent_first_then_the_session(uow: UnitOfWork, applie
     ],
 )
 async def test_a_payment_that_does_not_match_what_was_asked_is_held(
-    uow: UnitOfWork, applier: LedgerApplier, change: dict[str, object], reason: str
+    uow: UnitOfWork, applier: BillingApplier, change: dict[str, object], reason: str
 ) -> None:
     (alice,) = await add_subscribers(uow, 1)
     ref, cs = await pending_topup(uow, alice, 1500)
@@ -73,18 +74,18 @@ async def test_a_payment_that_does_not_match_what_was_asked_is_held(
         conflict = (await conn.execute(select(payment_conflicts))).one()
     assert conflict.reason == reason
     assert conflict.details["asked"]["amount_minor"] == 1500
-    assert await ledger_total(uow) == 0
+    assert await net_received(uow) == 0
     assert (await payment_row(uow, ref)).paid_at is None
 
 
-async def test_an_unknown_reference_is_a_conflict_not_a_credit(uow: UnitOfWork, applier: LedgerApplier) -> None:
+async def test_an_unknown_reference_is_a_conflict_not_a_credit(uow: UnitOfWork, applier: BillingApplier) -> None:
     await add_subscribers(uow, 1)
     raw, sig = stripe_body("payment_intent.succeeded", se.payment_intent("pi_X", "tp_" + "0" * 32, 500))
     assert (await service(uow, applier).receive_stripe(raw, sig)).outcome is Outcome.CONFLICT
-    assert await ledger_total(uow) == 0
+    assert await net_received(uow) == 0
 
 
-async def test_unpaid_checkout_waits_for_the_async_payment(uow: UnitOfWork, applier: LedgerApplier) -> None:
+async def test_unpaid_checkout_waits_for_the_async_payment(uow: UnitOfWork, applier: BillingApplier) -> None:
     (alice,) = await add_subscribers(uow, 1)
     ref, cs = await pending_topup(uow, alice, 2000)
     svc = service(uow, applier)
@@ -92,14 +93,14 @@ async def test_unpaid_checkout_waits_for_the_async_payment(uow: UnitOfWork, appl
     raw, sig = stripe_body("checkout.session.completed", unpaid)
     assert (await svc.receive_stripe(raw, sig)).outcome is Outcome.RECORDED
     assert (await payment_row(uow, ref)).status == "awaiting"
-    assert await ledger_total(uow) == 0
+    assert await net_received(uow) == 0
     paid = se.checkout_session(cs, ref, 2000, payment_intent="pi_D", payment_status="paid")
     raw, sig = stripe_body("checkout.session.async_payment_succeeded", paid)
     assert (await svc.receive_stripe(raw, sig)).outcome is Outcome.APPLIED
-    assert await ledger_total(uow) == 2000
+    assert await net_received(uow) == 2000
 
 
-async def test_an_async_failure_credits_nothing(uow: UnitOfWork, applier: LedgerApplier) -> None:
+async def test_an_async_failure_credits_nothing(uow: UnitOfWork, applier: BillingApplier) -> None:
     (alice,) = await add_subscribers(uow, 1)
     ref, cs = await pending_topup(uow, alice, 2000)
     raw, sig = stripe_body(
@@ -108,11 +109,11 @@ async def test_an_async_failure_credits_nothing(uow: UnitOfWork, applier: Ledger
     assert (await service(uow, applier).receive_stripe(raw, sig)).outcome is Outcome.RECORDED
     row = await payment_row(uow, ref)
     assert row.status == "failed"
-    assert await ledger_total(uow) == 0
+    assert await net_received(uow) == 0
 
 
 async def test_a_late_failure_of_an_earlier_attempt_does_not_undo_a_payment(
-    uow: UnitOfWork, applier: LedgerApplier
+    uow: UnitOfWork, applier: BillingApplier
 ) -> None:
     (alice,) = await add_subscribers(uow, 1)
     ref, _ = await pending_topup(uow, alice, 900)
@@ -124,10 +125,10 @@ async def test_a_late_failure_of_an_earlier_attempt_does_not_undo_a_payment(
     )
     assert (await svc.receive_stripe(raw, sig)).outcome is Outcome.RECORDED
     assert (await payment_row(uow, ref)).status == "paid"
-    assert await ledger_total(uow) == 900
+    assert await net_received(uow) == 900
 
 
-async def test_five_concurrent_duplicates_give_one_effect(uow: UnitOfWork, applier: LedgerApplier) -> None:
+async def test_five_concurrent_duplicates_give_one_effect(uow: UnitOfWork, applier: BillingApplier) -> None:
     (alice,) = await add_subscribers(uow, 1)
     ref, cs = await pending_topup(uow, alice, 1200)
     svc = service(uow, applier)
@@ -139,12 +140,12 @@ async def test_five_concurrent_duplicates_give_one_effect(uow: UnitOfWork, appli
     outcomes = sorted(r.outcome.value for r in results)
     assert outcomes.count("applied") == 1
     assert outcomes.count("duplicate") == 4
-    assert await ledger_total(uow) == 1200
+    assert await net_received(uow) == 1200
     async with uow.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(webhook_events))).scalar_one() == 2
 
 
-async def test_a_refund_for_an_unknown_payment_is_retried_later(uow: UnitOfWork, applier: LedgerApplier) -> None:
+async def test_a_refund_for_an_unknown_payment_is_retried_later(uow: UnitOfWork, applier: BillingApplier) -> None:
     (alice,) = await add_subscribers(uow, 1)
     ref, cs = await pending_topup(uow, alice, 1000)
     svc = service(uow, applier)
@@ -156,5 +157,5 @@ async def test_a_refund_for_an_unknown_payment_is_retried_later(uow: UnitOfWork,
     raw, sig = stripe_body("checkout.session.completed", se.checkout_session(cs, ref, 1000, payment_intent="pi_H"))
     await svc.receive_stripe(raw, sig)
     assert (await svc.receive_stripe(*refund)).outcome is Outcome.APPLIED
-    assert await ledger_total(uow) == 0
+    assert await net_received(uow) == 0
     assert (await payment_row(uow, ref)).status == "refunded"

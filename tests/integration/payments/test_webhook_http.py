@@ -11,12 +11,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from payments.provider_webhook import sign_provider_webhook
 from store.uow import UnitOfWork
-from tests.integration.payments.conftest import NOW, LedgerApplier, add_subscribers, ledger_total
+from tests.integration.payments.conftest import NOW, add_subscribers, net_received
 from tests.integration.payments.helpers import PROVIDER_SECRET, pending_topup, service
 from tests.support import stripe_events as se
 from web.app import create_app
 from web.health import ComponentHealth, HealthReport
-from web.webhooks import PaymentServices
+from web.webhooks import BillingApplier, PaymentServices
 
 T = int(NOW.timestamp())
 
@@ -26,7 +26,7 @@ async def _health() -> HealthReport:
 
 
 @pytest.fixture
-async def client(uow: UnitOfWork, applier: LedgerApplier) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def client(uow: UnitOfWork, applier: BillingApplier) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     app = create_app(health_check=_health, payment_services=PaymentServices(webhooks=service(uow, applier)))
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
@@ -52,7 +52,7 @@ async def test_stripe_webhook_applies_and_answers(client: TestClient, uow: UnitO
     assert (await resp.json())["status"] == "duplicate"
     ignored = await _post_stripe(client, se.event("customer.created", {"id": "cus_1"}, created=T))
     assert (ignored.status, (await ignored.json())["status"]) == (200, "ignored")
-    assert await ledger_total(uow) == 1500
+    assert await net_received(uow) == 1500
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ async def test_forged_stale_and_future_get_400_and_a_log_line(
     assert resp.status == 400
     assert reason in (await resp.json())["error"]
     assert any("webhook refused" in r.message and reason in r.message for r in caplog.records)
-    assert await ledger_total(uow) == 0
+    assert await net_received(uow) == 0
 
 
 async def test_missing_signature_and_garbage(client: TestClient) -> None:  # type: ignore[type-arg]
@@ -143,8 +143,8 @@ async def test_provider_webhook_credits_once_and_holds_mismatches(client: TestCl
     assert (await (await client.post("/webhooks/payments/kiosk", data=raw, headers=headers)).json())[
         "status"
     ] == "applied"
-    assert await ledger_total(uow, alice.account_id) == 2000
-    assert await ledger_total(uow, bob.account_id) == 0
+    assert await net_received(uow, alice.account_id) == 2000
+    assert await net_received(uow, bob.account_id) == 0
 
 
 async def test_provider_webhook_refuses_forged_and_replayed_late(
@@ -168,4 +168,4 @@ async def test_provider_webhook_refuses_forged_and_replayed_late(
         assert resp.status == 400
         assert reason in (await resp.json())["error"]
         assert reason in caplog.records[-1].message
-    assert await ledger_total(uow) == 0
+    assert await net_received(uow) == 0
