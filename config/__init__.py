@@ -8,11 +8,13 @@ from config.settings import (
     DatabaseSettings,
     HttpSettings,
     ModemSettings,
+    RadiusSettings,
     Secret,
     Settings,
     SimulatorSettings,
     SmppSettings,
     StripeSettings,
+    WebSettings,
     load_settings,
 )
 
@@ -21,10 +23,12 @@ __all__ = [
     "DatabaseSettings",
     "HttpSettings",
     "ModemSettings",
+    "RadiusSettings",
     "Secret",
     "Settings",
     "SimulatorSettings",
     "SmppSettings",
     "StripeSettings",
+    "WebSettings",
     "load_settings",
 ]
