@@ -5,6 +5,7 @@ Only the composition root calls `load_settings`, handing it the environment; not
 
 from config.errors import ConfigError
 from config.settings import (
+    BillingSettings,
     DatabaseSettings,
     HttpSettings,
     ModemSettings,
@@ -13,12 +14,14 @@ from config.settings import (
     Settings,
     SimulatorSettings,
     SmppSettings,
+    SmtpSettings,
     StripeSettings,
     WebSettings,
     load_settings,
 )
 
 __all__ = [
+    "BillingSettings",
     "ConfigError",
     "DatabaseSettings",
     "HttpSettings",
@@ -28,6 +31,7 @@ __all__ = [
     "Settings",
     "SimulatorSettings",
     "SmppSettings",
+    "SmtpSettings",
     "StripeSettings",
     "WebSettings",
     "load_settings",
