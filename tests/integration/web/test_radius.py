@@ -90,9 +90,9 @@ async def test_a_silent_server_is_an_error_not_a_refusal() -> None:
 
 
 @pytest.fixture
-def radius_services(services: Services, freeradius: RadiusServer) -> Iterator[Services]:
+def radius_services(services: Services, freeradius: RadiusServer) -> Services:
     services.radius = RadiusPasswordChecker(_settings(freeradius))
-    yield services
+    return services
 
 
 async def test_operator_signs_in_through_radius(
