@@ -1,10 +1,11 @@
 """Online top-up pages: pick an amount → Stripe Checkout → the return page with the live state.
 
-- `GET /topup` — the form (account code, meter, amount).
+- `GET /topup` — the form (account code — prefilled for a signed-in subscriber —, meter, amount).
 - `POST /topup` — starts a Checkout Session and redirects (303) to Stripe.
 - `GET /topup/{reference}` — the return page; it polls the status endpoint until the credit is at 1:1.
 - `GET /api/topups/{reference}` — the top-up's state as JSON (payment, then the command's 0:0 … 1:1).
-The reference is random (128 bits) and is the only key to a top-up's state page.
+Paying for an account needs no sign-in (anyone may pay a bill); the reference is random (128 bits) and is
+the only key to a top-up's state.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import re
 import secrets
 from pathlib import Path
 
-import jinja2
 from aiohttp import web
 
 from payments.checkout import TopUpRequest, TopUpService
 from payments.errors import CheckoutRefused, ProviderUnavailable
+from web.middleware import principal_of
+from web.permissions import public
+from web.render import render
 from web.webhooks import PAYMENT_SERVICES
 
 log = logging.getLogger("smsmeter.web.checkout")
 _HERE = Path(__file__).parent / "templates" / "payments"
+_REFERENCE = re.compile(r"tp_[0-9a-f]{32}")
 
 
 def _service(request: web.Request) -> TopUpService:
@@ -32,44 +36,40 @@ def _service(request: web.Request) -> TopUpService:
     return service
 
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates" / "payments"),
-    autoescape=True,
-    enable_async=True,
-)
-_REFERENCE = re.compile(r"tp_[0-9a-f]{32}")
-
-
-async def _render(name: str, status: int = 200, **context: object) -> web.Response:
-    html = await _TEMPLATES.get_template(name).render_async(**context)
-    return web.Response(text=html, content_type="text/html", status=status)
-
-
-def _minor_to_text(amount_minor: int) -> str:
-    return f"{amount_minor // 100}.{amount_minor % 100:02d}"
-
-
-async def topup_form(request: web.Request) -> web.Response:
+def _form(request: web.Request, *, subscriber: str, meter: str, error: str | None, status: int = 200) -> web.Response:
     service = _service(request)
-    return await _render(
-        "topup.html",
-        amounts=[(a, _minor_to_text(a)) for a in service.amounts_minor],
-        request_key=secrets.token_hex(16),
-        subscriber=request.query.get("account", ""),
-        meter=request.query.get("meter", ""),
-        error=None,
+    return render(
+        request,
+        "payments/topup.html",
+        {
+            "amounts": service.amounts_minor,
+            "request_key": secrets.token_hex(16),
+            "subscriber": subscriber,
+            "meter": meter,
+            "error": error,
+            "online": service.gateway is not None,
+        },
+        status=status,
     )
 
 
+@public
+async def topup_form(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    code = request.query.get("account", "")
+    if principal is not None and principal.kind == "subscriber" and not code:
+        code = principal.name
+    return _form(request, subscriber=code, meter=request.query.get("meter", ""), error=None)
+
+
 def _parse_amount(form_value: str) -> int:
-    text = form_value.strip()
-    match = re.fullmatch(r"(\d{1,9})(?:[.,](\d{1,2}))?", text)
+    match = re.fullmatch(r"(\d{1,9})(?:[.,](\d{1,2}))?", form_value.strip())
     if match is None:
         raise CheckoutRefused("amount", "enter an amount like 10 or 10.50")
-    whole, cents = match.group(1), (match.group(2) or "0").ljust(2, "0")
-    return int(whole) * 100 + int(cents)
+    return int(match.group(1)) * 100 + int((match.group(2) or "0").ljust(2, "0"))
 
 
+@public
 async def start_topup(request: web.Request) -> web.Response:
     service = _service(request)
     form = await request.post()
@@ -81,56 +81,56 @@ async def start_topup(request: web.Request) -> web.Response:
         if meter is not None and not re.fullmatch(r"\d{20}", meter):
             raise CheckoutRefused("meter", "the meter code has 20 digits")
         custom = str(form.get("amount_custom", "")).strip()  # major units, e.g. 12.50
-        preset = str(form.get("amount", "")).strip()  # minor units, from the offered amounts
+        preset = str(form.get("amount", "")).strip()  # minor units, one of the offered amounts
         if custom:
             amount = _parse_amount(custom)
         elif preset.isdigit():
             amount = int(preset)
         else:
             raise CheckoutRefused("amount", "choose or enter an amount")
-        started = await service.start(
-            TopUpRequest(subscriber, meter, amount, request_key=str(form.get("request_key", "")) or None)
-        )
+        request_key = str(form.get("request_key", "")).strip()[:64] or None
+        started = await service.start(TopUpRequest(subscriber, meter, amount, request_key=request_key))
     except CheckoutRefused as exc:
         log.info("top-up refused: %s: %s", exc.field, exc.reason)
-        return await _render(
-            "topup.html",
-            status=400,
-            amounts=[(a, _minor_to_text(a)) for a in service.amounts_minor],
-            request_key=secrets.token_hex(16),
-            subscriber=subscriber,
-            meter=meter or "",
-            error=f"{exc.field}: {exc.reason}",
-        )
+        return _form(request, subscriber=subscriber, meter=meter or "", error=f"{exc.field}: {exc.reason}", status=400)
     except ProviderUnavailable as exc:
         log.warning("top-up could not start: %s", exc.reason)
-        return await _render("unavailable.html", status=502, reason="The payment service did not answer; try again.")
+        return _form(
+            request,
+            subscriber=subscriber,
+            meter=meter or "",
+            error="The payment service did not answer; please try again.",
+            status=502,
+        )
     raise web.HTTPSeeOther(started.checkout_url)
 
 
-async def topup_page(request: web.Request) -> web.Response:
+async def _status_of(request: web.Request):  # type: ignore[no-untyped-def]
     reference = request.match_info["reference"]
-    status = await _service(request).status(reference) if _REFERENCE.fullmatch(reference) else None
+    return await _service(request).status(reference) if _REFERENCE.fullmatch(reference) else None
+
+
+@public
+async def topup_page(request: web.Request) -> web.Response:
+    status = await _status_of(request)
     if status is None:
         raise web.HTTPNotFound(text="no such top-up")
-    return await _render(
-        "return.html",
-        status_json=status.as_json(),
-        amount=_minor_to_text(status.amount_minor),
-        currency=status.currency,
-        reference=reference,
-        cancelled=request.query.get("cancelled") == "1",
+    return render(
+        request,
+        "payments/return.html",
+        {"s": status, "status_json": status.as_json(), "cancelled": request.query.get("cancelled") == "1"},
     )
 
 
+@public
 async def topup_status_json(request: web.Request) -> web.Response:
-    reference = request.match_info["reference"]
-    status = await _service(request).status(reference) if _REFERENCE.fullmatch(reference) else None
+    status = await _status_of(request)
     if status is None:
         return web.json_response({"error": "no such top-up"}, status=404)
     return web.json_response(status.as_json(), headers={"Cache-Control": "no-store"})
 
 
+@public
 async def topup_script(_request: web.Request) -> web.FileResponse:
     return web.FileResponse(_HERE / "topup.js", headers={"Cache-Control": "max-age=300"})
 

@@ -31,6 +31,8 @@ from payments.processing import EventResult
 from payments.provider_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from payments.service import WebhookService
 from store.uow import UnitOfWork
+from web.permissions import public
+from web.security import csrf_exempt
 
 log = logging.getLogger("smsmeter.web.webhooks")
 
@@ -88,6 +90,8 @@ async def _body(request: web.Request) -> bytes:
     return await request.read()
 
 
+@public
+@csrf_exempt  # a provider's server calls it; the signature is the authentication
 async def stripe_webhook(request: web.Request) -> web.Response:
     raw = await _body(request)
     try:
@@ -99,6 +103,8 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     return _answer(result)
 
 
+@public
+@csrf_exempt
 async def provider_webhook(request: web.Request) -> web.Response:
     provider = request.match_info["provider"]
     raw = await _body(request)

@@ -9,7 +9,7 @@
     document.querySelectorAll("#steps li").forEach(function (li) {
       const step = li.dataset.step;
       const done = step === "paid" ? paid : (reached >= 0 && order.indexOf(step) <= reached);
-      li.className = done ? "done" : "";
+      li.classList.toggle("list-group-item-success", done);
       li.setAttribute("aria-checked", done ? "true" : "false");
     });
     let text = "Waiting for the payment…";
