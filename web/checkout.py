@@ -31,23 +31,23 @@ _REFERENCE = re.compile(r"tp_[0-9a-f]{32}")
 
 def _service(request: web.Request) -> TopUpService:
     service = request.app[PAYMENT_SERVICES].topups
-    if service is None:
-        raise web.HTTPServiceUnavailable(text="online top-up is not ready", headers={"Retry-After": "30"})
+    if service is None:  # this installation takes no online payments
+        raise web.HTTPNotFound(text="online top-up is not enabled here")
     return service
 
 
 def _form(request: web.Request, *, subscriber: str, meter: str, error: str | None, status: int = 200) -> web.Response:
-    service = _service(request)
+    service = request.app[PAYMENT_SERVICES].topups
     return render(
         request,
         "payments/topup.html",
         {
-            "amounts": service.amounts_minor,
+            "amounts": service.amounts_minor if service else (),
             "request_key": secrets.token_hex(16),
             "subscriber": subscriber,
             "meter": meter,
             "error": error,
-            "online": service.gateway is not None,
+            "online": service is not None and service.gateway is not None,
         },
         status=status,
     )

@@ -50,8 +50,8 @@ PAYMENT_SERVICES = web.AppKey("payment_services", PaymentServices)
 
 def webhook_service(request: web.Request) -> WebhookService:
     service = request.app[PAYMENT_SERVICES].webhooks
-    if service is None:
-        raise web.HTTPServiceUnavailable(text="payments are not ready", headers={"Retry-After": "30"})
+    if service is None:  # this installation takes no payments
+        raise web.HTTPNotFound(text="payment webhooks are not enabled here")
     return service
 
 
