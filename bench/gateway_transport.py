@@ -35,8 +35,9 @@ DESTINATION = "254700000001"
 SHORT_NUMBER = "7444"
 
 
-def bare_smpplib_ceiling(host: str, port: int, system_id: str, password: str, messages: int, window: int,
-                         size: int, timeout_s: float = 120.0) -> float:
+def bare_smpplib_ceiling(
+    host: str, port: int, system_id: str, password: str, messages: int, window: int, size: int, timeout_s: float = 120.0
+) -> float:
     """Messages/s (submit + receipt) of smpplib's own Client; blocking, run it in a thread."""
     client = smpplib.client.Client(host, port, timeout=timeout_s, allow_unknown_opt_params=True)
     write_lock = threading.Lock()
@@ -75,9 +76,19 @@ def bare_smpplib_ceiling(host: str, port: int, system_id: str, password: str, me
         slots.acquire()
         with write_lock:
             pdu = smpplib.smpp.make_pdu(
-                "submit_sm", client=client, source_addr_ton=3, source_addr_npi=0, source_addr=SHORT_NUMBER,
-                dest_addr_ton=1, dest_addr_npi=1, destination_addr=DESTINATION, esm_class=0,
-                data_coding=4, registered_delivery=1, short_message=body)
+                "submit_sm",
+                client=client,
+                source_addr_ton=3,
+                source_addr_npi=0,
+                source_addr=SHORT_NUMBER,
+                dest_addr_ton=1,
+                dest_addr_npi=1,
+                destination_addr=DESTINATION,
+                esm_class=0,
+                data_coding=4,
+                registered_delivery=1,
+                short_message=body,
+            )
             send_pdu(pdu)
     if not all_receipts.wait(timeout_s):
         raise TimeoutError(f"only {receipts} of {messages} receipts")
@@ -92,8 +103,9 @@ def _listen(client: smpplib.client.Client) -> None:
         client.listen(auto_send_enquire_link=False)
 
 
-async def transport_rate(host: str, port: int, system_id: str, password: str, messages: int, window: int,
-                         size: int, timeout_s: float = 120.0) -> float:
+async def transport_rate(
+    host: str, port: int, system_id: str, password: str, messages: int, window: int, size: int, timeout_s: float = 120.0
+) -> float:
     """Messages/s (submit + receipt) through gateway.smpp.SmppTransport."""
     done = asyncio.Event()
     receipts = 0
@@ -107,8 +119,15 @@ async def transport_rate(host: str, port: int, system_id: str, password: str, me
     async def on_inbound(sms: InboundSms) -> None:
         pass
 
-    cfg = SmppConfig(host=host, port=port, system_id=system_id, password=password, source_addr=SHORT_NUMBER,
-                     window=window, submit_timeout_s=timeout_s)
+    cfg = SmppConfig(
+        host=host,
+        port=port,
+        system_id=system_id,
+        password=password,
+        source_addr=SHORT_NUMBER,
+        window=window,
+        submit_timeout_s=timeout_s,
+    )
     body = bytes(i % 256 for i in range(size))
     async with SmppTransport(cfg, on_receipt, on_inbound) as transport:
         queue = iter(range(messages))
@@ -132,13 +151,14 @@ async def main() -> None:
     args = parser.parse_args()
     logging.getLogger("smpp").setLevel(logging.CRITICAL)  # smpplib's Client logs the closed socket at the end
     async with NodeSmsc() as smsc:
-        common = (smsc.host, smsc.smpp_port, smsc.system_id, smsc.password,
-                  args.messages, args.window, args.size)
+        common = (smsc.host, smsc.smpp_port, smsc.system_id, smsc.password, args.messages, args.window, args.size)
         bare = await asyncio.to_thread(bare_smpplib_ceiling, *common)
         await smsc.reset()
         ours = await transport_rate(*common)
-    print(f"{args.messages} binary submits of {args.size} bytes with receipts, window {args.window}, "
-          "node-smpp SMSC on loopback")
+    print(
+        f"{args.messages} binary submits of {args.size} bytes with receipts, window {args.window}, "
+        "node-smpp SMSC on loopback"
+    )
     print(f"bare smpplib ceiling      : {bare:8.0f} messages/s")
     print(f"gateway.smpp SmppTransport: {ours:8.0f} messages/s  ({ours / bare:.2f} of the ceiling)")
 
