@@ -4,8 +4,9 @@ Prints messages/s for
 - bare smpplib 2.2.4 (its blocking Client: this thread submits, a listener thread reads; a lock around
   writes, since smpplib has none; TCP_NODELAY; a window of outstanding submits), and
 - gateway.smpp.SmppTransport (asyncio) with the same window,
-each counted until every receipt is in. `bare_smpplib_ceiling()` and `transport_rate()` are reused by
-the end-to-end gateway bench.
+each counted until every receipt is in; then SmppTransport against our own simulated SMSC
+(gateway.smpp_server, what `smsmeter simulate` serves) for comparison. `bare_smpplib_ceiling()` and
+`transport_rate()` are reused by the end-to-end gateway bench.
 
     python -m bench.gateway_transport [--messages 20000] [--window 64] [--size 100]
 """
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import sys
 import threading
@@ -28,16 +30,17 @@ import smpplib.client
 import smpplib.consts
 
 from gateway.ports import InboundSms, OutboundSms, Receipt
+from gateway.simulator import SimulatedSmsc, SimulatorConfig
 from gateway.smpp import SmppConfig, SmppTransport
+from gateway.smpp_server import SmppServerConfig, SmppSimulatorServer
 from tests.peers.smsc import NodeSmsc
 
 DESTINATION = "254700000001"
 SHORT_NUMBER = "7444"
 
 
-def bare_smpplib_ceiling(
-    host: str, port: int, system_id: str, password: str, messages: int, window: int, size: int, timeout_s: float = 120.0
-) -> float:
+def bare_smpplib_ceiling(host: str, port: int, system_id: str, password: str, messages: int, window: int,
+                         size: int, timeout_s: float = 120.0) -> float:
     """Messages/s (submit + receipt) of smpplib's own Client; blocking, run it in a thread."""
     client = smpplib.client.Client(host, port, timeout=timeout_s, allow_unknown_opt_params=True)
     write_lock = threading.Lock()
@@ -76,19 +79,9 @@ def bare_smpplib_ceiling(
         slots.acquire()
         with write_lock:
             pdu = smpplib.smpp.make_pdu(
-                "submit_sm",
-                client=client,
-                source_addr_ton=3,
-                source_addr_npi=0,
-                source_addr=SHORT_NUMBER,
-                dest_addr_ton=1,
-                dest_addr_npi=1,
-                destination_addr=DESTINATION,
-                esm_class=0,
-                data_coding=4,
-                registered_delivery=1,
-                short_message=body,
-            )
+                "submit_sm", client=client, source_addr_ton=3, source_addr_npi=0, source_addr=SHORT_NUMBER,
+                dest_addr_ton=1, dest_addr_npi=1, destination_addr=DESTINATION, esm_class=0,
+                data_coding=4, registered_delivery=1, short_message=body)
             send_pdu(pdu)
     if not all_receipts.wait(timeout_s):
         raise TimeoutError(f"only {receipts} of {messages} receipts")
@@ -103,9 +96,8 @@ def _listen(client: smpplib.client.Client) -> None:
         client.listen(auto_send_enquire_link=False)
 
 
-async def transport_rate(
-    host: str, port: int, system_id: str, password: str, messages: int, window: int, size: int, timeout_s: float = 120.0
-) -> float:
+async def transport_rate(host: str, port: int, system_id: str, password: str, messages: int, window: int,
+                         size: int, timeout_s: float = 120.0) -> float:
     """Messages/s (submit + receipt) through gateway.smpp.SmppTransport."""
     done = asyncio.Event()
     receipts = 0
@@ -119,15 +111,8 @@ async def transport_rate(
     async def on_inbound(sms: InboundSms) -> None:
         pass
 
-    cfg = SmppConfig(
-        host=host,
-        port=port,
-        system_id=system_id,
-        password=password,
-        source_addr=SHORT_NUMBER,
-        window=window,
-        submit_timeout_s=timeout_s,
-    )
+    cfg = SmppConfig(host=host, port=port, system_id=system_id, password=password, source_addr=SHORT_NUMBER,
+                     window=window, submit_timeout_s=timeout_s)
     body = bytes(i % 256 for i in range(size))
     async with SmppTransport(cfg, on_receipt, on_inbound) as transport:
         queue = iter(range(messages))
@@ -151,16 +136,20 @@ async def main() -> None:
     args = parser.parse_args()
     logging.getLogger("smpp").setLevel(logging.CRITICAL)  # smpplib's Client logs the closed socket at the end
     async with NodeSmsc() as smsc:
-        common = (smsc.host, smsc.smpp_port, smsc.system_id, smsc.password, args.messages, args.window, args.size)
+        common = (smsc.host, smsc.smpp_port, smsc.system_id, smsc.password,
+                  args.messages, args.window, args.size)
         bare = await asyncio.to_thread(bare_smpplib_ceiling, *common)
         await smsc.reset()
         ours = await transport_rate(*common)
-    print(
-        f"{args.messages} binary submits of {args.size} bytes with receipts, window {args.window}, "
-        "node-smpp SMSC on loopback"
-    )
+    simulator = SimulatedSmsc(SimulatorConfig(), random.Random(1))
+    async with SmppSimulatorServer(SmppServerConfig(), simulator) as server:
+        simulated = await transport_rate("127.0.0.1", server.port, "bench", "bench", args.messages, args.window,
+                                         args.size)
+    print(f"{args.messages} binary submits of {args.size} bytes with receipts, window {args.window}, "
+          "node-smpp SMSC on loopback")
     print(f"bare smpplib ceiling      : {bare:8.0f} messages/s")
     print(f"gateway.smpp SmppTransport: {ours:8.0f} messages/s  ({ours / bare:.2f} of the ceiling)")
+    print(f"SmppTransport against gateway.smpp_server (simulated SMSC): {simulated:8.0f} messages/s")
 
 
 if __name__ == "__main__":
