@@ -71,14 +71,22 @@ def normalise_message_id(raw: str, fmt: IdFormat = IdFormat.AS_IS) -> str:
 
 
 STATE_BY_NUMBER = {
-    1: ReceiptState.ENROUTE, 2: ReceiptState.DELIVERED, 3: ReceiptState.EXPIRED,
-    4: ReceiptState.DELETED, 5: ReceiptState.UNDELIVERABLE, 6: ReceiptState.ACCEPTED,
-    7: ReceiptState.UNKNOWN, 8: ReceiptState.REJECTED,
+    1: ReceiptState.ENROUTE,
+    2: ReceiptState.DELIVERED,
+    3: ReceiptState.EXPIRED,
+    4: ReceiptState.DELETED,
+    5: ReceiptState.UNDELIVERABLE,
+    6: ReceiptState.ACCEPTED,
+    7: ReceiptState.UNKNOWN,
+    8: ReceiptState.REJECTED,
 }
 NUMBER_BY_STATE = {v: k for k, v in STATE_BY_NUMBER.items()}
 _STATE_BY_TEXT = {s.value: s for s in ReceiptState} | {
-    "DELIVERED": ReceiptState.DELIVERED, "UNDELIVERABLE": ReceiptState.UNDELIVERABLE,
-    "ACCEPTED": ReceiptState.ACCEPTED, "REJECTED": ReceiptState.REJECTED, "ENROUTE": ReceiptState.ENROUTE,
+    "DELIVERED": ReceiptState.DELIVERED,
+    "UNDELIVERABLE": ReceiptState.UNDELIVERABLE,
+    "ACCEPTED": ReceiptState.ACCEPTED,
+    "REJECTED": ReceiptState.REJECTED,
+    "ENROUTE": ReceiptState.ENROUTE,
 }
 
 _RECEIPT_ID = re.compile(rb"\bid:\s*([0-9A-Za-z_\-]+)", re.IGNORECASE)
@@ -91,14 +99,13 @@ class ReceiptFormatError(ValueError):
     """A deliver_sm flagged as a receipt carries neither a receipted_message_id nor a parsable text."""
 
 
-
 def _receipt_state(value: str) -> ReceiptState:
     return _STATE_BY_TEXT.get(value.upper(), ReceiptState.UNKNOWN)
 
 
 def _receipt_time(digits: bytes) -> datetime | None:
     """YYMMDDhhmm[ss] (SMPP 3.4 Appendix B) as a UTC time; None when it is no valid date."""
-    n = [int(digits[i:i + 2]) for i in range(0, len(digits) - 1, 2)]
+    n = [int(digits[i : i + 2]) for i in range(0, len(digits) - 1, 2)]
     try:
         return datetime(2000 + n[0], n[1], n[2], n[3], n[4], n[5] if len(n) > 5 else 0, tzinfo=UTC)
     except (ValueError, IndexError):
@@ -147,8 +154,9 @@ def parse_receipt(
     )
 
 
-def receipt_text(message_id: str, state: ReceiptState, error_code: int, submitted_at: datetime,
-                 done_at: datetime) -> bytes:
+def receipt_text(
+    message_id: str, state: ReceiptState, error_code: int, submitted_at: datetime, done_at: datetime
+) -> bytes:
     """The SMPP 3.4 Appendix B receipt text, as SMSCs write it."""
     delivered = "001" if state is ReceiptState.DELIVERED else "000"
     return (
@@ -170,6 +178,7 @@ def relative_validity(seconds: int) -> str:
 
 
 # -- PDUs: smpplib's classes, framed by us ------------------------------------------------------------
+
 
 class SequenceCounter:
     """SMPP sequence numbers 1..0x7FFFFFFF, wrapping; the `client` smpplib's PDU classes draw from.
@@ -205,11 +214,11 @@ Pdu = smpp_command.Command
 _NAMES = {code: name for name, code in command_codes.commands.items()}
 
 
-def make_pdu(name: str, counter: SequenceCounter | None = None, *, sequence: int | None = None,
-             **fields: object) -> Pdu:
+def make_pdu(
+    name: str, counter: SequenceCounter | None = None, *, sequence: int | None = None, **fields: object
+) -> Pdu:
     """A smpplib PDU. Requests draw their sequence number from `counter`; responses pass `sequence=`."""
-    pdu: Pdu = smpp_factory.make_pdu(name, client=counter or SequenceCounter(), allow_unknown_opt_params=True,
-                                     **fields)
+    pdu: Pdu = smpp_factory.make_pdu(name, client=counter or SequenceCounter(), allow_unknown_opt_params=True, **fields)
     if sequence is not None:
         pdu.sequence = sequence
     return pdu
@@ -230,8 +239,15 @@ def decode_pdu(data: bytes) -> Pdu:
         pdu = make_pdu(name, sequence=sequence)
         pdu.parse(data)
         pdu.sequence = sequence
-    except (smpp_exceptions.PDUError, smpp_exceptions.UnknownCommandError, struct.error, KeyError,
-            ValueError, TypeError, IndexError) as exc:
+    except (
+        smpp_exceptions.PDUError,
+        smpp_exceptions.UnknownCommandError,
+        struct.error,
+        KeyError,
+        ValueError,
+        TypeError,
+        IndexError,
+    ) as exc:
         raise PduDecodeError(command_id, sequence, repr(exc)) from exc
     return pdu
 
@@ -288,17 +304,21 @@ def encode_submit_sm(
     """submit_sm (SMPP 3.4 §4.4.1) without optional parameters; short_message at most 254 octets."""
     if len(short_message) > 254:
         raise ValueError("short_message longer than 254 octets")
-    body = b"".join((
-        _cstr(service_type, 6),
-        bytes((source_ton, source_npi)), _cstr(source_addr, 21),
-        bytes((dest_ton, dest_npi)), _cstr(destination_addr, 21),
-        bytes((esm_class, protocol_id, 0)),  # priority_flag 0
-        b"\x00",  # schedule_delivery_time: immediate
-        _cstr(validity_period, 17),
-        # replace_if_present_flag 0, sm_default_msg_id 0
-        bytes((registered_delivery, 0, data_coding, 0, len(short_message))),
-        short_message,
-    ))
+    body = b"".join(
+        (
+            _cstr(service_type, 6),
+            bytes((source_ton, source_npi)),
+            _cstr(source_addr, 21),
+            bytes((dest_ton, dest_npi)),
+            _cstr(destination_addr, 21),
+            bytes((esm_class, protocol_id, 0)),  # priority_flag 0
+            b"\x00",  # schedule_delivery_time: immediate
+            _cstr(validity_period, 17),
+            # replace_if_present_flag 0, sm_default_msg_id 0
+            bytes((registered_delivery, 0, data_coding, 0, len(short_message))),
+            short_message,
+        )
+    )
     return HEADER.pack(16 + len(body), SUBMIT_SM_ID, 0, sequence) + body
 
 
@@ -311,7 +331,7 @@ def encode_response(command_id: int, sequence: int, status: int = ESME_ROK, mess
 def decode_message_id(data: bytes) -> str:
     """The message_id of a submit_sm_resp (whole PDU given); "" when the body is empty."""
     end = data.find(b"\x00", 16)
-    return data[16:end if end >= 0 else len(data)].decode("latin-1")
+    return data[16 : end if end >= 0 else len(data)].decode("latin-1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +360,7 @@ def decode_deliver_sm(data: bytes) -> DeliverSm:
     _length, command_id, _status, sequence = HEADER.unpack_from(data)
     pos = 16
     try:
+
         def cstr() -> bytes:
             nonlocal pos
             end = data.index(b"\x00", pos)
@@ -360,7 +381,7 @@ def decode_deliver_sm(data: bytes) -> DeliverSm:
         data_coding = data[pos]
         sm_length = data[pos + 2]
         pos += 3
-        short_message = data[pos:pos + sm_length]
+        short_message = data[pos : pos + sm_length]
         if len(short_message) != sm_length:
             raise IndexError("short_message truncated")
         pos += sm_length
@@ -368,7 +389,7 @@ def decode_deliver_sm(data: bytes) -> DeliverSm:
         state: int | None = None
         while pos + 4 <= len(data):
             tag, size = _TLV.unpack_from(data, pos)
-            value = data[pos + 4:pos + 4 + size]
+            value = data[pos + 4 : pos + 4 + size]
             if len(value) != size:
                 raise IndexError("TLV truncated")
             pos += 4 + size
@@ -383,9 +404,15 @@ def decode_deliver_sm(data: bytes) -> DeliverSm:
     except (ValueError, IndexError) as exc:
         raise PduDecodeError(command_id, sequence, f"malformed deliver_sm: {exc}") from exc
     return DeliverSm(
-        sequence=sequence, source_addr=source.decode("latin-1"),
+        sequence=sequence,
+        source_addr=source.decode("latin-1"),
         destination_addr=destination.decode("latin-1"),
-        esm_class=esm_class, protocol_id=protocol_id, data_coding=data_coding, short_message=short_message,
-        message_payload=payload, receipted_message_id=receipted, message_state=state,
+        esm_class=esm_class,
+        protocol_id=protocol_id,
+        data_coding=data_coding,
+        short_message=short_message,
+        message_payload=payload,
+        receipted_message_id=receipted,
+        message_state=state,
         network_error_code=network_error,
     )
