@@ -63,12 +63,12 @@ from gateway.pdu_smpp import (
     HEADER,
     MAX_PDU_LENGTH,
     THROTTLE_STATUSES,
-    DeliverSm,
     IdFormat,
     Pdu,
     PduDecodeError,
     ReceiptFormatError,
     SequenceCounter,
+    ShortMessage,
     decode_deliver_sm,
     decode_message_id,
     encode_pdu,
@@ -79,7 +79,7 @@ from gateway.pdu_smpp import (
     parse_receipt,
     relative_validity,
 )
-from gateway.ports import InboundHandler, InboundSms, OutboundSms, ReceiptHandler, TransportState
+from gateway.ports import InboundHandler, InboundSms, OutboundSms, ReceiptHandler, TransportState, check_part
 
 log = logging.getLogger("smsmeter.gateway.smpp")
 
@@ -358,14 +358,8 @@ class SmppTransport:
         conn = _Connection(reader, writer, last_read=asyncio.get_running_loop().time())
         try:
             bind = make_pdu(
-                "bind_transceiver",
-                conn.counter,
-                system_id=cfg.system_id,
-                password=cfg.password,
-                system_type=cfg.system_type,
-                addr_ton=0,
-                addr_npi=0,
-                address_range="",
+                "bind_transceiver", conn.counter, system_id=cfg.system_id, password=cfg.password,
+                system_type=cfg.system_type, addr_ton=0, addr_npi=0, address_range="",
             )
             conn.send(bind)
             async with asyncio.timeout(cfg.bind_timeout_s):
@@ -454,8 +448,7 @@ class SmppTransport:
                 raise _ConnectionLostError(f"read failed: {exc!r}") from exc
             if not chunk:
                 raise _ConnectionLostError(
-                    "connection closed inside a PDU" if partial else "connection closed by the SMSC"
-                )
+                    "connection closed inside a PDU" if partial else "connection closed by the SMSC")
             conn.last_read = loop.time()
             buf += chunk
             start = 0
@@ -466,7 +459,7 @@ class SmppTransport:
                     raise _ConnectionLostError(f"bad command_length {length}: stream out of step")
                 if end - start < length:
                     break
-                self._dispatch(conn, command_id, status, sequence, bytes(buf[start : start + length]))
+                self._dispatch(conn, command_id, status, sequence, bytes(buf[start:start + length]))
                 start += length
             del buf[:start]
 
@@ -488,8 +481,7 @@ class SmppTransport:
             except TimeoutError as exc:
                 self.stats.enquire_link_timeouts += 1
                 raise _ConnectionLostError(
-                    f"no enquire_link_resp within {cfg.enquire_link_timeout_s} s: peer is dead"
-                ) from exc
+                    f"no enquire_link_resp within {cfg.enquire_link_timeout_s} s: peer is dead") from exc
             finally:
                 conn.enquire = None
             conn.last_read = loop.time()
@@ -550,7 +542,7 @@ class SmppTransport:
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
-    async def _deliver(self, conn: _Connection, pdu: DeliverSm) -> None:
+    async def _deliver(self, conn: _Connection, pdu: ShortMessage) -> None:
         esm_class = pdu.esm_class
         body = pdu.body
         status = ESME_ROK
@@ -573,16 +565,14 @@ class SmppTransport:
                         await self._on_receipt(receipt)
                 else:
                     self.stats.inbound += 1
-                    await self._on_inbound(
-                        InboundSms(
-                            source=pdu.source_addr,
-                            destination=pdu.destination_addr,
-                            body=body,
-                            has_udh=bool(esm_class & ESM_UDHI),
-                            data_coding=pdu.data_coding,
-                            received_at=datetime.now(UTC),
-                        )
-                    )
+                    await self._on_inbound(InboundSms(
+                        source=pdu.source_addr,
+                        destination=pdu.destination_addr,
+                        body=body,
+                        has_udh=bool(esm_class & ESM_UDHI),
+                        data_coding=pdu.data_coding,
+                        received_at=datetime.now(UTC),
+                    ))
         except Exception:  # the handler's failure must not kill the connection; the SMSC redelivers
             log.exception("deliver_sm handler failed; answering ESME_RX_T_APPN")
             status = ESME_RX_T_APPN
@@ -595,9 +585,11 @@ class SmppTransport:
         """Send one SMS part; return the SMSC's message id (normalised) once it is accepted.
 
         Raises NotConnected (not bound, or the connection dropped while waiting: resend), SubmitTimeout
-        (no submit_sm_resp within submit_timeout_s), Throttled (resend later), SmscRejected(status).
+        (no submit_sm_resp within submit_timeout_s), Throttled (resend later), SmscRejected(status),
+        InvalidPart (does not fit one SMS).
         """
         cfg = self.config
+        check_part(sms)
         conn = self._conn
         if conn is None or not conn.alive or self._window is None:
             raise NotConnected(self._state.value)
@@ -619,12 +611,8 @@ class SmppTransport:
             pdu = encode_submit_sm(
                 sequence,
                 service_type=cfg.service_type,
-                source_ton=cfg.source_ton,
-                source_npi=cfg.source_npi,
-                source_addr=cfg.source_addr,
-                dest_ton=cfg.dest_ton,
-                dest_npi=cfg.dest_npi,
-                destination_addr=sms.destination,
+                source_ton=cfg.source_ton, source_npi=cfg.source_npi, source_addr=cfg.source_addr,
+                dest_ton=cfg.dest_ton, dest_npi=cfg.dest_npi, destination_addr=sms.destination,
                 esm_class=ESM_UDHI if sms.has_udh else 0x00,
                 protocol_id=sms.protocol_id,
                 validity_period=relative_validity(sms.validity_s) if sms.validity_s else "",
