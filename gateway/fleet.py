@@ -13,7 +13,8 @@ duplicated frame is answered DUPLICATE and credits nothing twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 import meter_protocol as mp
 from gateway.inbound import digits
 from gateway.keys import KeyRing
+from gateway.ports import OutboundSms
+from gateway.simulator import Reply, Responder
 from meter_protocol import reference_meter as ref
 from store.schema.registry import meters
 
@@ -123,3 +126,27 @@ async def load_fleet(conn: AsyncConnection, keys: KeyRing, fleet: Fleet) -> int:
             continue
         added += 1
     return added
+
+
+def fleet_responder(
+    fleet: Fleet,
+    *,
+    reply_delay_s: float = 0.0,
+    refresh: Callable[[], Awaitable[object]] | None = None,
+    refresh_every_s: float = 5.0,
+) -> Responder:
+    """The fleet as the simulated network's responder (gateway.simulator). A part to a number the fleet
+    does not know makes it `refresh` (reload meters from the registry) at most every `refresh_every_s`."""
+    last_refresh = [float("-inf")]
+
+    async def respond(sms: OutboundSms) -> Sequence[Reply]:
+        due = time.monotonic() - last_refresh[0] >= refresh_every_s
+        if refresh is not None and sms.destination not in fleet and due:
+            last_refresh[0] = time.monotonic()
+            await refresh()
+        return [
+            Reply(r.body, r.has_udh, delay_s=reply_delay_s, source=r.source)
+            for r in fleet.answer(sms.destination, sms.body, sms.has_udh)
+        ]
+
+    return respond
