@@ -15,16 +15,19 @@ not know yet raises `PaymentNotYetKnown` and records nothing: the provider retri
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
-from collections.abc import Mapping
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payments.errors import PaymentNotYetKnown, PaymentRefused
 from payments.events import (
@@ -81,8 +84,32 @@ def _insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Any:
     raise NotImplementedError(dialect)  # pragma: no cover - only the two supported databases
 
 
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def _one_writer(uow: UnitOfWork) -> AsyncIterator[None]:
+    """SQLite has one writer at a time: queue our webhook transactions here, fairly, instead of letting
+    them race for the file lock (its busy handler is not fair, and a starved writer fails)."""
+    if uow.engine.dialect.name != "sqlite":
+        yield
+        return
+    lock = _SQLITE_WRITERS.setdefault(uow.engine, asyncio.Lock())
+    async with lock:
+        yield
+
+
 async def process_event(uow: UnitOfWork, event: ProviderEvent, applier: PaymentApplier, now: datetime) -> EventResult:
-    """Apply one verified event. Raises PaymentNotYetKnown (nothing recorded) when the provider must retry."""
+    """Apply one verified event. Raises PaymentNotYetKnown (nothing recorded) when the provider must retry.
+
+    An event of a type we do not act on has no effect, so it is answered without touching the database."""
+    if isinstance(event, Ignored):
+        return EventResult(Outcome.IGNORED, detail=f"event type {event.event_type} is not used")
+    async with _one_writer(uow):
+        return await _process(uow, event, applier, now)
+
+
+async def _process(uow: UnitOfWork, event: PaymentEvent, applier: PaymentApplier, now: datetime) -> EventResult:
     provider = provider_of(event)
     async with uow.begin() as conn:
         stmt = (
@@ -100,10 +127,7 @@ async def process_event(uow: UnitOfWork, event: ProviderEvent, applier: PaymentA
         event_row_id = (await conn.execute(stmt)).scalar_one_or_none()
         if event_row_id is None:
             return EventResult(Outcome.DUPLICATE, detail="event already processed")
-        if isinstance(event, Ignored):
-            result = EventResult(Outcome.IGNORED, detail=f"event type {event.event_type} is not used")
-        else:
-            result = await _apply(conn, event, applier, now)
+        result = await _apply(conn, event, applier, now)
         await conn.execute(
             update(webhook_events)
             .where(webhook_events.c.id == event_row_id)

@@ -65,6 +65,7 @@ class ReconciliationReport:
     window_end: datetime
     generated_at: datetime
     lines: tuple[ReportLine, ...] = field(default_factory=tuple)
+    run_id: int | None = None  # the reconciliation_runs row
 
     def counts(self) -> dict[str, int]:
         counted = Counter(line.kind for line in self.lines)
@@ -114,7 +115,7 @@ async def reconcile(
         )
     lines.extend(await _missing_there(uow, provider, start, end, seen_payment_ids))
     lines.extend(await _not_delivered(uow, now - delivery_after))
-    report = ReconciliationReport(provider, start, end, now, tuple(lines))
+    report = ReconciliationReport(provider, start, end, now, tuple(lines), run_id)
     async with uow.begin() as conn:
         await conn.execute(
             update(reconciliation_runs)
@@ -250,6 +251,13 @@ async def _not_delivered(uow: UnitOfWork, paid_before: datetime) -> list[ReportL
         )
         for row in rows
     ]
+
+
+async def record_report_path(uow: UnitOfWork, run_id: int, path: Path) -> None:
+    async with uow.begin() as conn:
+        await conn.execute(
+            update(reconciliation_runs).where(reconciliation_runs.c.id == run_id).values(report_path=str(path))
+        )
 
 
 HEADER = tuple(f.name for f in fields(ReportLine))

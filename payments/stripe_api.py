@@ -87,6 +87,7 @@ class StripeApi:
                 options={"idempotency_key": idempotency_key},
             ),
         )
+        session = session.to_dict()
         intent = session.get("payment_intent")
         return CheckoutSession(
             id=session["id"], url=session["url"], payment_intent_id=intent if isinstance(intent, str) else None
@@ -114,7 +115,7 @@ class StripeApi:
         items: list[Any] = []
         page = await self._call(operation, service.list_async({**params, "limit": 100}))
         while True:
-            items.extend(page.data)
+            items.extend(obj.to_dict() for obj in page.data)
             if not page.has_more or not page.data:
                 return items
             page = await self._call(

@@ -23,6 +23,7 @@ from gateway.keys import KeyRing
 from gateway.ports import Transport
 from smsmeter import __version__
 from smsmeter.masterkey import load_master_key
+from smsmeter.payments_wiring import running_payments
 from smsmeter.wiring import GatewayRuntime, running_gateway
 from store import migrate
 from store.engine import create_engine
@@ -31,6 +32,7 @@ from web.app import create_app
 from web.health import ComponentHealth, HealthReport
 from web.keys import Services
 from web.radius import RadiusPasswordChecker
+from web.webhooks import PaymentServices
 
 log = logging.getLogger("smsmeter")
 
@@ -73,6 +75,7 @@ class _HealthCheck:
 def build_app(settings: Settings) -> web.Application:
     runtime = Runtime(settings)
     services = Services()
+    payment_services = PaymentServices()
     app = create_app(
         health_check=_HealthCheck(runtime),
         services=services,
@@ -80,6 +83,7 @@ def build_app(settings: Settings) -> web.Application:
         radius_settings=settings.radius,
         utility_name=settings.utility.name,
         currency=settings.utility.currency,
+        payment_services=payment_services,
     )
     if settings.web.session_secret is None:
         log.warning("web.session_secret is not set: a random one is used, so sessions end when the service restarts")
@@ -104,7 +108,10 @@ def build_app(settings: Settings) -> web.Application:
                 if isinstance(event, CommandSettled):
                     await on_command_settled(uow, event, event.at or datetime.now(UTC))
 
-            async with running_gateway(settings, engine, keys, on_gateway_event) as gateway:
+            async with (
+                running_gateway(settings, engine, keys, on_gateway_event) as gateway,
+                running_payments(settings, uow, keys, payment_services),
+            ):
                 app[GATEWAY] = gateway
                 runtime.transport = gateway.transport
                 log.info(

@@ -1,4 +1,4 @@
-"""The `smsmeter` command line: serve, demo, simulate, db upgrade/downgrade/current, version."""
+"""The `smsmeter` command line: serve, demo, simulate, db upgrade/downgrade/current, reconcile, version."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -43,8 +44,71 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("revision")
     db_sub.add_parser("current", help="print the database's revision")
 
+    rec = sub.add_parser(
+        "reconcile",
+        help="match Stripe's payments with ours for a window, apply what a webhook missed, write CSV and XLSX",
+    )
+    rec.add_argument("--from", dest="start", required=True, metavar="WHEN", help="UTC: YYYY-MM-DD or ISO time")
+    rec.add_argument(
+        "--to", dest="end", required=True, metavar="WHEN", help="UTC: YYYY-MM-DD (that whole day included) or ISO time"
+    )
+    rec.add_argument("--out", metavar="DIR", help="folder for the reports (default: <data_dir>/reports)")
+
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _when(text: str, *, end: bool) -> datetime:
+    from datetime import timedelta
+
+    value = datetime.fromisoformat(text)
+    if len(text) == 10 and end:  # a date: the whole day
+        value += timedelta(days=1)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.keys import KeyRing
+    from payments.reconcile import format_console
+    from smsmeter.masterkey import load_master_key
+    from smsmeter.payments_wiring import run_reconciliation, stripe_api
+    from store import migrate
+    from store.engine import create_engine
+    from store.uow import UnitOfWork
+
+    try:
+        start, end = _when(args.start, end=False), _when(args.end, end=True)
+    except ValueError:
+        raise ConfigError("reconcile", "--from and --to take YYYY-MM-DD or an ISO time") from None
+    if end <= start:
+        raise ConfigError("reconcile", "--to must be after --from")
+    api = stripe_api(settings)
+    if api is None:
+        raise ConfigError("stripe.api_key", "is required to reconcile with Stripe")
+    engine = create_engine(settings.database.url)
+    try:
+        await migrate.upgrade(engine)
+        keys = KeyRing(load_master_key(settings))
+        report, files = await run_reconciliation(
+            settings,
+            UnitOfWork(engine),
+            api,
+            keys,
+            start,
+            end,
+            datetime.now(UTC),
+            triggered_by="cli:reconcile",
+            out_dir=Path(args.out) if args.out else None,
+        )
+    finally:
+        await api.close()
+        await engine.dispose()
+    print(format_console(report))
+    print(f"report: {files.csv}")
+    print(f"report: {files.xlsx}")
+    return 0
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -115,6 +179,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "demo": lambda: _run(_demo(settings)),
         "simulate": lambda: _run(_simulate(settings, args)),
         "db": lambda: _run(_db(settings, args)),
+        "reconcile": lambda: asyncio.run(_reconcile(settings, args)),
     }
     try:
         return commands[args.command]() or 0

@@ -1,0 +1,187 @@
+"""Wiring the payments area: the webhook and top-up services for the web shell, the Stripe client, and the
+daily reconciliation job. Part of the composition root; `running_payments` owns the Stripe client and the
+job's task for as long as the service runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+from billing.topup import TopUpPolicy
+from config import Settings
+from gateway.keys import KeyRing
+from payments.checkout import TopUpLimits, TopUpService
+from payments.reconcile import (
+    ReconciliationReport,
+    format_console,
+    reconcile,
+    record_report_path,
+    write_csv,
+    write_xlsx,
+)
+from payments.service import WebhookSecrets, WebhookService
+from payments.stripe_api import StripeApi
+from store.uow import UnitOfWork
+from web.webhooks import BillingApplier, PaymentServices
+
+log = logging.getLogger("smsmeter.payments")
+
+RECONCILE_LOOKBACK = timedelta(hours=48)  # the daily job looks two days back: late webhooks, late payouts
+
+
+def top_up_policy(settings: Settings) -> TopUpPolicy:
+    return TopUpPolicy(
+        recovery_bp=settings.billing.debt_recovery_percent * 100,
+        min_debt_minor=settings.billing.min_debt_minor,
+        utility=settings.utility.name,
+    )
+
+
+def webhook_secrets(settings: Settings) -> WebhookSecrets:
+    stripe = settings.stripe
+    return WebhookSecrets(
+        stripe_secret=stripe.webhook_secret.reveal() if stripe.webhook_secret else None,
+        stripe_tolerance_s=stripe.webhook_tolerance_s,
+        provider_secrets={name: secret.reveal() for name, secret in settings.payments.providers.items()},
+        replay_window_s=settings.payments.replay_window_s,
+        future_skew_s=settings.payments.future_skew_s,
+    )
+
+
+def public_url(settings: Settings) -> str:
+    return (settings.http.public_url or f"http://{settings.http.host}:{settings.http.port}").rstrip("/")
+
+
+def stripe_api(settings: Settings) -> StripeApi | None:
+    if settings.stripe.api_key is None:
+        return None
+    return StripeApi(settings.stripe.api_key.reveal(), api_base=settings.stripe.api_base or None)
+
+
+def reports_dir(settings: Settings) -> Path:
+    folder = Path(settings.payments.reports_dir)
+    return folder if folder.is_absolute() else Path(settings.data_dir) / folder
+
+
+@dataclass(frozen=True)
+class ReconciliationFiles:
+    csv: Path
+    xlsx: Path
+
+
+async def run_reconciliation(
+    settings: Settings,
+    uow: UnitOfWork,
+    api: StripeApi,
+    keys: KeyRing,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    *,
+    triggered_by: str,
+    out_dir: Path | None = None,
+) -> tuple[ReconciliationReport, ReconciliationFiles]:
+    """Reconcile Stripe for [start, end), apply what a webhook missed, and write the CSV and XLSX report."""
+    applier = BillingApplier(keys, top_up_policy(settings))
+    report = await reconcile(
+        uow,
+        api,
+        applier,
+        start,
+        end,
+        now,
+        delivery_after=timedelta(hours=settings.payments.delivery_check_h),
+        triggered_by=triggered_by,
+    )
+    folder = out_dir or reports_dir(settings)
+    stem = f"reconciliation-stripe-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+    files = ReconciliationFiles(
+        await asyncio.to_thread(write_csv, report, folder / f"{stem}.csv"),
+        await asyncio.to_thread(write_xlsx, report, folder / f"{stem}.xlsx"),
+    )
+    if report.run_id is not None:
+        await record_report_path(uow, report.run_id, files.xlsx)
+    return report, files
+
+
+def next_run(now: datetime, at: time) -> datetime:
+    """The next moment at HH:MM UTC strictly after `now`."""
+    candidate = datetime.combine(now.date(), at, UTC)
+    return candidate if candidate > now else candidate + timedelta(days=1)
+
+
+async def run_daily(
+    at: time, job: Callable[[datetime], Awaitable[object]], clock: Callable[[], datetime], name: str
+) -> None:
+    """Run `job(now)` every day at `at` (UTC) until cancelled; a failed run is logged and the next day comes."""
+    while True:
+        due = next_run(clock(), at)
+        await asyncio.sleep(max(0.0, (due - clock()).total_seconds()))
+        try:
+            await job(clock())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a failed run must not end the schedule; the next day tries again
+            log.exception("%s failed; the next run is tomorrow at %s UTC", name, at.strftime("%H:%M"))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@asynccontextmanager
+async def running_payments(
+    settings: Settings,
+    uow: UnitOfWork,
+    keys: KeyRing,
+    services: PaymentServices,
+    clock: Callable[[], datetime] = _utc_now,
+) -> AsyncIterator[None]:
+    api = stripe_api(settings)
+    p = settings.payments
+    services.webhooks = WebhookService(
+        uow, BillingApplier(keys, top_up_policy(settings)), webhook_secrets(settings), clock=clock
+    )
+    services.topups = TopUpService(
+        uow,
+        api,
+        TopUpLimits(p.topup_min_minor, p.topup_max_minor, settings.utility.currency),
+        return_url=public_url(settings) + "/topup",
+        amounts_minor=p.topup_amounts,
+        clock=clock,
+    )
+    task: asyncio.Task[None] | None = None
+    if api is not None and p.reconcile_enabled:
+        hour, minute = (int(x) for x in p.reconcile_at.split(":"))
+
+        async def daily(now: datetime) -> None:
+            report, files = await run_reconciliation(
+                settings, uow, api, keys, now - RECONCILE_LOOKBACK, now, now, triggered_by="system:daily"
+            )
+            log.info("%s\nreport: %s", format_console(report), files.xlsx)
+
+        task = asyncio.create_task(run_daily(time(hour, minute), daily, clock, "daily reconciliation"))
+    log.info(
+        "payments: Stripe %s, webhook secret %s, providers %s, reconciliation %s",
+        "on" if api else "off (no stripe.api_key)",
+        "set" if settings.stripe.webhook_secret else "NOT set: Stripe webhooks are refused",
+        ", ".join(sorted(p.providers)) or "none",
+        f"daily at {p.reconcile_at} UTC" if task else "off",
+    )
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        services.webhooks = None
+        services.topups = None
+        if api is not None:
+            await api.close()
