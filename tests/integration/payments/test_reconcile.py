@@ -38,6 +38,12 @@ async def api(localstripe: LocalStripe) -> AsyncIterator[StripeApi]:
         await client.close()
 
 
+def _window() -> tuple[datetime, datetime]:
+    """Covers our rows (created at NOW) and the emulator's (created at the wall clock)."""
+    wall = datetime.now(UTC)
+    return min(NOW, wall) - timedelta(hours=1), max(NOW, wall) + timedelta(hours=1)
+
+
 async def _intent(api: StripeApi, amount: int, reference: str | None) -> str:
     """A PaymentIntent paid by card at the emulator (what Checkout makes when the subscriber pays)."""
     created = await api._client.v1.payment_intents.create_async(
@@ -57,7 +63,7 @@ async def test_reconciliation_applies_the_missed_payment_and_reports_the_rest(
     uow: UnitOfWork, applier: BillingApplier, api: StripeApi, tmp_path: Path
 ) -> None:
     alice, bob, carol, dan = await add_subscribers(uow, 4)
-    start, end = NOW - timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1)
+    start, end = _window()
     # B: paid at Stripe, its webhook never sent
     ref_b, _ = await pending_topup(uow, bob, 1500)
     pi_b = await _intent(api, 1500, ref_b)
@@ -111,7 +117,7 @@ async def test_paid_but_not_delivered_is_reported(uow: UnitOfWork, applier: Bill
     ref, _ = await pending_topup(uow, alice, 500)
     pi = await _intent(api, 500, ref)
     now = datetime.now(UTC)
-    window = (NOW - timedelta(hours=1), now + timedelta(hours=1))
+    window = _window()
     await reconcile(uow, api, applier, *window, now)  # applies it: a credit command at 0:0
     later = now + timedelta(hours=7)
     report = await reconcile(uow, api, applier, *window, later, delivery_after=timedelta(hours=6))
