@@ -39,11 +39,18 @@ class WebhookService:
         applier: PaymentApplier,
         secrets: WebhookSecrets,
         clock: Callable[[], datetime] = utc_now,
+        on_credit: Callable[[int], None] | None = None,
     ) -> None:
         self.uow = uow
         self.applier = applier
         self.secrets = secrets
         self.clock = clock
+        self.on_credit = on_credit  # called with the credit command's id after its transaction committed
+
+    def _committed(self, result: EventResult) -> EventResult:
+        if result.command_id is not None and self.on_credit is not None:
+            self.on_credit(result.command_id)
+        return result
 
     async def receive_stripe(self, raw_body: bytes, signature_header: str | None) -> EventResult:
         secret = self.secrets.stripe_secret
@@ -58,7 +65,7 @@ class WebhookService:
             now,
             future_skew_s=self.secrets.future_skew_s,
         )
-        return await process_event(self.uow, stripe_event_meaning(verified), self.applier, now)
+        return self._committed(await process_event(self.uow, stripe_event_meaning(verified), self.applier, now))
 
     async def receive_provider(
         self, provider: str, raw_body: bytes, timestamp_header: str | None, signature_header: str | None
@@ -77,4 +84,4 @@ class WebhookService:
             now,
             future_skew_s=self.secrets.future_skew_s,
         )
-        return await process_event(self.uow, provider_event_meaning(verified), self.applier, now)
+        return self._committed(await process_event(self.uow, provider_event_meaning(verified), self.applier, now))

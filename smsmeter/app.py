@@ -110,7 +110,7 @@ def build_app(settings: Settings) -> web.Application:
 
             async with (
                 running_gateway(settings, engine, keys, on_gateway_event) as gateway,
-                running_payments(settings, uow, keys, payment_services),
+                running_payments(settings, uow, keys, payment_services, wake_dispatcher=gateway.dispatcher.wake),
             ):
                 app[GATEWAY] = gateway
                 runtime.transport = gateway.transport

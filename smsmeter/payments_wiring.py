@@ -141,12 +141,20 @@ async def running_payments(
     uow: UnitOfWork,
     keys: KeyRing,
     services: PaymentServices,
+    *,
+    wake_dispatcher: Callable[[], None] | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> AsyncIterator[None]:
+    """Fill `services` for the web shell; `wake_dispatcher` is called after a credit command is committed,
+    so the SMS leaves at once instead of at the dispatcher's next poll."""
     api = stripe_api(settings)
     p = settings.payments
     services.webhooks = WebhookService(
-        uow, BillingApplier(keys, top_up_policy(settings)), webhook_secrets(settings), clock=clock
+        uow,
+        BillingApplier(keys, top_up_policy(settings)),
+        webhook_secrets(settings),
+        clock=clock,
+        on_credit=(lambda _command_id: wake_dispatcher()) if wake_dispatcher else None,
     )
     services.topups = TopUpService(
         uow,
