@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from smsmeter import __version__
 log = logging.getLogger("smsmeter")
 
 EXIT_CONFIG = 2
+EXIT_FAILED = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     down = db_sub.add_parser("downgrade", help="migrate down to a revision ('base' empties the database)")
     down.add_argument("revision")
     db_sub.add_parser("current", help="print the database's revision")
+
+    backup = sub.add_parser("backup", help="write the whole database to FILE (pg_dump custom format / SQLite copy)")
+    backup.add_argument("file", metavar="FILE")
+    restore = sub.add_parser("restore", help="replace the database with the backup in FILE (stop the service first)")
+    restore.add_argument("file", metavar="FILE")
+    restore.add_argument("--replace", action="store_true", help="confirm that a non-empty database is replaced")
 
     sub.add_parser("version", help="print the version")
     return parser
@@ -81,6 +89,31 @@ async def _db(settings: Settings, args: argparse.Namespace) -> None:
         await engine.dispose()
 
 
+async def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter.backup import BackupError, backup_database
+
+    try:
+        result = await backup_database(settings.database.url, Path(args.file))
+    except BackupError as exc:
+        print(f"smsmeter: backup failed: {exc.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"backup written: {result.path} ({result.backend}, {result.size_bytes} bytes)")
+    print("the master key is not in the backup: keep it safe separately", file=sys.stderr)
+    return 0
+
+
+async def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter.backup import BackupError, restore_database
+
+    try:
+        revision = await restore_database(settings.database.url, Path(args.file), replace=args.replace)
+    except BackupError as exc:
+        print(f"smsmeter: restore failed: {exc.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"database restored from {args.file}, at revision {revision or 'empty'}")
+    return 0
+
+
 def _run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -102,6 +135,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "serve": lambda: _serve(settings, args),
         "demo": lambda: _run(_demo(settings)),
         "db": lambda: _run(_db(settings, args)),
+        "backup": lambda: asyncio.run(_backup(settings, args)),
+        "restore": lambda: asyncio.run(_restore(settings, args)),
     }
     try:
         return commands[args.command]() or 0
