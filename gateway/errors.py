@@ -34,3 +34,11 @@ class SmscRejected(TransportError):
 
 class Throttled(SmscRejected):
     """ESME_RTHROTTLED (0x58) or ESME_RMSGQFUL (0x14): retry later, it is not the message's fault."""
+
+
+class BindRejected(TransportError):
+    """The SMSC refused the bind (wrong system_id, password or system_type): a configuration error."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"SMSC refused the bind: status 0x{status:08x}")
+        self.status = status

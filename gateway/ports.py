@@ -40,7 +40,7 @@ class ReceiptState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    message_id: str  # normalised: lower-case hex digits or decimal digits as the SMSC gave them, no leading zeros
+    message_id: str  # normalised by the transport exactly as its submit() results are (see pdu_smpp)
     state: ReceiptState
     error_code: int | None
     done_at: datetime | None  # UTC

@@ -1,0 +1,147 @@
+"""Transport ceiling: binary submit + delivery receipt over SMPP to the node-smpp SMSC, no persistence.
+
+Prints messages/s for
+- bare smpplib 2.2.4 (its blocking Client: this thread submits, a listener thread reads; a lock around
+  writes, since smpplib has none; TCP_NODELAY; a window of outstanding submits), and
+- gateway.smpp.SmppTransport (asyncio) with the same window,
+each counted until every receipt is in. `bare_smpplib_ceiling()` and `transport_rate()` are reused by
+the end-to-end gateway bench.
+
+    python -m bench.gateway_transport [--messages 20000] [--window 64] [--size 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import smpplib.client
+import smpplib.consts
+
+from gateway.ports import InboundSms, OutboundSms, Receipt
+from gateway.smpp import SmppConfig, SmppTransport
+from tests.peers.smsc import NodeSmsc
+
+DESTINATION = "254700000001"
+SHORT_NUMBER = "7444"
+
+
+def bare_smpplib_ceiling(host: str, port: int, system_id: str, password: str, messages: int, window: int,
+                         size: int, timeout_s: float = 120.0) -> float:
+    """Messages/s (submit + receipt) of smpplib's own Client; blocking, run it in a thread."""
+    client = smpplib.client.Client(host, port, timeout=timeout_s, allow_unknown_opt_params=True)
+    write_lock = threading.Lock()
+    send_pdu = client.send_pdu
+
+    def locked_send(pdu: object) -> bool:
+        with write_lock:
+            return bool(send_pdu(pdu))
+
+    client.send_pdu = locked_send  # type: ignore[method-assign]
+    slots = threading.Semaphore(window)
+    all_receipts = threading.Event()
+    receipts = 0
+
+    def sent(pdu: object) -> None:
+        slots.release()
+
+    def received(pdu: object) -> int:
+        nonlocal receipts
+        if (getattr(pdu, "esm_class", 0) or 0) & 0x04:
+            receipts += 1
+            if receipts >= messages:
+                all_receipts.set()
+        return 0
+
+    client.set_message_sent_handler(sent)
+    client.set_message_received_handler(received)
+    client.connect()
+    client._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.bind_transceiver(system_id=system_id, password=password)
+    listener = threading.Thread(target=_listen, args=(client,), daemon=True)
+    listener.start()
+    body = bytes(i % 256 for i in range(size))
+    started = time.perf_counter()
+    for _ in range(messages):
+        slots.acquire()
+        with write_lock:
+            pdu = smpplib.smpp.make_pdu(
+                "submit_sm", client=client, source_addr_ton=3, source_addr_npi=0, source_addr=SHORT_NUMBER,
+                dest_addr_ton=1, dest_addr_npi=1, destination_addr=DESTINATION, esm_class=0,
+                data_coding=4, registered_delivery=1, short_message=body)
+            send_pdu(pdu)
+    if not all_receipts.wait(timeout_s):
+        raise TimeoutError(f"only {receipts} of {messages} receipts")
+    elapsed = time.perf_counter() - started
+    client._socket.close()  # the listener thread ends on the closed socket
+    client._socket = None
+    return messages / elapsed
+
+
+def _listen(client: smpplib.client.Client) -> None:
+    with contextlib.suppress(smpplib.exceptions.ConnectionError, OSError, AttributeError):
+        client.listen(auto_send_enquire_link=False)
+
+
+async def transport_rate(host: str, port: int, system_id: str, password: str, messages: int, window: int,
+                         size: int, timeout_s: float = 120.0) -> float:
+    """Messages/s (submit + receipt) through gateway.smpp.SmppTransport."""
+    done = asyncio.Event()
+    receipts = 0
+
+    async def on_receipt(receipt: Receipt) -> None:
+        nonlocal receipts
+        receipts += 1
+        if receipts >= messages:
+            done.set()
+
+    async def on_inbound(sms: InboundSms) -> None:
+        pass
+
+    cfg = SmppConfig(host=host, port=port, system_id=system_id, password=password, source_addr=SHORT_NUMBER,
+                     window=window, submit_timeout_s=timeout_s)
+    body = bytes(i % 256 for i in range(size))
+    async with SmppTransport(cfg, on_receipt, on_inbound) as transport:
+        queue = iter(range(messages))
+
+        async def worker() -> None:
+            for _ in queue:
+                await transport.submit(OutboundSms(destination=DESTINATION, body=body))
+
+        started = time.perf_counter()
+        async with asyncio.timeout(timeout_s):
+            await asyncio.gather(*(worker() for _ in range(window)))
+            await done.wait()
+        return messages / (time.perf_counter() - started)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--size", type=int, default=100)
+    args = parser.parse_args()
+    logging.getLogger("smpp").setLevel(logging.CRITICAL)  # smpplib's Client logs the closed socket at the end
+    async with NodeSmsc() as smsc:
+        common = (smsc.host, smsc.smpp_port, smsc.system_id, smsc.password,
+                  args.messages, args.window, args.size)
+        bare = await asyncio.to_thread(bare_smpplib_ceiling, *common)
+        await smsc.reset()
+        ours = await transport_rate(*common)
+    print(f"{args.messages} binary submits of {args.size} bytes with receipts, window {args.window}, "
+          "node-smpp SMSC on loopback")
+    print(f"bare smpplib ceiling      : {bare:8.0f} messages/s")
+    print(f"gateway.smpp SmppTransport: {ours:8.0f} messages/s  ({ours / bare:.2f} of the ceiling)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,223 @@
+"""The protected frame (docs/protocol.md §2, §3, §7).
+
+    offset size field
+    0      1    version (0x01)
+    1      1    profile (0x00 binary payload, 0x01 compressed XML document)
+    2      1    message type (high bit: 1 = meter -> head end)
+    3      1    key id
+    4      9    meter code, the 20 digits as one unsigned big-endian integer
+    13     4    counter, unsigned big-endian, per meter and direction, from 1
+    17     n    ciphertext of the payload
+    17+n   8    CCM tag
+
+AES-128-CCM, 8-byte tag, 13-byte nonce = meter code field (with its top bit set for meter -> head end)
+|| counter. The 17 header bytes are the associated data. Pure functions: key, key id and counter go in.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from cryptography.exceptions import InvalidTag
+
+from meter_protocol.codec import decode_payload, encode_payload
+from meter_protocol.errors import (
+    BadTag,
+    MalformedField,
+    Oversize,
+    ProtocolError,
+    TooShort,
+    UnknownType,
+    UnsupportedVersion,
+    WrongDirection,
+    WrongMeter,
+)
+from meter_protocol.keys import TAG_BYTES, aead_for
+from meter_protocol.messages import Direction, Message, MessageType
+from meter_protocol.meter_code import METER_CODE_DIGITS, luhn_check_digit, validate_meter_code
+from meter_protocol.replay import ReplayWindow
+
+VERSION = 1
+HEADER = struct.Struct(">BBBB9sI")
+HEADER_BYTES = HEADER.size  # 17
+MIN_FRAME_BYTES = HEADER_BYTES + TAG_BYTES  # 25
+MAX_FRAME_BYTES = 4096
+MAX_COUNTER = 0xFFFF_FFFF
+_METER_LIMIT = 10**METER_CODE_DIGITS
+_UPLINK_NONCE_BIT = 0x80
+
+
+class Profile(IntEnum):
+    BINARY = 0
+    XML = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHeader:
+    version: int
+    profile: Profile
+    message_type: MessageType
+    key_id: int
+    meter_code: str
+    counter: int
+
+    @property
+    def direction(self) -> Direction:
+        return self.message_type.direction
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    header: FrameHeader
+    message: Message
+    window: ReplayWindow | None  # the window with this counter marked, when one was given
+
+
+@dataclass(frozen=True, slots=True)
+class RawHeader:
+    """The header as bytes say it, the message type not yet checked against the known types."""
+
+    version: int
+    profile: Profile
+    type_code: int
+    key_id: int
+    meter_code: str
+    counter: int
+
+
+def meter_code_field(meter_code: str) -> bytes:
+    return int(validate_meter_code(meter_code)).to_bytes(9, "big")
+
+
+def nonce_for(meter_field: bytes, direction: Direction, counter: int) -> bytes:
+    """The 13-byte CCM nonce: unique per key because the counter never repeats per meter and direction."""
+    if direction is Direction.UPLINK:
+        meter_field = bytes([meter_field[0] | _UPLINK_NONCE_BIT]) + meter_field[1:]
+    return meter_field + counter.to_bytes(4, "big")
+
+
+def encode_frame(
+    message: Message,
+    *,
+    meter_code: str,
+    key: bytes,
+    key_id: int,
+    counter: int,
+    profile: Profile = Profile.BINARY,
+) -> bytes:
+    """The protected frame carrying `message`. `counter` (1..2^32-1) must never have been used before
+    for this meter and direction (a retry re-sends the same bytes). Raises a ProtocolError subclass."""
+    if type(key_id) is not int or not 0 <= key_id <= 0xFF:
+        raise MalformedField("key_id", f"{key_id!r} outside 0..255")
+    if type(counter) is not int or not 1 <= counter <= MAX_COUNTER:
+        raise MalformedField("counter", f"{counter!r} outside 1..{MAX_COUNTER}")
+    mtype = message.message_type
+    if profile is Profile.XML:
+        from meter_protocol.documents import compress_document, message_to_xml
+
+        payload = compress_document(message_to_xml(message, compact=True))
+    else:
+        payload = encode_payload(message)
+    meter_field = meter_code_field(meter_code)
+    header = HEADER.pack(VERSION, profile, mtype, key_id, meter_field, counter)
+    if len(header) + len(payload) + TAG_BYTES > MAX_FRAME_BYTES:
+        raise Oversize(len(header) + len(payload) + TAG_BYTES, MAX_FRAME_BYTES)
+    sealed = aead_for(key).encrypt(nonce_for(meter_field, mtype.direction, counter), payload, header)
+    return header + sealed
+
+
+def parse_raw_header(frame: bytes) -> RawHeader:
+    """The header fields without the key; the type code is not checked. Raises a ProtocolError."""
+    if not isinstance(frame, bytes | bytearray | memoryview):
+        raise MalformedField("frame", f"expected bytes, got {type(frame).__name__}")
+    if len(frame) < MIN_FRAME_BYTES:
+        raise TooShort(len(frame), MIN_FRAME_BYTES)
+    if len(frame) > MAX_FRAME_BYTES:
+        raise Oversize(len(frame), MAX_FRAME_BYTES)
+    version, profile, type_code, key_id, meter_field, counter = HEADER.unpack_from(frame)
+    if version != VERSION:
+        raise UnsupportedVersion(version)
+    if profile not in (0, 1):
+        raise MalformedField("profile", f"unknown profile {profile}")
+    number = int.from_bytes(meter_field, "big")
+    if number >= _METER_LIMIT:
+        raise MalformedField("meter code", "more than 20 digits")
+    code = f"{number:020d}"
+    if luhn_check_digit(code[:-1]) != number % 10:
+        raise MalformedField("meter code", f"{code} fails its check digit")
+    if counter == 0:
+        raise MalformedField("counter", "counter 0 is never used")
+    return RawHeader(version, Profile(profile), type_code, key_id, code, counter)
+
+
+def _typed(raw: RawHeader) -> FrameHeader:
+    try:
+        mtype = MessageType(raw.type_code)
+    except ValueError:
+        raise UnknownType(raw.type_code) from None
+    return FrameHeader(raw.version, raw.profile, mtype, raw.key_id, raw.meter_code, raw.counter)
+
+
+def peek_header(frame: bytes) -> FrameHeader:
+    """The header of `frame` read WITHOUT the key (meter identity, key id, counter, direction, type),
+    so the receiver can look the key and the window up. Nothing here is authenticated yet."""
+    return _typed(parse_raw_header(frame))
+
+
+def open_frame(frame: bytes, raw: RawHeader, key: bytes) -> bytes:
+    """The verified plaintext of `frame`. Raises BadTag."""
+    direction = Direction.UPLINK if raw.type_code & 0x80 else Direction.DOWNLINK
+    nonce = nonce_for(bytes(frame[4:13]), direction, raw.counter)
+    try:
+        return aead_for(key).decrypt(nonce, bytes(frame[HEADER_BYTES:]), bytes(frame[:HEADER_BYTES]))
+    except InvalidTag:
+        raise BadTag(raw.counter, raw.key_id) from None
+
+
+def parse_plaintext(header: FrameHeader, plaintext: bytes) -> Message:
+    """The message in a verified plaintext, binary or XML profile. Raises MalformedField, BadXml."""
+    if header.profile is Profile.XML:
+        from meter_protocol.documents import decompress_document, message_from_xml
+
+        message = message_from_xml(decompress_document(plaintext))
+        if message.message_type is not header.message_type:
+            raise MalformedField("document", "its message type differs from the header's")
+        return message
+    return decode_payload(header.message_type, plaintext)
+
+
+def decode_frame(
+    frame: bytes,
+    *,
+    key: bytes,
+    window: ReplayWindow | None = None,
+    meter_code: str | None = None,
+    direction: Direction | None = None,
+) -> Decoded:
+    """Verify and decode `frame`.
+
+    Checks, in order: the header (TooShort, Oversize, UnsupportedVersion, MalformedField, UnknownType),
+    the expected `meter_code` (WrongMeter) and `direction` (WrongDirection), the tag (BadTag), then the
+    anti-replay `window` if given (Replayed, OutsideWindow) and the payload (MalformedField, BadXml).
+    Errors after the tag check carry `authenticated = True` and the header. The returned `window` has
+    the counter marked; store it only if the message is then processed.
+    """
+    header = peek_header(frame)
+    if meter_code is not None and header.meter_code != meter_code:
+        raise WrongMeter(meter_code, header.meter_code)
+    if direction is not None and header.direction is not direction:
+        raise WrongDirection(direction.name.lower(), header.direction.name.lower())
+    raw = RawHeader(
+        header.version, header.profile, header.message_type, header.key_id, header.meter_code, header.counter
+    )
+    plaintext = open_frame(frame, raw, key)
+    try:
+        new_window = window.check_and_mark(header.counter) if window is not None else None
+        message = parse_plaintext(header, plaintext)
+    except ProtocolError as exc:
+        exc.authenticated = True
+        exc.header = header
+        raise
+    return Decoded(header, message, new_window)
