@@ -7,9 +7,10 @@ database engine, the transport, the background workers) and releases them in rev
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from sqlalchemy import text
@@ -18,9 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from config import Settings
 from smsmeter import __version__
 from smsmeter.masterkey import load_master_key
+from smsmeter.metrics import FleetCollector, Metrics, MetricsExporter
 from store import migrate
 from store.engine import create_engine
 from store.uow import UnitOfWork
+from web import health as web_health
+from web import ops as web_ops
 from web.app import create_app
 from web.health import ComponentHealth, HealthReport
 
@@ -28,6 +32,18 @@ log = logging.getLogger("smsmeter")
 
 ENGINE = web.AppKey("engine", AsyncEngine)
 UOW = web.AppKey("uow", UnitOfWork)
+MIGRATION_LOCK = 0x736D736D  # PostgreSQL advisory lock: one process migrates, the others wait for it
+
+
+class Role(enum.Enum):
+    """What a process runs. Several processes with different roles share one PostgreSQL database."""
+
+    WEB = "web"  # the REST API, console and portal, webhooks; exports the fleet metrics
+    GATEWAY = "gateway"  # the transport and the dispatcher: claims commands, sends them, takes receipts and replies
+    SCHEDULER = "scheduler"  # timers: retries and expiries, notices, reconciliation
+
+
+ALL_ROLES = frozenset(Role)
 
 
 @dataclass
@@ -35,8 +51,10 @@ class Runtime:
     """What the service holds while it runs; filled in by the cleanup context."""
 
     settings: Settings
+    roles: frozenset[Role] = ALL_ROLES
     engine: AsyncEngine | None = None
     transport_state: str = "stopped"
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 class _HealthCheck:
@@ -59,17 +77,65 @@ class _HealthCheck:
         return HealthReport(version=__version__, database=database, transport=transport)
 
 
-def build_app(settings: Settings) -> web.Application:
-    runtime = Runtime(settings)
-    app = create_app(health_check=_HealthCheck(runtime))
+class _Readiness:
+    """Ready when the database answers and, in a process that runs the channel, the channel is bound."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def __call__(self) -> list[web_ops.Check]:
+        runtime = self._runtime
+        checks = []
+        if runtime.engine is None:
+            checks.append(web_ops.Check("database", False, "not started"))
+        else:
+            try:
+                async with asyncio.timeout(2), runtime.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                checks.append(web_ops.Check("database", True, runtime.engine.dialect.name))
+            except Exception as exc:  # any failure of the probe means not ready
+                checks.append(web_ops.Check("database", False, type(exc).__name__))
+        if Role.GATEWAY in runtime.roles:
+            state = runtime.transport_state
+            checks.append(web_ops.Check("transport", state == "bound", f"{runtime.settings.transport.value} {state}"))
+        return checks
+
+
+async def _migrate(engine: AsyncEngine) -> None:
+    """Bring the schema up to date; with several processes starting at once on PostgreSQL, one at a time."""
+    if engine.dialect.name != "postgresql":
+        await migrate.upgrade(engine)
+        return
+    async with engine.connect() as lock:
+        await lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            await lock.commit()
+
+
+def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.Application:
+    runtime = Runtime(settings, roles)
+    health_check = _HealthCheck(runtime)
+    if Role.WEB in roles:
+        app = create_app(health_check=health_check)
+    else:  # a worker process answers only the operations endpoints
+        app = web.Application()
+        app[web_health.HEALTH_CHECK] = health_check
+        web_health.setup_routes(app)
+    exporter = MetricsExporter(runtime.metrics)
+    web_ops.setup_routes(app, readiness=_Readiness(runtime), export=exporter)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(
             settings.database.url, pool_size=settings.database.pool_size, echo=settings.database.echo
         )
         try:
-            await migrate.upgrade(engine)
+            await _migrate(engine)
             runtime.engine = engine
+            if Role.WEB in roles:
+                exporter.attach(FleetCollector(engine))
             app[ENGINE] = engine
             app[UOW] = UnitOfWork(engine)
             load_master_key(settings)
@@ -86,6 +152,7 @@ def build_app(settings: Settings) -> web.Application:
             log.info("smsmeter stopping: releasing the transport and the database")
             runtime.transport_state = "stopped"
             runtime.engine = None
+            exporter.detach()
             await engine.dispose()
 
     app.cleanup_ctx.append(resources)

@@ -28,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the web service, gateway workers and scheduler")
     serve.add_argument("--demo", action="store_true", help="load the demo utility first (idempotent)")
+    serve.add_argument(
+        "--role",
+        action="append",
+        choices=["web", "gateway", "scheduler", "all"],
+        help="what this process runs (repeatable; default all): web = API, console, portal, webhooks; gateway = the "
+        "SMS channel and dispatcher; scheduler = retries, expiries, notices, reconciliation",
+    )
 
     sub.add_parser("demo", help="load a small demo utility: subscribers, meters, a tariff, an operator")
 
@@ -49,13 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from smsmeter.app import build_app
+def _roles(args: argparse.Namespace) -> str:
+    chosen = args.role if getattr(args, "role", None) else ["all"]
+    return "all" if "all" in chosen else ",".join(sorted(set(chosen)))
 
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter.app import ALL_ROLES, Role, build_app
+
+    roles = _roles(args)
     if args.demo:
         _run(_demo(settings))
     web.run_app(
-        build_app(settings),
+        build_app(settings, ALL_ROLES if roles == "all" else frozenset(Role(r) for r in roles.split(","))),
         host=settings.http.host,
         port=settings.http.port,
         print=lambda _msg: log.info("listening on http://%s:%s", settings.http.host, settings.http.port),
@@ -130,7 +143,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         return EXIT_CONFIG
     from smsmeter.logs import configure_logging
 
-    configure_logging(settings)
+    configure_logging(settings, _roles(args))
     commands: dict[str, Callable[[], int | None]] = {
         "serve": lambda: _serve(settings, args),
         "demo": lambda: _run(_demo(settings)),

@@ -30,12 +30,20 @@ from gateway.ports import InboundHandler, InboundSms, OutboundSms, Receipt, Rece
 from store.schema.commands import command_history, commands, wrong_sms
 from store.schema.notices import notices
 from store.schema.payments import webhook_events
-from telemetry.ports import Observer
 
 log = logging.getLogger("smsmeter.metrics")
 
 # The handshake's final states (gateway/states.py is the authority; these are its values).
-FINAL_STATES = ("1:1", "rejected_smsc", "undeliverable", "expired", "rejected_meter", "timed_out", "failed", "cancelled")
+FINAL_STATES = (
+    "1:1",
+    "rejected_smsc",
+    "undeliverable",
+    "expired",
+    "rejected_meter",
+    "timed_out",
+    "failed",
+    "cancelled",
+)
 SUBMIT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 HANDSHAKE_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 
@@ -46,21 +54,35 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.submits = Counter("smsmeter_sms_submits", "SMS parts handed to the channel, by outcome", ["outcome"],
-                               registry=r)
-        self.submit_seconds = Histogram("smsmeter_sms_submit_seconds",
-                                        "Time from a submit to the channel's answer (submit_sm_resp)",
-                                        buckets=SUBMIT_BUCKETS_S, registry=r)
+        self.submits = Counter(
+            "smsmeter_sms_submits", "SMS parts handed to the channel, by outcome", ["outcome"], registry=r
+        )
+        self.submit_seconds = Histogram(
+            "smsmeter_sms_submit_seconds",
+            "Time from a submit to the channel's answer (submit_sm_resp)",
+            buckets=SUBMIT_BUCKETS_S,
+            registry=r,
+        )
         self.receipts = Counter("smsmeter_receipts", "Delivery receipts received, by state", ["state"], registry=r)
         self.inbound = Counter("smsmeter_inbound_sms", "Mobile-originated SMS received", registry=r)
-        self.webhooks = Counter("smsmeter_webhooks", "Payment webhooks answered, by provider and outcome",
-                                ["provider", "outcome"], registry=r)
-        self.notices_sent = Counter("smsmeter_notices_sent", "Notices sent to subscribers, by channel and outcome",
-                                    ["channel", "outcome"], registry=r)
-        self.transport_bound = Gauge("smsmeter_transport_bound",
-                                     "1 while this process's SMS channel is bound/connected, else 0", registry=r)
-        self.transport_state = Gauge("smsmeter_transport_state", "This process's SMS channel state (1 = current)",
-                                     ["state"], registry=r)
+        self.webhooks = Counter(
+            "smsmeter_webhooks",
+            "Payment webhooks answered, by provider and outcome",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.notices_sent = Counter(
+            "smsmeter_notices_sent",
+            "Notices sent to subscribers, by channel and outcome",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.transport_bound = Gauge(
+            "smsmeter_transport_bound", "1 while this process's SMS channel is bound/connected, else 0", registry=r
+        )
+        self.transport_state = Gauge(
+            "smsmeter_transport_state", "This process's SMS channel state (1 = current)", ["state"], registry=r
+        )
         self.window_in_use = Gauge("smsmeter_sms_window_in_use", "Submits awaiting the channel's answer", registry=r)
         self.window_size = Gauge("smsmeter_sms_window_size", "Submits the channel may have outstanding", registry=r)
         self.smpp_binds = Gauge("smsmeter_smpp_binds", "Successful SMPP binds since start", registry=r)
@@ -187,7 +209,10 @@ class MeteredTransport:
 
 _HANDSHAKE_STEPS = {
     # to_state: (metric name, help)
-    "0:1": ("smsmeter_command_accept_seconds", "Time from a command's creation (0:0) to its acceptance by the SMSC (0:1)"),
+    "0:1": (
+        "smsmeter_command_accept_seconds",
+        "Time from a command's creation (0:0) to its acceptance by the SMSC (0:1)",
+    ),
     "1:0": ("smsmeter_command_receipt_seconds", "Time from acceptance (0:1) to the delivery receipt (1:0)"),
     "1:1": ("smsmeter_command_ack_seconds", "Time from the previous step to the meter's acknowledgement (1:1)"),
 }
@@ -255,7 +280,9 @@ class FleetCollector(Collector):
         rows = await conn.execute(select(commands.c.state, func.count()).group_by(commands.c.state))
         snap.commands_by_state = {state: n for state, n in rows.all()}
         open_filter = commands.c.state.not_in(FINAL_STATES)
-        oldest, n_open = (await conn.execute(select(func.min(commands.c.created_at), func.count()).where(open_filter))).one()
+        oldest, n_open = (
+            await conn.execute(select(func.min(commands.c.created_at), func.count()).where(open_filter))
+        ).one()
         snap.open_commands = n_open
         if oldest is not None:
             if oldest.tzinfo is None:
@@ -323,13 +350,15 @@ class FleetCollector(Collector):
         open_ = GaugeMetricFamily("smsmeter_open_commands", "Commands not yet in a final state")
         open_.add_metric([], snap.open_commands)
         yield open_
-        wrong = CounterMetricFamily("smsmeter_wrong_sms", "SMS refused as not from a meter of ours, by reason",
-                                    labels=["reason"])
+        wrong = CounterMetricFamily(
+            "smsmeter_wrong_sms", "SMS refused as not from a meter of ours, by reason", labels=["reason"]
+        )
         for reason, n in sorted(snap.wrong_sms_by_reason.items()):
             wrong.add_metric([reason], n)
         yield wrong
-        hooks = CounterMetricFamily("smsmeter_webhook_events", "Payment webhook events recorded, by outcome",
-                                    labels=["provider", "outcome"])
+        hooks = CounterMetricFamily(
+            "smsmeter_webhook_events", "Payment webhook events recorded, by outcome", labels=["provider", "outcome"]
+        )
         for (provider, outcome), n in sorted(snap.webhook_events.items()):
             hooks.add_metric([provider, outcome], n)
         yield hooks
@@ -349,13 +378,21 @@ def _as_utc(value: datetime) -> datetime:
 
 
 class MetricsExporter:
-    """What /metrics serves: the process metrics, plus the fleet metrics when a collector is registered."""
+    """What /metrics serves: the process metrics, plus the fleet metrics while a collector is attached."""
 
-    def __init__(self, metrics: Metrics, fleet: FleetCollector | None) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self.fleet: FleetCollector | None = None
+
+    def attach(self, fleet: FleetCollector) -> None:
+        self.detach()
+        self.metrics.registry.register(fleet)
         self.fleet = fleet
-        if fleet is not None:
-            metrics.registry.register(fleet)
+
+    def detach(self) -> None:
+        if self.fleet is not None:
+            self.metrics.registry.unregister(self.fleet)
+            self.fleet = None
 
     async def __call__(self) -> tuple[bytes, str]:
         if self.fleet is not None:
