@@ -42,3 +42,50 @@ class BindRejected(TransportError):
     def __init__(self, status: int) -> None:
         super().__init__(f"SMSC refused the bind: status 0x{status:08x}")
         self.status = status
+
+
+class OutboxError(GatewayError):
+    """A command could not be written to the outbox."""
+
+
+class UnknownMeter(OutboxError):
+    def __init__(self, meter_id: int) -> None:
+        super().__init__(f"no active meter with id {meter_id}")
+        self.meter_id = meter_id
+
+
+class MeterKeyMissing(OutboxError):
+    """The meter has no stored key for the key id in force (or it does not unwrap under the master key)."""
+
+    def __init__(self, meter_id: int, key_id: int, reason: str = "no stored key") -> None:
+        super().__init__(f"meter {meter_id} key {key_id}: {reason}")
+        self.meter_id = meter_id
+        self.key_id = key_id
+        self.reason = reason
+
+
+class NotACommand(OutboxError):
+    """Only head-end → meter messages can be sent."""
+
+    def __init__(self, message_type: str) -> None:
+        super().__init__(f"{message_type} is not a head-end command")
+        self.message_type = message_type
+
+
+class UnknownDependency(OutboxError):
+    def __init__(self, depends_on_id: int) -> None:
+        super().__init__(f"the command this one depends on ({depends_on_id}) does not exist")
+        self.depends_on_id = depends_on_id
+
+
+class CommandNotFound(OutboxError):
+    def __init__(self, command_id: int) -> None:
+        super().__init__(f"no command {command_id}")
+        self.command_id = command_id
+
+
+class CannotCancel(OutboxError):
+    def __init__(self, command_id: int, state: str) -> None:
+        super().__init__(f"command {command_id} is {state}: only a command not yet sent can be cancelled")
+        self.command_id = command_id
+        self.state = state

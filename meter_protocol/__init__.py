@@ -28,6 +28,7 @@ from meter_protocol.errors import (
     WrongDirection,
     WrongMeter,
 )
+from meter_protocol.explain import Explanation, explain, frame_from_document
 from meter_protocol.frame import (
     MAX_FRAME_BYTES,
     Decoded,
@@ -70,6 +71,7 @@ from meter_protocol.messages import (
     TopUp,
 )
 from meter_protocol.meter_code import is_valid_meter_code, meter_code_with_check_digit, validate_meter_code
+from meter_protocol.reference_meter import MeterState, Outcome, advance, new_meter, raise_event, receive
 from meter_protocol.replay import ReplayWindow
 from meter_protocol.sms import (
     MAX_USER_DATA,
@@ -100,6 +102,7 @@ __all__ = [
     "Direction",
     "EventKind",
     "EventReport",
+    "Explanation",
     "FrameHeader",
     "InvalidMeterCode",
     "KeyChange",
@@ -108,6 +111,8 @@ __all__ = [
     "MalformedField",
     "Message",
     "MessageType",
+    "MeterState",
+    "Outcome",
     "OutsideWindow",
     "Oversize",
     "PartConflict",
@@ -142,15 +147,21 @@ __all__ = [
     "UserData",
     "WrongDirection",
     "WrongMeter",
+    "advance",
     "decode_frame",
     "derive_meter_key",
     "encode_frame",
+    "explain",
+    "frame_from_document",
     "is_valid_meter_code",
     "message_from_xml",
     "message_to_xml",
     "meter_code_with_check_digit",
+    "new_meter",
     "parse_user_data",
     "peek_header",
+    "raise_event",
+    "receive",
     "split_frame",
     "unwrap_key",
     "validate_meter_code",

@@ -53,13 +53,13 @@ command_parts = Table(
     Column("seq", Integer, nullable=False),  # 1-based part number
     Column("body", LargeBinary, nullable=False),  # user data with its UDH
     Column("has_udh", Integer, nullable=False, server_default="0"),
-    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("attempt", Integer, nullable=False, server_default="0"),  # one row per part per attempt
     Column("message_id", String(65), index=True),  # the SMSC's id, normalised
     Column("state", String(20), nullable=False, server_default="0:0"),
     Column("smsc_status", Integer),
     Column("submitted_at", UtcDateTime),
     Column("delivered_at", UtcDateTime),
-    UniqueConstraint("command_id", "seq"),
+    UniqueConstraint("command_id", "attempt", "seq"),
 )
 
 command_history = Table(
@@ -82,8 +82,11 @@ wrong_sms = Table(
     Column("source", String(30), nullable=False),
     Column("destination", String(30), nullable=False),
     Column("body", LargeBinary, nullable=False),
-    Column("reason", String(30), nullable=False),  # unknown_sender | bad_tag | replay | malformed | wrong_number
+    # wrong_number | unknown_sender | malformed | wrong_meter | wrong_direction | unknown_key | bad_tag | replay
+    # | unmatched_ack | not_a_report
+    Column("reason", String(30), nullable=False),
     Column("detail", String(500)),
+    Column("meter_id", ID, ForeignKey("meters.id")),  # the sending meter, when the sender is one
 )
 
 readings = Table(

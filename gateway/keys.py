@@ -1,0 +1,105 @@
+"""Meter keys for sealing commands and opening replies: read from meter_keys, unwrapped under the master key.
+
+Built once by the composition root from the master key. Unwrapped keys are kept in a bounded
+in-process cache keyed by (meter id, key id): a key id names one key forever (a key change makes a new
+id), so a cached key is never stale.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from sqlalchemy import and_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.errors import MeterKeyMissing
+from store.crypto import unwrap_from_storage
+from store.errors import KeyUnwrapError
+from store.schema.registry import meter_keys, meters
+
+_CHUNK = 1000
+
+
+class KeyRing:
+    def __init__(self, master_key: bytes, *, cache_size: int = 200_000) -> None:
+        self._master_key = master_key
+        self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _remember(self, meter_id: int, key_id: int, key: bytes) -> None:
+        self._cache[(meter_id, key_id)] = key
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _unwrap(self, meter_id: int, key_id: int, wrapped: bytes) -> bytes:
+        try:
+            key = unwrap_from_storage(self._master_key, wrapped)
+        except KeyUnwrapError:
+            raise MeterKeyMissing(meter_id, key_id, "the stored key does not unwrap under the master key") from None
+        self._remember(meter_id, key_id, key)
+        return key
+
+    async def key_for(self, conn: AsyncConnection, meter_id: int) -> tuple[int, bytes]:
+        """(key id, key) in force for the meter (meters.key_id). Raises MeterKeyMissing."""
+        found = await self.keys_for(conn, [meter_id])
+        if meter_id not in found:
+            raise MeterKeyMissing(meter_id, -1, "no key in force")
+        return found[meter_id]
+
+    async def keys_for(self, conn: AsyncConnection, meter_ids: Iterable[int]) -> dict[int, tuple[int, bytes]]:
+        """The keys in force for many meters at once; meters without a usable key are left out."""
+        ids = sorted(set(meter_ids))
+        result: dict[int, tuple[int, bytes]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows = await conn.execute(
+                select(meters.c.id, meters.c.key_id, meter_keys.c.wrapped_key)
+                .select_from(
+                    meters.outerjoin(
+                        meter_keys, and_(meter_keys.c.meter_id == meters.c.id, meter_keys.c.key_id == meters.c.key_id)
+                    )
+                )
+                .where(meters.c.id.in_(chunk))
+            )
+            for meter_id, key_id, wrapped in rows:
+                cached = self._cache.get((meter_id, key_id))
+                if cached is not None:
+                    result[meter_id] = (key_id, cached)
+                elif wrapped is not None:
+                    try:
+                        result[meter_id] = (key_id, self._unwrap(meter_id, key_id, wrapped))
+                    except MeterKeyMissing:
+                        continue
+        return result
+
+    async def key_by_id(self, conn: AsyncConnection, meter_id: int, key_id: int) -> bytes:
+        """The meter's key with this id (a reply may still use the previous key during a key change).
+        Raises MeterKeyMissing."""
+        cached = self._cache.get((meter_id, key_id))
+        if cached is not None:
+            return cached
+        found = await self.keys_by_id(conn, [(meter_id, key_id)])
+        if (meter_id, key_id) not in found:
+            raise MeterKeyMissing(meter_id, key_id)
+        return found[(meter_id, key_id)]
+
+    async def keys_by_id(
+        self, conn: AsyncConnection, wanted: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        pairs = sorted(set(wanted))
+        result = {p: self._cache[p] for p in pairs if p in self._cache}
+        missing = [p for p in pairs if p not in result]
+        for start in range(0, len(missing), _CHUNK):
+            chunk = missing[start : start + _CHUNK]
+            rows = await conn.execute(
+                select(meter_keys.c.meter_id, meter_keys.c.key_id, meter_keys.c.wrapped_key).where(
+                    tuple_(meter_keys.c.meter_id, meter_keys.c.key_id).in_(chunk)
+                )
+            )
+            for meter_id, key_id, wrapped in rows:
+                try:
+                    result[(meter_id, key_id)] = self._unwrap(meter_id, key_id, wrapped)
+                except MeterKeyMissing:
+                    continue
+        return result

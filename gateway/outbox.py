@@ -1,0 +1,413 @@
+"""The command outbox: the only way anything sends a command to a meter.
+
+`enqueue_command` / `enqueue_commands` run INSIDE the caller's transaction (the same connection as the
+ledger rows that cause the command): they allocate the meter's next head-end counters
+(meters.next_counter), seal each frame with meter_protocol and the meter's key, and write the command in
+state 0:0 with its first history row. Nothing is sent here: after the commit a dispatcher claims the
+row and sends exactly these bytes — every retry resends the same frame with the same counter, so the
+meter applies it at most once.
+
+Counters are never reused; a counter may be skipped (a request that turns out to repeat an earlier
+idempotency key still consumed one), which the meter's replay window accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+import meter_protocol as mp
+from gateway.errors import (
+    CannotCancel,
+    CommandNotFound,
+    MeterKeyMissing,
+    NotACommand,
+    UnknownDependency,
+    UnknownMeter,
+)
+from gateway.keys import KeyRing
+from gateway.states import CommandState, Source
+from store.schema.commands import command_history, command_parts, commands
+from store.schema.registry import meters
+
+_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    meter_id: int
+    message: mp.Command  # a head-end → meter message of meter_protocol
+    created_by: str  # "operator:alice", "system:topup", "api:cis" …
+    idempotency_key: str | None = None  # unique; a second request with the same key returns the first command
+    depends_on_id: int | None = None  # not sent before that command is final (and cancelled if it failed)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    from_state: str | None
+    to_state: str
+    at: datetime
+    source: str
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartView:
+    seq: int
+    attempt: int
+    message_id: str | None
+    state: str
+    smsc_status: int | None
+    submitted_at: datetime | None
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandView:
+    id: int
+    meter_id: int
+    kind: str
+    state: CommandState
+    counter: int
+    key_id: int
+    payload: dict[str, Any]
+    attempts: int
+    next_attempt_at: datetime | None
+    depends_on_id: int | None
+    idempotency_key: str | None
+    smsc_status: int | None
+    result_reason: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    final_at: datetime | None
+    frame: bytes
+    history: tuple[HistoryEntry, ...]
+    parts: tuple[PartView, ...]
+
+    @property
+    def is_final(self) -> bool:
+        return self.state.is_final
+
+
+def command_kind(message: mp.Message) -> str:
+    """`top_up`, `set_tariff`, `relay_on` …: the message type's name in lower case."""
+    return message.message_type.name.lower()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.name if value.name is not None else int(value.value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def message_payload(message: mp.Message) -> dict[str, Any]:
+    """The message's fields as JSON-ready values, for display and audit (keys as hex, enums by name)."""
+    fields = _plain(message)
+    assert isinstance(fields, dict)
+    return fields
+
+
+def _profile(name: str) -> mp.Profile:
+    return mp.Profile.XML if name == "xml" else mp.Profile.BINARY
+
+
+async def enqueue_command(conn: AsyncConnection, keys: KeyRing, request: CommandRequest, now: datetime) -> int:
+    """Write one command (state 0:0) in the caller's transaction; returns its id. Raises an OutboxError
+    subclass (UnknownMeter, MeterKeyMissing, NotACommand, UnknownDependency) or a ProtocolError."""
+    return (await enqueue_commands(conn, keys, [request], now))[0]
+
+
+async def enqueue_commands(
+    conn: AsyncConnection, keys: KeyRing, requests: Sequence[CommandRequest], now: datetime
+) -> list[int]:
+    """Write many commands in the caller's transaction (bulk: one statement per step, 1,000 rows a
+    statement); returns their ids in request order. All or nothing: any bad request raises and the
+    caller's transaction should roll back."""
+    if not requests:
+        return []
+    for request in requests:
+        if request.message.message_type.direction is not mp.Direction.DOWNLINK:
+            raise NotACommand(request.message.message_type.name)
+
+    ids: list[int | None] = [None] * len(requests)
+    keyed = {r.idempotency_key for r in requests if r.idempotency_key is not None}
+    existing = await _existing_by_key(conn, keyed)
+    first_index_of_key: dict[str, int] = {}
+    fresh: list[int] = []  # indexes of requests that make a new command
+    duplicate_of: dict[int, int] = {}  # index → index of the first request with the same key in this call
+    for i, request in enumerate(requests):
+        key = request.idempotency_key
+        if key is not None and key in existing:
+            ids[i] = existing[key]
+        elif key is not None and key in first_index_of_key:
+            duplicate_of[i] = first_index_of_key[key]
+        else:
+            if key is not None:
+                first_index_of_key[key] = i
+            fresh.append(i)
+
+    if fresh:
+        await _check_dependencies(conn, {d for i in fresh if (d := requests[i].depends_on_id) is not None})
+        new_ids = await _insert_fresh(conn, keys, [requests[i] for i in fresh], now)
+        for i, command_id in zip(fresh, new_ids, strict=True):
+            ids[i] = command_id
+    for i, first in duplicate_of.items():
+        ids[i] = ids[first]
+    return [i for i in ids if i is not None]
+
+
+async def _existing_by_key(conn: AsyncConnection, keys: set[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), _CHUNK):
+        rows = await conn.execute(
+            select(commands.c.idempotency_key, commands.c.id).where(
+                commands.c.idempotency_key.in_(ordered[start : start + _CHUNK])
+            )
+        )
+        found.update({k: i for k, i in rows})
+    return found
+
+
+async def _check_dependencies(conn: AsyncConnection, depends_on: set[int]) -> None:
+    ordered = sorted(depends_on)
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        found = set((await conn.execute(select(commands.c.id).where(commands.c.id.in_(chunk)))).scalars())
+        for dep in chunk:
+            if dep not in found:
+                raise UnknownDependency(dep)
+
+
+async def _allocate_counters(conn: AsyncConnection, per_meter: Counter[int]) -> dict[int, tuple[int, str, str]]:
+    """Reserve `per_meter[m]` consecutive counters for each meter; returns meter → (first counter, code,
+    profile). Rows are locked in id order (no deadlock between two bulk enqueues)."""
+    meter_ids = sorted(per_meter)
+    await conn.execute(
+        update(meters)
+        .where(meters.c.id == bindparam("m_id"))
+        .values(next_counter=meters.c.next_counter + bindparam("m_n")),
+        [{"m_id": m, "m_n": per_meter[m]} for m in meter_ids],
+    )
+    allocated: dict[int, tuple[int, str, str]] = {}
+    for start in range(0, len(meter_ids), _CHUNK):
+        rows = await conn.execute(
+            select(meters.c.id, meters.c.next_counter, meters.c.code, meters.c.profile, meters.c.status).where(
+                meters.c.id.in_(meter_ids[start : start + _CHUNK])
+            )
+        )
+        for meter_id, next_counter, code, profile, status in rows:
+            if status != "active":
+                raise UnknownMeter(meter_id)
+            allocated[meter_id] = (next_counter - per_meter[meter_id], code, profile)
+    for meter_id in meter_ids:
+        if meter_id not in allocated:
+            raise UnknownMeter(meter_id)
+    return allocated
+
+
+async def _insert_fresh(
+    conn: AsyncConnection, keys: KeyRing, requests: Sequence[CommandRequest], now: datetime
+) -> list[int]:
+    per_meter = Counter(r.meter_id for r in requests)
+    allocated = await _allocate_counters(conn, per_meter)
+    meter_keys = await keys.keys_for(conn, per_meter)
+    next_of: dict[int, int] = defaultdict(int)
+    rows: list[dict[str, Any]] = []
+    for request in requests:
+        first, code, profile = allocated[request.meter_id]
+        if request.meter_id not in meter_keys:
+            raise MeterKeyMissing(request.meter_id, -1, "no usable key in force")
+        key_id, key = meter_keys[request.meter_id]
+        counter = first + next_of[request.meter_id]
+        next_of[request.meter_id] += 1
+        frame = mp.encode_frame(
+            request.message, meter_code=code, key=key, key_id=key_id, counter=counter, profile=_profile(profile)
+        )
+        rows.append(
+            {
+                "meter_id": request.meter_id,
+                "kind": command_kind(request.message),
+                "counter": counter,
+                "key_id": key_id,
+                "frame": frame,
+                "payload": message_payload(request.message),
+                "state": CommandState.SENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "depends_on_id": request.depends_on_id,
+                "idempotency_key": request.idempotency_key,
+                "created_by": request.created_by,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    ids: list[int] = []
+    inserted: list[bool] = []
+    if len(rows) == 1 and rows[0]["idempotency_key"] is not None:
+        command_id, new = await _insert_one_keyed(conn, rows[0])
+        ids.append(command_id)
+        inserted.append(new)
+    else:
+        for start in range(0, len(rows), _CHUNK):
+            result = await conn.execute(
+                insert(commands).returning(commands.c.id, sort_by_parameter_order=True), rows[start : start + _CHUNK]
+            )
+            ids.extend(result.scalars())
+        inserted = [True] * len(ids)
+    history = [(i, r) for i, r, new in zip(ids, rows, inserted, strict=True) if new]
+    if not history:
+        return ids
+    await conn.execute(
+        insert(command_history),
+        [
+            {
+                "command_id": command_id,
+                "from_state": None,
+                "to_state": CommandState.SENDING.value,
+                "at": now,
+                "source": Source.OUTBOX.value,
+                "detail": f"counter {row['counter']} by {row['created_by']}"[:500],
+            }
+            for command_id, row in history
+        ],
+    )
+    return ids
+
+
+async def _insert_one_keyed(conn: AsyncConnection, row: dict[str, Any]) -> tuple[int, bool]:
+    """Insert one command with an idempotency key; if a concurrent transaction committed the same key
+    first, return that command instead (ON CONFLICT DO NOTHING, then read)."""
+    dialect = conn.dialect.name
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = postgresql.insert(commands).values(row).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(commands).values(row).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    else:  # pragma: no cover - only the two supported databases
+        stmt = insert(commands).values(row)
+    command_id = await conn.scalar(stmt.returning(commands.c.id))
+    if command_id is not None:
+        return int(command_id), True
+    existing = await conn.scalar(select(commands.c.id).where(commands.c.idempotency_key == row["idempotency_key"]))
+    assert existing is not None
+    return int(existing), False
+
+
+async def get_command(conn: AsyncConnection, command_id: int) -> CommandView:
+    """The command with its state history and SMS parts. Raises CommandNotFound."""
+    row = (await conn.execute(select(commands).where(commands.c.id == command_id))).mappings().first()
+    if row is None:
+        raise CommandNotFound(command_id)
+    history = await conn.execute(
+        select(
+            command_history.c.from_state,
+            command_history.c.to_state,
+            command_history.c.at,
+            command_history.c.source,
+            command_history.c.detail,
+        )
+        .where(command_history.c.command_id == command_id)
+        .order_by(command_history.c.id)
+    )
+    parts = await conn.execute(
+        select(
+            command_parts.c.seq,
+            command_parts.c.attempt,
+            command_parts.c.message_id,
+            command_parts.c.state,
+            command_parts.c.smsc_status,
+            command_parts.c.submitted_at,
+            command_parts.c.delivered_at,
+        )
+        .where(command_parts.c.command_id == command_id)
+        .order_by(command_parts.c.attempt, command_parts.c.seq)
+    )
+    return CommandView(
+        id=row["id"],
+        meter_id=row["meter_id"],
+        kind=row["kind"],
+        state=CommandState(row["state"]),
+        counter=row["counter"],
+        key_id=row["key_id"],
+        payload=dict(row["payload"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        depends_on_id=row["depends_on_id"],
+        idempotency_key=row["idempotency_key"],
+        smsc_status=row["smsc_status"],
+        result_reason=row["result_reason"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        final_at=row["final_at"],
+        frame=bytes(row["frame"]),
+        history=tuple(HistoryEntry(*h) for h in history),
+        parts=tuple(PartView(*p) for p in parts),
+    )
+
+
+async def cancel_command(conn: AsyncConnection, command_id: int, now: datetime, *, by: str, reason: str) -> None:
+    """Cancel a command that has not been handed to the SMSC yet (state 0:0, not claimed by a dispatcher
+    right now). Raises CommandNotFound or CannotCancel."""
+    changed = await conn.scalar(
+        update(commands)
+        .where(
+            commands.c.id == command_id,
+            commands.c.state == CommandState.SENDING.value,
+            (commands.c.claimed_until.is_(None)) | (commands.c.claimed_until < now),
+        )
+        .values(
+            state=CommandState.CANCELLED.value,
+            result_reason=reason[:200],
+            next_attempt_at=None,
+            updated_at=now,
+            final_at=now,
+        )
+        .returning(commands.c.id)
+    )
+    if changed is None:
+        state = await conn.scalar(select(commands.c.state).where(commands.c.id == command_id))
+        if state is None:
+            raise CommandNotFound(command_id)
+        raise CannotCancel(command_id, state)
+    await conn.execute(
+        insert(command_history).values(
+            command_id=command_id,
+            from_state=CommandState.SENDING.value,
+            to_state=CommandState.CANCELLED.value,
+            at=now,
+            source=Source.OPERATOR.value,
+            detail=f"{by}: {reason}"[:500],
+        )
+    )
+
+
+__all__ = [
+    "CommandRequest",
+    "CommandView",
+    "HistoryEntry",
+    "PartView",
+    "cancel_command",
+    "command_kind",
+    "enqueue_command",
+    "enqueue_commands",
+    "get_command",
+    "message_payload",
+]
