@@ -109,7 +109,8 @@ def test_compose_file_is_valid_against_the_compose_specification() -> None:
 def test_every_smsmeter_service_would_start_with_its_command_and_settings() -> None:
     document = _compose({**_env_file(), **EXAMPLE_ENV})
     parser = _parser()
-    smsmeter_services = {n: s for n, s in document["services"].items() if str(s.get("image", "")).startswith("smsmeter")}
+    services = document["services"].items()
+    smsmeter_services = {n: s for n, s in services if str(s.get("image", "")).startswith("smsmeter")}
     assert len(smsmeter_services) == 6
     known = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     for name, service in smsmeter_services.items():
@@ -144,7 +145,8 @@ def test_the_image_holds_every_package_and_runs_as_non_root() -> None:
     assert "USER 10001:10001" in dockerfile
     assert "pip install --no-cache-dir --no-index" in dockerfile  # the runtime installs only the built wheels
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
-    assert ".git" in ignored and "tests" in ignored
+    assert ".git" in ignored
+    assert "tests" in ignored
 
 
 def _compose_plugin() -> bool:
