@@ -4,8 +4,9 @@ Prints messages/s for
 - bare smpplib 2.2.4 (its blocking Client: this thread submits, a listener thread reads; a lock around
   writes, since smpplib has none; TCP_NODELAY; a window of outstanding submits), and
 - gateway.smpp.SmppTransport (asyncio) with the same window,
-each counted until every receipt is in. `bare_smpplib_ceiling()` and `transport_rate()` are reused by
-the end-to-end gateway bench.
+each counted until every receipt is in; then SmppTransport against our own simulated SMSC
+(gateway.smpp_server, what `smsmeter simulate` serves) for comparison. `bare_smpplib_ceiling()` and
+`transport_rate()` are reused by the end-to-end gateway bench.
 
     python -m bench.gateway_transport [--messages 20000] [--window 64] [--size 100]
 """
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import sys
 import threading
@@ -28,7 +30,9 @@ import smpplib.client
 import smpplib.consts
 
 from gateway.ports import InboundSms, OutboundSms, Receipt
+from gateway.simulator import SimulatedSmsc, SimulatorConfig
 from gateway.smpp import SmppConfig, SmppTransport
+from gateway.smpp_server import SmppServerConfig, SmppSimulatorServer
 from tests.peers.smsc import NodeSmsc
 
 DESTINATION = "254700000001"
@@ -137,10 +141,15 @@ async def main() -> None:
         bare = await asyncio.to_thread(bare_smpplib_ceiling, *common)
         await smsc.reset()
         ours = await transport_rate(*common)
+    simulator = SimulatedSmsc(SimulatorConfig(), random.Random(1))
+    async with SmppSimulatorServer(SmppServerConfig(), simulator) as server:
+        simulated = await transport_rate("127.0.0.1", server.port, "bench", "bench", args.messages, args.window,
+                                         args.size)
     print(f"{args.messages} binary submits of {args.size} bytes with receipts, window {args.window}, "
           "node-smpp SMSC on loopback")
     print(f"bare smpplib ceiling      : {bare:8.0f} messages/s")
     print(f"gateway.smpp SmppTransport: {ours:8.0f} messages/s  ({ours / bare:.2f} of the ceiling)")
+    print(f"SmppTransport against gateway.smpp_server (simulated SMSC): {simulated:8.0f} messages/s")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Only the composition root calls `load_settings`, handing it the environment; not
 
 from config.errors import ConfigError
 from config.settings import (
+    BillingSettings,
     DatabaseSettings,
     HttpSettings,
     ModemSettings,
@@ -12,11 +13,13 @@ from config.settings import (
     Settings,
     SimulatorSettings,
     SmppSettings,
+    SmtpSettings,
     StripeSettings,
     load_settings,
 )
 
 __all__ = [
+    "BillingSettings",
     "ConfigError",
     "DatabaseSettings",
     "HttpSettings",
@@ -25,6 +28,7 @@ __all__ = [
     "Settings",
     "SimulatorSettings",
     "SmppSettings",
+    "SmtpSettings",
     "StripeSettings",
     "load_settings",
 ]

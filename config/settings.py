@@ -160,6 +160,69 @@ class UtilitySettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class BillingSettings:
+    """Prepaid and arrears policy. Amounts in minor units of the utility's currency."""
+
+    debt_recovery_percent: int = 25  # share of every payment that repays arrears first
+    low_credit_minor: int = 200  # a meter reporting this or less gets a low-credit alert
+    emergency_credit_minor: int = 0  # 0: no emergency credit
+    emergency_grace_days: int = 3
+    min_debt_minor: int = 100  # smaller debts start no arrears
+    reminder_after_days: int = 3
+    final_after_days: int = 10
+    disconnect_after_days: int = 15
+    penalty_percent_bp: int = 0  # per overdue period, basis points of the debt (100 = 1 %)
+    penalty_fixed_minor: int = 0  # per overdue period
+    penalty_period_days: int = 30
+    penalty_max_periods: int = 12
+    night_start: str = "18:00"  # no automatic disconnect from night_start to night_end (local time)
+    night_end: str = "08:00"
+    weekend_days: str = "sat,sun"  # no automatic disconnect on these days (holidays: the console's calendar)
+    vat_bp: int = 0  # VAT included in prices, basis points (2000 = 20 %)
+    invoice_series: str = "INV"
+    utility_address: str = ""
+    utility_tax_id: str = ""
+    sweep_interval_s: float = 3600.0  # the arrears sweep
+    notice_interval_s: float = 60.0  # sending queued notices
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.debt_recovery_percent <= 100, "debt_recovery_percent", "must be 0-100")
+        _require(
+            0 <= self.reminder_after_days <= self.final_after_days <= self.disconnect_after_days,
+            "disconnect_after_days",
+            "reminder <= final <= disconnect days",
+        )
+        _require(0 <= self.penalty_percent_bp <= 10000, "penalty_percent_bp", "must be 0-10000")
+        _require(self.penalty_period_days >= 1, "penalty_period_days", "must be at least 1")
+        for name in ("night_start", "night_end"):
+            _require(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", getattr(self, name)) is not None, name, "must be HH:MM")
+        days = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+        _require(
+            all(d.strip().lower() in days for d in self.weekend_days.split(",") if d.strip()),
+            "weekend_days",
+            "comma-separated mon,tue,wed,thu,fri,sat,sun",
+        )
+        _require(0 <= self.vat_bp <= 10000, "vat_bp", "must be 0-10000")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """Outgoing e-mail (notices, invoices). An empty host switches e-mail off."""
+
+    host: str = ""
+    port: int = 25
+    sender: str = "billing@localhost"
+    username: str = ""
+    password: Secret | None = None
+    starttls: bool = False
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _require(0 < self.port <= 65535, "port", "must be a TCP port, 1-65535")
+        _require("@" in self.sender, "sender", "must be an e-mail address")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LogSettings:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json: bool = False
@@ -179,6 +242,8 @@ class Settings:
     stripe: StripeSettings = dataclasses.field(default_factory=StripeSettings)
     gateway: GatewaySettings = dataclasses.field(default_factory=GatewaySettings)
     utility: UtilitySettings = dataclasses.field(default_factory=UtilitySettings)
+    billing: BillingSettings = dataclasses.field(default_factory=BillingSettings)
+    smtp: SmtpSettings = dataclasses.field(default_factory=SmtpSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
 
     def __post_init__(self) -> None:

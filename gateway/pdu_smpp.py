@@ -268,6 +268,27 @@ def _cstr(value: str, limit: int) -> bytes:
     return raw + b"\x00"
 
 
+def _encode_sm(command_id: int, sequence: int, *, service_type: str, source_ton: int, source_npi: int,
+               source_addr: str, dest_ton: int, dest_npi: int, destination_addr: str, esm_class: int,
+               protocol_id: int, validity_period: str, registered_delivery: int, data_coding: int,
+               short_message: bytes, tlvs: bytes = b"") -> bytes:
+    if len(short_message) > 254:
+        raise ValueError("short_message longer than 254 octets")
+    body = b"".join((
+        _cstr(service_type, 6),
+        bytes((source_ton, source_npi)), _cstr(source_addr, 21),
+        bytes((dest_ton, dest_npi)), _cstr(destination_addr, 21),
+        bytes((esm_class, protocol_id, 0)),  # priority_flag 0
+        b"\x00",  # schedule_delivery_time: immediate
+        _cstr(validity_period, 17),
+        # replace_if_present_flag 0, sm_default_msg_id 0
+        bytes((registered_delivery, 0, data_coding, 0, len(short_message))),
+        short_message,
+        tlvs,
+    ))
+    return HEADER.pack(16 + len(body), command_id, 0, sequence) + body
+
+
 def encode_submit_sm(
     sequence: int,
     *,
@@ -286,20 +307,44 @@ def encode_submit_sm(
     short_message: bytes,
 ) -> bytes:
     """submit_sm (SMPP 3.4 §4.4.1) without optional parameters; short_message at most 254 octets."""
-    if len(short_message) > 254:
-        raise ValueError("short_message longer than 254 octets")
-    body = b"".join((
-        _cstr(service_type, 6),
-        bytes((source_ton, source_npi)), _cstr(source_addr, 21),
-        bytes((dest_ton, dest_npi)), _cstr(destination_addr, 21),
-        bytes((esm_class, protocol_id, 0)),  # priority_flag 0
-        b"\x00",  # schedule_delivery_time: immediate
-        _cstr(validity_period, 17),
-        # replace_if_present_flag 0, sm_default_msg_id 0
-        bytes((registered_delivery, 0, data_coding, 0, len(short_message))),
-        short_message,
-    ))
-    return HEADER.pack(16 + len(body), SUBMIT_SM_ID, 0, sequence) + body
+    return _encode_sm(
+        SUBMIT_SM_ID, sequence, service_type=service_type, source_ton=source_ton, source_npi=source_npi,
+        source_addr=source_addr, dest_ton=dest_ton, dest_npi=dest_npi, destination_addr=destination_addr,
+        esm_class=esm_class, protocol_id=protocol_id, validity_period=validity_period,
+        registered_delivery=registered_delivery, data_coding=data_coding, short_message=short_message)
+
+
+def encode_deliver_sm(
+    sequence: int,
+    *,
+    source_ton: int,
+    source_npi: int,
+    source_addr: str,
+    dest_ton: int,
+    dest_npi: int,
+    destination_addr: str,
+    esm_class: int,
+    data_coding: int,
+    short_message: bytes,
+    protocol_id: int = 0,
+    receipted_message_id: str | None = None,
+    message_state: int | None = None,
+    network_error_code: bytes | None = None,
+) -> bytes:
+    """deliver_sm (SMPP 3.4 §4.6.1), with the receipt TLVs when given."""
+    tlvs = b""  # in smpplib's order, so that both write the same bytes
+    if network_error_code is not None:
+        tlvs += _TLV.pack(_TAG_NETWORK_ERROR_CODE, len(network_error_code)) + network_error_code
+    if message_state is not None:
+        tlvs += _TLV.pack(_TAG_MESSAGE_STATE, 1) + bytes((message_state,))
+    if receipted_message_id is not None:
+        value = _cstr(receipted_message_id, 65)
+        tlvs += _TLV.pack(_TAG_RECEIPTED_MESSAGE_ID, len(value)) + value
+    return _encode_sm(
+        DELIVER_SM_ID, sequence, service_type="", source_ton=source_ton, source_npi=source_npi,
+        source_addr=source_addr, dest_ton=dest_ton, dest_npi=dest_npi, destination_addr=destination_addr,
+        esm_class=esm_class, protocol_id=protocol_id, validity_period="", registered_delivery=0,
+        data_coding=data_coding, short_message=short_message, tlvs=tlvs)
 
 
 def encode_response(command_id: int, sequence: int, status: int = ESME_ROK, message_id: str = "") -> bytes:
@@ -315,8 +360,8 @@ def decode_message_id(data: bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class DeliverSm:
-    """The fields of a deliver_sm (SMPP 3.4 §4.6.1) the gateway reads."""
+class ShortMessage:
+    """The fields of a deliver_sm (SMPP 3.4 §4.6.1) or submit_sm (§4.4.1) the gateway reads."""
 
     sequence: int
     source_addr: str
@@ -325,6 +370,12 @@ class DeliverSm:
     protocol_id: int
     data_coding: int
     short_message: bytes
+    source_ton: int = 0
+    source_npi: int = 0
+    dest_ton: int = 0
+    dest_npi: int = 0
+    registered_delivery: int = 0
+    validity_period: str = ""
     message_payload: bytes | None = None
     receipted_message_id: str | None = None
     message_state: int | None = None
@@ -335,8 +386,9 @@ class DeliverSm:
         return self.short_message or self.message_payload or b""
 
 
-def decode_deliver_sm(data: bytes) -> DeliverSm:
-    """Decode a whole deliver_sm PDU. Raises PduDecodeError on a truncated or inconsistent body."""
+def decode_short_message(data: bytes) -> ShortMessage:
+    """Decode a whole deliver_sm or submit_sm PDU. Raises PduDecodeError on a truncated or inconsistent
+    body."""
     _length, command_id, _status, sequence = HEADER.unpack_from(data)
     pos = 16
     try:
@@ -348,15 +400,18 @@ def decode_deliver_sm(data: bytes) -> DeliverSm:
             return value
 
         cstr()  # service_type
-        pos += 2  # source TON/NPI
+        source_ton, source_npi = data[pos], data[pos + 1]
+        pos += 2
         source = cstr()
+        dest_ton, dest_npi = data[pos], data[pos + 1]
         pos += 2
         destination = cstr()
         esm_class, protocol_id = data[pos], data[pos + 1]
         pos += 3  # + priority_flag
         cstr()  # schedule_delivery_time
-        cstr()  # validity_period
-        pos += 2  # registered_delivery, replace_if_present_flag
+        validity = cstr()
+        registered_delivery = data[pos]
+        pos += 2  # + replace_if_present_flag
         data_coding = data[pos]
         sm_length = data[pos + 2]
         pos += 3
@@ -381,11 +436,15 @@ def decode_deliver_sm(data: bytes) -> DeliverSm:
             elif tag == _TAG_MESSAGE_PAYLOAD:
                 payload = value
     except (ValueError, IndexError) as exc:
-        raise PduDecodeError(command_id, sequence, f"malformed deliver_sm: {exc}") from exc
-    return DeliverSm(
+        raise PduDecodeError(command_id, sequence, f"malformed short message PDU: {exc}") from exc
+    return ShortMessage(
         sequence=sequence, source_addr=source.decode("latin-1"),
         destination_addr=destination.decode("latin-1"),
         esm_class=esm_class, protocol_id=protocol_id, data_coding=data_coding, short_message=short_message,
         message_payload=payload, receipted_message_id=receipted, message_state=state,
-        network_error_code=network_error,
+        network_error_code=network_error, source_ton=source_ton, source_npi=source_npi, dest_ton=dest_ton,
+        dest_npi=dest_npi, registered_delivery=registered_delivery, validity_period=validity.decode("latin-1"),
     )
+
+
+decode_deliver_sm = decode_short_message

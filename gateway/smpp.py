@@ -63,12 +63,12 @@ from gateway.pdu_smpp import (
     HEADER,
     MAX_PDU_LENGTH,
     THROTTLE_STATUSES,
-    DeliverSm,
     IdFormat,
     Pdu,
     PduDecodeError,
     ReceiptFormatError,
     SequenceCounter,
+    ShortMessage,
     decode_deliver_sm,
     decode_message_id,
     encode_pdu,
@@ -542,7 +542,7 @@ class SmppTransport:
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
-    async def _deliver(self, conn: _Connection, pdu: DeliverSm) -> None:
+    async def _deliver(self, conn: _Connection, pdu: ShortMessage) -> None:
         esm_class = pdu.esm_class
         body = pdu.body
         status = ESME_ROK

@@ -1,6 +1,6 @@
 """Arrears notices (owned by billing). Each cause is sent once: `cause_key` is unique."""
 
-from sqlalchemy import Column, ForeignKey, String, Table, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
 
 from store.metadata import metadata
 from store.types import ID, UtcDateTime
@@ -19,4 +19,9 @@ notices = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
     Column("error", String(500)),
+    Column("recipient", String(320)),  # the phone number or e-mail address, as it was when queued
+    Column("language", String(5)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime),
 )
+Index("ix_notices_status_next", notices.c.status, notices.c.next_attempt_at)

@@ -124,6 +124,9 @@ meters = Table(
     Column("in_highest", BigInteger, nullable=False, server_default="0"),
     Column("in_bitmap", BigInteger, nullable=False, server_default="0"),
     Column("key_id", Integer, nullable=False, server_default="0"),  # the key revision in force
+    # The top-up transfer id the next credit to this meter carries (increases per meter in issue order).
+    Column("next_transfer_id", BigInteger, nullable=False, server_default="1"),
+    Column("notes", String(500)),
 )
 
 meter_keys = Table(
@@ -137,4 +140,23 @@ meter_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("retired_at", UtcDateTime),
     UniqueConstraint("meter_id", "key_id"),
+)
+
+# The friendly-hours calendar: no automatic disconnect on these days (the utility's public holidays).
+holidays = Table(
+    "holidays",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("name", String(200), nullable=False),
+)
+
+meter_history = Table(
+    "meter_history",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("meter_id", ID, ForeignKey("meters.id"), nullable=False, index=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("by", String(100), nullable=False),
+    Column("event", String(30), nullable=False),  # installed | replaced | archived | updated | key_issued
+    Column("detail", JSON, nullable=False),
 )

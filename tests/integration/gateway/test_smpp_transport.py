@@ -11,36 +11,14 @@ import pytest
 
 from gateway.errors import BindRejected, NotConnected, SmscRejected, Throttled
 from gateway.pdu_smpp import IdFormat, normalise_message_id
-from gateway.ports import InboundSms, OutboundSms, Receipt, ReceiptState, TransportState
+from gateway.ports import InboundSms, OutboundSms, ReceiptState, TransportState
 from gateway.smpp import SmppConfig, SmppTransport
+from tests.integration.gateway.inbox import Inbox
 from tests.peers.bounds import until
 from tests.peers.smsc import MobileOriginated, NodeSmsc
 
 SHORT_NUMBER = "7444"
 METER = "254700000001"
-
-
-class Inbox:
-    """Collects what the transport hands to its callbacks."""
-
-    def __init__(self) -> None:
-        self.receipts: list[Receipt] = []
-        self.inbound: list[InboundSms] = []
-        self._changed = asyncio.Event()
-
-    async def on_receipt(self, receipt: Receipt) -> None:
-        self.receipts.append(receipt)
-        self._changed.set()
-
-    async def on_inbound(self, sms: InboundSms) -> None:
-        self.inbound.append(sms)
-        self._changed.set()
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
 
 
 def config_for(smsc: NodeSmsc, **overrides: object) -> SmppConfig:

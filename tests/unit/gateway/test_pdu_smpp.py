@@ -17,6 +17,8 @@ from gateway.pdu_smpp import (
     decode_deliver_sm,
     decode_message_id,
     decode_pdu,
+    decode_short_message,
+    encode_deliver_sm,
     encode_pdu,
     encode_response,
     encode_submit_sm,
@@ -188,3 +190,28 @@ def test_sequence_counter_wraps() -> None:
     assert [counter.next_sequence() for _ in range(2)] == [1, 2]
     counter._sequence = SequenceCounter.MAX
     assert counter.next_sequence() == 1
+
+
+def test_deliver_sm_encoding_matches_smpplib() -> None:
+    ours = encode_deliver_sm(
+        3, source_ton=1, source_npi=1, source_addr="254700000001", dest_ton=3, dest_npi=0,
+        destination_addr="7444", esm_class=0x04, data_coding=0, short_message=b"id:7 stat:DELIVRD",
+        receipted_message_id="7", message_state=2)
+    theirs = decode_pdu(ours)
+    assert (theirs.command, theirs.sequence, theirs.esm_class) == ("deliver_sm", 3, 0x04)
+    assert (theirs.source_addr, theirs.destination_addr) == (b"254700000001", b"7444")
+    assert (theirs.receipted_message_id, theirs.message_state) == (b"7", 2)
+    assert theirs.short_message == b"id:7 stat:DELIVRD"
+    same = make_pdu("deliver_sm", sequence=3, source_addr_ton=1, source_addr_npi=1, source_addr="254700000001",
+                    dest_addr_ton=3, dest_addr_npi=0, destination_addr="7444", esm_class=0x04, data_coding=0,
+                    short_message=b"id:7 stat:DELIVRD", receipted_message_id="7", message_state=2)
+    assert encode_pdu(same) == ours
+
+
+def test_submit_sm_decodes_with_the_short_message_decoder() -> None:
+    sm = decode_short_message(GOLDEN_SUBMIT)
+    assert (sm.sequence, sm.source_addr, sm.source_ton, sm.destination_addr, sm.dest_ton) == (
+        42, "7444", 3, "254700000001", 1)
+    assert (sm.esm_class, sm.registered_delivery, sm.data_coding, sm.validity_period) == (
+        0x40, 1, 4, "000001000000000R")
+    assert sm.short_message == SUBMIT_FIELDS["short_message"]

@@ -1,0 +1,30 @@
+"""Gapless numbers (invoices, cash receipts): taken with an UPDATE in the transaction that uses the number.
+The row lock serialises takers; a rollback gives the number back, so the series has no gaps."""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store.schema.ledger import number_sequences as S  # noqa: N812
+
+
+async def take(conn: AsyncConnection, name: str) -> int:
+    """The next number of series `name` (1, 2, 3 ...)."""
+    taken = await conn.scalar(
+        update(S).where(S.c.name == name).values(next_value=S.c.next_value + 1).returning(S.c.next_value)
+    )
+    if taken is not None:
+        return int(taken) - 1
+    try:
+        async with conn.begin_nested():
+            await conn.execute(insert(S).values(name=name, next_value=2))
+        return 1
+    except IntegrityError:  # created concurrently: take the next one
+        return await take(conn, name)
+
+
+async def peek(conn: AsyncConnection, name: str) -> int:
+    value = await conn.scalar(select(S.c.next_value).where(S.c.name == name))
+    return 1 if value is None else int(value)

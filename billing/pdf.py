@@ -1,0 +1,110 @@
+"""PDF rendering with reportlab: invoices and cash receipts (A4, Unicode through a TrueType font when the
+system has DejaVu Sans; else reportlab's Helvetica, Latin-1)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+from reportlab.lib.pagesizes import A4, A6
+from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen import canvas
+
+from billing.rules.invoice import InvoiceContent
+
+_FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+)
+_font_name: str | None = None
+
+
+def _font() -> str:
+    global _font_name
+    if _font_name is None:
+        _font_name = "Helvetica"
+        for candidate in _FONT_CANDIDATES:
+            if Path(candidate).exists():
+                pdfmetrics.registerFont(TTFont("DejaVuSans", candidate))
+                _font_name = "DejaVuSans"
+                break
+    return _font_name
+
+
+def _safe(text: str) -> str:
+    if _font() == "Helvetica":
+        return text.encode("latin-1", "replace").decode("latin-1")
+    return text
+
+
+def render_invoice(content: InvoiceContent) -> bytes:
+    font = _font()
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A4, invariant=True)
+    pdf.setTitle(f"Invoice {content.number}")
+    width, height = A4
+    y = height - 20 * mm
+    pdf.setFont(font, 16)
+    pdf.drawString(20 * mm, y, _safe(f"Tax invoice {content.number}"))
+    pdf.setFont(font, 10)
+    y -= 8 * mm
+    pdf.drawString(20 * mm, y, _safe(f"Issued {content.issued_on.isoformat()}"))
+    pdf.drawString(110 * mm, y, _safe(f"Period {content.period_start.isoformat()} – {content.period_end.isoformat()}"))
+    y -= 10 * mm
+    for title, party in (("From", content.utility), ("To", content.subscriber)):
+        pdf.setFont(font, 11)
+        pdf.drawString(20 * mm, y, _safe(f"{title}: {party.name}"))
+        pdf.setFont(font, 9)
+        details = [party.address]
+        if party.code:
+            details.append(f"Account {party.code}")
+        if party.tax_id:
+            details.append(f"Tax id {party.tax_id}")
+        for line in details:
+            y -= 5 * mm
+            pdf.drawString(28 * mm, y, _safe(line))
+        y -= 8 * mm
+    y -= 4 * mm
+    pdf.setFont(font, 10)
+    pdf.drawString(20 * mm, y, "Description")
+    pdf.drawString(120 * mm, y, "Quantity")
+    pdf.drawRightString(width - 20 * mm, y, "Amount")
+    y -= 2 * mm
+    pdf.line(20 * mm, y, width - 20 * mm, y)
+    for line in content.lines:
+        y -= 6 * mm
+        pdf.drawString(20 * mm, y, _safe(line.description))
+        pdf.drawString(120 * mm, y, _safe(line.quantity))
+        pdf.drawRightString(width - 20 * mm, y, line.amount.format())
+    y -= 4 * mm
+    pdf.line(20 * mm, y, width - 20 * mm, y)
+    y -= 8 * mm
+    pdf.setFont(font, 11)
+    pdf.drawString(20 * mm, y, _safe(f"Debt at the end of the period: {content.closing_debt.format()}"))
+    y -= 6 * mm
+    pdf.setFont(font, 9)
+    pdf.drawString(20 * mm, y, _safe(f"VAT included: {content.vat_included.format()}"))
+    pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+def render_receipt(title: str, lines: Sequence[tuple[str, str]]) -> bytes:
+    font = _font()
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A6, invariant=True)
+    width, height = A6
+    y = height - 12 * mm
+    pdf.setFont(font, 12)
+    pdf.drawString(8 * mm, y, _safe(title))
+    pdf.setFont(font, 9)
+    for label, value in lines:
+        y -= 6 * mm
+        pdf.drawString(8 * mm, y, _safe(label))
+        pdf.drawRightString(width - 8 * mm, y, _safe(value))
+    pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()

@@ -1,0 +1,131 @@
+"""Notice texts in the subscriber's language, and how an SMS text is encoded: GSM-7 when every character
+is in the GSM 03.38 default alphabet (or its extension table), else UCS-2 (3GPP TS 23.038). Pure."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+GSM7_BASIC = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = "^{}\\[~]|€\f"
+_BASIC = frozenset(GSM7_BASIC)
+_EXT = frozenset(GSM7_EXTENSION)
+
+
+class SmsEncoding(enum.StrEnum):
+    GSM7 = "gsm7"
+    UCS2 = "ucs2"
+
+
+@dataclass(frozen=True, slots=True)
+class SmsSizing:
+    encoding: SmsEncoding
+    units: int  # septets (GSM-7) or UTF-16 code units (UCS-2)
+    parts: int
+
+
+def sms_sizing(text: str) -> SmsSizing:
+    """Encoding and number of SMS parts: 160/153 septets for GSM-7, 70/67 characters for UCS-2."""
+    if all(c in _BASIC or c in _EXT for c in text):
+        units = sum(2 if c in _EXT else 1 for c in text)
+        single, multi, encoding = 160, 153, SmsEncoding.GSM7
+    else:
+        units = len(text.encode("utf-16-be")) // 2
+        single, multi, encoding = 70, 67, SmsEncoding.UCS2
+    parts = 1 if units <= single else -(-units // multi)
+    return SmsSizing(encoding, units, parts)
+
+
+class NoticeKind(enum.StrEnum):
+    REMINDER = "reminder"
+    FINAL = "final"
+    DISCONNECT = "disconnect"
+    RECONNECT = "reconnect"
+    LOW_CREDIT = "low_credit"
+
+
+_TEXTS: Mapping[str, Mapping[NoticeKind, tuple[str, str]]] = {
+    "en": {
+        NoticeKind.REMINDER: (
+            "Payment reminder",
+            "{utility}: account {code} owes {amount}. Please pay to avoid a penalty.",
+        ),
+        NoticeKind.FINAL: (
+            "Final notice",
+            "{utility}: FINAL NOTICE. Account {code} owes {amount}. Pay now or supply will be disconnected.",
+        ),
+        NoticeKind.DISCONNECT: (
+            "Supply disconnected",
+            "{utility}: supply to account {code} is disconnected for a debt of {amount}. It returns once paid.",
+        ),
+        NoticeKind.RECONNECT: (
+            "Supply reconnected",
+            "{utility}: thank you. Account {code} is clear and supply is reconnected.",
+        ),
+        NoticeKind.LOW_CREDIT: (
+            "Low credit",
+            "{utility}: meter credit for account {code} is low ({amount}). Top up soon.",
+        ),
+    },
+    "ro": {
+        NoticeKind.REMINDER: (
+            "Memento de plata",
+            "{utility}: contul {code} are o datorie de {amount}. Va rugam sa achitati pentru a evita penalitatea.",
+        ),
+        NoticeKind.FINAL: (
+            "Ultima notificare",
+            "{utility}: ULTIMA NOTIFICARE. Contul {code} datoreaza {amount}. "
+            "Achitati acum sau alimentarea va fi deconectata.",
+        ),
+        NoticeKind.DISCONNECT: (
+            "Alimentare deconectata",
+            "{utility}: alimentarea contului {code} este deconectata pentru datoria de {amount}.",
+        ),
+        NoticeKind.RECONNECT: (
+            "Alimentare reconectata",
+            "{utility}: multumim. Contul {code} este achitat si alimentarea reconectata.",
+        ),
+        NoticeKind.LOW_CREDIT: (
+            "Credit redus",
+            "{utility}: creditul contorului pentru contul {code} este redus ({amount}). Reincarcati.",
+        ),
+    },
+    "ru": {
+        NoticeKind.REMINDER: (
+            "Напоминание об оплате",
+            "{utility}: по счёту {code} долг {amount}. Оплатите, чтобы избежать пени.",
+        ),
+        NoticeKind.FINAL: (
+            "Последнее предупреждение",
+            "{utility}: ПОСЛЕДНЕЕ ПРЕДУПРЕЖДЕНИЕ. Долг по счёту {code}: {amount}. "
+            "Оплатите, иначе подача будет отключена.",
+        ),
+        NoticeKind.DISCONNECT: (
+            "Подача отключена",
+            "{utility}: подача по счёту {code} отключена за долг {amount}. Будет восстановлена после оплаты.",
+        ),
+        NoticeKind.RECONNECT: (
+            "Подача восстановлена",
+            "{utility}: спасибо. Счёт {code} оплачен, подача восстановлена.",
+        ),
+        NoticeKind.LOW_CREDIT: (
+            "Мало кредита",
+            "{utility}: на счётчике по счёту {code} мало кредита ({amount}). Пополните.",
+        ),
+    },
+}
+
+
+def notice_text(kind: NoticeKind, language: str, *, utility: str, code: str, amount: str) -> tuple[str, str]:
+    """(subject, body) in `language`, falling back to English."""
+    texts = _TEXTS.get(language, _TEXTS["en"])
+    subject, body = texts[kind]
+    return subject, body.format(utility=utility, code=code, amount=amount)
+
+
+def languages() -> tuple[str, ...]:
+    return tuple(_TEXTS)
