@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("file", metavar="FILE")
     restore.add_argument("--replace", action="store_true", help="confirm that a non-empty database is replaced")
 
+    masterkey = sub.add_parser("masterkey", help="the master key that wraps meter keys at rest")
+    mk_sub = masterkey.add_subparsers(dest="masterkey_command", required=True)
+    rotate = mk_sub.add_parser("rotate", help="re-wrap every meter key under the new key in NEW_KEY_FILE (hex)")
+    rotate.add_argument("new_key_file", metavar="NEW_KEY_FILE")
+
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -127,6 +132,32 @@ async def _restore(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _masterkey(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter.masterkey import load_master_key
+    from smsmeter.rekey import RotationError, rotate_master_key
+    from store.engine import create_engine
+
+    try:
+        new_key = bytes.fromhex((await asyncio.to_thread(Path(args.new_key_file).read_text)).strip())
+    except (OSError, ValueError) as exc:
+        print(f"smsmeter: cannot read a hexadecimal key from {args.new_key_file}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if len(new_key) not in (16, 32):
+        print("smsmeter: the new master key must be 32 or 64 hexadecimal digits", file=sys.stderr)
+        return EXIT_FAILED
+    engine = create_engine(settings.database.url)
+    try:
+        result = await rotate_master_key(engine, load_master_key(settings), new_key)
+    except RotationError as exc:
+        print(f"smsmeter: master key not rotated: {exc.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await engine.dispose()
+    print(f"meter keys re-wrapped: {result.rewrapped} (already under the new key: {result.already_new})")
+    print("now configure the new master key (SMSMETER_MASTER_KEY or <data_dir>/master.key) and start the service")
+    return 0
+
+
 def _run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -150,6 +181,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "db": lambda: _run(_db(settings, args)),
         "backup": lambda: asyncio.run(_backup(settings, args)),
         "restore": lambda: asyncio.run(_restore(settings, args)),
+        "masterkey": lambda: asyncio.run(_masterkey(settings, args)),
     }
     try:
         return commands[args.command]() or 0
