@@ -27,23 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.errors import GatewayError, NotConnected, SmscRejected, SubmitTimeout, Throttled
 from gateway.ports import InboundHandler, InboundSms, OutboundSms, Receipt, ReceiptHandler, Transport, TransportState
+from gateway.states import FINAL_STATES
 from store.schema.commands import command_history, commands, wrong_sms
 from store.schema.notices import notices
 from store.schema.payments import webhook_events
 
 log = logging.getLogger("smsmeter.metrics")
 
-# The handshake's final states (gateway/states.py is the authority; these are its values).
-FINAL_STATES = (
-    "1:1",
-    "rejected_smsc",
-    "undeliverable",
-    "expired",
-    "rejected_meter",
-    "timed_out",
-    "failed",
-    "cancelled",
-)
 SUBMIT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 HANDSHAKE_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 
@@ -279,7 +269,7 @@ class FleetCollector(Collector):
         snap = FleetSnapshot(scrape_ok=True)
         rows = await conn.execute(select(commands.c.state, func.count()).group_by(commands.c.state))
         snap.commands_by_state = {state: n for state, n in rows.all()}
-        open_filter = commands.c.state.not_in(FINAL_STATES)
+        open_filter = commands.c.state.not_in(sorted(str(state) for state in FINAL_STATES))
         oldest, n_open = (
             await conn.execute(select(func.min(commands.c.created_at), func.count()).where(open_filter))
         ).one()
