@@ -27,6 +27,8 @@ from web import health as web_health
 from web import ops as web_ops
 from web.app import create_app
 from web.health import ComponentHealth, HealthReport
+from web.keys import Services
+from web.radius import RadiusPasswordChecker
 
 log = logging.getLogger("smsmeter")
 
@@ -118,8 +120,20 @@ async def _migrate(engine: AsyncEngine) -> None:
 def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.Application:
     runtime = Runtime(settings, roles)
     health_check = _HealthCheck(runtime)
+    services = Services()
     if Role.WEB in roles:
-        app = create_app(health_check=health_check)
+        app = create_app(
+            health_check=health_check,
+            services=services,
+            web_settings=settings.web,
+            radius_settings=settings.radius,
+            utility_name=settings.utility.name,
+            currency=settings.utility.currency,
+        )
+        if settings.web.session_secret is None:
+            log.warning(
+                "web.session_secret is not set: a random one is used, so sessions end when the service restarts"
+            )
     else:  # a worker process answers only the operations endpoints
         app = web.Application()
         app[web_health.HEALTH_CHECK] = health_check
@@ -138,6 +152,9 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                 exporter.attach(FleetCollector(engine))
             app[ENGINE] = engine
             app[UOW] = UnitOfWork(engine)
+            services.uow = app[UOW]
+            if settings.radius.enabled:
+                services.radius = RadiusPasswordChecker(settings.radius)
             load_master_key(settings)
             runtime.transport_state = "bound"  # the simulated transport is in-process and always ready
             log.info(
@@ -151,6 +168,9 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
         finally:
             log.info("smsmeter stopping: releasing the transport and the database")
             runtime.transport_state = "stopped"
+            if isinstance(services.radius, RadiusPasswordChecker):
+                await services.radius.close()
+            services.uow = None
             runtime.engine = None
             exporter.detach()
             await engine.dispose()
