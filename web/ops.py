@@ -11,6 +11,8 @@ from typing import Protocol
 
 from aiohttp import web
 
+from web.permissions import public
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -33,6 +35,7 @@ READINESS = web.AppKey("readiness", ReadinessCheck)
 METRICS_EXPORT = web.AppKey("metrics_export", MetricsExport)
 
 
+@public
 async def readyz(request: web.Request) -> web.Response:
     checks = await request.app[READINESS]()
     ready = all(c.ready for c in checks)
@@ -40,6 +43,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
+@public  # like /healthz: for the orchestrator and the scraper; keep it off the public internet at the proxy
 async def metrics(request: web.Request) -> web.Response:
     body, content_type = await request.app[METRICS_EXPORT]()
     response = web.Response(body=body)
