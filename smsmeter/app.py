@@ -10,16 +10,23 @@ import asyncio
 import enum
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing.topup import on_command_settled
 from config import Settings
+from gateway.events import CommandSettled, GatewayEvent
+from gateway.keys import KeyRing
+from gateway.ports import Transport, TransportState
 from smsmeter import __version__
 from smsmeter.masterkey import load_master_key
 from smsmeter.metrics import FleetCollector, Metrics, MetricsExporter
+from smsmeter.wiring import GatewayRuntime, running_gateway
 from store import migrate
 from store.engine import create_engine
 from store.uow import UnitOfWork
@@ -34,6 +41,8 @@ log = logging.getLogger("smsmeter")
 
 ENGINE = web.AppKey("engine", AsyncEngine)
 UOW = web.AppKey("uow", UnitOfWork)
+KEYS = web.AppKey("keys", KeyRing)
+GATEWAY = web.AppKey("gateway", GatewayRuntime)
 MIGRATION_LOCK = 0x736D736D  # PostgreSQL advisory lock: one process migrates, the others wait for it
 
 
@@ -55,7 +64,7 @@ class Runtime:
     settings: Settings
     roles: frozenset[Role] = ALL_ROLES
     engine: AsyncEngine | None = None
-    transport_state: str = "stopped"
+    transport: Transport | None = None
     metrics: Metrics = field(default_factory=Metrics)
 
 
@@ -75,7 +84,8 @@ class _HealthCheck:
                 database = ComponentHealth("ok", f"{runtime.engine.dialect.name}, schema {revision}")
             except Exception as exc:  # any failure of the probe means the database is down
                 database = ComponentHealth("down", type(exc).__name__)
-        transport = ComponentHealth(runtime.transport_state, runtime.settings.transport.value)
+        transport_state = runtime.transport.state.value if runtime.transport is not None else "stopped"
+        transport = ComponentHealth(transport_state, runtime.settings.transport.value)
         return HealthReport(version=__version__, database=database, transport=transport)
 
 
@@ -98,8 +108,9 @@ class _Readiness:
             except Exception as exc:  # any failure of the probe means not ready
                 checks.append(web_ops.Check("database", False, type(exc).__name__))
         if Role.GATEWAY in runtime.roles:
-            state = runtime.transport_state
-            checks.append(web_ops.Check("transport", state == "bound", f"{runtime.settings.transport.value} {state}"))
+            state = runtime.transport.state if runtime.transport is not None else TransportState.STOPPED
+            kind = runtime.settings.transport.value
+            checks.append(web_ops.Check("transport", state is TransportState.BOUND, f"{kind} {state.value}"))
         return checks
 
 
@@ -151,23 +162,42 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             if Role.WEB in roles:
                 exporter.attach(FleetCollector(engine))
             app[ENGINE] = engine
-            app[UOW] = UnitOfWork(engine)
-            services.uow = app[UOW]
+            uow = app[UOW] = UnitOfWork(engine)
+            services.uow = uow
             if settings.radius.enabled:
                 services.radius = RadiusPasswordChecker(settings.radius)
-            load_master_key(settings)
-            runtime.transport_state = "bound"  # the simulated transport is in-process and always ready
-            log.info(
-                "smsmeter %s ready: database %s, transport %s, short number %s",
-                __version__,
-                engine.dialect.name,
-                settings.transport.value,
-                settings.short_number,
+            keys = app[KEYS] = KeyRing(load_master_key(settings))
+
+            async def on_gateway_event(event: GatewayEvent) -> None:
+                """What the gateway learns goes to billing (the arrow points one way: gateway never
+                imports billing)."""
+                if isinstance(event, CommandSettled):
+                    await on_command_settled(uow, event, event.at or datetime.now(UTC))
+
+            gateway_part: AbstractAsyncContextManager[GatewayRuntime | None] = (
+                running_gateway(settings, engine, keys, on_gateway_event, runtime.metrics)
+                if Role.GATEWAY in roles
+                else nullcontext(None)
             )
-            yield
+            async with gateway_part as gateway:
+                if gateway is not None:
+                    app[GATEWAY] = gateway
+                    runtime.transport = gateway.transport
+                log.info(
+                    "smsmeter %s ready (%s): database %s, transport %s (%s), short number %s",
+                    __version__,
+                    ",".join(sorted(r.value for r in roles)),
+                    engine.dialect.name,
+                    settings.transport.value,
+                    gateway.transport.state.value if gateway is not None else "not run by this process",
+                    settings.short_number,
+                )
+                try:
+                    yield
+                finally:
+                    log.info("smsmeter stopping: releasing the transport and the database")
         finally:
-            log.info("smsmeter stopping: releasing the transport and the database")
-            runtime.transport_state = "stopped"
+            runtime.transport = None
             if isinstance(services.radius, RadiusPasswordChecker):
                 await services.radius.close()
             services.uow = None

@@ -4,7 +4,6 @@ repeated at the end of the pytest run."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,9 +20,6 @@ from tests.reliability import harness
 from tests.support.net import free_port
 
 __all__ = ["bounded", "private_postgres", "smsc", "smsc_factory"]
-
-# Until the service runs the gateway (smsmeter/wiring.py), there is nothing for these runs to exercise.
-collect_ignore_glob = [] if importlib.util.find_spec("smsmeter.wiring") is not None else ["test_*.py"]
 
 
 @pytest.fixture(autouse=True)
