@@ -28,12 +28,12 @@ async def _paced(engine: AsyncEngine, burst: harness.Burst, per_second: float) -
 async def test_the_smsc_drops_the_connection_every_few_seconds(
     tmp_path: Path, postgres_url: str, smsc: NodeSmsc
 ) -> None:
-    n_top_ups = harness.size(600, 10_000)
-    rate = harness.size(60, 150)  # top-ups a second: a reduced run lasts ~10 s, a full one ~70 s
+    n_top_ups = harness.size(200, 10_000)
+    rate = harness.size(25, 100)  # top-ups a second: a reduced run lasts ~12 s, a full one ~100 s
     drop_every_s = harness.size(2, 3)
     engine = create_engine(postgres_url)
     try:
-        customers = await harness.make_utility(engine, harness.size(100, 1000))
+        customers = await harness.make_utility(engine, harness.size(60, 1000))
         fleet = harness.Fleet(customers)
         burst = harness.plan_burst(customers, n_top_ups, "drop")
         service = harness.ServiceProcess(tmp_path, harness.service_env(postgres_url, smsc))
@@ -73,10 +73,10 @@ async def test_the_smsc_drops_the_connection_every_few_seconds(
 
 
 async def test_receipts_early_twice_missing_and_unknown(tmp_path: Path, postgres_url: str, smsc: NodeSmsc) -> None:
-    n_top_ups = harness.size(450, 6_000)
+    n_top_ups = harness.size(240, 6_000)
     engine = create_engine(postgres_url)
     try:
-        customers = await harness.make_utility(engine, harness.size(90, 900))
+        customers = await harness.make_utility(engine, harness.size(60, 900))
         fleet = harness.Fleet(customers)
         thirds = [
             harness.plan_burst(customers, n_top_ups // 3, f"receipts-{phase}") for phase in ("early", "lost", "twice")
@@ -103,6 +103,8 @@ async def test_receipts_early_twice_missing_and_unknown(tmp_path: Path, postgres
                         await smsc.send_receipt(f"99999{n}")
                 states = await harness.wait_all_final(engine, len(burst.payments), timeout_s=harness.size(120, 900))
                 await asyncio.sleep(1.0)
+                assert service.process is not None
+                assert service.process.poll() is None  # nothing crashed it
             submits = len(await smsc.submits())
         figures = harness.count(
             "receipts early / lost / twice / unknown",
@@ -116,7 +118,5 @@ async def test_receipts_early_twice_missing_and_unknown(tmp_path: Path, postgres
         assert figures.applied_twice == 0
         assert figures.applied == len(burst.payments)
         assert harness.final_states_are_processed(states), states
-        assert service.process is not None
-        assert service.process.poll() is None  # nothing crashed it
     finally:
         await engine.dispose()
