@@ -142,11 +142,17 @@ async def running_payments(
     keys: KeyRing,
     services: PaymentServices,
     *,
+    web_role: bool = True,
+    scheduler_role: bool = True,
     wake_dispatcher: Callable[[], None] | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> AsyncIterator[None]:
-    """Fill `services` for the web shell; `wake_dispatcher` is called after a credit command is committed,
-    so the SMS leaves at once instead of at the dispatcher's next poll."""
+    """In a web process, fill `services` for the shell; in a scheduler process, run the daily reconciliation.
+    `wake_dispatcher` (when this process runs the gateway) is called after a credit command commits, so the
+    SMS leaves at once instead of at the dispatcher's next poll."""
+    if not web_role and not scheduler_role:
+        yield
+        return
     api = stripe_api(settings)
     p = settings.payments
     services.webhooks = WebhookService(
@@ -165,7 +171,7 @@ async def running_payments(
         clock=clock,
     )
     task: asyncio.Task[None] | None = None
-    if api is not None and p.reconcile_enabled:
+    if api is not None and p.reconcile_enabled and scheduler_role:
         hour, minute = (int(x) for x in p.reconcile_at.split(":"))
 
         async def daily(now: datetime) -> None:
