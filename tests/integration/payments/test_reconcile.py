@@ -149,3 +149,22 @@ async def test_localstripe_signed_webhooks_are_verified_and_applied(
             localstripe.register_webhook("http://127.0.0.1:9/gone", WHSEC, name=f"t{server.port}")
     assert (await payment_row(uow, ref)).status == "paid"
     assert await net_received(uow, alice.account_id) == 2500
+
+
+def test_the_reconcile_command_writes_its_report(localstripe: LocalStripe, tmp_path: Path) -> None:
+    from tests.support.service import run_cli
+
+    env = {
+        "SMSMETER_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "SMSMETER_STRIPE_API_KEY": "sk_test_smsmeter",
+        "SMSMETER_STRIPE_API_BASE": localstripe.base_url,
+        "SMSMETER_MASTER_KEY": "000102030405060708090a0b0c0d0e0f",
+    }
+    day = datetime.now(UTC).date().isoformat()
+    result = run_cli(["reconcile", "--from", day, "--to", day, "--out", str(tmp_path / "out")], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert "Reconciliation stripe" in result.stdout
+    assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".csv", ".xlsx"]
+    bad = run_cli(["reconcile", "--from", day, "--to", "yesterday"], tmp_path, env)
+    assert bad.returncode == 2
+    assert "--from and --to" in bad.stderr
