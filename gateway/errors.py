@@ -36,6 +36,14 @@ class Throttled(SmscRejected):
     """ESME_RTHROTTLED (0x58) or ESME_RMSGQFUL (0x14): retry later, it is not the message's fault."""
 
 
+class InvalidPart(TransportError):
+    """The part cannot be one SMS (too long, or not a phone number): resending it will not help."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"not a valid SMS part: {reason}")
+        self.reason = reason
+
+
 class BindRejected(TransportError):
     """The SMSC refused the bind (wrong system_id, password or system_type): a configuration error."""
 

@@ -37,14 +37,22 @@ from typing import Any
 
 import serial
 
-from gateway.errors import NotConnected, SmscRejected, SubmitTimeout, Throttled
+from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled
 from gateway.pdu_gsm import (
     GsmPduError,
     decode_deliver,
     decode_status_report,
     encode_submit,
 )
-from gateway.ports import InboundHandler, InboundSms, OutboundSms, Receipt, ReceiptHandler, ReceiptState, TransportState
+from gateway.ports import (
+    InboundHandler,
+    InboundSms,
+    OutboundSms,
+    Receipt,
+    ReceiptHandler,
+    TransportState,
+    check_part,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the library's regexes carry invalid escapes (compile-time warnings)
@@ -326,11 +334,10 @@ class ModemTransport:
             self.malformed += 1
             log.warning("unreadable SMS-STATUS-REPORT (%s): %s", exc, pdu.hex())
             return True
-        state = report.state
         receipt = Receipt(
             message_id=message_id_for(report.recipient, report.message_reference),
-            state=state,
-            error_code=None if state is ReceiptState.DELIVERED else report.status,
+            state=report.state,
+            error_code=report.status,  # TP-ST itself (0 when delivered)
             done_at=report.done_at,
         )
         return self._call_in_loop(lambda: self._on_receipt(receipt))
@@ -338,7 +345,8 @@ class ModemTransport:
     # -- submitting ---------------------------------------------------------------------------------
     async def submit(self, sms: OutboundSms) -> str:
         """Send one part with AT+CMGS; return "<destination>/<mr>". Raises NotConnected, SubmitTimeout,
-        Throttled (+CMS ERROR 42), SmscRejected(status = the +CMS ERROR code)."""
+        Throttled (+CMS ERROR 42), SmscRejected(status = the +CMS ERROR code), InvalidPart."""
+        check_part(sms)
         modem = self._modem
         if modem is None or self._state is not TransportState.BOUND:
             raise NotConnected(self._state.value)
@@ -347,7 +355,7 @@ class ModemTransport:
                                     protocol_id=sms.protocol_id, validity_s=sms.validity_s,
                                     international=self.config.international)
         except GsmPduError as exc:
-            raise SmscRejected(0, f"cannot build the PDU: {exc}") from exc
+            raise InvalidPart(str(exc)) from exc
         timeout_s = self.config.submit_timeout_s
 
         def send() -> int:

@@ -19,8 +19,8 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeAlias
 
-from smpplib import command as smpp_command
 from smpplib import command_codes, consts
 from smpplib import exceptions as smpp_exceptions
 from smpplib import smpp as smpp_factory
@@ -201,7 +201,7 @@ class PduDecodeError(Exception):
         self.reason = reason
 
 
-Pdu = smpp_command.Command
+Pdu: TypeAlias = Any  # a smpplib.command.Command subclass; smpplib carries no type hints
 _NAMES = {code: name for name, code in command_codes.commands.items()}
 
 

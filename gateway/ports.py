@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from gateway.errors import InvalidPart
+
+MAX_USER_DATA_OCTETS = 140  # 3GPP TS 23.040 §9.2.3.24: TP-UD of one SMS
+MAX_GSM7_SEPTETS = 160
+
 
 @dataclass(frozen=True, slots=True)
 class OutboundSms:
@@ -23,6 +28,18 @@ class OutboundSms:
     data_coding: int = 0x04  # 8-bit data; 0x00 GSM-7 / 0x08 UCS-2 for text notices
     validity_s: int | None = None  # relative validity period; None: the SMSC's default
     protocol_id: int = 0x00
+
+
+def check_part(sms: OutboundSms) -> None:
+    """Raise InvalidPart unless `sms` fits one SMS: 140 octets of user data (UDH included), or 160 GSM-7
+    septets (one per octet of `body`) when data_coding is 0x00 without a UDH."""
+    limit = MAX_GSM7_SEPTETS if sms.data_coding == 0x00 and not sms.has_udh else MAX_USER_DATA_OCTETS
+    if len(sms.body) > limit:
+        raise InvalidPart(f"{len(sms.body)} bytes of user data, at most {limit} fit one SMS")
+    if sms.has_udh and (not sms.body or sms.body[0] + 1 > len(sms.body)):
+        raise InvalidPart("the user data header is longer than the user data")
+    if not sms.destination.removeprefix("+").isdigit():
+        raise InvalidPart(f"destination {sms.destination!r} is not a phone number")
 
 
 class ReceiptState(enum.Enum):
@@ -71,7 +88,10 @@ class Transport(Protocol):
     """An SMS channel. Use as an async context manager (connects on entry, closes on exit).
 
     `submit` returns the SMSC's message id once the channel accepted the part (state 0:1), or raises a
-    `gateway.errors.TransportError` subclass (rejected with a status, throttled, not connected, timed out).
+    `gateway.errors.TransportError` subclass: NotConnected, SubmitTimeout and Throttled mean "send the
+    same part again later"; SmscRejected(status) and InvalidPart mean it will not go.
+    Receipts carry message ids normalised exactly as `submit` returns them, and may arrive before
+    `submit` returns (some SMSCs send the receipt before the submit_sm_resp).
     Receipts and inbound messages are handed to the handlers given at construction.
     """
 

@@ -33,6 +33,7 @@ from gateway.ports import (
     ReceiptHandler,
     ReceiptState,
     TransportState,
+    check_part,
 )
 
 log = logging.getLogger("smsmeter.gateway.simulator")
@@ -188,7 +189,9 @@ class SimulatorTransport:
         await self.simulator.close()
 
     async def submit(self, sms: OutboundSms) -> str:
-        """Raises NotConnected outside `async with`, SmscRejected / Throttled when told to reject."""
+        """Raises NotConnected outside `async with`, SmscRejected / Throttled when told to reject,
+        InvalidPart when the part does not fit one SMS."""
+        check_part(sms)
         if self._state is not TransportState.BOUND:
             raise NotConnected(self._state.value)
         await asyncio.sleep(0)  # a submit is a suspension point, as on a real channel

@@ -79,7 +79,7 @@ from gateway.pdu_smpp import (
     parse_receipt,
     relative_validity,
 )
-from gateway.ports import InboundHandler, InboundSms, OutboundSms, ReceiptHandler, TransportState
+from gateway.ports import InboundHandler, InboundSms, OutboundSms, ReceiptHandler, TransportState, check_part
 
 log = logging.getLogger("smsmeter.gateway.smpp")
 
@@ -585,9 +585,11 @@ class SmppTransport:
         """Send one SMS part; return the SMSC's message id (normalised) once it is accepted.
 
         Raises NotConnected (not bound, or the connection dropped while waiting: resend), SubmitTimeout
-        (no submit_sm_resp within submit_timeout_s), Throttled (resend later), SmscRejected(status).
+        (no submit_sm_resp within submit_timeout_s), Throttled (resend later), SmscRejected(status),
+        InvalidPart (does not fit one SMS).
         """
         cfg = self.config
+        check_part(sms)
         conn = self._conn
         if conn is None or not conn.alive or self._window is None:
             raise NotConnected(self._state.value)

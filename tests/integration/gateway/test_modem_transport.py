@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.errors import NotConnected, SmscRejected, SubmitTimeout, Throttled
+from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled
 from gateway.modem import ModemConfig, ModemTransport
 from gateway.pdu_gsm import encode_deliver, encode_status_report
 from gateway.ports import OutboundSms, ReceiptState, TransportState
@@ -54,7 +54,7 @@ async def test_binary_submit_in_pdu_mode_with_status_report() -> None:
     assert sent.pdu[sent.pdu.index(body) - 2] == 0x04  # TP-DCS 8-bit (followed by TP-UDL)
     assert message_id == f"{METER}/0"
     [receipt] = inbox.receipts
-    assert (receipt.message_id, receipt.state, receipt.error_code) == (message_id, ReceiptState.DELIVERED, None)
+    assert (receipt.message_id, receipt.state, receipt.error_code) == (message_id, ReceiptState.DELIVERED, 0)
 
 
 async def test_failed_status_report() -> None:
@@ -141,7 +141,7 @@ async def test_silent_modem_is_a_submit_timeout() -> None:
 
 async def test_oversized_part_is_refused_before_the_modem() -> None:
     async with modem_and_transport(Inbox()) as (fake, transport):
-        with pytest.raises(SmscRejected):
+        with pytest.raises(InvalidPart):
             await transport.submit(OutboundSms(destination=METER, body=bytes(141)))
     assert not fake.sent
 

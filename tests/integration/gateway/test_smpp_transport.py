@@ -9,13 +9,13 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.errors import BindRejected, NotConnected, SmscRejected, Throttled
+from gateway.errors import BindRejected, InvalidPart, NotConnected, SmscRejected, Throttled
 from gateway.pdu_smpp import IdFormat, normalise_message_id
 from gateway.ports import InboundSms, OutboundSms, ReceiptState, TransportState
 from gateway.smpp import SmppConfig, SmppTransport
 from tests.integration.gateway.inbox import Inbox
 from tests.peers.bounds import until
-from tests.peers.smsc import MobileOriginated, NodeSmsc
+from tests.peers.smsc import MobileOriginated, NodeSmsc, Submit
 
 SHORT_NUMBER = "7444"
 METER = "254700000001"
@@ -195,6 +195,29 @@ async def test_hex_submit_ids_match_decimal_receipt_ids(smsc: NodeSmsc) -> None:
     assert inbox.receipts[0].message_id == "f4240"  # from "id:1000000" in the text
 
 
+async def test_oversized_part_is_invalid_and_never_sent(smsc: NodeSmsc) -> None:
+    async with bound(smsc, Inbox()) as transport:
+        with pytest.raises(InvalidPart):
+            await transport.submit(OutboundSms(destination=METER, body=bytes(141)))
+        with pytest.raises(InvalidPart):
+            await transport.submit(OutboundSms(destination="+44 20", body=b"\x01"))
+    assert await smsc.submits() == []
+
+
+async def test_responder_answers_submits_with_mo(smsc: NodeSmsc) -> None:
+    inbox = Inbox()
+
+    async def meter(submit: Submit) -> list[MobileOriginated]:
+        return [MobileOriginated(source=submit.destination, destination=submit.source, body=b"ack" + submit.body)]
+
+    async with bound(smsc, inbox) as transport, smsc.responder(meter):
+        for i in range(3):
+            await transport.submit(OutboundSms(destination=METER, body=bytes([i])))
+        await inbox.wait_for(lambda: len(inbox.inbound) == 3)
+    assert sorted(s.body for s in inbox.inbound) == [b"ack\x00", b"ack\x01", b"ack\x02"]
+    assert {(s.source, s.destination) for s in inbox.inbound} == {(METER, SHORT_NUMBER)}
+
+
 async def test_mo_delivery(smsc: NodeSmsc) -> None:
     inbox = Inbox()
     async with bound(smsc, inbox):
@@ -248,9 +271,12 @@ async def test_submit_while_disconnected_raises_not_connected(smsc: NodeSmsc) ->
 
 
 async def test_enquire_link_timeout_detects_a_dead_peer(smsc: NodeSmsc) -> None:
-    async with bound(smsc, Inbox(), enquire_link_interval_s=0.2, enquire_link_timeout_s=0.3) as transport:
-        await asyncio.sleep(0.3)
-        assert transport.stats.enquire_link_timeouts == 0  # answered while the SMSC is healthy
+    async with bound(smsc, Inbox(), enquire_link_interval_s=0.1, enquire_link_timeout_s=1.0) as transport:
+        async def answered_twice() -> bool:  # enquire_link is sent when the link is idle, and answered
+            return len(await smsc.events("enquire_link")) >= 2
+
+        await until(answered_twice)
+        assert transport.stats.enquire_link_timeouts == 0
         await smsc.configure(answer_enquire_link=False)
         await until(lambda: transport.stats.drops > 0)
         assert transport.stats.enquire_link_timeouts == 1
