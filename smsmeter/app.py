@@ -16,7 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import Settings
+from gateway.keys import KeyRing
 from smsmeter import __version__
+from smsmeter.billing_setup import BILLING, build_billing, start_billing_jobs, stop_jobs
 from smsmeter.masterkey import load_master_key
 from store import migrate
 from store.engine import create_engine
@@ -67,12 +69,15 @@ def build_app(settings: Settings) -> web.Application:
         engine = create_engine(
             settings.database.url, pool_size=settings.database.pool_size, echo=settings.database.echo
         )
+        billing_jobs: list[asyncio.Task[None]] = []
         try:
             await migrate.upgrade(engine)
             runtime.engine = engine
             app[ENGINE] = engine
             app[UOW] = UnitOfWork(engine)
-            load_master_key(settings)
+            keys = KeyRing(load_master_key(settings))
+            app[BILLING] = build_billing(settings, app[UOW], keys)
+            billing_jobs = start_billing_jobs(settings, app[BILLING])
             runtime.transport_state = "bound"  # the simulated transport is in-process and always ready
             log.info(
                 "smsmeter %s ready: database %s, transport %s, short number %s",
@@ -84,6 +89,7 @@ def build_app(settings: Settings) -> web.Application:
             yield
         finally:
             log.info("smsmeter stopping: releasing the transport and the database")
+            await stop_jobs(billing_jobs)
             runtime.transport_state = "stopped"
             runtime.engine = None
             await engine.dispose()
