@@ -9,12 +9,14 @@ from config.settings import (
     DatabaseSettings,
     HttpSettings,
     ModemSettings,
+    RadiusSettings,
     Secret,
     Settings,
     SimulatorSettings,
     SmppSettings,
     SmtpSettings,
     StripeSettings,
+    WebSettings,
     load_settings,
 )
 
@@ -24,11 +26,13 @@ __all__ = [
     "DatabaseSettings",
     "HttpSettings",
     "ModemSettings",
+    "RadiusSettings",
     "Secret",
     "Settings",
     "SimulatorSettings",
     "SmppSettings",
     "SmtpSettings",
     "StripeSettings",
+    "WebSettings",
     "load_settings",
 ]

@@ -160,6 +160,58 @@ class UtilitySettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The web shell: sessions, cookies, login throttling, languages."""
+
+    # Keys the session and CSRF tokens (HMAC); unset: a random key per start (sessions end at a restart).
+    session_secret: Secret | None = None
+    session_idle_min: int = 30  # a session unused this long ends
+    session_max_h: int = 12  # no session lives longer
+    cookie_secure: Literal["auto", "always", "never"] = "auto"  # auto: Secure when the request came by https
+    cookie_samesite: Literal["Lax", "Strict"] = "Lax"
+    trust_forwarded: bool = False  # believe X-Forwarded-Proto / X-Forwarded-For (behind a reverse proxy)
+    login_max_failures: int = 5  # failed logins in a row before the account is locked
+    lockout_min: int = 15
+    login_attempts_per_min: int = 20  # per client address, all accounts together
+    default_language: Literal["en", "ro", "ru"] = "en"
+    otp_ttl_s: int = 300  # one-time sign-in codes sent by SMS
+
+    def __post_init__(self) -> None:
+        if self.session_secret is not None:
+            _require(len(self.session_secret.reveal()) >= 32, "session_secret", "must be at least 32 characters")
+        _require(self.session_idle_min >= 1, "session_idle_min", "must be at least 1")
+        _require(self.session_max_h >= 1, "session_max_h", "must be at least 1")
+        _require(self.login_max_failures >= 1, "login_max_failures", "must be at least 1")
+        _require(self.lockout_min >= 1, "lockout_min", "must be at least 1")
+        _require(self.login_attempts_per_min >= 1, "login_attempts_per_min", "must be at least 1")
+        _require(30 <= self.otp_ttl_s <= 3600, "otp_ttl_s", "must be 30-3600 seconds")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RadiusSettings:
+    """Operator login through a RADIUS server (PAP). Off while `server` is empty."""
+
+    server: str = ""
+    port: int = 1812
+    secret: Secret | None = None
+    timeout_s: float = 3.0  # per attempt
+    retries: int = 1  # resends after the first attempt
+    nas_identifier: str = "smsmeter"
+    # The role of a RADIUS user whose reply carries no Class attribute naming one; empty: refuse the login.
+    default_role: Literal["", "admin", "operator", "cashier", "viewer", "auditor"] = "viewer"
+
+    def __post_init__(self) -> None:
+        _require(0 < self.port <= 65535, "port", "must be a UDP port, 1-65535")
+        _require(0 < self.timeout_s <= 30, "timeout_s", "must be more than 0 and at most 30 seconds")
+        _require(0 <= self.retries <= 5, "retries", "must be 0-5")
+        _require(not self.server or self.secret is not None, "secret", "is required when server is set")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.server)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class BillingSettings:
     """Prepaid and arrears policy. Amounts in minor units of the utility's currency."""
 
@@ -242,6 +294,8 @@ class Settings:
     stripe: StripeSettings = dataclasses.field(default_factory=StripeSettings)
     gateway: GatewaySettings = dataclasses.field(default_factory=GatewaySettings)
     utility: UtilitySettings = dataclasses.field(default_factory=UtilitySettings)
+    web: WebSettings = dataclasses.field(default_factory=WebSettings)
+    radius: RadiusSettings = dataclasses.field(default_factory=RadiusSettings)
     billing: BillingSettings = dataclasses.field(default_factory=BillingSettings)
     smtp: SmtpSettings = dataclasses.field(default_factory=SmtpSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)

@@ -25,6 +25,8 @@ from store.engine import create_engine
 from store.uow import UnitOfWork
 from web.app import create_app
 from web.health import ComponentHealth, HealthReport
+from web.keys import Services
+from web.radius import RadiusPasswordChecker
 
 log = logging.getLogger("smsmeter")
 
@@ -63,7 +65,17 @@ class _HealthCheck:
 
 def build_app(settings: Settings) -> web.Application:
     runtime = Runtime(settings)
-    app = create_app(health_check=_HealthCheck(runtime))
+    services = Services()
+    app = create_app(
+        health_check=_HealthCheck(runtime),
+        services=services,
+        web_settings=settings.web,
+        radius_settings=settings.radius,
+        utility_name=settings.utility.name,
+        currency=settings.utility.currency,
+    )
+    if settings.web.session_secret is None:
+        log.warning("web.session_secret is not set: a random one is used, so sessions end when the service restarts")
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(
@@ -75,6 +87,9 @@ def build_app(settings: Settings) -> web.Application:
             runtime.engine = engine
             app[ENGINE] = engine
             app[UOW] = UnitOfWork(engine)
+            services.uow = app[UOW]
+            if settings.radius.enabled:
+                services.radius = RadiusPasswordChecker(settings.radius)
             keys = KeyRing(load_master_key(settings))
             app[BILLING] = build_billing(settings, app[UOW], keys)
             billing_jobs = start_billing_jobs(settings, app[BILLING])
@@ -91,6 +106,9 @@ def build_app(settings: Settings) -> web.Application:
             log.info("smsmeter stopping: releasing the transport and the database")
             await stop_jobs(billing_jobs)
             runtime.transport_state = "stopped"
+            if isinstance(services.radius, RadiusPasswordChecker):
+                await services.radius.close()
+            services.uow = None
             runtime.engine = None
             await engine.dispose()
 

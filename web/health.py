@@ -7,6 +7,8 @@ from typing import Protocol
 
 from aiohttp import web
 
+from web.permissions import public
+
 
 @dataclass(frozen=True, slots=True)
 class ComponentHealth:
@@ -32,6 +34,7 @@ class HealthCheck(Protocol):
 HEALTH_CHECK = web.AppKey("health_check", HealthCheck)
 
 
+@public
 async def healthz(request: web.Request) -> web.Response:
     report = await request.app[HEALTH_CHECK]()
     body = {"status": "ok" if report.ok else "degraded", **asdict(report)}

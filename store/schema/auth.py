@@ -52,3 +52,33 @@ audit_log = Table(
     Column("after", JSON),
     Column("address", String(64)),
 )
+
+# Signed-in browsers: operators of the console and subscribers of the portal. `id` is the HMAC of the
+# cookie's token (the token itself is never stored); a row is deleted at logout.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("principal_kind", String(12), nullable=False),  # operator | subscriber
+    Column("operator_id", ID, ForeignKey("operators.id", ondelete="CASCADE")),
+    Column("subscriber_id", ID, ForeignKey("subscribers.id", ondelete="CASCADE")),
+    Column("role", String(20), nullable=False),  # the role granted at login (RADIUS may grant it)
+    Column("csrf_token", String(64), nullable=False),
+    Column("language", String(5)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+    Column("address", String(64)),
+)
+
+# Portal sign-in state per subscriber: failures in a row, lockout, and the pending one-time code (hashed).
+portal_logins = Table(
+    "portal_logins",
+    metadata,
+    Column("subscriber_id", ID, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", UtcDateTime),
+    Column("otp_hash", String(64)),
+    Column("otp_expires_at", UtcDateTime),
+    Column("otp_attempts", Integer, nullable=False, server_default="0"),
+)

@@ -1,0 +1,11 @@
+"""The REST API under /api/v1 (JSON, problem+json errors, OpenAPI 3.1 at /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def setup_routes(app: web.Application) -> None:
+    from web.api import v1
+
+    v1.setup_routes(app)

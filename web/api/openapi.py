@@ -1,0 +1,396 @@
+"""The OpenAPI 3.1 description of /api/v1. Written by hand, beside the routes; a test checks that the
+two describe the same operations and that the document is valid OpenAPI 3.1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+VERSION = "1.0.0"  # the API's own version; it changes only with the API
+
+_PAGING = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+]
+_TIME_RANGE = [
+    {
+        "name": "since",
+        "in": "query",
+        "description": "from this time (ISO 8601, UTC)",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "until",
+        "in": "query",
+        "description": "before this time (ISO 8601, UTC)",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+]
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}]
+
+
+def _q(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "description": description, "schema": schema or {"type": "string"}}
+
+
+def _problem(status: str, description: str) -> dict[str, Any]:
+    return {
+        status: {
+            "description": description,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    }
+
+
+_ERRORS = {**_problem("401", "no or unknown credentials"), **_problem("403", "the role may not do this")}
+
+
+def _ok(schema: dict[str, Any], description: str = "OK", status: str = "200") -> dict[str, Any]:
+    return {status: {"description": description, "content": {"application/json": {"schema": schema}}}, **_ERRORS}
+
+
+def _page_of(ref: str) -> dict[str, Any]:
+    return {
+        "allOf": [
+            {"$ref": "#/components/schemas/Page"},
+            {
+                "type": "object",
+                "properties": {"items": {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}}},
+            },
+        ]
+    }
+
+
+def _list(op_id: str, summary: str, tag: str, item: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": op_id,
+            "summary": summary,
+            "tags": [tag],
+            "parameters": [*params, *_PAGING],
+            "responses": {**_ok(_page_of(item)), **_problem("422", "a filter is malformed")},
+        }
+    }
+
+
+def _one(op_id: str, summary: str, tag: str, item: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": op_id,
+            "summary": summary,
+            "tags": [tag],
+            "parameters": _ID,
+            "responses": {**_ok({"$ref": f"#/components/schemas/{item}"}), **_problem("404", "no such record")},
+        }
+    }
+
+
+def _obj(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "additionalProperties": True}
+
+
+_INT = {"type": "integer"}
+_STR = {"type": "string"}
+_NSTR = {"type": ["string", "null"]}
+_TIME = {"type": "string", "format": "date-time"}
+_NTIME = {"type": ["string", "null"], "format": "date-time"}
+_MINOR = {"type": "integer", "description": "an amount in minor units of the currency (cents), never a float"}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "properties": {
+            "type": _STR,
+            "title": _STR,
+            "status": _INT,
+            "detail": _STR,
+            "instance": _STR,
+            "errors": {"type": "array", "items": _obj(field=_STR, reason=_STR)},
+        },
+        "required": ["type", "title", "status"],
+    },
+    "Page": {
+        "type": "object",
+        "properties": {"items": {"type": "array"}, "total": _INT, "limit": _INT, "offset": _INT},
+        "required": ["items", "total", "limit", "offset"],
+    },
+    "Me": _obj(kind=_STR, name=_STR, role=_STR, actions={"type": "array", "items": _STR}),
+    "Subscriber": _obj(
+        id=_INT,
+        code={"type": "string", "pattern": "^[0-9]{15}$"},
+        name=_STR,
+        address=_STR,
+        phone=_NSTR,
+        status=_STR,
+        language=_STR,
+        meters={"type": "array", "items": _STR},
+        balance_minor=_MINOR,
+        debt_minor=_MINOR,
+        currency=_NSTR,
+    ),
+    "LedgerEntry": _obj(
+        id=_INT,
+        entry_type=_STR,
+        book=_STR,
+        amount_minor=_MINOR,
+        idempotency_key=_STR,
+        memo=_NSTR,
+        created_at=_TIME,
+        created_by=_STR,
+    ),
+    "Meter": _obj(
+        id=_INT,
+        code={"type": "string", "pattern": "^[0-9]{20}$"},
+        subscriber_id={"type": ["integer", "null"]},
+        msisdn=_STR,
+        make=_NSTR,
+        model=_NSTR,
+        profile=_STR,
+        kind=_STR,
+        status=_STR,
+        installed_at=_TIME,
+    ),
+    "Tariff": _obj(
+        id=_INT,
+        code=_STR,
+        name=_STR,
+        kind=_STR,
+        versions={"type": "array", "items": _obj(version=_INT, effective_from=_TIME, body={"type": "object"})},
+    ),
+    "Command": _obj(
+        id=_INT,
+        meter_id=_INT,
+        meter_code=_STR,
+        kind=_STR,
+        state={
+            "type": "string",
+            "description": (
+                "0:0 sending, 0:1 accepted by the operator, 1:0 received by the meter, "
+                "1:1 processed by the meter, or a final failure"
+            ),
+        },
+        payload={"type": "object"},
+        attempts=_INT,
+        result_reason=_NSTR,
+        created_by=_STR,
+        created_at=_TIME,
+        updated_at=_TIME,
+        final_at=_NTIME,
+    ),
+    "CommandDetail": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Command"},
+            _obj(
+                history={
+                    "type": "array",
+                    "items": _obj(from_state=_NSTR, to_state=_STR, at=_TIME, source=_STR, detail=_NSTR),
+                },
+                parts={"type": "array", "items": _obj(seq=_INT, state=_STR, message_id=_NSTR)},
+            ),
+        ]
+    },
+    "Payment": _obj(
+        id=_INT,
+        provider=_STR,
+        provider_ref=_STR,
+        subscriber_id=_INT,
+        amount_minor=_MINOR,
+        currency=_STR,
+        status=_STR,
+        created_at=_TIME,
+        paid_at=_NTIME,
+    ),
+    "Notice": _obj(
+        id=_INT,
+        subscriber_id=_INT,
+        channel=_STR,
+        stage=_STR,
+        status=_STR,
+        subject=_NSTR,
+        body=_STR,
+        created_at=_TIME,
+        sent_at=_NTIME,
+    ),
+    "WrongSms": _obj(
+        id=_INT,
+        received_at=_TIME,
+        source=_STR,
+        destination=_STR,
+        body={"type": "string", "description": "hex"},
+        reason=_STR,
+        detail=_NSTR,
+    ),
+    "Alarm": _obj(
+        id=_INT,
+        meter_id={"type": ["integer", "null"]},
+        meter_code=_NSTR,
+        kind=_STR,
+        severity=_STR,
+        raised_at=_TIME,
+        detail=_NSTR,
+        acknowledged_at=_NTIME,
+        acknowledged_by=_NSTR,
+    ),
+    "AuditEntry": _obj(
+        id=_INT,
+        at=_TIME,
+        actor_kind=_STR,
+        actor=_STR,
+        action=_STR,
+        target=_NSTR,
+        before={"type": ["object", "null"]},
+        after={"type": ["object", "null"]},
+        address=_NSTR,
+    ),
+}
+
+PATHS: dict[str, Any] = {
+    "/api/v1/openapi.json": {
+        "get": {
+            "operationId": "getOpenApi",
+            "summary": "This document",
+            "tags": ["meta"],
+            "security": [],
+            "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}
+            },
+        }
+    },
+    "/api/v1/me": {
+        "get": {
+            "operationId": "getMe",
+            "summary": "Who the caller is and what its role may do",
+            "tags": ["meta"],
+            "responses": _ok({"$ref": "#/components/schemas/Me"}),
+        }
+    },
+    "/api/v1/subscribers": _list(
+        "listSubscribers",
+        "Search subscribers",
+        "subscribers",
+        "Subscriber",
+        [_q("q", "code or meter number prefix, name, street, phone"), _q("status", "active | suspended | closed")],
+    ),
+    "/api/v1/subscribers/{id}": _one(
+        "getSubscriber", "A subscriber with balance and meters", "subscribers", "Subscriber"
+    ),
+    "/api/v1/subscribers/{id}/ledger": {
+        "get": {
+            **_list("listLedger", "A subscriber's ledger entries, newest first", "subscribers", "LedgerEntry", _ID)[
+                "get"
+            ]
+        }
+    },
+    "/api/v1/meters": _list(
+        "listMeters",
+        "Meters",
+        "meters",
+        "Meter",
+        [_q("q", "meter code or SIM number prefix"), _q("status", "active | archived")],
+    ),
+    "/api/v1/meters/{id}": _one("getMeter", "A meter", "meters", "Meter"),
+    "/api/v1/tariffs": {
+        "get": {
+            "operationId": "listTariffs",
+            "summary": "Tariffs with their versions",
+            "tags": ["tariffs"],
+            "responses": _ok(_page_of("Tariff")),
+        }
+    },
+    "/api/v1/commands": _list(
+        "listCommands",
+        "Commands to meters",
+        "commands",
+        "Command",
+        [
+            _q("meter_id", "one meter", {"type": "integer"}),
+            _q("state", "a state code, e.g. 1:1"),
+            _q("kind", "credit, relay_off, ..."),
+            *_TIME_RANGE,
+        ],
+    ),
+    "/api/v1/commands/{id}": _one(
+        "getCommand", "A command with its state history and SMS parts", "commands", "CommandDetail"
+    ),
+    "/api/v1/payments": _list(
+        "listPayments",
+        "Payments",
+        "payments",
+        "Payment",
+        [
+            _q("subscriber_id", "one subscriber", {"type": "integer"}),
+            _q("status", "paid, pending, refunded, ..."),
+            _q("provider", "stripe, cash, ..."),
+            *_TIME_RANGE,
+        ],
+    ),
+    "/api/v1/notices": _list(
+        "listNotices",
+        "Arrears and credit notices",
+        "notices",
+        "Notice",
+        [
+            _q("subscriber_id", "one subscriber", {"type": "integer"}),
+            _q("status", "queued | sent | failed"),
+            _q("channel", "sms | email"),
+            *_TIME_RANGE,
+        ],
+    ),
+    "/api/v1/wrong-sms": _list(
+        "listWrongSms",
+        "SMS that were refused (unknown sender, bad tag, replay, ...)",
+        "communication",
+        "WrongSms",
+        [
+            _q("reason", "unknown_sender | bad_tag | replay | malformed | wrong_number"),
+            _q("source", "the sender's number"),
+            *_TIME_RANGE,
+        ],
+    ),
+    "/api/v1/alarms": _list(
+        "listAlarms",
+        "Alarms from meters and the gateway",
+        "alarms",
+        "Alarm",
+        [
+            _q("kind", "tamper, magnetic, cover_open, command_failed, ..."),
+            _q("meter_id", "one meter", {"type": "integer"}),
+            _q("open", "only unacknowledged", {"type": "string", "enum": ["true", "false"]}),
+            *_TIME_RANGE,
+        ],
+    ),
+    "/api/v1/audit": _list(
+        "listAudit",
+        "The audit log (auditors and admins)",
+        "audit",
+        "AuditEntry",
+        [_q("actor", "who"), _q("action", "what, e.g. login, command.relay_off"), *_TIME_RANGE],
+    ),
+}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "smsmeter API",
+            "version": VERSION,
+            "summary": "Prepaid head end for SMS smart meters",
+            "description": (
+                "Integrations (CIS, MDM, SCADA) call this API with an API key in `Authorization: Bearer smk_...`. "
+                "Each key has a role; the role decides what it may do. Amounts are integer minor units; times are UTC. "
+                "Errors are RFC 9457 problem documents."
+            ),
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"apiKey": []}, {"session": []}],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key, smk_..."},
+                "session": {"type": "apiKey", "in": "cookie", "name": "smsmeter_session"},
+            },
+        },
+    }

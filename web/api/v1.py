@@ -1,0 +1,235 @@
+"""/api/v1: the integrators' API. Handlers parse, call one query or use case, answer JSON; errors are
+problem+json (RFC 9457) from the error middleware. Lists take `limit` (1-200) and `offset`, and answer
+`{"items": [...], "total", "limit", "offset"}`; times are ISO 8601 UTC."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from web.api.json import parse_time, respond
+from web.api.openapi import document
+from web.errors import NotFound
+from web.middleware import require_principal, uow_of
+from web.params import bounded_int, paging, path_id
+from web.permissions import PERMISSIONS, public, requires
+from web.queries import lists, registry
+
+PREFIX = "/api/v1"
+
+
+@public
+async def openapi(request: web.Request) -> web.Response:
+    return respond(document())
+
+
+@requires("session.logout")
+async def me(request: web.Request) -> web.Response:
+    p = require_principal(request)
+    actions = sorted(a for a, roles in PERMISSIONS.items() if p.role in roles)
+    return respond({"kind": p.kind, "name": p.name, "role": p.role, "actions": actions})
+
+
+def _optional_id(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    return None if raw in (None, "") else bounded_int(request.query, name, 0, 1, 10**18)
+
+
+@requires("subscribers.read")
+async def subscribers(request: web.Request) -> web.Response:
+    limit, offset = paging(request.query)
+    async with uow_of(request).connect() as conn:
+        page = await registry.search_subscribers(
+            conn,
+            request.query.get("q", "")[:100],
+            status=request.query.get("status") or None,
+            limit=limit,
+            offset=offset,
+        )
+    return respond(page.as_json())
+
+
+@requires("subscribers.read")
+async def subscriber(request: web.Request) -> web.Response:
+    subscriber_id = path_id(request, what="subscriber")
+    async with uow_of(request).connect() as conn:
+        summary = await registry.subscriber_summary(conn, subscriber_id)
+    if summary is None:
+        raise NotFound("subscriber", subscriber_id)
+    return respond(summary)
+
+
+@requires("ledger.read")
+async def subscriber_ledger(request: web.Request) -> web.Response:
+    subscriber_id = path_id(request, what="subscriber")
+    limit, offset = paging(request.query)
+    async with uow_of(request).connect() as conn:
+        page = await lists.ledger_page(conn, subscriber_id, limit=limit, offset=offset)
+    if page is None:
+        raise NotFound("subscriber account", subscriber_id)
+    return respond(page.as_json())
+
+
+@requires("meters.read")
+async def meters(request: web.Request) -> web.Response:
+    limit, offset = paging(request.query)
+    async with uow_of(request).connect() as conn:
+        page = await registry.meters_page(
+            conn,
+            q=request.query.get("q", "")[:20],
+            status=request.query.get("status") or None,
+            limit=limit,
+            offset=offset,
+        )
+    return respond(page.as_json())
+
+
+@requires("meters.read")
+async def meter(request: web.Request) -> web.Response:
+    meter_id = path_id(request, what="meter")
+    async with uow_of(request).connect() as conn:
+        row = await registry.meter(conn, meter_id)
+    if row is None:
+        raise NotFound("meter", meter_id)
+    return respond(row)
+
+
+@requires("tariffs.read")
+async def tariffs(request: web.Request) -> web.Response:
+    async with uow_of(request).connect() as conn:
+        items = await lists.tariffs_list(conn)
+    return respond({"items": items, "total": len(items), "limit": len(items), "offset": 0})
+
+
+@requires("commands.read")
+async def commands(request: web.Request) -> web.Response:
+    limit, offset = paging(request.query)
+    q = request.query
+    async with uow_of(request).connect() as conn:
+        page = await lists.commands_page(
+            conn,
+            meter_id=_optional_id(request, "meter_id"),
+            state=q.get("state"),
+            kind=q.get("kind"),
+            since=parse_time(q, "since"),
+            until=parse_time(q, "until"),
+            limit=limit,
+            offset=offset,
+        )
+    return respond(page.as_json())
+
+
+@requires("commands.read")
+async def command(request: web.Request) -> web.Response:
+    command_id = path_id(request, what="command")
+    async with uow_of(request).connect() as conn:
+        row = await lists.command(conn, command_id)
+    if row is None:
+        raise NotFound("command", command_id)
+    return respond(row)
+
+
+@requires("payments.read")
+async def payments(request: web.Request) -> web.Response:
+    limit, offset = paging(request.query)
+    q = request.query
+    async with uow_of(request).connect() as conn:
+        page = await lists.payments_page(
+            conn,
+            subscriber_id=_optional_id(request, "subscriber_id"),
+            status=q.get("status"),
+            provider=q.get("provider"),
+            since=parse_time(q, "since"),
+            until=parse_time(q, "until"),
+            limit=limit,
+            offset=offset,
+        )
+    return respond(page.as_json())
+
+
+@requires("notices.read")
+async def notices(request: web.Request) -> web.Response:
+    limit, offset = paging(request.query)
+    q = request.query
+    async with uow_of(request).connect() as conn:
+        page = await lists.notices_page(
+            conn,
+            subscriber_id=_optional_id(request, "subscriber_id"),
+            status=q.get("status"),
+            channel=q.get("channel"),
+            since=parse_time(q, "since"),
+            until=parse_time(q, "until"),
+            limit=limit,
+            offset=offset,
+        )
+    return respond(page.as_json())
+
+
+@requires("communication.read")
+async def wrong_sms(request: web.Request) -> web.Response:
+    limit, offset = paging(request.query)
+    q = request.query
+    async with uow_of(request).connect() as conn:
+        page = await lists.wrong_sms_page(
+            conn,
+            reason=q.get("reason"),
+            source=q.get("source"),
+            since=parse_time(q, "since"),
+            until=parse_time(q, "until"),
+            limit=limit,
+            offset=offset,
+        )
+    return respond(page.as_json())
+
+
+@requires("alarms.read")
+async def alarms(request: web.Request) -> web.Response:
+    limit, offset = paging(request.query)
+    q = request.query
+    async with uow_of(request).connect() as conn:
+        page = await lists.alarms_page(
+            conn,
+            kind=q.get("kind"),
+            meter_id=_optional_id(request, "meter_id"),
+            open_only=q.get("open") == "true",
+            since=parse_time(q, "since"),
+            until=parse_time(q, "until"),
+            limit=limit,
+            offset=offset,
+        )
+    return respond(page.as_json())
+
+
+@requires("audit.read")
+async def audit_entries(request: web.Request) -> web.Response:
+    limit, offset = paging(request.query)
+    q = request.query
+    async with uow_of(request).connect() as conn:
+        page = await lists.audit_page(
+            conn,
+            actor=q.get("actor"),
+            action=q.get("action"),
+            since=parse_time(q, "since"),
+            until=parse_time(q, "until"),
+            limit=limit,
+            offset=offset,
+        )
+    return respond(page.as_json())
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get(f"{PREFIX}/openapi.json", openapi)
+    r.add_get(f"{PREFIX}/me", me)
+    r.add_get(f"{PREFIX}/subscribers", subscribers)
+    r.add_get(f"{PREFIX}/subscribers/{{id}}", subscriber)
+    r.add_get(f"{PREFIX}/subscribers/{{id}}/ledger", subscriber_ledger)
+    r.add_get(f"{PREFIX}/meters", meters)
+    r.add_get(f"{PREFIX}/meters/{{id}}", meter)
+    r.add_get(f"{PREFIX}/tariffs", tariffs)
+    r.add_get(f"{PREFIX}/commands", commands)
+    r.add_get(f"{PREFIX}/commands/{{id}}", command)
+    r.add_get(f"{PREFIX}/payments", payments)
+    r.add_get(f"{PREFIX}/notices", notices)
+    r.add_get(f"{PREFIX}/wrong-sms", wrong_sms)
+    r.add_get(f"{PREFIX}/alarms", alarms)
+    r.add_get(f"{PREFIX}/audit", audit_entries)

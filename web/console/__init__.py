@@ -1,0 +1,12 @@
+"""The operator console: server-rendered pages for the utility's staff."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from web.console import login, pages
+
+
+def setup_routes(app: web.Application) -> None:
+    login.setup_routes(app)
+    pages.setup_routes(app)

@@ -1,0 +1,35 @@
+"""Short confirmations shown after a form's redirect (`?ok=<key>`), marked for translation."""
+
+from __future__ import annotations
+
+from web.i18n import N_, gettext
+
+FLASH = {
+    "signed_out": N_("You are signed out."),
+    "language": N_("Language changed."),
+    "relay_off": N_("Relay off sent to the meter. Its state updates below."),
+    "relay_on": N_("Relay on sent to the meter. Its state updates below."),
+    "read": N_("Reading request sent to the meter."),
+    "topup": N_("Payment recorded; the credit is on its way to the meter."),
+    "tariff": N_("Tariff changed."),
+    "alarm_ack": N_("Alarm acknowledged."),
+    "operator_created": N_("Operator created."),
+    "key_revoked": N_("API key revoked."),
+    "otp_sent": N_("If the code is right, a sign-in code is on its way to your phone."),
+    "profile": N_("Profile saved."),
+}
+
+# Role names as people read them (the role codes stay English in data and API).
+ROLE_NAMES = {
+    "admin": N_("admin"),
+    "operator": N_("operator"),
+    "cashier": N_("cashier"),
+    "viewer": N_("viewer"),
+    "auditor": N_("auditor"),
+    "subscriber": N_("subscriber"),
+}
+
+
+def flash_message(key: str) -> str:
+    message = FLASH.get(key)
+    return gettext(message) if message else ""

@@ -1,0 +1,75 @@
+"""Who may do what: ONE table, action → roles. Every route names its action with `@requires(...)` or is
+marked `@public`; a route with neither is refused (fail closed). The permission matrix test walks every
+route and every role against this table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+ADMIN, OPERATOR, CASHIER, VIEWER, AUDITOR = "admin", "operator", "cashier", "viewer", "auditor"
+SUBSCRIBER = "subscriber"  # a subscriber signed in to the portal; sees only their own data
+
+STAFF_ROLES: Final = (ADMIN, OPERATOR, CASHIER, VIEWER, AUDITOR)
+ROLES: Final = (*STAFF_ROLES, SUBSCRIBER)
+
+_STAFF = frozenset(STAFF_ROLES)
+_WATCHERS = frozenset({ADMIN, OPERATOR, VIEWER, AUDITOR})  # read communication, alarms, reports
+
+PERMISSIONS: Final[dict[str, frozenset[str]]] = {
+    "console.view": _STAFF,
+    "profile.edit": _STAFF | {SUBSCRIBER},
+    "session.logout": _STAFF | {SUBSCRIBER},
+    "subscribers.read": _STAFF,
+    "meters.read": _STAFF,
+    "tariffs.read": _STAFF,
+    "tariffs.assign": frozenset({ADMIN, OPERATOR}),
+    "ledger.read": _STAFF,
+    "commands.read": _STAFF,
+    "commands.issue": frozenset({ADMIN, OPERATOR}),  # relay off/on, read request, tariff push
+    "payments.read": _STAFF,
+    "payments.cash": frozenset({ADMIN, CASHIER}),  # cashier top-up
+    "notices.read": _STAFF,
+    "invoices.read": _STAFF,
+    "communication.read": _WATCHERS,  # communication log and wrong SMS
+    "alarms.read": _WATCHERS,
+    "alarms.ack": frozenset({ADMIN, OPERATOR}),
+    "arrears.read": _STAFF,
+    "reports.read": _WATCHERS,
+    "reports.export": _WATCHERS,
+    "audit.read": frozenset({ADMIN, AUDITOR}),
+    "audit.export": frozenset({ADMIN, AUDITOR}),
+    "operators.manage": frozenset({ADMIN}),
+    "apikeys.manage": frozenset({ADMIN}),
+    "portal.view": frozenset({SUBSCRIBER}),
+    "portal.topup": frozenset({SUBSCRIBER}),
+}
+
+PUBLIC: Final = "public"  # the marker of routes anyone may call (login pages, health, the OpenAPI document)
+
+_H = TypeVar("_H", bound=Callable[..., Any])
+
+
+def allowed(role: str, action: str) -> bool:
+    return role in PERMISSIONS[action]
+
+
+def requires(action: str) -> Callable[[_H], _H]:
+    """Mark a handler with the action it performs; the permission middleware checks it."""
+    if action not in PERMISSIONS:
+        raise KeyError(f"unknown action {action!r}: add it to PERMISSIONS")
+
+    def mark(handler: _H) -> _H:
+        handler.permission = action  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+def public(handler: _H) -> _H:
+    handler.permission = PUBLIC  # type: ignore[attr-defined]
+    return handler
+
+
+def permission_of(handler: object) -> str | None:
+    return getattr(handler, "permission", None)

@@ -1,0 +1,59 @@
+"""The portal's reads: always of one subscriber, the signed-in one (read-only)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store.schema.commands import readings
+from store.schema.payments import payments
+from store.schema.registry import meters
+from web.queries import registry
+
+
+async def overview(conn: AsyncConnection, subscriber_id: int, now: datetime) -> dict[str, Any]:
+    summary = await registry.subscriber_summary(conn, subscriber_id) or {}
+    payment_rows = await conn.execute(
+        select(payments).where(payments.c.subscriber_id == subscriber_id).order_by(payments.c.id.desc()).limit(20)
+    )
+    return {
+        **summary,
+        "payments": [dict(r) for r in payment_rows.mappings()],
+        "daily": await consumption(conn, subscriber_id, "daily", now),
+        "monthly": await consumption(conn, subscriber_id, "monthly", now),
+    }
+
+
+async def consumption(conn: AsyncConnection, subscriber_id: int, period: str, now: datetime) -> list[dict[str, Any]]:
+    """Energy per day (last 30 days) or per month (last 12), in Wh, from the import register's readings:
+    the difference between the last reading of a period and the last reading before it."""
+    days = 31 if period == "daily" else 400
+    since = now - timedelta(days=days)
+    rows = await conn.execute(
+        select(readings.c.read_at, readings.c.value)
+        .join(meters, meters.c.id == readings.c.meter_id)
+        .where(
+            meters.c.subscriber_id == subscriber_id,
+            readings.c.register == "import_wh",
+            readings.c.read_at >= since,
+        )
+        .order_by(readings.c.meter_id, readings.c.read_at)
+    )
+    last_of: dict[str, int] = {}
+    order: list[str] = []
+    for read_at, value in rows:
+        key = read_at.strftime("%Y-%m-%d" if period == "daily" else "%Y-%m")
+        if key not in last_of:
+            order.append(key)
+        last_of[key] = max(int(value), last_of.get(key, 0))
+    points = []
+    previous: int | None = None
+    for key in order:
+        value = last_of[key]
+        if previous is not None:
+            points.append({"period": key, "energy_wh": max(0, value - previous)})
+        previous = value
+    return points

@@ -1,0 +1,68 @@
+// smsmeter: the little JavaScript the pages use. Everything works without it, only less live.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  // The language switcher submits itself.
+  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+    select.addEventListener("change", () => select.form.submit());
+  }
+
+  // Forms that need a confirmation (relay off/on) ask before they go.
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+      }
+    });
+  }
+
+  // Live command states: poll a small JSON endpoint and update the badges in place.
+  for (const table of document.querySelectorAll("[data-live-states]")) {
+    const url = table.dataset.liveStates;
+    const styles = { "0:0": "secondary", "0:1": "info", "1:0": "primary", "1:1": "success" };
+    const finals = new Set(["1:1", "rejected_smsc", "undeliverable", "expired", "rejected_meter", "timed_out", "failed", "cancelled"]);
+    const tick = async () => {
+      let pending = false;
+      try {
+        const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        if (response.ok) {
+          const body = await response.json();
+          for (const item of body.items) {
+            const badge = table.querySelector(`[data-command-id="${item.id}"]`);
+            if (badge && badge.textContent !== item.state) {
+              badge.textContent = item.state;
+              badge.className = `badge state text-bg-${styles[item.state] || "danger"}`;
+            }
+            if (!finals.has(item.state)) pending = true;
+          }
+        }
+      } catch (error) {
+        pending = true;
+      }
+      window.setTimeout(tick, pending ? 1000 : 5000);
+    };
+    window.setTimeout(tick, 500);
+  }
+
+  // Live status of something the subscriber waits for (an online top-up).
+  for (const box of document.querySelectorAll("[data-live-status]")) {
+    const url = box.dataset.liveStatus;
+    const tick = async () => {
+      let again = true;
+      try {
+        const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        if (response.ok) {
+          const body = await response.json();
+          const label = box.querySelector("[data-status-label]");
+          if (label) label.textContent = body.label || body.state;
+          box.dataset.state = body.state;
+          again = !body.final;
+        }
+      } catch (error) {
+        again = true;
+      }
+      if (again) window.setTimeout(tick, 1000);
+    };
+    tick();
+  }
+});
