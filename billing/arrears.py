@@ -98,7 +98,20 @@ async def _batch(
         select(e.account_id, func.sum(e.amount_minor).label("debt"))
         .where(e.book == "debt", e.account_id >= lo, e.account_id <= hi)
         .group_by(e.account_id)
-        .subquery()
+        .cte("debt")
+    )
+    # Only the few accounts with a debt or an open episode are joined to their subscribers (by key).
+    candidates = (
+        select(debt.c.account_id.label("account_id"))
+        .where(debt.c.debt < 0)
+        .union(
+            select(ar.account_id).where(
+                ar.account_id >= lo,
+                ar.account_id <= hi,
+                or_(ar.overdue_since.is_not(None), ar.disconnected_at.is_not(None)),
+            )
+        )
+        .cte("candidates")
     )
     rows = (
         await conn.execute(
@@ -122,16 +135,12 @@ async def _batch(
                 ar.disconnect_command_id,
             )
             .select_from(
-                L.accounts.join(R.subscribers, s.id == a.subscriber_id)
+                candidates.join(L.accounts, a.id == candidates.c.account_id)
+                .join(R.subscribers, s.id == a.subscriber_id)
                 .outerjoin(debt, debt.c.account_id == a.id)
                 .outerjoin(L.arrears, ar.account_id == a.id)
             )
-            .where(
-                a.id >= lo,
-                a.id <= hi,
-                s.status != "closed",
-                or_(debt.c.debt < 0, ar.overdue_since.is_not(None), ar.disconnected_at.is_not(None)),
-            )
+            .where(s.status != "closed")
         )
     ).all()
     report.accounts += len(rows)
