@@ -1,6 +1,6 @@
-"""A small demo utility — an address book, subscribers with meters, a transformer with its balance meter,
-a tariff and an operator — made through the registry's own services, so that a newcomer sees something
-real. Loading it twice changes nothing."""
+"""A small demo utility — an address book, subscribers with meters on a transformer, a tariff and an
+operator — made through the registry's own services, so that a newcomer sees something real. Loading it
+twice changes nothing."""
 
 from __future__ import annotations
 
@@ -61,22 +61,6 @@ async def load_demo(settings: Settings) -> None:
             await tariffs.add_version(conn, actor, tariff_id, TariffBody.flat(215_000), now, now)
             transformer_id = await billing_registry.add_transformer(
                 conn, actor, "TP-101", "TP-101 Independentei", now, feeder="F-3"
-            )
-            await billing_registry.install_meter(
-                conn,
-                actor,
-                None,
-                billing_registry.NewMeter(
-                    code=demo_meter_code(100),
-                    msisdn="37369000100",
-                    make="Demo",
-                    model="BM-3",
-                    phases=3,
-                    transformer_id=transformer_id,
-                    is_balance_meter=True,
-                ),
-                master_key=master_key,
-                now=now,
             )
             for serial, (building, apartment, name, father, phone, language) in enumerate(_SUBSCRIBERS, start=1):
                 subscriber = await billing_registry.create_subscriber(
