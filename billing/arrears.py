@@ -237,9 +237,12 @@ async def _batch(
             for (row, req), cid in zip(requests, ids_, strict=True)
             if isinstance(req.message, mp.RelayOff)
         }
+        wanted_off = {row.account_id for row, direction, _ in relay if direction == "off"}
         for st in states:
             if st["account_id"] in command_of:
                 st["disconnect_command_id"] = command_of[st["account_id"]]
+            elif st["account_id"] in wanted_off:  # no active meter to cut off: not disconnected
+                st["disconnected_at"] = None
         report.disconnects += len(command_of)
     if states:
         stmt, values = _upsert_arrears(conn, states)

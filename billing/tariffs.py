@@ -177,26 +177,26 @@ async def start_assignment(
             chosen = sorted(
                 {sid for sid in (await conn.scalars(select(m.subscriber_id).where(m.id.in_(group)))).all() if sid}
             )
-        changing = list(
-            (
-                await conn.scalars(
-                    select(s.id).where(s.id.in_(chosen), (s.tariff_id != tariff_id) | s.tariff_id.is_(None))
-                )
-            ).all()
-        )
+        changing = (
+            await conn.execute(
+                select(s.id, s.tariff_id).where(s.id.in_(chosen), (s.tariff_id != tariff_id) | s.tariff_id.is_(None))
+            )
+        ).all()
         for start in range(0, len(changing), 1000):
             part = changing[start : start + 1000]
-            await conn.execute(update(R.subscribers).where(s.id.in_(part)).values(tariff_id=tariff_id, updated_at=now))
+            await conn.execute(
+                update(R.subscribers).where(s.id.in_([r.id for r in part])).values(tariff_id=tariff_id, updated_at=now)
+            )
             await conn.execute(
                 insert(R.subscriber_history),
                 [
                     {
-                        "subscriber_id": sid,
+                        "subscriber_id": r.id,
                         "changed_at": now,
                         "changed_by": str(actor),
-                        "changes": {"tariff_id": [None, tariff_id]},
+                        "changes": {"tariff_id": [r.tariff_id, tariff_id]},
                     }
-                    for sid in part
+                    for r in part
                 ],
             )
         meter_ids = (
