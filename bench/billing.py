@@ -185,7 +185,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1_000_000)
     parser.add_argument("--in-arrears", type=float, default=0.1)
-    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=20000)
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--generate-only", action="store_true")
     parser.add_argument("--backlog", action="store_true", help="every episode at stage none (a first sweep)")

@@ -92,3 +92,17 @@ async def record_transformer_balances(
                 )
         results[tid] = result
     return results
+
+
+async def transformer_balances_of(
+    conn: AsyncConnection, transformer_id: int, *, limit: int = 24
+) -> list[dict[str, object]]:
+    """The stored periods of a transformer, newest first (for the losses report)."""
+    tb = L.transformer_balances.c
+    rows = await conn.execute(
+        select(L.transformer_balances)
+        .where(tb.transformer_id == transformer_id)
+        .order_by(tb.period_start.desc())
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows]
