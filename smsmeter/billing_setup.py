@@ -89,14 +89,23 @@ async def _every(name: str, interval_s: float, job: Callable[[datetime], Awaitab
         await asyncio.sleep(interval_s)
 
 
-def start_billing_jobs(settings: Settings, billing: BillingService) -> list[asyncio.Task[None]]:
-    """The scheduled jobs as tasks; the caller (the app's cleanup context) owns and cancels them."""
+def start_billing_jobs(
+    settings: Settings, billing: BillingService, *, schedule: bool = True, notices: bool = True
+) -> list[asyncio.Task[None]]:
+    """The scheduled jobs as tasks; the caller (the app's cleanup context) owns and cancels them.
+    `schedule`: the arrears sweep and the monthly invoices; `notices`: sending queued notices."""
     b = settings.billing
-    return [
-        asyncio.create_task(_every("arrears sweep", b.sweep_interval_s, billing.sweep), name="billing-sweep"),
-        asyncio.create_task(_every("notices", b.notice_interval_s, billing.send_notices), name="billing-notices"),
-        asyncio.create_task(_every("monthly invoices", 3600.0, billing.monthly), name="billing-monthly"),
-    ]
+    tasks = []
+    if schedule:
+        tasks.append(
+            asyncio.create_task(_every("arrears sweep", b.sweep_interval_s, billing.sweep), name="billing-sweep")
+        )
+        tasks.append(asyncio.create_task(_every("monthly invoices", 3600.0, billing.monthly), name="billing-monthly"))
+    if notices:
+        tasks.append(
+            asyncio.create_task(_every("notices", b.notice_interval_s, billing.send_notices), name="billing-notices")
+        )
+    return tasks
 
 
 async def stop_jobs(tasks: list[asyncio.Task[None]]) -> None:
