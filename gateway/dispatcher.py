@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
-from gateway.errors import NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
+from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
 from gateway.events import AlarmRaised, CommandSettled, EventHandler, GatewayEvent, ignore_event, publish
 from gateway.ports import OutboundSms, Receipt, Transport, TransportState
 from gateway.states import (
@@ -501,6 +501,10 @@ class Dispatcher:
                 d = after_throttle(now, self.config.throttle_pause_s)
                 reschedule.append({"c_id": c.id, "c_attempts": c.attempts, "c_next": d.retry_at, "c_status": None})
                 continue  # not an attempt: the parts that did go out are sent again with the rest
+            elif isinstance(r.error, InvalidPart):  # it can never be one SMS: resending will not help
+                detail = f"not sendable: {r.error.reason}"
+                finals.append(_Final(c.id, c.meter_id, c.kind, CommandState.FAILED, Source.DISPATCHER, detail))
+                reschedule.append({"c_id": c.id, "c_attempts": r.attempt, "c_next": None, "c_status": None})
             else:
                 status = r.error.status if isinstance(r.error, SmscRejected) else None
                 reason = r.error.name if isinstance(r.error, SmscRejected) else type(r.error).__name__
@@ -802,6 +806,8 @@ def _is_open() -> Any:
 
 
 def _severity(error: TransportError) -> int:
+    if isinstance(error, InvalidPart):
+        return 4
     if isinstance(error, SmscRejected) and not isinstance(error, Throttled):
         return 3
     if isinstance(error, Throttled | NotConnected):

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import meter_protocol as mp
-from gateway.errors import NotConnected, SubmitTimeout
+from gateway.errors import InvalidPart, NotConnected, SubmitTimeout
 from gateway.events import AlarmRaised, CommandSettled
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_commands, get_command
@@ -297,3 +297,15 @@ async def test_a_crashed_dispatchers_claims_expire_and_another_sends_them(engine
     async with engine.connect() as conn:
         parts = await conn.scalar(select(func.count()).select_from(command_parts))
     assert parts == 5
+
+
+async def test_a_part_that_can_never_be_an_sms_fails_at_once(engine: AsyncEngine) -> None:
+    (meter,) = await seed(engine, 1)
+    fleet = fleet_of([meter])
+    network = ScriptedNetwork(fleet, script=[InvalidPart("not a phone number")])
+    (command_id,) = await enqueue(engine, [CommandRequest(meter.id, mp.Ping(), "operator:x")])
+    async with running_gateway(engine, fleet, network=network) as gw:
+        view = await gw.wait_view(command_id, lambda v: v.is_final)
+    assert view.state is CommandState.FAILED
+    assert "not a phone number" in (view.result_reason or "")
+    assert view.attempts == 1
