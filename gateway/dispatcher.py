@@ -46,6 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
+from gateway.bulk import insert_many, update_many
 from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
 from gateway.events import AlarmRaised, CommandSettled, EventHandler, GatewayEvent, ignore_event, publish
 from gateway.ports import OutboundSms, Receipt, Transport, TransportState
@@ -250,7 +251,6 @@ class Dispatcher:
                     ~exists().where(_dependency.c.id == commands.c.depends_on_id, _dependency.c.state.in_(_OPEN)),
                 ),
             )
-            .order_by(commands.c.next_attempt_at)
             .limit(limit)
         )
         if self._postgres:
@@ -534,7 +534,15 @@ class Dispatcher:
                         "submitted_at": r.at,
                     }
                 )
-        if part_rows:
+        if part_rows and self._postgres:
+            await insert_many(
+                conn,
+                command_parts,
+                part_rows,
+                on_conflict="ON CONFLICT (command_id, attempt, seq) DO UPDATE SET message_id = excluded.message_id, "
+                "state = excluded.state, smsc_status = excluded.smsc_status, submitted_at = excluded.submitted_at",
+            )
+        elif part_rows:
             await conn.execute(_upsert_parts(conn), part_rows)
         if accepted:
             ids = [r.command.id for r in accepted]
@@ -578,7 +586,27 @@ class Dispatcher:
                         )
                     )
             self.stats.accepted += len(accepted)
-        if reschedule:
+        if reschedule and self._postgres:
+            await update_many(
+                conn,
+                commands,
+                [
+                    {
+                        "id": r["c_id"],
+                        "attempts": r["c_attempts"],
+                        "next_attempt_at": r["c_next"],
+                        "status": r["c_status"],
+                    }
+                    for r in reschedule
+                ],
+                # the attempt counts even when the meter's answer already settled the command
+                "attempts = v.attempts, next_attempt_at = CASE WHEN t.state IN ('0:0', '0:1', '1:0') "
+                "THEN v.next_attempt_at END, smsc_status = COALESCE(v.status, t.smsc_status), claimed_by = NULL, "
+                "claimed_until = NULL, updated_at = :now",
+                types={"status": "INTEGER"},
+                params={"now": now},
+            )
+        elif reschedule:
             await conn.execute(
                 update(commands)
                 .where(commands.c.id == bindparam("c_id"))
@@ -596,9 +624,15 @@ class Dispatcher:
                 reschedule,
             )
         if history:
-            await conn.execute(insert(command_history), history)
+            await self._insert_history(conn, history)
         if finals:
             await self._record_finals(conn, finals, now, batch)
+
+    async def _insert_history(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        if self._postgres:
+            await insert_many(conn, command_history, rows)
+        else:
+            await conn.execute(insert(command_history), rows)
 
     async def _record_finals(
         self, conn: AsyncConnection, finals: Sequence[_Final], now: datetime, batch: _Batch
@@ -692,7 +726,15 @@ class Dispatcher:
                 delivered_commands.add(part.command_id)
             else:
                 failed[part.command_id] = (part.attempt, outcome, f"{receipt.state.value} err {receipt.error_code}")
-        if mark:
+        if mark and self._postgres:
+            await update_many(
+                conn,
+                command_parts,
+                [{"id": m["p_id"], "state": m["p_state"], "at": m["p_at"], "err": m["p_err"]} for m in mark],
+                "state = v.state, delivered_at = v.at, smsc_status = COALESCE(v.err, t.smsc_status)",
+                types={"at": "TIMESTAMP WITH TIME ZONE", "err": "INTEGER"},
+            )
+        elif mark:
             await conn.execute(
                 update(command_parts)
                 .where(command_parts.c.id == bindparam("p_id"))
@@ -748,8 +790,8 @@ class Dispatcher:
             ).scalars()
             moved.extend((i, before[i]) for i in changed)
         if moved:
-            await conn.execute(
-                insert(command_history),
+            await self._insert_history(
+                conn,
                 [
                     _history(i, CommandState(s), CommandState.DELIVERED, now, Source.RECEIPT, "every part delivered")
                     for i, s in moved
