@@ -3,9 +3,10 @@
 In one run, against the node-smpp SMSC (tests/peers/smsc.js) on loopback:
 - the bare smpplib ceiling: submit + receipt, no persistence (bench.gateway_transport);
 - commands/s end to end: top-ups enqueued (sealed, persisted in 0:0), then drained by the dispatcher over
-  `gateway.smpp.SmppTransport`; every submit is handed to a fleet of reference meters whose signed
-  acknowledgements come back as MO deliver_sm and are verified by the inbound path: counted from the
-  first claim to the last command at 1:1 — printed with its ratio to the ceiling;
+  `gateway.smpp.SmppTransport`; every submit is handed to a fleet of reference meters (in a process of
+  their own, fed through the SMSC's control API) whose signed acknowledgements come back as MO
+  deliver_sm and are verified by the inbound path: counted from the first claim to the last command at
+  1:1 — printed with its ratio to the ceiling;
 - the same loop against the simulated SMSC behind a real SMPP port (gateway.smpp_server, what
   `smsmeter simulate` serves), where the meters answer in process;
 - the enqueue rate (bulk outbox: counters, sealing, rows) and receipts ingested/s (the dispatcher's
@@ -22,12 +23,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -51,7 +54,7 @@ from store import migrate
 from store.engine import create_engine
 from store.schema.commands import command_parts, commands
 from tests.integration.gateway.outbox_fixtures import MASTER_KEY, SeededMeter, add_meters
-from tests.peers.smsc import MobileOriginated, NodeSmsc, SmscError
+from tests.peers.smsc import NodeSmsc
 from tests.support import databases
 
 SHORT_NUMBER = "7220"
@@ -106,38 +109,70 @@ async def count_processed(engine: AsyncEngine) -> int:
         return int(await conn.scalar(select(func.count()).select_from(commands).where(commands.c.state == "1:1")) or 0)
 
 
-@contextlib.asynccontextmanager
-async def node_meters(smsc: NodeSmsc, fleet: Fleet, concurrency: int = 32) -> AsyncIterator[None]:
-    """Every submit the SMSC took goes to the fleet; the meters' replies are injected as MO, `concurrency`
-    HTTP requests at a time (the SMSC's control API takes one MO per request)."""
-    queue: asyncio.Queue[MobileOriginated] = asyncio.Queue()
+def _meters_process(control_port: int, meters: list[tuple[str, str, bytes]], ready: Any, concurrency: int) -> None:
+    """The reference meters in a process of their own (they are not the gateway's work): poll the SMSC's
+    submits, let the meters answer, inject the replies as MO, `concurrency` requests at a time."""
+    import aiohttp
 
-    async def pump() -> None:
-        since = 0
-        while True:
-            batch = await smsc.submits(since, wait_s=1.0)
-            for submit in batch:
-                for r in fleet.answer(submit.destination, submit.body, bool(submit.esm_class & 0x40)):
-                    queue.put_nowait(MobileOriginated(r.source, SHORT_NUMBER, r.body, r.has_udh))
-            since += len(batch)
+    fleet = Fleet()
+    for msisdn, code, key in meters:
+        fleet.add(msisdn, code, key)
 
-    async def injector() -> None:
-        while True:
-            mo = await queue.get()
-            while True:
-                try:
-                    await smsc.inject_mo(mo, wait_s=0)
-                    break
-                except SmscError:
-                    await asyncio.sleep(0.05)
+    async def run() -> None:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{control_port}") as http:
 
-    tasks = [asyncio.create_task(pump())] + [asyncio.create_task(injector()) for _ in range(concurrency)]
+            async def pump() -> None:
+                since = 0
+                while True:
+                    async with http.get("/submits", params={"since": str(since), "wait_ms": "1000"}) as resp:
+                        batch = (await resp.json())["submits"]
+                    for d in batch:
+                        body = bytes.fromhex(d["body_hex"])
+                        for r in fleet.answer(d["destination"], body, bool((d["esm_class"] or 0) & 0x40)):
+                            queue.put_nowait(
+                                {
+                                    "source": r.source,
+                                    "destination": SHORT_NUMBER,
+                                    "body_hex": r.body.hex(),
+                                    "esm_class": 0x40 if r.has_udh else 0,
+                                    "data_coding": 4,
+                                    "wait_ms": 0,
+                                }
+                            )
+                    since += len(batch)
+
+            async def inject() -> None:
+                while True:
+                    mo = await queue.get()
+                    while True:
+                        async with http.post("/mo", json=mo) as resp:
+                            if resp.status == 200:
+                                break
+                        await asyncio.sleep(0.05)
+
+            ready.set()
+            await asyncio.gather(pump(), *(inject() for _ in range(concurrency)))
+
+    asyncio.run(run())
+
+
+@contextlib.contextmanager
+def node_meters(smsc: NodeSmsc, meters: list[SeededMeter], concurrency: int = 16) -> Iterator[None]:
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    process = ctx.Process(
+        target=_meters_process,
+        args=(smsc.control_port, [(m.msisdn, m.code, m.key) for m in meters], ready, concurrency),
+        daemon=True,
+    )
+    process.start()
+    ready.wait(30)
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        process.terminate()
+        process.join(10)
 
 
 async def drain(
@@ -164,7 +199,7 @@ async def drain(
         tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(inbound.run())]
         try:
             async with asyncio.timeout(timeout_s):
-                while await count_processed(engine) < total:
+                while await count_processed(engine) < total:  # noqa: ASYNC110 - polls the database
                     await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - started
         finally:
@@ -231,7 +266,6 @@ async def main() -> None:
             )
             await smsc.reset()
             meters, enqueue_rate = await seed(engine, args.meters, args.commands)
-            fleet = fleet_of(meters)
 
             def over_node(on_receipt: ReceiptHandler, on_inbound: InboundHandler) -> Transport:
                 cfg = SmppConfig(
@@ -244,7 +278,7 @@ async def main() -> None:
                 )
                 return SmppTransport(cfg, on_receipt, on_inbound)
 
-            async with node_meters(smsc, fleet):
+            with node_meters(smsc, meters):
                 e2e, dispatcher, inbound = await drain(engine, args.commands, over_node, args.window, args.timeout)
         d, i = dispatcher.stats, inbound.stats
         receipts_rate = await receipts_ingested(engine, min(args.commands, 20_000))

@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
-from gateway.bulk import insert_many, update_many
+from gateway.bulk import among, insert_many, update_many
 from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
 from gateway.events import AlarmRaised, CommandSettled, EventHandler, GatewayEvent, ignore_event, publish
 from gateway.ports import OutboundSms, Receipt, Transport, TransportState
@@ -279,7 +279,7 @@ class Dispatcher:
             for start in range(0, len(meter_ids), _CHUNK):
                 for m in await conn.execute(
                     select(meters.c.id, meters.c.msisdn, meters.c.app_port).where(
-                        meters.c.id.in_(meter_ids[start : start + _CHUNK])
+                        among(meters.c.id, meter_ids[start : start + _CHUNK], self._postgres)
                     )
                 ):
                     addresses[m.id] = (m.msisdn, m.app_port)
@@ -463,7 +463,7 @@ class Dispatcher:
         for start in range(0, len(ordered), _CHUNK):
             await conn.execute(
                 select(commands.c.id)
-                .where(commands.c.id.in_(ordered[start : start + _CHUNK]))
+                .where(among(commands.c.id, ordered[start : start + _CHUNK], True))
                 .order_by(commands.c.id)
                 .with_for_update(key_share=True)
             )
@@ -479,7 +479,7 @@ class Dispatcher:
                     command_parts.c.attempt,
                     command_parts.c.message_id,
                     command_parts.c.state,
-                ).where(command_parts.c.message_id.in_(ids[start : start + _CHUNK]))
+                ).where(among(command_parts.c.message_id, ids[start : start + _CHUNK], self._postgres))
             ):
                 parts[row.message_id] = row
         return parts
@@ -552,7 +552,10 @@ class Dispatcher:
                     (
                         await conn.execute(
                             update(commands)
-                            .where(commands.c.id.in_(ids[start : start + _CHUNK]), commands.c.state == "0:0")
+                            .where(
+                                among(commands.c.id, ids[start : start + _CHUNK], self._postgres),
+                                commands.c.state == "0:0",
+                            )
                             .values(state=CommandState.ACCEPTED.value, updated_at=now)
                             .returning(commands.c.id)
                         )
@@ -761,7 +764,9 @@ class Dispatcher:
                     func.count(),
                     func.sum(case((command_parts.c.state == "1:0", 1), else_=0)),
                 )
-                .where(command_parts.c.command_id.in_(chunk), command_parts.c.message_id.is_not(None))
+                .where(
+                    among(command_parts.c.command_id, chunk, self._postgres), command_parts.c.message_id.is_not(None)
+                )
                 .group_by(command_parts.c.command_id, command_parts.c.attempt)
             )
             complete.extend({cid for cid, _attempt, total, done in rows if total and done == total})
@@ -774,7 +779,7 @@ class Dispatcher:
                 (i, s)
                 for i, s in await conn.execute(
                     select(commands.c.id, commands.c.state).where(
-                        commands.c.id.in_(chunk), commands.c.state.in_(["0:0", "0:1"])
+                        among(commands.c.id, chunk, self._postgres), commands.c.state.in_(["0:0", "0:1"])
                     )
                 )
             )
@@ -783,7 +788,7 @@ class Dispatcher:
             changed = (
                 await conn.execute(
                     update(commands)
-                    .where(commands.c.id.in_(list(before)), commands.c.state.in_(["0:0", "0:1"]))
+                    .where(among(commands.c.id, list(before), self._postgres), commands.c.state.in_(["0:0", "0:1"]))
                     .values(state=CommandState.DELIVERED.value, updated_at=now)
                     .returning(commands.c.id)
                 )
@@ -815,7 +820,7 @@ class Dispatcher:
                 commands.c.state,
                 commands.c.attempts,
                 commands.c.claimed_until,
-            ).where(commands.c.id.in_(sorted(failed)))
+            ).where(among(commands.c.id, sorted(failed), self._postgres))
         )
         finals: list[_Final] = []
         for row in rows:

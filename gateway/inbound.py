@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
-from gateway.bulk import insert_many, update_many
+from gateway.bulk import among, insert_many, update_many
 from gateway.events import (
     AlarmRaised,
     BalanceReported,
@@ -207,7 +207,9 @@ class Inbound:
         for start in range(0, len(ordered), _CHUNK):
             stmt = (
                 select(meters.c.id, meters.c.msisdn, meters.c.code, meters.c.in_highest, meters.c.in_bitmap)
-                .where(meters.c.msisdn.in_(ordered[start : start + _CHUNK]), meters.c.status == "active")
+                .where(
+                    among(meters.c.msisdn, ordered[start : start + _CHUNK], self._postgres), meters.c.status == "active"
+                )
                 .order_by(meters.c.id)
             )
             if self._postgres:
@@ -393,7 +395,7 @@ class Inbound:
             for start in range(0, len(ids), _CHUNK):
                 locked = await conn.execute(
                     select(commands.c.id, commands.c.state)
-                    .where(commands.c.id.in_(ids[start : start + _CHUNK]))
+                    .where(among(commands.c.id, ids[start : start + _CHUNK], True))
                     .order_by(commands.c.id)
                     .with_for_update(key_share=True)
                 )

@@ -260,16 +260,14 @@ async def test_a_dependent_command_waits_for_its_predecessor_and_is_cancelled_if
             NOW,
         )
     async with running_gateway(engine, fleet, network=network) as gw:
-        await gw.wait_for(lambda: len(network.submitted) == 2)
-        await gw.wait_for(lambda: gw.dispatcher.stats.accepted == 2)
+        await gw.wait_for(lambda: len(network.submitted) == 2)  # the two top-ups; the relays wait
         assert {s.sms.destination for s in network.submitted} == {first.msisdn, second.msisdn}
-        network.auto_replies = True
-        await network.reply(
-            network.submitted[0] if network.submitted[0].sms.destination == first.msisdn else network.submitted[1]
-        )
+        await network.reply(next(s for s in network.submitted if s.sms.destination == first.msisdn))
         await gw.wait_final([credit])
         async with engine.begin() as conn:  # the second top-up is rejected by its meter, say
             await conn.execute(update(commands).where(commands.c.id == failing).values(state="rejected_meter"))
+        await gw.wait_for(lambda: len(network.submitted) == 3)  # now the first relay goes
+        await network.reply(network.submitted[2])
         await gw.wait_final([relay_ok, relay_cancelled])
     async with engine.connect() as conn:
         ok = await get_command(conn, relay_ok)
