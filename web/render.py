@@ -3,6 +3,7 @@ formatting helpers) and the Jinja2 environment with gettext installed."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def setup_templates(app: web.Application) -> jinja2.Environment:
     env.globals["LANGUAGES"] = i18n.LANGUAGES
     env.globals["CSRF_FIELD"] = CSRF_FIELD
     env.globals["flash_message"] = flash_message
+    env.globals["new_request_id"] = lambda: secrets.token_urlsafe(16)
     return env
 
 

@@ -189,6 +189,31 @@ SCHEMAS: dict[str, Any] = {
             ),
         ]
     },
+    "CommandRequest": {
+        "type": "object",
+        "properties": {
+            "meter_id": _INT,
+            "kind": {
+                "type": "string",
+                "enum": [
+                    "relay_off",
+                    "relay_on",
+                    "read_request",
+                    "set_power_limit",
+                    "time_sync",
+                    "clear_tamper",
+                    "ping",
+                ],
+            },
+            "reason": {
+                "type": "string",
+                "enum": ["operator", "arrears", "tamper", "maintenance", "credit", "power_limit", "customer_request"],
+            },
+            "items": {"type": "array", "items": {"type": "string", "enum": ["registers", "balance", "load_profile"]}},
+            "limit_w": {"type": "integer", "minimum": 0},
+        },
+        "required": ["meter_id", "kind"],
+    },
     "Payment": _obj(
         id=_INT,
         provider=_STR,
@@ -244,6 +269,49 @@ SCHEMAS: dict[str, Any] = {
     ),
 }
 
+_ISSUE = {
+    "operationId": "issueCommand",
+    "summary": "Send a command to a meter (relay off/on, read, power limit, time sync, clear tamper, ping)",
+    "description": (
+        "As JSON, or as the protocol's XML document (application/xml, validated against the protocol's XSD) with "
+        "`meter_id` as a query parameter. Credit, tariffs and keys are not sent here: billing sends them. "
+        "The command starts in state 0:0; follow it at its Location."
+    ),
+    "tags": ["commands"],
+    "parameters": [
+        {
+            "name": "meter_id",
+            "in": "query",
+            "description": "the meter, with an XML body",
+            "schema": {"type": "integer"},
+        },
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "description": "a retry with the same key returns the same command",
+            "schema": {"type": "string", "maxLength": 150},
+        },
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/CommandRequest"}},
+            "application/xml": {
+                "schema": {
+                    "type": "string",
+                    "description": 'e.g. <relayOff xmlns="urn:smsmeter:protocol:1" reason="operator"/>',
+                }
+            },
+        },
+    },
+    "responses": {
+        **_ok({"$ref": "#/components/schemas/CommandDetail"}, "queued (0:0)", "201"),
+        **_problem("404", "no such meter"),
+        **_problem("415", "neither JSON nor XML"),
+        **_problem("422", "not a valid command"),
+    },
+}
+
 PATHS: dict[str, Any] = {
     "/api/v1/openapi.json": {
         "get": {
@@ -297,18 +365,21 @@ PATHS: dict[str, Any] = {
             "responses": _ok(_page_of("Tariff")),
         }
     },
-    "/api/v1/commands": _list(
-        "listCommands",
-        "Commands to meters",
-        "commands",
-        "Command",
-        [
-            _q("meter_id", "one meter", {"type": "integer"}),
-            _q("state", "a state code, e.g. 1:1"),
-            _q("kind", "credit, relay_off, ..."),
-            *_TIME_RANGE,
-        ],
-    ),
+    "/api/v1/commands": {
+        **_list(
+            "listCommands",
+            "Commands to meters",
+            "commands",
+            "Command",
+            [
+                _q("meter_id", "one meter", {"type": "integer"}),
+                _q("state", "a state code, e.g. 1:1"),
+                _q("kind", "top_up, relay_off, ..."),
+                *_TIME_RANGE,
+            ],
+        ),
+        "post": _ISSUE,
+    },
     "/api/v1/commands/{id}": _one(
         "getCommand", "A command with its state history and SMS parts", "commands", "CommandDetail"
     ),

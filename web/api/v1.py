@@ -6,13 +6,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.api.json import parse_time, respond
+import meter_protocol as mp
+from web.api.json import parse_time, read_json, respond
 from web.api.openapi import document
-from web.errors import NotFound
+from web.commands import command_from_fields, issue_command
+from web.errors import InvalidInput, NotFound, UnsupportedMediaType
+from web.keys import CLOCK, SERVICES
 from web.middleware import require_principal, uow_of
 from web.params import bounded_int, paging, path_id
 from web.permissions import PERMISSIONS, public, requires
 from web.queries import lists, registry
+from web.security import client_address
 
 PREFIX = "/api/v1"
 
@@ -128,6 +132,47 @@ async def command(request: web.Request) -> web.Response:
     return respond(row)
 
 
+XML_TYPES = ("application/xml", "text/xml")
+
+
+@requires("commands.issue")
+async def issue(request: web.Request) -> web.Response:
+    """A command to one meter, as JSON ({"meter_id", "kind", ...}) or as the protocol's XML document
+    (`?meter_id=`; validated against the protocol's XSD). `Idempotency-Key` makes a retry safe."""
+    now = request.app[CLOCK]()
+    if request.content_type in XML_TYPES:
+        meter_id = bounded_int(request.query, "meter_id", 0, 1, 10**18)
+        if not meter_id:
+            raise InvalidInput("meter_id", "is required (a query parameter) with an XML document")
+        message = mp.message_from_xml(await request.read())
+    elif request.content_type == "application/json":
+        body = await read_json(request)
+        meter_id = body.get("meter_id")
+        if not isinstance(meter_id, int) or isinstance(meter_id, bool) or meter_id < 1:
+            raise InvalidInput("meter_id", "must be a meter id")
+        message = command_from_fields(body, now)
+    else:
+        raise UnsupportedMediaType(request.content_type)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 150:
+        raise InvalidInput("Idempotency-Key", "must be 1-150 characters")
+    principal = require_principal(request)
+    issued = await issue_command(
+        uow_of(request),
+        request.app[SERVICES].keys,
+        principal.actor(client_address(request)),
+        meter_id,
+        message,
+        now,
+        idempotency_key=f"api:{principal.kind}:{principal.id}:{key}" if key else None,
+    )
+    async with uow_of(request).connect() as conn:
+        row = await lists.command(conn, issued.command_id)
+    response = respond(row, status=201)
+    response.headers["Location"] = f"{PREFIX}/commands/{issued.command_id}"
+    return response
+
+
 @requires("payments.read")
 async def payments(request: web.Request) -> web.Response:
     limit, offset = paging(request.query)
@@ -228,6 +273,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/tariffs", tariffs)
     r.add_get(f"{PREFIX}/commands", commands)
     r.add_get(f"{PREFIX}/commands/{{id}}", command)
+    r.add_post(f"{PREFIX}/commands", issue)
     r.add_get(f"{PREFIX}/payments", payments)
     r.add_get(f"{PREFIX}/notices", notices)
     r.add_get(f"{PREFIX}/wrong-sms", wrong_sms)
