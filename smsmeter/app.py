@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import Settings
+from gateway.keys import KeyRing
 from smsmeter import __version__
 from smsmeter.masterkey import load_master_key
 from store import migrate
@@ -87,7 +88,7 @@ def build_app(settings: Settings) -> web.Application:
             services.uow = app[UOW]
             if settings.radius.enabled:
                 services.radius = RadiusPasswordChecker(settings.radius)
-            load_master_key(settings)
+            services.keys = KeyRing(load_master_key(settings))
             runtime.transport_state = "bound"  # the simulated transport is in-process and always ready
             log.info(
                 "smsmeter %s ready: database %s, transport %s, short number %s",
