@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from meter_protocol.errors import MalformedField, UnknownType
@@ -39,6 +40,25 @@ def _flag(value: int) -> bool:
 
 def _read_items(value: int) -> ReadItems:
     return ReadItems(value)
+
+
+def _lookup(cls: type[enum.IntEnum]) -> Callable[[int], Any]:
+    """A fast `cls(value)`: a dict lookup; raises ValueError for an undefined value."""
+    members = {m.value: m for m in cls}
+
+    def convert(value: int) -> Any:
+        try:
+            return members[value]
+        except KeyError:
+            raise ValueError(value) from None
+
+    return convert
+
+
+def _fast(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    if isinstance(convert, type) and issubclass(convert, enum.IntEnum):
+        return _lookup(convert)
+    return convert
 
 
 LAYOUTS: dict[MessageType, tuple[Field, ...]] = {
@@ -107,8 +127,23 @@ _STRUCTS: dict[MessageType, struct.Struct] = {
 }
 _NAMES: dict[MessageType, tuple[str, ...]] = {t: tuple(f[0] for f in fs) for t, fs in LAYOUTS.items()}
 _CONVERT: dict[MessageType, tuple[tuple[int, str, Callable[[Any], Any]], ...]] = {
-    t: tuple((i, f[0], f[2]) for i, f in enumerate(fs) if f[2] is not None) for t, fs in LAYOUTS.items()
+    t: tuple((i, f[0], _fast(f[2])) for i, f in enumerate(fs) if f[2] is not None) for t, fs in LAYOUTS.items()
 }
+_TYPES = {t.value: t for t in MessageType}
+_TAILED = frozenset({MessageType.SET_TARIFF, MessageType.LOAD_PROFILE})
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    if not names:
+        return lambda _: ()
+    if len(names) == 1:
+        get = attrgetter(names[0])
+        return lambda message: (get(message),)
+    return attrgetter(*names)
+
+
+# enums and booleans are ints: struct packs them as they are
+_GETTERS = {t: _getter(names) for t, names in _NAMES.items()}
 _STEP = struct.Struct(">II")
 _U8 = struct.Struct(">B")
 _U32 = struct.Struct(">I")
@@ -117,8 +152,7 @@ _U32 = struct.Struct(">I")
 def encode_payload(message: Message) -> bytes:
     """The plaintext payload of `message` (docs/protocol.md §6)."""
     mtype = message.message_type
-    values = [getattr(message, name) for name in _NAMES[mtype]]
-    fixed = _STRUCTS[mtype].pack(*[v.value if isinstance(v, enum.Enum) else v for v in values])
+    fixed = _STRUCTS[mtype].pack(*_GETTERS[mtype](message))
     if isinstance(message, SetTariff):
         tail = _U8.pack(len(message.steps)) + b"".join(
             _STEP.pack(s.start, s.price_milli_minor_per_kwh) for s in message.steps
@@ -131,28 +165,30 @@ def encode_payload(message: Message) -> bytes:
 
 def decode_payload(type_code: int, payload: bytes) -> Message:
     """The message of type `type_code` in `payload`. Raises UnknownType or MalformedField."""
-    try:
-        mtype = MessageType(type_code)
-    except ValueError:
-        raise UnknownType(type_code) from None
+    mtype = _TYPES.get(type_code)
+    if mtype is None:
+        raise UnknownType(type_code)
     layout = _STRUCTS[mtype]
-    if len(payload) < layout.size:
-        raise MalformedField("payload", f"{len(payload)} bytes, the fixed part needs {layout.size}")
+    size = layout.size
+    tail = mtype in _TAILED
+    if len(payload) != size and not (tail and len(payload) > size):
+        if len(payload) < size:
+            raise MalformedField("payload", f"{len(payload)} bytes, the fixed part needs {size}")
+        raise MalformedField("payload", f"{len(payload) - size} trailing bytes")
     values: list[Any] = list(layout.unpack_from(payload, 0))
     for index, name, convert in _CONVERT[mtype]:
         try:
             values[index] = convert(values[index])
         except ValueError:
             raise MalformedField(name, f"value {values[index]} not defined") from None
-    kwargs = dict(zip(_NAMES[mtype], values, strict=True))
-    rest = payload[layout.size :]
-    if mtype is MessageType.SET_TARIFF:
-        kwargs["steps"] = tuple(TariffStep(a, b) for a, b in _counted(rest, _STEP, "steps"))
-    elif mtype is MessageType.LOAD_PROFILE:
-        kwargs["energies_wh"] = tuple(v for (v,) in _counted(rest, _U32, "energies_wh"))
-    elif rest:
-        raise MalformedField("payload", f"{len(rest)} trailing bytes")
-    return MESSAGE_CLASSES[mtype](**kwargs)
+    if tail:
+        rest = payload[size:]
+        if mtype is MessageType.SET_TARIFF:
+            values.append(tuple(TariffStep(a, b) for a, b in _counted(rest, _STEP, "steps")))
+        else:
+            values.append(tuple(v for (v,) in _counted(rest, _U32, "energies_wh")))
+    # the layouts list the fields in the dataclasses' order (a test checks it)
+    return MESSAGE_CLASSES[mtype](*values)
 
 
 def _counted(rest: bytes, item: struct.Struct, name: str) -> list[tuple[Any, ...]]:

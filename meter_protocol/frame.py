@@ -19,6 +19,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
 
@@ -54,8 +56,13 @@ class Profile(IntEnum):
     XML = 1
 
 
-@dataclass(frozen=True, slots=True)
-class FrameHeader:
+_PROFILES = {p.value: p for p in Profile}
+_TYPES = {t.value: t for t in MessageType}
+
+
+class FrameHeader(NamedTuple):
+    """The cleartext header (an immutable value; a named tuple, as it is made for every frame)."""
+
     version: int
     profile: Profile
     message_type: MessageType
@@ -65,11 +72,10 @@ class FrameHeader:
 
     @property
     def direction(self) -> Direction:
-        return self.message_type.direction
+        return Direction.UPLINK if self.message_type & 0x80 else Direction.DOWNLINK
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
+class Decoded(NamedTuple):
     header: FrameHeader
     message: Message
     window: ReplayWindow | None  # the window with this counter marked, when one was given
@@ -87,8 +93,22 @@ class RawHeader:
     counter: int
 
 
+@lru_cache(maxsize=65536)
 def meter_code_field(meter_code: str) -> bytes:
+    """The 9-byte header field of a meter code (validated; cached, as a head end talks to the same
+    meters again and again)."""
     return int(validate_meter_code(meter_code)).to_bytes(9, "big")
+
+
+@lru_cache(maxsize=65536)
+def _meter_code_of(field: bytes) -> str:
+    number = int.from_bytes(field, "big")
+    if number >= _METER_LIMIT:
+        raise MalformedField("meter code", "more than 20 digits")
+    code = f"{number:020d}"
+    if luhn_check_digit(code[:-1]) != number % 10:
+        raise MalformedField("meter code", f"{code} fails its check digit")
+    return code
 
 
 def nonce_for(meter_field: bytes, direction: Direction, counter: int) -> bytes:
@@ -139,31 +159,41 @@ def parse_raw_header(frame: bytes) -> RawHeader:
     version, profile, type_code, key_id, meter_field, counter = HEADER.unpack_from(frame)
     if version != VERSION:
         raise UnsupportedVersion(version)
-    if profile not in (0, 1):
+    if profile not in _PROFILES:
         raise MalformedField("profile", f"unknown profile {profile}")
-    number = int.from_bytes(meter_field, "big")
-    if number >= _METER_LIMIT:
-        raise MalformedField("meter code", "more than 20 digits")
-    code = f"{number:020d}"
-    if luhn_check_digit(code[:-1]) != number % 10:
-        raise MalformedField("meter code", f"{code} fails its check digit")
+    code = _meter_code_of(meter_field)
     if counter == 0:
         raise MalformedField("counter", "counter 0 is never used")
-    return RawHeader(version, Profile(profile), type_code, key_id, code, counter)
+    return RawHeader(version, _PROFILES[profile], type_code, key_id, code, counter)
 
 
-def _typed(raw: RawHeader) -> FrameHeader:
-    try:
-        mtype = MessageType(raw.type_code)
-    except ValueError:
-        raise UnknownType(raw.type_code) from None
-    return FrameHeader(raw.version, raw.profile, mtype, raw.key_id, raw.meter_code, raw.counter)
+_unpack_header = HEADER.unpack_from
 
 
 def peek_header(frame: bytes) -> FrameHeader:
     """The header of `frame` read WITHOUT the key (meter identity, key id, counter, direction, type),
     so the receiver can look the key and the window up. Nothing here is authenticated yet."""
-    return _typed(parse_raw_header(frame))
+    if type(frame) is not bytes:
+        if not isinstance(frame, bytearray | memoryview):
+            raise MalformedField("frame", f"expected bytes, got {type(frame).__name__}")
+        frame = bytes(frame)
+    size = len(frame)
+    if size < MIN_FRAME_BYTES:
+        raise TooShort(size, MIN_FRAME_BYTES)
+    if size > MAX_FRAME_BYTES:
+        raise Oversize(size, MAX_FRAME_BYTES)
+    version, profile, type_code, key_id, meter_field, counter = _unpack_header(frame)
+    if version != VERSION:
+        raise UnsupportedVersion(version)
+    profile_value = _PROFILES.get(profile)
+    if profile_value is None:
+        raise MalformedField("profile", f"unknown profile {profile}")
+    mtype = _TYPES.get(type_code)
+    if mtype is None:
+        raise UnknownType(type_code)
+    if counter == 0:
+        raise MalformedField("counter", "counter 0 is never used")
+    return FrameHeader(version, profile_value, mtype, key_id, _meter_code_of(meter_field), counter)
 
 
 def open_frame(frame: bytes, raw: RawHeader, key: bytes) -> bytes:
@@ -205,17 +235,23 @@ def decode_frame(
     the counter marked; store it only if the message is then processed.
     """
     header = peek_header(frame)
+    frame = bytes(frame)
     if meter_code is not None and header.meter_code != meter_code:
         raise WrongMeter(meter_code, header.meter_code)
-    if direction is not None and header.direction is not direction:
+    uplink = header.message_type & 0x80
+    if direction is not None and bool(uplink) is not bool(direction):
         raise WrongDirection(direction.name.lower(), header.direction.name.lower())
-    raw = RawHeader(
-        header.version, header.profile, header.message_type, header.key_id, header.meter_code, header.counter
-    )
-    plaintext = open_frame(frame, raw, key)
+    nonce = frame[4:17] if not uplink else bytes([frame[4] | _UPLINK_NONCE_BIT]) + frame[5:17]
+    try:
+        plaintext = aead_for(key).decrypt(nonce, frame[HEADER_BYTES:], frame[:HEADER_BYTES])
+    except InvalidTag:
+        raise BadTag(header.counter, header.key_id) from None
     try:
         new_window = window.check_and_mark(header.counter) if window is not None else None
-        message = parse_plaintext(header, plaintext)
+        if header.profile is Profile.BINARY:
+            message = decode_payload(header.message_type, plaintext)
+        else:
+            message = parse_plaintext(header, plaintext)
     except ProtocolError as exc:
         exc.authenticated = True
         exc.header = header

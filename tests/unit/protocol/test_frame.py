@@ -176,3 +176,15 @@ def test_an_encrypted_frame_does_not_reveal_its_payload() -> None:
     two = encode_frame(TopUp(5, 100), meter_code=METER_CODE, key=KEY, key_id=1, counter=2)
     assert one[HEADER_BYTES:] != two[HEADER_BYTES:]
     assert (100).to_bytes(4, "big") not in one[HEADER_BYTES:-8]
+
+
+def test_the_layouts_follow_the_dataclass_field_order() -> None:
+    from dataclasses import fields
+
+    from meter_protocol.codec import LAYOUTS
+    from meter_protocol.messages import MESSAGE_CLASSES
+
+    for mtype, layout in LAYOUTS.items():
+        names = [f.name for f in fields(MESSAGE_CLASSES[mtype])]
+        assert names[: len(layout)] == [name for name, _, _ in layout], mtype
+        assert len(names) - len(layout) == (1 if mtype in (MessageType.SET_TARIFF, MessageType.LOAD_PROFILE) else 0)
