@@ -144,9 +144,11 @@ class GatewaySettings:
     ack_timeout_s: float = 3600.0
     validity_s: int = 86400
     claim_batch: int = 500
+    lease_s: float = 120.0  # a dispatcher's claim on a command; after a crash others take it over then
 
     def __post_init__(self) -> None:
         _require(self.max_attempts >= 1, "max_attempts", "must be at least 1")
+        _require(self.lease_s > 0, "lease_s", "must be positive")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

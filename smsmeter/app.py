@@ -10,15 +10,20 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing.topup import on_command_settled
 from config import Settings
+from gateway.events import CommandSettled, GatewayEvent
 from gateway.keys import KeyRing
+from gateway.ports import Transport
 from smsmeter import __version__
 from smsmeter.masterkey import load_master_key
+from smsmeter.wiring import GatewayRuntime, running_gateway
 from store import migrate
 from store.engine import create_engine
 from store.uow import UnitOfWork
@@ -31,6 +36,8 @@ log = logging.getLogger("smsmeter")
 
 ENGINE = web.AppKey("engine", AsyncEngine)
 UOW = web.AppKey("uow", UnitOfWork)
+KEYS = web.AppKey("keys", KeyRing)
+GATEWAY = web.AppKey("gateway", GatewayRuntime)
 
 
 @dataclass
@@ -39,7 +46,7 @@ class Runtime:
 
     settings: Settings
     engine: AsyncEngine | None = None
-    transport_state: str = "stopped"
+    transport: Transport | None = None
 
 
 class _HealthCheck:
@@ -58,7 +65,8 @@ class _HealthCheck:
                 database = ComponentHealth("ok", f"{runtime.engine.dialect.name}, schema {revision}")
             except Exception as exc:  # any failure of the probe means the database is down
                 database = ComponentHealth("down", type(exc).__name__)
-        transport = ComponentHealth(runtime.transport_state, runtime.settings.transport.value)
+        transport_state = runtime.transport.state.value if runtime.transport is not None else "stopped"
+        transport = ComponentHealth(transport_state, runtime.settings.transport.value)
         return HealthReport(version=__version__, database=database, transport=transport)
 
 
@@ -84,23 +92,35 @@ def build_app(settings: Settings) -> web.Application:
             await migrate.upgrade(engine)
             runtime.engine = engine
             app[ENGINE] = engine
-            app[UOW] = UnitOfWork(engine)
-            services.uow = app[UOW]
+            uow = app[UOW] = UnitOfWork(engine)
+            services.uow = uow
             if settings.radius.enabled:
                 services.radius = RadiusPasswordChecker(settings.radius)
-            services.keys = KeyRing(load_master_key(settings))
-            runtime.transport_state = "bound"  # the simulated transport is in-process and always ready
-            log.info(
-                "smsmeter %s ready: database %s, transport %s, short number %s",
-                __version__,
-                engine.dialect.name,
-                settings.transport.value,
-                settings.short_number,
-            )
-            yield
+            keys = app[KEYS] = services.keys = KeyRing(load_master_key(settings))
+
+            async def on_gateway_event(event: GatewayEvent) -> None:
+                """What the gateway learns goes to billing (the arrow points one way: gateway never
+                imports billing)."""
+                if isinstance(event, CommandSettled):
+                    await on_command_settled(uow, event, event.at or datetime.now(UTC))
+
+            async with running_gateway(settings, engine, keys, on_gateway_event) as gateway:
+                app[GATEWAY] = gateway
+                runtime.transport = gateway.transport
+                log.info(
+                    "smsmeter %s ready: database %s, transport %s (%s), short number %s",
+                    __version__,
+                    engine.dialect.name,
+                    settings.transport.value,
+                    gateway.transport.state.value,
+                    settings.short_number,
+                )
+                try:
+                    yield
+                finally:
+                    log.info("smsmeter stopping: releasing the transport and the database")
         finally:
-            log.info("smsmeter stopping: releasing the transport and the database")
-            runtime.transport_state = "stopped"
+            runtime.transport = None
             if isinstance(services.radius, RadiusPasswordChecker):
                 await services.radius.close()
             services.uow = None

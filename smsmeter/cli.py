@@ -1,4 +1,4 @@
-"""The `smsmeter` command line: serve, demo, db upgrade/downgrade/current, version."""
+"""The `smsmeter` command line: serve, demo, simulate, db upgrade/downgrade/current, version."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="load the demo utility first (idempotent)")
 
     sub.add_parser("demo", help="load a small demo utility: subscribers, meters, a tariff, an operator")
+
+    simulate = sub.add_parser(
+        "simulate", help="run the simulated SMSC with the registry's meters as reference meters, on an SMPP port"
+    )
+    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    simulate.add_argument("--port", type=int, default=None, help="SMPP port (default: smpp.port of the settings)")
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -61,6 +67,12 @@ async def _demo(settings: Settings) -> None:
     from smsmeter.demo import load_demo
 
     await load_demo(settings)
+
+
+async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
+    from smsmeter.simulate import run_simulator
+
+    await run_simulator(settings, host=args.host, port=settings.smpp.port if args.port is None else args.port)
 
 
 async def _db(settings: Settings, args: argparse.Namespace) -> None:
@@ -101,6 +113,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     commands: dict[str, Callable[[], int | None]] = {
         "serve": lambda: _serve(settings, args),
         "demo": lambda: _run(_demo(settings)),
+        "simulate": lambda: _run(_simulate(settings, args)),
         "db": lambda: _run(_db(settings, args)),
     }
     try:

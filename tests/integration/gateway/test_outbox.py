@@ -125,6 +125,7 @@ async def test_bad_requests_raise_typed_errors(engine: AsyncEngine) -> None:
         (CommandRequest(keyless.id, top_up(1), "x"), MeterKeyMissing),
         (CommandRequest(meter.id, top_up(1), "x", depends_on_id=424242), UnknownDependency),
     ]
+
     async def enqueue(ring: KeyRing, request: CommandRequest) -> None:
         async with engine.begin() as conn:
             await enqueue_command(conn, ring, request, NOW)

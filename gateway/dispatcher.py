@@ -1,0 +1,830 @@
+"""The dispatcher: drains the outbox through a transport and records the handshake, in batches.
+
+One loop claims due commands, a task per command splits its frame into SMS parts and submits them, and
+one recorder writes what came back — submit results and delivery receipts that arrive together go to
+the database in one transaction (a few statements per batch, not per command). States move as
+`gateway.states` decides, every transition with its history row, only ever forward.
+
+Claiming. A command is due when it is open (0:0, 0:1, 1:0), `next_attempt_at` has passed and no live
+claim holds it. The claim is one `UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` on
+PostgreSQL (several dispatcher processes share one database), the same statement without the lock
+clause on SQLite (one dispatcher process). A claim is a lease (`claimed_until`): if the process dies,
+the lease runs out and another dispatcher (or this one restarted) picks the command up and sends the
+same frame again — the meter's replay window makes that harmless. Nothing is lost at any instant: a
+command is final only once a final state is committed.
+
+Due 0:0 commands are sent. A due 0:1 / 1:0 command has waited `ack_timeout_s` for the meter's
+acknowledgement (or a failed receipt brought its time forward): it is sent again while attempts remain,
+else it is timed out (or undeliverable / expired when receipts said so).
+
+Per-meter ordering. Commands to one meter carry increasing counters, and the meter's replay window
+accepts them in any order inside the window, so independent commands are sent in parallel. When order
+matters, the command names its predecessor (`depends_on_id`, e.g. relay-on after the top-up it needs):
+it is not claimed before the predecessor is final, and it is cancelled if the predecessor did not end
+at 1:1.
+
+Receipts are matched to parts by the SMSC message id. A receipt that arrives before its submit_sm_resp
+has been recorded (SMSCs do that) is parked and matched again after each batch, for `receipt_park_s`,
+before it is logged as unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+import meter_protocol as mp
+from gateway.errors import NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
+from gateway.events import AlarmRaised, CommandSettled, EventHandler, GatewayEvent, ignore_event, publish
+from gateway.ports import OutboundSms, Receipt, Transport, TransportState
+from gateway.states import (
+    OPEN_STATES,
+    CommandState,
+    Decision,
+    ReceiptOutcome,
+    RetryPolicy,
+    Source,
+    after_ack_deadline,
+    after_failed_receipt,
+    after_submit_failure,
+    after_throttle,
+    receipt_outcome,
+)
+from gateway.writegate import WriteGate
+from store.schema.commands import alarms, command_history, command_parts, commands
+from store.schema.registry import meters
+
+log = logging.getLogger("smsmeter.gateway.dispatcher")
+
+_OPEN = sorted(s.value for s in OPEN_STATES)
+_CHUNK = 1000
+_dependency = commands.alias("dependency")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchConfig:
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    worker_id: str = field(default_factory=default_worker_id)
+    claim_batch: int = 500
+    lease_s: float = 120.0  # a claim older than this is taken to be a dead dispatcher's
+    poll_s: float = 0.25  # how often to look for due commands when there were none
+    max_in_flight: int = 2000  # commands being submitted at once
+    throttle_pause_s: float = 1.0  # after ESME_RTHROTTLED or no bind; does not use up an attempt
+    validity_s: int | None = 86400  # SMPP validity period of each part
+    receipt_park_s: float = 30.0  # how long a receipt for an unknown message id waits for its submit
+    origin_port: int | None = None  # UDH origin port when a meter has an application port (default: the same)
+
+
+@dataclass(slots=True)
+class DispatchStats:
+    claimed: int = 0
+    submitted_parts: int = 0
+    accepted: int = 0  # commands with every part accepted (0:1 or later)
+    delivered: int = 0  # commands moved to 1:0
+    receipts: int = 0
+    receipts_parked: int = 0
+    receipts_unknown: int = 0
+    receipts_duplicate: int = 0
+    retries: int = 0
+    finals: int = 0
+    batches: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: int
+    meter_id: int
+    kind: str
+    state: CommandState
+    attempts: int
+    frame: bytes
+    counter: int
+    msisdn: str
+    app_port: int | None
+    depends_on_id: int | None
+    dependency_state: str | None
+
+
+@dataclass(slots=True)
+class _SendResult:
+    command: _Claimed
+    attempt: int
+    bodies: list[tuple[bytes, bool]]
+    message_ids: list[str | None]
+    statuses: list[int | None]
+    error: TransportError | None
+    at: datetime
+
+
+@dataclass(slots=True)
+class _Final:
+    command_id: int
+    meter_id: int
+    kind: str
+    state: CommandState
+    source: Source
+    detail: str
+    smsc_status: int | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one recorder transaction writes, gathered in memory first."""
+
+    events: list[GatewayEvent] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Use `await dispatcher.run()` in a task; `on_receipt` is the transport's receipt handler;
+    `stop()` finishes the sends under way, records them and returns from `run()`."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        transport: Transport | None = None,
+        *,
+        config: DispatchConfig | None = None,
+        clock: Callable[[], datetime] | None = None,
+        on_event: EventHandler = ignore_event,
+        gate: WriteGate | None = None,
+    ) -> None:
+        self._engine = engine
+        self.transport = transport
+        self.config = config or DispatchConfig()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._on_event = on_event
+        self._gate = gate or WriteGate.for_engine(engine)
+        self._postgres = engine.dialect.name == "postgresql"
+        self.stats = DispatchStats()
+        self._results: list[_SendResult] = []
+        self._finals: list[_Final] = []
+        self._receipts: list[tuple[Receipt, asyncio.Future[None] | None]] = []
+        self._parked: dict[str, tuple[Receipt, float]] = {}
+        self._wake_recorder = asyncio.Event()
+        self._wake_claimer = asyncio.Event()
+        self._sends: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()
+
+    # -- the transport's callback --------------------------------------------------------------------
+    async def on_receipt(self, receipt: Receipt) -> None:
+        """Hand a receipt to the recorder; returns once it is recorded (or parked, if its part is not
+        known yet). Raises if the database failed, so the SMSC redelivers it."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._receipts.append((receipt, fut))
+        self._wake_recorder.set()
+        await fut
+
+    def wake(self) -> None:
+        """Look for due commands now (e.g. right after an enqueue in this process)."""
+        self._wake_claimer.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake_claimer.set()
+        self._wake_recorder.set()
+
+    # -- running -------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        self._stopping.clear()
+        recorder = asyncio.create_task(self._record_loop(), name="dispatch-recorder")
+        try:
+            await self._claim_loop()
+        finally:
+            for task in list(self._sends):
+                task.cancel()
+            if self._sends:
+                await asyncio.gather(*self._sends, return_exceptions=True)
+            self._stopping.set()
+            self._wake_recorder.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            transport = self.transport
+            room = self.config.max_in_flight - len(self._sends)
+            if transport is None or transport.state is not TransportState.BOUND or room <= 0:
+                await self._sleep(self.config.poll_s)
+                continue
+            claimed = await self._claim(min(room, self.config.claim_batch))
+            if not claimed:
+                await self._sleep(self.config.poll_s)
+                continue
+            self.stats.claimed += len(claimed)
+            for command in claimed:
+                self._start(command)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake_claimer.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake_claimer.wait()
+
+    async def _claim(self, limit: int) -> list[_Claimed]:
+        now = self._clock()
+        due = (
+            select(commands.c.id)
+            .where(
+                commands.c.state.in_(_OPEN),
+                commands.c.next_attempt_at <= now,
+                or_(commands.c.claimed_until.is_(None), commands.c.claimed_until < now),
+                or_(
+                    commands.c.depends_on_id.is_(None),
+                    ~exists().where(_dependency.c.id == commands.c.depends_on_id, _dependency.c.state.in_(_OPEN)),
+                ),
+            )
+            .order_by(commands.c.next_attempt_at)
+            .limit(limit)
+        )
+        if self._postgres:
+            due = due.with_for_update(skip_locked=True, key_share=True, of=commands)
+        stmt = (
+            update(commands)
+            .where(commands.c.id.in_(due.scalar_subquery()))
+            .values(claimed_by=self.config.worker_id, claimed_until=now + timedelta(seconds=self.config.lease_s))
+            .returning(
+                commands.c.id,
+                commands.c.meter_id,
+                commands.c.kind,
+                commands.c.state,
+                commands.c.attempts,
+                commands.c.frame,
+                commands.c.counter,
+                commands.c.depends_on_id,
+            )
+        )
+        async with self._gate, self._engine.begin() as conn:
+            rows = (await conn.execute(stmt)).all()
+            if not rows:
+                return []
+            meter_ids = sorted({r.meter_id for r in rows})
+            addresses: dict[int, tuple[str, int | None]] = {}
+            for start in range(0, len(meter_ids), _CHUNK):
+                for m in await conn.execute(
+                    select(meters.c.id, meters.c.msisdn, meters.c.app_port).where(
+                        meters.c.id.in_(meter_ids[start : start + _CHUNK])
+                    )
+                ):
+                    addresses[m.id] = (m.msisdn, m.app_port)
+            deps = sorted({r.depends_on_id for r in rows if r.depends_on_id is not None})
+            dep_states: dict[int, str] = {}
+            if deps:
+                dep_states = dict(
+                    (i, s)
+                    for i, s in await conn.execute(
+                        select(commands.c.id, commands.c.state).where(commands.c.id.in_(deps))
+                    )
+                )
+        return [
+            _Claimed(
+                r.id,
+                r.meter_id,
+                r.kind,
+                CommandState(r.state),
+                r.attempts,
+                bytes(r.frame),
+                r.counter,
+                addresses[r.meter_id][0],
+                addresses[r.meter_id][1],
+                r.depends_on_id,
+                dep_states.get(r.depends_on_id) if r.depends_on_id is not None else None,
+            )
+            for r in rows
+        ]
+
+    def _start(self, command: _Claimed) -> None:
+        policy = self.config.policy
+        if command.dependency_state is not None and command.dependency_state != CommandState.PROCESSED:
+            self._finish(
+                command,
+                CommandState.CANCELLED,
+                Source.DISPATCHER,
+                f"command {command.depends_on_id} it depends on ended {command.dependency_state}",
+            )
+            return
+        if command.state is not CommandState.SENDING:
+            decision = after_ack_deadline(command.state, command.attempts, policy)
+            if decision.state is not None:
+                self._finish(command, decision.state, Source.TIMER, decision.detail)
+                return
+        task = asyncio.create_task(self._send(command, command.attempts + 1))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    def _finish(self, command: _Claimed, state: CommandState, source: Source, detail: str) -> None:
+        self._finals.append(_Final(command.id, command.meter_id, command.kind, state, source, detail))
+        self._wake_recorder.set()
+
+    def parts_of(self, command: _Claimed) -> list[tuple[bytes, bool]]:
+        ports = None
+        if command.app_port is not None:
+            origin = self.config.origin_port if self.config.origin_port is not None else command.app_port
+            ports = mp.ApplicationPorts(command.app_port, origin)
+        parts = mp.split_frame(command.frame, reference=command.counter % 256, ports=ports)
+        has_udh = len(parts) > 1 or ports is not None
+        return [(p, has_udh) for p in parts]
+
+    async def _send(self, command: _Claimed, attempt: int) -> None:
+        transport = self.transport
+        assert transport is not None
+        bodies = self.parts_of(command)
+        outcomes = await asyncio.gather(
+            *(
+                transport.submit(OutboundSms(command.msisdn, body, has_udh=has_udh, validity_s=self.config.validity_s))
+                for body, has_udh in bodies
+            ),
+            return_exceptions=True,
+        )
+        message_ids: list[str | None] = []
+        statuses: list[int | None] = []
+        error: TransportError | None = None
+        for outcome in outcomes:
+            if isinstance(outcome, str):
+                message_ids.append(outcome)
+                statuses.append(0)
+                continue
+            message_ids.append(None)
+            if isinstance(outcome, SmscRejected):
+                statuses.append(outcome.status)
+            else:
+                statuses.append(None)
+            if isinstance(outcome, TransportError):
+                # the most telling error wins: a permanent rejection over a throttle over a timeout
+                if error is None or _severity(outcome) > _severity(error):
+                    error = outcome
+            elif isinstance(outcome, BaseException):
+                if isinstance(outcome, asyncio.CancelledError):
+                    raise outcome
+                log.error("command %s: the transport raised %r", command.id, outcome)
+                error = error or TransportError(repr(outcome))
+        self.stats.submitted_parts += sum(1 for m in message_ids if m is not None)
+        self._results.append(_SendResult(command, attempt, bodies, message_ids, statuses, error, self._clock()))
+        self._wake_recorder.set()
+
+    # -- recording -----------------------------------------------------------------------------------
+    async def _record_loop(self) -> None:
+        while True:
+            if not (self._results or self._receipts or self._finals):
+                if self._stopping.is_set() and not self._sends:
+                    self._drop_parked(force=True)
+                    return
+                self._wake_recorder.clear()
+                await self._wait_recorder(0.2 if self._parked else 1.0)
+                if self._parked and not (self._results or self._receipts or self._finals):
+                    self._drop_parked(force=False)
+                    with contextlib.suppress(Exception):
+                        await self._flush([], [], [])  # match parked receipts again
+                continue
+            results, self._results = self._results, []
+            finals, self._finals = self._finals, []
+            receipts, self._receipts = self._receipts, []
+            try:
+                await self._flush(results, finals, [r for r, _ in receipts])
+            except Exception as exc:
+                log.exception("recording a batch failed; it is retried")
+                self._results[:0] = results
+                self._finals[:0] = finals
+                for _, fut in receipts:
+                    if fut is not None and not fut.done():
+                        fut.set_exception(exc)  # the SMSC redelivers the receipt
+                await asyncio.sleep(1.0)
+                continue
+            for _, fut in receipts:
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+
+    async def _wait_recorder(self, timeout_s: float = 1.0) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._wake_recorder.wait()
+
+    def _drop_parked(self, *, force: bool) -> None:
+        limit = time.monotonic() - self.config.receipt_park_s
+        for message_id, (receipt, since) in list(self._parked.items()):
+            if force or since < limit:
+                del self._parked[message_id]
+                self.stats.receipts_unknown += 1
+                log.warning(
+                    "receipt for unknown message id %s (%s) dropped after %.0f s",
+                    message_id,
+                    receipt.state.value,
+                    self.config.receipt_park_s,
+                )
+
+    async def _flush(
+        self, results: Sequence[_SendResult], finals: Sequence[_Final], receipts: Sequence[Receipt]
+    ) -> None:
+        now = self._clock()
+        batch = _Batch()
+        all_receipts = [*receipts, *(r for r, _ in self._parked.values())]
+        async with self._gate, self._engine.begin() as conn:
+            parts = await self._parts_by_message_id(conn, {r.message_id for r in all_receipts}) if all_receipts else {}
+            touched = {r.command.id for r in results} | {f.command_id for f in finals}
+            touched |= {p.command_id for p in parts.values()}
+            await self._lock(conn, touched)
+            if results:
+                await self._record_results(conn, results, now, batch)
+            if finals:
+                await self._record_finals(conn, finals, now, batch)
+            if all_receipts:
+                await self._record_receipts(conn, all_receipts, parts, now, batch)
+        self.stats.batches += 1
+        if batch.events:
+            await publish(self._on_event, batch.events)
+
+    async def _lock(self, conn: AsyncConnection, command_ids: set[int]) -> None:
+        """On PostgreSQL, lock every command row this transaction will change, in id order, before
+        changing any: the inbound path locks in the same order, so the two never deadlock."""
+        if not self._postgres or not command_ids:
+            return
+        ordered = sorted(command_ids)
+        for start in range(0, len(ordered), _CHUNK):
+            await conn.execute(
+                select(commands.c.id)
+                .where(commands.c.id.in_(ordered[start : start + _CHUNK]))
+                .order_by(commands.c.id)
+                .with_for_update(key_share=True)
+            )
+
+    async def _parts_by_message_id(self, conn: AsyncConnection, message_ids: set[str]) -> dict[str, Any]:
+        ids = sorted(message_ids)
+        parts: dict[str, Any] = {}
+        for start in range(0, len(ids), _CHUNK):
+            for row in await conn.execute(
+                select(
+                    command_parts.c.id,
+                    command_parts.c.command_id,
+                    command_parts.c.attempt,
+                    command_parts.c.message_id,
+                    command_parts.c.state,
+                ).where(command_parts.c.message_id.in_(ids[start : start + _CHUNK]))
+            ):
+                parts[row.message_id] = row
+        return parts
+
+    async def _record_results(
+        self, conn: AsyncConnection, results: Sequence[_SendResult], now: datetime, batch: _Batch
+    ) -> None:
+        policy = self.config.policy
+        part_rows: list[dict[str, Any]] = []
+        accepted: list[_SendResult] = []
+        reschedule: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        finals: list[_Final] = []
+        for r in results:
+            c = r.command
+            if r.error is None:
+                accepted.append(r)
+            elif isinstance(r.error, Throttled | NotConnected):
+                d = after_throttle(now, self.config.throttle_pause_s)
+                reschedule.append({"c_id": c.id, "c_attempts": c.attempts, "c_next": d.retry_at, "c_status": None})
+                continue  # not an attempt: the parts that did go out are sent again with the rest
+            else:
+                status = r.error.status if isinstance(r.error, SmscRejected) else None
+                reason = r.error.name if isinstance(r.error, SmscRejected) else type(r.error).__name__
+                if isinstance(r.error, SubmitTimeout):
+                    reason = "no submit_sm_resp"
+                d = after_submit_failure(r.attempt, policy, now, status=status, reason=reason)
+                if d.state is not None:
+                    finals.append(_Final(c.id, c.meter_id, c.kind, d.state, Source.SMSC, d.detail, status))
+                    reschedule.append({"c_id": c.id, "c_attempts": r.attempt, "c_next": None, "c_status": status})
+                else:
+                    self.stats.retries += 1
+                    reschedule.append({"c_id": c.id, "c_attempts": r.attempt, "c_next": d.retry_at, "c_status": status})
+                    history.append(_history(c.id, c.state, c.state, now, Source.SMSC, d.detail))
+            for seq, ((body, has_udh), message_id, status) in enumerate(
+                zip(r.bodies, r.message_ids, r.statuses, strict=True), start=1
+            ):
+                part_rows.append(
+                    {
+                        "command_id": c.id,
+                        "seq": seq,
+                        "body": body,
+                        "has_udh": int(has_udh),
+                        "attempt": r.attempt,
+                        "message_id": message_id,
+                        "state": CommandState.ACCEPTED.value if message_id is not None else "rejected",
+                        "smsc_status": status,
+                        "submitted_at": r.at,
+                    }
+                )
+        if part_rows:
+            await conn.execute(_upsert_parts(conn), part_rows)
+        if accepted:
+            ids = [r.command.id for r in accepted]
+            moved: set[int] = set()
+            for start in range(0, len(ids), _CHUNK):
+                moved.update(
+                    (
+                        await conn.execute(
+                            update(commands)
+                            .where(commands.c.id.in_(ids[start : start + _CHUNK]), commands.c.state == "0:0")
+                            .values(state=CommandState.ACCEPTED.value, updated_at=now)
+                            .returning(commands.c.id)
+                        )
+                    ).scalars()
+                )
+            deadline = now + timedelta(seconds=self.config.policy.ack_timeout_s)
+            for r in accepted:
+                reschedule.append({"c_id": r.command.id, "c_attempts": r.attempt, "c_next": deadline, "c_status": 0})
+                n = len(r.bodies)
+                if r.command.id in moved:
+                    history.append(
+                        _history(
+                            r.command.id,
+                            CommandState.SENDING,
+                            CommandState.ACCEPTED,
+                            now,
+                            Source.SMSC,
+                            f"attempt {r.attempt}: {n} part{'s' if n > 1 else ''} accepted, "
+                            f"id {', '.join(m or '' for m in r.message_ids)}",
+                        )
+                    )
+                elif r.attempt > 1:
+                    history.append(
+                        _history(
+                            r.command.id,
+                            r.command.state,
+                            r.command.state,
+                            now,
+                            Source.SMSC,
+                            f"attempt {r.attempt} accepted (same frame, counter {r.command.counter})",
+                        )
+                    )
+            self.stats.accepted += len(accepted)
+        if reschedule:
+            await conn.execute(
+                update(commands)
+                .where(commands.c.id == bindparam("c_id"), _is_open())
+                .values(
+                    attempts=bindparam("c_attempts"),
+                    next_attempt_at=bindparam("c_next"),
+                    smsc_status=func.coalesce(bindparam("c_status"), commands.c.smsc_status),
+                    claimed_by=None,
+                    claimed_until=None,
+                    updated_at=now,
+                ),
+                reschedule,
+            )
+        if history:
+            await conn.execute(insert(command_history), history)
+        if finals:
+            await self._record_finals(conn, finals, now, batch)
+
+    async def _record_finals(
+        self, conn: AsyncConnection, finals: Sequence[_Final], now: datetime, batch: _Batch
+    ) -> None:
+        for f in finals:
+            previous = await conn.scalar(
+                select(commands.c.state).where(commands.c.id == f.command_id, commands.c.state.in_(_OPEN))
+            )
+            if previous is None:
+                continue
+            changed = await conn.scalar(
+                update(commands)
+                .where(commands.c.id == f.command_id, commands.c.state == previous)
+                .values(
+                    state=f.state.value,
+                    result_reason=f.detail[:200],
+                    smsc_status=f.smsc_status if f.smsc_status is not None else commands.c.smsc_status,
+                    next_attempt_at=None,
+                    claimed_by=None,
+                    claimed_until=None,
+                    updated_at=now,
+                    final_at=now,
+                )
+                .returning(commands.c.id)
+            )
+            if changed is None:
+                continue
+            self.stats.finals += 1
+            await conn.execute(
+                insert(command_history).values(
+                    _history(f.command_id, CommandState(previous), f.state, now, f.source, f.detail)
+                )
+            )
+            batch.events.append(CommandSettled(f.command_id, f.meter_id, f.kind, f.state.value, f.detail, at=now))
+            if f.state is not CommandState.CANCELLED:
+                detail = f"command {f.command_id} ({f.kind}) {f.state.value}: {f.detail}"[:500]
+                await conn.execute(
+                    insert(alarms).values(
+                        meter_id=f.meter_id,
+                        command_id=f.command_id,
+                        kind="command_failed",
+                        severity="warning",
+                        raised_at=now,
+                        detail=detail,
+                    )
+                )
+                batch.events.append(AlarmRaised(f.meter_id, "command_failed", "warning", now, detail, f.command_id))
+
+    async def _record_receipts(
+        self,
+        conn: AsyncConnection,
+        receipts: Sequence[Receipt],
+        parts: dict[str, Any],
+        now: datetime,
+        batch: _Batch,
+    ) -> None:
+        by_id: dict[str, list[Receipt]] = {}
+        for receipt in receipts:
+            by_id.setdefault(receipt.message_id, []).append(receipt)
+        mark: list[dict[str, Any]] = []
+        delivered_commands: set[int] = set()
+        failed: dict[int, tuple[int, ReceiptOutcome, str]] = {}
+        monotonic = time.monotonic()
+        for message_id, got in by_id.items():
+            part = parts.get(message_id)
+            if part is None:
+                if message_id not in self._parked:
+                    self._parked[message_id] = (got[-1], monotonic)
+                    self.stats.receipts_parked += 1
+                continue
+            self._parked.pop(message_id, None)
+            receipt = got[-1]
+            self.stats.receipts += 1
+            outcome = receipt_outcome(receipt.state.value)
+            if outcome is ReceiptOutcome.PENDING:
+                continue
+            if part.state == "1:0" or (
+                part.state != CommandState.ACCEPTED.value and outcome is not ReceiptOutcome.DELIVERED
+            ):
+                self.stats.receipts_duplicate += 1
+                continue
+            part_state = "1:0" if outcome is ReceiptOutcome.DELIVERED else outcome.value
+            mark.append(
+                {"p_id": part.id, "p_state": part_state, "p_at": receipt.done_at or now, "p_err": receipt.error_code}
+            )
+            if outcome is ReceiptOutcome.DELIVERED:
+                delivered_commands.add(part.command_id)
+            else:
+                failed[part.command_id] = (part.attempt, outcome, f"{receipt.state.value} err {receipt.error_code}")
+        if mark:
+            await conn.execute(
+                update(command_parts)
+                .where(command_parts.c.id == bindparam("p_id"))
+                .values(
+                    state=bindparam("p_state"),
+                    delivered_at=bindparam("p_at"),
+                    smsc_status=func.coalesce(bindparam("p_err"), command_parts.c.smsc_status),
+                ),
+                mark,
+            )
+        if delivered_commands:
+            await self._move_delivered(conn, sorted(delivered_commands), now)
+        if failed:
+            await self._after_failed_receipts(conn, failed, now, batch)
+
+    async def _move_delivered(self, conn: AsyncConnection, command_ids: list[int], now: datetime) -> None:
+        complete: list[int] = []
+        for start in range(0, len(command_ids), _CHUNK):
+            chunk = command_ids[start : start + _CHUNK]
+            rows = await conn.execute(
+                select(
+                    command_parts.c.command_id,
+                    command_parts.c.attempt,
+                    func.count(),
+                    func.sum(case((command_parts.c.state == "1:0", 1), else_=0)),
+                )
+                .where(command_parts.c.command_id.in_(chunk), command_parts.c.message_id.is_not(None))
+                .group_by(command_parts.c.command_id, command_parts.c.attempt)
+            )
+            complete.extend({cid for cid, _attempt, total, done in rows if total and done == total})
+        if not complete:
+            return
+        moved: list[tuple[int, str]] = []
+        for start in range(0, len(complete), _CHUNK):
+            chunk = complete[start : start + _CHUNK]
+            before = dict(
+                (i, s)
+                for i, s in await conn.execute(
+                    select(commands.c.id, commands.c.state).where(
+                        commands.c.id.in_(chunk), commands.c.state.in_(["0:0", "0:1"])
+                    )
+                )
+            )
+            if not before:
+                continue
+            changed = (
+                await conn.execute(
+                    update(commands)
+                    .where(commands.c.id.in_(list(before)), commands.c.state.in_(["0:0", "0:1"]))
+                    .values(state=CommandState.DELIVERED.value, updated_at=now)
+                    .returning(commands.c.id)
+                )
+            ).scalars()
+            moved.extend((i, before[i]) for i in changed)
+        if moved:
+            await conn.execute(
+                insert(command_history),
+                [
+                    _history(i, CommandState(s), CommandState.DELIVERED, now, Source.RECEIPT, "every part delivered")
+                    for i, s in moved
+                ],
+            )
+            self.stats.delivered += len(moved)
+
+    async def _after_failed_receipts(
+        self,
+        conn: AsyncConnection,
+        failed: dict[int, tuple[int, ReceiptOutcome, str]],
+        now: datetime,
+        batch: _Batch,
+    ) -> None:
+        policy = self.config.policy
+        rows = await conn.execute(
+            select(
+                commands.c.id,
+                commands.c.meter_id,
+                commands.c.kind,
+                commands.c.state,
+                commands.c.attempts,
+                commands.c.claimed_until,
+            ).where(commands.c.id.in_(sorted(failed)))
+        )
+        finals: list[_Final] = []
+        for row in rows:
+            attempt, outcome, text = failed[row.id]
+            state = CommandState(row.state)
+            if attempt != row.attempts or (row.claimed_until is not None and row.claimed_until > now):
+                continue  # a receipt for an earlier attempt, or a resend is under way
+            d: Decision = after_failed_receipt(state, outcome, attempt, policy, now)
+            if d.state is not None:
+                finals.append(_Final(row.id, row.meter_id, row.kind, d.state, Source.RECEIPT, f"{d.detail} ({text})"))
+            elif d.retry_at is not None:
+                self.stats.retries += 1
+                await conn.execute(
+                    update(commands)
+                    .where(commands.c.id == row.id, commands.c.state == state.value)
+                    .values(next_attempt_at=d.retry_at, updated_at=now)
+                )
+                await conn.execute(
+                    insert(command_history).values(
+                        _history(row.id, state, state, now, Source.RECEIPT, f"{d.detail} ({text})")
+                    )
+                )
+        if finals:
+            await self._record_finals(conn, finals, now, batch)
+
+
+def _is_open() -> Any:
+    """`state` is 0:0, 0:1 or 1:0, written without an IN list (executemany cannot expand one)."""
+    return or_(*(commands.c.state == s for s in _OPEN))
+
+
+def _severity(error: TransportError) -> int:
+    if isinstance(error, SmscRejected) and not isinstance(error, Throttled):
+        return 3
+    if isinstance(error, Throttled | NotConnected):
+        return 2
+    return 1
+
+
+def _history(
+    command_id: int, from_state: CommandState, to_state: CommandState, at: datetime, source: Source, detail: str
+) -> dict[str, Any]:
+    return {
+        "command_id": command_id,
+        "from_state": from_state.value,
+        "to_state": to_state.value,
+        "at": at,
+        "source": source.value,
+        "detail": detail[:500],
+    }
+
+
+def _upsert_parts(conn: AsyncConnection) -> Any:
+    keys = ["command_id", "attempt", "seq"]
+    if conn.dialect.name == "postgresql":
+        stmt: Any = postgresql.insert(command_parts)
+    else:
+        stmt = sqlite.insert(command_parts)
+    return stmt.on_conflict_do_update(
+        index_elements=keys,
+        set_={
+            "message_id": stmt.excluded.message_id,
+            "state": stmt.excluded.state,
+            "smsc_status": stmt.excluded.smsc_status,
+            "submitted_at": stmt.excluded.submitted_at,
+        },
+    )
+
+
+__all__ = ["DispatchConfig", "DispatchStats", "Dispatcher", "default_worker_id"]

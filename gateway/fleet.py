@@ -1,0 +1,152 @@
+"""A fleet of reference meters that answer SMS as conforming meters would (meter_protocol.reference_meter).
+
+The simulated network (in process, or behind the simulated SMPP server) hands each delivered part to
+`Fleet.answer`; the fleet reassembles parts per meter number, lets that meter's reference state machine
+`receive` the frame, and returns its reply frames as SMS user data (split and concatenated like any
+meter's). The fleet's meters are loaded from the registry with their keys (`load_fleet`), so
+`smsmeter serve` with no configuration shows commands walking 0:0 → 1:1 on the demo meters.
+
+A meter keeps its state (replay windows, transfer ids, credit) for the fleet's lifetime: a resent or
+duplicated frame is answered DUPLICATE and credits nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+import meter_protocol as mp
+from gateway.inbound import digits
+from gateway.keys import KeyRing
+from gateway.ports import OutboundSms
+from gateway.simulator import Reply, Responder
+from meter_protocol import reference_meter as ref
+from store.schema.registry import meters
+
+log = logging.getLogger("smsmeter.gateway.fleet")
+
+
+@dataclass(frozen=True, slots=True)
+class FleetReply:
+    """One SMS a meter sends back: user data (with its UDH when `has_udh`) from `source`."""
+
+    source: str
+    body: bytes
+    has_udh: bool
+
+
+class Fleet:
+    def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._meters: dict[str, ref.MeterState] = {}
+        self._reassembler = mp.Reassembler(max_pending=100_000)
+        self._reference = 0
+        self.frames_received = 0
+        self.frames_answered = 0
+
+    def __len__(self) -> int:
+        return len(self._meters)
+
+    def __contains__(self, msisdn: str) -> bool:
+        return digits(msisdn) in self._meters
+
+    def add(self, msisdn: str, meter_code: str, key: bytes, *, key_id: int = 0, credit_minor: int = 0) -> None:
+        """A new meter at this number (an existing one at the number is kept as it is)."""
+        meter = ref.new_meter(meter_code, key, key_id=key_id, credit_minor=credit_minor)
+        self._meters.setdefault(digits(msisdn), meter)
+
+    def meter(self, msisdn: str) -> ref.MeterState:
+        return self._meters[digits(msisdn)]
+
+    def replace(self, msisdn: str, state: ref.MeterState) -> None:
+        """Put a meter in a given state (tests: a tampered meter, low credit …)."""
+        self._meters[digits(msisdn)] = state
+
+    def answer(self, destination: str, body: bytes, has_udh: bool) -> list[FleetReply]:
+        """Hand one delivered SMS part to the meter at `destination`; return its replies (none until the
+        last part of a frame arrives, none for a frame the meter cannot authenticate)."""
+        number = digits(destination)
+        state = self._meters.get(number)
+        if state is None:
+            log.debug("no simulated meter at %s", destination)
+            return []
+        now = self._clock()
+        try:
+            self._reassembler, frame = self._reassembler.add(
+                sender=number, body=body, has_udh=has_udh, now=int(now.timestamp())
+            )
+        except mp.ProtocolError as exc:
+            log.info("simulated meter %s dropped a part: %s", destination, exc.reason)
+            return []
+        if frame is None:
+            return []
+        self.frames_received += 1
+        state, frames = ref.receive(state, frame, int(now.timestamp()))
+        self._meters[number] = state
+        if frames:
+            self.frames_answered += 1
+        return [reply for f in frames for reply in self._as_sms(number, f)]
+
+    def _as_sms(self, number: str, frame: bytes) -> list[FleetReply]:
+        self._reference = (self._reference + 1) % 256
+        parts = mp.split_frame(frame, reference=self._reference)
+        has_udh = len(parts) > 1
+        return [FleetReply(number, part, has_udh) for part in parts]
+
+    def raise_event(self, msisdn: str, kind: mp.EventKind, value: int = 0) -> list[FleetReply]:
+        """Let a meter report an event (tamper, cover open …) as it would on its own."""
+        number = digits(msisdn)
+        state, frames = ref.raise_event(self._meters[number], kind, int(self._clock().timestamp()), value)
+        self._meters[number] = state
+        return [reply for f in frames for reply in self._as_sms(number, f)]
+
+
+async def load_fleet(conn: AsyncConnection, keys: KeyRing, fleet: Fleet) -> int:
+    """Add every active meter of the registry (with a usable key) that the fleet does not have yet;
+    returns how many were added."""
+    active = select(meters.c.id, meters.c.msisdn, meters.c.code).where(meters.c.status == "active")
+    rows = (await conn.execute(active)).all()
+    fresh = [r for r in rows if r.msisdn not in fleet]
+    found = await keys.keys_for(conn, [r.id for r in fresh])
+    added = 0
+    for row in fresh:
+        if row.id not in found:
+            continue
+        key_id, key = found[row.id]
+        try:
+            fleet.add(row.msisdn, row.code, key, key_id=key_id)
+        except mp.ProtocolError as exc:
+            log.warning("meter %s cannot be simulated: %s", row.code, exc.reason)
+            continue
+        added += 1
+    return added
+
+
+def fleet_responder(
+    fleet: Fleet,
+    *,
+    reply_delay_s: float = 0.0,
+    refresh: Callable[[], Awaitable[object]] | None = None,
+    refresh_every_s: float = 5.0,
+) -> Responder:
+    """The fleet as the simulated network's responder (gateway.simulator). A part to a number the fleet
+    does not know makes it `refresh` (reload meters from the registry) at most every `refresh_every_s`."""
+    last_refresh = [float("-inf")]
+
+    async def respond(sms: OutboundSms) -> Sequence[Reply]:
+        due = time.monotonic() - last_refresh[0] >= refresh_every_s
+        if refresh is not None and sms.destination not in fleet and due:
+            last_refresh[0] = time.monotonic()
+            await refresh()
+        return [
+            Reply(r.body, r.has_udh, delay_s=reply_delay_s, source=r.source)
+            for r in fleet.answer(sms.destination, sms.body, sms.has_udh)
+        ]
+
+    return respond

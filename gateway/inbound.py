@@ -1,0 +1,473 @@
+"""Meter replies: SMS to our short number from a registered meter's number, verified, then acted on.
+
+Each SMS goes through, in order: the destination must be our short number (else `wrong_number`), the
+sender a registered active meter's SIM number (`unknown_sender`); parts are reassembled (a bad user-data
+header: `malformed`); the frame's header is read without the key (`malformed`), must name the sending
+meter (`wrong_meter`) and travel meter → head end (`wrong_direction`); the meter's key for the header's
+key id is looked up (`unknown_key`); the frame is verified (`bad_tag`) and its counter checked against
+the meter's inbound replay window (`replay`), which is updated in the same transaction
+(meters.in_highest / in_bitmap); a payload that does not parse is `malformed`.
+
+Anything refused becomes a wrong_sms row with its reason and a log line — never an exception.
+Accepted messages: an acknowledgement moves its command (matched by meter and counter) to 1:1 or
+rejected_meter; readings, balance reports and events are stored and handed to the event callback after
+the commit. SMS that arrive together are handled in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+import meter_protocol as mp
+from gateway.events import (
+    AlarmRaised,
+    BalanceReported,
+    CommandSettled,
+    EventHandler,
+    GatewayEvent,
+    ReadingReceived,
+    ignore_event,
+    publish,
+)
+from gateway.keys import KeyRing
+from gateway.ports import InboundSms
+from gateway.states import CommandState, Source, ack_target
+from gateway.writegate import WriteGate
+from store.schema.commands import alarms, balance_reports, command_history, commands, readings, wrong_sms
+from store.schema.registry import meters
+
+log = logging.getLogger("smsmeter.gateway.inbound")
+
+_CHUNK = 1000
+
+_SEVERITY = {
+    mp.EventKind.TAMPER: "critical",
+    mp.EventKind.MAGNETIC_FIELD: "critical",
+    mp.EventKind.COVER_OPEN: "critical",
+    mp.EventKind.NEUTRAL_MISSING: "critical",
+    mp.EventKind.CREDIT_EXHAUSTED: "warning",
+    mp.EventKind.LOW_CREDIT: "warning",
+    mp.EventKind.POWER_LIMIT_EXCEEDED: "warning",
+    mp.EventKind.OUTAGE: "warning",
+}
+_ALARM_KIND = {mp.EventKind.MAGNETIC_FIELD: "magnetic"}
+
+
+def digits(number: str) -> str:
+    """An address as plain digits: '+373 69-000 001' → '37369000001'."""
+    return "".join(ch for ch in number if ch.isdigit())
+
+
+def epoch_to_utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass(slots=True)
+class InboundStats:
+    received: int = 0
+    frames: int = 0
+    acks: int = 0
+    reports: int = 0
+    wrong: int = 0
+    batches: int = 0
+    wrong_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Meter:
+    id: int
+    code: str
+    in_highest: int
+    in_bitmap: int
+
+
+@dataclass(slots=True)
+class _Work:
+    """One transaction's worth of effects, gathered while the batch is decoded."""
+
+    wrong: list[dict[str, Any]] = field(default_factory=list)
+    windows: dict[int, mp.ReplayWindow] = field(default_factory=dict)
+    acks: list[tuple[int, mp.Ack]] = field(default_factory=list)
+    readings: list[dict[str, Any]] = field(default_factory=list)
+    balances: list[dict[str, Any]] = field(default_factory=list)
+    alarms: list[dict[str, Any]] = field(default_factory=list)
+    events: list[GatewayEvent] = field(default_factory=list)
+
+
+class Inbound:
+    """`on_sms` is the transport's inbound handler; `run()` records what arrives, in batches."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keys: KeyRing,
+        short_number: str,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        on_event: EventHandler = ignore_event,
+        gate: WriteGate | None = None,
+        reassembler: mp.Reassembler | None = None,
+    ) -> None:
+        self._engine = engine
+        self._keys = keys
+        self._short_number = digits(short_number)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._on_event = on_event
+        self._gate = gate or WriteGate.for_engine(engine)
+        self._postgres = engine.dialect.name == "postgresql"
+        self._reassembler = reassembler or mp.Reassembler()
+        self._queue: list[tuple[InboundSms, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.stats = InboundStats()
+
+    async def on_sms(self, sms: InboundSms) -> None:
+        """Returns once the SMS is recorded (processed or stored as a wrong SMS). Raises only when the
+        database failed, so the SMSC delivers it again."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((sms, fut))
+        self._wake.set()
+        await fut
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._stopping = False
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                continue
+            batch, self._queue = self._queue, []
+            try:
+                await self.process([sms for sms, _ in batch])
+            except Exception as exc:
+                log.exception("recording %d inbound SMS failed; the SMSC will deliver them again", len(batch))
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                await asyncio.sleep(0.5)
+                continue
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def process(self, batch: Sequence[InboundSms]) -> None:
+        """Handle SMS that arrived together, in one transaction; events go out after the commit."""
+        now = self._clock()
+        work = _Work()
+        self.stats.received += len(batch)
+        async with self._gate, self._engine.begin() as conn:
+            senders = await self._meters_by_number(conn, {digits(s.source) for s in batch})
+            frames: list[tuple[InboundSms, _Meter, bytes]] = []
+            for sms in batch:
+                if digits(sms.destination) != self._short_number:
+                    self._wrong(work, sms, sms.body, "wrong_number", f"sent to {sms.destination}", None)
+                    continue
+                meter = senders.get(digits(sms.source))
+                if meter is None:
+                    self._wrong(work, sms, sms.body, "unknown_sender", "not a registered meter's number", None)
+                    continue
+                try:
+                    self._reassembler, frame = self._reassembler.add(
+                        sender=digits(sms.source), body=sms.body, has_udh=sms.has_udh, now=int(now.timestamp())
+                    )
+                except mp.ProtocolError as exc:
+                    self._wrong(work, sms, sms.body, "malformed", exc.reason, meter.id)
+                    continue
+                if frame is not None:
+                    frames.append((sms, meter, frame))
+            if frames:
+                await self._decode(conn, frames, work, now)
+            await self._write(conn, work, now)
+        self.stats.batches += 1
+        if work.events:
+            await publish(self._on_event, work.events)
+
+    async def _meters_by_number(self, conn: AsyncConnection, numbers: set[str]) -> dict[str, _Meter]:
+        found: dict[str, _Meter] = {}
+        ordered = sorted(numbers)
+        for start in range(0, len(ordered), _CHUNK):
+            stmt = (
+                select(meters.c.id, meters.c.msisdn, meters.c.code, meters.c.in_highest, meters.c.in_bitmap)
+                .where(meters.c.msisdn.in_(ordered[start : start + _CHUNK]), meters.c.status == "active")
+                .order_by(meters.c.id)
+            )
+            if self._postgres:
+                # the replay window is read, checked and written here. FOR NO KEY UPDATE, not FOR UPDATE:
+                # rows that reference the meter (alarms, or a command updated twice in one transaction,
+                # whose foreign key PostgreSQL checks again) take KEY SHARE locks, which this lets pass.
+                stmt = stmt.with_for_update(key_share=True)
+            for row in await conn.execute(stmt):
+                found[row.msisdn] = _Meter(row.id, row.code, row.in_highest, row.in_bitmap)
+        return found
+
+    async def _decode(
+        self, conn: AsyncConnection, frames: list[tuple[InboundSms, _Meter, bytes]], work: _Work, now: datetime
+    ) -> None:
+        headers: list[tuple[InboundSms, _Meter, bytes, mp.FrameHeader]] = []
+        for sms, meter, frame in frames:
+            try:
+                header = mp.peek_header(frame)
+            except mp.ProtocolError as exc:
+                self._wrong(work, sms, frame, "malformed", exc.reason, meter.id)
+                continue
+            if header.meter_code != meter.code:
+                self._wrong(work, sms, frame, "wrong_meter", f"frame names meter {header.meter_code}", meter.id)
+                continue
+            if header.direction is not mp.Direction.UPLINK:
+                self._wrong(work, sms, frame, "wrong_direction", "a head-end frame came back", meter.id)
+                continue
+            headers.append((sms, meter, frame, header))
+        keys = await self._keys.keys_by_id(conn, [(m.id, h.key_id) for _, m, _, h in headers])
+        for sms, meter, frame, header in headers:
+            key = keys.get((meter.id, header.key_id))
+            if key is None:
+                self._wrong(work, sms, frame, "unknown_key", f"no key {header.key_id} for this meter", meter.id)
+                continue
+            window = work.windows.get(meter.id) or mp.ReplayWindow(meter.in_highest, meter.in_bitmap)
+            try:
+                decoded = mp.decode_frame(
+                    frame, key=key, window=window, meter_code=meter.code, direction=mp.Direction.UPLINK
+                )
+            except mp.BadTag as exc:
+                self._wrong(work, sms, frame, "bad_tag", exc.reason, meter.id)
+                continue
+            except mp.ReplayError as exc:
+                self._wrong(work, sms, frame, "replay", exc.reason, meter.id)
+                continue
+            except mp.ProtocolError as exc:
+                self._wrong(work, sms, frame, "malformed", exc.reason, meter.id)
+                continue
+            assert decoded.window is not None
+            work.windows[meter.id] = decoded.window
+            self.stats.frames += 1
+            self._handle(work, meter, decoded.message, now)
+
+    def _handle(self, work: _Work, meter: _Meter, message: mp.Message, now: datetime) -> None:
+        if isinstance(message, mp.Ack):
+            work.acks.append((meter.id, message))
+            self.stats.acks += 1
+            return
+        self.stats.reports += 1
+        if isinstance(message, mp.Readings):
+            at = epoch_to_utc(message.taken_at)
+            for register, value in (
+                ("import_wh", message.import_wh),
+                ("export_wh", message.export_wh),
+                ("power_w", message.power_w),
+                ("voltage_dv", message.voltage_dv),
+            ):
+                self._reading(work, meter.id, at, register, value, now)
+        elif isinstance(message, mp.BalanceReport):
+            self._balance(
+                work,
+                meter.id,
+                epoch_to_utc(message.taken_at),
+                message.credit_minor,
+                message.relay_closed,
+                message.emergency_active,
+                message.last_transfer_id,
+                now,
+            )
+        elif isinstance(message, mp.PeriodicReport):
+            at = epoch_to_utc(message.taken_at)
+            self._reading(work, meter.id, at, "import_wh", message.import_wh, now)
+            self._reading(work, meter.id, at, "power_w", message.power_w, now)
+            self._balance(
+                work, meter.id, at, message.credit_minor, message.relay_closed, message.emergency_active, None, now
+            )
+        elif isinstance(message, mp.LoadProfile):
+            for i, energy_wh in enumerate(message.energies_wh):
+                at = epoch_to_utc(message.start_at + i * message.interval_s)
+                self._reading(work, meter.id, at, "profile_wh", energy_wh, now)
+        elif isinstance(message, mp.EventReport):
+            kind = _ALARM_KIND.get(message.event, message.event.name.lower())
+            severity = _SEVERITY.get(message.event, "info")
+            at = epoch_to_utc(message.occurred_at)
+            detail = f"{message.event.name.lower()} value {message.value}"
+            work.alarms.append(
+                {"meter_id": meter.id, "kind": kind, "severity": severity, "raised_at": at, "detail": detail}
+            )
+            work.events.append(AlarmRaised(meter.id, kind, severity, at, detail))
+        else:  # a head-end message type cannot get here (direction checked), but never crash on one
+            work.wrong.append(
+                _wrong_row(meter.id, "", self._short_number, b"", "not_a_report", type(message).__name__, now)
+            )
+
+    def _reading(self, work: _Work, meter_id: int, at: datetime, register: str, value: int, now: datetime) -> None:
+        work.readings.append(
+            {"meter_id": meter_id, "read_at": at, "register": register, "value": value, "received_at": now}
+        )
+        work.events.append(ReadingReceived(meter_id, at, register, value))
+
+    def _balance(
+        self,
+        work: _Work,
+        meter_id: int,
+        at: datetime,
+        credit_minor: int,
+        relay_closed: bool,
+        emergency_active: bool,
+        last_transfer_id: int | None,
+        now: datetime,
+    ) -> None:
+        work.balances.append(
+            {
+                "meter_id": meter_id,
+                "reported_at": at,
+                "credit_minor": credit_minor,
+                "relay_closed": int(relay_closed),
+                "received_at": now,
+            }
+        )
+        work.events.append(
+            BalanceReported(meter_id, at, credit_minor, relay_closed, emergency_active, last_transfer_id)
+        )
+
+    def _wrong(self, work: _Work, sms: InboundSms, body: bytes, reason: str, detail: str, meter_id: int | None) -> None:
+        log.warning("wrong SMS from %s to %s: %s (%s)", sms.source, sms.destination, reason, detail)
+        self.stats.wrong += 1
+        self.stats.wrong_by_reason[reason] = self.stats.wrong_by_reason.get(reason, 0) + 1
+        work.wrong.append(_wrong_row(meter_id, sms.source, sms.destination, body, reason, detail, sms.received_at))
+
+    async def _write(self, conn: AsyncConnection, work: _Work, now: datetime) -> None:
+        if work.windows:
+            await conn.execute(
+                update(meters)
+                .where(meters.c.id == bindparam("w_id"))
+                .values(in_highest=bindparam("w_highest"), in_bitmap=bindparam("w_bitmap")),
+                [{"w_id": m, "w_highest": w.highest, "w_bitmap": w.bitmap} for m, w in sorted(work.windows.items())],
+            )
+        if work.acks:
+            await self._settle(conn, work, now)
+        if work.readings:
+            await conn.execute(_insert_ignoring(conn, readings, ["meter_id", "register", "read_at"]), work.readings)
+        if work.balances:
+            await conn.execute(insert(balance_reports), work.balances)
+        if work.alarms:
+            await conn.execute(insert(alarms), work.alarms)
+        if work.wrong:
+            await conn.execute(insert(wrong_sms), work.wrong)
+
+    async def _settle(self, conn: AsyncConnection, work: _Work, now: datetime) -> None:
+        """Move acknowledged commands forward: OK / DUPLICATE → 1:1, REJECTED → rejected_meter."""
+        wanted = sorted({(meter_id, ack.acked_counter) for meter_id, ack in work.acks})
+        current: dict[tuple[int, int], Any] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            rows = await conn.execute(
+                select(commands.c.id, commands.c.meter_id, commands.c.counter, commands.c.kind, commands.c.state).where(
+                    tuple_(commands.c.meter_id, commands.c.counter).in_(wanted[start : start + _CHUNK])
+                )
+            )
+            current.update({(r.meter_id, r.counter): r for r in rows})
+        state_now = {k: CommandState(r.state) for k, r in current.items()}
+        if self._postgres and current:
+            # lock in id order, as the dispatcher does (the two never deadlock), then read the states again
+            ids = sorted(r.id for r in current.values())
+            key_of = {r.id: k for k, r in current.items()}
+            for start in range(0, len(ids), _CHUNK):
+                locked = await conn.execute(
+                    select(commands.c.id, commands.c.state)
+                    .where(commands.c.id.in_(ids[start : start + _CHUNK]))
+                    .order_by(commands.c.id)
+                    .with_for_update(key_share=True)
+                )
+                for command_id, state in locked:
+                    state_now[key_of[command_id]] = CommandState(state)
+        updates: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        for meter_id, ack in work.acks:
+            row = current.get((meter_id, ack.acked_counter))
+            if row is None:
+                log.warning("acknowledgement from meter %s for unknown counter %s", meter_id, ack.acked_counter)
+                work.wrong.append(
+                    _wrong_row(
+                        meter_id,
+                        "",
+                        self._short_number,
+                        b"",
+                        "unmatched_ack",
+                        f"ack for counter {ack.acked_counter}, no such command",
+                        now,
+                    )
+                )
+                continue
+            state = state_now[(meter_id, ack.acked_counter)]
+            if state.is_final:
+                continue  # a second acknowledgement (e.g. DUPLICATE to a resend): already settled
+            target = ack_target(ack.result is not mp.AckResult.REJECTED)
+            reason = ack.result.name.lower() if target is CommandState.PROCESSED else ack.reason.name.lower()
+            updates.append({"a_id": row.id, "a_state": target.value, "a_reason": reason, "a_from": state.value})
+            history.append(
+                {
+                    "command_id": row.id,
+                    "from_state": state.value,
+                    "to_state": target.value,
+                    "at": now,
+                    "source": Source.METER.value,
+                    "detail": f"{ack.result.name.lower()}"
+                    + (f" {ack.reason.name.lower()}" if ack.reason is not mp.ReasonCode.NONE else "")
+                    + f", credit {ack.credit_minor}",
+                }
+            )
+            # a meter answers each counter once per frame received; the first answer decides
+            state_now[(meter_id, ack.acked_counter)] = target
+            work.events.append(
+                CommandSettled(row.id, meter_id, row.kind, target.value, reason, at=now, credit_minor=ack.credit_minor)
+            )
+        if updates:
+            await conn.execute(
+                update(commands)
+                .where(commands.c.id == bindparam("a_id"), commands.c.state == bindparam("a_from"))
+                .values(
+                    state=bindparam("a_state"),
+                    result_reason=bindparam("a_reason"),
+                    next_attempt_at=None,
+                    claimed_by=None,
+                    claimed_until=None,
+                    updated_at=now,
+                    final_at=now,
+                ),
+                updates,
+            )
+            await conn.execute(insert(command_history), history)
+
+
+def _wrong_row(
+    meter_id: int | None, source: str, destination: str, body: bytes, reason: str, detail: str, at: datetime
+) -> dict[str, Any]:
+    return {
+        "received_at": at,
+        "source": source[:30],
+        "destination": destination[:30],
+        "body": bytes(body),
+        "reason": reason,
+        "detail": detail[:500],
+        "meter_id": meter_id,
+    }
+
+
+def _insert_ignoring(conn: AsyncConnection, table: Any, keys: list[str]) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
+__all__ = ["Inbound", "InboundStats", "digits", "epoch_to_utc"]
