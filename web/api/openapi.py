@@ -256,6 +256,18 @@ SCHEMAS: dict[str, Any] = {
         acknowledged_at=_NTIME,
         acknowledged_by=_NSTR,
     ),
+    "Report": _obj(
+        name=_STR,
+        since=_TIME,
+        until=_TIME,
+        columns={
+            "type": "array",
+            "items": _obj(
+                key=_STR, title=_STR, kind={"type": "string", "enum": ["text", "money", "number", "percent", "time"]}
+            ),
+        },
+        rows={"type": "array", "items": {"type": "object"}},
+    ),
     "AuditEntry": _obj(
         id=_INT,
         at=_TIME,
@@ -437,6 +449,25 @@ PATHS: dict[str, Any] = {
         "AuditEntry",
         [_q("actor", "who"), _q("action", "what, e.g. login, command.relay_off"), *_TIME_RANGE],
     ),
+}
+
+
+PATHS["/api/v1/reports/{name}"] = {
+    "get": {
+        "operationId": "getReport",
+        "summary": "A report over the last `days` days: revenue, payments, arrears, losses, communication",
+        "tags": ["reports"],
+        "parameters": [
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "enum": ["revenue", "payments", "arrears", "losses", "communication"]},
+            },
+            {"name": "days", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30}},
+        ],
+        "responses": {**_ok({"$ref": "#/components/schemas/Report"}), **_problem("404", "no such report")},
+    }
 }
 
 

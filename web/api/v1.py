@@ -4,6 +4,8 @@ problem+json (RFC 9457) from the error middleware. Lists take `limit` (1-200) an
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp import web
 
 import meter_protocol as mp
@@ -15,7 +17,7 @@ from web.keys import CLOCK, SERVICES
 from web.middleware import require_principal, uow_of
 from web.params import bounded_int, paging, path_id
 from web.permissions import PERMISSIONS, public, requires
-from web.queries import lists, registry
+from web.queries import lists, registry, reports
 from web.security import client_address
 
 PREFIX = "/api/v1"
@@ -261,6 +263,27 @@ async def audit_entries(request: web.Request) -> web.Response:
     return respond(page.as_json())
 
 
+@requires("reports.read")
+async def report(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in reports.BUILDERS:
+        raise NotFound("report", name)
+    days = bounded_int(request.query, "days", 30, 1, 366)
+    until = request.app[CLOCK]().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    since = until - timedelta(days=days)
+    async with uow_of(request).connect() as conn:
+        result = await reports.BUILDERS[name](conn, since, until)
+    return respond(
+        {
+            "name": name,
+            "since": since,
+            "until": until,
+            "columns": [{"key": c.key, "title": c.title, "kind": c.kind} for c in result.columns],
+            "rows": result.rows,
+        }
+    )
+
+
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{PREFIX}/openapi.json", openapi)
@@ -279,3 +302,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/wrong-sms", wrong_sms)
     r.add_get(f"{PREFIX}/alarms", alarms)
     r.add_get(f"{PREFIX}/audit", audit_entries)
+    r.add_get(f"{PREFIX}/reports/{{name}}", report)

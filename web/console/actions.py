@@ -7,12 +7,12 @@ from aiohttp import web
 
 import meter_protocol as mp
 from billing import receipts, topup
-from billing.registry import get_meter, get_subscriber
+from billing.registry import get_meter, get_subscriber, update_subscriber
 from web.commands import issue_command
 from web.errors import InvalidInput
 from web.keys import CLOCK, CURRENCY, SERVICES, UTILITY_NAME
 from web.middleware import require_principal, uow_of
-from web.params import amount_minor, choice, path_id, text
+from web.params import amount_minor, bounded_int, choice, path_id, text
 from web.permissions import requires
 from web.security import client_address
 
@@ -98,6 +98,25 @@ async def cash_top_up(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=topup&receipt={result.topup_id}")
 
 
+@requires("tariffs.assign")
+async def change_tariff(request: web.Request) -> web.Response:
+    subscriber_id = path_id(request, what="subscriber")
+    form = await request.post()
+    tariff_id = bounded_int(form, "tariff_id", 0, 1, 10**18)
+    if not tariff_id:
+        raise InvalidInput("tariff_id", "is required")
+    principal = require_principal(request)
+    async with uow_of(request).begin() as conn:
+        await update_subscriber(
+            conn,
+            principal.actor(client_address(request)),
+            subscriber_id,
+            {"tariff_id": tariff_id},
+            request.app[CLOCK](),
+        )
+    raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=tariff")
+
+
 @requires("payments.read")
 async def receipt_pdf(request: web.Request) -> web.Response:
     topup_id = path_id(request, what="top-up")
@@ -114,4 +133,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/console/meters/{id}/relay", relay)
     app.router.add_post("/console/meters/{id}/read", read)
     app.router.add_post("/console/subscribers/{id}/topup", cash_top_up)
+    app.router.add_post("/console/subscribers/{id}/tariff", change_tariff)
     app.router.add_get("/console/topups/{id}/receipt.pdf", receipt_pdf)

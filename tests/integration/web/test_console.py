@@ -15,6 +15,7 @@ from store.schema.auth import audit_log
 from store.uow import UnitOfWork
 from tests.integration.web.helpers import Seeded, csrf_from, login
 from tests.integration.web.test_commands import _form_fields
+from web.keys import CLOCK
 
 
 async def _top_up(client: TestClient, seeded: Seeded, amount: str) -> None:
@@ -118,3 +119,38 @@ async def test_admin_manages_operators_and_api_keys(client: TestClient, seeded: 
     response = await client.post(f"/console/api-keys/{key_id}/revoke", data={"csrf_token": csrf}, allow_redirects=False)
     assert response.status == 303
     assert (await client.get("/api/v1/meters", headers={"Authorization": f"Bearer {key}"})).status == 401
+
+
+async def test_operator_changes_the_tariff_and_the_api_reads_reports(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    from sqlalchemy import insert
+
+    from store.schema.ledger import tariffs
+
+    async with uow.begin() as conn:
+        new_id = await conn.scalar(
+            insert(tariffs)
+            .values(code="NIGHT", name="Night saver", kind="tou", created_at=client.app[CLOCK]())
+            .returning(tariffs.c.id)
+        )
+    await login(client, "operator")
+    sid = seeded.subscriber_ids[0]
+    page = await (await client.get(f"/console/subscribers/{sid}")).text()
+    assert "Night saver" in page
+    fields = _form_fields(page, f"/console/subscribers/{sid}/tariff")
+    response = await client.post(
+        f"/console/subscribers/{sid}/tariff", data={**fields, "tariff_id": str(new_id)}, allow_redirects=False
+    )
+    assert response.status == 303
+    page = await (await client.get(response.headers["Location"])).text()
+    assert 'data-testid="tariff">Night saver<' in page
+    async with uow.connect() as conn:
+        audit = (
+            (await conn.execute(select(audit_log).where(audit_log.c.action == "subscriber.update"))).mappings().one()
+        )
+    assert audit["after"] == {"tariff_id": new_id}
+    report = await (await client.get("/api/v1/reports/communication?days=3")).json()
+    assert [c["key"] for c in report["columns"]][:2] == ["day", "sent"]
+    assert len(report["rows"]) == 3
+    assert (await client.get("/api/v1/reports/nope")).status == 404
