@@ -184,11 +184,24 @@ def decode_payload(type_code: int, payload: bytes) -> Message:
     if tail:
         rest = payload[size:]
         if mtype is MessageType.SET_TARIFF:
-            values.append(tuple(TariffStep(a, b) for a, b in _counted(rest, _STEP, "steps")))
+            values.append(tuple(_step(a, b) for a, b in _counted(rest, _STEP, "steps")))
         else:
             values.append(tuple(v for (v,) in _counted(rest, _U32, "energies_wh")))
     # the layouts list the fields in the dataclasses' order (a test checks it)
     return MESSAGE_CLASSES[mtype](*values)
+
+
+_new = object.__new__
+_set_start = vars(TariffStep)["start"].__set__
+_set_price = vars(TariffStep)["price_milli_minor_per_kwh"].__set__
+
+
+def _step(start: int, price: int) -> TariffStep:
+    """A TariffStep from two unpacked uint32 (always in range, so the field checks are skipped)."""
+    step: TariffStep = _new(TariffStep)
+    _set_start(step, start)
+    _set_price(step, price)
+    return step
 
 
 def _counted(rest: bytes, item: struct.Struct, name: str) -> list[tuple[Any, ...]]:

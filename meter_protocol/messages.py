@@ -323,6 +323,13 @@ class Ack:
         _enum("reason", self.reason, ReasonCode)
         _sint("credit_minor", self.credit_minor, I64)
 
+    @property
+    def applied(self) -> bool:
+        """The command has taken effect at the meter (state 1:1): processed now (OK), or a duplicate of
+        one that was (DUPLICATE with reason NONE). Otherwise it was rejected, now or the first time,
+        for `reason` (docs/protocol.md §9)."""
+        return self.result is AckResult.OK or (self.result is AckResult.DUPLICATE and self.reason is ReasonCode.NONE)
+
 
 @dataclass(frozen=True, slots=True)
 class Readings:

@@ -65,12 +65,13 @@ class ReplayWindow:
 
     def check_and_mark(self, counter: int) -> ReplayWindow:
         """The window with `counter` accepted. Raises Replayed or OutsideWindow (self is unchanged)."""
+        highest, size = self.highest, self.size
+        if counter > highest:
+            shift = counter - highest
+            bitmap = 1 if shift >= size else ((self.bitmap << shift) | 1) & ((1 << size) - 1)
+            return _window(counter, bitmap, size)
         self.check(counter)
-        if counter > self.highest:
-            shift = counter - self.highest
-            bitmap = 1 if shift >= self.size else ((self.bitmap << shift) | 1) & ((1 << self.size) - 1)
-            return ReplayWindow(counter, bitmap, self.size)
-        return ReplayWindow(self.highest, self.bitmap | 1 << (self.highest - counter), self.size)
+        return _window(highest, self.bitmap | 1 << (highest - counter), size)
 
     def to_bytes(self) -> bytes:
         """A storable form: highest (8 bytes), size (2 bytes), bitmap (size/8 bytes, rounded up)."""
@@ -84,3 +85,19 @@ class ReplayWindow:
         if len(data) != _HEAD.size + (size + 7) // 8:
             raise MalformedField("window", "length does not match its size")
         return cls(highest, int.from_bytes(data[_HEAD.size :], "big"), size)
+
+
+_new = object.__new__
+_set_highest = vars(ReplayWindow)["highest"].__set__
+_set_bitmap = vars(ReplayWindow)["bitmap"].__set__
+_set_size = vars(ReplayWindow)["size"].__set__
+
+
+def _window(highest: int, bitmap: int, size: int) -> ReplayWindow:
+    """A window from values `check_and_mark` already knows to be consistent (skips the validation of
+    `__post_init__`; this is the hot path of every frame received)."""
+    window: ReplayWindow = _new(ReplayWindow)
+    _set_highest(window, highest)
+    _set_bitmap(window, bitmap)
+    _set_size(window, size)
+    return window

@@ -341,3 +341,10 @@ def test_the_meter_takes_the_xml_profile_too() -> None:
     meter = replace(meter, accepts_xml=False)
     meter, replies = receive(meter, head.seal(TopUp(4, 700), profile=Profile.XML), T0)
     assert _only_ack(head.open(replies)).reason is ReasonCode.UNSUPPORTED
+
+
+def test_ack_applied_tells_the_head_end_whether_the_command_took_effect() -> None:
+    assert Ack(1, 1, AckResult.OK).applied
+    assert Ack(1, 1, AckResult.DUPLICATE).applied
+    assert not Ack(1, 2, AckResult.DUPLICATE, ReasonCode.TARIFF_OUTDATED).applied
+    assert not Ack(1, 1, AckResult.REJECTED, ReasonCode.TRANSFER_TOO_OLD).applied
