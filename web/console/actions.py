@@ -9,11 +9,12 @@ import meter_protocol as mp
 from billing import receipts, topup
 from billing.registry import get_meter, get_subscriber, update_subscriber
 from web.commands import issue_command
-from web.errors import InvalidInput
+from web.errors import InvalidInput, NotFound
 from web.keys import CLOCK, CURRENCY, SERVICES, UTILITY_NAME
 from web.middleware import require_principal, uow_of
 from web.params import amount_minor, bounded_int, choice, path_id, text
 from web.permissions import requires
+from web.queries import portal as portal_queries
 from web.security import client_address
 
 
@@ -129,9 +130,23 @@ async def receipt_pdf(request: web.Request) -> web.Response:
     )
 
 
+@requires("invoices.read")
+async def invoice_pdf(request: web.Request) -> web.Response:
+    invoice_id = path_id(request, what="invoice")
+    async with uow_of(request).connect() as conn:
+        found = await portal_queries.invoice_pdf(conn, None, invoice_id)
+    if found is None:
+        raise NotFound("invoice", invoice_id)
+    number, pdf = found
+    return web.Response(
+        body=pdf, content_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{number}.pdf"'}
+    )
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_post("/console/meters/{id}/relay", relay)
     app.router.add_post("/console/meters/{id}/read", read)
     app.router.add_post("/console/subscribers/{id}/topup", cash_top_up)
     app.router.add_post("/console/subscribers/{id}/tariff", change_tariff)
     app.router.add_get("/console/topups/{id}/receipt.pdf", receipt_pdf)
+    app.router.add_get("/console/invoices/{id}.pdf", invoice_pdf)

@@ -224,11 +224,12 @@ async def subscriber_card(conn: AsyncConnection, subscriber_id: int, *, limit: i
             )
         ).mappings()
     ]
-    from web.queries.portal import top_ups
+    from web.queries.portal import invoices_of, top_ups
 
     return {
         **summary,
         "top_ups": await top_ups(conn, subscriber_id, limit=10),
+        "invoices": await invoices_of(conn, subscriber_id),
         "subscriber": dict(sub),
         "tariff": dict(tariff) if tariff else None,
         "account_id": account_id,
