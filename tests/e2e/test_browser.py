@@ -157,7 +157,7 @@ def test_cash_top_up_reaches_the_meter_and_the_subscriber_sees_it(service: Runni
         shots.take(portal, "portal-credit-applied")
 
 
-@pytest.mark.parametrize(("language", "words"), [("ro", ("Abonați", "Ieșire")), ("ru", ("Абоненты", "Выйти"))])
+@pytest.mark.parametrize(("language", "words"), [("ro", ("Abonați", "Caută")), ("ru", ("Абоненты", "Найти"))])
 def test_the_console_speaks_the_browsers_language(
     service: RunningService, language: str, words: tuple[str, ...]
 ) -> None:
