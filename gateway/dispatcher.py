@@ -441,10 +441,15 @@ class Dispatcher:
             await self._lock(conn, touched)
             if results:
                 await self._record_results(conn, results, now, batch)
+                # receipts that came with their own submit results match the parts just written
+                # (their commands are locked already: they are among the results)
+                unmatched = {r.message_id for r in all_receipts} - parts.keys()
+                if unmatched:
+                    parts.update(await self._parts_by_message_id(conn, unmatched))
             if finals:
                 await self._record_finals(conn, finals, now, batch)
             if all_receipts:
-                await self._record_receipts(conn, all_receipts, parts, now, batch)
+                await self._record_receipts(conn, receipts, parts, now, batch)
         self.stats.batches += 1
         if batch.events:
             await publish(self._on_event, batch.events)
@@ -572,10 +577,13 @@ class Dispatcher:
         if reschedule:
             await conn.execute(
                 update(commands)
-                .where(commands.c.id == bindparam("c_id"), _is_open())
+                .where(commands.c.id == bindparam("c_id"))
                 .values(
+                    # the attempt counts even when the meter's answer already settled the command
                     attempts=bindparam("c_attempts"),
-                    next_attempt_at=bindparam("c_next"),
+                    next_attempt_at=case(
+                        (_is_open(), bindparam("c_next", type_=commands.c.next_attempt_at.type)), else_=None
+                    ),
                     smsc_status=func.coalesce(bindparam("c_status"), commands.c.smsc_status),
                     claimed_by=None,
                     claimed_until=None,
@@ -643,22 +651,26 @@ class Dispatcher:
         now: datetime,
         batch: _Batch,
     ) -> None:
-        by_id: dict[str, list[Receipt]] = {}
+        by_id: dict[str, list[Receipt]] = {m: [] for m in self._parked}
         for receipt in receipts:
             by_id.setdefault(receipt.message_id, []).append(receipt)
         mark: list[dict[str, Any]] = []
         delivered_commands: set[int] = set()
         failed: dict[int, tuple[int, ReceiptOutcome, str]] = {}
         monotonic = time.monotonic()
-        for message_id, got in by_id.items():
+        for message_id, fresh in by_id.items():
+            parked = self._parked.get(message_id)
+            # every fresh copy of a receipt already parked, and all but one fresh copy otherwise, are duplicates
+            self.stats.receipts_duplicate += len(fresh) if parked is not None else max(0, len(fresh) - 1)
             part = parts.get(message_id)
             if part is None:
-                if message_id not in self._parked:
-                    self._parked[message_id] = (got[-1], monotonic)
+                if parked is None:
+                    self._parked[message_id] = (fresh[-1], monotonic)
                     self.stats.receipts_parked += 1
                 continue
             self._parked.pop(message_id, None)
-            receipt = got[-1]
+            receipt = fresh[-1] if fresh else parked[0] if parked is not None else None
+            assert receipt is not None
             self.stats.receipts += 1
             outcome = receipt_outcome(receipt.state.value)
             if outcome is ReceiptOutcome.PENDING:

@@ -85,6 +85,9 @@ _RECEIPT_ID = re.compile(rb"\bid:\s*([0-9A-Za-z_\-]+)", re.IGNORECASE)
 _RECEIPT_STAT = re.compile(rb"\bstat:\s*([A-Za-z_]+)", re.IGNORECASE)
 _RECEIPT_ERR = re.compile(rb"\berr:\s*([0-9A-Fa-f]+)", re.IGNORECASE)
 _RECEIPT_DONE = re.compile(rb"\bdone date:\s*(\d{10,12})", re.IGNORECASE)
+_RECEIPT_STANDARD = re.compile(
+    rb"id:([0-9A-Za-z_\-]+) sub:\S* dlvrd:\S* submit date:\d* done date:(\d{10,12}) stat:([A-Za-z_]+) "
+    rb"err:([0-9A-Fa-f]+)")
 
 
 class ReceiptFormatError(ValueError):
@@ -98,10 +101,10 @@ def _receipt_state(value: str) -> ReceiptState:
 
 def _receipt_time(digits: bytes) -> datetime | None:
     """YYMMDDhhmm[ss] (SMPP 3.4 Appendix B) as a UTC time; None when it is no valid date."""
-    n = [int(digits[i:i + 2]) for i in range(0, len(digits) - 1, 2)]
     try:
-        return datetime(2000 + n[0], n[1], n[2], n[3], n[4], n[5] if len(n) > 5 else 0, tzinfo=UTC)
-    except (ValueError, IndexError):
+        return datetime(2000 + int(digits[0:2]), int(digits[2:4]), int(digits[4:6]), int(digits[6:8]),
+                        int(digits[8:10]), int(digits[10:12]) if len(digits) >= 12 else 0, tzinfo=UTC)
+    except ValueError:
         return None
 
 
@@ -122,6 +125,24 @@ def parse_receipt(
     if receipted_message_id:
         raw = receipted_message_id
         message_id = (raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw).rstrip("\x00")
+    standard = _RECEIPT_STANDARD.match(text)
+    if standard is not None:  # the Appendix B layout, in one pass
+        text_id, done_digits, stat_text, err_text = standard.groups()
+        if message_state is not None and message_state in STATE_BY_NUMBER:
+            state = STATE_BY_NUMBER[message_state]
+        else:
+            state = _receipt_state(stat_text.decode("ascii"))
+        if network_error_code and len(network_error_code) == 3:
+            error_code: int | None = int.from_bytes(network_error_code[1:], "big")
+        else:
+            digits = err_text.decode("ascii")
+            error_code = int(digits, 10) if digits.isdigit() else int(digits, 16)
+        return Receipt(
+            message_id=normalise_message_id(message_id or text_id.decode("ascii"), id_format),
+            state=state,
+            error_code=error_code,
+            done_at=_receipt_time(done_digits),
+        )
     match = _RECEIPT_ID.search(text)
     if not message_id and match:
         message_id = match.group(1).decode("ascii")
@@ -132,7 +153,7 @@ def parse_receipt(
         state = STATE_BY_NUMBER[message_state]
     elif (stat := _RECEIPT_STAT.search(text)) is not None:
         state = _receipt_state(stat.group(1).decode("ascii"))
-    error_code: int | None = None
+    error_code = None
     if network_error_code and len(network_error_code) == 3:
         error_code = int.from_bytes(network_error_code[1:], "big")
     elif (err := _RECEIPT_ERR.search(text)) is not None:
@@ -390,26 +411,22 @@ def decode_short_message(data: bytes) -> ShortMessage:
     """Decode a whole deliver_sm or submit_sm PDU. Raises PduDecodeError on a truncated or inconsistent
     body."""
     _length, command_id, _status, sequence = HEADER.unpack_from(data)
-    pos = 16
+    find = data.index
     try:
-        def cstr() -> bytes:
-            nonlocal pos
-            end = data.index(b"\x00", pos)
-            value = data[pos:end]
-            pos = end + 1
-            return value
-
-        cstr()  # service_type
+        pos = find(b"\x00", 16) + 1  # after service_type
         source_ton, source_npi = data[pos], data[pos + 1]
-        pos += 2
-        source = cstr()
+        end = find(b"\x00", pos + 2)
+        source = data[pos + 2:end]
+        pos = end + 1
         dest_ton, dest_npi = data[pos], data[pos + 1]
-        pos += 2
-        destination = cstr()
+        end = find(b"\x00", pos + 2)
+        destination = data[pos + 2:end]
+        pos = end + 1
         esm_class, protocol_id = data[pos], data[pos + 1]
-        pos += 3  # + priority_flag
-        cstr()  # schedule_delivery_time
-        validity = cstr()
+        pos = find(b"\x00", pos + 3) + 1  # after priority_flag and schedule_delivery_time
+        end = find(b"\x00", pos)
+        validity = data[pos:end]
+        pos = end + 1
         registered_delivery = data[pos]
         pos += 2  # + replace_if_present_flag
         data_coding = data[pos]

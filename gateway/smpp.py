@@ -68,7 +68,6 @@ from gateway.pdu_smpp import (
     PduDecodeError,
     ReceiptFormatError,
     SequenceCounter,
-    ShortMessage,
     decode_deliver_sm,
     decode_message_id,
     encode_pdu,
@@ -79,7 +78,15 @@ from gateway.pdu_smpp import (
     parse_receipt,
     relative_validity,
 )
-from gateway.ports import InboundHandler, InboundSms, OutboundSms, ReceiptHandler, TransportState, check_part
+from gateway.ports import (
+    InboundHandler,
+    InboundSms,
+    OutboundSms,
+    Receipt,
+    ReceiptHandler,
+    TransportState,
+    check_part,
+)
 
 log = logging.getLogger("smsmeter.gateway.smpp")
 
@@ -224,7 +231,8 @@ class SmppTransport:
         self._conn: _Connection | None = None
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._handlers: dict[asyncio.Task[None], float] = {}  # callback tasks and when they started
+        self._sweeper: asyncio.Task[None] | None = None
         self._bound: asyncio.Event | None = None
         self._window: asyncio.Semaphore | None = None
         self._next_send_at = 0.0
@@ -247,6 +255,7 @@ class SmppTransport:
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._state = TransportState.CONNECTING
         self._supervisor = asyncio.create_task(self._supervise(first), name="smpp-supervisor")
+        self._sweeper = asyncio.create_task(self._sweep_handlers(), name="smpp-handler-sweeper")
         try:
             await first
         except BaseException:
@@ -277,6 +286,11 @@ class SmppTransport:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
             self._supervisor = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._handlers:
             _done, still = await asyncio.wait(set(self._handlers), timeout=self.config.handler_timeout_s)
             for task in still:
@@ -538,47 +552,71 @@ class SmppTransport:
             log.warning("unreadable deliver_sm (%s): %s", exc.reason, data.hex())
             conn.send_bytes(encode_response(DELIVER_SM_RESP_ID, sequence, ESME_RX_P_APPN))
             return
-        task = asyncio.create_task(self._deliver(conn, pdu))
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
+        event: Receipt | InboundSms
+        if pdu.esm_class & ESM_TYPE_MASK in (ESM_DELIVERY_RECEIPT, ESM_INTERMEDIATE):
+            try:
+                event = parse_receipt(
+                    receipted_message_id=pdu.receipted_message_id,
+                    message_state=pdu.message_state,
+                    network_error_code=pdu.network_error_code,
+                    text=pdu.body,
+                    id_format=self.config.receipt_id_format,
+                )
+            except ReceiptFormatError as exc:  # nothing to hand on, and a redelivery would not be better
+                self.stats.malformed += 1
+                log.warning("%s; deliver_sm %s", exc, data.hex())
+                conn.send_bytes(encode_response(DELIVER_SM_RESP_ID, sequence, ESME_ROK))
+                return
+            self.stats.receipts += 1
+        else:
+            self.stats.inbound += 1
+            event = InboundSms(
+                source=pdu.source_addr,
+                destination=pdu.destination_addr,
+                body=pdu.body,
+                has_udh=bool(pdu.esm_class & ESM_UDHI),
+                data_coding=pdu.data_coding,
+                received_at=datetime.now(UTC),
+            )
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._deliver(conn, sequence, event))
+        self._handlers[task] = loop.time()
+        task.add_done_callback(self._handler_done)
 
-    async def _deliver(self, conn: _Connection, pdu: ShortMessage) -> None:
-        esm_class = pdu.esm_class
-        body = pdu.body
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        self._handlers.pop(task, None)
+
+    async def _deliver(self, conn: _Connection, sequence: int, event: Receipt | InboundSms) -> None:
+        """Hand one receipt / MO to its callback, then answer the deliver_sm. The callback's time is
+        bounded by `_sweep_handlers` (one sweeper, not a timer per message)."""
         status = ESME_ROK
         try:
-            async with asyncio.timeout(self.config.handler_timeout_s):
-                if esm_class & ESM_TYPE_MASK in (ESM_DELIVERY_RECEIPT, ESM_INTERMEDIATE):
-                    try:
-                        receipt = parse_receipt(
-                            receipted_message_id=pdu.receipted_message_id,
-                            message_state=pdu.message_state,
-                            network_error_code=pdu.network_error_code,
-                            text=body,
-                            id_format=self.config.receipt_id_format,
-                        )
-                    except ReceiptFormatError as exc:
-                        self.stats.malformed += 1
-                        log.warning("%s; deliver_sm %s", exc, body.hex())
-                    else:
-                        self.stats.receipts += 1
-                        await self._on_receipt(receipt)
-                else:
-                    self.stats.inbound += 1
-                    await self._on_inbound(InboundSms(
-                        source=pdu.source_addr,
-                        destination=pdu.destination_addr,
-                        body=body,
-                        has_udh=bool(esm_class & ESM_UDHI),
-                        data_coding=pdu.data_coding,
-                        received_at=datetime.now(UTC),
-                    ))
+            if isinstance(event, Receipt):
+                await self._on_receipt(event)
+            else:
+                await self._on_inbound(event)
+        except asyncio.CancelledError:
+            if self._closing:
+                raise
+            log.error("deliver_sm handler took over %s s; answering ESME_RX_T_APPN", self.config.handler_timeout_s)
+            status = ESME_RX_T_APPN
         except Exception:  # the handler's failure must not kill the connection; the SMSC redelivers
             log.exception("deliver_sm handler failed; answering ESME_RX_T_APPN")
             status = ESME_RX_T_APPN
         if conn.alive:
             with contextlib.suppress(_ConnectionLostError):
-                conn.send_bytes(encode_response(DELIVER_SM_RESP_ID, pdu.sequence, status))
+                conn.send_bytes(encode_response(DELIVER_SM_RESP_ID, sequence, status))
+
+    async def _sweep_handlers(self) -> None:
+        """Cancel callbacks that run longer than handler_timeout_s (their deliver_sm gets a temporary error)."""
+        limit = self.config.handler_timeout_s
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = loop.time()
+            for task, started in list(self._handlers.items()):
+                if now - started > limit and not task.done():
+                    task.cancel()
 
     # -- submitting ---------------------------------------------------------------------------------
     async def submit(self, sms: OutboundSms) -> str:

@@ -2,6 +2,20 @@
 
 Pure code: bytes and values in, values out. No I/O, no clock, no randomness that is not passed in.
 The byte-level specification is docs/protocol.md; this package is its reference implementation.
+
+Head end, sending: allocate the meter's next counter, then
+    frame = encode_frame(TopUp(transfer_id, amount_minor), meter_code=code, key=key, key_id=kid,
+                         counter=n, profile=Profile.BINARY)
+    parts = split_frame(frame, reference=n % 256, ports=None)   # UDHI set iff len(parts) > 1 or ports
+store the frame and its parts; every retry re-sends exactly these bytes.
+
+Head end, receiving: reassembler, frame = reassembler.add(sender=msisdn, body=ud, has_udh=udhi, now=t);
+    header = peek_header(frame)                    # meter code, key id, counter, type: no key needed
+    decoded = decode_frame(frame, key=key_for(header.meter_code, header.key_id), window=window,
+                           meter_code=header.meter_code, direction=Direction.UPLINK)
+    store decoded.window with the effect; an Ack names the command by `acked_counter`, and
+    `ack.applied` says whether it took effect (state 1:1) or was rejected (`ack.reason`).
+Every failure is a ProtocolError subclass (meter_protocol.errors).
 """
 
 from meter_protocol.documents import message_from_xml, message_to_xml

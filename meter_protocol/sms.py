@@ -76,6 +76,8 @@ def split_frame(
     0x40) exactly when `len(parts) > 1 or ports is not None`. Use a reference not in flight to the same
     meter (e.g. the frame's counter modulo 256).
     """
+    if type(max_part) is not int or not 1 <= max_part <= MAX_USER_DATA:
+        raise MalformedField("max_part", f"{max_part!r} outside 1..{MAX_USER_DATA}")
     if reference_bits not in (8, 16):
         raise MalformedField("reference_bits", f"{reference_bits!r}: 8 or 16")
     if type(reference) is not int or not 0 <= reference < (1 << reference_bits):

@@ -14,6 +14,7 @@
 //   POST /drop {mode: "destroy"|"end"}   drop every connection
 //   POST /unbind                      send unbind to every bound session
 //   POST /raw {hex}                   write raw bytes to every bound session
+//   POST /burst {count}               send `count` receipts for made-up ids back to back
 //   POST /reset                       forget submits, restore the default config
 const http = require('http');
 const smpp = require('smpp');
@@ -301,6 +302,16 @@ const control = http.createServer(async (req, res) => {
       const rec = known || {message_id: body.message_id, source: '', destination: ''};
       sendReceipt(bound[bound.length - 1], rec, body);
       return reply(res, 200, {known: Boolean(known)});
+    }
+    if (path === '/burst') {
+      // `count` receipts for made-up ids, back to back (for measuring how fast a client takes them in)
+      const bound = boundSessions().filter((s) => s.mode !== 'transmitter');
+      if (bound.length === 0) return reply(res, 409, {error: 'no bound session'});
+      const s = bound[bound.length - 1];
+      for (let i = 0; i < (body.count || 1); i++) {
+        sendReceipt(s, {message_id: String(9000000 + i), source: '7444', destination: '254700000001'}, {});
+      }
+      return reply(res, 200, {sent: body.count || 1});
     }
     if (path === '/mo') {
       const bound = boundSessions().filter((s) => s.mode !== 'transmitter');

@@ -222,6 +222,10 @@ class NodeSmsc:
             body["text_id"] = text_id
         return bool((await self._call("POST", "/receipt", body))["known"])
 
+    async def burst_receipts(self, count: int) -> None:
+        """Send `count` receipts (made-up ids) to the bound client back to back."""
+        await self._call("POST", "/burst", {"count": count})
+
     async def inject_mo(self, mo: MobileOriginated, wait_s: float = 5.0) -> int | None:
         """Send a deliver_sm; returns the client's deliver_sm_resp status (None when not waited for)."""
         answer = await self._call("POST", "/mo", {

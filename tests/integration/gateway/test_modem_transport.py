@@ -151,3 +151,16 @@ async def test_no_modem_on_the_port_is_not_connected(tmp_path: object) -> None:
     with pytest.raises(NotConnected):
         async with ModemTransport(config, Inbox().on_receipt, Inbox().on_inbound):
             pass
+
+
+async def test_lost_serial_line_reconnects() -> None:
+    inbox = Inbox()
+    fake = FakeModem()
+    await fake.__aenter__()
+    config = ModemConfig(port=fake.port, command_timeout_s=2, connect_timeout_s=5, serial_poll_s=0.05,
+                         reconnect_min_s=0.05, reconnect_max_s=0.1)
+    async with ModemTransport(config, inbox.on_receipt, inbox.on_inbound) as transport:
+        await fake.__aexit__()  # the modem is unplugged
+        await until(lambda: transport.state is TransportState.RECONNECTING)
+        with pytest.raises(NotConnected):
+            await transport.submit(OutboundSms(destination=METER, body=b"\x01"))

@@ -241,6 +241,17 @@ async def test_failing_handler_is_answered_with_a_temporary_error(smsc: NodeSmsc
         assert transport.state is TransportState.BOUND
 
 
+async def test_slow_handler_is_answered_with_a_temporary_error(smsc: NodeSmsc) -> None:
+    async def stuck(sms: InboundSms) -> None:
+        await asyncio.sleep(60)
+
+    cfg = config_for(smsc, handler_timeout_s=0.3)
+    async with SmppTransport(cfg, Inbox().on_receipt, stuck) as transport:
+        status = await smsc.inject_mo(MobileOriginated(source=METER, destination=SHORT_NUMBER, body=b"\x01"))
+        assert status == 0x64
+        assert transport.state is TransportState.BOUND
+
+
 async def test_drop_with_a_full_window_then_reconnect(smsc: NodeSmsc) -> None:
     inbox = Inbox()
     await smsc.configure(hold_responses=True)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meter_protocol import (
+    Ack,
+    AckResult,
     Direction,
     Message,
     Profile,
     ProtocolError,
     Reassembler,
+    TopUp,
     decode_frame,
     encode_frame,
     message_from_xml,
@@ -124,3 +128,43 @@ def test_any_frame_survives_segmentation(frame: bytes, reference: int) -> None:
     for part in parts:
         r, out = r.add(sender="m", body=part, has_udh=len(parts) > 1, now=T0)
     assert out == frame
+
+
+@FAST
+@given(
+    st.lists(st.tuples(st.integers(1, 40), st.integers(1, 10_000)), min_size=1, max_size=12),
+    st.randoms(use_true_random=False),
+)
+def test_top_ups_are_credited_exactly_once_whatever_the_network_does(
+    issued: list[tuple[int, int]], rnd: random.Random
+) -> None:
+    """Top-ups (transfer id, amount) sealed once each and re-issued under new counters, then delivered
+    duplicated and shuffled: each transfer id is credited at most once, and every ack that says it took
+    effect matches a credit."""
+    amounts: dict[int, int] = {}
+    frames = []
+    for counter, (transfer_id, first_amount) in enumerate(issued, start=1):
+        amount = amounts.setdefault(transfer_id, first_amount)  # a re-issue carries the same amount
+        frames.append(
+            encode_frame(TopUp(transfer_id, amount), meter_code=METER_CODE, key=KEY, key_id=0, counter=counter)
+        )
+    deliveries = frames + [rnd.choice(frames) for _ in range(len(frames))]
+    rnd.shuffle(deliveries)
+    meter = new_meter(METER_CODE, KEY)
+    credited: set[int] = set()
+    for frame in deliveries:
+        before = meter.credit_minor
+        meter, replies = receive(meter, frame, T0)
+        message = decode_frame(frame, key=KEY).message
+        assert isinstance(message, TopUp)
+        ack = decode_frame(replies[0], key=KEY).message
+        assert isinstance(ack, Ack)
+        if meter.credit_minor != before:
+            assert message.transfer_id not in credited
+            assert meter.credit_minor - before == message.amount_minor
+            assert ack.result is AckResult.OK
+            credited.add(message.transfer_id)
+        else:
+            assert ack.result is not AckResult.OK
+    assert meter.credit_minor == sum(amounts[t] for t in credited)
+    assert credited == set(amounts)  # 40 ids fit the 64-wide transfer window: nothing is lost
