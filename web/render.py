@@ -54,7 +54,11 @@ def money_point(point: Mapping[str, Any], currency: str) -> dict[str, Any]:
 def translate_code(value: object) -> str:
     """A stored code (a status, a stage, a command kind, a role, a title marked with N_) in the reader's
     language; never %-formatted, so data can hold any character."""
-    return i18n.load_catalogs()[i18n.current_language()].gettext(str(value)) if value else ""
+    if not value:
+        return ""
+    text = str(value)
+    translated = i18n.load_catalogs()[i18n.current_language()].gettext(text)
+    return translated.replace("_", " ") if translated == text and "_" in text and " " not in text else translated
 
 
 def setup_templates(app: web.Application) -> jinja2.Environment:
