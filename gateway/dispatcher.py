@@ -43,6 +43,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
@@ -223,7 +224,14 @@ class Dispatcher:
             if transport is None or transport.state is not TransportState.BOUND or room <= 0:
                 await self._sleep(self.config.poll_s)
                 continue
-            claimed = await self._claim(min(room, self.config.claim_batch))
+            try:
+                claimed = await self._claim(min(room, self.config.claim_batch))
+            except (SQLAlchemyError, OSError) as exc:
+                # The database is away: the commands wait in the outbox; keep trying (found by the operations
+                # reliability run, tests/reliability/test_database_outage.py).
+                log.warning("claiming commands failed (%s); trying again", type(exc).__name__)
+                await self._sleep(max(1.0, self.config.poll_s))
+                continue
             if not claimed:
                 await self._sleep(self.config.poll_s)
                 continue

@@ -7,9 +7,11 @@ database engine, the transport, the background workers) and releases them in rev
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -20,13 +22,16 @@ from billing.topup import on_command_settled
 from config import Settings
 from gateway.events import CommandSettled, GatewayEvent
 from gateway.keys import KeyRing
-from gateway.ports import Transport
+from gateway.ports import Transport, TransportState
 from smsmeter import __version__
 from smsmeter.masterkey import load_master_key
+from smsmeter.metrics import FleetCollector, Metrics, MetricsExporter
 from smsmeter.wiring import GatewayRuntime, running_gateway
 from store import migrate
 from store.engine import create_engine
 from store.uow import UnitOfWork
+from web import health as web_health
+from web import ops as web_ops
 from web.app import create_app
 from web.health import ComponentHealth, HealthReport
 from web.keys import Services
@@ -38,6 +43,18 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 UOW = web.AppKey("uow", UnitOfWork)
 KEYS = web.AppKey("keys", KeyRing)
 GATEWAY = web.AppKey("gateway", GatewayRuntime)
+MIGRATION_LOCK = 0x736D736D  # PostgreSQL advisory lock: one process migrates, the others wait for it
+
+
+class Role(enum.Enum):
+    """What a process runs. Several processes with different roles share one PostgreSQL database."""
+
+    WEB = "web"  # the REST API, console and portal, webhooks; exports the fleet metrics
+    GATEWAY = "gateway"  # the transport and the dispatcher: claims commands, sends them, takes receipts and replies
+    SCHEDULER = "scheduler"  # timers: retries and expiries, notices, reconciliation
+
+
+ALL_ROLES = frozenset(Role)
 
 
 @dataclass
@@ -45,8 +62,10 @@ class Runtime:
     """What the service holds while it runs; filled in by the cleanup context."""
 
     settings: Settings
+    roles: frozenset[Role] = ALL_ROLES
     engine: AsyncEngine | None = None
     transport: Transport | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 class _HealthCheck:
@@ -70,27 +89,78 @@ class _HealthCheck:
         return HealthReport(version=__version__, database=database, transport=transport)
 
 
-def build_app(settings: Settings) -> web.Application:
-    runtime = Runtime(settings)
+class _Readiness:
+    """Ready when the database answers and, in a process that runs the channel, the channel is bound."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def __call__(self) -> list[web_ops.Check]:
+        runtime = self._runtime
+        checks = []
+        if runtime.engine is None:
+            checks.append(web_ops.Check("database", False, "not started"))
+        else:
+            try:
+                async with asyncio.timeout(2), runtime.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                checks.append(web_ops.Check("database", True, runtime.engine.dialect.name))
+            except Exception as exc:  # any failure of the probe means not ready
+                checks.append(web_ops.Check("database", False, type(exc).__name__))
+        if Role.GATEWAY in runtime.roles:
+            state = runtime.transport.state if runtime.transport is not None else TransportState.STOPPED
+            kind = runtime.settings.transport.value
+            checks.append(web_ops.Check("transport", state is TransportState.BOUND, f"{kind} {state.value}"))
+        return checks
+
+
+async def _migrate(engine: AsyncEngine) -> None:
+    """Bring the schema up to date; with several processes starting at once on PostgreSQL, one at a time."""
+    if engine.dialect.name != "postgresql":
+        await migrate.upgrade(engine)
+        return
+    async with engine.connect() as lock:
+        await lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            await lock.commit()
+
+
+def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.Application:
+    runtime = Runtime(settings, roles)
+    health_check = _HealthCheck(runtime)
     services = Services()
-    app = create_app(
-        health_check=_HealthCheck(runtime),
-        services=services,
-        web_settings=settings.web,
-        radius_settings=settings.radius,
-        utility_name=settings.utility.name,
-        currency=settings.utility.currency,
-    )
-    if settings.web.session_secret is None:
-        log.warning("web.session_secret is not set: a random one is used, so sessions end when the service restarts")
+    if Role.WEB in roles:
+        app = create_app(
+            health_check=health_check,
+            services=services,
+            web_settings=settings.web,
+            radius_settings=settings.radius,
+            utility_name=settings.utility.name,
+            currency=settings.utility.currency,
+        )
+        if settings.web.session_secret is None:
+            log.warning(
+                "web.session_secret is not set: a random one is used, so sessions end when the service restarts"
+            )
+    else:  # a worker process answers only the operations endpoints
+        app = web.Application()
+        app[web_health.HEALTH_CHECK] = health_check
+        web_health.setup_routes(app)
+    exporter = MetricsExporter(runtime.metrics)
+    web_ops.setup_routes(app, readiness=_Readiness(runtime), export=exporter)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(
             settings.database.url, pool_size=settings.database.pool_size, echo=settings.database.echo
         )
         try:
-            await migrate.upgrade(engine)
+            await _migrate(engine)
             runtime.engine = engine
+            if Role.WEB in roles:
+                exporter.attach(FleetCollector(engine))
             app[ENGINE] = engine
             uow = app[UOW] = UnitOfWork(engine)
             services.uow = uow
@@ -104,15 +174,22 @@ def build_app(settings: Settings) -> web.Application:
                 if isinstance(event, CommandSettled):
                     await on_command_settled(uow, event, event.at or datetime.now(UTC))
 
-            async with running_gateway(settings, engine, keys, on_gateway_event) as gateway:
-                app[GATEWAY] = gateway
-                runtime.transport = gateway.transport
+            gateway_part: AbstractAsyncContextManager[GatewayRuntime | None] = (
+                running_gateway(settings, engine, keys, on_gateway_event, runtime.metrics)
+                if Role.GATEWAY in roles
+                else nullcontext(None)
+            )
+            async with gateway_part as gateway:
+                if gateway is not None:
+                    app[GATEWAY] = gateway
+                    runtime.transport = gateway.transport
                 log.info(
-                    "smsmeter %s ready: database %s, transport %s (%s), short number %s",
+                    "smsmeter %s ready (%s): database %s, transport %s (%s), short number %s",
                     __version__,
+                    ",".join(sorted(r.value for r in roles)),
                     engine.dialect.name,
                     settings.transport.value,
-                    gateway.transport.state.value,
+                    gateway.transport.state.value if gateway is not None else "not run by this process",
                     settings.short_number,
                 )
                 try:
@@ -125,6 +202,7 @@ def build_app(settings: Settings) -> web.Application:
                 await services.radius.close()
             services.uow = None
             runtime.engine = None
+            exporter.detach()
             await engine.dispose()
 
     app.cleanup_ctx.append(resources)

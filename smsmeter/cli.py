@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from smsmeter import __version__
 log = logging.getLogger("smsmeter")
 
 EXIT_CONFIG = 2
+EXIT_FAILED = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the web service, gateway workers and scheduler")
     serve.add_argument("--demo", action="store_true", help="load the demo utility first (idempotent)")
+    serve.add_argument(
+        "--role",
+        action="append",
+        choices=["web", "gateway", "scheduler", "all"],
+        help="what this process runs (repeatable; default all): web = API, console, portal, webhooks; gateway = the "
+        "SMS channel and dispatcher; scheduler = retries, expiries, notices, reconciliation",
+    )
 
     sub.add_parser("demo", help="load a small demo utility: subscribers, meters, a tariff, an operator")
 
@@ -43,17 +52,34 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("revision")
     db_sub.add_parser("current", help="print the database's revision")
 
+    backup = sub.add_parser("backup", help="write the whole database to FILE (pg_dump custom format / SQLite copy)")
+    backup.add_argument("file", metavar="FILE")
+    restore = sub.add_parser("restore", help="replace the database with the backup in FILE (stop the service first)")
+    restore.add_argument("file", metavar="FILE")
+    restore.add_argument("--replace", action="store_true", help="confirm that a non-empty database is replaced")
+
+    masterkey = sub.add_parser("masterkey", help="the master key that wraps meter keys at rest")
+    mk_sub = masterkey.add_subparsers(dest="masterkey_command", required=True)
+    rotate = mk_sub.add_parser("rotate", help="re-wrap every meter key under the new key in NEW_KEY_FILE (hex)")
+    rotate.add_argument("new_key_file", metavar="NEW_KEY_FILE")
+
     sub.add_parser("version", help="print the version")
     return parser
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from smsmeter.app import build_app
+def _roles(args: argparse.Namespace) -> str:
+    chosen = args.role if getattr(args, "role", None) else ["all"]
+    return "all" if "all" in chosen else ",".join(sorted(set(chosen)))
 
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter.app import ALL_ROLES, Role, build_app
+
+    roles = _roles(args)
     if args.demo:
         _run(_demo(settings))
     web.run_app(
-        build_app(settings),
+        build_app(settings, ALL_ROLES if roles == "all" else frozenset(Role(r) for r in roles.split(","))),
         host=settings.http.host,
         port=settings.http.port,
         print=lambda _msg: log.info("listening on http://%s:%s", settings.http.host, settings.http.port),
@@ -93,6 +119,57 @@ async def _db(settings: Settings, args: argparse.Namespace) -> None:
         await engine.dispose()
 
 
+async def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter.backup import BackupError, backup_database
+
+    try:
+        result = await backup_database(settings.database.url, Path(args.file))
+    except BackupError as exc:
+        print(f"smsmeter: backup failed: {exc.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"backup written: {result.path} ({result.backend}, {result.size_bytes} bytes)")
+    print("the master key is not in the backup: keep it safe separately", file=sys.stderr)
+    return 0
+
+
+async def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter.backup import BackupError, restore_database
+
+    try:
+        revision = await restore_database(settings.database.url, Path(args.file), replace=args.replace)
+    except BackupError as exc:
+        print(f"smsmeter: restore failed: {exc.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"database restored from {args.file}, at revision {revision or 'empty'}")
+    return 0
+
+
+async def _masterkey(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter.masterkey import load_master_key
+    from smsmeter.rekey import RotationError, rotate_master_key
+    from store.engine import create_engine
+
+    try:
+        new_key = bytes.fromhex((await asyncio.to_thread(Path(args.new_key_file).read_text)).strip())
+    except (OSError, ValueError) as exc:
+        print(f"smsmeter: cannot read a hexadecimal key from {args.new_key_file}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if len(new_key) not in (16, 32):
+        print("smsmeter: the new master key must be 32 or 64 hexadecimal digits", file=sys.stderr)
+        return EXIT_FAILED
+    engine = create_engine(settings.database.url)
+    try:
+        result = await rotate_master_key(engine, load_master_key(settings), new_key)
+    except RotationError as exc:
+        print(f"smsmeter: master key not rotated: {exc.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await engine.dispose()
+    print(f"meter keys re-wrapped: {result.rewrapped} (already under the new key: {result.already_new})")
+    print("now configure the new master key (SMSMETER_MASTER_KEY or <data_dir>/master.key) and start the service")
+    return 0
+
+
 def _run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -109,12 +186,15 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         return EXIT_CONFIG
     from smsmeter.logs import configure_logging
 
-    configure_logging(settings)
+    configure_logging(settings, _roles(args))
     commands: dict[str, Callable[[], int | None]] = {
         "serve": lambda: _serve(settings, args),
         "demo": lambda: _run(_demo(settings)),
         "simulate": lambda: _run(_simulate(settings, args)),
         "db": lambda: _run(_db(settings, args)),
+        "backup": lambda: asyncio.run(_backup(settings, args)),
+        "restore": lambda: asyncio.run(_restore(settings, args)),
+        "masterkey": lambda: asyncio.run(_masterkey(settings, args)),
     }
     try:
         return commands[args.command]() or 0

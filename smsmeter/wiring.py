@@ -27,6 +27,7 @@ from gateway.keys import KeyRing
 from gateway.ports import InboundHandler, ReceiptHandler, Transport
 from gateway.states import RetryPolicy
 from gateway.writegate import WriteGate
+from smsmeter.metrics import Metrics
 
 log = logging.getLogger("smsmeter")
 
@@ -111,7 +112,7 @@ def build_transport(
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, engine: AsyncEngine, keys: KeyRing, on_event: EventHandler
+    settings: Settings, engine: AsyncEngine, keys: KeyRing, on_event: EventHandler, metrics: Metrics | None = None
 ) -> AsyncIterator[GatewayRuntime]:
     gate = WriteGate.for_engine(engine)
     dispatcher = Dispatcher(engine, None, config=dispatch_config(settings), on_event=on_event, gate=gate)
@@ -129,7 +130,14 @@ async def running_gateway(
                 log.info("simulated network: %d reference meters answer", len(fleet))
 
         await refresh()
-    transport = build_transport(settings, dispatcher.on_receipt, inbound.on_sms, fleet, refresh)
+    on_receipt: ReceiptHandler = dispatcher.on_receipt
+    on_sms: InboundHandler = inbound.on_sms
+    if metrics is not None:
+        on_receipt, on_sms = metrics.receipt_handler(on_receipt), metrics.inbound_handler(on_sms)
+    transport = build_transport(settings, on_receipt, on_sms, fleet, refresh)
+    if metrics is not None:  # every submit timed and counted; the window is the SMPP one (0: not applicable)
+        transport = metrics.metered(transport)
+        metrics.watch_transport(transport, settings.smpp.window if settings.transport is TransportKind.SMPP else 0)
     dispatcher.transport = transport
     async with transport:
         tasks = [

@@ -1,4 +1,8 @@
-"""`GET /healthz`: is the service alive, and in what state are its database and transport."""
+"""`GET /healthz`: is the service alive, and in what state are its database and transport.
+
+Liveness only: it answers 200 whenever the process can answer at all ("degraded" in the body while the
+database is down), so an orchestrator does not restart a process that is waiting for its database to come back.
+Whether the process should take traffic is `/readyz` (web.ops), which answers 503 then."""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ HEALTH_CHECK = web.AppKey("health_check", HealthCheck)
 async def healthz(request: web.Request) -> web.Response:
     report = await request.app[HEALTH_CHECK]()
     body = {"status": "ok" if report.ok else "degraded", **asdict(report)}
-    return web.json_response(body, status=200 if report.ok else 503)
+    return web.json_response(body)
 
 
 def setup_routes(app: web.Application) -> None:

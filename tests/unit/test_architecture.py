@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
-PACKAGES = ["meter_protocol", "billing", "payments", "gateway", "web", "config", "store", "smsmeter"]
+PACKAGES = ["meter_protocol", "billing", "payments", "gateway", "web", "config", "store", "telemetry", "smsmeter"]
 
 
 def _sources(*packages: str) -> list[Path]:

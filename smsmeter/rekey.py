@@ -1,0 +1,55 @@
+"""Master-key rotation: re-wrap every stored meter key under a new master key, in one transaction.
+
+Meter keys themselves do not change (the meters never notice); only their wrapping at rest does. All or
+nothing: if any stored key does not unwrap under the current master key, nothing is written. Keys already
+wrapped under the new master key are left as they are, so running the rotation again is harmless.
+Stop the gateway processes first, rotate, put the new key in their configuration, start them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from store.crypto import unwrap_from_storage, wrap_for_storage
+from store.errors import KeyUnwrapError
+from store.schema.registry import meter_keys
+
+
+@dataclass(frozen=True, slots=True)
+class RotationResult:
+    rewrapped: int
+    already_new: int
+
+
+class RotationError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def rotate_master_key(engine: AsyncEngine, old_key: bytes, new_key: bytes) -> RotationResult:
+    if old_key == new_key:
+        raise RotationError("the new master key is the current one")
+    rewrapped = already = 0
+    async with engine.begin() as conn:
+        rows = (await conn.execute(select(meter_keys.c.id, meter_keys.c.wrapped_key).with_for_update())).all()
+        for row_id, wrapped in rows:
+            try:
+                key = unwrap_from_storage(old_key, wrapped)
+            except KeyUnwrapError:
+                try:
+                    unwrap_from_storage(new_key, wrapped)
+                except KeyUnwrapError:
+                    raise RotationError(
+                        f"meter key {row_id} unwraps under neither the current nor the new master key"
+                    ) from None
+                already += 1
+                continue
+            await conn.execute(
+                update(meter_keys).where(meter_keys.c.id == row_id).values(wrapped_key=wrap_for_storage(new_key, key))
+            )
+            rewrapped += 1
+    return RotationResult(rewrapped, already)

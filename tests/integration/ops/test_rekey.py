@@ -1,0 +1,82 @@
+"""Master-key rotation: every meter key re-wrapped under the new key, unchanged inside; all or nothing."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smsmeter.rekey import RotationError, rotate_master_key
+from store.crypto import unwrap_from_storage, wrap_for_storage
+from store.schema.registry import meter_keys, meters
+from tests.support import databases
+from tests.support.service import run_cli
+
+T0 = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+async def _meters_with_keys(engine: AsyncEngine, master: bytes, n: int) -> list[bytes]:
+    keys = [secrets.token_bytes(16) for _ in range(n)]
+    async with engine.begin() as conn:
+        for i, key in enumerate(keys):
+            meter_id = (
+                await conn.execute(
+                    insert(meters).values(code=f"8800{i:016d}", msisdn=f"3736900{i:04d}", installed_at=T0)
+                )
+            ).inserted_primary_key[0]
+            await conn.execute(
+                insert(meter_keys).values(
+                    meter_id=meter_id,
+                    key_id=0,
+                    wrapped_key=wrap_for_storage(master, key),
+                    status="active",
+                    created_at=T0,
+                )
+            )
+    return keys
+
+
+async def _unwrapped(engine: AsyncEngine, master: bytes) -> list[bytes]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(meter_keys.c.wrapped_key).order_by(meter_keys.c.id))).scalars().all()
+    return [unwrap_from_storage(master, w) for w in rows]
+
+
+async def test_rotation_rewraps_every_key_and_can_be_run_again(engine: AsyncEngine) -> None:
+    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
+    keys = await _meters_with_keys(engine, old, 5)
+    result = await rotate_master_key(engine, old, new)
+    assert (result.rewrapped, result.already_new) == (5, 0)
+    assert await _unwrapped(engine, new) == keys
+    again = await rotate_master_key(engine, old, new)
+    assert (again.rewrapped, again.already_new) == (0, 5)
+
+
+async def test_a_wrong_current_key_changes_nothing(engine: AsyncEngine) -> None:
+    old = secrets.token_bytes(32)
+    keys = await _meters_with_keys(engine, old, 3)
+    with pytest.raises(RotationError, match="unwraps under neither"):
+        await rotate_master_key(engine, secrets.token_bytes(32), secrets.token_bytes(32))
+    assert await _unwrapped(engine, old) == keys
+    with pytest.raises(RotationError, match="is the current one"):
+        await rotate_master_key(engine, old, old)
+
+
+def test_rotate_from_the_command_line(tmp_path: Path) -> None:
+    env = {"SMSMETER_DATABASE_URL": databases.sqlite_url(tmp_path)}
+    assert run_cli(["demo"], tmp_path, env).returncode == 0
+    new_key = tmp_path / "new.key"
+    new_key.write_text(secrets.token_hex(32) + "\n")
+    result = run_cli(["masterkey", "rotate", str(new_key)], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("meter keys re-wrapped: ")
+    assert int(result.stdout.split(":")[1].split()[0]) > 0
+    bad = tmp_path / "bad.key"
+    bad.write_text("not hex")
+    refused = run_cli(["masterkey", "rotate", str(bad)], tmp_path, env)
+    assert refused.returncode == 1
+    assert "cannot read a hexadecimal key" in refused.stderr
