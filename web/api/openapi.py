@@ -471,6 +471,102 @@ PATHS["/api/v1/reports/{name}"] = {
 }
 
 
+_SUBSCRIBER_FIELDS = {
+    "name": _STR,
+    "father_name": _NSTR,
+    "phone": _NSTR,
+    "email": _NSTR,
+    "language": _STR,
+    "contract_number": _NSTR,
+    "identity_document": _NSTR,
+    "family_size": {"type": ["integer", "null"]},
+    "rooms": {"type": ["integer", "null"]},
+    "registered_on": {"type": ["string", "null"], "format": "date"},
+    "ended_on": {"type": ["string", "null"], "format": "date"},
+    "status": {"type": "string", "enum": ["active", "suspended", "closed"]},
+    "old_code": _NSTR,
+    "normative_wh_month": {"type": ["integer", "null"]},
+    "tariff_id": {"type": ["integer", "null"]},
+}
+SCHEMAS["SubscriberFields"] = {"type": "object", "properties": _SUBSCRIBER_FIELDS, "additionalProperties": False}
+SCHEMAS["NewSubscriber"] = {
+    "type": "object",
+    "properties": {"code": {"type": "string", "pattern": "^[0-9]{15}$"}, **_SUBSCRIBER_FIELDS},
+    "required": ["code", "name"],
+    "additionalProperties": False,
+}
+SCHEMAS["PaymentReport"] = {
+    "type": "object",
+    "properties": {
+        "provider_ref": {
+            "type": "string",
+            "maxLength": 150,
+            "description": "your transaction id; a second report with it changes nothing",
+        },
+        "amount_minor": {"type": "integer", "minimum": 1},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "paid_at": {"type": "string", "format": "date-time"},
+        "subscriber_code": {"type": "string", "pattern": "^[0-9]{15}$"},
+        "meter_code": {"type": "string", "pattern": "^[0-9]{20}$"},
+    },
+    "required": ["provider_ref", "amount_minor", "subscriber_code"],
+}
+SCHEMAS["TopUp"] = _obj(
+    topup_id=_INT,
+    payment_id={"type": ["integer", "null"]},
+    command_id={"type": ["integer", "null"]},
+    state=_STR,
+    amount_minor=_MINOR,
+    recovered_minor=_MINOR,
+    vended_minor=_MINOR,
+    duplicate={"type": "boolean"},
+)
+
+
+def _json_body(ref: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+PATHS["/api/v1/subscribers"]["post"] = {
+    "operationId": "createSubscriber",
+    "summary": "Create a subscriber (and their account)",
+    "tags": ["subscribers"],
+    "requestBody": _json_body("NewSubscriber"),
+    "responses": {
+        **_ok({"$ref": "#/components/schemas/Subscriber"}, "created", "201"),
+        **_problem("409", "the code is taken"),
+        **_problem("422", "a field is not valid"),
+    },
+}
+PATHS["/api/v1/subscribers/{id}"]["patch"] = {
+    "operationId": "updateSubscriber",
+    "summary": "Change a subscriber's fields (history and audit kept)",
+    "tags": ["subscribers"],
+    "parameters": _ID,
+    "requestBody": _json_body("SubscriberFields"),
+    "responses": {
+        **_ok({"$ref": "#/components/schemas/Subscriber"}),
+        **_problem("404", "no such subscriber"),
+        **_problem("422", "a field is not valid"),
+    },
+}
+PATHS["/api/v1/payments"]["post"] = {
+    "operationId": "reportPayment",
+    "summary": "Report a payment taken elsewhere (a bank, a post office); billing applies it once",
+    "tags": ["payments"],
+    "requestBody": _json_body("PaymentReport"),
+    "responses": {
+        **_ok({"$ref": "#/components/schemas/TopUp"}, "applied", "201"),
+        "200": {
+            "description": "reported before: the first result",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TopUp"}}},
+        },
+        **_problem("404", "no such subscriber"),
+        **_problem("422", "not a valid payment"),
+    },
+}
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",

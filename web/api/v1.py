@@ -4,16 +4,19 @@ problem+json (RFC 9457) from the error middleware. Lists take `limit` (1-200) an
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from aiohttp import web
 
 import meter_protocol as mp
+from billing import registry as registry_service
+from billing import topup
+from billing.values import PaymentConfirmed
 from web.api.json import parse_time, read_json, respond
 from web.api.openapi import document
 from web.commands import command_from_fields, issue_command
-from web.errors import InvalidInput, NotFound, UnsupportedMediaType
-from web.keys import CLOCK, SERVICES
+from web.errors import InvalidInput, NotFound, ServiceUnavailable, UnsupportedMediaType
+from web.keys import CLOCK, CURRENCY, SERVICES
 from web.middleware import require_principal, uow_of
 from web.params import bounded_int, paging, path_id
 from web.permissions import PERMISSIONS, public, requires
@@ -61,6 +64,59 @@ async def subscriber(request: web.Request) -> web.Response:
         summary = await registry.subscriber_summary(conn, subscriber_id)
     if summary is None:
         raise NotFound("subscriber", subscriber_id)
+    return respond(summary)
+
+
+def _subscriber_fields(body: dict[str, object]) -> dict[str, object]:
+    fields = {k: v for k, v in body.items() if k != "code"}
+    for name in ("registered_on", "ended_on"):
+        raw = fields.get(name)
+        if isinstance(raw, str):
+            try:
+                fields[name] = date.fromisoformat(raw)
+            except ValueError:
+                raise InvalidInput(name, "must be a date, YYYY-MM-DD") from None
+    return fields
+
+
+@requires("subscribers.write")
+async def create_subscriber(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    code = body.get("code")
+    if not isinstance(code, str):
+        raise InvalidInput("code", "must be the 15-digit subscriber code")
+    principal = require_principal(request)
+    async with uow_of(request).begin() as conn:
+        created = await registry_service.create_subscriber(
+            conn,
+            principal.actor(client_address(request)),
+            code,
+            _subscriber_fields(body),
+            currency=request.app[CURRENCY],
+            now=request.app[CLOCK](),
+        )
+        summary = await registry.subscriber_summary(conn, created.id)
+    response = respond(summary, status=201)
+    response.headers["Location"] = f"{PREFIX}/subscribers/{created.id}"
+    return response
+
+
+@requires("subscribers.write")
+async def update_subscriber(request: web.Request) -> web.Response:
+    subscriber_id = path_id(request, what="subscriber")
+    body = await read_json(request)
+    if "code" in body:
+        raise InvalidInput("code", "a subscriber's code does not change")
+    principal = require_principal(request)
+    async with uow_of(request).begin() as conn:
+        await registry_service.update_subscriber(
+            conn,
+            principal.actor(client_address(request)),
+            subscriber_id,
+            _subscriber_fields(body),
+            request.app[CLOCK](),
+        )
+        summary = await registry.subscriber_summary(conn, subscriber_id)
     return respond(summary)
 
 
@@ -193,6 +249,58 @@ async def payments(request: web.Request) -> web.Response:
     return respond(page.as_json())
 
 
+@requires("payments.cash")
+async def record_payment(request: web.Request) -> web.Response:
+    """A payment taken elsewhere (a bank, a post office) that an integration reports: applied through
+    billing like any payment — ledger, debt recovery, credit to the meter — once per `provider_ref`."""
+    body = await read_json(request)
+    principal = require_principal(request)
+    ref = body.get("provider_ref")
+    amount = body.get("amount_minor")
+    if not isinstance(ref, str) or not 1 <= len(ref) <= 150:
+        raise InvalidInput("provider_ref", "your transaction id, 1-150 characters")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise InvalidInput("amount_minor", "a positive whole number of minor units")
+    code = body.get("subscriber_code")
+    if not isinstance(code, str):
+        raise InvalidInput("subscriber_code", "is required")
+    meter_code = body.get("meter_code")
+    if meter_code is not None and not isinstance(meter_code, str):
+        raise InvalidInput("meter_code", "must be a string")
+    paid_at = parse_time(body, "paid_at") or request.app[CLOCK]()
+    services = request.app[SERVICES]
+    if services.keys is None:
+        raise ServiceUnavailable("meter keys are not loaded")
+    result = await topup.apply_payment(
+        uow_of(request),
+        PaymentConfirmed(
+            provider=f"{principal.kind}:{principal.name}"[:30],
+            provider_ref=ref,
+            amount_minor=amount,
+            currency=str(body.get("currency") or request.app[CURRENCY]),
+            paid_at=paid_at,
+            subscriber_code=code,
+            meter_code=meter_code,
+        ),
+        request.app[CLOCK](),
+        keys=services.keys,
+        actor=principal.actor(client_address(request)),
+    )
+    return respond(
+        {
+            "topup_id": result.topup_id,
+            "payment_id": result.payment_id,
+            "command_id": result.command_id,
+            "state": result.state,
+            "amount_minor": result.amount.minor,
+            "recovered_minor": result.recovered.minor,
+            "vended_minor": result.vended.minor,
+            "duplicate": result.duplicate,
+        },
+        status=200 if result.duplicate else 201,
+    )
+
+
 @requires("notices.read")
 async def notices(request: web.Request) -> web.Response:
     limit, offset = paging(request.query)
@@ -289,7 +397,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/openapi.json", openapi)
     r.add_get(f"{PREFIX}/me", me)
     r.add_get(f"{PREFIX}/subscribers", subscribers)
+    r.add_post(f"{PREFIX}/subscribers", create_subscriber)
     r.add_get(f"{PREFIX}/subscribers/{{id}}", subscriber)
+    r.add_patch(f"{PREFIX}/subscribers/{{id}}", update_subscriber)
     r.add_get(f"{PREFIX}/subscribers/{{id}}/ledger", subscriber_ledger)
     r.add_get(f"{PREFIX}/meters", meters)
     r.add_get(f"{PREFIX}/meters/{{id}}", meter)
@@ -298,6 +408,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/commands/{{id}}", command)
     r.add_post(f"{PREFIX}/commands", issue)
     r.add_get(f"{PREFIX}/payments", payments)
+    r.add_post(f"{PREFIX}/payments", record_payment)
     r.add_get(f"{PREFIX}/notices", notices)
     r.add_get(f"{PREFIX}/wrong-sms", wrong_sms)
     r.add_get(f"{PREFIX}/alarms", alarms)
