@@ -49,7 +49,7 @@ async def test_lists_and_reports(client: TestClient, seeded: Seeded) -> None:
     assert 'data-testid="report-chart"' in page  # an inline SVG chart
     assert "$7.25" in page
     communication = await (await client.get("/console/communication")).text()
-    assert "top_up" in communication
+    assert "top up" in communication  # the command kind, readable
 
     response = await client.get("/console/reports/revenue.csv?days=7")
     assert response.status == 200
