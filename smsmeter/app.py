@@ -30,6 +30,7 @@ from smsmeter.wiring import GatewayRuntime, running_gateway
 from store import migrate
 from store.engine import create_engine
 from store.uow import UnitOfWork
+from telemetry import bind_ids
 from web import health as web_health
 from web import ops as web_ops
 from web.app import create_app
@@ -171,8 +172,9 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             async def on_gateway_event(event: GatewayEvent) -> None:
                 """What the gateway learns goes to billing (the arrow points one way: gateway never
                 imports billing)."""
-                if isinstance(event, CommandSettled):
-                    await on_command_settled(uow, event, event.at or datetime.now(UTC))
+                with bind_ids(command_id=getattr(event, "command_id", None), meter_id=getattr(event, "meter_id", None)):
+                    if isinstance(event, CommandSettled):
+                        await on_command_settled(uow, event, event.at or datetime.now(UTC))
 
             gateway_part: AbstractAsyncContextManager[GatewayRuntime | None] = (
                 running_gateway(settings, engine, keys, on_gateway_event, runtime.metrics)

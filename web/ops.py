@@ -6,11 +6,15 @@ The checks and the exporter come from the composition root through app keys; thi
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from aiohttp import web
 
+from telemetry import bind_ids
 from web.permissions import public
 
 
@@ -51,8 +55,30 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+@web.middleware
+async def correlation_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every request gets a request id (the caller's X-Request-ID when it is sane, else a new one), bound for the
+    request's log lines and echoed in the response."""
+    given = request.headers.get("X-Request-ID", "")
+    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    with bind_ids(request_id=request_id):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers["X-Request-ID"] = request_id
+            raise
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
 def setup_routes(app: web.Application, *, readiness: ReadinessCheck, export: MetricsExport) -> None:
     app[READINESS] = readiness
     app[METRICS_EXPORT] = export
+    app.middlewares.insert(0, correlation_middleware)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

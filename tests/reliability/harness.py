@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -43,6 +44,7 @@ from tests.peers.smsc import MobileOriginated, NodeSmsc, SmscError, Submit
 from tests.support.net import free_port
 from tests.support.service import ROOT, smsmeter_env
 
+_N = TypeVar("_N", int, float)
 MASTER_KEY_HEX = "5e" * 32
 SHORT_NUMBER = "7220"
 CURRENCY = "USD"
@@ -51,7 +53,7 @@ ACTOR = Actor("system", "reliability")
 FULL = os.environ.get("SMSMETER_RELIABILITY_FULL", "") not in ("", "0", "false", "no")
 
 
-def size(reduced: int, full: int) -> int:
+def size(reduced: _N, full: _N) -> _N:
     """The run's size: `reduced` by default, `full` with SMSMETER_RELIABILITY_FULL=1."""
     return full if FULL else reduced
 

@@ -15,8 +15,8 @@ from tests.reliability import harness
 
 
 async def test_kill_9_during_a_burst_then_restart(tmp_path: Path, postgres_url: str, smsc: NodeSmsc) -> None:
-    n_meters = harness.size(60, 1000)
-    n_top_ups = harness.size(300, 10_000)
+    n_meters = harness.size(40, 1000)
+    n_top_ups = harness.size(150, 10_000)
     engine: AsyncEngine = create_engine(postgres_url)
     try:
         customers = await harness.make_utility(engine, n_meters)

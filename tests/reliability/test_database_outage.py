@@ -30,11 +30,11 @@ async def test_the_database_away_for_10_seconds(
     tmp_path: Path, private_postgres: PrivateCluster, smsc: NodeSmsc
 ) -> None:
     url = private_postgres.url
-    n_top_ups = harness.size(240, 5_000)
+    n_top_ups = harness.size(120, 5_000)
     engine = create_engine(url)
     try:
         await migrate.upgrade(engine)
-        customers = await harness.make_utility(engine, harness.size(60, 800))
+        customers = await harness.make_utility(engine, harness.size(40, 800))
         fleet = harness.Fleet(customers)
         burst = harness.plan_burst(customers, n_top_ups, "outage")
         first, rest = harness.Burst(burst.payments[: n_top_ups // 2]), harness.Burst(burst.payments[n_top_ups // 2 :])

@@ -179,3 +179,47 @@ async def test_the_channel_is_metered() -> None:
     samples = _samples((await MetricsExporter(metrics)())[0])
     assert samples[("smsmeter_transport_bound", ())] == 0
     assert samples[("smsmeter_transport_state", (("state", "reconnecting"),))] == 1
+
+
+async def test_requests_carry_a_request_id_into_their_log_lines() -> None:
+    import logging
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from smsmeter.logs import CorrelationFilter, JsonFormatter
+    from web import ops
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.addFilter(CorrelationFilter())
+    handler.setFormatter(JsonFormatter("web"))
+    probe_log = logging.getLogger("smsmeter.test.probe")
+    probe_log.addHandler(handler)
+
+    async def ready() -> list[ops.Check]:
+        probe_log.warning("probing")
+        return [ops.Check("database", True)]
+
+    async def export() -> tuple[bytes, str]:
+        return b"", "text/plain"
+
+    app = web.Application()
+    ops.setup_routes(app, readiness=ready, export=export)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            given = await client.get("/readyz", headers={"X-Request-ID": "req-42"})
+            made = await client.get("/readyz", headers={"X-Request-ID": "bad id <script>"})
+            missing = await client.get("/nowhere")
+    finally:
+        probe_log.removeHandler(handler)
+    assert given.headers["X-Request-ID"] == "req-42"
+    assert len(made.headers["X-Request-ID"]) == 32
+    assert len(missing.headers["X-Request-ID"]) == 32
+    assert '"request_id": "req-42"' in lines[0]
+    assert made.headers["X-Request-ID"] in lines[1]

@@ -30,10 +30,10 @@ async def _scrape(http: aiohttp.ClientSession, base_url: str) -> dict[tuple[str,
 async def test_two_gateways_and_a_web_process_share_one_database(
     tmp_path: Path, postgres_url: str, smsc: NodeSmsc
 ) -> None:
-    n_top_ups = 400
+    n_top_ups = 150
     engine = create_engine(postgres_url)
     try:
-        customers = await harness.make_utility(engine, 80)
+        customers = await harness.make_utility(engine, 40)
         fleet = harness.Fleet(customers)
         burst = harness.plan_burst(customers, n_top_ups, "scale")
         env = harness.service_env(postgres_url, smsc, {"SMSMETER_GATEWAY_ACK_TIMEOUT_S": "120"})
