@@ -245,10 +245,10 @@ async def submitted(smsc: NodeSmsc) -> int:
     return len(await smsc.submits())
 
 
-async def wait_submitted(smsc: NodeSmsc, at_least: int, timeout_s: float = 120.0) -> int:
+async def wait_submitted(smsc: NodeSmsc, at_least: int, timeout_s: float | None = None) -> int:
     """Wait (long-polling the SMSC) until it has received `at_least` SMS; returns the count."""
     seen = await submitted(smsc)
-    async with asyncio.timeout(timeout_s):
+    async with asyncio.timeout(timeout_s if timeout_s is not None else size(120.0, 1800.0)):
         while seen < at_least:
             seen += len(await smsc.submits(seen, wait_s=1.0))
     return seen
