@@ -47,7 +47,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
-from gateway.errors import NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
+from gateway.bulk import among, insert_many, update_many
+from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
 from gateway.events import AlarmRaised, CommandSettled, EventHandler, GatewayEvent, ignore_event, publish
 from gateway.ports import OutboundSms, Receipt, Transport, TransportState
 from gateway.states import (
@@ -258,7 +259,6 @@ class Dispatcher:
                     ~exists().where(_dependency.c.id == commands.c.depends_on_id, _dependency.c.state.in_(_OPEN)),
                 ),
             )
-            .order_by(commands.c.next_attempt_at)
             .limit(limit)
         )
         if self._postgres:
@@ -287,7 +287,7 @@ class Dispatcher:
             for start in range(0, len(meter_ids), _CHUNK):
                 for m in await conn.execute(
                     select(meters.c.id, meters.c.msisdn, meters.c.app_port).where(
-                        meters.c.id.in_(meter_ids[start : start + _CHUNK])
+                        among(meters.c.id, meter_ids[start : start + _CHUNK], self._postgres)
                     )
                 ):
                     addresses[m.id] = (m.msisdn, m.app_port)
@@ -471,7 +471,7 @@ class Dispatcher:
         for start in range(0, len(ordered), _CHUNK):
             await conn.execute(
                 select(commands.c.id)
-                .where(commands.c.id.in_(ordered[start : start + _CHUNK]))
+                .where(among(commands.c.id, ordered[start : start + _CHUNK], True))
                 .order_by(commands.c.id)
                 .with_for_update(key_share=True)
             )
@@ -487,7 +487,7 @@ class Dispatcher:
                     command_parts.c.attempt,
                     command_parts.c.message_id,
                     command_parts.c.state,
-                ).where(command_parts.c.message_id.in_(ids[start : start + _CHUNK]))
+                ).where(among(command_parts.c.message_id, ids[start : start + _CHUNK], self._postgres))
             ):
                 parts[row.message_id] = row
         return parts
@@ -509,6 +509,10 @@ class Dispatcher:
                 d = after_throttle(now, self.config.throttle_pause_s)
                 reschedule.append({"c_id": c.id, "c_attempts": c.attempts, "c_next": d.retry_at, "c_status": None})
                 continue  # not an attempt: the parts that did go out are sent again with the rest
+            elif isinstance(r.error, InvalidPart):  # it can never be one SMS: resending will not help
+                detail = f"not sendable: {r.error.reason}"
+                finals.append(_Final(c.id, c.meter_id, c.kind, CommandState.FAILED, Source.DISPATCHER, detail))
+                reschedule.append({"c_id": c.id, "c_attempts": r.attempt, "c_next": None, "c_status": None})
             else:
                 status = r.error.status if isinstance(r.error, SmscRejected) else None
                 reason = r.error.name if isinstance(r.error, SmscRejected) else type(r.error).__name__
@@ -538,7 +542,15 @@ class Dispatcher:
                         "submitted_at": r.at,
                     }
                 )
-        if part_rows:
+        if part_rows and self._postgres:
+            await insert_many(
+                conn,
+                command_parts,
+                part_rows,
+                on_conflict="ON CONFLICT (command_id, attempt, seq) DO UPDATE SET message_id = excluded.message_id, "
+                "state = excluded.state, smsc_status = excluded.smsc_status, submitted_at = excluded.submitted_at",
+            )
+        elif part_rows:
             await conn.execute(_upsert_parts(conn), part_rows)
         if accepted:
             ids = [r.command.id for r in accepted]
@@ -548,7 +560,10 @@ class Dispatcher:
                     (
                         await conn.execute(
                             update(commands)
-                            .where(commands.c.id.in_(ids[start : start + _CHUNK]), commands.c.state == "0:0")
+                            .where(
+                                among(commands.c.id, ids[start : start + _CHUNK], self._postgres),
+                                commands.c.state == "0:0",
+                            )
                             .values(state=CommandState.ACCEPTED.value, updated_at=now)
                             .returning(commands.c.id)
                         )
@@ -582,7 +597,27 @@ class Dispatcher:
                         )
                     )
             self.stats.accepted += len(accepted)
-        if reschedule:
+        if reschedule and self._postgres:
+            await update_many(
+                conn,
+                commands,
+                [
+                    {
+                        "id": r["c_id"],
+                        "attempts": r["c_attempts"],
+                        "next_attempt_at": r["c_next"],
+                        "status": r["c_status"],
+                    }
+                    for r in reschedule
+                ],
+                # the attempt counts even when the meter's answer already settled the command
+                "attempts = v.attempts, next_attempt_at = CASE WHEN t.state IN ('0:0', '0:1', '1:0') "
+                "THEN v.next_attempt_at END, smsc_status = COALESCE(v.status, t.smsc_status), claimed_by = NULL, "
+                "claimed_until = NULL, updated_at = :now",
+                types={"status": "INTEGER"},
+                params={"now": now},
+            )
+        elif reschedule:
             await conn.execute(
                 update(commands)
                 .where(commands.c.id == bindparam("c_id"))
@@ -600,9 +635,15 @@ class Dispatcher:
                 reschedule,
             )
         if history:
-            await conn.execute(insert(command_history), history)
+            await self._insert_history(conn, history)
         if finals:
             await self._record_finals(conn, finals, now, batch)
+
+    async def _insert_history(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        if self._postgres:
+            await insert_many(conn, command_history, rows)
+        else:
+            await conn.execute(insert(command_history), rows)
 
     async def _record_finals(
         self, conn: AsyncConnection, finals: Sequence[_Final], now: datetime, batch: _Batch
@@ -696,7 +737,15 @@ class Dispatcher:
                 delivered_commands.add(part.command_id)
             else:
                 failed[part.command_id] = (part.attempt, outcome, f"{receipt.state.value} err {receipt.error_code}")
-        if mark:
+        if mark and self._postgres:
+            await update_many(
+                conn,
+                command_parts,
+                [{"id": m["p_id"], "state": m["p_state"], "at": m["p_at"], "err": m["p_err"]} for m in mark],
+                "state = v.state, delivered_at = v.at, smsc_status = COALESCE(v.err, t.smsc_status)",
+                types={"at": "TIMESTAMP WITH TIME ZONE", "err": "INTEGER"},
+            )
+        elif mark:
             await conn.execute(
                 update(command_parts)
                 .where(command_parts.c.id == bindparam("p_id"))
@@ -723,7 +772,9 @@ class Dispatcher:
                     func.count(),
                     func.sum(case((command_parts.c.state == "1:0", 1), else_=0)),
                 )
-                .where(command_parts.c.command_id.in_(chunk), command_parts.c.message_id.is_not(None))
+                .where(
+                    among(command_parts.c.command_id, chunk, self._postgres), command_parts.c.message_id.is_not(None)
+                )
                 .group_by(command_parts.c.command_id, command_parts.c.attempt)
             )
             complete.extend({cid for cid, _attempt, total, done in rows if total and done == total})
@@ -736,7 +787,7 @@ class Dispatcher:
                 (i, s)
                 for i, s in await conn.execute(
                     select(commands.c.id, commands.c.state).where(
-                        commands.c.id.in_(chunk), commands.c.state.in_(["0:0", "0:1"])
+                        among(commands.c.id, chunk, self._postgres), commands.c.state.in_(["0:0", "0:1"])
                     )
                 )
             )
@@ -745,15 +796,15 @@ class Dispatcher:
             changed = (
                 await conn.execute(
                     update(commands)
-                    .where(commands.c.id.in_(list(before)), commands.c.state.in_(["0:0", "0:1"]))
+                    .where(among(commands.c.id, list(before), self._postgres), commands.c.state.in_(["0:0", "0:1"]))
                     .values(state=CommandState.DELIVERED.value, updated_at=now)
                     .returning(commands.c.id)
                 )
             ).scalars()
             moved.extend((i, before[i]) for i in changed)
         if moved:
-            await conn.execute(
-                insert(command_history),
+            await self._insert_history(
+                conn,
                 [
                     _history(i, CommandState(s), CommandState.DELIVERED, now, Source.RECEIPT, "every part delivered")
                     for i, s in moved
@@ -777,7 +828,7 @@ class Dispatcher:
                 commands.c.state,
                 commands.c.attempts,
                 commands.c.claimed_until,
-            ).where(commands.c.id.in_(sorted(failed)))
+            ).where(among(commands.c.id, sorted(failed), self._postgres))
         )
         finals: list[_Final] = []
         for row in rows:
@@ -810,6 +861,8 @@ def _is_open() -> Any:
 
 
 def _severity(error: TransportError) -> int:
+    if isinstance(error, InvalidPart):
+        return 4
     if isinstance(error, SmscRejected) and not isinstance(error, Throttled):
         return 3
     if isinstance(error, Throttled | NotConnected):

@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
+from gateway.bulk import among, insert_many, update_many
 from gateway.events import (
     AlarmRaised,
     BalanceReported,
@@ -206,7 +207,9 @@ class Inbound:
         for start in range(0, len(ordered), _CHUNK):
             stmt = (
                 select(meters.c.id, meters.c.msisdn, meters.c.code, meters.c.in_highest, meters.c.in_bitmap)
-                .where(meters.c.msisdn.in_(ordered[start : start + _CHUNK]), meters.c.status == "active")
+                .where(
+                    among(meters.c.msisdn, ordered[start : start + _CHUNK], self._postgres), meters.c.status == "active"
+                )
                 .order_by(meters.c.id)
             )
             if self._postgres:
@@ -348,7 +351,14 @@ class Inbound:
         work.wrong.append(_wrong_row(meter_id, sms.source, sms.destination, body, reason, detail, sms.received_at))
 
     async def _write(self, conn: AsyncConnection, work: _Work, now: datetime) -> None:
-        if work.windows:
+        if work.windows and self._postgres:
+            await update_many(
+                conn,
+                meters,
+                [{"id": m, "in_highest": w.highest, "in_bitmap": w.bitmap} for m, w in sorted(work.windows.items())],
+                "in_highest = v.in_highest, in_bitmap = v.in_bitmap",
+            )
+        elif work.windows:
             await conn.execute(
                 update(meters)
                 .where(meters.c.id == bindparam("w_id"))
@@ -385,7 +395,7 @@ class Inbound:
             for start in range(0, len(ids), _CHUNK):
                 locked = await conn.execute(
                     select(commands.c.id, commands.c.state)
-                    .where(commands.c.id.in_(ids[start : start + _CHUNK]))
+                    .where(among(commands.c.id, ids[start : start + _CHUNK], True))
                     .order_by(commands.c.id)
                     .with_for_update(key_share=True)
                 )
@@ -432,7 +442,22 @@ class Inbound:
             work.events.append(
                 CommandSettled(row.id, meter_id, row.kind, target.value, reason, at=now, credit_minor=ack.credit_minor)
             )
-        if updates:
+        if updates and self._postgres:
+            await update_many(
+                conn,
+                commands,
+                [
+                    {"id": u["a_id"], "state": u["a_state"], "reason": u["a_reason"], "was": u["a_from"]}
+                    for u in updates
+                ],
+                "state = v.state, result_reason = v.reason, next_attempt_at = NULL, claimed_by = NULL, "
+                "claimed_until = NULL, updated_at = :now, final_at = :now",
+                where="AND t.state = v.was",
+                types={"reason": "VARCHAR", "was": "VARCHAR"},
+                params={"now": now},
+            )
+            await insert_many(conn, command_history, history)
+        elif updates:
             await conn.execute(
                 update(commands)
                 .where(commands.c.id == bindparam("a_id"), commands.c.state == bindparam("a_from"))

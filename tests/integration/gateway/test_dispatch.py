@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import meter_protocol as mp
-from gateway.errors import NotConnected, SubmitTimeout
+from gateway.errors import InvalidPart, NotConnected, SubmitTimeout
 from gateway.events import AlarmRaised, CommandSettled
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_commands, get_command
@@ -260,16 +260,14 @@ async def test_a_dependent_command_waits_for_its_predecessor_and_is_cancelled_if
             NOW,
         )
     async with running_gateway(engine, fleet, network=network) as gw:
-        await gw.wait_for(lambda: len(network.submitted) == 2)
-        await gw.wait_for(lambda: gw.dispatcher.stats.accepted == 2)
+        await gw.wait_for(lambda: len(network.submitted) == 2)  # the two top-ups; the relays wait
         assert {s.sms.destination for s in network.submitted} == {first.msisdn, second.msisdn}
-        network.auto_replies = True
-        await network.reply(
-            network.submitted[0] if network.submitted[0].sms.destination == first.msisdn else network.submitted[1]
-        )
+        await network.reply(next(s for s in network.submitted if s.sms.destination == first.msisdn))
         await gw.wait_final([credit])
         async with engine.begin() as conn:  # the second top-up is rejected by its meter, say
             await conn.execute(update(commands).where(commands.c.id == failing).values(state="rejected_meter"))
+        await gw.wait_for(lambda: len(network.submitted) == 3)  # now the first relay goes
+        await network.reply(network.submitted[2])
         await gw.wait_final([relay_ok, relay_cancelled])
     async with engine.connect() as conn:
         ok = await get_command(conn, relay_ok)
@@ -297,3 +295,15 @@ async def test_a_crashed_dispatchers_claims_expire_and_another_sends_them(engine
     async with engine.connect() as conn:
         parts = await conn.scalar(select(func.count()).select_from(command_parts))
     assert parts == 5
+
+
+async def test_a_part_that_can_never_be_an_sms_fails_at_once(engine: AsyncEngine) -> None:
+    (meter,) = await seed(engine, 1)
+    fleet = fleet_of([meter])
+    network = ScriptedNetwork(fleet, script=[InvalidPart("not a phone number")])
+    (command_id,) = await enqueue(engine, [CommandRequest(meter.id, mp.Ping(), "operator:x")])
+    async with running_gateway(engine, fleet, network=network) as gw:
+        view = await gw.wait_view(command_id, lambda v: v.is_final)
+    assert view.state is CommandState.FAILED
+    assert "not a phone number" in (view.result_reason or "")
+    assert view.attempts == 1

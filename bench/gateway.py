@@ -1,0 +1,320 @@
+"""End-to-end gateway throughput on PostgreSQL: persist → encrypt → submit → receipt → ack → 1:1.
+
+In one run, against the node-smpp SMSC (tests/peers/smsc.js) on loopback:
+- the bare smpplib ceiling: submit + receipt, no persistence (bench.gateway_transport);
+- commands/s end to end: top-ups enqueued (sealed, persisted in 0:0), then drained by the dispatcher over
+  `gateway.smpp.SmppTransport`; every submit is handed to a fleet of reference meters (in a process of
+  their own, fed through the SMSC's control API) whose signed acknowledgements come back as MO
+  deliver_sm and are verified by the inbound path: counted from the first claim to the last command at
+  1:1 — printed with its ratio to the ceiling;
+- the same loop against the simulated SMSC behind a real SMPP port (gateway.smpp_server, what
+  `smsmeter simulate` serves), where the meters answer in process;
+- the enqueue rate (bulk outbox: counters, sealing, rows) and receipts ingested/s (the dispatcher's
+  batched receipt path alone).
+
+    python -m bench.gateway [--commands 20000] [--meters 5000] [--window 64]
+
+Needs PostgreSQL (SMSMETER_TEST_POSTGRES_URL or 127.0.0.1:5432) and node. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import meter_protocol as mp
+from bench.gateway_transport import bare_smpplib_ceiling
+from gateway.dispatcher import DispatchConfig, Dispatcher
+from gateway.fleet import Fleet, fleet_responder
+from gateway.inbound import Inbound
+from gateway.keys import KeyRing
+from gateway.outbox import CommandRequest, enqueue_commands
+from gateway.ports import InboundHandler, Receipt, ReceiptHandler, ReceiptState, Transport
+from gateway.simulator import SimulatedSmsc, SimulatorConfig
+from gateway.smpp import SmppConfig, SmppTransport
+from gateway.smpp_server import SmppServerConfig, SmppSimulatorServer
+from gateway.states import RetryPolicy
+from gateway.writegate import WriteGate
+from store import migrate
+from store.engine import create_engine
+from store.schema.commands import command_parts, commands
+from tests.integration.gateway.outbox_fixtures import MASTER_KEY, SeededMeter, add_meters
+from tests.peers.smsc import NodeSmsc
+from tests.support import databases
+
+SHORT_NUMBER = "7220"
+KEYS = KeyRing(MASTER_KEY)
+
+
+async def fresh_database() -> tuple[str, Callable[[], None]]:
+    admin = databases.postgres_admin_url()
+    url = await asyncio.to_thread(databases.create_postgres_database, admin)
+    engine = create_engine(url)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    return url, lambda: databases.drop_postgres_database(admin, url)
+
+
+async def empty(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "TRUNCATE commands, command_parts, command_history, wrong_sms, readings, "
+                "balance_reports, alarms, meter_keys, meters RESTART IDENTITY CASCADE"
+            )
+        )
+
+
+async def seed(engine: AsyncEngine, meters: int, commands_n: int) -> tuple[list[SeededMeter], float]:
+    """Meters, then `commands_n` top-ups spread over them; returns the meters and enqueue commands/s."""
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        fleet = await add_meters(conn, meters, now)
+    requests = [
+        CommandRequest(fleet[i % meters].id, mp.TopUp(1 + i // meters, 100), "bench:topup") for i in range(commands_n)
+    ]
+    started = time.perf_counter()
+    for start in range(0, len(requests), 10_000):
+        async with engine.begin() as conn:
+            await enqueue_commands(conn, KEYS, requests[start : start + 10_000], now)
+    return fleet, commands_n / (time.perf_counter() - started)
+
+
+def fleet_of(meters: list[SeededMeter]) -> Fleet:
+    fleet = Fleet()
+    for m in meters:
+        fleet.add(m.msisdn, m.code, m.key)
+    return fleet
+
+
+async def count_processed(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(commands).where(commands.c.state == "1:1")) or 0)
+
+
+def _meters_process(control_port: int, meters: list[tuple[str, str, bytes]], ready: Any, concurrency: int) -> None:
+    """The reference meters in a process of their own (they are not the gateway's work): poll the SMSC's
+    submits, let the meters answer, inject the replies as MO, `concurrency` requests at a time."""
+    import aiohttp
+
+    fleet = Fleet()
+    for msisdn, code, key in meters:
+        fleet.add(msisdn, code, key)
+
+    async def run() -> None:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{control_port}") as http:
+
+            async def pump() -> None:
+                since = 0
+                while True:
+                    async with http.get("/submits", params={"since": str(since), "wait_ms": "1000"}) as resp:
+                        batch = (await resp.json())["submits"]
+                    for d in batch:
+                        body = bytes.fromhex(d["body_hex"])
+                        for r in fleet.answer(d["destination"], body, bool((d["esm_class"] or 0) & 0x40)):
+                            queue.put_nowait(
+                                {
+                                    "source": r.source,
+                                    "destination": SHORT_NUMBER,
+                                    "body_hex": r.body.hex(),
+                                    "esm_class": 0x40 if r.has_udh else 0,
+                                    "data_coding": 4,
+                                    "wait_ms": 0,
+                                }
+                            )
+                    since += len(batch)
+
+            async def inject() -> None:
+                while True:
+                    mo = await queue.get()
+                    while True:
+                        async with http.post("/mo", json=mo) as resp:
+                            if resp.status == 200:
+                                break
+                        await asyncio.sleep(0.05)
+
+            ready.set()
+            await asyncio.gather(pump(), *(inject() for _ in range(concurrency)))
+
+    asyncio.run(run())
+
+
+@contextlib.contextmanager
+def node_meters(smsc: NodeSmsc, meters: list[SeededMeter], concurrency: int = 16) -> Iterator[None]:
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    process = ctx.Process(
+        target=_meters_process,
+        args=(smsc.control_port, [(m.msisdn, m.code, m.key) for m in meters], ready, concurrency),
+        daemon=True,
+    )
+    process.start()
+    ready.wait(30)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+async def drain(
+    engine: AsyncEngine,
+    total: int,
+    make_transport: Callable[[ReceiptHandler, InboundHandler], Transport],
+    window: int,
+    timeout_s: float,
+) -> tuple[float, Dispatcher, Inbound]:
+    """Run dispatcher + inbound over a transport until `total` commands are 1:1; commands/s."""
+    gate = WriteGate.for_engine(engine)
+    config = DispatchConfig(
+        policy=RetryPolicy(max_attempts=5, retry_base_s=5, ack_timeout_s=600),
+        claim_batch=1000,
+        max_in_flight=window * 8,
+        poll_s=0.05,
+    )
+    dispatcher = Dispatcher(engine, None, config=config, gate=gate)
+    inbound = Inbound(engine, KEYS, SHORT_NUMBER, gate=gate)
+    transport = make_transport(dispatcher.on_receipt, inbound.on_sms)
+    dispatcher.transport = transport
+    async with transport:
+        started = time.perf_counter()
+        tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(inbound.run())]
+        try:
+            async with asyncio.timeout(timeout_s):
+                while await count_processed(engine) < total:  # noqa: ASYNC110 - polls the database
+                    await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - started
+        finally:
+            dispatcher.stop()
+            inbound.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return total / elapsed, dispatcher, inbound
+
+
+async def receipts_ingested(engine: AsyncEngine, count: int) -> float:
+    """Receipts/s through the dispatcher's receipt path: parts at 0:1, their receipts arriving together."""
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        ids = (await conn.execute(select(commands.c.id).order_by(commands.c.id).limit(count))).scalars().all()
+        await conn.execute(commands.update().values(state="0:1", next_attempt_at=None))
+        await conn.execute(command_parts.delete())
+        await conn.execute(
+            command_parts.insert(),
+            [
+                {
+                    "command_id": i,
+                    "seq": 1,
+                    "body": b"x",
+                    "attempt": 1,
+                    "message_id": f"r{i}",
+                    "state": "0:1",
+                    "submitted_at": now,
+                }
+                for i in ids
+            ],
+        )
+    dispatcher = Dispatcher(engine, None, gate=WriteGate.for_engine(engine))
+    task = asyncio.create_task(dispatcher.run())
+    started = time.perf_counter()
+    await asyncio.gather(*(dispatcher.on_receipt(Receipt(f"r{i}", ReceiptState.DELIVERED, 0, now)) for i in ids))
+    elapsed = time.perf_counter() - started
+    dispatcher.stop()
+    await task
+    return len(ids) / elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commands", type=int, default=20_000)
+    parser.add_argument("--meters", type=int, default=5_000)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    logging.getLogger("smpp").setLevel(logging.CRITICAL)
+    logging.basicConfig(level=logging.WARNING)
+    url, drop = await fresh_database()
+    engine = create_engine(url, pool_size=10)
+    try:
+        async with NodeSmsc() as smsc:
+            bare = await asyncio.to_thread(
+                bare_smpplib_ceiling,
+                smsc.host,
+                smsc.smpp_port,
+                smsc.system_id,
+                smsc.password,
+                args.commands,
+                args.window,
+                41,
+            )
+            await smsc.reset()
+            meters, enqueue_rate = await seed(engine, args.meters, args.commands)
+
+            def over_node(on_receipt: ReceiptHandler, on_inbound: InboundHandler) -> Transport:
+                cfg = SmppConfig(
+                    host=smsc.host,
+                    port=smsc.smpp_port,
+                    system_id=smsc.system_id,
+                    password=smsc.password,
+                    source_addr=SHORT_NUMBER,
+                    window=args.window,
+                )
+                return SmppTransport(cfg, on_receipt, on_inbound)
+
+            with node_meters(smsc, meters):
+                e2e, dispatcher, inbound = await drain(engine, args.commands, over_node, args.window, args.timeout)
+        d, i = dispatcher.stats, inbound.stats
+        receipts_rate = await receipts_ingested(engine, min(args.commands, 20_000))
+
+        await empty(engine)
+        meters, _ = await seed(engine, args.meters, args.commands)
+        fleet = fleet_of(meters)
+        simulator = SimulatedSmsc(SimulatorConfig(short_number=SHORT_NUMBER), random.Random(1), fleet_responder(fleet))
+        async with SmppSimulatorServer(SmppServerConfig(), simulator) as server:
+
+            def over_simulator(on_receipt: ReceiptHandler, on_inbound: InboundHandler) -> Transport:
+                cfg = SmppConfig(
+                    host="127.0.0.1",
+                    port=server.port,
+                    system_id="bench",
+                    password="bench",
+                    source_addr=SHORT_NUMBER,
+                    window=args.window,
+                )
+                return SmppTransport(cfg, on_receipt, on_inbound)
+
+            simulated, _, _ = await drain(engine, args.commands, over_simulator, args.window, args.timeout)
+    finally:
+        await engine.dispose()
+        await asyncio.to_thread(drop)
+
+    print(
+        f"{args.commands} top-ups to {args.meters} meters, PostgreSQL, window {args.window}, loopback, "
+        f"{d.batches} dispatcher batches, {i.batches} inbound batches"
+    )
+    print(f"enqueue (counter, seal, persist 0:0)       : {enqueue_rate:9.0f} commands/s")
+    print(f"bare smpplib ceiling (submit + receipt)    : {bare:9.0f} messages/s")
+    print(f"end to end over node-smpp SMSC (0:0 → 1:1) : {e2e:9.0f} commands/s  ({e2e / bare:.2f} of the ceiling)")
+    print(f"end to end over gateway.smpp_server        : {simulated:9.0f} commands/s")
+    print(f"receipts ingested                          : {receipts_rate:9.0f} receipts/s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,76 @@
+"""Many rows in one statement on PostgreSQL: `INSERT … SELECT * FROM unnest(arrays)` and
+`UPDATE … FROM unnest(arrays)`, one array per column.
+
+An executemany runs one statement per row on the server; a batch of receipts or acknowledgements that
+arrive together should cost one statement (field notes: ~350 commands/s with a statement per step, some
+27,000/s batched this way). SQLite has no arrays: there the callers keep their executemany, which is
+cheap in process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, any_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+def _array_type(conn: AsyncConnection, table: Table, column: str, types: Mapping[str, str]) -> str:
+    if column in types:
+        return types[column]
+    return str(table.c[column].type.compile(dialect=conn.dialect))
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    return list(rows[0])
+
+
+def _arrays(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> dict[str, list[Any]]:
+    return {f"a_{c}": [r[c] for r in rows] for c in columns}
+
+
+async def insert_many(
+    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]], *, on_conflict: str = ""
+) -> None:
+    """Insert `rows` (all with the same keys, values as the column stores them) in one statement."""
+    if not rows:
+        return
+    columns = _columns(rows)
+    unnest = ", ".join(f"CAST(:a_{c} AS {_array_type(conn, table, c, {})}[])" for c in columns)
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({unnest}) {on_conflict}"
+    await conn.execute(text(sql), _arrays(rows, columns))
+
+
+async def update_many(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    assignments: str,
+    *,
+    key: str = "id",
+    where: str = "",
+    types: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> None:
+    """`UPDATE table AS t SET <assignments> FROM unnest(...) AS v(...) WHERE t.<key> = v.<key> <where>`.
+    `assignments` and `where` name the row values as `v.<name>` and the table as `t`; `types` gives the
+    PostgreSQL type of a value that is not a column of `table`; `params` are plain bound parameters."""
+    if not rows:
+        return
+    columns = _columns(rows)
+    unnest = ", ".join(f"CAST(:a_{c} AS {_array_type(conn, table, c, types or {})}[])" for c in columns)
+    sql = (
+        f"UPDATE {table.name} AS t SET {assignments} FROM unnest({unnest}) AS v({', '.join(columns)}) "
+        f"WHERE t.{key} = v.{key} {where}"
+    )
+    await conn.execute(text(sql), {**_arrays(rows, columns), **(params or {})})
+
+
+def among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`: one parameter instead of one per value
+    (a thousand-value IN list costs more to build than to run)."""
+    if postgres:
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    return column.in_(list(values))  # type: ignore[no-any-return]
