@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -84,7 +84,8 @@ def _state(row: Any, currency: str) -> ArrearsState:
 
 async def _batch(
     conn: AsyncConnection,
-    ids: list[int],
+    lo: int,
+    hi: int,
     policy: ArrearsPolicy,
     calendar: FriendlyCalendar,
     now: datetime,
@@ -92,13 +93,25 @@ async def _batch(
     utility: str,
     report: SweepReport,
 ) -> None:
-    lo, hi = ids[0], ids[-1]
     e, a, s, ar = L.ledger_entries.c, L.accounts.c, R.subscribers.c, L.arrears.c
     debt = (
         select(e.account_id, func.sum(e.amount_minor).label("debt"))
         .where(e.book == "debt", e.account_id >= lo, e.account_id <= hi)
         .group_by(e.account_id)
-        .subquery()
+        .cte("debt")
+    )
+    # Only the few accounts with a debt or an open episode are joined to their subscribers (by key).
+    candidates = (
+        select(debt.c.account_id.label("account_id"))
+        .where(debt.c.debt < 0)
+        .union(
+            select(ar.account_id).where(
+                ar.account_id >= lo,
+                ar.account_id <= hi,
+                or_(ar.overdue_since.is_not(None), ar.disconnected_at.is_not(None)),
+            )
+        )
+        .cte("candidates")
     )
     rows = (
         await conn.execute(
@@ -122,16 +135,13 @@ async def _batch(
                 ar.disconnect_command_id,
             )
             .select_from(
-                L.accounts.join(R.subscribers, s.id == a.subscriber_id)
+                candidates.join(L.accounts, a.id == candidates.c.account_id)
+                .join(R.subscribers, s.id == a.subscriber_id)
                 .outerjoin(debt, debt.c.account_id == a.id)
-                .outerjoin(L.arrears, ar.account_id == a.id)
+                .outerjoin(L.arrears, and_(ar.account_id == a.id, ar.account_id >= lo, ar.account_id <= hi))
             )
-            .where(
-                a.id >= lo,
-                a.id <= hi,
-                s.status != "closed",
-                or_(debt.c.debt < 0, ar.overdue_since.is_not(None), ar.disconnected_at.is_not(None)),
-            )
+            # the range again, so that every table is read by key range, never scanned whole
+            .where(s.status != "closed", a.id >= lo, a.id <= hi)
         )
     ).all()
     report.accounts += len(rows)
@@ -228,9 +238,12 @@ async def _batch(
             for (row, req), cid in zip(requests, ids_, strict=True)
             if isinstance(req.message, mp.RelayOff)
         }
+        wanted_off = {row.account_id for row, direction, _ in relay if direction == "off"}
         for st in states:
             if st["account_id"] in command_of:
                 st["disconnect_command_id"] = command_of[st["account_id"]]
+            elif st["account_id"] in wanted_off:  # no active meter to cut off: not disconnected
+                st["disconnected_at"] = None
         report.disconnects += len(command_of)
     if states:
         stmt, values = _upsert_arrears(conn, states)
@@ -248,7 +261,7 @@ async def run_arrears_sweep(
     *,
     keys: KeyRing,
     utility: str,
-    batch_size: int = 5000,
+    batch_size: int = 20000,
 ) -> SweepReport:
     """Sweep every account once. Safe to re-run at any time: penalties, notices and commands are keyed by
     (account, episode, period/stage), so a second run at the same moment changes nothing."""
@@ -268,21 +281,13 @@ async def run_arrears_sweep(
                         calendar.weekend_days,
                         calendar.holidays | holidays,
                     )
-            ids = list(
-                (
-                    await conn.scalars(
-                        select(L.accounts.c.id)
-                        .where(L.accounts.c.id > last)
-                        .order_by(L.accounts.c.id)
-                        .limit(batch_size)
-                    )
-                ).all()
-            )
-            if not ids:
+            page = select(L.accounts.c.id).where(L.accounts.c.id > last).order_by(L.accounts.c.id).limit(batch_size)
+            hi = await conn.scalar(select(func.max(page.subquery().c.id)))
+            if hi is None:
                 break
-            await _batch(conn, ids, policy, calendar, now, keys, utility, report)
+            await _batch(conn, last + 1, int(hi), policy, calendar, now, keys, utility, report)
         report.batches += 1
-        last = ids[-1]
+        last = int(hi)
     report.seconds = time.perf_counter() - started
     log.info(
         "arrears sweep: %s accounts in arrears, %s penalties, %s notices, %s disconnects, %s reconnects, deferred %s "

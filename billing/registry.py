@@ -663,3 +663,25 @@ async def meters_in_group(
     if meter_ids is not None:
         stmt = stmt.where(m.id.in_(list(meter_ids)))
     return list((await conn.scalars(stmt.order_by(m.id))).all())
+
+
+async def list_regions(conn: AsyncConnection) -> list[dict[str, str]]:
+    rows = await conn.execute(select(R.regions).order_by(R.regions.c.code))
+    return [dict(r._mapping) for r in rows]
+
+
+async def list_settlements(conn: AsyncConnection, region_code: str | None = None) -> list[dict[str, str]]:
+    stmt = select(R.settlements).order_by(R.settlements.c.region_code, R.settlements.c.code)
+    if region_code is not None:
+        stmt = stmt.where(R.settlements.c.region_code == region_code)
+    return [dict(r._mapping) for r in await conn.execute(stmt)]
+
+
+async def list_transformers(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = await conn.execute(select(R.transformers).order_by(R.transformers.c.code))
+    return [dict(r._mapping) for r in rows]
+
+
+async def list_holidays(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = await conn.execute(select(R.holidays).order_by(R.holidays.c.day))
+    return [dict(r._mapping) for r in rows]

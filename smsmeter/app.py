@@ -12,18 +12,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing.topup import on_command_settled
+from billing.sms_text import TransportTextSender
 from config import Settings
-from gateway.events import CommandSettled, GatewayEvent
+from gateway.events import GatewayEvent
 from gateway.keys import KeyRing
 from gateway.ports import Transport, TransportState
 from smsmeter import __version__
+from smsmeter.billing_setup import BILLING, build_billing, start_billing_jobs, stop_jobs
 from smsmeter.masterkey import load_master_key
 from smsmeter.metrics import FleetCollector, Metrics, MetricsExporter
 from smsmeter.wiring import GatewayRuntime, running_gateway
@@ -168,13 +168,13 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             if settings.radius.enabled:
                 services.radius = RadiusPasswordChecker(settings.radius)
             keys = app[KEYS] = KeyRing(load_master_key(settings))
+            billing = app[BILLING] = build_billing(settings, uow, keys)
 
             async def on_gateway_event(event: GatewayEvent) -> None:
                 """What the gateway learns goes to billing (the arrow points one way: gateway never
                 imports billing)."""
                 with bind_ids(command_id=getattr(event, "command_id", None), meter_id=getattr(event, "meter_id", None)):
-                    if isinstance(event, CommandSettled):
-                        await on_command_settled(uow, event, event.at or datetime.now(UTC))
+                    await billing.on_gateway_event(event)
 
             gateway_part: AbstractAsyncContextManager[GatewayRuntime | None] = (
                 running_gateway(settings, engine, keys, on_gateway_event, runtime.metrics)
@@ -185,6 +185,11 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                 if gateway is not None:
                     app[GATEWAY] = gateway
                     runtime.transport = gateway.transport
+                    billing.text_sender = TransportTextSender(gateway.transport, validity_s=settings.gateway.validity_s)
+                # the sweep and invoices run with the timers; text notices where the transport is
+                billing_jobs = start_billing_jobs(
+                    settings, billing, schedule=Role.SCHEDULER in roles, notices=Role.GATEWAY in roles
+                )
                 log.info(
                     "smsmeter %s ready (%s): database %s, transport %s (%s), short number %s",
                     __version__,
@@ -198,6 +203,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     yield
                 finally:
                     log.info("smsmeter stopping: releasing the transport and the database")
+                    await stop_jobs(billing_jobs)
         finally:
             runtime.transport = None
             if isinstance(services.radius, RadiusPasswordChecker):

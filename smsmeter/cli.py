@@ -1,4 +1,4 @@
-"""The `smsmeter` command line: serve, demo, simulate, db upgrade/downgrade/current, version."""
+"""The `smsmeter` command line: serve, demo, simulate, import, db upgrade/downgrade/current, version."""
 
 from __future__ import annotations
 
@@ -51,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     down = db_sub.add_parser("downgrade", help="migrate down to a revision ('base' empties the database)")
     down.add_argument("revision")
     db_sub.add_parser("current", help="print the database's revision")
+
+    imp = sub.add_parser("import", help="load subscribers and meters from a CSV or XLSX file")
+    imp.add_argument("file", help="a .csv or .xlsx file; the first row names the columns")
+    imp.add_argument(
+        "--partial", action="store_true", help="import the good rows and report the bad ones (default: all or nothing)"
+    )
+    imp.add_argument("--report", metavar="FILE", help="write the rejected rows and reasons to this CSV file")
+    imp.add_argument("--operator", default="import", help="the name the audit log records (default: import)")
 
     backup = sub.add_parser("backup", help="write the whole database to FILE (pg_dump custom format / SQLite copy)")
     backup.add_argument("file", metavar="FILE")
@@ -118,6 +126,81 @@ async def _db(settings: Settings, args: argparse.Namespace) -> None:
     finally:
         await engine.dispose()
 
+
+def _progress(total: int) -> Callable[[int], None]:
+    def show(done: int) -> None:
+        if done == total or done % 100 == 0:
+            width = 30
+            filled = width * done // max(total, 1)
+            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
+            if done == total:
+                print(file=sys.stderr)
+
+    return show
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    import csv
+    from pathlib import Path
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"smsmeter import: no such file: {path}", file=sys.stderr)
+        return 1
+    outcome, rejected = asyncio.run(_import_file(settings, args, path))
+    if outcome is not None:
+        print(outcome)
+    for line, reason in rejected[:20]:
+        print(f"  row {line}: {reason}", file=sys.stderr)
+    if args.report and rejected:
+        with Path(args.report).open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["row", "reason"])
+            writer.writerows(rejected)
+    return 1 if rejected or outcome is None else 0
+
+
+async def _import_file(
+    settings: Settings, args: argparse.Namespace, path: object
+) -> tuple[str | None, list[tuple[int, str]]]:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from billing.errors import BillingError, ImportRejected
+    from billing.importer import count_rows, import_file
+    from smsmeter.masterkey import load_master_key
+    from store import migrate
+    from store.audit import Actor
+    from store.engine import create_engine
+    from store.uow import UnitOfWork
+
+    assert isinstance(path, Path)
+    master_key = load_master_key(settings)
+    engine = create_engine(settings.database.url)
+    try:
+        await migrate.upgrade(engine)
+        total = await asyncio.to_thread(count_rows, path)
+        report = await import_file(
+            UnitOfWork(engine),
+            Actor("operator", args.operator),
+            path,
+            currency=settings.utility.currency,
+            master_key=master_key,
+            now=datetime.now(UTC),
+            all_or_nothing=not args.partial,
+            progress=_progress(total),
+        )
+    except ImportRejected as exc:
+        return f"nothing imported: {len(exc.rejects)} rows rejected", exc.rejects
+    except BillingError as exc:
+        print(f"smsmeter import: {exc.reason}", file=sys.stderr)
+        return None, []
+    finally:
+        await engine.dispose()
+    summary = (
+        f"imported {report.imported} of {report.rows} rows ({report.meters} meters); {len(report.rejected)} rejected"
+    )
+    return summary, report.rejected
 
 async def _backup(settings: Settings, args: argparse.Namespace) -> int:
     from smsmeter.backup import BackupError, backup_database
@@ -192,6 +275,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "demo": lambda: _run(_demo(settings)),
         "simulate": lambda: _run(_simulate(settings, args)),
         "db": lambda: _run(_db(settings, args)),
+        "import": lambda: _import(settings, args),
+
         "backup": lambda: asyncio.run(_backup(settings, args)),
         "restore": lambda: asyncio.run(_restore(settings, args)),
         "masterkey": lambda: asyncio.run(_masterkey(settings, args)),

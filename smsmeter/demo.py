@@ -1,5 +1,6 @@
-"""A small demo utility — an address book, subscribers with meters, a tariff and an operator — so that a
-newcomer sees something real. Loading it twice changes nothing."""
+"""A small demo utility — an address book, subscribers with meters on a transformer, a tariff and an
+operator — made through the registry's own services, so that a newcomer sees something real. Loading it
+twice changes nothing."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from sqlalchemy import insert, select
 
+from billing import registry as billing_registry
+from billing import tariffs
+from billing.rules.tariffs import TariffBody, TariffKind
 from config import Settings
+from meter_protocol import meter_code_with_check_digit
 from smsmeter.masterkey import load_master_key
 from store import migrate
-from store.crypto import wrap_for_storage
+from store.audit import Actor
 from store.engine import create_engine
-from store.schema import auth, ledger, registry
+from store.schema import auth
 
 DEMO_OPERATOR = "admin"
 
@@ -31,22 +36,14 @@ _SUBSCRIBERS = [
 
 
 def demo_meter_code(serial: int) -> str:
-    """A 20-digit demo meter code: 19 digits and a Luhn check digit."""
-    body = f"8800{serial:015d}"
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return body + str((10 - total % 10) % 10)
+    """A 20-digit demo meter code: 19 digits and the protocol's check digit."""
+    return meter_code_with_check_digit(f"8800{serial:015d}")
 
 
 async def load_demo(settings: Settings) -> None:
     master_key = load_master_key(settings)
     engine = create_engine(settings.database.url)
+    actor = Actor("system", "demo")
     try:
         await migrate.upgrade(engine)
         now = datetime.now(UTC)
@@ -56,83 +53,44 @@ async def load_demo(settings: Settings) -> None:
                 print(f"The demo utility is loaded already. Operator login: {DEMO_OPERATOR}")
                 return
             password = secrets.token_urlsafe(9)
-            await conn.execute(insert(registry.regions), [{"code": "64", "name": "Nord"}])
-            await conn.execute(insert(registry.settlements), [{"region_code": "64", "code": "01", "name": "Balti"}])
-            await conn.execute(
-                insert(registry.streets),
-                [
-                    {"region_code": "64", "settlement_code": "01", "code": "001", "name": "Independentei"},
-                    {"region_code": "64", "settlement_code": "01", "code": "002", "name": "Stefan cel Mare"},
-                ],
-            )
-            tariff_id = await conn.scalar(
-                insert(ledger.tariffs)
-                .values(code="RES-FLAT", name="Residential flat", kind="flat", created_at=now)
-                .returning(ledger.tariffs.c.id)
-            )
-            await conn.execute(
-                insert(ledger.tariff_versions).values(
-                    tariff_id=tariff_id,
-                    version=1,
-                    effective_from=now,
-                    body={"kind": "flat", "price_minor_per_kwh": 215},
-                    created_at=now,
-                    created_by="demo",
-                )
-            )
-            transformer_id = await conn.scalar(
-                insert(registry.transformers)
-                .values(code="TP-101", name="TP-101 Independentei", feeder="F-3")
-                .returning(registry.transformers.c.id)
+            await billing_registry.add_region(conn, actor, "64", "Nord", now)
+            await billing_registry.add_settlement(conn, actor, "64", "01", "Balti", now)
+            await billing_registry.add_street(conn, actor, "64", "01", "001", "Independentei", now)
+            await billing_registry.add_street(conn, actor, "64", "01", "002", "Stefan cel Mare", now)
+            tariff_id = await tariffs.create_tariff(conn, actor, "RES-FLAT", "Residential flat", TariffKind.FLAT, now)
+            await tariffs.add_version(conn, actor, tariff_id, TariffBody.flat(215_000), now, now)
+            transformer_id = await billing_registry.add_transformer(
+                conn, actor, "TP-101", "TP-101 Independentei", now, feeder="F-3"
             )
             for serial, (building, apartment, name, father, phone, language) in enumerate(_SUBSCRIBERS, start=1):
-                code = f"6401001{building}{apartment}"
-                subscriber_id = await conn.scalar(
-                    insert(registry.subscribers)
-                    .values(
-                        code=code,
-                        region_code="64",
-                        settlement_code="01",
-                        street_code="001",
-                        building=building,
-                        apartment=apartment,
-                        name=name,
-                        father_name=father or None,
-                        phone=phone,
-                        language=language,
-                        contract_number=f"C-{serial:05d}",
-                        tariff_id=tariff_id,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .returning(registry.subscribers.c.id)
+                subscriber = await billing_registry.create_subscriber(
+                    conn,
+                    actor,
+                    f"6401001{building}{apartment}",
+                    {
+                        "name": name,
+                        "father_name": father or None,
+                        "phone": phone,
+                        "language": language,
+                        "contract_number": f"C-{serial:05d}",
+                        "tariff_id": tariff_id,
+                    },
+                    currency=settings.utility.currency,
+                    now=now,
                 )
-                await conn.execute(
-                    insert(ledger.accounts).values(
-                        subscriber_id=subscriber_id, currency=settings.utility.currency, created_at=now
-                    )
-                )
-                meter_id = await conn.scalar(
-                    insert(registry.meters)
-                    .values(
+                await billing_registry.install_meter(
+                    conn,
+                    actor,
+                    subscriber.id,
+                    billing_registry.NewMeter(
                         code=demo_meter_code(serial),
-                        subscriber_id=subscriber_id,
                         msisdn=f"3736900{serial:04d}",
                         make="Demo",
                         model="SM-1",
                         transformer_id=transformer_id,
-                        installed_at=now,
-                    )
-                    .returning(registry.meters.c.id)
-                )
-                await conn.execute(
-                    insert(registry.meter_keys).values(
-                        meter_id=meter_id,
-                        key_id=0,
-                        wrapped_key=wrap_for_storage(master_key, secrets.token_bytes(16)),
-                        status="active",
-                        created_at=now,
-                    )
+                    ),
+                    master_key=master_key,
+                    now=now,
                 )
             await conn.execute(
                 insert(auth.operators).values(

@@ -67,6 +67,14 @@ ledger_entries = Table(
     Column("created_by", String(100), nullable=False),
 )
 Index("ix_ledger_entries_account", ledger_entries.c.account_id, ledger_entries.c.id)
+# The arrears sweep sums only the debt book: a partial, covering index keeps that an index-only scan.
+Index(
+    "ix_ledger_entries_debt",
+    ledger_entries.c.account_id,
+    ledger_entries.c.amount_minor,
+    postgresql_where=ledger_entries.c.book == "debt",
+    sqlite_where=ledger_entries.c.book == "debt",
+)
 
 # One row per top-up: the payment (or cash), what repaid debt, what went to the meter and the credit command.
 # A top-up counts as delivered only when its command reaches 1:1.

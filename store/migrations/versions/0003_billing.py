@@ -162,6 +162,15 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_topups_account_id"), ["account_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_topups_command_id"), ["command_id"], unique=False)
 
+    with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_ledger_entries_debt",
+            ["account_id", "amount_minor"],
+            unique=False,
+            postgresql_where=sa.text("book = 'debt'"),
+            sqlite_where=sa.text("book = 'debt'"),
+        )
+
     with op.batch_alter_table("meters", schema=None) as batch_op:
         batch_op.add_column(sa.Column("next_transfer_id", sa.BigInteger(), server_default="1", nullable=False))
         batch_op.add_column(sa.Column("notes", sa.String(length=500), nullable=True))
@@ -175,6 +184,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
+        batch_op.drop_index("ix_ledger_entries_debt")
+
     with op.batch_alter_table("notices", schema=None) as batch_op:
         batch_op.drop_index("ix_notices_status_next")
         batch_op.drop_column("next_attempt_at")

@@ -167,3 +167,7 @@ async def test_groups_by_transformer_street_and_building(uow: UnitOfWork) -> Non
         assert await registry.meters_in_group(conn, transformer_id=tid) == [m1.id, m3.id]
         assert await registry.meters_in_group(conn, street=("64", "01", "001")) == [m1.id, m2.id, m3.id]
         assert await registry.meters_in_group(conn, building=("64", "01", "001", "0001")) == [m1.id, m2.id]
+        assert [t["code"] for t in await registry.list_transformers(conn)] == ["TP-2"]
+        assert [r["name"] for r in await registry.list_regions(conn)] == ["Nord"]
+        assert [s["name"] for s in await registry.list_settlements(conn, "64")] == ["Balti"]
+        assert len(await registry.list_streets(conn)) == 2

@@ -1,0 +1,112 @@
+"""Billing as the running service uses it: the policies built from the settings, the handler for what
+the gateway reports (credit settled, balance reported), and the scheduled jobs (arrears sweep, notices,
+monthly invoices, transformer balances). The composition root builds one `BillingService` and owns the
+tasks that run its jobs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+
+from sqlalchemy import func, select
+
+from billing import arrears, invoices, losses, notices, topup
+from billing.notices import EmailSender, Recipient, TextSender, queue_notice
+from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, low_credit
+from billing.rules.invoice import Party
+from billing.rules.money import Money
+from billing.rules.notices import NoticeKind
+from gateway.events import BalanceReported, CommandSettled, GatewayEvent
+from gateway.keys import KeyRing
+from store.schema import ledger as L  # noqa: N812
+from store.schema import registry as R  # noqa: N812
+from store.uow import UnitOfWork
+
+log = logging.getLogger("smsmeter.billing")
+
+
+@dataclass
+class BillingService:
+    uow: UnitOfWork
+    keys: KeyRing
+    currency: str
+    utility: Party
+    topup_policy: topup.TopUpPolicy
+    arrears_policy: ArrearsPolicy
+    calendar: FriendlyCalendar
+    low_credit_minor: int
+    vat_bp: int = 0
+    invoice_series: str = "INV"
+    tz: tzinfo = UTC
+    text_sender: TextSender | None = None
+    email_sender: EmailSender | None = None
+    last_invoice_month: date | None = field(default=None)
+
+    # --- what the gateway reports -------------------------------------------------------------------
+
+    async def on_gateway_event(self, event: GatewayEvent) -> None:
+        now = datetime.now(UTC)
+        if isinstance(event, CommandSettled):
+            await topup.on_command_settled(self.uow, event, now)
+        elif isinstance(event, BalanceReported):
+            await self.on_balance_reported(event, now)
+
+    async def on_balance_reported(self, event: BalanceReported, now: datetime) -> None:
+        """A low-credit alert once per top-up cycle: the cause is the meter and its last credit transfer."""
+        if not low_credit(event.credit_minor, self.low_credit_minor):
+            return
+        async with self.uow.begin() as conn:
+            s, m = R.subscribers.c, R.meters.c
+            row = (
+                await conn.execute(
+                    select(s.id, s.code, s.language, s.phone, s.email)
+                    .join(R.meters, m.subscriber_id == s.id)
+                    .where(m.id == event.meter_id, m.status == "active")
+                )
+            ).first()
+            if row is None:
+                return
+            cycle = event.last_transfer_id
+            if cycle is None:
+                t = L.topups.c
+                cycle = await conn.scalar(select(func.max(t.transfer_id)).where(t.meter_id == event.meter_id)) or 0
+            await queue_notice(
+                conn,
+                Recipient(row.id, row.code, row.language, row.phone, row.email),
+                NoticeKind.LOW_CREDIT,
+                f"low_credit:{event.meter_id}:{cycle}",
+                utility=self.utility.name,
+                amount=Money(max(event.credit_minor, 0), self.currency).format(),
+                now=now,
+            )
+
+    # --- scheduled jobs ---------------------------------------------------------------------------------
+
+    async def sweep(self, now: datetime) -> arrears.SweepReport:
+        return await arrears.run_arrears_sweep(
+            self.uow, self.arrears_policy, self.calendar, now, keys=self.keys, utility=self.utility.name
+        )
+
+    async def send_notices(self, now: datetime) -> notices.SendReport:
+        return await notices.send_due_notices(self.uow, now, sms=self.text_sender, email=self.email_sender)
+
+    async def monthly(self, now: datetime) -> int:
+        """On the first run in a new month: last month's invoices (then e-mailed) and transformer balances."""
+        local = now.astimezone(self.tz).date()
+        month = local.replace(day=1)
+        if self.last_invoice_month == month:
+            if self.email_sender is not None:
+                await invoices.email_invoices(self.uow, self.email_sender, now)
+            return 0
+        start, end = invoices.previous_month(local)
+        issued = await invoices.issue_invoices(
+            self.uow, start, end, now, utility=self.utility, vat_bp=self.vat_bp, series=self.invoice_series, tz=self.tz
+        )
+        period_start = datetime.combine(start, datetime.min.time(), self.tz).astimezone(UTC)
+        period_end = datetime.combine(end + timedelta(days=1), datetime.min.time(), self.tz).astimezone(UTC)
+        await losses.record_transformer_balances(self.uow, period_start, period_end, now)
+        if self.email_sender is not None:
+            await invoices.email_invoices(self.uow, self.email_sender, now)
+        self.last_invoice_month = month
+        return len(issued)

@@ -1,0 +1,259 @@
+"""Tariffs in the database: tariffs and their versions (effective dates), assignment to subscribers, and
+queuing the tariff command to every affected meter in bulk with visible progress (`billing.bulk`).
+
+On the wire a tariff version is identified by `tariff_versions.id` (one series for the whole utility),
+because a meter accepts only a version newer than the one it holds — also when its subscriber moves to
+another tariff.
+"""
+
+from __future__ import annotations
+
+import calendar as _calendar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+import meter_protocol as mp
+from billing import bulk, registry
+from billing.errors import Conflict, InvalidField, InvalidTariff, NotFound
+from billing.rules.tariffs import TariffBody, TariffKind, TariffVersion, version_at
+from gateway.keys import KeyRing
+from gateway.outbox import CommandRequest
+from store import audit
+from store.audit import Actor
+from store.schema import ledger as L  # noqa: N812
+from store.schema import registry as R  # noqa: N812
+from store.uow import UnitOfWork
+
+MAX_WIRE_VERSION = 0xFFFF
+_WIRE_KIND = {
+    TariffKind.FLAT: mp.TariffKind.FLAT,
+    TariffKind.BLOCK: mp.TariffKind.BLOCK,
+    TariffKind.TOU: mp.TariffKind.TIME_OF_USE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    id: int
+    code: str
+    name: str
+    kind: TariffKind
+    versions: tuple[TariffVersion, ...]
+    version_ids: tuple[int, ...]  # tariff_versions.id of each version (the wire version)
+
+    def in_force(self, at: datetime) -> TariffVersion | None:
+        return version_at(self.versions, at)
+
+
+async def create_tariff(
+    conn: AsyncConnection, actor: Actor, code: str, name: str, kind: TariffKind, now: datetime
+) -> int:
+    t = L.tariffs.c
+    if not code or len(code) > 30:
+        raise InvalidField("code", "1 to 30 characters")
+    if await conn.scalar(select(t.id).where(t.code == code)) is not None:
+        raise Conflict("tariff", f"{code} exists")
+    tid = await conn.scalar(
+        insert(L.tariffs).values(code=code, name=name, kind=kind.value, created_at=now).returning(t.id)
+    )
+    assert tid is not None
+    await audit.record(
+        conn, actor, "tariff.create", now, target=f"tariff:{code}", after={"name": name, "kind": kind.value}
+    )
+    return int(tid)
+
+
+async def add_version(
+    conn: AsyncConnection, actor: Actor, tariff_id: int, body: TariffBody, effective_from: datetime, now: datetime
+) -> int:
+    """A new version (prices) from `effective_from`. Returns its version number within the tariff."""
+    tariff = await get_tariff(conn, tariff_id)
+    if body.kind is not tariff.kind:
+        raise InvalidTariff("kind", f"{tariff.code} is a {tariff.kind.value} tariff")
+    v = L.tariff_versions.c
+    number = (
+        int(await conn.scalar(select(func.coalesce(func.max(v.version), 0)).where(v.tariff_id == tariff_id)) or 0) + 1
+    )
+    vid = await conn.scalar(
+        insert(L.tariff_versions)
+        .values(
+            tariff_id=tariff_id,
+            version=number,
+            effective_from=effective_from,
+            body=body.to_json(),
+            created_at=now,
+            created_by=str(actor),
+        )
+        .returning(v.id)
+    )
+    if vid is None or int(vid) > MAX_WIRE_VERSION:
+        raise InvalidTariff("version", "the utility has used every tariff version number the meters accept")
+    await audit.record(
+        conn,
+        actor,
+        "tariff.version",
+        now,
+        target=f"tariff:{tariff.code}",
+        after={"version": number, "effective_from": effective_from.isoformat(), "body": body.to_json()},
+    )
+    return number
+
+
+async def get_tariff(conn: AsyncConnection, tariff_id: int) -> Tariff:
+    row = (await conn.execute(select(L.tariffs).where(L.tariffs.c.id == tariff_id))).first()
+    if row is None:
+        raise NotFound("tariff", tariff_id)
+    v = L.tariff_versions.c
+    versions = (await conn.execute(select(L.tariff_versions).where(v.tariff_id == tariff_id).order_by(v.version))).all()
+    return Tariff(
+        row.id,
+        row.code,
+        row.name,
+        TariffKind(row.kind),
+        tuple(TariffVersion(r.version, r.effective_from, TariffBody.from_json(r.body)) for r in versions),
+        tuple(r.id for r in versions),
+    )
+
+
+async def list_tariffs(conn: AsyncConnection) -> list[Tariff]:
+    ids = (await conn.scalars(select(L.tariffs.c.id).order_by(L.tariffs.c.code))).all()
+    return [await get_tariff(conn, i) for i in ids]
+
+
+def _epoch(at: datetime) -> int:
+    return _calendar.timegm(at.utctimetuple())
+
+
+def tariff_message(tariff: Tariff, version: TariffVersion, wire_version: int, now: datetime) -> mp.SetTariff:
+    body = version.body
+    return mp.SetTariff(
+        version=wire_version,
+        effective_at=0 if version.effective_from <= now else _epoch(version.effective_from),
+        kind=_WIRE_KIND[body.kind],
+        standing_charge_minor_per_day=body.standing_charge_minor_per_day,
+        steps=tuple(mp.TariffStep(s.start, s.price_milli_minor_per_kwh) for s in body.steps),
+    )
+
+
+def _latest(tariff: Tariff, now: datetime) -> tuple[TariffVersion, int]:
+    """The version to load into meters: the newest one (a future one carries its effective time)."""
+    if not tariff.versions:
+        raise InvalidTariff("versions", f"{tariff.code} has no prices yet")
+    return tariff.versions[-1], tariff.version_ids[-1]
+
+
+async def start_assignment(
+    uow: UnitOfWork,
+    actor: Actor,
+    tariff_id: int,
+    now: datetime,
+    *,
+    subscriber_ids: Sequence[int] | None = None,
+    transformer_id: int | None = None,
+    street: tuple[str, str, str] | None = None,
+    building: tuple[str, str, str, str] | None = None,
+) -> tuple[int, list[int]]:
+    """Assign the tariff to the chosen subscribers (history + audit) — or, with no choice given, resend it
+    to every subscriber already on it (after a new version) — and create the job. Returns (job id, meter ids);
+    `run_assignment` then queues the commands."""
+    async with uow.begin() as conn:
+        tariff = await get_tariff(conn, tariff_id)
+        _latest(tariff, now)
+        s, m = R.subscribers.c, R.meters.c
+        if subscriber_ids is None and transformer_id is None and street is None and building is None:
+            chosen = list(
+                (await conn.scalars(select(s.id).where(s.tariff_id == tariff_id, s.status != "closed"))).all()
+            )
+        elif subscriber_ids is not None:
+            chosen = list(subscriber_ids)
+        else:
+            group = await registry.meters_in_group(
+                conn, transformer_id=transformer_id, street=street, building=building
+            )
+            chosen = sorted(
+                {sid for sid in (await conn.scalars(select(m.subscriber_id).where(m.id.in_(group)))).all() if sid}
+            )
+        changing = (
+            await conn.execute(
+                select(s.id, s.tariff_id).where(s.id.in_(chosen), (s.tariff_id != tariff_id) | s.tariff_id.is_(None))
+            )
+        ).all()
+        for start in range(0, len(changing), 1000):
+            part = changing[start : start + 1000]
+            await conn.execute(
+                update(R.subscribers).where(s.id.in_([r.id for r in part])).values(tariff_id=tariff_id, updated_at=now)
+            )
+            await conn.execute(
+                insert(R.subscriber_history),
+                [
+                    {
+                        "subscriber_id": r.id,
+                        "changed_at": now,
+                        "changed_by": str(actor),
+                        "changes": {"tariff_id": [r.tariff_id, tariff_id]},
+                    }
+                    for r in part
+                ],
+            )
+        meter_ids = (
+            list(
+                (
+                    await conn.scalars(
+                        select(m.id)
+                        .where(m.subscriber_id.in_(chosen), m.status == "active", m.is_balance_meter == 0)
+                        .order_by(m.id)
+                    )
+                ).all()
+            )
+            if chosen
+            else []
+        )
+        job_id = await bulk.create_job(
+            conn,
+            actor,
+            "tariff",
+            f"tariff {tariff.code} version {tariff.versions[-1].version} to {len(meter_ids)} meters",
+            {
+                "tariff_id": tariff_id,
+                "version_id": tariff.version_ids[-1],
+                "subscribers": len(chosen),
+                "changed": len(changing),
+            },
+            len(meter_ids),
+            now,
+        )
+    return job_id, meter_ids
+
+
+async def run_assignment(
+    uow: UnitOfWork,
+    actor: Actor,
+    job_id: int,
+    tariff_id: int,
+    meter_ids: Sequence[int],
+    now: datetime,
+    *,
+    keys: KeyRing,
+) -> bulk.Job:
+    async with uow.connect() as conn:
+        tariff = await get_tariff(conn, tariff_id)
+    version, wire = _latest(tariff, now)
+    message = tariff_message(tariff, version, wire, now)
+
+    def build(meter_id: int) -> CommandRequest:
+        return CommandRequest(meter_id, message, str(actor), idempotency_key=f"tariff:{wire}:meter:{meter_id}")
+
+    return await bulk.run_job(uow, job_id, meter_ids, build, now, keys=keys)
+
+
+async def assign_tariff(
+    uow: UnitOfWork, actor: Actor, tariff_id: int, now: datetime, *, keys: KeyRing, **choice: object
+) -> bulk.Job:
+    """`start_assignment` then `run_assignment` (the web runs the second part in the background and shows
+    the job's progress)."""
+    job_id, meter_ids = await start_assignment(uow, actor, tariff_id, now, **choice)  # type: ignore[arg-type]
+    return await run_assignment(uow, actor, job_id, tariff_id, meter_ids, now, keys=keys)
