@@ -167,7 +167,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             services.uow = uow
             if settings.radius.enabled:
                 services.radius = RadiusPasswordChecker(settings.radius)
-            keys = app[KEYS] = KeyRing(load_master_key(settings))
+            keys = app[KEYS] = services.keys = KeyRing(load_master_key(settings))
             billing = app[BILLING] = build_billing(settings, uow, keys)
 
             async def on_gateway_event(event: GatewayEvent) -> None:

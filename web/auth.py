@@ -265,7 +265,7 @@ async def create_operator(
     role: str,
     password: str | None,
     now: datetime,
-    language: str = "en",
+    language: str | None = None,
     password_hash: str | None = None,
 ) -> int:
     """A local operator. `password_hash` (an argon2 hash made earlier) may stand in for `password`."""

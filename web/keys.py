@@ -13,6 +13,7 @@ import aiohttp_jinja2  # noqa: F401 - the templates' environment lives under aio
 from aiohttp import web
 
 from config import RadiusSettings, WebSettings
+from gateway.keys import KeyRing
 from store.uow import UnitOfWork
 
 
@@ -37,6 +38,7 @@ class Services:
     """The running service's parts the shell calls. None until the service has started them."""
 
     uow: UnitOfWork | None = None
+    keys: KeyRing | None = None  # meter keys, for sealing commands (gateway.outbox)
     radius: PasswordChecker | None = None
     otp_sender: OtpSender | None = None
     # Use cases of other areas, wired by the composition root by name (e.g. "issue_command").

@@ -21,6 +21,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "profile.edit": _STAFF | {SUBSCRIBER},
     "session.logout": _STAFF | {SUBSCRIBER},
     "subscribers.read": _STAFF,
+    "subscribers.write": frozenset({ADMIN, OPERATOR}),  # create and edit (CIS integrations too)
     "meters.read": _STAFF,
     "tariffs.read": _STAFF,
     "tariffs.assign": frozenset({ADMIN, OPERATOR}),
@@ -28,7 +29,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "commands.read": _STAFF,
     "commands.issue": frozenset({ADMIN, OPERATOR}),  # relay off/on, read request, tariff push
     "payments.read": _STAFF,
-    "payments.cash": frozenset({ADMIN, CASHIER}),  # cashier top-up
+    "payments.cash": frozenset({ADMIN, CASHIER}),  # cashier top-up; payments a CIS took at a bank
     "notices.read": _STAFF,
     "invoices.read": _STAFF,
     "communication.read": _WATCHERS,  # communication log and wrong SMS

@@ -10,8 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
+from billing import errors as billing_errors
+from billing.topup import PaymentNotApplied
 from config.errors import ConfigError
-from gateway.errors import GatewayError
+from gateway import errors as gateway_errors
+from meter_protocol import errors as protocol_errors
 from store.errors import StoreError
 from web.errors import InvalidInput, NotAuthenticated, TooManyAttempts, WebError
 from web.i18n import _
@@ -25,8 +28,18 @@ _RESERVED = frozenset({"type", "title", "status", "detail", "instance"})
 # Our packages' root errors (and notable subclasses) → HTTP status and title. The first match wins, so
 # subclasses come before their roots. Errors of other areas are added here as their packages land.
 ERROR_MAP: list[tuple[type[BaseException], int, str]] = [
+    (billing_errors.NotFound, 404, "Not found"),
+    (billing_errors.Conflict, 409, "Conflict"),
+    (billing_errors.InsufficientFunds, 409, "Insufficient funds"),
+    (PaymentNotApplied, 503, "Payment not applied yet"),
+    (billing_errors.BillingError, 422, "Not accepted by billing"),
+    (gateway_errors.UnknownMeter, 404, "Unknown meter"),
+    (gateway_errors.CommandNotFound, 404, "Unknown command"),
+    (gateway_errors.CannotCancel, 409, "Cannot cancel"),
+    (gateway_errors.OutboxError, 422, "Command not accepted"),
+    (gateway_errors.GatewayError, 502, "Gateway error"),
+    (protocol_errors.ProtocolError, 422, "Invalid meter message"),
     (StoreError, 500, "Storage error"),
-    (GatewayError, 502, "Gateway error"),
     (ConfigError, 500, "Configuration error"),
 ]
 

@@ -3,13 +3,16 @@ formatting helpers) and the Jinja2 environment with gettext installed."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from babel.numbers import get_currency_precision
 
 from web import i18n
 from web.keys import CURRENCY, UTILITY_NAME
@@ -42,6 +45,22 @@ def consumption_point(point: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def money_point(point: Mapping[str, Any], currency: str) -> dict[str, Any]:
+    """A chart bar of an amount in minor units → the currency's units (display only)."""
+    digits = get_currency_precision(currency)
+    return {"label": point["label"], "value": float(Decimal(int(point["value"])).scaleb(-digits))}
+
+
+def translate_code(value: object) -> str:
+    """A stored code (a status, a stage, a command kind, a role, a title marked with N_) in the reader's
+    language; never %-formatted, so data can hold any character."""
+    if not value:
+        return ""
+    text = str(value)
+    translated = i18n.load_catalogs()[i18n.current_language()].gettext(text)
+    return translated.replace("_", " ") if translated == text and "_" in text and " " not in text else translated
+
+
 def setup_templates(app: web.Application) -> jinja2.Environment:
     env = aiohttp_jinja2.setup(
         app,
@@ -56,9 +75,12 @@ def setup_templates(app: web.Application) -> jinja2.Environment:
     env.filters["when"] = i18n.when
     env.filters["state_style"] = state_style
     env.filters["consumption_point"] = consumption_point
+    env.filters["money_point"] = money_point
+    env.filters["code"] = translate_code
     env.globals["LANGUAGES"] = i18n.LANGUAGES
     env.globals["CSRF_FIELD"] = CSRF_FIELD
     env.globals["flash_message"] = flash_message
+    env.globals["new_request_id"] = lambda: secrets.token_urlsafe(16)
     return env
 
 

@@ -20,7 +20,7 @@ operators = Table(
     Column("display_name", String(200), nullable=False),
     Column("password_hash", String(200)),  # NULL for RADIUS-only accounts
     Column("role", String(20), ForeignKey("roles.name"), nullable=False),
-    Column("language", String(5), nullable=False, server_default="en"),
+    Column("language", String(5)),  # NULL: the browser's language (Accept-Language)
     Column("active", Integer, nullable=False, server_default="1"),
     Column("failed_logins", Integer, nullable=False, server_default="0"),
     Column("locked_until", UtcDateTime),

@@ -189,6 +189,31 @@ SCHEMAS: dict[str, Any] = {
             ),
         ]
     },
+    "CommandRequest": {
+        "type": "object",
+        "properties": {
+            "meter_id": _INT,
+            "kind": {
+                "type": "string",
+                "enum": [
+                    "relay_off",
+                    "relay_on",
+                    "read_request",
+                    "set_power_limit",
+                    "time_sync",
+                    "clear_tamper",
+                    "ping",
+                ],
+            },
+            "reason": {
+                "type": "string",
+                "enum": ["operator", "arrears", "tamper", "maintenance", "credit", "power_limit", "customer_request"],
+            },
+            "items": {"type": "array", "items": {"type": "string", "enum": ["registers", "balance", "load_profile"]}},
+            "limit_w": {"type": "integer", "minimum": 0},
+        },
+        "required": ["meter_id", "kind"],
+    },
     "Payment": _obj(
         id=_INT,
         provider=_STR,
@@ -231,6 +256,18 @@ SCHEMAS: dict[str, Any] = {
         acknowledged_at=_NTIME,
         acknowledged_by=_NSTR,
     ),
+    "Report": _obj(
+        name=_STR,
+        since=_TIME,
+        until=_TIME,
+        columns={
+            "type": "array",
+            "items": _obj(
+                key=_STR, title=_STR, kind={"type": "string", "enum": ["text", "money", "number", "percent", "time"]}
+            ),
+        },
+        rows={"type": "array", "items": {"type": "object"}},
+    ),
     "AuditEntry": _obj(
         id=_INT,
         at=_TIME,
@@ -242,6 +279,49 @@ SCHEMAS: dict[str, Any] = {
         after={"type": ["object", "null"]},
         address=_NSTR,
     ),
+}
+
+_ISSUE = {
+    "operationId": "issueCommand",
+    "summary": "Send a command to a meter (relay off/on, read, power limit, time sync, clear tamper, ping)",
+    "description": (
+        "As JSON, or as the protocol's XML document (application/xml, validated against the protocol's XSD) with "
+        "`meter_id` as a query parameter. Credit, tariffs and keys are not sent here: billing sends them. "
+        "The command starts in state 0:0; follow it at its Location."
+    ),
+    "tags": ["commands"],
+    "parameters": [
+        {
+            "name": "meter_id",
+            "in": "query",
+            "description": "the meter, with an XML body",
+            "schema": {"type": "integer"},
+        },
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "description": "a retry with the same key returns the same command",
+            "schema": {"type": "string", "maxLength": 150},
+        },
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/CommandRequest"}},
+            "application/xml": {
+                "schema": {
+                    "type": "string",
+                    "description": 'e.g. <relayOff xmlns="urn:smsmeter:protocol:1" reason="operator"/>',
+                }
+            },
+        },
+    },
+    "responses": {
+        **_ok({"$ref": "#/components/schemas/CommandDetail"}, "queued (0:0)", "201"),
+        **_problem("404", "no such meter"),
+        **_problem("415", "neither JSON nor XML"),
+        **_problem("422", "not a valid command"),
+    },
 }
 
 PATHS: dict[str, Any] = {
@@ -297,18 +377,21 @@ PATHS: dict[str, Any] = {
             "responses": _ok(_page_of("Tariff")),
         }
     },
-    "/api/v1/commands": _list(
-        "listCommands",
-        "Commands to meters",
-        "commands",
-        "Command",
-        [
-            _q("meter_id", "one meter", {"type": "integer"}),
-            _q("state", "a state code, e.g. 1:1"),
-            _q("kind", "credit, relay_off, ..."),
-            *_TIME_RANGE,
-        ],
-    ),
+    "/api/v1/commands": {
+        **_list(
+            "listCommands",
+            "Commands to meters",
+            "commands",
+            "Command",
+            [
+                _q("meter_id", "one meter", {"type": "integer"}),
+                _q("state", "a state code, e.g. 1:1"),
+                _q("kind", "top_up, relay_off, ..."),
+                *_TIME_RANGE,
+            ],
+        ),
+        "post": _ISSUE,
+    },
     "/api/v1/commands/{id}": _one(
         "getCommand", "A command with its state history and SMS parts", "commands", "CommandDetail"
     ),
@@ -366,6 +449,121 @@ PATHS: dict[str, Any] = {
         "AuditEntry",
         [_q("actor", "who"), _q("action", "what, e.g. login, command.relay_off"), *_TIME_RANGE],
     ),
+}
+
+
+PATHS["/api/v1/reports/{name}"] = {
+    "get": {
+        "operationId": "getReport",
+        "summary": "A report over the last `days` days: revenue, payments, arrears, losses, communication",
+        "tags": ["reports"],
+        "parameters": [
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "enum": ["revenue", "payments", "arrears", "losses", "communication"]},
+            },
+            {"name": "days", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30}},
+        ],
+        "responses": {**_ok({"$ref": "#/components/schemas/Report"}), **_problem("404", "no such report")},
+    }
+}
+
+
+_SUBSCRIBER_FIELDS = {
+    "name": _STR,
+    "father_name": _NSTR,
+    "phone": _NSTR,
+    "email": _NSTR,
+    "language": _STR,
+    "contract_number": _NSTR,
+    "identity_document": _NSTR,
+    "family_size": {"type": ["integer", "null"]},
+    "rooms": {"type": ["integer", "null"]},
+    "registered_on": {"type": ["string", "null"], "format": "date"},
+    "ended_on": {"type": ["string", "null"], "format": "date"},
+    "status": {"type": "string", "enum": ["active", "suspended", "closed"]},
+    "old_code": _NSTR,
+    "normative_wh_month": {"type": ["integer", "null"]},
+    "tariff_id": {"type": ["integer", "null"]},
+}
+SCHEMAS["SubscriberFields"] = {"type": "object", "properties": _SUBSCRIBER_FIELDS, "additionalProperties": False}
+SCHEMAS["NewSubscriber"] = {
+    "type": "object",
+    "properties": {"code": {"type": "string", "pattern": "^[0-9]{15}$"}, **_SUBSCRIBER_FIELDS},
+    "required": ["code", "name"],
+    "additionalProperties": False,
+}
+SCHEMAS["PaymentReport"] = {
+    "type": "object",
+    "properties": {
+        "provider_ref": {
+            "type": "string",
+            "maxLength": 150,
+            "description": "your transaction id; a second report with it changes nothing",
+        },
+        "amount_minor": {"type": "integer", "minimum": 1},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "paid_at": {"type": "string", "format": "date-time"},
+        "subscriber_code": {"type": "string", "pattern": "^[0-9]{15}$"},
+        "meter_code": {"type": "string", "pattern": "^[0-9]{20}$"},
+    },
+    "required": ["provider_ref", "amount_minor", "subscriber_code"],
+}
+SCHEMAS["TopUp"] = _obj(
+    topup_id=_INT,
+    payment_id={"type": ["integer", "null"]},
+    command_id={"type": ["integer", "null"]},
+    state=_STR,
+    amount_minor=_MINOR,
+    recovered_minor=_MINOR,
+    vended_minor=_MINOR,
+    duplicate={"type": "boolean"},
+)
+
+
+def _json_body(ref: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+PATHS["/api/v1/subscribers"]["post"] = {
+    "operationId": "createSubscriber",
+    "summary": "Create a subscriber (and their account)",
+    "tags": ["subscribers"],
+    "requestBody": _json_body("NewSubscriber"),
+    "responses": {
+        **_ok({"$ref": "#/components/schemas/Subscriber"}, "created", "201"),
+        **_problem("409", "the code is taken"),
+        **_problem("422", "a field is not valid"),
+    },
+}
+PATHS["/api/v1/subscribers/{id}"]["patch"] = {
+    "operationId": "updateSubscriber",
+    "summary": "Change a subscriber's fields (history and audit kept)",
+    "tags": ["subscribers"],
+    "parameters": _ID,
+    "requestBody": _json_body("SubscriberFields"),
+    "responses": {
+        **_ok({"$ref": "#/components/schemas/Subscriber"}),
+        **_problem("404", "no such subscriber"),
+        **_problem("422", "a field is not valid"),
+    },
+}
+PATHS["/api/v1/payments"]["post"] = {
+    "operationId": "reportPayment",
+    "summary": "Report a payment taken elsewhere (a bank, a post office); billing applies it once",
+    "tags": ["payments"],
+    "requestBody": _json_body("PaymentReport"),
+    "responses": {
+        **_ok({"$ref": "#/components/schemas/TopUp"}, "applied", "201"),
+        "200": {
+            "description": "reported before: the first result",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TopUp"}}},
+        },
+        **_problem("404", "no such subscriber"),
+        **_problem("422", "not a valid payment"),
+    },
 }
 
 

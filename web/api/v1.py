@@ -4,15 +4,24 @@ problem+json (RFC 9457) from the error middleware. Lists take `limit` (1-200) an
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from aiohttp import web
 
-from web.api.json import parse_time, respond
+import meter_protocol as mp
+from billing import registry as registry_service
+from billing import topup
+from billing.values import PaymentConfirmed
+from web.api.json import parse_time, read_json, respond
 from web.api.openapi import document
-from web.errors import NotFound
+from web.commands import command_from_fields, issue_command
+from web.errors import InvalidInput, NotFound, ServiceUnavailable, UnsupportedMediaType
+from web.keys import CLOCK, CURRENCY, SERVICES
 from web.middleware import require_principal, uow_of
 from web.params import bounded_int, paging, path_id
 from web.permissions import PERMISSIONS, public, requires
-from web.queries import lists, registry
+from web.queries import lists, registry, reports
+from web.security import client_address
 
 PREFIX = "/api/v1"
 
@@ -55,6 +64,59 @@ async def subscriber(request: web.Request) -> web.Response:
         summary = await registry.subscriber_summary(conn, subscriber_id)
     if summary is None:
         raise NotFound("subscriber", subscriber_id)
+    return respond(summary)
+
+
+def _subscriber_fields(body: dict[str, object]) -> dict[str, object]:
+    fields = {k: v for k, v in body.items() if k != "code"}
+    for name in ("registered_on", "ended_on"):
+        raw = fields.get(name)
+        if isinstance(raw, str):
+            try:
+                fields[name] = date.fromisoformat(raw)
+            except ValueError:
+                raise InvalidInput(name, "must be a date, YYYY-MM-DD") from None
+    return fields
+
+
+@requires("subscribers.write")
+async def create_subscriber(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    code = body.get("code")
+    if not isinstance(code, str):
+        raise InvalidInput("code", "must be the 15-digit subscriber code")
+    principal = require_principal(request)
+    async with uow_of(request).begin() as conn:
+        created = await registry_service.create_subscriber(
+            conn,
+            principal.actor(client_address(request)),
+            code,
+            _subscriber_fields(body),
+            currency=request.app[CURRENCY],
+            now=request.app[CLOCK](),
+        )
+        summary = await registry.subscriber_summary(conn, created.id)
+    response = respond(summary, status=201)
+    response.headers["Location"] = f"{PREFIX}/subscribers/{created.id}"
+    return response
+
+
+@requires("subscribers.write")
+async def update_subscriber(request: web.Request) -> web.Response:
+    subscriber_id = path_id(request, what="subscriber")
+    body = await read_json(request)
+    if "code" in body:
+        raise InvalidInput("code", "a subscriber's code does not change")
+    principal = require_principal(request)
+    async with uow_of(request).begin() as conn:
+        await registry_service.update_subscriber(
+            conn,
+            principal.actor(client_address(request)),
+            subscriber_id,
+            _subscriber_fields(body),
+            request.app[CLOCK](),
+        )
+        summary = await registry.subscriber_summary(conn, subscriber_id)
     return respond(summary)
 
 
@@ -128,6 +190,47 @@ async def command(request: web.Request) -> web.Response:
     return respond(row)
 
 
+XML_TYPES = ("application/xml", "text/xml")
+
+
+@requires("commands.issue")
+async def issue(request: web.Request) -> web.Response:
+    """A command to one meter, as JSON ({"meter_id", "kind", ...}) or as the protocol's XML document
+    (`?meter_id=`; validated against the protocol's XSD). `Idempotency-Key` makes a retry safe."""
+    now = request.app[CLOCK]()
+    if request.content_type in XML_TYPES:
+        meter_id = bounded_int(request.query, "meter_id", 0, 1, 10**18)
+        if not meter_id:
+            raise InvalidInput("meter_id", "is required (a query parameter) with an XML document")
+        message = mp.message_from_xml(await request.read())
+    elif request.content_type == "application/json":
+        body = await read_json(request)
+        meter_id = body.get("meter_id")
+        if not isinstance(meter_id, int) or isinstance(meter_id, bool) or meter_id < 1:
+            raise InvalidInput("meter_id", "must be a meter id")
+        message = command_from_fields(body, now)
+    else:
+        raise UnsupportedMediaType(request.content_type)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 150:
+        raise InvalidInput("Idempotency-Key", "must be 1-150 characters")
+    principal = require_principal(request)
+    issued = await issue_command(
+        uow_of(request),
+        request.app[SERVICES].keys,
+        principal.actor(client_address(request)),
+        meter_id,
+        message,
+        now,
+        idempotency_key=f"api:{principal.kind}:{principal.id}:{key}" if key else None,
+    )
+    async with uow_of(request).connect() as conn:
+        row = await lists.command(conn, issued.command_id)
+    response = respond(row, status=201)
+    response.headers["Location"] = f"{PREFIX}/commands/{issued.command_id}"
+    return response
+
+
 @requires("payments.read")
 async def payments(request: web.Request) -> web.Response:
     limit, offset = paging(request.query)
@@ -144,6 +247,58 @@ async def payments(request: web.Request) -> web.Response:
             offset=offset,
         )
     return respond(page.as_json())
+
+
+@requires("payments.cash")
+async def record_payment(request: web.Request) -> web.Response:
+    """A payment taken elsewhere (a bank, a post office) that an integration reports: applied through
+    billing like any payment — ledger, debt recovery, credit to the meter — once per `provider_ref`."""
+    body = await read_json(request)
+    principal = require_principal(request)
+    ref = body.get("provider_ref")
+    amount = body.get("amount_minor")
+    if not isinstance(ref, str) or not 1 <= len(ref) <= 150:
+        raise InvalidInput("provider_ref", "your transaction id, 1-150 characters")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise InvalidInput("amount_minor", "a positive whole number of minor units")
+    code = body.get("subscriber_code")
+    if not isinstance(code, str):
+        raise InvalidInput("subscriber_code", "is required")
+    meter_code = body.get("meter_code")
+    if meter_code is not None and not isinstance(meter_code, str):
+        raise InvalidInput("meter_code", "must be a string")
+    paid_at = parse_time(body, "paid_at") or request.app[CLOCK]()
+    services = request.app[SERVICES]
+    if services.keys is None:
+        raise ServiceUnavailable("meter keys are not loaded")
+    result = await topup.apply_payment(
+        uow_of(request),
+        PaymentConfirmed(
+            provider=f"{principal.kind}:{principal.name}"[:30],
+            provider_ref=ref,
+            amount_minor=amount,
+            currency=str(body.get("currency") or request.app[CURRENCY]),
+            paid_at=paid_at,
+            subscriber_code=code,
+            meter_code=meter_code,
+        ),
+        request.app[CLOCK](),
+        keys=services.keys,
+        actor=principal.actor(client_address(request)),
+    )
+    return respond(
+        {
+            "topup_id": result.topup_id,
+            "payment_id": result.payment_id,
+            "command_id": result.command_id,
+            "state": result.state,
+            "amount_minor": result.amount.minor,
+            "recovered_minor": result.recovered.minor,
+            "vended_minor": result.vended.minor,
+            "duplicate": result.duplicate,
+        },
+        status=200 if result.duplicate else 201,
+    )
 
 
 @requires("notices.read")
@@ -216,20 +371,46 @@ async def audit_entries(request: web.Request) -> web.Response:
     return respond(page.as_json())
 
 
+@requires("reports.read")
+async def report(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in reports.BUILDERS:
+        raise NotFound("report", name)
+    days = bounded_int(request.query, "days", 30, 1, 366)
+    until = request.app[CLOCK]().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    since = until - timedelta(days=days)
+    async with uow_of(request).connect() as conn:
+        result = await reports.BUILDERS[name](conn, since, until)
+    return respond(
+        {
+            "name": name,
+            "since": since,
+            "until": until,
+            "columns": [{"key": c.key, "title": c.title, "kind": c.kind} for c in result.columns],
+            "rows": result.rows,
+        }
+    )
+
+
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{PREFIX}/openapi.json", openapi)
     r.add_get(f"{PREFIX}/me", me)
     r.add_get(f"{PREFIX}/subscribers", subscribers)
+    r.add_post(f"{PREFIX}/subscribers", create_subscriber)
     r.add_get(f"{PREFIX}/subscribers/{{id}}", subscriber)
+    r.add_patch(f"{PREFIX}/subscribers/{{id}}", update_subscriber)
     r.add_get(f"{PREFIX}/subscribers/{{id}}/ledger", subscriber_ledger)
     r.add_get(f"{PREFIX}/meters", meters)
     r.add_get(f"{PREFIX}/meters/{{id}}", meter)
     r.add_get(f"{PREFIX}/tariffs", tariffs)
     r.add_get(f"{PREFIX}/commands", commands)
     r.add_get(f"{PREFIX}/commands/{{id}}", command)
+    r.add_post(f"{PREFIX}/commands", issue)
     r.add_get(f"{PREFIX}/payments", payments)
+    r.add_post(f"{PREFIX}/payments", record_payment)
     r.add_get(f"{PREFIX}/notices", notices)
     r.add_get(f"{PREFIX}/wrong-sms", wrong_sms)
     r.add_get(f"{PREFIX}/alarms", alarms)
     r.add_get(f"{PREFIX}/audit", audit_entries)
+    r.add_get(f"{PREFIX}/reports/{{name}}", report)

@@ -9,7 +9,7 @@ from web.keys import CLOCK
 from web.middleware import uow_of
 from web.params import paging, path_id
 from web.permissions import requires
-from web.queries import registry
+from web.queries import lists, registry
 from web.render import render
 
 
@@ -34,9 +34,10 @@ async def subscriber_card(request: web.Request) -> web.Response:
     subscriber_id = path_id(request, what="subscriber")
     async with uow_of(request).connect() as conn:
         card = await registry.subscriber_card(conn, subscriber_id)
+        tariffs = await lists.tariffs_list(conn)
     if card is None:
         raise NotFound("subscriber", subscriber_id)
-    return render(request, "console/subscriber.html", {"card": card, "now": request.app[CLOCK]()})
+    return render(request, "console/subscriber.html", {"card": card, "tariffs": tariffs, "now": request.app[CLOCK]()})
 
 
 @requires("commands.read")

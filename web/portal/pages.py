@@ -8,17 +8,26 @@ import logging
 from aiohttp import web
 
 from web import auth
-from web.errors import TooManyAttempts
-from web.i18n import _
+from web.errors import NotFound, TooManyAttempts
+from web.i18n import N_, _, gettext
 from web.keys import CLOCK, SERVICES, WEB_SETTINGS
 from web.middleware import principal_of, require_principal, uow_of
-from web.params import text
+from web.params import path_id, text
 from web.permissions import public, requires
 from web.queries import portal as queries
-from web.render import render
+from web.render import render, translate_code
 from web.security import PRE_CSRF_COOKIE, THROTTLE, client_address, session_key, set_session_cookie
 
 log = logging.getLogger("smsmeter.web.portal")
+
+# How a subscriber reads the handshake of their credit on its way to the meter.
+STATE_LABELS = {
+    "0:0": N_("Sending to your meter"),
+    "0:1": N_("Accepted by the mobile operator"),
+    "1:0": N_("Received by your meter"),
+    "1:1": N_("Credit applied by your meter"),
+    "held": N_("Paid; the credit waits until a meter is installed"),
+}
 
 
 @public
@@ -142,7 +151,8 @@ async def home(request: web.Request) -> web.Response:
     assert principal.subscriber_id is not None
     async with uow_of(request).connect() as conn:
         overview = await queries.overview(conn, principal.subscriber_id, request.app[CLOCK]())
-    return render(request, "portal/home.html", {"o": overview})
+    topup = "/topup" if any(r.canonical == "/topup" for r in request.app.router.resources()) else ""
+    return render(request, "portal/home.html", {"o": overview, "topup_url": topup, "labels": STATE_LABELS})
 
 
 @requires("portal.view")
@@ -155,6 +165,48 @@ async def consumption(request: web.Request) -> web.Response:
     return web.json_response({"period": period, "points": series})
 
 
+_FINAL = {"1:1", "rejected_smsc", "undeliverable", "expired", "rejected_meter", "timed_out", "failed", "cancelled"}
+
+
+@requires("portal.view")
+async def top_up_status(request: web.Request) -> web.Response:
+    """The live state of one of the subscriber's own top-ups, polled by the portal."""
+    principal = require_principal(request)
+    assert principal.subscriber_id is not None
+    topup_id = path_id(request, what="top-up")
+    async with uow_of(request).connect() as conn:
+        row = await queries.top_up(conn, principal.subscriber_id, topup_id)
+    if row is None:
+        raise NotFound("top-up", topup_id)
+    state = row["command_state"] or row["state"]
+    final = row["state"] in ("held", "reversed", "failed") or state in _FINAL
+    return web.json_response(
+        {
+            "id": topup_id,
+            "state": state,
+            "topup_state": row["state"],
+            "final": final,
+            "label": translate_code(state) if state not in STATE_LABELS else gettext(STATE_LABELS[state]),
+        }
+    )
+
+
+@requires("portal.view")
+async def invoice(request: web.Request) -> web.Response:
+    principal = require_principal(request)
+    invoice_id = path_id(request, what="invoice")
+    async with uow_of(request).connect() as conn:
+        found = await queries.invoice_pdf(conn, principal.subscriber_id, invoice_id)
+    if found is None:
+        raise NotFound("invoice", invoice_id)
+    number, pdf = found
+    return web.Response(
+        body=pdf,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{number}.pdf"', "Cache-Control": "no-store"},
+    )
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/portal/login", login_form)
     app.router.add_post("/portal/login", login)
@@ -162,3 +214,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/portal/login/verify", verify_code)
     app.router.add_get("/portal", home)
     app.router.add_get("/portal/consumption.json", consumption)
+    app.router.add_get("/portal/topups/{id}.json", top_up_status)
+    app.router.add_get("/portal/invoices/{id}.pdf", invoice)

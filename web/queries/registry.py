@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from store.schema.commands import commands
+from store.schema.commands import balance_reports, commands
 from store.schema.ledger import accounts, ledger_entries, tariffs
 from store.schema.notices import notices
 from store.schema.payments import payments
@@ -108,6 +108,7 @@ async def _subscriber_rows(conn: AsyncConnection, ids: list[int]) -> list[dict[s
     meter_codes: dict[int, list[str]] = {}
     for subscriber_id, code in meter_rows:
         meter_codes.setdefault(subscriber_id, []).append(code)
+    reports = await _latest_meter_credit(conn, ids)
     items = []
     for subscriber_id in ids:
         row = by_id[subscriber_id]
@@ -125,9 +126,27 @@ async def _subscriber_rows(conn: AsyncConnection, ids: list[int]) -> list[dict[s
                 "balance_minor": int(balance.balance_minor) if balance else 0,
                 "debt_minor": int(balance.debt_minor) if balance else 0,
                 "currency": row["currency"],
+                "meter_credit_minor": reports.get(subscriber_id, (None, None))[0],
+                "meter_credit_at": reports.get(subscriber_id, (None, None))[1],
             }
         )
     return items
+
+
+async def _latest_meter_credit(conn: AsyncConnection, subscriber_ids: list[int]) -> dict[int, tuple[int, Any]]:
+    """The credit the subscriber's active meter last reported, and when (None until it reports)."""
+    latest = (
+        select(balance_reports.c.meter_id, func.max(balance_reports.c.id).label("id"))
+        .group_by(balance_reports.c.meter_id)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(meters.c.subscriber_id, balance_reports.c.credit_minor, balance_reports.c.reported_at)
+        .join(latest, latest.c.id == balance_reports.c.id)
+        .join(meters, meters.c.id == balance_reports.c.meter_id)
+        .where(meters.c.subscriber_id.in_(subscriber_ids), meters.c.status == "active")
+    )
+    return {r.subscriber_id: (int(r.credit_minor), r.reported_at) for r in rows}
 
 
 async def subscriber_summary(conn: AsyncConnection, subscriber_id: int) -> dict[str, Any] | None:
@@ -205,8 +224,12 @@ async def subscriber_card(conn: AsyncConnection, subscriber_id: int, *, limit: i
             )
         ).mappings()
     ]
+    from web.queries.portal import invoices_of, top_ups
+
     return {
         **summary,
+        "top_ups": await top_ups(conn, subscriber_id, limit=10),
+        "invoices": await invoices_of(conn, subscriber_id),
         "subscriber": dict(sub),
         "tariff": dict(tariff) if tariff else None,
         "account_id": account_id,

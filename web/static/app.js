@@ -55,6 +55,12 @@ document.addEventListener("DOMContentLoaded", () => {
           const body = await response.json();
           const label = box.querySelector("[data-status-label]");
           if (label) label.textContent = body.label || body.state;
+          const badge = box.querySelector(".badge");
+          if (badge) {
+            const styles = { "0:0": "secondary", "0:1": "info", "1:0": "primary", "1:1": "success", held: "warning" };
+            badge.textContent = body.state;
+            badge.className = `badge state text-bg-${styles[body.state] || "danger"}`;
+          }
           box.dataset.state = body.state;
           again = !body.final;
         }
@@ -63,6 +69,7 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       if (again) window.setTimeout(tick, 1000);
     };
+    if (box.querySelector(".badge") && ["1:1", "held", "reversed", "failed"].includes(box.querySelector(".badge").textContent)) continue;
     tick();
   }
 });

@@ -18,6 +18,9 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    # An operator's language is a choice they make; until then the browser's language applies.
+    with op.batch_alter_table("operators", schema=None) as batch_op:
+        batch_op.alter_column("language", existing_type=sa.String(length=5), nullable=True, server_default=None)
     op.create_table(
         "web_sessions",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -67,3 +70,6 @@ def downgrade() -> None:
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_web_sessions_expires_at"))
     op.drop_table("web_sessions")
+    op.execute("UPDATE operators SET language = 'en' WHERE language IS NULL")
+    with op.batch_alter_table("operators", schema=None) as batch_op:
+        batch_op.alter_column("language", existing_type=sa.String(length=5), nullable=False, server_default="en")

@@ -9,8 +9,9 @@ from aiohttp import CookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from config import Secret, WebSettings
+from gateway.keys import KeyRing
 from store.uow import UnitOfWork
-from tests.integration.web.helpers import FixedClock, Seeded, seed
+from tests.integration.web.helpers import MASTER_KEY, FixedClock, Seeded, seed
 from web.app import create_app
 from web.health import ComponentHealth, HealthReport
 from web.keys import Services
@@ -27,7 +28,7 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def services(uow: UnitOfWork) -> Services:
-    return Services(uow=uow)
+    return Services(uow=uow, keys=KeyRing(MASTER_KEY))
 
 
 @pytest.fixture

@@ -9,12 +9,15 @@ from datetime import UTC, datetime, timedelta
 from aiohttp.test_utils import TestClient
 from sqlalchemy import insert
 
+from meter_protocol import meter_code_with_check_digit
+from store.crypto import wrap_for_storage
 from store.schema import ledger, registry
 from store.uow import UnitOfWork
 from web import auth
 from web.permissions import STAFF_ROLES
 
 PASSWORD = "correct horse battery staple"
+MASTER_KEY = bytes(range(32))
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
@@ -90,8 +93,22 @@ async def seed(uow: UnitOfWork, now: datetime = START) -> Seeded:
             )
             mid = await conn.scalar(
                 insert(registry.meters)
-                .values(code=f"8800000000000000{n:03d}0", subscriber_id=sid, msisdn=f"3736900000{n}", installed_at=now)
+                .values(
+                    code=meter_code_with_check_digit(f"8800000000000000{n:03d}"),
+                    subscriber_id=sid,
+                    msisdn=f"3736900000{n}",
+                    installed_at=now,
+                )
                 .returning(registry.meters.c.id)
+            )
+            await conn.execute(
+                insert(registry.meter_keys).values(
+                    meter_id=mid,
+                    key_id=0,
+                    wrapped_key=wrap_for_storage(MASTER_KEY, bytes([n]) * 16),
+                    status="active",
+                    created_at=now,
+                )
             )
             subscriber_ids.append(sid)
             codes.append(code)

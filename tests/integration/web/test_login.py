@@ -115,3 +115,31 @@ async def test_next_is_never_an_open_redirect(client: TestClient, seeded: Seeded
         allow_redirects=False,
     )
     assert response.headers["Location"] == "/console"
+
+
+async def test_the_language_comes_from_the_browser_then_the_switcher_then_the_profile(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    page = await client.get("/login", headers={"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"})
+    html = await page.text()
+    assert '<html lang="ru">' in html
+    assert "Вход оператора" in html
+    csrf = await form_token(client, "/login")
+    response = await client.post(
+        "/language", data={"language": "ro", "next": "/login", "csrf_token": csrf}, allow_redirects=False
+    )
+    assert response.status == 303
+    html = await (await client.get("/login", headers={"Accept-Language": "ru"})).text()
+    assert "Autentificare operator" in html  # the switcher's choice beats the browser's
+    client.session.cookie_jar.clear()
+    csrf = await login(client, "operator")
+    await client.post("/language", data={"language": "ru", "next": "/console", "csrf_token": csrf})
+    async with uow.connect() as conn:
+        language = await conn.scalar(select(operators.c.language).where(operators.c.username == "operator"))
+    assert language == "ru"  # kept in the operator's profile
+    client.session.cookie_jar.clear()
+    await login(client, "operator")
+    html = await (await client.get("/console/subscribers", headers={"Accept-Language": "en"})).text()
+    assert "Абоненты" in html
+    problem = await client.get("/api/v1/subscribers/999999")
+    assert (await problem.json())["status"] == 404

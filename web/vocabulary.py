@@ -1,0 +1,101 @@
+"""Codes stored in the database and shown to people — statuses, stages, command kinds, roles — marked
+for translation. Templates show them with the `code` filter."""
+
+from __future__ import annotations
+
+from web.i18n import N_
+
+CODES = (
+    # roles
+    N_("admin"),
+    N_("operator"),
+    N_("cashier"),
+    N_("viewer"),
+    N_("auditor"),
+    N_("subscriber"),
+    # subscriber and meter status
+    N_("active"),
+    N_("suspended"),
+    N_("closed"),
+    N_("archived"),
+    # command kinds
+    N_("top_up"),
+    N_("set_tariff"),
+    N_("relay_off"),
+    N_("relay_on"),
+    N_("set_power_limit"),
+    N_("time_sync"),
+    N_("read_request"),
+    N_("key_change"),
+    N_("configure"),
+    N_("clear_tamper"),
+    N_("ping"),
+    # final command states
+    N_("rejected_smsc"),
+    N_("undeliverable"),
+    N_("expired"),
+    N_("rejected_meter"),
+    N_("timed_out"),
+    N_("failed"),
+    N_("cancelled"),
+    # payments, top-ups, notices
+    N_("pending"),
+    N_("paid"),
+    N_("refunded"),
+    N_("disputed"),
+    N_("queued"),
+    N_("sent"),
+    N_("delivered"),
+    N_("held"),
+    N_("reversed"),
+    # ledger
+    N_("payment"),
+    N_("credit_sent"),
+    N_("debt_recovery"),
+    N_("penalty"),
+    N_("fixed_charge"),
+    N_("adjustment"),
+    N_("refund"),
+    N_("reversal"),
+    N_("wallet"),
+    N_("debt"),
+    # arrears stages and what a disconnect waits for
+    N_("none"),
+    N_("reminder"),
+    N_("final"),
+    N_("disconnect"),
+    N_("low_credit"),
+    N_("night"),
+    N_("weekend"),
+    N_("holiday"),
+    N_("emergency_credit"),
+    # wrong SMS reasons
+    N_("unknown_sender"),
+    N_("bad_tag"),
+    N_("replay"),
+    N_("malformed"),
+    N_("wrong_number"),
+    # alarms
+    N_("tamper"),
+    N_("magnetic"),
+    N_("cover_open"),
+    N_("command_failed"),
+    N_("warning"),
+    N_("critical"),
+    # error titles
+    N_("Sign-in required"),
+    N_("Forbidden"),
+    N_("Form expired or forged"),
+    N_("Not found"),
+    N_("Invalid input"),
+    N_("Unsupported media type"),
+    N_("Too many attempts"),
+    N_("Service unavailable"),
+    N_("Authentication server unavailable"),
+    N_("Internal error"),
+    N_("Conflict"),
+    N_("Unknown meter"),
+    N_("Command not accepted"),
+    N_("Invalid meter message"),
+    N_("Not accepted by billing"),
+)
