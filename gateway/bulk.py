@@ -53,19 +53,26 @@ async def update_many(
     where: str = "",
     types: Mapping[str, str] | None = None,
     params: Mapping[str, Any] | None = None,
-) -> None:
+    also_from: str = "",
+    returning: str = "",
+) -> list[Any]:
     """`UPDATE table AS t SET <assignments> FROM unnest(...) AS v(...) WHERE t.<key> = v.<key> <where>`.
     `assignments` and `where` name the row values as `v.<name>` and the table as `t`; `types` gives the
-    PostgreSQL type of a value that is not a column of `table`; `params` are plain bound parameters."""
+    PostgreSQL type of a value that is not a column of `table`; `params` are plain bound parameters;
+    `also_from` adds tables to the FROM list (e.g. `, table AS old` to return a row's values before the
+    update); `returning` is a RETURNING list, whose rows are returned."""
     if not rows:
-        return
+        return []
     columns = _columns(rows)
     unnest = ", ".join(f"CAST(:a_{c} AS {_array_type(conn, table, c, types or {})}[])" for c in columns)
     sql = (
-        f"UPDATE {table.name} AS t SET {assignments} FROM unnest({unnest}) AS v({', '.join(columns)}) "
+        f"UPDATE {table.name} AS t SET {assignments} FROM unnest({unnest}) AS v({', '.join(columns)}){also_from} "
         f"WHERE t.{key} = v.{key} {where}"
     )
-    await conn.execute(text(sql), {**_arrays(rows, columns), **(params or {})})
+    if returning:
+        sql += f" RETURNING {returning}"
+    result = await conn.execute(text(sql), {**_arrays(rows, columns), **(params or {})})
+    return list(result) if returning else []
 
 
 def among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:

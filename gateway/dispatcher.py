@@ -648,6 +648,9 @@ class Dispatcher:
     async def _record_finals(
         self, conn: AsyncConnection, finals: Sequence[_Final], now: datetime, batch: _Batch
     ) -> None:
+        if self._postgres:
+            await self._record_finals_set(conn, finals, now, batch)
+            return
         for f in finals:
             previous = await conn.scalar(
                 select(commands.c.state).where(commands.c.id == f.command_id, commands.c.state.in_(_OPEN))
@@ -691,6 +694,64 @@ class Dispatcher:
                     )
                 )
                 batch.events.append(AlarmRaised(f.meter_id, "command_failed", "warning", now, detail, f.command_id))
+
+    async def _record_finals_set(
+        self, conn: AsyncConnection, finals: Sequence[_Final], now: datetime, batch: _Batch
+    ) -> None:
+        """PostgreSQL: every final in one UPDATE … FROM unnest(…), only from an open state (forward only),
+        returning the state each command left; then one INSERT for their history rows and one for alarms.
+        The rows are locked already (`_lock`), so the joined `old` row shows the state before the update."""
+        first: dict[int, _Final] = {}
+        for f in finals:
+            first.setdefault(f.command_id, f)  # as one at a time: a second final for a command finds it final
+        if not first:
+            return
+        open_list = ", ".join(f"'{s}'" for s in _OPEN)
+        moved: dict[int, str] = {}
+        ordered = [first[i] for i in sorted(first)]
+        for start in range(0, len(ordered), _CHUNK):
+            rows = await update_many(
+                conn,
+                commands,
+                [
+                    {"id": f.command_id, "state": f.state.value, "reason": f.detail[:200], "status": f.smsc_status}
+                    for f in ordered[start : start + _CHUNK]
+                ],
+                "state = v.state, result_reason = v.reason, smsc_status = COALESCE(v.status, t.smsc_status), "
+                "next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = :now, final_at = :now",
+                where=f"AND old.id = t.id AND t.state IN ({open_list})",
+                types={"reason": "VARCHAR", "status": "INTEGER"},
+                params={"now": now},
+                also_from=", commands AS old",
+                returning="t.id, old.state",
+            )
+            moved.update((int(i), str(previous)) for i, previous in rows)
+        if not moved:
+            return
+        history: list[dict[str, Any]] = []
+        alarm_rows: list[dict[str, Any]] = []
+        for f in first.values():
+            previous = moved.get(f.command_id)
+            if previous is None:
+                continue
+            self.stats.finals += 1
+            history.append(_history(f.command_id, CommandState(previous), f.state, now, f.source, f.detail))
+            batch.events.append(CommandSettled(f.command_id, f.meter_id, f.kind, f.state.value, f.detail, at=now))
+            if f.state is not CommandState.CANCELLED:
+                detail = f"command {f.command_id} ({f.kind}) {f.state.value}: {f.detail}"[:500]
+                alarm_rows.append(
+                    {
+                        "meter_id": f.meter_id,
+                        "command_id": f.command_id,
+                        "kind": "command_failed",
+                        "severity": "warning",
+                        "raised_at": now,
+                        "detail": detail,
+                    }
+                )
+                batch.events.append(AlarmRaised(f.meter_id, "command_failed", "warning", now, detail, f.command_id))
+        await insert_many(conn, command_history, history)
+        await insert_many(conn, alarms, alarm_rows)
 
     async def _record_receipts(
         self,
@@ -831,6 +892,8 @@ class Dispatcher:
             ).where(among(commands.c.id, sorted(failed), self._postgres))
         )
         finals: list[_Final] = []
+        retries: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
         for row in rows:
             attempt, outcome, text = failed[row.id]
             state = CommandState(row.state)
@@ -841,16 +904,27 @@ class Dispatcher:
                 finals.append(_Final(row.id, row.meter_id, row.kind, d.state, Source.RECEIPT, f"{d.detail} ({text})"))
             elif d.retry_at is not None:
                 self.stats.retries += 1
-                await conn.execute(
-                    update(commands)
-                    .where(commands.c.id == row.id, commands.c.state == state.value)
-                    .values(next_attempt_at=d.retry_at, updated_at=now)
-                )
-                await conn.execute(
-                    insert(command_history).values(
-                        _history(row.id, state, state, now, Source.RECEIPT, f"{d.detail} ({text})")
-                    )
-                )
+                retries.append({"r_id": row.id, "r_was": state.value, "r_next": d.retry_at})
+                history.append(_history(row.id, state, state, now, Source.RECEIPT, f"{d.detail} ({text})"))
+        if retries and self._postgres:
+            await update_many(
+                conn,
+                commands,
+                [{"id": r["r_id"], "was": r["r_was"], "next": r["r_next"]} for r in retries],
+                "next_attempt_at = v.next, updated_at = :now",
+                where="AND t.state = v.was",
+                types={"was": "VARCHAR", "next": "TIMESTAMP WITH TIME ZONE"},
+                params={"now": now},
+            )
+        elif retries:
+            await conn.execute(
+                update(commands)
+                .where(commands.c.id == bindparam("r_id"), commands.c.state == bindparam("r_was"))
+                .values(next_attempt_at=bindparam("r_next", type_=commands.c.next_attempt_at.type), updated_at=now),
+                retries,
+            )
+        if history:
+            await self._insert_history(conn, history)
         if finals:
             await self._record_finals(conn, finals, now, batch)
 
