@@ -57,8 +57,18 @@ def _refused(request: web.Request, result: auth.LoginResult, code: str, otp_step
     return render(request, "portal/login.html", {"code": code, "error": message, "otp_step": otp_step}, status=401)
 
 
-def _throttle(request: web.Request) -> None:
-    request.app[THROTTLE].check(client_address(request))
+def _throttled(request: web.Request, code: str, *, otp_step: bool) -> web.Response | None:
+    """The 429 sign-in page when this address has tried too often, else None."""
+    try:
+        request.app[THROTTLE].check(client_address(request))
+    except TooManyAttempts:
+        return render(
+            request,
+            "portal/login.html",
+            {"code": code, "error": _("Too many attempts. Try again in a minute."), "otp_step": otp_step},
+            status=429,
+        )
+    return None
 
 
 @public
@@ -66,15 +76,8 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     code = text(form, "code", max_length=15)
     password = text(form, "password", max_length=200)
-    try:
-        _throttle(request)
-    except TooManyAttempts:
-        return render(
-            request,
-            "portal/login.html",
-            {"code": code, "error": _("Too many attempts. Try again in a minute."), "otp_step": False},
-            status=429,
-        )
+    if (refused := _throttled(request, code, otp_step=False)) is not None:
+        return refused
     async with uow_of(request).begin() as conn:
         result = await auth.login_subscriber(
             conn,
@@ -94,15 +97,8 @@ async def login(request: web.Request) -> web.Response:
 async def request_code(request: web.Request) -> web.Response:
     form = await request.post()
     code = text(form, "code", max_length=15)
-    try:
-        _throttle(request)
-    except TooManyAttempts:
-        return render(
-            request,
-            "portal/login.html",
-            {"code": code, "error": _("Too many attempts. Try again in a minute."), "otp_step": False},
-            status=429,
-        )
+    if (refused := _throttled(request, code, otp_step=False)) is not None:
+        return refused
     async with uow_of(request).begin() as conn:
         otp = await auth.issue_one_time_code(
             conn, session_key(request), request.app[WEB_SETTINGS], code, request.app[CLOCK](), client_address(request)
@@ -121,15 +117,8 @@ async def verify_code(request: web.Request) -> web.Response:
     form = await request.post()
     code = text(form, "code", max_length=15)
     otp = text(form, "otp", max_length=12)
-    try:
-        _throttle(request)
-    except TooManyAttempts:
-        return render(
-            request,
-            "portal/login.html",
-            {"code": code, "error": _("Too many attempts. Try again in a minute."), "otp_step": True},
-            status=429,
-        )
+    if (refused := _throttled(request, code, otp_step=True)) is not None:
+        return refused
     async with uow_of(request).begin() as conn:
         result = await auth.login_subscriber_with_code(
             conn,
