@@ -21,7 +21,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import false, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -217,9 +217,6 @@ async def import_file(
     try:
         rows = await asyncio.to_thread(lambda: list(read_rows(path)))
         async with uow.begin() as conn:
-            # pysqlite defers BEGIN to the first write: without one, the first SAVEPOINT would open (and its
-            # RELEASE commit) the transaction. A write that changes nothing makes the BEGIN happen now.
-            await conn.execute(update(L.number_sequences).where(false()).values(next_value=0))
             for number, cells in rows:
                 report.rows += 1
                 try:

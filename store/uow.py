@@ -6,10 +6,26 @@ connection, so they commit together or not at all.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def sqlite_write_lock(engine: AsyncEngine) -> asyncio.Lock | None:
+    """The one write lock of a SQLite database in this process, None on PostgreSQL.
+
+    SQLite takes one write transaction at a time for the whole file, and its busy handler is not fair (a
+    starved writer fails). Every writer of the process — the gateway's dispatcher and inbound, the payment
+    webhooks — queues on this one lock instead, in turn."""
+    if engine.dialect.name != "sqlite":
+        return None
+    return _SQLITE_WRITERS.setdefault(engine.sync_engine, asyncio.Lock())
 
 
 class UnitOfWork:

@@ -1,9 +1,10 @@
 """The store's own parts on both databases: UTC times, the unit of work, keys at rest."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -47,6 +48,51 @@ async def test_unit_of_work_rolls_back_on_error(uow: UnitOfWork) -> None:
         await fail_inside_a_transaction()
     async with uow.connect() as conn:
         assert await conn.scalar(select(auth.audit_log.c.id)) is None
+
+
+async def test_a_savepoint_before_the_first_write_rolls_back_with_its_transaction(uow: UnitOfWork) -> None:
+    """On SQLite the driver used to begin the transaction only at the first write, so a savepoint taken
+    first began it and its release committed: the outer rollback then undid nothing."""
+    now = datetime.now(UTC)
+
+    class BoomError(Exception):
+        pass
+
+    async def savepoint_first_then_fail() -> None:
+        async with uow.begin() as conn:
+            async with conn.begin_nested():
+                await conn.execute(insert(auth.audit_log).values(at=now, actor_kind="system", actor="t", action="x"))
+            raise BoomError
+
+    with pytest.raises(BoomError):
+        await savepoint_first_then_fail()
+    async with uow.connect() as conn:
+        assert await conn.scalar(select(auth.audit_log.c.id)) is None
+
+
+async def test_two_transactions_that_read_then_write_both_commit(engine: AsyncEngine) -> None:
+    """On SQLite a transaction that has read holds a snapshot; had another committed a write since, its own first
+    write would fail at once ("database is locked"). `engine.begin()` takes the write lock when it begins, so the
+    second transaction waits for the first instead."""
+    row = {"at": datetime.now(UTC), "actor_kind": "system", "actor": "t"}
+    first_has_read = asyncio.Event()
+
+    async def second() -> None:
+        await first_has_read.wait()
+        async with engine.begin() as conn:
+            await conn.scalar(select(func.count()).select_from(auth.audit_log))
+            await conn.execute(insert(auth.audit_log).values(**row, action="second"))
+
+    task = asyncio.create_task(second())
+    async with engine.begin() as conn:
+        await conn.scalar(select(func.count()).select_from(auth.audit_log))
+        first_has_read.set()
+        await asyncio.sleep(0.2)  # the other transaction reads and writes meanwhile, if it may
+        await conn.execute(insert(auth.audit_log).values(**row, action="first"))
+    await task
+    async with engine.connect() as conn:
+        actions = sorted((await conn.execute(select(auth.audit_log.c.action))).scalars())
+    assert actions == ["first", "second"]
 
 
 def test_keys_at_rest_unwrap_only_under_their_master_key() -> None:
