@@ -1,9 +1,12 @@
 """The dispatcher: drains the outbox through a transport and records the handshake, in batches.
 
-One loop claims due commands, a task per command splits its frame into SMS parts and submits them, and
-one recorder writes what came back — submit results and delivery receipts that arrive together go to
-the database in one transaction (a few statements per batch, not per command). States move as
-`gateway.states` decides, every transition with its history row, only ever forward.
+One loop claims due commands and submits each one's SMS parts (followed by done-callbacks when the
+transport hands back futures, as gateway.smpp does; in a task per command otherwise), and one recorder
+writes what came back — submit results and delivery receipts that arrive together go to the database in
+one transaction (a few statements per batch, not per command). States move as `gateway.states` decides,
+every transition with its history row, only ever forward. On PostgreSQL a receipt that arrives in the
+same batch as its submit result is matched in memory: the part is written once, already delivered, and
+the command moves 0:0 → 1:0 in one UPDATE with both history rows (`_match_in_batch`).
 
 Claiming. A command is due when it is open (0:0, 0:1, 1:0), `next_attempt_at` has passed and no live
 claim holds it. The claim is one `UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` on
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -41,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -72,6 +76,7 @@ log = logging.getLogger("smsmeter.gateway.dispatcher")
 
 _OPEN = sorted(s.value for s in OPEN_STATES)
 _CHUNK = 1000
+_YIELD_EVERY = 100  # commands started between two turns of the event loop
 _dependency = commands.alias("dependency")
 
 
@@ -134,6 +139,18 @@ class _SendResult:
     at: datetime
 
 
+@dataclass(eq=False, slots=True)
+class _Sending:
+    """A command whose parts are out with a future-returning transport; `outcomes` fill in as they end."""
+
+    command: _Claimed
+    attempt: int
+    bodies: list[tuple[bytes, bool]]
+    outcomes: list[object]  # a future until its part ended, then its message id or error
+    left: int
+    cancelled: bool = False
+
+
 @dataclass(slots=True)
 class _Final:
     command_id: int
@@ -180,18 +197,22 @@ class Dispatcher:
         self._parked: dict[str, tuple[Receipt, float]] = {}
         self._wake_recorder = asyncio.Event()
         self._wake_claimer = asyncio.Event()
-        self._sends: set[asyncio.Task[None]] = set()
+        self._sends: set[asyncio.Task[None]] = set()  # commands sent through a coroutine transport
+        self._in_flight: set[_Sending] = set()  # ... and through a future-returning one
+        self._room_wanted = False
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
 
     # -- the transport's callback --------------------------------------------------------------------
-    async def on_receipt(self, receipt: Receipt) -> None:
-        """Hand a receipt to the recorder; returns once it is recorded (or parked, if its part is not
-        known yet). Raises if the database failed, so the SMSC redelivers it."""
+    def on_receipt(self, receipt: Receipt) -> asyncio.Future[None]:
+        """Hand a receipt to the recorder (call it in the event loop's thread); the future is done once
+        the receipt is recorded (or parked, if its part is not known yet), and fails if the database
+        failed, so the SMSC redelivers it. A future rather than a coroutine: a transport awaits it with
+        a callback, without a task per receipt."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._receipts.append((receipt, fut))
         self._wake_recorder.set()
-        await fut
+        return fut
 
     def wake(self) -> None:
         """Look for due commands now (e.g. right after an enqueue in this process)."""
@@ -211,6 +232,10 @@ class Dispatcher:
         finally:
             for task in list(self._sends):
                 task.cancel()
+            for sending in list(self._in_flight):
+                for w in sending.outcomes:
+                    if isinstance(w, asyncio.Future):
+                        w.cancel()
             if self._sends:
                 await asyncio.gather(*self._sends, return_exceptions=True)
             self._stopping.set()
@@ -219,29 +244,71 @@ class Dispatcher:
                 await recorder
 
     async def _claim_loop(self) -> None:
-        while not self._stopping.is_set():
-            transport = self.transport
-            room = self.config.max_in_flight - len(self._sends)
-            if transport is None or transport.state is not TransportState.BOUND or room <= 0:
-                await self._sleep(self.config.poll_s)
-                continue
-            try:
-                claimed = await self._claim(min(room, self.config.claim_batch))
-            except (SQLAlchemyError, OSError) as exc:
-                # The database is away: the commands wait in the outbox; keep trying (found by the operations
-                # reliability run, tests/reliability/test_database_outage.py).
-                log.warning("claiming commands failed (%s); trying again", type(exc).__name__)
-                await self._sleep(max(1.0, self.config.poll_s))
-                continue
-            if not claimed:
-                await self._sleep(self.config.poll_s)
-                continue
-            self.stats.claimed += len(claimed)
-            for command in claimed:
-                self._start(command)
+        ahead: tuple[asyncio.Task[list[_Claimed]], int] | None = None  # the next claim, already under way
+        try:
+            while not self._stopping.is_set():
+                # cleared before looking, not before sleeping: a wake-up that arrives while a claim is under
+                # way (a commit its snapshot missed) makes the next sleep return at once
+                self._wake_claimer.clear()
+                transport = self.transport
+                if ahead is None:
+                    room = self.config.max_in_flight - len(self._sends) - len(self._in_flight)
+                    if transport is None or transport.state is not TransportState.BOUND or room <= 0:
+                        self._room_wanted = room <= 0  # woken by `_freed` once a claim's worth of sends ended
+                        await self._sleep(self.config.poll_s)
+                        continue
+                    limit = min(room, self.config.claim_batch)
+                    claiming = asyncio.ensure_future(self._claim(limit))
+                else:
+                    (claiming, limit), ahead = ahead, None
+                try:
+                    claimed = await claiming
+                except (SQLAlchemyError, OSError) as exc:
+                    # The database is away: the commands wait in the outbox; keep trying (found by the operations
+                    # reliability run, tests/reliability/test_database_outage.py).
+                    log.warning("claiming commands failed (%s); trying again", type(exc).__name__)
+                    await self._sleep(max(1.0, self.config.poll_s))
+                    continue
+                if not claimed:
+                    await self._sleep(self.config.poll_s)
+                    continue
+                self.stats.claimed += len(claimed)
+                room = self.config.max_in_flight - len(self._sends) - len(self._in_flight) - len(claimed)
+                if len(claimed) == limit and room > 0 and not self._stopping.is_set():
+                    # more is due: the next claim runs while these parts are handed to the transport
+                    next_limit = min(room, self.config.claim_batch)
+                    ahead = (asyncio.ensure_future(self._claim(next_limit)), next_limit)
+                for n, command in enumerate(claimed, start=1):
+                    self._start(command)
+                    if n % _YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # let the transport's reads and writes in between a large claim
+                if len(claimed) < limit:  # nothing else was due: wait for a wake-up rather than claim nothing
+                    await self._sleep(self.config.poll_s)
+        finally:
+            if ahead is not None:
+                await self._release(ahead[0])
+
+    async def _release(self, claiming: asyncio.Task[list[_Claimed]]) -> None:
+        """Stopping with a claim under way: let it finish and give its commands back (lease cleared), so
+        they do not wait out the lease."""
+        try:
+            claimed = await asyncio.shield(claiming)
+        except Exception:  # the database is away: the lease runs out as after a crash
+            return
+        if not claimed:
+            return
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            async with self._gate, self._engine.begin() as conn:
+                await conn.execute(
+                    update(commands)
+                    .where(
+                        among(commands.c.id, [c.id for c in claimed], self._postgres),
+                        commands.c.claimed_by == self.config.worker_id,
+                    )
+                    .values(claimed_by=None, claimed_until=None)
+                )
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake_claimer.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake_claimer.wait()
@@ -262,7 +329,7 @@ class Dispatcher:
             .limit(limit)
         )
         if self._postgres:
-            due = due.with_for_update(skip_locked=True, key_share=True, of=commands)
+            return await self._claim_joined(due.with_for_update(skip_locked=True, key_share=True, of=commands), now)
         stmt = (
             update(commands)
             .where(commands.c.id.in_(due.scalar_subquery()))
@@ -317,6 +384,49 @@ class Dispatcher:
             for r in rows
         ]
 
+    async def _claim_joined(self, due: Any, now: datetime) -> list[_Claimed]:
+        """PostgreSQL: the claim, each command's meter address and the state of the command it depends on,
+        in one statement (one round trip instead of three)."""
+        dependency_state = (
+            select(_dependency.c.state).where(_dependency.c.id == commands.c.depends_on_id).scalar_subquery()
+        )
+        stmt = (
+            update(commands)
+            .where(commands.c.id.in_(due.scalar_subquery()), meters.c.id == commands.c.meter_id)
+            .values(claimed_by=self.config.worker_id, claimed_until=now + timedelta(seconds=self.config.lease_s))
+            .returning(
+                commands.c.id,
+                commands.c.meter_id,
+                commands.c.kind,
+                commands.c.state,
+                commands.c.attempts,
+                commands.c.frame,
+                commands.c.counter,
+                commands.c.depends_on_id,
+                meters.c.msisdn,
+                meters.c.app_port,
+                dependency_state.label("dependency_state"),
+            )
+        )
+        async with self._gate, self._engine.begin() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            _Claimed(
+                r.id,
+                r.meter_id,
+                r.kind,
+                CommandState(r.state),
+                r.attempts,
+                bytes(r.frame),
+                r.counter,
+                r.msisdn,
+                r.app_port,
+                r.depends_on_id,
+                r.dependency_state if r.depends_on_id is not None else None,
+            )
+            for r in rows
+        ]
+
     def _start(self, command: _Claimed) -> None:
         policy = self.config.policy
         if command.dependency_state is not None and command.dependency_state != CommandState.PROCESSED:
@@ -332,9 +442,7 @@ class Dispatcher:
             if decision.state is not None:
                 self._finish(command, decision.state, Source.TIMER, decision.detail)
                 return
-        task = asyncio.create_task(self._send(command, command.attempts + 1))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        self._begin_send(command, command.attempts + 1)
 
     def _finish(self, command: _Claimed, state: CommandState, source: Source, detail: str) -> None:
         self._finals.append(_Final(command.id, command.meter_id, command.kind, state, source, detail))
@@ -349,17 +457,78 @@ class Dispatcher:
         has_udh = len(parts) > 1 or ports is not None
         return [(p, has_udh) for p in parts]
 
-    async def _send(self, command: _Claimed, attempt: int) -> None:
+    def _begin_send(self, command: _Claimed, attempt: int) -> None:
+        """Submit every part of `command`. A transport that hands back futures (gateway.smpp) is followed
+        by done-callbacks, without a task per command; one whose submit is a coroutine runs in a task."""
         transport = self.transport
         assert transport is not None
         bodies = self.parts_of(command)
-        outcomes = await asyncio.gather(
-            *(
-                transport.submit(OutboundSms(command.msisdn, body, has_udh=has_udh, validity_s=self.config.validity_s))
-                for body, has_udh in bodies
-            ),
-            return_exceptions=True,
+        waits: list[object] = []
+        for body, has_udh in bodies:
+            try:
+                waits.append(
+                    transport.submit(
+                        OutboundSms(command.msisdn, body, has_udh=has_udh, validity_s=self.config.validity_s)
+                    )
+                )
+            except Exception as exc:  # raised at once (not bound, not one SMS): as gather would hand it back
+                waits.append(exc)
+        if all(isinstance(w, asyncio.Future | BaseException) for w in waits):
+            futures = sum(isinstance(w, asyncio.Future) for w in waits)
+            sending = _Sending(command, attempt, bodies, waits, futures)
+            self._in_flight.add(sending)
+            if futures == 0:
+                self._sent(sending)
+                return
+            for i, w in enumerate(waits):
+                if isinstance(w, asyncio.Future):
+                    w.add_done_callback(functools.partial(self._part_sent, sending, i))
+            return
+        task = asyncio.create_task(self._send(command, attempt, bodies, waits))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+        task.add_done_callback(self._freed)
+
+    def _part_sent(self, sending: _Sending, index: int, fut: asyncio.Future[str]) -> None:
+        if fut.cancelled():
+            sending.cancelled = True
+        else:
+            exc = fut.exception()
+            sending.outcomes[index] = exc if exc is not None else fut.result()
+        sending.left -= 1
+        if sending.left == 0:
+            self._sent(sending)
+
+    def _sent(self, sending: _Sending) -> None:
+        self._in_flight.discard(sending)
+        self._freed()
+        if sending.cancelled:  # stopped: nothing recorded, the lease runs out as after a crash
+            return
+        self._record_outcomes(sending.command, sending.attempt, sending.bodies, sending.outcomes)
+
+    def _freed(self, _task: object = None) -> None:
+        """A send ended: wake the claimer if it waits for room and a whole claim batch fits again."""
+        limit = self.config.max_in_flight
+        if self._room_wanted and len(self._sends) + len(self._in_flight) <= max(
+            limit - self.config.claim_batch, limit // 2
+        ):
+            self._room_wanted = False
+            self._wake_claimer.set()
+
+    async def _send(
+        self, command: _Claimed, attempt: int, bodies: list[tuple[bytes, bool]], waits: list[object]
+    ) -> None:
+        outcomes = iter(
+            await asyncio.gather(*(w for w in waits if not isinstance(w, BaseException)), return_exceptions=True)  # type: ignore[arg-type]
         )
+        self._record_outcomes(
+            command, attempt, bodies, [w if isinstance(w, BaseException) else next(outcomes) for w in waits]
+        )
+
+    def _record_outcomes(
+        self, command: _Claimed, attempt: int, bodies: list[tuple[bytes, bool]], outcomes: Sequence[object]
+    ) -> None:
+        """Turn the parts' outcomes (message ids or errors) into one send result for the recorder."""
         message_ids: list[str | None] = []
         statuses: list[int | None] = []
         error: TransportError | None = None
@@ -390,7 +559,7 @@ class Dispatcher:
     async def _record_loop(self) -> None:
         while True:
             if not (self._results or self._receipts or self._finals):
-                if self._stopping.is_set() and not self._sends:
+                if self._stopping.is_set() and not self._sends and not self._in_flight:
                     self._drop_parked(force=True)
                     return
                 self._wake_recorder.clear()
@@ -441,6 +610,28 @@ class Dispatcher:
     ) -> None:
         now = self._clock()
         batch = _Batch()
+        early: dict[str, Receipt] = {}
+        unparked: dict[str, tuple[Receipt, float]] = {}
+        if results and self._postgres and (receipts or self._parked):
+            early, receipts, unparked = self._match_in_batch(results, receipts)
+        try:
+            await self._write_batch(results, finals, receipts, early, now, batch)
+        except BaseException:
+            self._parked.update(unparked)
+            raise
+        self.stats.batches += 1
+        if batch.events:
+            await publish(self._on_event, batch.events)
+
+    async def _write_batch(
+        self,
+        results: Sequence[_SendResult],
+        finals: Sequence[_Final],
+        receipts: Sequence[Receipt],
+        early: dict[str, Receipt],
+        now: datetime,
+        batch: _Batch,
+    ) -> None:
         all_receipts = [*receipts, *(r for r, _ in self._parked.values())]
         async with self._gate, self._engine.begin() as conn:
             parts = await self._parts_by_message_id(conn, {r.message_id for r in all_receipts}) if all_receipts else {}
@@ -448,7 +639,7 @@ class Dispatcher:
             touched |= {p.command_id for p in parts.values()}
             await self._lock(conn, touched)
             if results:
-                await self._record_results(conn, results, now, batch)
+                await self._record_results(conn, results, now, batch, early)
                 # receipts that came with their own submit results match the parts just written
                 # (their commands are locked already: they are among the results)
                 unmatched = {r.message_id for r in all_receipts} - parts.keys()
@@ -458,9 +649,49 @@ class Dispatcher:
                 await self._record_finals(conn, finals, now, batch)
             if all_receipts:
                 await self._record_receipts(conn, receipts, parts, now, batch)
-        self.stats.batches += 1
-        if batch.events:
-            await publish(self._on_event, batch.events)
+
+    def _match_in_batch(
+        self, results: Sequence[_SendResult], receipts: Sequence[Receipt]
+    ) -> tuple[dict[str, Receipt], list[Receipt], dict[str, tuple[Receipt, float]]]:
+        """Delivery receipts for parts accepted in this same batch (the SMSC sent the receipt with, or
+        before, its submit_sm_resp): matched here, so each part is written once, already delivered, and
+        its command moves once, 0:0 → 1:0, instead of a write per step. Returns {message id: receipt},
+        the receipts left for the database lookup (`_record_receipts`) and the parked receipts taken
+        (parked again if the batch fails). Only DELIVRD receipts of
+        wholly accepted sends are taken; anything else goes the ordinary way."""
+        accepted: dict[str, int] = {}
+        for r in results:
+            if r.error is None:
+                for message_id in r.message_ids:
+                    if message_id is not None:
+                        accepted[message_id] = accepted.get(message_id, 0) + 1
+        groups: dict[str, list[Receipt]] = {}
+        rest: list[Receipt] = []
+        for receipt in receipts:
+            if accepted.get(receipt.message_id) == 1 and receipt.message_id not in self._parked:
+                groups.setdefault(receipt.message_id, []).append(receipt)
+            else:
+                rest.append(receipt)
+        early: dict[str, Receipt] = {}
+        for message_id, copies in groups.items():
+            if receipt_outcome(copies[-1].state.value) is ReceiptOutcome.DELIVERED:
+                early[message_id] = copies[-1]  # the last copy decides, as in `_record_receipts`
+                self.stats.receipts += 1
+                self.stats.receipts_duplicate += len(copies) - 1
+            else:
+                rest.extend(copies)
+        fresh = {r.message_id for r in rest}
+        unparked: dict[str, tuple[Receipt, float]] = {}
+        for message_id, (receipt, _since) in list(self._parked.items()):
+            if (
+                accepted.get(message_id) == 1
+                and message_id not in fresh
+                and receipt_outcome(receipt.state.value) is ReceiptOutcome.DELIVERED
+            ):
+                unparked[message_id] = self._parked.pop(message_id)
+                early[message_id] = receipt
+                self.stats.receipts += 1
+        return early, rest, unparked
 
     async def _lock(self, conn: AsyncConnection, command_ids: set[int]) -> None:
         """On PostgreSQL, lock every command row this transaction will change, in id order, before
@@ -493,8 +724,18 @@ class Dispatcher:
         return parts
 
     async def _record_results(
-        self, conn: AsyncConnection, results: Sequence[_SendResult], now: datetime, batch: _Batch
+        self,
+        conn: AsyncConnection,
+        results: Sequence[_SendResult],
+        now: datetime,
+        batch: _Batch,
+        early: dict[str, Receipt] | None = None,
     ) -> None:
+        """Parts, attempts and the 0:1 step of `results`; on PostgreSQL also the 1:0 step of commands
+        whose every part has its receipt in `early` (`_match_in_batch`), in the same statements."""
+        if self._postgres:
+            await self._record_results_set(conn, results, now, batch, early or {})
+            return
         policy = self.config.policy
         part_rows: list[dict[str, Any]] = []
         accepted: list[_SendResult] = []
@@ -636,6 +877,165 @@ class Dispatcher:
             )
         if history:
             await self._insert_history(conn, history)
+        if finals:
+            await self._record_finals(conn, finals, now, batch)
+
+    def _classify(
+        self, results: Sequence[_SendResult], now: datetime
+    ) -> tuple[list[_SendResult], list[dict[str, Any]], list[dict[str, Any]], list[_Final]]:
+        """Split send results: accepted ones, and for the others the reschedule rows, history rows and
+        finals their failure calls for (`gateway.states`)."""
+        policy = self.config.policy
+        accepted: list[_SendResult] = []
+        reschedule: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        finals: list[_Final] = []
+        for r in results:
+            c = r.command
+            if r.error is None:
+                accepted.append(r)
+            elif isinstance(r.error, Throttled | NotConnected):
+                d = after_throttle(now, self.config.throttle_pause_s)
+                reschedule.append({"c_id": c.id, "c_attempts": c.attempts, "c_next": d.retry_at, "c_status": None})
+            elif isinstance(r.error, InvalidPart):  # it can never be one SMS: resending will not help
+                detail = f"not sendable: {r.error.reason}"
+                finals.append(_Final(c.id, c.meter_id, c.kind, CommandState.FAILED, Source.DISPATCHER, detail))
+                reschedule.append({"c_id": c.id, "c_attempts": r.attempt, "c_next": None, "c_status": None})
+            else:
+                status = r.error.status if isinstance(r.error, SmscRejected) else None
+                reason = r.error.name if isinstance(r.error, SmscRejected) else type(r.error).__name__
+                if isinstance(r.error, SubmitTimeout):
+                    reason = "no submit_sm_resp"
+                d = after_submit_failure(r.attempt, policy, now, status=status, reason=reason)
+                if d.state is not None:
+                    finals.append(_Final(c.id, c.meter_id, c.kind, d.state, Source.SMSC, d.detail, status))
+                    reschedule.append({"c_id": c.id, "c_attempts": r.attempt, "c_next": None, "c_status": status})
+                else:
+                    self.stats.retries += 1
+                    reschedule.append({"c_id": c.id, "c_attempts": r.attempt, "c_next": d.retry_at, "c_status": status})
+                    history.append(_history(c.id, c.state, c.state, now, Source.SMSC, d.detail))
+        return accepted, reschedule, history, finals
+
+    async def _record_results_set(
+        self,
+        conn: AsyncConnection,
+        results: Sequence[_SendResult],
+        now: datetime,
+        batch: _Batch,
+        early: dict[str, Receipt],
+    ) -> None:
+        """PostgreSQL: one INSERT for every part (already 1:0 when its receipt came in this batch), one
+        UPDATE … FROM unnest(…) for every command (attempts, next attempt, the lease released, and the
+        state moved forward only: 0:0 → 0:1, or 0:0 / 0:1 → 1:0 when every part is delivered), which
+        returns the state each row left (the rows are locked, `_lock`) for the history rows."""
+        accepted, reschedule, history, finals = self._classify(results, now)
+        part_rows: list[dict[str, Any]] = []
+        for r in results:
+            c = r.command
+            throttled = r.error is not None and isinstance(r.error, Throttled | NotConnected)
+            if throttled:
+                continue  # not an attempt: the parts that did go out are sent again with the rest
+            for seq, ((body, has_udh), message_id, status) in enumerate(
+                zip(r.bodies, r.message_ids, r.statuses, strict=True), start=1
+            ):
+                receipt = early.get(message_id) if message_id is not None and r.error is None else None
+                if receipt is not None:
+                    state, delivered_at = CommandState.DELIVERED.value, receipt.done_at or now
+                    smsc_status = receipt.error_code if receipt.error_code is not None else status
+                else:
+                    state = CommandState.ACCEPTED.value if message_id is not None else "rejected"
+                    delivered_at, smsc_status = None, status
+                part_rows.append(
+                    {
+                        "command_id": c.id,
+                        "seq": seq,
+                        "body": body,
+                        "has_udh": int(has_udh),
+                        "attempt": r.attempt,
+                        "message_id": message_id,
+                        "state": state,
+                        "smsc_status": smsc_status,
+                        "submitted_at": r.at,
+                        "delivered_at": delivered_at,
+                    }
+                )
+        await insert_many(
+            conn,
+            command_parts,
+            part_rows,
+            on_conflict="ON CONFLICT (command_id, attempt, seq) DO UPDATE SET message_id = excluded.message_id, "
+            "state = excluded.state, smsc_status = excluded.smsc_status, submitted_at = excluded.submitted_at, "
+            "delivered_at = excluded.delivered_at",
+        )
+        rows = [
+            {"id": x["c_id"], "attempts": x["c_attempts"], "next_attempt_at": x["c_next"], "status": x["c_status"],
+             "to_state": None}
+            for x in reschedule
+        ]
+        deadline = now + timedelta(seconds=self.config.policy.ack_timeout_s)
+        by_id: dict[int, _SendResult] = {}
+        for r in accepted:
+            delivered = all(m is not None and m in early for m in r.message_ids)
+            to_state = CommandState.DELIVERED if delivered else CommandState.ACCEPTED
+            rows.append(
+                {"id": r.command.id, "attempts": r.attempt, "next_attempt_at": deadline, "status": 0,
+                 "to_state": to_state.value}
+            )
+            by_id[r.command.id] = r
+        self.stats.accepted += len(accepted)
+        left = await update_many(
+            conn,
+            commands,
+            rows,
+            # the attempt counts even when the meter's answer already settled the command
+            "attempts = v.attempts, next_attempt_at = CASE WHEN t.state IN ('0:0', '0:1', '1:0') "
+            "THEN v.next_attempt_at END, smsc_status = COALESCE(v.status, t.smsc_status), claimed_by = NULL, "
+            "claimed_until = NULL, updated_at = :now, "
+            "state = CASE WHEN v.to_state = '1:0' AND t.state IN ('0:0', '0:1') THEN '1:0' "
+            "WHEN v.to_state = '0:1' AND t.state = '0:0' THEN '0:1' ELSE t.state END",
+            where="AND old.id = t.id",
+            types={"status": "INTEGER", "to_state": "VARCHAR"},
+            params={"now": now},
+            also_from=", commands AS old",
+            returning="t.id, old.state, t.state",
+        ) if rows else []
+        for command_id, was, state in left:
+            r = by_id.get(command_id)
+            if r is None:
+                continue
+            n = len(r.bodies)
+            if was == CommandState.SENDING.value and state != was:
+                history.append(
+                    _history(
+                        command_id,
+                        CommandState.SENDING,
+                        CommandState.ACCEPTED,
+                        now,
+                        Source.SMSC,
+                        f"attempt {r.attempt}: {n} part{'s' if n > 1 else ''} accepted, "
+                        f"id {', '.join(m or '' for m in r.message_ids)}",
+                    )
+                )
+            elif r.attempt > 1:
+                history.append(
+                    _history(
+                        command_id,
+                        r.command.state,
+                        r.command.state,
+                        now,
+                        Source.SMSC,
+                        f"attempt {r.attempt} accepted (same frame, counter {r.command.counter})",
+                    )
+                )
+            if state == CommandState.DELIVERED.value and was != state:
+                history.append(
+                    _history(
+                        command_id, CommandState.ACCEPTED, CommandState.DELIVERED, now, Source.RECEIPT,
+                        "every part delivered",
+                    )
+                )
+                self.stats.delivered += 1
+        await insert_many(conn, command_history, history)
         if finals:
             await self._record_finals(conn, finals, now, batch)
 
@@ -823,6 +1223,9 @@ class Dispatcher:
             await self._after_failed_receipts(conn, failed, now, batch)
 
     async def _move_delivered(self, conn: AsyncConnection, command_ids: list[int], now: datetime) -> None:
+        if self._postgres:
+            await self._move_delivered_set(conn, command_ids, now)
+            return
         complete: list[int] = []
         for start in range(0, len(command_ids), _CHUNK):
             chunk = command_ids[start : start + _CHUNK]
@@ -863,6 +1266,21 @@ class Dispatcher:
                 )
             ).scalars()
             moved.extend((i, before[i]) for i in changed)
+        if moved:
+            await self._insert_history(
+                conn,
+                [
+                    _history(i, CommandState(s), CommandState.DELIVERED, now, Source.RECEIPT, "every part delivered")
+                    for i, s in moved
+                ],
+            )
+            self.stats.delivered += len(moved)
+
+    async def _move_delivered_set(self, conn: AsyncConnection, command_ids: list[int], now: datetime) -> None:
+        """PostgreSQL: 0:0 / 0:1 → 1:0 for the commands one of whose attempts has every part (that the SMSC
+        took) delivered, in one statement that returns the state each left (rows locked by `_lock`)."""
+        rows = await conn.execute(_MOVE_DELIVERED, {"ids": command_ids, "now": now})
+        moved = [(int(i), str(s)) for i, s in rows]
         if moved:
             await self._insert_history(
                 conn,
@@ -927,6 +1345,15 @@ class Dispatcher:
             await self._insert_history(conn, history)
         if finals:
             await self._record_finals(conn, finals, now, batch)
+
+
+_MOVE_DELIVERED = text(
+    "UPDATE commands AS t SET state = '1:0', updated_at = :now FROM commands AS old "
+    "WHERE t.id = ANY(CAST(:ids AS BIGINT[])) AND old.id = t.id AND t.state IN ('0:0', '0:1') "
+    "AND EXISTS (SELECT 1 FROM command_parts AS p WHERE p.command_id = t.id AND p.message_id IS NOT NULL "
+    "GROUP BY p.attempt HAVING count(*) = count(*) FILTER (WHERE p.state = '1:0')) "
+    "RETURNING t.id, old.state"
+)
 
 
 def _is_open() -> Any:

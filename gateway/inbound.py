@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -50,6 +50,7 @@ from store.schema.registry import meters
 log = logging.getLogger("smsmeter.gateway.inbound")
 
 _CHUNK = 1000
+_YIELD_EVERY = 200  # frames decoded between two turns of the event loop
 
 _SEVERITY = {
     mp.EventKind.TAMPER: "critical",
@@ -66,6 +67,8 @@ _ALARM_KIND = {mp.EventKind.MAGNETIC_FIELD: "magnetic"}
 
 def digits(number: str) -> str:
     """An address as plain digits: '+373 69-000 001' → '37369000001'."""
+    if number.isascii() and number.isdigit():  # the usual case, on every SMS
+        return number
     return "".join(ch for ch in number if ch.isdigit())
 
 
@@ -132,13 +135,14 @@ class Inbound:
         self._stopping = False
         self.stats = InboundStats()
 
-    async def on_sms(self, sms: InboundSms) -> None:
-        """Returns once the SMS is recorded (processed or stored as a wrong SMS). Raises only when the
-        database failed, so the SMSC delivers it again."""
+    def on_sms(self, sms: InboundSms) -> asyncio.Future[None]:
+        """Queue an SMS (call it in the event loop's thread); the future is done once it is recorded
+        (processed or stored as a wrong SMS), and fails only when the database failed, so the SMSC
+        delivers it again. A future rather than a coroutine: no task per SMS in the transport."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((sms, fut))
         self._wake.set()
-        await fut
+        return fut
 
     def stop(self) -> None:
         self._stopping = True
@@ -239,7 +243,9 @@ class Inbound:
                 continue
             headers.append((sms, meter, frame, header))
         keys = await self._keys.keys_by_id(conn, [(m.id, h.key_id) for _, m, _, h in headers])
-        for sms, meter, frame, header in headers:
+        for n, (sms, meter, frame, header) in enumerate(headers, start=1):
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the transport's reads and writes in between a long batch
             key = keys.get((meter.id, header.key_id))
             if key is None:
                 self._wrong(work, sms, frame, "unknown_key", f"no key {header.key_id} for this meter", meter.id)
@@ -380,7 +386,14 @@ class Inbound:
         """Move acknowledged commands forward: OK / DUPLICATE → 1:1, REJECTED → rejected_meter."""
         wanted = sorted({(meter_id, ack.acked_counter) for meter_id, ack in work.acks})
         current: dict[tuple[int, int], Any] = {}
-        for start in range(0, len(wanted), _CHUNK):
+        if self._postgres:
+            # one statement (arrays, so any number) finds the commands and locks them in id order, as the
+            # dispatcher does (the two never deadlock); a row another transaction held is read again once free
+            rows = await conn.execute(
+                _ACKED_LOCKED, {"meter_ids": [m for m, _ in wanted], "counters": [c for _, c in wanted]}
+            )
+            current.update({(r.meter_id, r.counter): r for r in rows})
+        for start in range(0, len(wanted) if not self._postgres else 0, _CHUNK):
             rows = await conn.execute(
                 select(commands.c.id, commands.c.meter_id, commands.c.counter, commands.c.kind, commands.c.state).where(
                     tuple_(commands.c.meter_id, commands.c.counter).in_(wanted[start : start + _CHUNK])
@@ -388,19 +401,6 @@ class Inbound:
             )
             current.update({(r.meter_id, r.counter): r for r in rows})
         state_now = {k: CommandState(r.state) for k, r in current.items()}
-        if self._postgres and current:
-            # lock in id order, as the dispatcher does (the two never deadlock), then read the states again
-            ids = sorted(r.id for r in current.values())
-            key_of = {r.id: k for k, r in current.items()}
-            for start in range(0, len(ids), _CHUNK):
-                locked = await conn.execute(
-                    select(commands.c.id, commands.c.state)
-                    .where(among(commands.c.id, ids[start : start + _CHUNK], True))
-                    .order_by(commands.c.id)
-                    .with_for_update(key_share=True)
-                )
-                for command_id, state in locked:
-                    state_now[key_of[command_id]] = CommandState(state)
         updates: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
         for meter_id, ack in work.acks:
@@ -473,6 +473,14 @@ class Inbound:
                 updates,
             )
             await conn.execute(insert(command_history), history)
+
+
+_ACKED_LOCKED = text(
+    "SELECT c.id, c.meter_id, c.counter, c.kind, c.state FROM commands AS c "
+    "WHERE (c.meter_id, c.counter) IN "
+    "(SELECT * FROM unnest(CAST(:meter_ids AS BIGINT[]), CAST(:counters AS BIGINT[]))) "
+    "ORDER BY c.id FOR NO KEY UPDATE OF c"
+)
 
 
 def _wrong_row(

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from sqlalchemy import and_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.bulk import among
 from gateway.errors import MeterKeyMissing
 from store.crypto import unwrap_from_storage
 from store.errors import KeyUnwrapError
@@ -60,7 +61,7 @@ class KeyRing:
                         meter_keys, and_(meter_keys.c.meter_id == meters.c.id, meter_keys.c.key_id == meters.c.key_id)
                     )
                 )
-                .where(meters.c.id.in_(chunk))
+                .where(among(meters.c.id, chunk, conn.dialect.name == "postgresql"))
             )
             for meter_id, key_id, wrapped in rows:
                 cached = self._cache.get((meter_id, key_id))

@@ -30,7 +30,7 @@ import logging
 import re
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -303,10 +303,15 @@ class ModemTransport:
         if self._loop is not None and self._lost is not None:
             self._loop.call_soon_threadsafe(self._lost.set)
 
-    def _call_in_loop(self, coro_factory: Callable[[], Any]) -> bool:
+    def _call_in_loop(self, call: Callable[[], Awaitable[Any]]) -> bool:
+        """Run a handler in the event loop (it is called there, not in this thread) and wait for it."""
         if self._loop is None or self._loop.is_closed():
             return False
-        future = asyncio.run_coroutine_threadsafe(coro_factory(), self._loop)
+
+        async def in_loop() -> None:
+            await call()
+
+        future = asyncio.run_coroutine_threadsafe(in_loop(), self._loop)
         try:
             future.result(self.config.handler_timeout_s)
         except Exception:

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
+from gateway.bulk import among
 from gateway.errors import (
     CannotCancel,
     CommandNotFound,
@@ -40,6 +41,8 @@ from store.schema.commands import command_history, command_parts, commands
 from store.schema.registry import meters
 
 _CHUNK = 1000
+COMMANDS_CHANNEL = "smsmeter_commands"  # PostgreSQL: NOTIFY'd by a transaction that enqueues new commands
+_NOTIFY = text(f"NOTIFY {COMMANDS_CHANNEL}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +141,8 @@ async def enqueue_commands(
 ) -> list[int]:
     """Write many commands in the caller's transaction (bulk: one statement per step, 1,000 rows a
     statement); returns their ids in request order. All or nothing: any bad request raises and the
-    caller's transaction should roll back."""
+    caller's transaction should roll back. On PostgreSQL the transaction also NOTIFYs `COMMANDS_CHANNEL`
+    when it writes a new command."""
     if not requests:
         return []
     for request in requests:
@@ -165,6 +169,10 @@ async def enqueue_commands(
     if fresh:
         await _check_dependencies(conn, {d for i in fresh if (d := requests[i].depends_on_id) is not None})
         new_ids = await _insert_fresh(conn, keys, [requests[i] for i in fresh], now)
+        if conn.dialect.name == "postgresql":
+            # delivered when (and only if) the caller's transaction commits; several in one transaction are
+            # folded into one. A dispatcher in another process listening on the channel claims at once.
+            await conn.execute(_NOTIFY)
         for i, command_id in zip(fresh, new_ids, strict=True):
             ids[i] = command_id
     for i, first in duplicate_of.items():
@@ -178,7 +186,7 @@ async def _existing_by_key(conn: AsyncConnection, keys: set[str]) -> dict[str, i
     for start in range(0, len(ordered), _CHUNK):
         rows = await conn.execute(
             select(commands.c.idempotency_key, commands.c.id).where(
-                commands.c.idempotency_key.in_(ordered[start : start + _CHUNK])
+                among(commands.c.idempotency_key, ordered[start : start + _CHUNK], conn.dialect.name == "postgresql")
             )
         )
         found.update({k: i for k, i in rows})
@@ -209,7 +217,7 @@ async def _allocate_counters(conn: AsyncConnection, per_meter: Counter[int]) -> 
     for start in range(0, len(meter_ids), _CHUNK):
         rows = await conn.execute(
             select(meters.c.id, meters.c.next_counter, meters.c.code, meters.c.profile, meters.c.status).where(
-                meters.c.id.in_(meter_ids[start : start + _CHUNK])
+                among(meters.c.id, meter_ids[start : start + _CHUNK], conn.dialect.name == "postgresql")
             )
         )
         for meter_id, next_counter, code, profile, status in rows:

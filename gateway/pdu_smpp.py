@@ -15,6 +15,7 @@ its declared base falls back to the AS_IS rule.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import struct
 from dataclasses import dataclass
@@ -178,6 +179,7 @@ def receipt_text(message_id: str, state: ReceiptState, error_code: int, submitte
     ).encode("ascii")
 
 
+@functools.lru_cache(maxsize=64)  # one or two validity periods are configured; computed once each
 def relative_validity(seconds: int) -> str:
     """SMPP 3.4 §7.1.1 relative time `YYMMDDhhmmss000R` for a validity period in seconds (max 99 years)."""
     if seconds <= 0:

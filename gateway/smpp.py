@@ -22,29 +22,38 @@ messages/s, this transport ~6,200 messages/s. Writes made in one turn of the loo
 - reconnect with exponential backoff (with jitter) after any drop; submits outstanding on the dropped
   connection fail with `NotConnected` so the caller resends the same frame.
 
-Sending: a window of `window` outstanding submit_sm (a future per sequence number), paced to `rate_per_s`
-and backed off after ESME_RTHROTTLED / ESME_RMSGQFUL (`Throttled`). data_coding 0x04, esm_class 0x40 when
+Sending: `submit` queues the part and hands back a future; parts leave in order while fewer than `window`
+submit_sm are outstanding, paced to `rate_per_s` and backed off after ESME_RTHROTTLED / ESME_RMSGQFUL
+(`Throttled`). A submit_sm_resp frees its slot and the next queued part is written from the same
+callback (no task wakes in between), and everything a read's PDUs called for is written at the end of
+that read, so the window stays full while the event loop also records batches. data_coding 0x04, esm_class 0x40 when
 the part carries a UDH, registered_delivery 1, our short number as source with the configured TON/NPI.
 TCP_NODELAY is set (without it receipts interleaved with submits stall ~40 ms each).
 
 Receiving: deliver_sm with esm_class type 0x04 (or 0x20, intermediate) is a delivery receipt, read from
 the receipted_message_id / message_state / network_error_code TLVs, else from the receipt text; the id is
 normalised by `gateway.pdu_smpp.normalise_message_id` (hex vs decimal rule there). Any other deliver_sm is
-an MO SMS. Each goes to its callback in a task owned by the transport; deliver_sm_resp is sent when the
-callback returned (ESME_RX_T_APPN when it raised or took longer than `handler_timeout_s`, so the SMSC
-redelivers: nothing is acknowledged that was not handed over). A receipt that arrives before its
-submit_sm_resp is passed on like any other; matching it to its command is the caller's job.
+an MO SMS. Each goes to its callback; a callback that hands back a future (the dispatcher's and the
+inbound path's do) is followed by a done-callback, any other runs in a task owned by the transport;
+deliver_sm_resp is sent when the callback is done (ESME_RX_T_APPN when it raised or took longer than
+`handler_timeout_s`, so the SMSC redelivers: nothing is acknowledged that was not handed over). A receipt
+that arrives before its submit_sm_resp is passed on like any other; matching it to its command is the
+caller's job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import logging
 import random
 import socket
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from smpplib import consts as smpp_consts
 
@@ -153,6 +162,11 @@ class SmppStats:
     unknown_responses: int = 0
 
 
+def _expire(fut: asyncio.Future[tuple[int, str]]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 class _ConnectionLostError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -160,11 +174,27 @@ class _ConnectionLostError(Exception):
 
 
 @dataclass(eq=False, slots=True)
+class _Submit:
+    """One part on its way: waiting for room in the window (`sequence` None), then for its response."""
+
+    sms: OutboundSms
+    fut: asyncio.Future[str]
+    timer: asyncio.TimerHandle | None = None
+    sequence: int | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.fut.done():
+            self.fut.set_exception(exc)
+
+
+@dataclass(eq=False, slots=True)
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     counter: SequenceCounter = field(default_factory=SequenceCounter)
-    pending: dict[int, asyncio.Future[tuple[int, str]]] = field(default_factory=dict)
+    pending: dict[int, _Submit] = field(default_factory=dict)
     alive: bool = True
     last_read: float = 0.0
     enquire: tuple[int, asyncio.Future[None]] | None = None
@@ -187,22 +217,15 @@ class _Connection:
             self.writer.write(b"".join(self.outbox))
         self.outbox.clear()
 
-    async def drain(self, timeout_s: float) -> None:
-        transport = self.writer.transport
-        if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await self.writer.drain()
-            except (TimeoutError, ConnectionError) as exc:
-                raise _ConnectionLostError(f"write stalled: {exc!r}") from exc
+    def write_backlog(self) -> int:
+        return int(self.writer.transport.get_write_buffer_size())
 
     def fail(self, reason: str) -> None:
         self.flush()
         self.alive = False
         pending, self.pending = self.pending, {}
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_exception(NotConnected(reason))
+        for entry in pending.values():
+            entry.fail(NotConnected(reason))
         for waiter in (self.enquire, self.unbind_reply):
             if waiter is not None and not waiter[1].done():
                 waiter[1].cancel()
@@ -231,10 +254,12 @@ class SmppTransport:
         self._conn: _Connection | None = None
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
-        self._handlers: dict[asyncio.Task[None], float] = {}  # callback tasks and when they started
+        self._handlers: dict[asyncio.Future[Any], float] = {}  # callbacks under way and when they started
         self._sweeper: asyncio.Task[None] | None = None
         self._bound: asyncio.Event | None = None
-        self._window: asyncio.Semaphore | None = None
+        self._queue: collections.deque[_Submit] = collections.deque()  # parts waiting for room in the window
+        self._pump_timer: asyncio.TimerHandle | None = None
+        self._stalled_since: float | None = None
         self._next_send_at = 0.0
         self._throttled_until = 0.0
         self._throttle_level = 0
@@ -251,7 +276,6 @@ class SmppTransport:
             raise RuntimeError("transport already started")
         self._closing = False
         self._bound = asyncio.Event()
-        self._window = asyncio.Semaphore(self.config.window)
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._state = TransportState.CONNECTING
         self._supervisor = asyncio.create_task(self._supervise(first), name="smpp-supervisor")
@@ -351,6 +375,7 @@ class SmppTransport:
                     self._bound.clear()
                     self._conn = None
                     conn.fail(reason if not self._closing else "transport closed")
+                    self._fail_queue(reason if not self._closing else "transport closed")
                 if self._closing:
                     return
                 self.stats.drops += 1
@@ -476,6 +501,9 @@ class SmppTransport:
                 self._dispatch(conn, command_id, status, sequence, bytes(buf[start:start + length]))
                 start += length
             del buf[:start]
+            # what this chunk's PDUs called for (responses, the submits that took the freed window slots)
+            # leaves now, not after whatever else is ready in the loop (a recorder batch can take 20 ms)
+            conn.flush()
 
     async def _keepalive(self, conn: _Connection) -> None:
         cfg = self.config
@@ -503,12 +531,14 @@ class SmppTransport:
     # -- inbound PDUs -------------------------------------------------------------------------------
     def _dispatch(self, conn: _Connection, command_id: int, status: int, sequence: int, data: bytes) -> None:
         if command_id == _SUBMIT_SM_RESP:
-            fut = conn.pending.pop(sequence, None)
-            if fut is None or fut.done():
+            entry = conn.pending.pop(sequence, None)
+            if entry is None or entry.fut.done():
                 self.stats.unknown_responses += 1
                 log.warning("submit_sm_resp for unknown sequence %d (status 0x%08x)", sequence, status)
-                return
-            fut.set_result((status, decode_message_id(data) if status == ESME_ROK else ""))
+            else:
+                self._settle(entry, status, decode_message_id(data) if status == ESME_ROK else "")
+            if self._queue:
+                self._pump()  # the freed slot goes to the next part at once, in this same turn of the loop
             return
         if command_id == _DELIVER_SM:
             self._on_deliver_sm(conn, sequence, data)
@@ -521,9 +551,11 @@ class SmppTransport:
                 conn.enquire[1].set_result(None)
             return
         if command_id == GENERIC_NACK_ID:
-            fut = conn.pending.pop(sequence, None)
-            if fut is not None and not fut.done():
-                fut.set_result((status or smpp_consts.SMPP_ESME_RSYSERR, ""))
+            entry = conn.pending.pop(sequence, None)
+            if entry is not None and not entry.fut.done():
+                self._settle(entry, status or smpp_consts.SMPP_ESME_RSYSERR, "")
+                if self._queue:
+                    self._pump()
             else:
                 log.warning("generic_nack status 0x%08x for sequence %d", status, sequence)
             return
@@ -579,22 +611,47 @@ class SmppTransport:
                 received_at=datetime.now(UTC),
             )
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self._deliver(conn, sequence, event))
+        try:
+            waiting = self._on_receipt(event) if isinstance(event, Receipt) else self._on_inbound(event)
+        except Exception:  # the handler's failure must not kill the connection; the SMSC redelivers
+            log.exception("deliver_sm handler failed; answering ESME_RX_T_APPN")
+            with contextlib.suppress(_ConnectionLostError):
+                conn.send_bytes(encode_response(DELIVER_SM_RESP_ID, sequence, ESME_RX_T_APPN))
+            return
+        if isinstance(waiting, asyncio.Future):
+            # a handler that hands back a future (the dispatcher's and the inbound path's do) is awaited
+            # by a callback: no task per message
+            self._handlers[waiting] = loop.time()
+            waiting.add_done_callback(functools.partial(self._answer_deliver_sm, conn, sequence))
+            return
+        task = loop.create_task(self._deliver(conn, sequence, waiting))
         self._handlers[task] = loop.time()
         task.add_done_callback(self._handler_done)
 
-    def _handler_done(self, task: asyncio.Task[None]) -> None:
+    def _handler_done(self, task: asyncio.Future[Any]) -> None:
         self._handlers.pop(task, None)
 
-    async def _deliver(self, conn: _Connection, sequence: int, event: Receipt | InboundSms) -> None:
-        """Hand one receipt / MO to its callback, then answer the deliver_sm. The callback's time is
+    def _answer_deliver_sm(self, conn: _Connection, sequence: int, waiting: asyncio.Future[Any]) -> None:
+        self._handlers.pop(waiting, None)
+        status = ESME_ROK
+        if waiting.cancelled():
+            if self._closing:
+                return
+            log.error("deliver_sm handler took over %s s; answering ESME_RX_T_APPN", self.config.handler_timeout_s)
+            status = ESME_RX_T_APPN
+        elif (exc := waiting.exception()) is not None:
+            log.error("deliver_sm handler failed; answering ESME_RX_T_APPN", exc_info=exc)
+            status = ESME_RX_T_APPN
+        if conn.alive:
+            with contextlib.suppress(_ConnectionLostError):
+                conn.send_bytes(encode_response(DELIVER_SM_RESP_ID, sequence, status))
+
+    async def _deliver(self, conn: _Connection, sequence: int, waiting: Awaitable[None]) -> None:
+        """Await one receipt / MO callback, then answer the deliver_sm. The callback's time is
         bounded by `_sweep_handlers` (one sweeper, not a timer per message)."""
         status = ESME_ROK
         try:
-            if isinstance(event, Receipt):
-                await self._on_receipt(event)
-            else:
-                await self._on_inbound(event)
+            await waiting
         except asyncio.CancelledError:
             if self._closing:
                 raise
@@ -614,38 +671,91 @@ class SmppTransport:
         while True:
             await asyncio.sleep(min(1.0, limit / 4))
             now = loop.time()
-            for task, started in list(self._handlers.items()):
-                if now - started > limit and not task.done():
+            overdue = []
+            for task, started in self._handlers.items():  # in the order they started
+                if now - started <= limit:
+                    break
+                overdue.append(task)
+            for task in overdue:
+                if not task.done():
                     task.cancel()
 
     # -- submitting ---------------------------------------------------------------------------------
-    async def submit(self, sms: OutboundSms) -> str:
-        """Send one SMS part; return the SMSC's message id (normalised) once it is accepted.
+    def submit(self, sms: OutboundSms) -> asyncio.Future[str]:
+        """Send one SMS part; the future gives the SMSC's message id (normalised) once it is accepted.
 
-        Raises NotConnected (not bound, or the connection dropped while waiting: resend), SubmitTimeout
-        (no submit_sm_resp within submit_timeout_s), Throttled (resend later), SmscRejected(status),
-        InvalidPart (does not fit one SMS).
+        Raises (or the future fails with) NotConnected (not bound, or the connection dropped while
+        waiting: resend), SubmitTimeout (no room in the window, or no submit_sm_resp, within
+        submit_timeout_s), Throttled (resend later), SmscRejected(status), InvalidPart (does not fit one SMS).
+
+        Parts wait in one queue for room in the window; a submit_sm_resp frees its slot and the next part
+        is written from the same callback (no task or semaphore wake-up in between, so the window stays
+        full while the event loop is busy with other work).
         """
-        cfg = self.config
         check_part(sms)
         conn = self._conn
-        if conn is None or not conn.alive or self._window is None:
+        if conn is None or not conn.alive:
             raise NotConnected(self._state.value)
-        if self._window.locked():
-            try:
-                async with asyncio.timeout(cfg.submit_timeout_s):
-                    await self._window.acquire()
-            except TimeoutError as exc:
-                raise SubmitTimeout(cfg.submit_timeout_s) from exc
-        else:
-            await self._window.acquire()  # a free slot: returns at once
+        loop = asyncio.get_running_loop()
+        entry = _Submit(sms, loop.create_future())
+        self._queue.append(entry)
+        if len(conn.pending) < self.config.window:
+            self._pump()
+        if entry.sequence is None and not entry.fut.done():
+            entry.timer = loop.call_later(self.config.submit_timeout_s, self._queue_timeout, entry)
+        return entry.fut
+
+    def _pump(self) -> None:
+        """Write queued parts while the window has room (and pacing allows)."""
+        conn = self._conn
+        queue = self._queue
+        if conn is None or not conn.alive:
+            return
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        while queue and len(conn.pending) < cfg.window:
+            entry = queue[0]
+            if entry.fut.done():  # its caller gave up (cancelled)
+                queue.popleft()
+                if entry.timer is not None:
+                    entry.timer.cancel()
+                continue
+            if cfg.rate_per_s is not None or self._throttle_level:
+                now = loop.time()
+                at = max(now, self._next_send_at, self._throttled_until)
+                if at > now:
+                    self._pump_at(at)
+                    return
+                self._next_send_at = at + (1.0 / cfg.rate_per_s if cfg.rate_per_s else 0.0)
+            if conn.write_backlog() > _WRITE_HIGH_WATER:  # the SMSC does not read: wait, then give up on it
+                now = loop.time()
+                if self._stalled_since is None:
+                    self._stalled_since = now
+                elif now - self._stalled_since > cfg.write_timeout_s:
+                    log.warning("SMPP writes stalled for %s s; dropping the connection", cfg.write_timeout_s)
+                    conn.fail("write stalled")
+                    return
+                self._pump_at(now + 0.05)
+                return
+            self._stalled_since = None
+            queue.popleft()
+            if entry.timer is not None:
+                entry.timer.cancel()
+            self._write_submit(conn, entry, loop)
+
+    def _pump_at(self, at: float) -> None:
+        if self._pump_timer is None:
+            self._pump_timer = asyncio.get_running_loop().call_at(at, self._pump_from_timer)
+
+    def _pump_from_timer(self) -> None:
+        self._pump_timer = None
+        self._pump()
+
+    def _write_submit(self, conn: _Connection, entry: _Submit, loop: asyncio.AbstractEventLoop) -> None:
+        cfg = self.config
+        sms = entry.sms
+        sequence = conn.counter.next_sequence()
         try:
-            await self._pace()
-            conn = self._conn
-            if conn is None or not conn.alive:
-                raise NotConnected(self._state.value)
-            loop = asyncio.get_running_loop()
-            sequence = conn.counter.next_sequence()
             pdu = encode_submit_sm(
                 sequence,
                 service_type=cfg.service_type,
@@ -658,42 +768,60 @@ class SmppTransport:
                 data_coding=sms.data_coding,
                 short_message=sms.body,
             )
-            fut: asyncio.Future[tuple[int, str]] = loop.create_future()
-            conn.pending[sequence] = fut
-            try:
-                conn.send_bytes(pdu)
-                await conn.drain(cfg.write_timeout_s)
-                async with asyncio.timeout(cfg.submit_timeout_s):
-                    status, message_id = await fut
-            except _ConnectionLostError as exc:
-                raise NotConnected(exc.reason) from exc
-            except TimeoutError as exc:
-                raise SubmitTimeout(cfg.submit_timeout_s) from exc
-            finally:
-                conn.pending.pop(sequence, None)
-        finally:
-            self._window.release()
+            conn.send_bytes(pdu)
+        except _ConnectionLostError as exc:
+            entry.fail(NotConnected(exc.reason))
+            return
+        except Exception as exc:  # a part smpplib cannot code: the caller's error, not the connection's
+            entry.fail(exc)
+            return
+        entry.sequence = sequence
+        conn.pending[sequence] = entry
+        entry.timer = loop.call_later(cfg.submit_timeout_s, self._response_timeout, conn, sequence)
+
+    def _queue_timeout(self, entry: _Submit) -> None:
+        if entry.sequence is None and not entry.fut.done():
+            with contextlib.suppress(ValueError):
+                self._queue.remove(entry)
+            entry.fut.set_exception(SubmitTimeout(self.config.submit_timeout_s))
+
+    def _response_timeout(self, conn: _Connection, sequence: int) -> None:
+        entry = conn.pending.pop(sequence, None)
+        if entry is not None and not entry.fut.done():
+            entry.fut.set_exception(SubmitTimeout(self.config.submit_timeout_s))
+        if self._queue:
+            self._pump()
+
+    def _fail_queue(self, reason: str) -> None:
+        queue, self._queue = self._queue, collections.deque()
+        for entry in queue:
+            entry.fail(NotConnected(reason))
+        if self._pump_timer is not None:
+            self._pump_timer.cancel()
+            self._pump_timer = None
+
+    def _settle(self, entry: _Submit, status: int, message_id: str) -> None:
+        """A submit_sm_resp (or generic_nack) for `entry`: its future gets the id or the typed error."""
+        if entry.timer is not None:
+            entry.timer.cancel()
+        fut = entry.fut
         if status == ESME_ROK:
             self._throttle_level = 0
+            try:
+                normalised = normalise_message_id(message_id, self.config.resp_id_format)
+            except Exception as exc:
+                fut.set_exception(exc)
+                return
             self.stats.submitted += 1
-            return normalise_message_id(message_id, cfg.resp_id_format)
+            fut.set_result(normalised)
+            return
         name = smpp_consts.DESCRIPTIONS.get(status, "")
         if status in THROTTLE_STATUSES:
             self._throttled()
-            raise Throttled(status, name)
-        self.stats.rejected += 1
-        raise SmscRejected(status, name)
-
-    async def _pace(self) -> None:
-        rate = self.config.rate_per_s
-        if rate is None and self._throttle_level == 0:
+            fut.set_exception(Throttled(status, name))
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        at = max(now, self._next_send_at, self._throttled_until)
-        self._next_send_at = at + (1.0 / rate if rate else 0.0)
-        if at > now:
-            await asyncio.sleep(at - now)
+        self.stats.rejected += 1
+        fut.set_exception(SmscRejected(status, name))
 
     def _throttled(self) -> None:
         cfg = self.config

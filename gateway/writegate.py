@@ -1,7 +1,8 @@
 """One writer at a time on SQLite; no serialisation on PostgreSQL.
 
 SQLite takes one write transaction at a time for the whole file; the gateway's own writers (dispatcher,
-inbound) queue on this gate instead of spinning on the busy timeout. On PostgreSQL rows are locked
+inbound) queue on this gate instead of spinning on the busy timeout — on the one lock of the database
+(`store.uow.sqlite_write_lock`), which the payment webhooks take too. On PostgreSQL rows are locked
 individually and the gate lets everything through.
 """
 
@@ -11,14 +12,18 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from store.uow import sqlite_write_lock
+
 
 class WriteGate:
-    def __init__(self, serialise: bool) -> None:
-        self._lock = asyncio.Lock() if serialise else None
+    def __init__(self, serialise: bool, lock: asyncio.Lock | None = None) -> None:
+        self._lock = lock or (asyncio.Lock() if serialise else None)
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> WriteGate:
-        return cls(engine.dialect.name == "sqlite")
+        """The gate on the process's one SQLite write lock (shared with the other writers, e.g. payments)."""
+        lock = sqlite_write_lock(engine)
+        return cls(lock is not None, lock)
 
     async def __aenter__(self) -> None:
         if self._lock is not None:

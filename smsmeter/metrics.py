@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -127,16 +127,18 @@ class Metrics:
         return MeteredTransport(transport, self)
 
     def receipt_handler(self, handler: ReceiptHandler) -> ReceiptHandler:
-        async def counted(receipt: Receipt) -> None:
+        # hands back the handler's own awaitable (a future, for the dispatcher): the transport then
+        # needs no task per receipt
+        def counted(receipt: Receipt) -> Awaitable[None]:
             self.receipt_received(receipt.state.value)
-            await handler(receipt)
+            return handler(receipt)
 
         return counted
 
     def inbound_handler(self, handler: InboundHandler) -> InboundHandler:
-        async def counted(sms: InboundSms) -> None:
+        def counted(sms: InboundSms) -> Awaitable[None]:
             self.inbound_received()
-            await handler(sms)
+            return handler(sms)
 
         return counted
 

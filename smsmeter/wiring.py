@@ -2,7 +2,8 @@
 the simulated network — the fleet of reference meters that answers.
 
 `running_gateway` owns them: it loads the simulated fleet, enters the transport (connect, bind), runs
-the dispatcher and the inbound recorder as tasks, and on exit stops claiming, lets the sends under way
+the dispatcher and the inbound recorder as tasks (on PostgreSQL, with a listener that wakes the
+dispatcher when another process enqueues commands), and on exit stops claiming, lets the sends under way
 finish and be recorded, closes the transport and waits for every task.
 """
 
@@ -28,6 +29,7 @@ from gateway.ports import InboundHandler, ReceiptHandler, Transport
 from gateway.states import RetryPolicy
 from gateway.writegate import WriteGate
 from smsmeter.metrics import Metrics
+from smsmeter.wakeup import listen_for_commands
 
 log = logging.getLogger("smsmeter")
 
@@ -144,9 +146,15 @@ async def running_gateway(
             asyncio.create_task(dispatcher.run(), name="gateway-dispatcher"),
             asyncio.create_task(inbound.run(), name="gateway-inbound"),
         ]
+        listener = None
+        if engine.dialect.name == "postgresql":  # commands enqueued by other processes wake the dispatcher
+            listener = asyncio.create_task(listen_for_commands(engine.url, dispatcher.wake), name="gateway-listen")
         try:
             yield GatewayRuntime(transport, dispatcher, inbound, fleet)
         finally:
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
             dispatcher.stop()
             inbound.stop()
             done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)

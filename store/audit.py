@@ -6,7 +6,7 @@ audit row commit together or not at all. Nothing in the application updates or d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,4 +51,38 @@ async def record(
             after=dict(after) if after is not None else None,
             address=actor.address,
         )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One audit row, for `record_many`."""
+
+    actor: Actor
+    action: str
+    at: datetime
+    target: str | None = None
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+
+
+async def record_many(conn: AsyncConnection, entries: Sequence[Entry]) -> None:
+    """`record` for many changes of one transaction, in one statement."""
+    if not entries:
+        return
+    await conn.execute(
+        insert(audit_log),
+        [
+            {
+                "at": e.at,
+                "actor_kind": e.actor.kind,
+                "actor": e.actor.name,
+                "action": e.action,
+                "target": e.target,
+                "before": dict(e.before) if e.before is not None else None,
+                "after": dict(e.after) if e.after is not None else None,
+                "address": e.actor.address,
+            }
+            for e in entries
+        ],
     )

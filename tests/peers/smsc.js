@@ -10,6 +10,9 @@
 //   POST /config {...}                change behaviour (see `config` below)
 //   POST /reject {count, status}      answer the next `count` submits with `status`
 //   POST /mo {source, destination, body_hex, esm_class, data_coding, wait_ms}   inject MO (deliver_sm)
+//   POST /mo/batch {messages: [{source, destination, body_hex, esm_class, data_coding}, ...], wait_ms}
+//                                     inject many MO in one request, written to the socket together
+//                                     (503 at once if the session closes before it answers them all)
 //   POST /receipt {message_id, stat, err, tlv, text, text_id}   send a receipt for any id (unknown, duplicate)
 //   POST /drop {mode: "destroy"|"end"}   drop every connection
 //   POST /unbind                      send unbind to every bound session
@@ -80,6 +83,29 @@ function rawBody(pdu) {
   if (sm.udh) for (const u of sm.udh) parts.push(u);
   parts.push(Buffer.isBuffer(sm.message) ? sm.message : Buffer.from(String(sm.message), 'latin1'));
   return Buffer.concat(parts);
+}
+
+function moPdu(m) {
+  return new smpp.PDU('deliver_sm', {
+    source_addr_ton: m.source_ton !== undefined ? m.source_ton : 1,
+    source_addr_npi: m.source_npi !== undefined ? m.source_npi : 1,
+    source_addr: m.source,
+    dest_addr_ton: m.destination_ton !== undefined ? m.destination_ton : 3,
+    dest_addr_npi: m.destination_npi !== undefined ? m.destination_npi : 0,
+    destination_addr: m.destination,
+    esm_class: m.esm_class || 0,
+    data_coding: m.data_coding !== undefined ? m.data_coding : 4,
+    short_message: Buffer.from(m.body_hex || '', 'hex'),
+  });
+}
+
+// PDUs written in one turn of the event loop leave in one write, as a busy SMSC sends them (and as
+// gateway.smpp does): one syscall and segment instead of one a PDU.
+function corkUntilNextTick(session) {
+  if (session.corked || session.socket.destroyed) return;
+  session.corked = true;
+  session.socket.cork();
+  process.nextTick(() => { session.corked = false; session.socket.uncork(); });
 }
 
 function notifyWaiters() {
@@ -176,7 +202,12 @@ const server = smpp.createServer((session) => {
   session.bound = false;
   session.on('error', () => {});
   session.socket.setNoDelay(true);
-  session.on('close', () => sessions.delete(session));
+  session.on('close', () => {
+    sessions.delete(session);
+    // MO sent on this session that it will never answer now: say so at once (the injector keeps them for the
+    // next bind, as an SMSC stores MO while no session is bound) instead of after the whole wait_ms
+    for (const cb of Object.values(session.moWaiters || {})) cb(null, true);
+  });
   session.on('pdu', (pdu) => {
     if (pdu.command !== 'submit_sm') {
       events.push({session: session.id, command: pdu.command, status: pdu.command_status, sequence: pdu.sequence_number});
@@ -313,30 +344,48 @@ const control = http.createServer(async (req, res) => {
       }
       return reply(res, 200, {sent: body.count || 1});
     }
-    if (path === '/mo') {
+    if (path === '/mo' || path === '/mo/batch') {
       const bound = boundSessions().filter((s) => s.mode !== 'transmitter');
       if (bound.length === 0) return reply(res, 409, {error: 'no bound session'});
       const s = bound[bound.length - 1];
-      const pdu = new smpp.PDU('deliver_sm', {
-        source_addr_ton: body.source_ton !== undefined ? body.source_ton : 1,
-        source_addr_npi: body.source_npi !== undefined ? body.source_npi : 1,
-        source_addr: body.source,
-        dest_addr_ton: body.destination_ton !== undefined ? body.destination_ton : 3,
-        dest_addr_npi: body.destination_npi !== undefined ? body.destination_npi : 0,
-        destination_addr: body.destination,
-        esm_class: body.esm_class || 0,
-        data_coding: body.data_coding !== undefined ? body.data_coding : 4,
-        short_message: Buffer.from(body.body_hex || '', 'hex'),
-      });
+      const batch = path === '/mo/batch';
+      const messages = batch ? (body.messages || []) : [body];
       const waitMs = body.wait_ms !== undefined ? body.wait_ms : 5000;
       s.moWaiters = s.moWaiters || {};
+      const sequences = [];
+      const statuses = [];
+      let open = messages.length;
       let done = false;
-      const finish = (code, obj) => { if (!done) { done = true; reply(res, code, obj); } };
-      s.send(pdu);
-      const seq = pdu.sequence_number;
-      if (waitMs <= 0) return finish(200, {sequence: seq, status: null});
-      const timer = setTimeout(() => { delete s.moWaiters[seq]; finish(504, {sequence: seq, error: 'no deliver_sm_resp'}); }, waitMs);
-      s.moWaiters[seq] = (status) => { clearTimeout(timer); delete s.moWaiters[seq]; finish(200, {sequence: seq, status}); };
+      const answer = (code, extra) => {
+        if (done) return;
+        done = true;
+        if (batch) return reply(res, code, {sequences, statuses, ...extra});
+        return reply(res, code, {sequence: sequences[0], status: statuses[0], ...extra});
+      };
+      corkUntilNextTick(s);
+      for (const m of messages) {
+        const pdu = moPdu(m);
+        s.send(pdu);
+        sequences.push(pdu.sequence_number);
+        statuses.push(null);
+      }
+      if (waitMs <= 0 || open === 0) return answer(200, {});
+      const timer = setTimeout(() => {
+        for (const seq of sequences) delete s.moWaiters[seq];
+        answer(504, {error: 'no deliver_sm_resp'});
+      }, waitMs);
+      sequences.forEach((seq, i) => {
+        s.moWaiters[seq] = (status, closed) => {
+          delete s.moWaiters[seq];
+          if (closed) {
+            clearTimeout(timer);
+            for (const other of sequences) delete s.moWaiters[other];
+            return answer(503, {error: 'session closed before its deliver_sm_resp'});
+          }
+          statuses[i] = status;
+          if (--open === 0) { clearTimeout(timer); answer(200, {}); }
+        };
+      });
       return;
     }
     reply(res, 404, {error: 'no such path'});

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,12 @@ class MobileOriginated:
     body: bytes
     has_udh: bool = False
     data_coding: int = 0x04
+
+
+def mo_json(mo: MobileOriginated) -> dict[str, Any]:
+    """An MO as the control API's /mo and /mo/batch take it."""
+    return {"source": mo.source, "destination": mo.destination, "body_hex": mo.body.hex(),
+            "esm_class": 0x40 if mo.has_udh else 0x00, "data_coding": mo.data_coding}
 
 
 Responder = Callable[[Submit], Awaitable[Iterable[MobileOriginated]]]
@@ -228,13 +234,16 @@ class NodeSmsc:
 
     async def inject_mo(self, mo: MobileOriginated, wait_s: float = 5.0) -> int | None:
         """Send a deliver_sm; returns the client's deliver_sm_resp status (None when not waited for)."""
-        answer = await self._call("POST", "/mo", {
-            "source": mo.source, "destination": mo.destination, "body_hex": mo.body.hex(),
-            "esm_class": 0x40 if mo.has_udh else 0x00, "data_coding": mo.data_coding,
-            "wait_ms": int(wait_s * 1000),
-        })
+        answer = await self._call("POST", "/mo", {**mo_json(mo), "wait_ms": int(wait_s * 1000)})
         status = answer["status"]
         return None if status is None else int(status)
+
+    async def inject_mo_batch(self, mos: Sequence[MobileOriginated], wait_s: float = 5.0) -> list[int | None]:
+        """Send many deliver_sm in one request (written to the socket together); returns the client's
+        deliver_sm_resp statuses (None each when not waited for)."""
+        answer = await self._call("POST", "/mo/batch", {"messages": [mo_json(mo) for mo in mos],
+                                                        "wait_ms": int(wait_s * 1000)})
+        return [None if status is None else int(status) for status in answer["statuses"]]
 
     @contextlib.asynccontextmanager
     async def responder(self, respond: Responder) -> AsyncIterator[None]:

@@ -131,7 +131,7 @@ async def test_submits_are_paced_to_the_configured_rate(smsc: NodeSmsc) -> None:
 async def test_generic_nack_to_a_submit_is_a_rejection(smsc: NodeSmsc) -> None:
     await smsc.configure(hold_responses=True)
     async with bound(smsc, Inbox()) as transport:
-        task = asyncio.create_task(transport.submit(OutboundSms(destination=METER, body=b"\x01")))
+        task = asyncio.ensure_future(transport.submit(OutboundSms(destination=METER, body=b"\x01")))
         [submit] = await smsc.wait_submits(1)
         await smsc.send_raw(bytes.fromhex("00000010800000000000000a") + submit.sequence.to_bytes(4, "big"))
         with pytest.raises(SmscRejected) as caught:
@@ -256,7 +256,7 @@ async def test_drop_with_a_full_window_then_reconnect(smsc: NodeSmsc) -> None:
     inbox = Inbox()
     await smsc.configure(hold_responses=True)
     async with bound(smsc, inbox, window=8) as transport:
-        outstanding = [asyncio.create_task(transport.submit(OutboundSms(destination=METER, body=bytes([i]))))
+        outstanding = [asyncio.ensure_future(transport.submit(OutboundSms(destination=METER, body=bytes([i]))))
                        for i in range(12)]
         await smsc.wait_submits(8)  # the window is full: 8 sent, 4 waiting for a slot
         await asyncio.sleep(0.05)

@@ -1,0 +1,71 @@
+"""Waking the dispatcher when another process enqueues commands (PostgreSQL LISTEN/NOTIFY).
+
+A transaction that enqueues commands NOTIFYs `gateway.outbox.COMMANDS_CHANNEL`; PostgreSQL delivers it at
+commit, so the dispatcher claims rows it can already see. One dedicated connection (not one of the engine's
+pool) listens and calls the dispatcher's `wake`. The dispatcher's poll stays the safety net: while this
+connection is down (a database outage, a restart) commands are found by the poll, the listener reconnects by
+itself with a growing pause, and wakes the dispatcher once when it listens again (a commit it may have missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import URL
+
+from gateway.outbox import COMMANDS_CHANNEL
+
+log = logging.getLogger("smsmeter")
+
+CONNECT_TIMEOUT_S = 5.0
+CHECK_EVERY_S = 10.0  # a query on the idle connection, so a silently dead one is noticed
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 15.0
+APPLICATION_NAME = "smsmeter-command-listener"  # how the connection shows in pg_stat_activity
+
+
+async def listen_for_commands(
+    url: URL, wake: Callable[[], None], *, check_every_s: float = CHECK_EVERY_S, retry_max_s: float = RETRY_MAX_S
+) -> None:
+    """Call `wake()` whenever commands are enqueued in the database at `url`, until cancelled. Never
+    raises for the database being away: it logs, waits and reconnects."""
+    args = url.translate_connect_args(username="user")
+    pause_s = RETRY_MIN_S
+    while True:
+        try:
+            conn: Any = await asyncpg.connect(
+                **args, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": APPLICATION_NAME}
+            )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.debug("command notifications: cannot connect (%s); polling meanwhile", type(exc).__name__)
+        else:
+            try:
+                await _listen(conn, wake, check_every_s)
+                pause_s = RETRY_MIN_S
+                log.warning("command notifications: connection lost; polling until it is back")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("command notifications: %s; polling until the connection is back", type(exc).__name__)
+            finally:
+                conn.terminate()
+        await asyncio.sleep(pause_s)
+        pause_s = min(pause_s * 2, retry_max_s)
+
+
+async def _listen(conn: Any, wake: Callable[[], None], check_every_s: float) -> None:
+    """Listen on `conn` until it is lost (returns) or a check fails (raises)."""
+    lost = asyncio.Event()
+    conn.add_termination_listener(lambda _conn: lost.set())
+    await conn.add_listener(COMMANDS_CHANNEL, lambda *_args: wake())
+    wake()  # a commit while nobody listened is found now, not at the next poll
+    while not lost.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(check_every_s):
+                await lost.wait()
+        if not lost.is_set():
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await conn.execute("SELECT 1")
