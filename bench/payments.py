@@ -7,7 +7,17 @@ the sealed credit command) in the webhook's transaction, and the gateway's dispa
 simulated SMSC, woken when a credit commits. The database is a fresh SQLite file (the default) or a
 throwaway PostgreSQL database (--postgres).
 
-    python -m bench.payments [--postgres] [--rate 200] [--seconds 10] [--burst 1000] [--concurrency 16]
+    python -m bench.payments [--postgres [--split]] [--rate 200] [--seconds 10] [--burst 1000] [--concurrency 16]
+
+With --split (PostgreSQL only) the service runs as two processes, as `smsmeter serve --role web` and
+`--role gateway` would: the webhooks in this one, the dispatcher and the simulated SMSC in another, woken
+across processes by the NOTIFY of the transaction that enqueues the credit command. CPU and statements are
+then the sum of both processes'.
+
+The webhooks are signed and posted by a process of their own (as the provider's would come from
+elsewhere). Per credit it also prints the SQL statements the service process sent (webhooks, billing, the
+dispatcher's claims and records, the bench's own polling) and its CPU time (which includes the simulated
+SMSC and meters) — figures that compare versions where wall-clock time on a shared machine does not.
 """
 
 from __future__ import annotations
@@ -16,18 +26,23 @@ import argparse
 import asyncio
 import json
 import logging
+import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from billing import registry
 from config.settings import load_settings
@@ -35,7 +50,7 @@ from gateway.keys import KeyRing
 from meter_protocol import meter_code_with_check_digit
 from payments.service import WebhookSecrets, WebhookService
 from smsmeter.payments_wiring import top_up_policy
-from smsmeter.wiring import running_gateway
+from smsmeter.wiring import GatewayRuntime, running_gateway
 from store import migrate
 from store.audit import Actor
 from store.engine import create_engine
@@ -142,8 +157,79 @@ async def _submitted_at(uow: UnitOfWork, refs: list[str], timeout_s: float) -> d
     return found
 
 
+def _offer(url: str, burst: list[bytes], steady: list[bytes], rate: int, concurrency: int, pipe: Connection) -> None:
+    """The webhook sender, in a process of its own: the burst, then the steady rate; reports over `pipe`."""
+    asyncio.run(_send_webhooks(url, burst, steady, rate, concurrency, pipe))
+
+
+async def _send_webhooks(
+    url: str, burst: list[bytes], steady: list[bytes], rate: int, concurrency: int, pipe: Connection
+) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
+        queue = list(burst)
+        statuses: list[str] = []
+
+        async def worker() -> None:
+            while queue:
+                statuses.append((await _post(http, url, queue.pop()))[1])
+
+        pipe.send(("burst",))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        pipe.send(("burst done", statuses, time.perf_counter() - t0))
+        await asyncio.sleep(1.0)
+        sent_at: dict[str, float] = {}
+        http_ms: list[float] = []
+        answers: list[str] = []
+
+        async def one(raw: bytes, when: float) -> None:
+            await asyncio.sleep(max(0.0, when - time.perf_counter()))
+            ref = json.loads(raw)["data"]["object"]["client_reference_id"]
+            sent_at[ref] = time.time()
+            start = time.perf_counter()
+            answers.append((await _post(http, url, raw))[1])
+            http_ms.append((time.perf_counter() - start) * 1000)
+
+        pipe.send(("steady",))
+        t0 = time.perf_counter() + 0.1
+        tasks = [asyncio.create_task(one(raw, t0 + i / rate)) for i, raw in enumerate(steady)]
+        await asyncio.gather(*tasks)
+        pipe.send(("steady done", sent_at, http_ms, answers, time.perf_counter() - t0))
+
+
+def _settings(url: str) -> Any:
+    return load_settings(None, {"SMSMETER_DATABASE_URL": url, "SMSMETER_SIMULATOR_RECEIPT_DELAY_S": "0.05"})
+
+
+async def _ignore(_event: object) -> None:
+    return None
+
+
+def _gateway_process(url: str, pipe: Connection) -> None:
+    """The gateway role in a process of its own (--split): answers each request on `pipe` with its statement
+    count and CPU seconds so far, until asked to stop."""
+    asyncio.run(_run_gateway(url, pipe))
+
+
+async def _run_gateway(url: str, pipe: Connection) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    engine = create_engine(url, pool_size=8)
+    statements = [0]
+
+    def count(*_args: object) -> None:
+        statements[0] += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    async with running_gateway(_settings(url), engine, KeyRing(MASTER_KEY), _ignore):
+        pipe.send((statements[0], time.process_time()))
+        while await asyncio.to_thread(pipe.recv) != "stop":
+            pipe.send((statements[0], time.process_time()))
+    await engine.dispose()
+
+
 async def run(args: argparse.Namespace, url: str) -> None:
-    settings = load_settings(None, {"SMSMETER_DATABASE_URL": url, "SMSMETER_SIMULATOR_RECEIPT_DELAY_S": "0.05"})
+    load_before = os.getloadavg()  # the machine may be shared: wall-clock figures depend on it
+    settings = _settings(url)
     engine = create_engine(url, pool_size=args.concurrency + 4)
     await migrate.upgrade(engine)
     uow = UnitOfWork(engine)
@@ -152,15 +238,39 @@ async def run(args: argparse.Namespace, url: str) -> None:
     burst = await _pending(uow, people, args.burst, "b")
     steady = await _pending(uow, people, args.rate * args.seconds, "s")
 
-    async def on_event(_event: object) -> None:
-        return None
+    statements = [0]  # every statement this process sends: webhooks, billing, dispatcher, the bench's own polls
 
-    async with running_gateway(settings, engine, keys, on_event) as gateway:
+    def count(*_args: object) -> None:
+        statements[0] += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+
+    spawn = multiprocessing.get_context("spawn")
+    gateway_pipe: Connection | None = None
+    gateway_process = None
+    if args.split:  # the gateway role in another process, started once the fleet is in the database
+        gateway_pipe, theirs_gw = spawn.Pipe()
+        gateway_process = spawn.Process(target=_gateway_process, args=(url, theirs_gw), daemon=True)
+        gateway_process.start()
+        await asyncio.to_thread(gateway_pipe.recv)  # bound and listening
+
+    async def other_process() -> tuple[int, float]:
+        """The gateway process's statements and CPU seconds so far (none when it runs in this one)."""
+        if gateway_pipe is None:
+            return 0, 0.0
+        gateway_pipe.send("count")
+        answer: tuple[int, float] = await asyncio.to_thread(gateway_pipe.recv)
+        return answer
+
+    gateway_part: AbstractAsyncContextManager[GatewayRuntime | None] = (
+        nullcontext(None) if args.split else running_gateway(settings, engine, keys, _ignore)
+    )
+    async with gateway_part as gateway:
         service = WebhookService(
             uow,
             BillingApplier(keys, top_up_policy(settings)),
             WebhookSecrets(stripe_secret=se.WEBHOOK_SECRET),
-            on_credit=lambda _id: gateway.dispatcher.wake(),
+            on_credit=(lambda _id: gateway.dispatcher.wake()) if gateway is not None else None,
         )
         app = create_app(health_check=_healthy, payment_services=PaymentServices(webhooks=service))
         runner = web.AppRunner(app, access_log=None)
@@ -168,51 +278,70 @@ async def run(args: argparse.Namespace, url: str) -> None:
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         url_hook = f"http://127.0.0.1:{port}/webhooks/stripe"
+        # The webhooks come from a process of their own, as they would from the provider: the service's
+        # event loop and CPU figures are the service's alone.
+        ours, theirs = spawn.Pipe()
+        sender = spawn.Process(
+            target=_offer, args=(url_hook, burst, steady, args.rate, args.concurrency, theirs), daemon=True
+        )
+        sender.start()
+
+        async def heard(expected: str) -> tuple[Any, ...]:
+            message: tuple[Any, ...] = await asyncio.to_thread(ours.recv)
+            if message[0] != expected:
+                raise RuntimeError(f"the webhook sender said {message!r}, not {expected}")
+            return message
+
         try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
-                # 1. as fast as they come: webhooks accepted and applied per second
-                queue = list(burst)
-                statuses: list[str] = []
-
-                async def worker() -> None:
-                    while queue:
-                        statuses.append((await _post(http, url_hook, queue.pop()))[1])
-
-                t0 = time.perf_counter()
-                await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-                burst_s = time.perf_counter() - t0
-                applied = statuses.count("applied")
-                # 2. a steady rate: latency from received to the credit SMS submitted
-                await asyncio.sleep(1.0)
-                sent_at: dict[str, datetime] = {}
-                http_ms: list[float] = []
-                answers: list[str] = []
-
-                async def one(raw: bytes, when: float) -> None:
-                    await asyncio.sleep(max(0.0, when - time.perf_counter()))
-                    ref = json.loads(raw)["data"]["object"]["client_reference_id"]
-                    sent_at[ref] = datetime.now(UTC)
-                    start = time.perf_counter()
-                    answers.append((await _post(http, url_hook, raw))[1])
-                    http_ms.append((time.perf_counter() - start) * 1000)
-
-                t0 = time.perf_counter() + 0.1
-                tasks = [asyncio.create_task(one(raw, t0 + i / args.rate)) for i, raw in enumerate(steady)]
-                await asyncio.gather(*tasks)
-                steady_s = time.perf_counter() - t0
-                submitted = await _submitted_at(uow, list(sent_at), timeout_s=60)
+            # 1. as fast as they come: webhooks accepted and applied per second
+            await heard("burst")
+            cpu0, stmts0 = time.process_time(), statements[0]
+            other0 = await other_process()
+            _, statuses, burst_s = await heard("burst done")
+            other1 = await other_process()
+            applied = statuses.count("applied")
+            burst_cpu_ms = (time.process_time() - cpu0 + other1[1] - other0[1]) * 1000 / max(1, applied)
+            burst_stmts = (statements[0] - stmts0 + other1[0] - other0[0]) / max(1, applied)
+            # 2. a steady rate: latency from received to the credit SMS submitted
+            await heard("steady")
+            cpu0, stmts0 = time.process_time(), statements[0]
+            other0 = await other_process()
+            _, sent_epoch, http_ms, answers, steady_s = await heard("steady done")
+            sent_at = {ref: datetime.fromtimestamp(at, UTC) for ref, at in sent_epoch.items()}
+            submitted = await _submitted_at(uow, list(sent_at), timeout_s=60)
+            other1 = await other_process()
+            steady_web_cpu_ms = (time.process_time() - cpu0) * 1000 / max(1, len(steady))
+            steady_cpu_ms = steady_web_cpu_ms + (other1[1] - other0[1]) * 1000 / max(1, len(steady))
+            steady_stmts = (statements[0] - stmts0 + other1[0] - other0[0]) / max(1, len(steady))
+            sender.join(timeout=10)
         finally:
+            if sender.is_alive():
+                sender.kill()
             await runner.cleanup()
+            if gateway_pipe is not None and gateway_process is not None:
+                gateway_pipe.send("stop")
+                gateway_process.join(timeout=20)
+                if gateway_process.is_alive():
+                    gateway_process.kill()
     await engine.dispose()
     latencies = [(submitted[r] - sent_at[r]) / timedelta(milliseconds=1) for r in submitted]
-    print(f"payments bench on {engine.dialect.name} ({SUBSCRIBERS} subscribers, simulated SMSC)")
+    print(
+        f"payments bench on {engine.dialect.name}"
+        f"{', web and gateway in two processes' if args.split else ''} ({SUBSCRIBERS} subscribers, simulated SMSC); "
+        f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} CPUs)"
+    )
     print(
         f"  burst: {len(burst)} webhooks, concurrency {args.concurrency}: {len(burst) / burst_s:.0f} webhooks/s "
         f"accepted, {applied / burst_s:.0f}/s applied ({applied} credits)"
     )
+    print(f"    per credit: {burst_stmts:.1f} SQL statements, {burst_cpu_ms:.2f} ms CPU")
     print(
         f"  steady: {len(steady)} webhooks at {args.rate}/s (achieved {len(steady) / steady_s:.0f}/s), "
         f"{answers.count('applied')} applied"
+    )
+    print(
+        f"    per credit: {steady_stmts:.1f} SQL statements, {steady_cpu_ms:.2f} ms CPU"
+        + (f" ({steady_web_cpu_ms:.2f} ms of it the web process's)" if args.split else "")
     )
     print(f"    HTTP answer            p50 {_pct(http_ms, 50):7.1f} ms   p99 {_pct(http_ms, 99):7.1f} ms")
     if latencies:
@@ -228,11 +357,14 @@ async def run(args: argparse.Namespace, url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL database (127.0.0.1:5432)")
+    parser.add_argument("--split", action="store_true", help="web and gateway in two processes (with --postgres)")
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
+    if args.split and not args.postgres:
+        parser.error("--split needs --postgres (the processes are woken by PostgreSQL's NOTIFY)")
     logging.basicConfig(level=logging.WARNING)
     if args.postgres:
         admin = databases.postgres_admin_url()

@@ -6,7 +6,7 @@ none: if one of its keys is stored already, the operation happened before and no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing.errors import InvalidPosting, NotFound
 from billing.rules.ledger import Balances, Book, EntryType, Posting
 from billing.rules.money import Money
+from gateway.bulk import among
 from store.schema import ledger as L  # noqa: N812
+
+_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,26 @@ async def balances(conn: AsyncConnection, account_id: int, *, before: datetime |
         stmt = stmt.where(e.created_at < before)
     sums = {row[0]: int(row[1]) for row in await conn.execute(stmt.group_by(e.book))}
     return Balances(Money(sums.get("wallet", 0), currency), Money(sums.get("debt", 0), currency))
+
+
+async def balances_many(conn: AsyncConnection, currencies: Mapping[int, str]) -> dict[int, Balances]:
+    """Wallet and debt of many accounts (account id → currency) in one statement."""
+    if not currencies:
+        return {}
+    e = L.ledger_entries.c
+    sums: dict[tuple[int, str], int] = {}
+    ids = sorted(currencies)
+    for start in range(0, len(ids), _CHUNK):
+        rows = await conn.execute(
+            select(e.account_id, e.book, func.coalesce(func.sum(e.amount_minor), 0))
+            .where(among(e.account_id, ids[start : start + _CHUNK], conn.dialect.name == "postgresql"))
+            .group_by(e.account_id, e.book)
+        )
+        sums.update({(int(a), str(b)): int(total) for a, b, total in rows})
+    return {
+        a: Balances(Money(sums.get((a, "wallet"), 0), c), Money(sums.get((a, "debt"), 0), c))
+        for a, c in currencies.items()
+    }
 
 
 async def balance(conn: AsyncConnection, account_id: int) -> Money:
@@ -109,6 +132,41 @@ async def post(
         ],
     )
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One operation's postings on one account, for `post_many`."""
+
+    account_id: int
+    postings: Sequence[Posting]
+    created_by: str
+    payment_id: int | None = None
+    command_id: int | None = None
+
+
+async def post_many(conn: AsyncConnection, operations: Sequence[Operation], *, now: datetime) -> None:
+    """Append many operations' postings in one statement. The caller has checked that none of them
+    happened before (and the accounts' currencies): a key stored already raises IntegrityError (the unique
+    key is the last guard), and the caller's transaction must roll back."""
+    rows = [
+        {
+            "account_id": op.account_id,
+            "entry_type": p.entry_type.value,
+            "book": p.book.value,
+            "amount_minor": p.amount.minor,
+            "idempotency_key": p.idempotency_key,
+            "payment_id": op.payment_id,
+            "command_id": op.command_id,
+            "memo": p.memo,
+            "created_at": now,
+            "created_by": op.created_by,
+        }
+        for op in operations
+        for p in op.postings
+    ]
+    for start in range(0, len(rows), _CHUNK):
+        await conn.execute(insert(L.ledger_entries), rows[start : start + _CHUNK])
 
 
 async def entries(

@@ -9,24 +9,26 @@ A top-up counts as delivered only when its command reaches 1:1.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
 from billing import ledger, numbers, registry
 from billing.errors import BillingError, CurrencyMismatch, InvalidField, NotFound
-from billing.rules.ledger import plan_reversal, plan_top_up, plan_vend
+from billing.rules.ledger import TopUpPlan, plan_reversal, plan_top_up, plan_vend
 from billing.rules.money import Money
 from billing.values import PaymentConfirmed, PaymentReversed, ReversalKind
+from gateway.bulk import among
 from gateway.events import CommandSettled
 from gateway.keys import KeyRing
-from gateway.outbox import CommandRequest, enqueue_command
+from gateway.outbox import CommandRequest, enqueue_command, enqueue_commands
 from store import audit
 from store.audit import Actor
 from store.schema import commands as C  # noqa: N812
@@ -338,6 +340,275 @@ async def apply_payment(
     return await _retrying(uow, lambda conn: _apply(conn, payment, now, keys, policy, who))
 
 
+@dataclass(slots=True)
+class _Plain:
+    """A payment of the common shape, applied set-based by `apply_payments`."""
+
+    index: int
+    payment: PaymentConfirmed
+    key: str
+    account_id: int
+    subscriber_code: str
+    meter_id: int
+    actor: Actor
+    transfer_id: int | None = None
+    command_id: int | None = None
+
+
+async def apply_payments(
+    conn: AsyncConnection,
+    payments: Sequence[PaymentConfirmed],
+    now: datetime,
+    *,
+    keys: KeyRing,
+    policy: TopUpPolicy = TopUpPolicy(),
+) -> list[TopUpResult | BillingError]:
+    """`apply_payment` for many payments in the caller's open transaction, with the same effects as
+    applying them one after another: one result (or the BillingError it raised) per payment, in order.
+
+    The common case — a payment row made by payments (`payment_id`), for a subscriber by id and a meter by
+    code, first applied now, on an account with no disconnection to undo — is written set-based: a
+    statement per step for all of them (account locks in id order, balances, transfer ids, the credit
+    commands, ledger entries, top-ups, audit rows). Every other payment takes the one-by-one path, in a
+    savepoint each, after them. A database error (e.g. a concurrent duplicate's unique key) propagates:
+    the caller rolls back and applies one by one."""
+    results: list[TopUpResult | BillingError | None] = [None] * len(payments)
+    plain, others = await _sort_out(conn, payments)
+    if plain:
+        others = sorted(others + await _apply_plain(conn, plain, now, keys, policy, results))
+    for i in others:
+        payment = payments[i]
+        try:
+            async with conn.begin_nested():
+                results[i] = await _apply(conn, payment, now, keys, policy, Actor("system", payment.provider))
+        except BillingError as exc:
+            results[i] = exc
+    return [r for r in results if r is not None]
+
+
+async def _sort_out(conn: AsyncConnection, payments: Sequence[PaymentConfirmed]) -> tuple[list[_Plain], list[int]]:
+    """Which payments take the set-based path (account rows locked, in id order), which the one-by-one."""
+    candidates = [
+        i
+        for i, p in enumerate(payments)
+        if p.subscriber_id is not None and p.payment_id is not None and p.meter_code and p.amount_minor > 0
+    ]
+    others = sorted(set(range(len(payments))) - set(candidates))
+    if not candidates:
+        return [], others
+    # One statement: each named meter with its subscriber's account (locked, in id order, as `_apply` locks
+    # the account) and whether a disconnection waits to be undone there.
+    a, m, ar = L.accounts.c, R.meters.c, L.arrears.c
+    postgres = conn.dialect.name == "postgresql"
+    codes = sorted({(payments[i].meter_code or "").replace(" ", "") for i in candidates})
+    rows = await conn.execute(
+        select(
+            m.code,
+            m.id.label("meter_id"),
+            m.subscriber_id,
+            m.status,
+            a.id.label("account_id"),
+            a.currency,
+            R.subscribers.c.code.label("subscriber_code"),
+            ar.disconnected_at,
+        )
+        .select_from(
+            R.meters.join(L.accounts, a.subscriber_id == m.subscriber_id)
+            .join(R.subscribers, R.subscribers.c.id == m.subscriber_id)
+            .outerjoin(L.arrears, ar.account_id == a.id)
+        )
+        .where(among(m.code, codes, postgres))
+        .order_by(a.id)
+        .with_for_update(of=L.accounts)
+    )
+    meters_by_code = {row.code: row for row in rows}
+    plain: list[_Plain] = []
+    seen: set[str] = set()
+    for i in candidates:
+        payment = payments[i]
+        key = topup_key(payment.provider, payment.provider_ref)
+        meter = meters_by_code.get((payment.meter_code or "").replace(" ", ""))
+        if (
+            meter is None
+            or key in seen
+            or meter.subscriber_id != payment.subscriber_id
+            or meter.status != "active"
+            or payment.currency != meter.currency
+            or meter.disconnected_at is not None
+        ):
+            others.append(i)  # the one-by-one path gives the answer (or the error to raise)
+            continue
+        # A payment applied before is not looked up here: the payments side applies a payment once, and
+        # should a top-up of the same key exist all the same, its unique key rolls the batch back and the
+        # caller applies one by one (where it is answered as a duplicate).
+        seen.add(key)
+        who = Actor("system", payment.provider)
+        plain.append(
+            _Plain(i, payment, key, int(meter.account_id), str(meter.subscriber_code), int(meter.meter_id), who)
+        )
+    others.sort()
+    return plain, others
+
+
+async def _apply_plain(
+    conn: AsyncConnection,
+    plain: list[_Plain],
+    now: datetime,
+    keys: KeyRing,
+    policy: TopUpPolicy,
+    results: list[TopUpResult | BillingError | None],
+) -> list[int]:
+    """Write the plain payments set-based; returns the indexes of those that must go one by one after all
+    (a credit above the protocol's limit: `_apply` raises for it)."""
+    balances = await ledger.balances_many(conn, {p.account_id: p.payment.currency for p in plain})
+    ready: list[tuple[_Plain, TopUpPlan]] = []
+    later: list[int] = []
+    for item in plain:
+        before = balances[item.account_id]
+        paid = Money(item.payment.amount_minor, item.payment.currency)
+        plan = plan_top_up(before, paid, key=f"topup:{item.key}", recovery_bp=policy.recovery_bp, vend=True)
+        if plan.vend.minor > MAX_CREDIT_MINOR:
+            later.append(item.index)
+            continue
+        balances[item.account_id] = before.after(plan.postings)
+        ready.append((item, plan))
+    if not ready:
+        return later
+    sending = [(item, plan) for item, plan in ready if plan.vend.is_positive()]
+    per_meter = Counter(item.meter_id for item, _ in sending)
+    first_transfer = await _next_transfer_ids(conn, per_meter)
+    taken: Counter[int] = Counter()
+    for item, _ in sending:
+        item.transfer_id = first_transfer[item.meter_id] + taken[item.meter_id]
+        taken[item.meter_id] += 1
+    command_ids = await enqueue_commands(
+        conn,
+        keys,
+        [
+            CommandRequest(
+                meter_id=item.meter_id,
+                message=mp.TopUp(transfer_id=item.transfer_id or 0, amount_minor=plan.vend.minor),
+                created_by="system:topup",
+                idempotency_key=f"topup:{item.key}",
+            )
+            for item, plan in sending
+        ],
+        now,
+    )
+    for (item, _), command_id in zip(sending, command_ids, strict=True):
+        item.command_id = command_id
+    await ledger.post_many(
+        conn,
+        [
+            ledger.Operation(
+                item.account_id,
+                plan.postings,
+                created_by=str(item.actor),
+                payment_id=item.payment.payment_id,
+                command_id=item.command_id,
+            )
+            for item, plan in ready
+        ],
+        now=now,
+    )
+    p = P.payments.c
+    await conn.execute(
+        update(P.payments)
+        .where(p.id == bindparam("p_id"))
+        .values(status="paid", paid_at=bindparam("p_paid_at"), updated_at=now),
+        [{"p_id": item.payment.payment_id, "p_paid_at": item.payment.paid_at} for item, _ in ready],
+    )
+    rows = [
+        {
+            "idempotency_key": item.key,
+            "account_id": item.account_id,
+            "subscriber_id": item.payment.subscriber_id,
+            "meter_id": item.meter_id,
+            "payment_id": item.payment.payment_id,
+            "provider": item.payment.provider,
+            "provider_ref": item.payment.provider_ref,
+            "amount_minor": plan.paid.minor,
+            "recovered_minor": plan.recovered.minor,
+            "vend_minor": plan.vend.minor,
+            "currency": item.payment.currency,
+            "transfer_id": item.transfer_id,
+            "command_id": item.command_id,
+            "reconnect_command_id": None,
+            "state": "queued" if item.command_id is not None else "held",
+            "receipt_number": None,
+            "created_by": str(item.actor),
+            "created_at": now,
+            "updated_at": now,
+        }
+        for item, plan in ready
+    ]
+    topup_ids = (
+        (await conn.execute(insert(L.topups).returning(L.topups.c.id, sort_by_parameter_order=True), rows))
+        .scalars()
+        .all()
+    )
+    await audit.record_many(
+        conn,
+        [
+            audit.Entry(
+                item.actor,
+                "payment.apply",
+                now,
+                target=f"subscriber:{item.subscriber_code}",
+                after={
+                    "provider": item.payment.provider,
+                    "provider_ref": item.payment.provider_ref,
+                    "event_id": item.payment.event_id,
+                    "amount_minor": plan.paid.minor,
+                    "recovered_minor": plan.recovered.minor,
+                    "vend_minor": plan.vend.minor,
+                    "command_id": item.command_id,
+                },
+            )
+            for item, plan in ready
+        ],
+    )
+    for (item, plan), topup_id, row in zip(ready, topup_ids, rows, strict=True):
+        results[item.index] = TopUpResult(
+            topup_id=int(topup_id),
+            account_id=item.account_id,
+            subscriber_id=int(item.payment.subscriber_id or 0),
+            meter_id=item.meter_id,
+            payment_id=item.payment.payment_id,
+            command_id=item.command_id,
+            amount=plan.paid,
+            recovered=plan.recovered,
+            vended=plan.vend,
+            transfer_id=item.transfer_id,
+            state=str(row["state"]),
+            duplicate=False,
+        )
+    return later
+
+
+async def _next_transfer_ids(conn: AsyncConnection, per_meter: Counter[int]) -> dict[int, int]:
+    """Allocate `per_meter[m]` consecutive transfer ids for each meter (rows locked in id order); returns
+    each meter's first."""
+    if not per_meter:
+        return {}
+    m = R.meters.c
+    ids = sorted(per_meter)
+    await conn.execute(
+        update(R.meters)
+        .where(m.id == bindparam("m_id"))
+        .values(next_transfer_id=m.next_transfer_id + bindparam("m_n")),
+        [{"m_id": i, "m_n": per_meter[i]} for i in ids],
+    )
+    rows = await conn.execute(
+        select(m.id, m.next_transfer_id).where(among(m.id, ids, conn.dialect.name == "postgresql"))
+    )
+    first = {int(i): int(n) - per_meter[int(i)] for i, n in rows}
+    for i in ids:
+        if i not in first:
+            raise NotFound("meter", i)
+    return first
+
+
 async def _reverse(conn: AsyncConnection, reversal: PaymentReversed, now: datetime, actor: Actor) -> ReversalResult:
     key = topup_key(reversal.provider, reversal.provider_ref)
     row = await _find_topup(conn, key)
@@ -351,7 +622,14 @@ async def _reverse(conn: AsyncConnection, reversal: PaymentReversed, now: dateti
     zero = Money.zero(currency)
     if await ledger.is_posted(conn, f"{op_key}:wallet") or await ledger.is_posted(conn, f"{op_key}:debt"):
         return ReversalResult(row.id, zero, zero, duplicate=True)
-    remaining = int(row.amount_minor) - int(row.reversed_minor)
+    # What is left to take back: of the top-up itself and of what a won dispute reinstated on it
+    # ("<key>:reinstate:<n>"), taken from the top-up first, then from each reinstatement in turn.
+    t = L.topups.c
+    reinstated = select(L.topups).where(
+        t.idempotency_key.startswith(f"{key}:reinstate:", autoescape=True), t.account_id == row.account_id
+    )
+    credits = [row, *await conn.execute(reinstated.order_by(t.id))]
+    remaining = sum(int(c.amount_minor) - int(c.reversed_minor) for c in credits)
     if reversal.amount_minor <= 0 or reversal.amount_minor > remaining:
         raise InvalidField("amount", f"{reversal.amount_minor} to reverse, {remaining} of the payment is left")
     amount = Money(reversal.amount_minor, currency)
@@ -359,16 +637,22 @@ async def _reverse(conn: AsyncConnection, reversal: PaymentReversed, now: dateti
     postings = plan_reversal(before, amount, key=op_key, refund=reversal.kind is ReversalKind.REFUND)
     await ledger.post(conn, row.account_id, postings, created_by=str(actor), now=now, payment_id=row.payment_id)
     after = before.after(postings)
-    reversed_total = int(row.reversed_minor) + amount.minor
-    await conn.execute(
-        update(L.topups)
-        .where(L.topups.c.id == row.id)
-        .values(
-            reversed_minor=reversed_total,
-            state="reversed" if reversed_total >= int(row.amount_minor) else row.state,
-            updated_at=now,
+    to_take = amount.minor
+    for credit in credits:
+        take = min(to_take, int(credit.amount_minor) - int(credit.reversed_minor))
+        if take <= 0:
+            continue
+        to_take -= take
+        reversed_total = int(credit.reversed_minor) + take
+        await conn.execute(
+            update(L.topups)
+            .where(t.id == credit.id)
+            .values(
+                reversed_minor=reversed_total,
+                state="reversed" if reversed_total >= int(credit.amount_minor) else credit.state,
+                updated_at=now,
+            )
         )
-    )
     if row.payment_id is not None:
         status = "refunded" if reversal.kind is ReversalKind.REFUND else "disputed"
         await conn.execute(
@@ -571,6 +855,7 @@ __all__ = [
     "TopUpPolicy",
     "TopUpResult",
     "apply_payment",
+    "apply_payments",
     "cash_top_up",
     "get_top_up",
     "on_command_settled",

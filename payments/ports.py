@@ -7,11 +7,14 @@ the transaction that also records the webhook event and the payment row, so they
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from payments.errors import PaymentRefused
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +61,15 @@ class CreditApplied:
 
 
 class PaymentApplier(Protocol):
-    """`credit` raises payments.errors.PaymentRefused when the ledger side will not take the payment."""
+    """`credit` raises payments.errors.PaymentRefused when the ledger side will not take the payment
+    (`reverse` when it will not take back what is asked, e.g. more than it holds of the payment);
+    `credit_many` is `credit` for many payments at once, with one answer (or refusal) per request, in order.
+    A database error in either propagates: the caller's transaction rolls back."""
 
     async def credit(self, conn: AsyncConnection, request: CreditRequest, now: datetime) -> CreditApplied: ...
+
+    async def credit_many(
+        self, conn: AsyncConnection, requests: Sequence[CreditRequest], now: datetime
+    ) -> list[CreditApplied | PaymentRefused]: ...
 
     async def reverse(self, conn: AsyncConnection, request: ReversalRequest, now: datetime) -> None: ...

@@ -15,19 +15,17 @@ not know yet raises `PaymentNotYetKnown` and records nothing: the provider retri
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
-import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, and_, any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.errors import PaymentNotYetKnown, PaymentRefused
 from payments.events import (
@@ -47,7 +45,7 @@ from payments.ports import CreditRequest, PaymentApplier, ReversalRequest
 from store.schema.ledger import accounts
 from store.schema.payments import payment_conflicts, payment_disputes, payments, webhook_events
 from store.schema.registry import meters, subscribers
-from store.uow import UnitOfWork
+from store.uow import UnitOfWork, sqlite_write_lock
 
 log = logging.getLogger("smsmeter.payments")
 
@@ -84,17 +82,14 @@ def _insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Any:
     raise NotImplementedError(dialect)  # pragma: no cover - only the two supported databases
 
 
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
 @asynccontextmanager
 async def _one_writer(uow: UnitOfWork) -> AsyncIterator[None]:
-    """SQLite has one writer at a time: queue our webhook transactions here, fairly, instead of letting
-    them race for the file lock (its busy handler is not fair, and a starved writer fails)."""
-    if uow.engine.dialect.name != "sqlite":
+    """SQLite has one writer at a time: queue our webhook transactions on the database's one write lock
+    (shared with the gateway's writers), fairly, instead of racing for the file lock."""
+    lock = sqlite_write_lock(uow.engine)
+    if lock is None:
         yield
         return
-    lock = _SQLITE_WRITERS.setdefault(uow.engine, asyncio.Lock())
     async with lock:
         yield
 
@@ -110,30 +105,291 @@ async def process_event(uow: UnitOfWork, event: ProviderEvent, applier: PaymentA
 
 
 async def _process(uow: UnitOfWork, event: PaymentEvent, applier: PaymentApplier, now: datetime) -> EventResult:
-    provider = provider_of(event)
     async with uow.begin() as conn:
-        stmt = (
-            _insert_ignoring_conflicts(conn, webhook_events)
-            .values(
-                provider=provider,
-                event_id=event.event_id,
-                event_type=event.event_type,
-                received_at=now,
-                outcome="processing",
-            )
-            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-            .returning(webhook_events.c.id)
+        return await _process_one(conn, event, applier, now, now)
+
+
+async def _process_one(
+    conn: AsyncConnection, event: PaymentEvent, applier: PaymentApplier, received_at: datetime, now: datetime
+) -> EventResult:
+    stmt = (
+        _insert_ignoring_conflicts(conn, webhook_events)
+        .values(
+            provider=provider_of(event),
+            event_id=event.event_id,
+            event_type=event.event_type,
+            received_at=received_at,
+            outcome="processing",
         )
-        event_row_id = (await conn.execute(stmt)).scalar_one_or_none()
-        if event_row_id is None:
-            return EventResult(Outcome.DUPLICATE, detail="event already processed")
-        result = await _apply(conn, event, applier, now)
+        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+        .returning(webhook_events.c.id)
+    )
+    event_row_id = (await conn.execute(stmt)).scalar_one_or_none()
+    if event_row_id is None:
+        return EventResult(Outcome.DUPLICATE, detail="event already processed")
+    result = await _apply(conn, event, applier, now)
+    await conn.execute(
+        update(webhook_events)
+        .where(webhook_events.c.id == event_row_id)
+        .values(outcome=result.outcome.value, payment_id=result.payment_id, detail=result.detail[:500] or None)
+    )
+    return result
+
+
+async def process_events(
+    uow: UnitOfWork,
+    events: Sequence[tuple[ProviderEvent, datetime]],
+    applier: PaymentApplier,
+    *,
+    conn: AsyncConnection | None = None,
+) -> list[EventResult | PaymentNotYetKnown]:
+    """Apply many verified events (each with the time it was received) in ONE transaction, with the effects
+    `process_event` has for each: one result per event, in order, or the PaymentNotYetKnown to answer
+    with (that event alone recorded nothing). Any other error rolls the whole batch back and propagates:
+    the caller then runs the events one by one (`process_event`).
+
+    Payment confirmations of the common shape (a payment found by our reference, not credited yet, matching
+    what was asked, with no refund or dispute waiting) are credited set-based, through the applier's
+    `credit_many`; every other event takes the one-by-one path afterwards, in the same transaction.
+    `conn`: a connection (with no transaction open) to run it on, instead of one from the pool."""
+    results: list[EventResult | PaymentNotYetKnown | None] = [None] * len(events)
+    for i, (event, _) in enumerate(events):
+        if isinstance(event, Ignored):
+            results[i] = EventResult(Outcome.IGNORED, detail=f"event type {event.event_type} is not used")
+    if all(r is not None for r in results):
+        return [r for r in results if r is not None]
+    now = max(at for _, at in events)
+    async with _one_writer(uow):
+        if conn is None:
+            async with uow.begin() as own:
+                await _process_batch(own, events, applier, now, results)
+        else:
+            async with conn.begin():
+                await _process_batch(conn, events, applier, now, results)
+    return [r for r in results if r is not None]
+
+
+@dataclass(slots=True)
+class _Claimed:
+    index: int
+    event: PaymentSucceeded
+    row_id: int
+
+
+async def _process_batch(
+    conn: AsyncConnection,
+    events: Sequence[tuple[ProviderEvent, datetime]],
+    applier: PaymentApplier,
+    now: datetime,
+    results: list[EventResult | PaymentNotYetKnown | None],
+) -> None:
+    claimed = await _claim_confirmations(conn, events, results)
+    outcomes: dict[int, EventResult] = {}  # event row id → its result
+    fast, slow = await _sort_out(conn, claimed)
+    if fast:
+        outcomes.update(await _credit_many(conn, fast, applier, now, results))
+    for item in slow:
+        result = await _apply(conn, item.event, applier, now)
+        results[item.index] = outcomes[item.row_id] = result
+    for i, (event, received_at) in enumerate(events):
+        if results[i] is not None or isinstance(event, Ignored | PaymentSucceeded):
+            continue
+        try:
+            async with conn.begin_nested():  # a payment not known yet records nothing for this event only
+                results[i] = await _process_one(conn, event, applier, received_at, now)
+        except PaymentNotYetKnown as exc:
+            results[i] = exc
+    if outcomes:
+        w = webhook_events.c
         await conn.execute(
             update(webhook_events)
-            .where(webhook_events.c.id == event_row_id)
-            .values(outcome=result.outcome.value, payment_id=result.payment_id, detail=result.detail[:500] or None)
+            .where(w.id == bindparam("w_id"))
+            .values(outcome=bindparam("w_outcome"), payment_id=bindparam("w_payment"), detail=bindparam("w_detail"))
+            .execution_options(synchronize_session=False),
+            [
+                {
+                    "w_id": row_id,
+                    "w_outcome": r.outcome.value,
+                    "w_payment": r.payment_id,
+                    "w_detail": r.detail[:500] or None,
+                }
+                for row_id, r in outcomes.items()
+            ],
         )
-    return result
+
+
+async def _claim_confirmations(
+    conn: AsyncConnection,
+    events: Sequence[tuple[ProviderEvent, datetime]],
+    results: list[EventResult | PaymentNotYetKnown | None],
+) -> list[_Claimed]:
+    """Record the event ids of the batch's payment confirmations in one statement; a duplicate (here or in
+    the batch) is answered as such."""
+    first: dict[tuple[str, str], int] = {}
+    for i, (event, _) in enumerate(events):
+        if not isinstance(event, PaymentSucceeded):
+            continue
+        key = (event.payment.provider, event.event_id)
+        if key in first:
+            results[i] = EventResult(Outcome.DUPLICATE, detail="event already processed")
+        else:
+            first[key] = i
+    if not first:
+        return []
+    rows = [
+        {
+            "provider": provider,
+            "event_id": event_id,
+            "event_type": events[i][0].event_type,
+            "received_at": events[i][1],
+            "outcome": "processing",
+        }
+        for (provider, event_id), i in sorted(first.items())  # one order: concurrent batches never deadlock
+    ]
+    w = webhook_events.c
+    inserted = await conn.execute(
+        _insert_ignoring_conflicts(conn, webhook_events)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+        .returning(w.id, w.provider, w.event_id)
+    )
+    row_ids = {(p, e): int(i) for i, p, e in inserted}
+    claimed = []
+    for key, i in first.items():
+        if key not in row_ids:
+            results[i] = EventResult(Outcome.DUPLICATE, detail="event already processed")
+            continue
+        event = events[i][0]
+        assert isinstance(event, PaymentSucceeded)
+        claimed.append(_Claimed(i, event, row_ids[key]))
+    return claimed
+
+
+async def _sort_out(
+    conn: AsyncConnection, claimed: list[_Claimed]
+) -> tuple[list[tuple[_Claimed, Row[Any]]], list[_Claimed]]:
+    """Which confirmations are credited set-based (their payment rows locked, in id order), which one by one."""
+    references = sorted({r for c in claimed if (r := c.event.payment.reference)})
+    by_reference: dict[str, Row[Any]] = {}
+    if references:
+        disputed = select(payment_disputes.c.id).where(payment_disputes.c.payment_id == payments.c.id).exists()
+        rows = await conn.execute(
+            select(
+                payments,
+                subscribers.c.code.label("subscriber_code"),
+                meters.c.code.label("meter_code"),
+                disputed.label("has_disputes"),
+            )
+            .select_from(
+                payments.join(subscribers, subscribers.c.id == payments.c.subscriber_id).outerjoin(
+                    meters, meters.c.id == payments.c.meter_id
+                )
+            )
+            .where(_among(payments.c.reference, references, conn.dialect.name == "postgresql"))
+            .order_by(payments.c.id)
+            .with_for_update(of=payments)
+        )
+        by_reference = {row.reference: row for row in rows}
+    fast: list[tuple[_Claimed, Row[Any]]] = []
+    slow: list[_Claimed] = []
+    taken: set[int] = set()
+    for item in claimed:
+        event = item.event
+        payment = by_reference.get(event.payment.reference or "")
+        if payment is None or payment.id in taken or not _plain_credit(payment, event):
+            slow.append(item)
+            continue
+        taken.add(payment.id)
+        fast.append((item, payment))
+    return fast, slow
+
+
+def _among(column: Any, values: Sequence[Any], postgres: bool) -> Any:
+    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`, one parameter and one statement text
+    whatever the number of values (an IN list is rendered anew for each length)."""
+    if postgres:
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+def _plain_credit(payment: Row[Any], event: PaymentSucceeded) -> bool:
+    """Not credited yet, nothing to take back, and exactly what was asked."""
+    return (
+        payment.paid_at is None
+        and payment.refunded_minor == 0
+        and not payment.has_disputes
+        and payment.meter_code is not None
+        and event.amount_minor == payment.amount_minor
+        and event.currency == payment.currency
+        and (event.subscriber_code is None or event.subscriber_code == payment.subscriber_code)
+        and (event.meter_code is None or event.meter_code == payment.meter_code)
+    )
+
+
+async def _credit_many(
+    conn: AsyncConnection,
+    fast: list[tuple[_Claimed, Row[Any]]],
+    applier: PaymentApplier,
+    now: datetime,
+    results: list[EventResult | PaymentNotYetKnown | None],
+) -> dict[int, EventResult]:
+    requests = [
+        CreditRequest(
+            payment_id=payment.id,
+            subscriber_id=payment.subscriber_id,
+            subscriber_code=payment.subscriber_code,
+            meter_id=payment.meter_id,
+            meter_code=payment.meter_code,
+            amount_minor=payment.amount_minor,
+            currency=payment.currency,
+            provider=payment.provider,
+            provider_ref=payment.provider_ref,
+            ledger_ref=payment.provider_ref,
+            idempotency_key=f"pay:{payment.id}",
+            reason="payment",
+            event_id=item.event.event_id,
+        )
+        for item, payment in fast
+    ]
+    answers = await applier.credit_many(conn, requests, now)
+    outcomes: dict[int, EventResult] = {}
+    paid: list[dict[str, Any]] = []
+    for (item, payment), answer in zip(fast, answers, strict=True):
+        if isinstance(answer, PaymentRefused):
+            await _link_ids(conn, payment, item.event.payment, now)
+            conflict = _Conflict(f"refused by the ledger: {answer.reason}", _event_facts(item.event))
+            result = await _record_conflict(conn, item.event, payment, conflict, now)
+        else:
+            loc = item.event.payment
+            paid.append(
+                {
+                    "p_id": payment.id,
+                    "p_command": answer.command_id,
+                    "p_intent": payment.payment_intent_id or loc.payment_intent_id,
+                    "p_session": payment.checkout_session_id or loc.checkout_session_id,
+                    "p_charge": payment.charge_id or loc.charge_id,
+                }
+            )
+            result = EventResult(Outcome.APPLIED, payment.id, f"credited {payment.amount_minor}", answer.command_id)
+        results[item.index] = outcomes[item.row_id] = result
+    if paid:
+        p = payments.c
+        await conn.execute(
+            update(payments)
+            .where(p.id == bindparam("p_id"))
+            .values(
+                status="paid",
+                paid_at=now,
+                updated_at=now,
+                failure_reason=None,
+                credit_command_id=bindparam("p_command"),
+                payment_intent_id=bindparam("p_intent"),
+                checkout_session_id=bindparam("p_session"),
+                charge_id=bindparam("p_charge"),
+            ),
+            paid,
+        )
+    return outcomes
 
 
 async def _apply(conn: AsyncConnection, event: PaymentEvent, applier: PaymentApplier, now: datetime) -> EventResult:
@@ -416,17 +672,41 @@ async def _settle_reversals(
         }
         if delta > 0:
             reason = "refund" if refunded > payment.reversed_minor else "dispute"
-            await applier.reverse(
-                conn,
-                ReversalRequest(
-                    amount_minor=delta,
-                    ledger_ref=payment.provider_ref,
-                    idempotency_key=f"reverse:{payment_id}:{n}",
-                    reason=reason,
-                    **common,
-                ),
-                now,
-            )
+            try:
+                await applier.reverse(
+                    conn,
+                    ReversalRequest(
+                        amount_minor=delta,
+                        ledger_ref=payment.provider_ref,
+                        idempotency_key=f"reverse:{payment_id}:{n}",
+                        reason=reason,
+                        **common,
+                    ),
+                    now,
+                )
+            except PaymentRefused as refused:  # the provider's word stays recorded; a person squares the ledger
+                await conn.execute(update(payments).where(payments.c.id == payment_id).values(updated_at=now))
+                facts = {"payment_id": payment_id, "amount_minor": delta, "reason": reason, "event_id": event_id}
+                await conn.execute(
+                    insert(payment_conflicts).values(
+                        provider=payment.provider,
+                        provider_ref=payment.provider_ref,
+                        reason=f"reversal refused by the ledger: {refused.reason}"[:200],
+                        details=facts,
+                        created_at=now,
+                        event_id=event_id,
+                        payment_id=payment_id,
+                    )
+                )
+                log.warning(
+                    "payment %s %s: taking back %d (%s) refused by the ledger: %s (see payment_conflicts)",
+                    payment.provider,
+                    payment.provider_ref,
+                    delta,
+                    reason,
+                    refused.reason,
+                )
+                return EventResult(Outcome.CONFLICT, payment_id, f"{detail}: reversal refused: {refused.reason}")
             outcome, what = Outcome.APPLIED, f"took back {delta} ({reason})"
         else:
             await applier.credit(

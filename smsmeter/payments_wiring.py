@@ -28,6 +28,7 @@ from payments.reconcile import (
 from payments.service import WebhookSecrets, WebhookService
 from payments.stripe_api import StripeApi
 from store.uow import UnitOfWork
+from telemetry import NO_METRICS, Observer
 from web.webhooks import BillingApplier, PaymentServices
 
 log = logging.getLogger("smsmeter.payments")
@@ -146,10 +147,11 @@ async def running_payments(
     scheduler_role: bool = True,
     wake_dispatcher: Callable[[], None] | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    observer: Observer = NO_METRICS,
 ) -> AsyncIterator[None]:
     """In a web process, fill `services` for the shell; in a scheduler process, run the daily reconciliation.
     `wake_dispatcher` (when this process runs the gateway) is called after a credit command commits, so the
-    SMS leaves at once instead of at the dispatcher's next poll."""
+    SMS leaves at once instead of at the dispatcher's next poll. `observer` counts the webhooks answered."""
     if not web_role and not scheduler_role:
         yield
         return
@@ -161,6 +163,7 @@ async def running_payments(
         webhook_secrets(settings),
         clock=clock,
         on_credit=(lambda _command_id: wake_dispatcher()) if wake_dispatcher else None,
+        observer=observer,
     )
     services.topups = TopUpService(
         uow,

@@ -12,7 +12,7 @@ conflict, duplicate); 400 with the reason for a forged, stale, future or malform
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +21,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.errors import BillingError
-from billing.topup import TopUpPolicy, apply_payment, reverse_payment
+from billing.topup import TopUpPolicy, apply_payment, apply_payments, reverse_payment
 from billing.values import PaymentConfirmed, PaymentReversed, ReversalKind
 from gateway.keys import KeyRing
 from payments.checkout import TopUpService
@@ -133,6 +133,20 @@ class _InOpenTransaction(UnitOfWork):
             yield self._conn
 
 
+def _confirmed(request: CreditRequest, now: datetime) -> PaymentConfirmed:
+    return PaymentConfirmed(
+        provider=request.provider,
+        provider_ref=request.ledger_ref,
+        amount_minor=request.amount_minor,
+        currency=request.currency,
+        paid_at=now,
+        subscriber_id=request.subscriber_id,
+        meter_code=request.meter_code,
+        payment_id=request.payment_id,
+        event_id=request.event_id,
+    )
+
+
 class BillingApplier:
     """payments' `PaymentApplier` port, answered by billing's top-up use cases."""
 
@@ -141,22 +155,22 @@ class BillingApplier:
         self.policy = policy
 
     async def credit(self, conn: AsyncConnection, request: CreditRequest, now: datetime) -> CreditApplied:
-        payment = PaymentConfirmed(
-            provider=request.provider,
-            provider_ref=request.ledger_ref,
-            amount_minor=request.amount_minor,
-            currency=request.currency,
-            paid_at=now,
-            subscriber_id=request.subscriber_id,
-            meter_code=request.meter_code,
-            payment_id=request.payment_id,
-            event_id=request.event_id,
-        )
+        payment = _confirmed(request, now)
         try:
             result = await apply_payment(_InOpenTransaction(conn), payment, now, keys=self.keys, policy=self.policy)
         except BillingError as exc:
             raise PaymentRefused(exc.reason) from exc
         return CreditApplied(command_id=result.command_id)
+
+    async def credit_many(
+        self, conn: AsyncConnection, requests: Sequence[CreditRequest], now: datetime
+    ) -> list[CreditApplied | PaymentRefused]:
+        payments = [_confirmed(request, now) for request in requests]
+        results = await apply_payments(conn, payments, now, keys=self.keys, policy=self.policy)
+        return [
+            PaymentRefused(r.reason) if isinstance(r, BillingError) else CreditApplied(command_id=r.command_id)
+            for r in results
+        ]
 
     async def reverse(self, conn: AsyncConnection, request: ReversalRequest, now: datetime) -> None:
         reversal = PaymentReversed(
@@ -169,7 +183,10 @@ class BillingApplier:
             at=now,
             event_id=request.event_id,
         )
-        await reverse_payment(_InOpenTransaction(conn), reversal, now)
+        try:
+            await reverse_payment(_InOpenTransaction(conn), reversal, now)
+        except BillingError as exc:
+            raise PaymentRefused(exc.reason) from exc
 
 
 def setup_routes(app: web.Application) -> None:

@@ -73,14 +73,15 @@ async def test_reconciliation_applies_the_missed_payment_and_reports_the_rest(
     ref_e, _ = await pending_topup(uow, carol, 1000)
     pi_e = await _intent(api, 1200, ref_e)
     # D: credited here, unknown at Stripe
+    # (paid just now: older than `delivery_after` it would be reported as not delivered instead)
+    now = datetime.now(UTC)
     ref_d, _ = await pending_topup(uow, dan, 900)
     async with uow.begin() as conn:
         await conn.execute(
             update(payments)
             .where(payments.c.reference == ref_d)
-            .values(status="paid", paid_at=NOW, payment_intent_id="pi_not_at_stripe")
+            .values(status="paid", paid_at=now, payment_intent_id="pi_not_at_stripe")
         )
-    now = datetime.now(UTC)
     report = await reconcile(uow, api, applier, start, end, now, delivery_after=timedelta(hours=6))
     kinds = {line.provider_ref: line.kind for line in report.lines}
     assert kinds[pi_b] == "applied"

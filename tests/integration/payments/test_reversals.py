@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import itertools
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from payments.errors import PaymentNotYetKnown
 from payments.processing import Outcome
-from store.schema.ledger import ledger_entries
+from store.schema.ledger import ledger_entries, topups
+from store.schema.payments import payment_conflicts
 from store.uow import UnitOfWork
 from tests.integration.payments.conftest import Subscriber, add_subscribers, balances, net_received
 from tests.integration.payments.helpers import payment_row, pending_topup, service, stripe_body
@@ -120,3 +121,46 @@ async def test_every_order_ends_in_the_same_ledger(uow: UnitOfWork, applier: Bil
         assert await net_received(uow, who.account_id) == 0, order
         row = await payment_row(uow, ref)
         assert (row.reversed_minor, row.status) == (1000, "disputed"), order
+
+
+async def test_a_refund_after_a_won_dispute_takes_back_the_reinstated_credit(
+    uow: UnitOfWork, applier: BillingApplier
+) -> None:
+    ref, alice = await _paid(uow, applier)
+    svc = service(uow, applier)
+    await svc.receive_stripe(
+        *stripe_body("charge.dispute.created", se.dispute("dp_1", "ch_1", "pi_1", 1000, "needs_response"))
+    )
+    await svc.receive_stripe(*stripe_body("charge.dispute.closed", se.dispute("dp_1", "ch_1", "pi_1", 1000, "won")))
+    assert await net_received(uow) == 1000
+    refund = stripe_body("charge.refunded", se.charge("ch_1", "pi_1", 1000, refunded_minor=1000), "evt_refund")
+    result = await svc.receive_stripe(*refund)
+    assert result.outcome is Outcome.APPLIED, result
+    assert await net_received(uow) == 0
+    row = await payment_row(uow, ref)
+    assert (row.reversed_minor, row.status) == (1000, "refunded")
+    assert (await svc.receive_stripe(*refund)).outcome is Outcome.DUPLICATE  # a retry changes nothing
+    after = await balances(uow, alice.account_id)
+    # the meter was sent 1000, then 750 of the reinstatement (a quarter repaid the dispute's debt): the
+    # money is all back with the payer, so all the credit the meter has is owed
+    assert (after.wallet.minor, after.debt.minor) == (0, -1750)
+
+
+async def test_a_reversal_billing_cannot_make_is_a_conflict_not_an_error(
+    uow: UnitOfWork, applier: BillingApplier
+) -> None:
+    """Billing holds less of the payment than payments asks to take back (here: the ledger side reversed
+    it by hand already): a conflict for a person, answered 200 — never an error the provider retries."""
+    await _paid(uow, applier)
+    async with uow.begin() as conn:
+        await conn.execute(update(topups).values(reversed_minor=topups.c.amount_minor))
+    svc = service(uow, applier)
+    refund = stripe_body("charge.refunded", se.charge("ch_1", "pi_1", 1000, refunded_minor=1000), "evt_refund")
+    result = await svc.receive_stripe(*refund)
+    assert result.outcome is Outcome.CONFLICT
+    assert "reversal refused" in result.detail
+    assert (await svc.receive_stripe(*refund)).outcome is Outcome.DUPLICATE
+    assert await net_received(uow) == 1000  # nothing taken back; a person decides
+    async with uow.connect() as conn:
+        conflicts = (await conn.execute(select(payment_conflicts.c.reason))).scalars().all()
+    assert len(conflicts) == 1
