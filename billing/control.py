@@ -1,6 +1,7 @@
 """Remote control: relay off / on with a reason, power limit, time sync, read request — for one meter or
 a group (transformer, street, building). One meter: one command in one transaction with its audit row.
-A group: a bulk job with progress (`billing.bulk`)."""
+A group: a bulk job with progress (`billing.bulk`). `send_command` sends one of the messages an
+operator or an integration may send directly (as the API takes them, JSON or the protocol's XML)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
 
 import meter_protocol as mp
 from billing import bulk, registry
 from billing.errors import InvalidField
 from gateway.keys import KeyRing
-from gateway.outbox import CommandRequest, enqueue_command
+from gateway.outbox import CommandRequest, command_kind, enqueue_command, message_payload
 from store import audit
 from store.audit import Actor
+from store.schema.commands import commands
 from store.uow import UnitOfWork
 
 
@@ -85,15 +90,28 @@ def _check(control: Control) -> None:
 
 
 async def control_meter(
-    uow: UnitOfWork, actor: Actor, meter_id: int, control: Control, now: datetime, *, keys: KeyRing
+    uow: UnitOfWork,
+    actor: Actor,
+    meter_id: int,
+    control: Control,
+    now: datetime,
+    *,
+    keys: KeyRing,
+    idempotency_key: str | None = None,
 ) -> int:
-    """One command to one meter. Returns the command id."""
+    """One command to one meter. Returns the command id. A second call with the same `idempotency_key`
+    (a double submit, a retry) returns the first command and writes nothing."""
     _check(control)
     async with uow.begin() as conn:
+        if idempotency_key is not None:
+            existing = await conn.scalar(select(commands.c.id).where(commands.c.idempotency_key == idempotency_key))
+            if existing is not None:
+                return int(existing)
         meter = await registry.get_meter(conn, meter_id)
         if meter.status != "active":
             raise InvalidField("meter", f"{meter.code} is {meter.status}")
-        command_id = await enqueue_command(conn, keys, CommandRequest(meter_id, control.message(now), str(actor)), now)
+        request = CommandRequest(meter_id, control.message(now), str(actor), idempotency_key=idempotency_key)
+        command_id = await enqueue_command(conn, keys, request, now)
         await audit.record(
             conn,
             actor,
@@ -133,3 +151,43 @@ async def control_group(
         return CommandRequest(meter_id, message, str(actor), idempotency_key=f"job:{job_id}:meter:{meter_id}")
 
     return await bulk.run_job(uow, job_id, meter_ids, build, now, keys=keys)
+
+
+# What an operator or an integration may send to a meter directly. Credit (TopUp), tariffs (SetTariff),
+# keys (KeyChange) and configuration go only through their use cases (top-up, tariffs, the key service).
+DIRECT_COMMANDS: frozenset[type[Any]] = frozenset(
+    {mp.RelayOff, mp.RelayOn, mp.SetPowerLimit, mp.TimeSync, mp.ReadRequest, mp.ClearTamper, mp.Ping}
+)
+
+
+async def send_command(
+    uow: UnitOfWork,
+    actor: Actor,
+    meter_id: int,
+    message: mp.Command,
+    now: datetime,
+    *,
+    keys: KeyRing,
+    idempotency_key: str | None,
+    note: str | None = None,
+) -> int:
+    """Queue a direct command for the meter (state 0:0) and audit it (`command.<kind>`), in one
+    transaction. Returns the command id; a second call with the same `idempotency_key` returns the first
+    command and writes nothing. Raises InvalidField for a message that is not sent directly, and the
+    outbox's errors (UnknownMeter …)."""
+    if type(message) not in DIRECT_COMMANDS:
+        raise InvalidField("command", f"{command_kind(message)} is not sent directly; billing sends it")
+    kind = command_kind(message)
+    async with uow.begin() as conn:
+        if idempotency_key is not None:
+            existing = await conn.scalar(select(commands.c.id).where(commands.c.idempotency_key == idempotency_key))
+            if existing is not None:  # a retry or a double submit: the same command, nothing new to audit
+                return int(existing)
+        command_id = await enqueue_command(
+            conn, keys, CommandRequest(meter_id, message, str(actor), idempotency_key=idempotency_key), now
+        )
+        after: dict[str, Any] = {"command_id": command_id, **message_payload(message)}
+        if note:
+            after["note"] = note
+        await audit.record(conn, actor, f"command.{kind}", now, target=f"meter:{meter_id}", after=after)
+    return command_id

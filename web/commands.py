@@ -1,71 +1,16 @@
-"""Issuing a command to a meter from the console or the API: one transaction that writes the outbox row
-(gateway.outbox, the only way to a meter) and the audit row. Top-ups and tariffs are not sent from here:
-they go through billing, which keeps the ledger and the tariff versions in step with the meter."""
+"""A command to a meter as the API takes it in JSON (`{"kind": "relay_off", "reason": "operator"}`), parsed
+into the protocol's message; billing's `control.send_command` sends it. Top-ups and tariffs are not
+sent this way: billing's use cases keep the ledger and the tariff versions in step with the meter."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 import meter_protocol as mp
-from gateway.keys import KeyRing
-from gateway.outbox import CommandRequest, command_kind, enqueue_command, message_payload
-from store import audit
-from store.schema.commands import commands
-from store.uow import UnitOfWork
-from web.errors import InvalidInput, ServiceUnavailable
-
-# What an operator or an integration may send to a meter directly. Credit (TopUp), tariffs (SetTariff),
-# keys (KeyChange) and configuration come only from billing's and the key service's use cases.
-DIRECT_COMMANDS: frozenset[type[Any]] = frozenset(
-    {mp.RelayOff, mp.RelayOn, mp.SetPowerLimit, mp.TimeSync, mp.ReadRequest, mp.ClearTamper, mp.Ping}
-)
+from web.errors import InvalidInput
 
 RELAY_REASONS = {reason.name.lower(): reason for reason in mp.RelayReason}
-
-
-@dataclass(frozen=True, slots=True)
-class Issued:
-    command_id: int
-    kind: str
-
-
-async def issue_command(
-    uow: UnitOfWork,
-    keys: KeyRing | None,
-    actor: audit.Actor,
-    meter_id: int,
-    message: Any,
-    now: datetime,
-    *,
-    idempotency_key: str | None,
-    note: str | None = None,
-) -> Issued:
-    """Queue `message` for the meter (state 0:0) and audit it, in one transaction."""
-    if type(message) not in DIRECT_COMMANDS:
-        raise InvalidInput("command", f"{command_kind(message)} is not sent directly; billing sends it")
-    if keys is None:
-        raise ServiceUnavailable("meter keys are not loaded")
-    kind = command_kind(message)
-    async with uow.begin() as conn:
-        if idempotency_key is not None:
-            existing = await conn.scalar(select(commands.c.id).where(commands.c.idempotency_key == idempotency_key))
-            if existing is not None:  # a retry or a double submit: the same command, nothing new to audit
-                return Issued(int(existing), kind)
-        command_id = await enqueue_command(
-            conn,
-            keys,
-            CommandRequest(meter_id=meter_id, message=message, created_by=str(actor), idempotency_key=idempotency_key),
-            now,
-        )
-        after: dict[str, Any] = {"command_id": command_id, **message_payload(message)}
-        if note:
-            after["note"] = note
-        await audit.record(conn, actor, f"command.{kind}", now, target=f"meter:{meter_id}", after=after)
-    return Issued(command_id, kind)
 
 
 def command_from_fields(body: dict[str, Any], now: datetime) -> Any:

@@ -4,6 +4,9 @@ simulated SMS network and meter fleet, the demo utility):
 - an operator signs in, finds a subscriber, sends relay off with a reason and a confirmation, and
   watches the command's state reach 1:1 (processed by the simulated meter) without reloading;
 - a cashier takes cash, and the subscriber follows the credit to 1:1 in the portal;
+- a subscriber tops up online: the portal → Checkout (the stub's hosted page, which posts the signed
+  `checkout.session.completed` webhook to the service) → the return page, which shows the payment
+  confirmed and then the credit command walking to 1:1 on the simulated meter;
 - the console in Romanian and Russian.
 Screenshots are kept in tests/artifacts/."""
 
@@ -19,17 +22,33 @@ from config import load_settings
 from store.engine import create_engine
 from tests.support.browser import Shots, chromium, new_context, require_chromium
 from tests.support.service import RunningService, running_service
+from tests.support.stripe_checkout_stub import RunningStub, running_checkout_stub
+from tests.support.stripe_events import WEBHOOK_SECRET
 from web.auth import set_portal_password
 
 SUBSCRIBER_PASSWORD = "portal password 1"
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+def checkout() -> Iterator[RunningStub]:
+    with running_checkout_stub() as stub:
+        yield stub
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, checkout: RunningStub) -> Iterator[RunningService]:
     require_chromium()
     folder = tmp_path_factory.mktemp("service")
-    env = {"SMSMETER_SIMULATOR_RECEIPT_DELAY_S": "0.3", "SMSMETER_SIMULATOR_ACK_DELAY_S": "0.5"}
+    env = {
+        "SMSMETER_SIMULATOR_RECEIPT_DELAY_S": "0.3",
+        "SMSMETER_SIMULATOR_ACK_DELAY_S": "0.5",
+        "SMSMETER_STRIPE_API_KEY": "sk_test_smsmeter",
+        "SMSMETER_STRIPE_API_BASE": checkout.base_url,
+        "SMSMETER_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "SMSMETER_PAYMENTS_RECONCILE_ENABLED": "false",
+    }
     with running_service(folder, env, args=("--demo",)) as running:
+        checkout.stub.webhook_url = running.base_url + "/webhooks/stripe"
         yield running
 
 
@@ -59,6 +78,14 @@ def _give_portal_password(service: RunningService, code: str) -> None:
             await engine.dispose()
 
     asyncio.run(set_it())
+
+
+def _portal_sign_in(page: object, base: str, code: str) -> None:
+    page.goto(base + "/portal/login")  # type: ignore[attr-defined]
+    page.fill("#code", code)  # type: ignore[attr-defined]
+    page.fill("#password", SUBSCRIBER_PASSWORD)  # type: ignore[attr-defined]
+    page.click("form[action='/portal/login'] button")  # type: ignore[attr-defined]
+    page.wait_for_url(re.compile(r"/portal$"))  # type: ignore[attr-defined]
 
 
 def _sign_in(page: object, base: str, username: str, password: str) -> None:
@@ -113,7 +140,7 @@ def test_operator_finds_a_subscriber_and_disconnects_the_meter(service: RunningS
         assert "text-bg-success" in (badge.get_attribute("class") or "")
         shots.take(page, "relay-off-processed")
 
-        page.goto(service.base_url + "/console/audit?action=command.relay_off")
+        page.goto(service.base_url + "/console/audit?action=meter.relay_off")
         assert "unpaid since March" in page.content()
         shots.take(page, "audit")
         page.goto(service.base_url + "/console/reports/communication?days=7")
@@ -139,11 +166,7 @@ def test_cash_top_up_reaches_the_meter_and_the_subscriber_sees_it(service: Runni
         shots.take(desk, "cashier")
 
         portal = new_context(browser).new_page()  # type: ignore[attr-defined]
-        portal.goto(service.base_url + "/portal/login")
-        portal.fill("#code", code)
-        portal.fill("#password", SUBSCRIBER_PASSWORD)
-        portal.click("form[action='/portal/login'] button")
-        portal.wait_for_url(re.compile(r"/portal$"))
+        _portal_sign_in(portal, service.base_url, code)
         assert "$25.00" in portal.inner_text("[data-live-status] >> xpath=..")
         status = portal.locator("[data-live-status] .badge").first
         shots.take(portal, "portal")
@@ -155,6 +178,56 @@ def test_cash_top_up_reaches_the_meter_and_the_subscriber_sees_it(service: Runni
         portal.reload()
         assert portal.inner_text("[data-testid=last-credit]") == "$25.00"
         shots.take(portal, "portal-credit-applied")
+
+
+def test_online_top_up_through_checkout_reaches_the_meter(service: RunningService, checkout: RunningStub) -> None:
+    """Elena Ceban reads the portal in Romanian (her profile's language); the Checkout page is Stripe's."""
+    shots = Shots("subscriber-online-top-up")
+    code = "640100100020002"  # Elena Ceban, one meter
+    _give_portal_password(service, code)
+    with chromium() as browser:
+        page = new_context(browser).new_page()  # type: ignore[attr-defined]
+        _portal_sign_in(page, service.base_url, code)
+        assert page.get_attribute("html", "lang") == "ro"
+        page.click("[data-testid=topup]")
+        page.wait_for_url(re.compile(r"/topup$"))
+        assert page.input_value("#account") == code  # the signed-in subscriber's own account
+        page.check("input[name=amount][value='1000']")
+        shots.take(page, "amount")
+        page.click("[data-testid=topup-form] button[type=submit]")
+
+        page.wait_for_url(checkout.base_url + "/c/pay/**")  # Stripe's hosted page (the stub)
+        assert page.inner_text("[data-testid=checkout-amount]") == "10.00 USD"
+        reference = page.inner_text("[data-testid=checkout-reference]")
+        assert re.fullmatch(r"tp_[0-9a-f]{32}", reference)
+        shots.take(page, "checkout")
+        page.click("[data-testid=checkout-pay]")
+
+        page.wait_for_url(re.compile(rf"/topup/{reference}$"))
+        page.wait_for_selector("#steps li[data-step=paid].list-group-item-success")
+        assert "Plata confirmată" in page.inner_text("#steps li[data-step=paid]")  # Payment confirmed
+        shots.take(page, "payment-confirmed")
+        page.wait_for_function("() => document.getElementById('state').dataset.state === '1:1'", timeout=45_000)
+        steps = page.locator("#steps li.list-group-item-success")
+        assert [steps.nth(i).get_attribute("data-step") for i in range(steps.count())] == [
+            "paid",
+            "0:0",
+            "0:1",
+            "1:0",
+            "1:1",
+        ]
+        assert page.inner_text("[data-testid=topup-state]") == "Gata: contorul are creditul."
+        shots.take(page, "credit-applied")
+
+    [delivery] = checkout.stub.deliveries
+    assert (delivery.event_type, delivery.status) == ("checkout.session.completed", 200)
+    [session] = [s for s in checkout.stub.sessions.values() if s["client_reference_id"] == reference]
+    assert (session["amount_total"], session["currency"], session["payment_status"]) == (1000, "usd", "paid")
+    assert session["metadata"]["subscriber"] == code
+    status, state = service.get_json(f"/api/topups/{reference}")
+    assert status == 200
+    assert (state["payment_status"], state["amount_minor"], state["command_state"]) == ("paid", 1000, "1:1")
+    assert [step["state"] for step in state["command_steps"]] == ["0:0", "0:1", "1:0", "1:1"]  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("language", "words"), [("ro", ("Abonați", "Caută")), ("ru", ("Абоненты", "Найти"))])

@@ -256,6 +256,12 @@ SCHEMAS: dict[str, Any] = {
         acknowledged_at=_NTIME,
         acknowledged_by=_NSTR,
     ),
+    "AlarmAcknowledged": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Alarm"},
+            _obj(already_acknowledged={"type": "boolean", "description": "acknowledged before this call"}),
+        ]
+    },
     "Report": _obj(
         name=_STR,
         since=_TIME,
@@ -442,12 +448,39 @@ PATHS: dict[str, Any] = {
             *_TIME_RANGE,
         ],
     ),
+    "/api/v1/alarms/{id}/acknowledge": {
+        "post": {
+            "operationId": "acknowledgeAlarm",
+            "summary": "Acknowledge an alarm (who and when are recorded, with an audit row)",
+            "description": "Acknowledging an acknowledged alarm changes nothing: the answer says who was first.",
+            "tags": ["alarms"],
+            "parameters": _ID,
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"note": {"type": "string", "maxLength": 200}},
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                **_ok({"$ref": "#/components/schemas/AlarmAcknowledged"}),
+                **_problem("404", "no such alarm"),
+                **_problem("415", "a body that is not JSON"),
+                **_problem("422", "the note is too long"),
+            },
+        }
+    },
     "/api/v1/audit": _list(
         "listAudit",
         "The audit log (auditors and admins)",
         "audit",
         "AuditEntry",
-        [_q("actor", "who"), _q("action", "what, e.g. login, command.relay_off"), *_TIME_RANGE],
+        [_q("actor", "who"), _q("action", "what, e.g. login, meter.relay_off"), *_TIME_RANGE],
     ),
 }
 

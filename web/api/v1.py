@@ -9,14 +9,16 @@ from datetime import date, timedelta
 from aiohttp import web
 
 import meter_protocol as mp
+from billing import alarms as alarms_service
+from billing import control, topup
 from billing import registry as registry_service
-from billing import topup
 from billing.values import PaymentConfirmed
 from web.api.json import parse_time, read_json, respond
 from web.api.openapi import document
-from web.commands import command_from_fields, issue_command
+from web.commands import command_from_fields
 from web.errors import InvalidInput, NotFound, ServiceUnavailable, UnsupportedMediaType
 from web.keys import CLOCK, CURRENCY, SERVICES
+from web.listing import list_page
 from web.middleware import require_principal, uow_of
 from web.params import bounded_int, paging, path_id
 from web.permissions import PERMISSIONS, public, requires
@@ -36,11 +38,6 @@ async def me(request: web.Request) -> web.Response:
     p = require_principal(request)
     actions = sorted(a for a, roles in PERMISSIONS.items() if p.role in roles)
     return respond({"kind": p.kind, "name": p.name, "role": p.role, "actions": actions})
-
-
-def _optional_id(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    return None if raw in (None, "") else bounded_int(request.query, name, 0, 1, 10**18)
 
 
 @requires("subscribers.read")
@@ -164,20 +161,7 @@ async def tariffs(request: web.Request) -> web.Response:
 
 @requires("commands.read")
 async def commands(request: web.Request) -> web.Response:
-    limit, offset = paging(request.query)
-    q = request.query
-    async with uow_of(request).connect() as conn:
-        page = await lists.commands_page(
-            conn,
-            meter_id=_optional_id(request, "meter_id"),
-            state=q.get("state"),
-            kind=q.get("kind"),
-            since=parse_time(q, "since"),
-            until=parse_time(q, "until"),
-            limit=limit,
-            offset=offset,
-        )
-    return respond(page.as_json())
+    return respond((await list_page(request, "commands")).as_json())
 
 
 @requires("commands.read")
@@ -215,38 +199,28 @@ async def issue(request: web.Request) -> web.Response:
     if key is not None and not 1 <= len(key) <= 150:
         raise InvalidInput("Idempotency-Key", "must be 1-150 characters")
     principal = require_principal(request)
-    issued = await issue_command(
+    keys = request.app[SERVICES].keys
+    if keys is None:
+        raise ServiceUnavailable("meter keys are not loaded")
+    command_id = await control.send_command(
         uow_of(request),
-        request.app[SERVICES].keys,
         principal.actor(client_address(request)),
         meter_id,
         message,
         now,
+        keys=keys,
         idempotency_key=f"api:{principal.kind}:{principal.id}:{key}" if key else None,
     )
     async with uow_of(request).connect() as conn:
-        row = await lists.command(conn, issued.command_id)
+        row = await lists.command(conn, command_id)
     response = respond(row, status=201)
-    response.headers["Location"] = f"{PREFIX}/commands/{issued.command_id}"
+    response.headers["Location"] = f"{PREFIX}/commands/{command_id}"
     return response
 
 
 @requires("payments.read")
 async def payments(request: web.Request) -> web.Response:
-    limit, offset = paging(request.query)
-    q = request.query
-    async with uow_of(request).connect() as conn:
-        page = await lists.payments_page(
-            conn,
-            subscriber_id=_optional_id(request, "subscriber_id"),
-            status=q.get("status"),
-            provider=q.get("provider"),
-            since=parse_time(q, "since"),
-            until=parse_time(q, "until"),
-            limit=limit,
-            offset=offset,
-        )
-    return respond(page.as_json())
+    return respond((await list_page(request, "payments")).as_json())
 
 
 @requires("payments.cash")
@@ -303,72 +277,45 @@ async def record_payment(request: web.Request) -> web.Response:
 
 @requires("notices.read")
 async def notices(request: web.Request) -> web.Response:
-    limit, offset = paging(request.query)
-    q = request.query
-    async with uow_of(request).connect() as conn:
-        page = await lists.notices_page(
-            conn,
-            subscriber_id=_optional_id(request, "subscriber_id"),
-            status=q.get("status"),
-            channel=q.get("channel"),
-            since=parse_time(q, "since"),
-            until=parse_time(q, "until"),
-            limit=limit,
-            offset=offset,
-        )
-    return respond(page.as_json())
+    return respond((await list_page(request, "notices")).as_json())
 
 
 @requires("communication.read")
 async def wrong_sms(request: web.Request) -> web.Response:
-    limit, offset = paging(request.query)
-    q = request.query
-    async with uow_of(request).connect() as conn:
-        page = await lists.wrong_sms_page(
-            conn,
-            reason=q.get("reason"),
-            source=q.get("source"),
-            since=parse_time(q, "since"),
-            until=parse_time(q, "until"),
-            limit=limit,
-            offset=offset,
-        )
-    return respond(page.as_json())
+    return respond((await list_page(request, "wrong_sms")).as_json())
 
 
 @requires("alarms.read")
 async def alarms(request: web.Request) -> web.Response:
-    limit, offset = paging(request.query)
-    q = request.query
+    return respond((await list_page(request, "alarms")).as_json())
+
+
+@requires("alarms.ack")
+async def acknowledge_alarm(request: web.Request) -> web.Response:
+    """Acknowledge an alarm; an optional JSON body `{"note": "..."}` goes into the audit row. Acknowledging
+    it again changes nothing and answers who was first."""
+    alarm_id = path_id(request, what="alarm")
+    note = ""
+    if request.body_exists:
+        value = (await read_json(request)).get("note", "")
+        if not isinstance(value, str):
+            raise InvalidInput("note", "must be a string")
+        note = value
+    done = await alarms_service.acknowledge_alarm(
+        uow_of(request),
+        require_principal(request).actor(client_address(request)),
+        alarm_id,
+        request.app[CLOCK](),
+        note=note,
+    )
     async with uow_of(request).connect() as conn:
-        page = await lists.alarms_page(
-            conn,
-            kind=q.get("kind"),
-            meter_id=_optional_id(request, "meter_id"),
-            open_only=q.get("open") == "true",
-            since=parse_time(q, "since"),
-            until=parse_time(q, "until"),
-            limit=limit,
-            offset=offset,
-        )
-    return respond(page.as_json())
+        item = await lists.alarm(conn, alarm_id)
+    return respond({**(item or {}), "already_acknowledged": done.already})
 
 
 @requires("audit.read")
 async def audit_entries(request: web.Request) -> web.Response:
-    limit, offset = paging(request.query)
-    q = request.query
-    async with uow_of(request).connect() as conn:
-        page = await lists.audit_page(
-            conn,
-            actor=q.get("actor"),
-            action=q.get("action"),
-            since=parse_time(q, "since"),
-            until=parse_time(q, "until"),
-            limit=limit,
-            offset=offset,
-        )
-    return respond(page.as_json())
+    return respond((await list_page(request, "audit")).as_json())
 
 
 @requires("reports.read")
@@ -412,5 +359,6 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/notices", notices)
     r.add_get(f"{PREFIX}/wrong-sms", wrong_sms)
     r.add_get(f"{PREFIX}/alarms", alarms)
+    r.add_post(f"{PREFIX}/alarms/{{id}}/acknowledge", acknowledge_alarm)
     r.add_get(f"{PREFIX}/audit", audit_entries)
     r.add_get(f"{PREFIX}/reports/{{name}}", report)

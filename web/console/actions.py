@@ -1,15 +1,17 @@
-"""Console actions: relay off/on (with a confirmation and a reason), reading requests, cashier top-ups
-and their receipts. Each handler parses the form, calls one use case, and redirects back to the card."""
+"""Console actions: relay off/on (with a confirmation and a reason), reading requests, tariff changes,
+cashier top-ups and their receipts. Each handler parses the form, calls one use case of billing
+(`control_meter`, `assign_tariff`, `cash_top_up`), and redirects back to the card."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-import meter_protocol as mp
 from billing import receipts, topup
-from billing.registry import get_meter, get_subscriber, update_subscriber
-from web.commands import issue_command
-from web.errors import InvalidInput, NotFound
+from billing.control import Action, Control, control_meter
+from billing.registry import get_meter, get_subscriber
+from billing.tariffs import assign_tariff
+from gateway.keys import KeyRing
+from web.errors import InvalidInput, NotFound, ServiceUnavailable
 from web.keys import CLOCK, CURRENCY, SERVICES, UTILITY_NAME
 from web.middleware import require_principal, uow_of
 from web.params import amount_minor, bounded_int, choice, path_id, text
@@ -31,25 +33,33 @@ async def _subscriber_of_meter(request: web.Request, meter_id: int) -> int | Non
     return meter.subscriber_id
 
 
+def _keys(request: web.Request) -> KeyRing:
+    keys = request.app[SERVICES].keys
+    if keys is None:
+        raise ServiceUnavailable("meter keys are not loaded")
+    return keys
+
+
+async def _control(request: web.Request, meter_id: int, control: Control, form: object) -> None:
+    await control_meter(
+        uow_of(request),
+        require_principal(request).actor(client_address(request)),
+        meter_id,
+        control,
+        request.app[CLOCK](),
+        keys=_keys(request),
+        idempotency_key=f"web:{_request_id(form)}",
+    )
+
+
 @requires("commands.issue")
 async def relay(request: web.Request) -> web.Response:
     meter_id = path_id(request, what="meter")
     form = await request.post()
     action = choice(form, "action", ("off", "on"))
     reason = text(form, "reason", max_length=200)
-    principal = require_principal(request)
-    message = (
-        mp.RelayOff(reason=mp.RelayReason.OPERATOR) if action == "off" else mp.RelayOn(reason=mp.RelayReason.OPERATOR)
-    )
-    await issue_command(
-        uow_of(request),
-        request.app[SERVICES].keys,
-        principal.actor(client_address(request)),
-        meter_id,
-        message,
-        request.app[CLOCK](),
-        idempotency_key=f"web:{_request_id(form)}",
-        note=reason,
+    await _control(
+        request, meter_id, Control(Action.RELAY_OFF if action == "off" else Action.RELAY_ON, note=reason), form
     )
     subscriber_id = await _subscriber_of_meter(request, meter_id)
     raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=relay_{action}" if subscriber_id else "/console")
@@ -59,16 +69,7 @@ async def relay(request: web.Request) -> web.Response:
 async def read(request: web.Request) -> web.Response:
     meter_id = path_id(request, what="meter")
     form = await request.post()
-    principal = require_principal(request)
-    await issue_command(
-        uow_of(request),
-        request.app[SERVICES].keys,
-        principal.actor(client_address(request)),
-        meter_id,
-        mp.ReadRequest(items=mp.ReadItems.REGISTERS | mp.ReadItems.BALANCE),
-        request.app[CLOCK](),
-        idempotency_key=f"web:{_request_id(form)}",
-    )
+    await _control(request, meter_id, Control(Action.READ), form)
     subscriber_id = await _subscriber_of_meter(request, meter_id)
     raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=read" if subscriber_id else "/console")
 
@@ -81,11 +82,6 @@ async def cash_top_up(request: web.Request) -> web.Response:
     principal = require_principal(request)
     async with uow_of(request).connect() as conn:
         subscriber = await get_subscriber(conn, subscriber_id)
-    services = request.app[SERVICES]
-    if services.keys is None:
-        from web.errors import ServiceUnavailable
-
-        raise ServiceUnavailable("meter keys are not loaded")
     result = await topup.cash_top_up(
         uow_of(request),
         principal.actor(client_address(request)),
@@ -93,7 +89,7 @@ async def cash_top_up(request: web.Request) -> web.Response:
         amount,
         request.app[CURRENCY],
         request.app[CLOCK](),
-        keys=services.keys,
+        keys=_keys(request),
         request_id=_request_id(form),
     )
     raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=topup&receipt={result.topup_id}")
@@ -106,15 +102,14 @@ async def change_tariff(request: web.Request) -> web.Response:
     tariff_id = bounded_int(form, "tariff_id", 0, 1, 10**18)
     if not tariff_id:
         raise InvalidInput("tariff_id", "is required")
-    principal = require_principal(request)
-    async with uow_of(request).begin() as conn:
-        await update_subscriber(
-            conn,
-            principal.actor(client_address(request)),
-            subscriber_id,
-            {"tariff_id": tariff_id},
-            request.app[CLOCK](),
-        )
+    await assign_tariff(
+        uow_of(request),
+        require_principal(request).actor(client_address(request)),
+        tariff_id,
+        request.app[CLOCK](),
+        keys=_keys(request),
+        subscriber_ids=[subscriber_id],
+    )
     raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=tariff")
 
 

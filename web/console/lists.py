@@ -9,42 +9,27 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
+from billing import alarms as alarms_service
 from store import audit
 from store.schema.auth import api_keys, operators
 from web import auth
-from web.api.json import parse_time
 from web.errors import InvalidInput, NotFound
 from web.exports import download, to_csv, to_xlsx
 from web.i18n import gettext
 from web.keys import CLOCK, CURRENCY
+from web.listing import filters, list_page
 from web.middleware import require_principal, uow_of
-from web.params import bounded_int, choice, paging, path_id, text
+from web.params import bounded_int, choice, path_id, text
 from web.permissions import STAFF_ROLES, requires
 from web.queries import lists, reports
 from web.render import render
 from web.security import client_address
 
 
-def _range(request: web.Request) -> tuple[Any, Any]:
-    return parse_time(request.query, "since"), parse_time(request.query, "until")
-
-
 @requires("communication.read")
 async def communication(request: web.Request) -> web.Response:
-    limit, offset = paging(request.query)
-    since, until = _range(request)
+    page = await list_page(request, "commands")
     q = request.query
-    async with uow_of(request).connect() as conn:
-        page = await lists.commands_page(
-            conn,
-            meter_id=None,
-            state=q.get("state") or None,
-            kind=q.get("kind") or None,
-            since=since,
-            until=until,
-            limit=limit,
-            offset=offset,
-        )
     return render(
         request, "console/communication.html", {"page": page, "state": q.get("state", ""), "kind": q.get("kind", "")}
     )
@@ -62,37 +47,29 @@ async def command_detail(request: web.Request) -> web.Response:
 
 @requires("communication.read")
 async def wrong_sms(request: web.Request) -> web.Response:
-    limit, offset = paging(request.query)
-    since, until = _range(request)
-    async with uow_of(request).connect() as conn:
-        page = await lists.wrong_sms_page(
-            conn,
-            reason=request.query.get("reason") or None,
-            source=request.query.get("source") or None,
-            since=since,
-            until=until,
-            limit=limit,
-            offset=offset,
-        )
+    page = await list_page(request, "wrong_sms")
     return render(request, "console/wrong_sms.html", {"page": page, "reason": request.query.get("reason", "")})
 
 
 @requires("alarms.read")
 async def alarms(request: web.Request) -> web.Response:
-    limit, offset = paging(request.query)
-    since, until = _range(request)
-    async with uow_of(request).connect() as conn:
-        page = await lists.alarms_page(
-            conn,
-            kind=request.query.get("kind") or None,
-            meter_id=None,
-            open_only=request.query.get("open") == "true",
-            since=since,
-            until=until,
-            limit=limit,
-            offset=offset,
-        )
+    page = await list_page(request, "alarms")
     return render(request, "console/alarms.html", {"page": page})
+
+
+@requires("alarms.ack")
+async def acknowledge_alarm(request: web.Request) -> web.Response:
+    alarm_id = path_id(request, what="alarm")
+    form = await request.post()
+    await alarms_service.acknowledge_alarm(
+        uow_of(request),
+        require_principal(request).actor(client_address(request)),
+        alarm_id,
+        request.app[CLOCK](),
+        note=text(form, "note", max_length=200, required=False),
+    )
+    back = "/console/alarms?open=true&ok=alarm_ack" if form.get("open") == "true" else "/console/alarms?ok=alarm_ack"
+    raise web.HTTPSeeOther(back)
 
 
 @requires("arrears.read")
@@ -170,18 +147,7 @@ AUDIT_COLUMNS = [
 
 @requires("audit.read")
 async def audit_log(request: web.Request) -> web.Response:
-    limit, offset = paging(request.query)
-    since, until = _range(request)
-    async with uow_of(request).connect() as conn:
-        page = await lists.audit_page(
-            conn,
-            actor=request.query.get("actor") or None,
-            action=request.query.get("action") or None,
-            since=since,
-            until=until,
-            limit=limit,
-            offset=offset,
-        )
+    page = await list_page(request, "audit")
     return render(
         request,
         "console/audit.html",
@@ -192,18 +158,10 @@ async def audit_log(request: web.Request) -> web.Response:
 @requires("audit.export")
 async def audit_export(request: web.Request) -> web.Response:
     fmt = choice({"fmt": request.match_info["fmt"]}, "fmt", ("csv", "xlsx"))
-    since, until = _range(request)
+    arguments = filters("audit", request.query)
     principal = require_principal(request)
     async with uow_of(request).begin() as conn:
-        page = await lists.audit_page(
-            conn,
-            actor=request.query.get("actor") or None,
-            action=request.query.get("action") or None,
-            since=since,
-            until=until,
-            limit=100_000,
-            offset=0,
-        )
+        page = await lists.audit_page(conn, **arguments, limit=100_000, offset=0)
         await audit.record(
             conn,
             principal.actor(client_address(request)),
@@ -312,6 +270,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/console/commands/{id}", command_detail)
     r.add_get("/console/wrong-sms", wrong_sms)
     r.add_get("/console/alarms", alarms)
+    r.add_post("/console/alarms/{id}/acknowledge", acknowledge_alarm)
     r.add_get("/console/arrears", arrears)
     r.add_get("/console/reports", reports_index)
     r.add_get("/console/reports/{name}.{fmt}", report_export)  # before {name}, which would take "revenue.csv"

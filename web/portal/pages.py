@@ -61,13 +61,15 @@ def _throttled(request: web.Request, code: str, *, otp_step: bool) -> web.Respon
     """The 429 sign-in page when this address has tried too often, else None."""
     try:
         request.app[THROTTLE].check(client_address(request))
-    except TooManyAttempts:
-        return render(
+    except TooManyAttempts as exc:
+        page = render(
             request,
             "portal/login.html",
             {"code": code, "error": _("Too many attempts. Try again in a minute."), "otp_step": otp_step},
             status=429,
         )
+        page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
     return None
 
 

@@ -3,14 +3,17 @@ the audit log (read-only). Filters are exact matches or time ranges; pages are n
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.errors import CommandNotFound
+from gateway.outbox import get_command
 from store.schema.auth import audit_log
-from store.schema.commands import alarms, command_history, command_parts, commands, wrong_sms
+from store.schema.commands import alarms, commands, wrong_sms
 from store.schema.ledger import accounts, ledger_entries, tariff_versions, tariffs
 from store.schema.notices import notices
 from store.schema.payments import payments
@@ -44,6 +47,7 @@ def _filters(
 
 
 _COMMAND_COLUMNS = [c for c in commands.c if c.name not in {"frame", "claimed_by", "claimed_until"}]
+_NOT_SHOWN = frozenset({"frame", "history", "parts"})  # the sealed frame is the gateway's alone
 
 
 async def commands_page(
@@ -65,44 +69,20 @@ async def commands_page(
 
 
 async def command(conn: AsyncConnection, command_id: int) -> dict[str, Any] | None:
-    row = (
-        (
-            await conn.execute(
-                select(*_COMMAND_COLUMNS, meters.c.code.label("meter_code"))
-                .join(meters, meters.c.id == commands.c.meter_id)
-                .where(commands.c.id == command_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
+    """The command as the gateway sees it (`gateway.outbox.get_command`: state history, SMS parts), with
+    its meter's code, as plain values; None when there is no such command."""
+    try:
+        view = await get_command(conn, command_id)
+    except CommandNotFound:
         return None
-    history = await conn.execute(
-        select(
-            command_history.c.from_state,
-            command_history.c.to_state,
-            command_history.c.at,
-            command_history.c.source,
-            command_history.c.detail,
-        )
-        .where(command_history.c.command_id == command_id)
-        .order_by(command_history.c.id)
-    )
-    parts = await conn.execute(
-        select(
-            command_parts.c.seq,
-            command_parts.c.state,
-            command_parts.c.message_id,
-            command_parts.c.attempt,
-            command_parts.c.smsc_status,
-            command_parts.c.submitted_at,
-            command_parts.c.delivered_at,
-        )
-        .where(command_parts.c.command_id == command_id)
-        .order_by(command_parts.c.seq)
-    )
-    return {**dict(row), "history": [dict(h) for h in history.mappings()], "parts": [dict(p) for p in parts.mappings()]}
+    fields = {f.name: getattr(view, f.name) for f in dataclasses.fields(view) if f.name not in _NOT_SHOWN}
+    return {
+        **fields,
+        "state": view.state.value,
+        "meter_code": await conn.scalar(select(meters.c.code).where(meters.c.id == view.meter_id)),
+        "history": [dataclasses.asdict(h) for h in view.history],
+        "parts": [dataclasses.asdict(p) for p in view.parts],
+    }
 
 
 async def payments_page(
@@ -182,6 +162,12 @@ async def alarms_page(
     if open_only:
         query = query.where(alarms.c.acknowledged_at.is_(None))
     return await _page(conn, query, alarms.c.id.desc(), limit, offset)
+
+
+async def alarm(conn: AsyncConnection, alarm_id: int) -> dict[str, Any] | None:
+    query = select(alarms, meters.c.code.label("meter_code")).outerjoin(meters, meters.c.id == alarms.c.meter_id)
+    row = (await conn.execute(query.where(alarms.c.id == alarm_id))).mappings().first()
+    return dict(row) if row is not None else None
 
 
 async def tariffs_list(conn: AsyncConnection) -> list[dict[str, Any]]:

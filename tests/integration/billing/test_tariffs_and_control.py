@@ -114,3 +114,32 @@ async def test_control_one_meter_and_a_group(uow: UnitOfWork) -> None:
     ]
     assert audit_rows[0].after["note"] == "transformer works"
     assert read_view.kind == "read_request"
+
+
+async def test_direct_commands_are_sent_once_and_audited_credit_is_not(uow: UnitOfWork) -> None:
+    _, meter = await new_subscriber(uow, "640100100010001", meter=1)
+    assert meter
+    off = mp.RelayOff(mp.RelayReason.OPERATOR)
+    cid = await control.send_command(
+        uow, OPERATOR, meter.id, off, NOW, keys=KEYS, idempotency_key="api:cis:1", note="unpaid"
+    )
+    again = await control.send_command(uow, OPERATOR, meter.id, off, NOW, keys=KEYS, idempotency_key="api:cis:1")
+    assert again == cid
+    ping = await control.send_command(uow, OPERATOR, meter.id, mp.Ping(), NOW, keys=KEYS, idempotency_key=None)
+    with pytest.raises(InvalidField) as refused:
+        await control.send_command(
+            uow, OPERATOR, meter.id, mp.TopUp(transfer_id=1, amount_minor=100), NOW, keys=KEYS, idempotency_key=None
+        )
+    assert refused.value.field == "command"
+    async with uow.connect() as conn:
+        sent = (await conn.execute(select(C.commands.c.id, C.commands.c.kind).order_by(C.commands.c.id))).all()
+        audited = (
+            await conn.execute(
+                select(auth.audit_log.c.action, auth.audit_log.c.after)
+                .where(auth.audit_log.c.action.like("command.%"))
+                .order_by(auth.audit_log.c.id)
+            )
+        ).all()
+    assert [tuple(r) for r in sent] == [(cid, "relay_off"), (ping, "ping")]
+    assert [(a.action, a.after["command_id"]) for a in audited] == [("command.relay_off", cid), ("command.ping", ping)]
+    assert audited[0].after["note"] == "unpaid"

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from store.schema.auth import audit_log
 from store.schema.commands import commands
+from store.schema.registry import meters
 from store.uow import UnitOfWork
 from tests.integration.web.helpers import Seeded, login
 from web import auth
@@ -48,13 +49,37 @@ async def test_relay_off_from_the_card_is_queued_and_audited(
     assert [(c["kind"], c["state"]) for c in states["items"]] == [("relay_off", "0:0")]
     async with uow.connect() as conn:
         rows = (await conn.execute(select(commands.c.kind, commands.c.created_by))).all()
-        audit = (
-            (await conn.execute(select(audit_log).where(audit_log.c.action == "command.relay_off"))).mappings().all()
-        )
+        audit = (await conn.execute(select(audit_log).where(audit_log.c.action == "meter.relay_off"))).mappings().all()
+        meter_code = await conn.scalar(select(meters.c.code).where(meters.c.id == mid))
     assert rows == [("relay_off", "operator:operator")]
-    assert len(audit) == 1
+    assert len(audit) == 1  # billing's control_meter wrote it, once
     assert audit[0]["after"]["note"] == "unpaid since March"
-    assert audit[0]["target"] == f"meter:{mid}"
+    assert audit[0]["after"]["command_id"] == states["items"][0]["id"]
+    assert audit[0]["target"] == f"meter:{meter_code}"
+
+
+async def test_relay_on_and_read_from_the_card_go_through_billing(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    await login(client, "admin")
+    sid, mid = seeded.subscriber_ids[1], seeded.meter_ids[1]
+    card = await (await client.get(f"/console/subscribers/{sid}")).text()
+    response = await client.post(
+        f"/console/meters/{mid}/relay",
+        data={**_form_fields(card, f"/console/meters/{mid}/relay"), "action": "on", "reason": "paid at the desk"},
+        allow_redirects=False,
+    )
+    assert response.headers["Location"] == f"/console/subscribers/{sid}?ok=relay_on"
+    card = await (await client.get(response.headers["Location"])).text()
+    response = await client.post(
+        f"/console/meters/{mid}/read", data=_form_fields(card, f"/console/meters/{mid}/read"), allow_redirects=False
+    )
+    assert response.headers["Location"] == f"/console/subscribers/{sid}?ok=read"
+    async with uow.connect() as conn:
+        sent = (await conn.execute(select(commands.c.kind, commands.c.state).order_by(commands.c.id))).all()
+        actions = (await conn.scalars(select(audit_log.c.action).order_by(audit_log.c.id))).all()
+    assert sent == [("relay_on", "0:0"), ("read_request", "0:0")]
+    assert [a for a in actions if a.startswith("meter.")] == ["meter.relay_on", "meter.read"]
 
 
 async def test_relay_needs_a_reason(client: TestClient, seeded: Seeded) -> None:

@@ -124,18 +124,18 @@ async def test_admin_manages_operators_and_api_keys(client: TestClient, seeded: 
 async def test_operator_changes_the_tariff_and_the_api_reads_reports(
     client: TestClient, seeded: Seeded, uow: UnitOfWork
 ) -> None:
-    from sqlalchemy import insert
-
+    from billing.rules.tariffs import TariffBody, TariffKind
+    from billing.tariffs import add_version, create_tariff
+    from store.audit import Actor
+    from store.schema.commands import commands
     from store.schema.ledger import tariffs
 
+    admin = Actor("operator", "admin")
     async with uow.begin() as conn:
-        new_id = await conn.scalar(
-            insert(tariffs)
-            .values(code="NIGHT", name="Night saver", kind="tou", created_at=client.app[CLOCK]())
-            .returning(tariffs.c.id)
-        )
+        new_id = await create_tariff(conn, admin, "NIGHT", "Night saver", TariffKind.FLAT, client.app[CLOCK]())
+        await add_version(conn, admin, new_id, TariffBody.flat(12_000), client.app[CLOCK](), client.app[CLOCK]())
     await login(client, "operator")
-    sid = seeded.subscriber_ids[0]
+    sid, mid = seeded.subscriber_ids[0], seeded.meter_ids[0]
     page = await (await client.get(f"/console/subscribers/{sid}")).text()
     assert "Night saver" in page
     fields = _form_fields(page, f"/console/subscribers/{sid}/tariff")
@@ -146,10 +146,21 @@ async def test_operator_changes_the_tariff_and_the_api_reads_reports(
     page = await (await client.get(response.headers["Location"])).text()
     assert 'data-testid="tariff">Night saver<' in page
     async with uow.connect() as conn:
-        audit = (
-            (await conn.execute(select(audit_log).where(audit_log.c.action == "subscriber.update"))).mappings().one()
-        )
-    assert audit["after"] == {"tariff_id": new_id}
+        sent = (await conn.execute(select(commands.c.meter_id, commands.c.kind, commands.c.created_by))).all()
+        audit = (await conn.execute(select(audit_log).where(audit_log.c.action == "bulk.tariff"))).mappings().one()
+    assert sent == [(mid, "set_tariff", "operator:operator")]  # billing sent the tariff to the meter
+    assert audit["actor"] == "operator"
+    assert audit["after"]["tariff_id"] == new_id
+    assert audit["after"]["changed"] == 1
+    states = await (await client.get(f"/console/subscribers/{sid}/commands.json")).json()
+    assert [(c["kind"], c["state"]) for c in states["items"]] == [("set_tariff", "0:0")]
+    async with uow.connect() as conn:
+        no_prices = await conn.scalar(select(tariffs.c.id).where(tariffs.c.code == "RES"))
+    refused = await client.post(  # a tariff without prices cannot go to a meter: refused, nothing changes
+        f"/console/subscribers/{sid}/tariff", data={**fields, "tariff_id": str(no_prices)}
+    )
+    assert refused.status == 422
+    assert "has no prices yet" in await refused.text()
     report = await (await client.get("/api/v1/reports/communication?days=3")).json()
     assert [c["key"] for c in report["columns"]][:2] == ["day", "sent"]
     assert len(report["rows"]) == 3

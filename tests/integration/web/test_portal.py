@@ -6,15 +6,19 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from aiohttp.test_utils import TestClient
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from billing import topup
+from config import Secret, WebSettings
 from gateway.keys import KeyRing
 from store.audit import Actor
 from store.schema import commands as cmd
+from store.schema.auth import portal_logins
 from store.schema.ledger import invoices
 from store.uow import UnitOfWork
-from tests.integration.web.helpers import MASTER_KEY, START, FixedClock, Seeded, form_token, portal_login
+from tests.integration.web.conftest import _healthy, new_client
+from tests.integration.web.helpers import MASTER_KEY, PASSWORD, START, FixedClock, Seeded, form_token, portal_login
+from web.app import create_app
 from web.keys import Services
 
 
@@ -130,3 +134,50 @@ async def test_top_ups_invoices_and_consumption_are_the_subscribers_own(
     consumption = await (await client.get("/portal/consumption.json?period=daily")).json()
     assert [p["energy_wh"] for p in consumption["points"]] == [4500, 4500, 4500, 4500]
     assert 'data-testid="daily"' in page
+
+
+async def _sign_in_state(uow: UnitOfWork) -> list[tuple[object, ...]]:
+    async with uow.connect() as conn:
+        rows = await conn.execute(select(portal_logins).order_by(portal_logins.c.subscriber_id))
+        return [tuple(r) for r in rows]
+
+
+async def test_too_many_sign_in_attempts_from_one_address_are_refused(
+    seeded: Seeded, services: Services, clock: FixedClock, uow: UnitOfWork
+) -> None:
+    """Three attempts a minute from one address, whatever the form (password, asking for a code, entering
+    one): the fourth gets the sign-in page with 429 and Retry-After — even with the right password — and
+    nothing reaches the accounts (no code sent, no failure counted)."""
+    sms = FakeSms()
+    services.otp_sender = sms
+    settings = WebSettings(session_secret=Secret("s" * 40), login_attempts_per_min=3)
+    app = create_app(health_check=_healthy, services=services, web_settings=settings, clock=clock)
+    client = await new_client(app)
+    try:
+        a_code, b_code = seeded.subscriber_codes
+        token = await form_token(client, "/portal/login")
+        response = await client.post("/portal/login", data={"code": a_code, "password": "nope", "csrf_token": token})
+        assert response.status == 401
+        response = await client.post("/portal/login/code", data={"code": b_code, "csrf_token": token})
+        assert response.status == 200
+        response = await client.post(
+            "/portal/login/verify", data={"code": b_code, "otp": "000000", "csrf_token": token}
+        )
+        assert response.status == 401
+        before = await _sign_in_state(uow)
+        for path, data in (
+            ("/portal/login", {"code": a_code, "password": PASSWORD}),
+            ("/portal/login/code", {"code": b_code}),
+            ("/portal/login/verify", {"code": b_code, "otp": sms.sent[0][1].rsplit(" ", 1)[1]}),
+        ):
+            response = await client.post(path, data={**data, "csrf_token": token}, allow_redirects=False)
+            assert response.status == 429, path
+            assert 0 < int(response.headers["Retry-After"]) <= 60
+            page = await response.text()
+            assert "Too many attempts. Try again in a minute." in page
+            assert f'value="{data["code"]}"' in page  # the code stays in the form
+        assert len(sms.sent) == 1  # the refused request sent no second code
+        assert await _sign_in_state(uow) == before  # the throttled attempts never reached the accounts
+        assert (await client.get("/portal", allow_redirects=False)).status == 303  # not signed in
+    finally:
+        await client.close()

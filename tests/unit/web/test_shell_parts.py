@@ -80,3 +80,24 @@ def test_our_packages_errors_map_to_statuses() -> None:
     assert _status(InvalidField("amount", "negative")) == 422
     assert _status(UnknownMeter(5)) == 404
     assert _status(BadXml("not well-formed")) == 422
+
+
+def test_the_lists_filters_are_parsed_once_for_the_console_and_the_api() -> None:
+    from datetime import UTC, datetime
+
+    from web.errors import InvalidInput
+    from web.listing import LISTINGS, filters
+
+    assert filters("alarms", {"open": "true", "kind": "", "meter_id": "5", "since": "2026-01-01T00:00:00Z"}) == {
+        "kind": None,
+        "meter_id": 5,
+        "open_only": True,
+        "since": datetime(2026, 1, 1, tzinfo=UTC),
+        "until": None,
+    }
+    assert filters("audit", {"action": "meter.relay_off"})["action"] == "meter.relay_off"
+    assert set(LISTINGS) == {"commands", "payments", "notices", "wrong_sms", "alarms", "audit"}
+    for bad in ({"meter_id": "x"}, {"meter_id": "0"}, {"since": "yesterday"}, {"until": "2026-01-01T00:00:00"}):
+        with pytest.raises(InvalidInput) as refused:
+            filters("commands", bad)
+        assert refused.value.field in bad

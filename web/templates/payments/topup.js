@@ -3,6 +3,7 @@
   const order = ["0:0", "0:1", "1:0", "1:1"];
   const ref = document.getElementById("steps").dataset.reference;
   const stateLine = document.getElementById("state");
+  const texts = JSON.parse(document.getElementById("texts").textContent);  // in the page's language
   function show(s) {
     const paid = ["paid", "partially_refunded", "refunded", "disputed"].includes(s.payment_status);
     const reached = s.command_state ? order.indexOf(s.command_state) : -1;
@@ -12,11 +13,11 @@
       li.classList.toggle("list-group-item-success", done);
       li.setAttribute("aria-checked", done ? "true" : "false");
     });
-    let text = "Waiting for the payment…";
-    if (s.payment_status === "failed") text = "The payment failed" + (s.failure_reason ? ": " + s.failure_reason : "") + ".";
-    else if (s.command_state === "1:1") text = "Done: your meter has the credit.";
-    else if (s.command_state && reached < 0) text = "Delivery problem (" + s.command_state + "); we retry and will tell you.";
-    else if (paid) text = "Paid. Delivering the credit to your meter…";
+    let text = texts.waiting;
+    if (s.payment_status === "failed") text = texts.failed + (s.failure_reason ? " " + s.failure_reason : "");
+    else if (s.command_state === "1:1") text = texts.done;
+    else if (s.command_state && reached < 0) text = texts.problem + " (" + s.command_state + ")";
+    else if (paid) text = texts.delivering;
     stateLine.textContent = text;
     stateLine.dataset.state = s.command_state || s.payment_status;
     return s.finished;
