@@ -6,7 +6,8 @@ so no cause is ever sent twice — a crash mid-send leaves it visible in `sendin
 Failures are retried with a backoff, then the row is `failed`.
 
 Senders are small Protocols wired by the composition root: `TextSender` (the SMS transport) and
-`EmailSender` (aiosmtplib, below).
+`EmailSender` (aiosmtplib, below). Every attempt is reported to the `telemetry.Observer` as
+`notice_sent(channel, "sent" | "failed")`; a failed attempt may be retried, the row says when it gave up.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing.rules.notices import NoticeKind, notice_text
 from store.schema.notices import notices as N  # noqa: N812
 from store.uow import UnitOfWork
+from telemetry import NO_METRICS, Observer
 
 log = logging.getLogger("smsmeter.billing.notices")
 
@@ -121,6 +123,7 @@ async def send_due_notices(
     sms: TextSender | None,
     email: EmailSender | None,
     batch: int = 200,
+    observer: Observer = NO_METRICS,
 ) -> SendReport:
     """Claim due queued notices, send them, record the outcome. Channels without a sender stay queued."""
     channels = [c for c, s in (("sms", sms), ("email", email)) if s is not None]
@@ -154,6 +157,7 @@ async def send_due_notices(
                 assert email is not None
                 await email.send_email(row.recipient, row.subject or "", row.body)
         except Exception as exc:  # any sender failure is recorded on the row, never lost
+            observer.notice_sent(row.channel, "failed")
             attempts = row.attempts + 1
             final = attempts >= MAX_ATTEMPTS
             log.warning(
@@ -174,6 +178,7 @@ async def send_due_notices(
             continue
         async with uow.begin() as conn:
             await conn.execute(update(N).where(N.c.id == row.id).values(status="sent", sent_at=now, error=None))
+        observer.notice_sent(row.channel, "sent")
         sent += 1
     return SendReport(sent, failed, retried, 0)
 

@@ -22,6 +22,7 @@ from gateway.keys import KeyRing
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.uow import UnitOfWork
+from telemetry import NO_METRICS, Observer
 
 log = logging.getLogger("smsmeter.billing")
 
@@ -41,6 +42,7 @@ class BillingService:
     tz: tzinfo = UTC
     text_sender: TextSender | None = None
     email_sender: EmailSender | None = None
+    observer: Observer = NO_METRICS  # notices sent and failed, by channel
     last_invoice_month: date | None = field(default=None)
 
     # --- what the gateway reports -------------------------------------------------------------------
@@ -89,7 +91,9 @@ class BillingService:
         )
 
     async def send_notices(self, now: datetime) -> notices.SendReport:
-        return await notices.send_due_notices(self.uow, now, sms=self.text_sender, email=self.email_sender)
+        return await notices.send_due_notices(
+            self.uow, now, sms=self.text_sender, email=self.email_sender, observer=self.observer
+        )
 
     async def monthly(self, now: datetime) -> int:
         """On the first run in a new month: last month's invoices (then e-mailed) and transformer balances."""

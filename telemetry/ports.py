@@ -21,10 +21,13 @@ class Observer(Protocol):
         """A mobile-originated SMS arrived (before it is judged a meter reply or a wrong SMS)."""
 
     def webhook_handled(self, provider: str, outcome: str) -> None:
-        """A payment provider's webhook was answered: applied | duplicate | ignored | rejected_signature | ..."""
+        """A payment provider's webhook was answered. Outcome: what processing did (applied | recorded |
+        duplicate | ignored | conflict), or why it did not (forged | stale | future | malformed |
+        unknown_provider | deferred | error). `provider` is a configured name, "stripe", or "unknown"."""
 
     def notice_sent(self, channel: str, outcome: str) -> None:
-        """A notice to a subscriber went out (channel sms | email; outcome sent | failed)."""
+        """One attempt to send a notice to a subscriber: channel sms | email; outcome sent | failed (a failed
+        attempt may be retried later)."""
 
 
 class _NoMetrics:

@@ -60,3 +60,22 @@ def test_db_commands_and_demo(tmp_path: Path, backend: str, request: pytest.Fixt
     again = run_cli(["demo"], tmp_path, env)
     assert again.returncode == 0
     assert "loaded already" in again.stdout
+
+
+def test_a_port_taken_before_the_service_binds_it_is_given_up_for_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from tests.support import service as helper
+
+    real_free_port = helper.free_port
+    with socket.socket() as taken:  # someone else's server on the port the helper picks first
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        picks = iter([taken_port])
+        monkeypatch.setattr(helper, "free_port", lambda: next(picks, 0) or real_free_port())
+        with running_service(tmp_path) as service:
+            assert not service.base_url.endswith(f":{taken_port}")
+            assert service.get_json("/healthz")[0] == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,43 +59,78 @@ class RunningService:
         return self.log_path.read_text(errors="replace")
 
 
+_LISTENING = re.compile(r"listening on http://[^\s\",]+?:(\d+)")
+
+
+def _bound_port(log_path: Path) -> int | None:
+    match = _LISTENING.search(log_path.read_text(errors="replace"))
+    return int(match.group(1)) if match else None
+
+
+def _wait_started(process: subprocess.Popen[str], service: RunningService, port: int, deadline: float) -> bool:
+    """True once the child's own log says it listens on `port` and /healthz answers; False if it could not bind
+    the port (another process took it); raises if it exits otherwise or is not ready by `deadline`."""
+    while True:
+        if process.poll() is not None:
+            if "address already in use" in service.log().lower():
+                return False
+            raise RuntimeError(f"smsmeter exited with {process.returncode}:\n{service.log()}")
+        if _bound_port(service.log_path) == port:
+            try:
+                status, _ = service.get_json("/healthz", timeout_s=2)
+                if status == 200:
+                    return True
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"smsmeter not ready:\n{service.log()}")
+        time.sleep(0.1)
+
+
 @contextmanager
 def running_service(
     cwd: Path, env: Mapping[str, str] | None = None, args: tuple[str, ...] = (), ready_timeout_s: float = 40
 ) -> Iterator[RunningService]:
-    port = free_port()
+    """`smsmeter serve` as a process, yielded once /healthz answers.
+
+    The port is chosen here (the service builds its public URL, e.g. Checkout's return address, from it), so
+    another process may take it before the child binds it: the child then fails to bind and is started again on
+    another port. The service counts as started only when its own log says it listens on that port, so the
+    health check never reaches someone else's server."""
     log_path = cwd / "service.log"
-    settings = {"SMSMETER_HTTP_PORT": str(port), **(env or {})}
-    with log_path.open("w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "smsmeter", "serve", *args],
-            cwd=cwd,
-            env=smsmeter_env(settings),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    fixed_port = (env or {}).get("SMSMETER_HTTP_PORT")
+    deadline = time.monotonic() + ready_timeout_s
+    for attempt in range(1, 6):
+        port = int(fixed_port) if fixed_port else free_port()
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "smsmeter", "serve", *args],
+                cwd=cwd,
+                env=smsmeter_env({**(env or {}), "SMSMETER_HTTP_PORT": str(port)}),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         service = RunningService(process, f"http://127.0.0.1:{port}", log_path)
         try:
-            deadline = time.monotonic() + ready_timeout_s
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"smsmeter exited with {process.returncode}:\n{service.log()}")
-                try:
-                    status, _ = service.get_json("/healthz", timeout_s=2)
-                    if status == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"smsmeter not ready in {ready_timeout_s} s:\n{service.log()}")
-                time.sleep(0.1)
-            yield service
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            if _wait_started(process, service, port, deadline):
+                break
+        except BaseException:
+            _stop(process)
+            raise
+        if fixed_port or attempt == 5:
+            raise RuntimeError(f"smsmeter could not bind port {port}:\n{service.log()}")
+    try:
+        yield service
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -161,7 +161,7 @@ async def test_the_channel_is_metered() -> None:
         except SmscRejected as exc:
             results.append(type(exc).__name__)
     assert results == ["abc", "SmscRejected", "Throttled", "abc"]
-    metrics.webhook_handled("stripe", "rejected_signature")
+    metrics.webhook_handled("stripe", "forged")
     metrics.notice_sent("sms", "sent")
     samples = _samples((await MetricsExporter(metrics)())[0])
     assert samples[("smsmeter_sms_submits_total", (("outcome", "accepted"),))] == 2
@@ -173,7 +173,7 @@ async def test_the_channel_is_metered() -> None:
     assert samples[("smsmeter_transport_state", (("state", "reconnecting"),))] == 0
     assert samples[("smsmeter_sms_window_size", ())] == 64
     assert samples[("smsmeter_sms_window_in_use", ())] == 0
-    assert samples[("smsmeter_webhooks_total", (("outcome", "rejected_signature"), ("provider", "stripe")))] == 1
+    assert samples[("smsmeter_webhooks_total", (("outcome", "forged"), ("provider", "stripe")))] == 1
     assert samples[("smsmeter_notices_sent_total", (("channel", "sms"), ("outcome", "sent")))] == 1
     fake.state = TransportState.RECONNECTING
     samples = _samples((await MetricsExporter(metrics)())[0])
@@ -223,3 +223,49 @@ async def test_requests_carry_a_request_id_into_their_log_lines() -> None:
     assert len(missing.headers["X-Request-ID"]) == 32
     assert '"request_id": "req-42"' in lines[0]
     assert made.headers["X-Request-ID"] in lines[1]
+
+
+class _NeverApplies:
+    """A PaymentApplier that is never reached: the database fails first."""
+
+    async def credit(self, conn: object, request: object, now: datetime) -> object:
+        raise AssertionError("not reached")
+
+    async def reverse(self, conn: object, request: object, now: datetime) -> None:
+        raise AssertionError("not reached")
+
+
+async def test_a_webhook_our_side_fails_is_counted_as_an_error() -> None:
+    import json
+    import time
+
+    from payments.provider_webhook import sign_provider_webhook
+    from payments.service import WebhookSecrets, WebhookService
+    from store.uow import UnitOfWork
+
+    metrics = Metrics()
+    dead = _unreachable_engine()
+    service = WebhookService(
+        UnitOfWork(dead),
+        _NeverApplies(),  # type: ignore[arg-type]
+        WebhookSecrets(provider_secrets={"kiosk": "kiosk-secret-0123456789"}),
+        observer=metrics,
+    )
+    now = int(time.time())
+    body = json.dumps(
+        {
+            "id": "evt-1",
+            "type": "payment.succeeded",
+            "created": now,
+            "payment": {"id": "tx-1", "amount_minor": 100, "currency": "USD", "account": "010100100010001"},
+        }
+    ).encode()
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises goes on to the caller
+            await service.receive_provider(
+                "kiosk", body, str(now), sign_provider_webhook("kiosk-secret-0123456789", now, body)
+            )
+    finally:
+        await dead.dispose()
+    samples = _samples((await MetricsExporter(metrics)())[0])
+    assert samples[("smsmeter_webhooks_total", (("outcome", "error"), ("provider", "kiosk")))] == 1
