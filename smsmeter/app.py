@@ -17,13 +17,15 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing.notices import TextSender
 from billing.sms_text import TransportTextSender
 from config import Settings
+from gateway.errors import GatewayError
 from gateway.events import GatewayEvent
 from gateway.keys import KeyRing
 from gateway.ports import Transport, TransportState
 from smsmeter import __version__
-from smsmeter.billing_setup import BILLING, build_billing, start_billing_jobs, stop_jobs
+from smsmeter.billing_setup import BILLING, build_billing, start_billing_jobs
 from smsmeter.masterkey import load_master_key
 from smsmeter.metrics import FleetCollector, Metrics, MetricsExporter
 from smsmeter.payments_wiring import running_payments
@@ -46,6 +48,7 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 UOW = web.AppKey("uow", UnitOfWork)
 KEYS = web.AppKey("keys", KeyRing)
 GATEWAY = web.AppKey("gateway", GatewayRuntime)
+OTP_SEND_TIMEOUT_S = 15.0
 MIGRATION_LOCK = 0x736D736D  # PostgreSQL advisory lock: one process migrates, the others wait for it
 
 
@@ -117,6 +120,25 @@ class _Readiness:
         return checks
 
 
+class OtpBySms:
+    """The portal's one-time sign-in codes (`web.keys.OtpSender`) as text SMS from the short number,
+    through billing's text sender on the gateway's transport — the way arrears notices go, but at once
+    instead of queued: a code is worth something for a few minutes only, and is never stored in clear.
+
+    A send the channel refuses is logged, not raised: the portal answers the same page whether an account
+    exists or not, and the subscriber may ask again."""
+
+    def __init__(self, sender: TextSender) -> None:
+        self._sender = sender
+
+    async def __call__(self, phone: str, text: str) -> None:
+        try:
+            async with asyncio.timeout(OTP_SEND_TIMEOUT_S):
+                await self._sender.send_text(phone, text)
+        except (GatewayError, TimeoutError) as exc:
+            log.warning("sign-in code to %s not sent: %s", phone, exc)
+
+
 async def _migrate(engine: AsyncEngine) -> None:
     """Bring the schema up to date; with several processes starting at once on PostgreSQL, one at a time."""
     if engine.dialect.name != "postgresql":
@@ -172,7 +194,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             if settings.radius.enabled:
                 services.radius = RadiusPasswordChecker(settings.radius)
             keys = app[KEYS] = services.keys = KeyRing(load_master_key(settings))
-            billing = app[BILLING] = build_billing(settings, uow, keys)
+            billing = app[BILLING] = build_billing(settings, uow, keys, runtime.metrics)
 
             async def on_gateway_event(event: GatewayEvent) -> None:
                 """What the gateway learns goes to billing (the arrow points one way: gateway never
@@ -195,12 +217,19 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     web_role=Role.WEB in roles,
                     scheduler_role=Role.SCHEDULER in roles,
                     wake_dispatcher=gateway.dispatcher.wake if gateway is not None else None,
+                    observer=runtime.metrics,
                 ),
             ):
                 if gateway is not None:
                     app[GATEWAY] = gateway
                     runtime.transport = gateway.transport
                     billing.text_sender = TransportTextSender(gateway.transport, validity_s=settings.gateway.validity_s)
+                    services.otp_sender = OtpBySms(billing.text_sender)
+                elif Role.WEB in roles:
+                    log.warning(
+                        "portal sign-in codes by SMS are not sent by this process: it runs no gateway "
+                        "(run the web and gateway roles together to offer them)"
+                    )
                 # the sweep and invoices run with the timers; text notices where the transport is
                 billing_jobs = start_billing_jobs(
                     settings, billing, schedule=Role.SCHEDULER in roles, notices=Role.GATEWAY in roles
@@ -218,7 +247,8 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     yield
                 finally:
                     log.info("smsmeter stopping: releasing the transport and the database")
-                    await stop_jobs(billing_jobs)
+                    services.otp_sender = None
+                    await billing_jobs.stop()
         finally:
             runtime.transport = None
             if isinstance(services.radius, RadiusPasswordChecker):

@@ -4,8 +4,10 @@ text SMS through the transport when the gateway hands one over) and its schedule
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +22,7 @@ from billing.topup import TopUpPolicy
 from config import Settings
 from gateway.keys import KeyRing
 from store.uow import UnitOfWork
+from telemetry import NO_METRICS, Observer
 
 log = logging.getLogger("smsmeter.billing")
 
@@ -32,7 +35,9 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def build_billing(settings: Settings, uow: UnitOfWork, keys: KeyRing) -> BillingService:
+def build_billing(
+    settings: Settings, uow: UnitOfWork, keys: KeyRing, observer: Observer = NO_METRICS
+) -> BillingService:
     b = settings.billing
     tz = ZoneInfo(settings.utility.timezone)
     arrears_policy = ArrearsPolicy(
@@ -77,38 +82,62 @@ def build_billing(settings: Settings, uow: UnitOfWork, keys: KeyRing) -> Billing
         invoice_series=b.invoice_series,
         tz=tz,
         email_sender=email,
+        observer=observer,
     )
 
 
-async def _every(name: str, interval_s: float, job: Callable[[datetime], Awaitable[Any]]) -> None:
-    while True:
+JOB_STOP_TIMEOUT_S = 10.0  # a run in progress gets this long to finish when the service stops
+
+
+async def _every(
+    name: str, interval_s: float, job: Callable[[datetime], Awaitable[Any]], stopping: asyncio.Event
+) -> None:
+    """Run `job(now)` now and every `interval_s` until `stopping` is set. A run is never cut off halfway
+    (a transaction cancelled in its middle on SQLite could keep the write lock of a connection nobody
+    closes): stopping ends the wait between runs."""
+    while not stopping.is_set():
         try:
             await job(datetime.now(UTC))
         except Exception:  # a failed run is logged; the next one comes at its time
             log.exception("scheduled job %s failed", name)
-        await asyncio.sleep(interval_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval_s)
+
+
+@dataclass
+class BillingJobs:
+    """The scheduled jobs as tasks; the caller (the app's cleanup context) owns them and stops them."""
+
+    tasks: list[asyncio.Task[None]]
+    stopping: asyncio.Event
+
+    async def stop(self, timeout_s: float = JOB_STOP_TIMEOUT_S) -> None:
+        """Let a run in progress finish (up to `timeout_s`, then it is cancelled); start no new one."""
+        self.stopping.set()
+        if not self.tasks:
+            return
+        _, pending = await asyncio.wait(self.tasks, timeout=timeout_s)
+        for task in pending:
+            log.warning("scheduled job %s did not finish in %.0f s; cancelled", task.get_name(), timeout_s)
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def start_billing_jobs(
     settings: Settings, billing: BillingService, *, schedule: bool = True, notices: bool = True
-) -> list[asyncio.Task[None]]:
-    """The scheduled jobs as tasks; the caller (the app's cleanup context) owns and cancels them.
-    `schedule`: the arrears sweep and the monthly invoices; `notices`: sending queued notices."""
+) -> BillingJobs:
+    """The scheduled jobs. `schedule`: the arrears sweep and the monthly invoices; `notices`: sending queued
+    notices."""
     b = settings.billing
-    tasks = []
+    stopping = asyncio.Event()
+    jobs: list[tuple[str, float, Callable[[datetime], Awaitable[Any]]]] = []
     if schedule:
-        tasks.append(
-            asyncio.create_task(_every("arrears sweep", b.sweep_interval_s, billing.sweep), name="billing-sweep")
-        )
-        tasks.append(asyncio.create_task(_every("monthly invoices", 3600.0, billing.monthly), name="billing-monthly"))
+        jobs.append(("arrears sweep", b.sweep_interval_s, billing.sweep))
+        jobs.append(("monthly invoices", 3600.0, billing.monthly))
     if notices:
-        tasks.append(
-            asyncio.create_task(_every("notices", b.notice_interval_s, billing.send_notices), name="billing-notices")
-        )
-    return tasks
-
-
-async def stop_jobs(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        jobs.append(("notices", b.notice_interval_s, billing.send_notices))
+    tasks = [
+        asyncio.create_task(_every(name, interval_s, job, stopping), name=f"billing {name}")
+        for name, interval_s, job in jobs
+    ]
+    return BillingJobs(tasks, stopping)
