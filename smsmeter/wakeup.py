@@ -27,6 +27,8 @@ CHECK_EVERY_S = 10.0  # a query on the idle connection, so a silently dead one i
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 15.0
 APPLICATION_NAME = "smsmeter-command-listener"  # how the connection shows in pg_stat_activity
+# options of the URL's query that SQLAlchemy's asyncpg dialect takes for itself, not asyncpg.connect
+_SQLALCHEMY_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn")
 
 
 async def listen_for_commands(
@@ -34,7 +36,7 @@ async def listen_for_commands(
 ) -> None:
     """Call `wake()` whenever commands are enqueued in the database at `url`, until cancelled. Never
     raises for the database being away: it logs, waits and reconnects."""
-    args = url.translate_connect_args(username="user")
+    args = connect_args(url)
     pause_s = RETRY_MIN_S
     while True:
         try:
@@ -54,6 +56,15 @@ async def listen_for_commands(
                 conn.terminate()
         await asyncio.sleep(pause_s)
         pause_s = min(pause_s * 2, retry_max_s)
+
+
+def connect_args(url: URL) -> dict[str, Any]:
+    """`asyncpg.connect` arguments for `url`, read as the engine reads it: the options in its query (a Unix
+    socket folder in `?host=`, `ssl`, several hosts) included; SQLAlchemy's own options left out."""
+    _, kwargs = url.get_dialect()().create_connect_args(url)
+    for own in _SQLALCHEMY_OPTIONS:
+        kwargs.pop(own, None)
+    return dict(kwargs)
 
 
 async def _listen(conn: Any, wake: Callable[[], None], check_every_s: float) -> None:

@@ -9,13 +9,14 @@ import contextlib
 from datetime import UTC, datetime
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 import meter_protocol as mp
 from gateway.dispatcher import DispatchConfig, Dispatcher
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_commands
 from gateway.ports import OutboundSms
-from smsmeter.wakeup import APPLICATION_NAME, listen_for_commands
+from smsmeter.wakeup import APPLICATION_NAME, connect_args, listen_for_commands
 from store.engine import create_engine
 from tests.integration.gateway.gateway_harness import ScriptedNetwork, fleet_of
 from tests.integration.gateway.outbox_fixtures import MASTER_KEY, add_meters
@@ -112,6 +113,39 @@ async def test_the_listener_reconnects_by_itself_after_its_connection_is_killed(
                 await woken.wait()  # and notifications come through the new connection
                 assert wakes[0] == 3
                 assert not listener.done()
+            finally:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+    finally:
+        await engine.dispose()
+
+
+async def test_the_listener_connects_as_the_engine_does_with_the_options_in_the_url(postgres_url: str) -> None:
+    """Host and port in the URL's query (as a Unix socket folder would be given) and SQLAlchemy's own
+    options: the listener reaches the same database the engine does."""
+    url = make_url(postgres_url)
+    moved = url.set(host="host-in-the-query-wins.invalid", port=None).update_query_dict(
+        {"host": url.host or "127.0.0.1", "port": str(url.port or 5432), "prepared_statement_cache_size": "0"}
+    )
+    assert connect_args(moved)["host"] == url.host
+    assert "prepared_statement_cache_size" not in connect_args(moved)
+    engine = create_engine(moved.render_as_string(hide_password=False))
+    try:
+        woken = asyncio.Event()
+        async with asyncio.timeout(30):  # a bound on the test, not a measurement
+            listener = asyncio.create_task(listen_for_commands(engine.url, woken.set))
+            try:
+                await woken.wait()  # it connected and listens
+                async with engine.connect() as conn:  # and the engine reaches the same database
+                    listening = await conn.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE application_name = :n AND datname = current_database()"
+                        ),
+                        {"n": APPLICATION_NAME},
+                    )
+                assert listening == 1
             finally:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
