@@ -40,7 +40,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -736,62 +736,9 @@ class Dispatcher:
         if self._postgres:
             await self._record_results_set(conn, results, now, batch, early or {})
             return
-        policy = self.config.policy
-        part_rows: list[dict[str, Any]] = []
-        accepted: list[_SendResult] = []
-        reschedule: list[dict[str, Any]] = []
-        history: list[dict[str, Any]] = []
-        finals: list[_Final] = []
-        for r in results:
-            c = r.command
-            if r.error is None:
-                accepted.append(r)
-            elif isinstance(r.error, Throttled | NotConnected):
-                d = after_throttle(now, self.config.throttle_pause_s)
-                reschedule.append({"c_id": c.id, "c_attempts": c.attempts, "c_next": d.retry_at, "c_status": None})
-                continue  # not an attempt: the parts that did go out are sent again with the rest
-            elif isinstance(r.error, InvalidPart):  # it can never be one SMS: resending will not help
-                detail = f"not sendable: {r.error.reason}"
-                finals.append(_Final(c.id, c.meter_id, c.kind, CommandState.FAILED, Source.DISPATCHER, detail))
-                reschedule.append({"c_id": c.id, "c_attempts": r.attempt, "c_next": None, "c_status": None})
-            else:
-                status = r.error.status if isinstance(r.error, SmscRejected) else None
-                reason = r.error.name if isinstance(r.error, SmscRejected) else type(r.error).__name__
-                if isinstance(r.error, SubmitTimeout):
-                    reason = "no submit_sm_resp"
-                d = after_submit_failure(r.attempt, policy, now, status=status, reason=reason)
-                if d.state is not None:
-                    finals.append(_Final(c.id, c.meter_id, c.kind, d.state, Source.SMSC, d.detail, status))
-                    reschedule.append({"c_id": c.id, "c_attempts": r.attempt, "c_next": None, "c_status": status})
-                else:
-                    self.stats.retries += 1
-                    reschedule.append({"c_id": c.id, "c_attempts": r.attempt, "c_next": d.retry_at, "c_status": status})
-                    history.append(_history(c.id, c.state, c.state, now, Source.SMSC, d.detail))
-            for seq, ((body, has_udh), message_id, status) in enumerate(
-                zip(r.bodies, r.message_ids, r.statuses, strict=True), start=1
-            ):
-                part_rows.append(
-                    {
-                        "command_id": c.id,
-                        "seq": seq,
-                        "body": body,
-                        "has_udh": int(has_udh),
-                        "attempt": r.attempt,
-                        "message_id": message_id,
-                        "state": CommandState.ACCEPTED.value if message_id is not None else "rejected",
-                        "smsc_status": status,
-                        "submitted_at": r.at,
-                    }
-                )
-        if part_rows and self._postgres:
-            await insert_many(
-                conn,
-                command_parts,
-                part_rows,
-                on_conflict="ON CONFLICT (command_id, attempt, seq) DO UPDATE SET message_id = excluded.message_id, "
-                "state = excluded.state, smsc_status = excluded.smsc_status, submitted_at = excluded.submitted_at",
-            )
-        elif part_rows:
+        accepted, reschedule, history, finals = self._classify(results, now)
+        part_rows = _part_rows(results, now, {})
+        if part_rows:
             await conn.execute(_upsert_parts(conn), part_rows)
         if accepted:
             ids = [r.command.id for r in accepted]
@@ -802,7 +749,7 @@ class Dispatcher:
                         await conn.execute(
                             update(commands)
                             .where(
-                                among(commands.c.id, ids[start : start + _CHUNK], self._postgres),
+                                among(commands.c.id, ids[start : start + _CHUNK], False),
                                 commands.c.state == "0:0",
                             )
                             .values(state=CommandState.ACCEPTED.value, updated_at=now)
@@ -838,27 +785,7 @@ class Dispatcher:
                         )
                     )
             self.stats.accepted += len(accepted)
-        if reschedule and self._postgres:
-            await update_many(
-                conn,
-                commands,
-                [
-                    {
-                        "id": r["c_id"],
-                        "attempts": r["c_attempts"],
-                        "next_attempt_at": r["c_next"],
-                        "status": r["c_status"],
-                    }
-                    for r in reschedule
-                ],
-                # the attempt counts even when the meter's answer already settled the command
-                "attempts = v.attempts, next_attempt_at = CASE WHEN t.state IN ('0:0', '0:1', '1:0') "
-                "THEN v.next_attempt_at END, smsc_status = COALESCE(v.status, t.smsc_status), claimed_by = NULL, "
-                "claimed_until = NULL, updated_at = :now",
-                types={"status": "INTEGER"},
-                params={"now": now},
-            )
-        elif reschedule:
+        if reschedule:
             await conn.execute(
                 update(commands)
                 .where(commands.c.id == bindparam("c_id"))
@@ -929,36 +856,7 @@ class Dispatcher:
         state moved forward only: 0:0 → 0:1, or 0:0 / 0:1 → 1:0 when every part is delivered), which
         returns the state each row left (the rows are locked, `_lock`) for the history rows."""
         accepted, reschedule, history, finals = self._classify(results, now)
-        part_rows: list[dict[str, Any]] = []
-        for r in results:
-            c = r.command
-            throttled = r.error is not None and isinstance(r.error, Throttled | NotConnected)
-            if throttled:
-                continue  # not an attempt: the parts that did go out are sent again with the rest
-            for seq, ((body, has_udh), message_id, status) in enumerate(
-                zip(r.bodies, r.message_ids, r.statuses, strict=True), start=1
-            ):
-                receipt = early.get(message_id) if message_id is not None and r.error is None else None
-                if receipt is not None:
-                    state, delivered_at = CommandState.DELIVERED.value, receipt.done_at or now
-                    smsc_status = receipt.error_code if receipt.error_code is not None else status
-                else:
-                    state = CommandState.ACCEPTED.value if message_id is not None else "rejected"
-                    delivered_at, smsc_status = None, status
-                part_rows.append(
-                    {
-                        "command_id": c.id,
-                        "seq": seq,
-                        "body": body,
-                        "has_udh": int(has_udh),
-                        "attempt": r.attempt,
-                        "message_id": message_id,
-                        "state": state,
-                        "smsc_status": smsc_status,
-                        "submitted_at": r.at,
-                        "delivered_at": delivered_at,
-                    }
-                )
+        part_rows = _part_rows(results, now, early)
         await insert_many(
             conn,
             command_parts,
@@ -968,8 +866,13 @@ class Dispatcher:
             "delivered_at = excluded.delivered_at",
         )
         rows = [
-            {"id": x["c_id"], "attempts": x["c_attempts"], "next_attempt_at": x["c_next"], "status": x["c_status"],
-             "to_state": None}
+            {
+                "id": x["c_id"],
+                "attempts": x["c_attempts"],
+                "next_attempt_at": x["c_next"],
+                "status": x["c_status"],
+                "to_state": None,
+            }
             for x in reschedule
         ]
         deadline = now + timedelta(seconds=self.config.policy.ack_timeout_s)
@@ -978,27 +881,36 @@ class Dispatcher:
             delivered = all(m is not None and m in early for m in r.message_ids)
             to_state = CommandState.DELIVERED if delivered else CommandState.ACCEPTED
             rows.append(
-                {"id": r.command.id, "attempts": r.attempt, "next_attempt_at": deadline, "status": 0,
-                 "to_state": to_state.value}
+                {
+                    "id": r.command.id,
+                    "attempts": r.attempt,
+                    "next_attempt_at": deadline,
+                    "status": 0,
+                    "to_state": to_state.value,
+                }
             )
             by_id[r.command.id] = r
         self.stats.accepted += len(accepted)
-        left = await update_many(
-            conn,
-            commands,
-            rows,
-            # the attempt counts even when the meter's answer already settled the command
-            "attempts = v.attempts, next_attempt_at = CASE WHEN t.state IN ('0:0', '0:1', '1:0') "
-            "THEN v.next_attempt_at END, smsc_status = COALESCE(v.status, t.smsc_status), claimed_by = NULL, "
-            "claimed_until = NULL, updated_at = :now, "
-            "state = CASE WHEN v.to_state = '1:0' AND t.state IN ('0:0', '0:1') THEN '1:0' "
-            "WHEN v.to_state = '0:1' AND t.state = '0:0' THEN '0:1' ELSE t.state END",
-            where="AND old.id = t.id",
-            types={"status": "INTEGER", "to_state": "VARCHAR"},
-            params={"now": now},
-            also_from=", commands AS old",
-            returning="t.id, old.state, t.state",
-        ) if rows else []
+        left = (
+            await update_many(
+                conn,
+                commands,
+                rows,
+                # the attempt counts even when the meter's answer already settled the command
+                "attempts = v.attempts, next_attempt_at = CASE WHEN t.state IN ('0:0', '0:1', '1:0') "
+                "THEN v.next_attempt_at END, smsc_status = COALESCE(v.status, t.smsc_status), claimed_by = NULL, "
+                "claimed_until = NULL, updated_at = :now, "
+                "state = CASE WHEN v.to_state = '1:0' AND t.state IN ('0:0', '0:1') THEN '1:0' "
+                "WHEN v.to_state = '0:1' AND t.state = '0:0' THEN '0:1' ELSE t.state END",
+                where="AND old.id = t.id",
+                types={"status": "INTEGER", "to_state": "VARCHAR"},
+                params={"now": now},
+                also_from=", commands AS old",
+                returning="t.id, old.state, t.state",
+            )
+            if rows
+            else []
+        )
         for command_id, was, state in left:
             r = by_id.get(command_id)
             if r is None:
@@ -1030,7 +942,11 @@ class Dispatcher:
             if state == CommandState.DELIVERED.value and was != state:
                 history.append(
                     _history(
-                        command_id, CommandState.ACCEPTED, CommandState.DELIVERED, now, Source.RECEIPT,
+                        command_id,
+                        CommandState.ACCEPTED,
+                        CommandState.DELIVERED,
+                        now,
+                        Source.RECEIPT,
                         "every part delivered",
                     )
                 )
@@ -1382,6 +1298,40 @@ def _history(
         "source": source.value,
         "detail": detail[:500],
     }
+
+
+def _part_rows(results: Sequence[_SendResult], now: datetime, early: Mapping[str, Receipt]) -> list[dict[str, Any]]:
+    """The command_parts rows of one attempt per result (none for a throttled one: not an attempt, its parts
+    are sent again with the rest); a part whose receipt is in `early` is already 1:0."""
+    part_rows: list[dict[str, Any]] = []
+    for r in results:
+        if r.error is not None and isinstance(r.error, Throttled | NotConnected):
+            continue
+        for seq, ((body, has_udh), message_id, status) in enumerate(
+            zip(r.bodies, r.message_ids, r.statuses, strict=True), start=1
+        ):
+            receipt = early.get(message_id) if message_id is not None and r.error is None else None
+            if receipt is not None:
+                state, delivered_at = CommandState.DELIVERED.value, receipt.done_at or now
+                smsc_status = receipt.error_code if receipt.error_code is not None else status
+            else:
+                state = CommandState.ACCEPTED.value if message_id is not None else "rejected"
+                delivered_at, smsc_status = None, status
+            part_rows.append(
+                {
+                    "command_id": r.command.id,
+                    "seq": seq,
+                    "body": body,
+                    "has_udh": int(has_udh),
+                    "attempt": r.attempt,
+                    "message_id": message_id,
+                    "state": state,
+                    "smsc_status": smsc_status,
+                    "submitted_at": r.at,
+                    "delivered_at": delivered_at,
+                }
+            )
+    return part_rows
 
 
 def _upsert_parts(conn: AsyncConnection) -> Any:
