@@ -334,21 +334,7 @@ async def _credit_many(
     results: list[EventResult | PaymentNotYetKnown | None],
 ) -> dict[int, EventResult]:
     requests = [
-        CreditRequest(
-            payment_id=payment.id,
-            subscriber_id=payment.subscriber_id,
-            subscriber_code=payment.subscriber_code,
-            meter_id=payment.meter_id,
-            meter_code=payment.meter_code,
-            amount_minor=payment.amount_minor,
-            currency=payment.currency,
-            provider=payment.provider,
-            provider_ref=payment.provider_ref,
-            ledger_ref=payment.provider_ref,
-            idempotency_key=f"pay:{payment.id}",
-            reason="payment",
-            event_id=item.event.event_id,
-        )
+        _payment_credit(payment, payment.subscriber_code, payment.meter_code, item.event.event_id)
         for item, payment in fast
     ]
     answers = await applier.credit_many(conn, requests, now)
@@ -526,6 +512,27 @@ async def _record_conflict(
     return EventResult(Outcome.CONFLICT, payment_id, conflict.reason)
 
 
+def _payment_credit(
+    payment: Row[Any], subscriber_code: str, meter_code: str | None, event_id: str | None
+) -> CreditRequest:
+    """What billing is asked to credit for a paid `payment` (its ledger reference is the provider's)."""
+    return CreditRequest(
+        payment_id=payment.id,
+        subscriber_id=payment.subscriber_id,
+        subscriber_code=subscriber_code,
+        meter_id=payment.meter_id,
+        meter_code=meter_code,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        provider=payment.provider,
+        provider_ref=payment.provider_ref,
+        ledger_ref=payment.provider_ref,
+        idempotency_key=f"pay:{payment.id}",
+        reason="payment",
+        event_id=event_id,
+    )
+
+
 async def _credit(
     conn: AsyncConnection, payment: Row[Any], event: PaymentSucceeded, applier: PaymentApplier, now: datetime
 ) -> EventResult:
@@ -540,23 +547,7 @@ async def _credit(
                 .values(status="paid", paid_at=now, updated_at=now, failure_reason=None)
             )
             applied = await applier.credit(
-                conn,
-                CreditRequest(
-                    payment_id=payment.id,
-                    subscriber_id=payment.subscriber_id,
-                    subscriber_code=subscriber_code,
-                    meter_id=payment.meter_id,
-                    meter_code=meter_code,
-                    amount_minor=payment.amount_minor,
-                    currency=payment.currency,
-                    provider=payment.provider,
-                    provider_ref=payment.provider_ref,
-                    ledger_ref=payment.provider_ref,
-                    idempotency_key=f"pay:{payment.id}",
-                    reason="payment",
-                    event_id=event.event_id,
-                ),
-                now,
+                conn, _payment_credit(payment, subscriber_code, meter_code, event.event_id), now
             )
     except PaymentRefused as refused:
         conflict = _Conflict(f"refused by the ledger: {refused.reason}", _event_facts(event))
