@@ -760,30 +760,7 @@ class Dispatcher:
             deadline = now + timedelta(seconds=self.config.policy.ack_timeout_s)
             for r in accepted:
                 reschedule.append({"c_id": r.command.id, "c_attempts": r.attempt, "c_next": deadline, "c_status": 0})
-                n = len(r.bodies)
-                if r.command.id in moved:
-                    history.append(
-                        _history(
-                            r.command.id,
-                            CommandState.SENDING,
-                            CommandState.ACCEPTED,
-                            now,
-                            Source.SMSC,
-                            f"attempt {r.attempt}: {n} part{'s' if n > 1 else ''} accepted, "
-                            f"id {', '.join(m or '' for m in r.message_ids)}",
-                        )
-                    )
-                elif r.attempt > 1:
-                    history.append(
-                        _history(
-                            r.command.id,
-                            r.command.state,
-                            r.command.state,
-                            now,
-                            Source.SMSC,
-                            f"attempt {r.attempt} accepted (same frame, counter {r.command.counter})",
-                        )
-                    )
+                history.extend(_accepted_history(r, r.command.id in moved, now))
             self.stats.accepted += len(accepted)
         if reschedule:
             await conn.execute(
@@ -915,30 +892,7 @@ class Dispatcher:
             r = by_id.get(command_id)
             if r is None:
                 continue
-            n = len(r.bodies)
-            if was == CommandState.SENDING.value and state != was:
-                history.append(
-                    _history(
-                        command_id,
-                        CommandState.SENDING,
-                        CommandState.ACCEPTED,
-                        now,
-                        Source.SMSC,
-                        f"attempt {r.attempt}: {n} part{'s' if n > 1 else ''} accepted, "
-                        f"id {', '.join(m or '' for m in r.message_ids)}",
-                    )
-                )
-            elif r.attempt > 1:
-                history.append(
-                    _history(
-                        command_id,
-                        r.command.state,
-                        r.command.state,
-                        now,
-                        Source.SMSC,
-                        f"attempt {r.attempt} accepted (same frame, counter {r.command.counter})",
-                    )
-                )
+            history.extend(_accepted_history(r, was == CommandState.SENDING.value and state != was, now))
             if state == CommandState.DELIVERED.value and was != state:
                 history.append(
                     _history(
@@ -1298,6 +1252,20 @@ def _history(
         "source": source.value,
         "detail": detail[:500],
     }
+
+
+def _accepted_history(r: _SendResult, moved: bool, now: datetime) -> list[dict[str, Any]]:
+    """The history row of an accepted attempt: 0:0 → 0:1 when it `moved` the command, a same-state row for a
+    resend (attempt > 1) that did not, none otherwise."""
+    n = len(r.bodies)
+    if moved:
+        detail = f"attempt {r.attempt}: {n} part{'s' if n > 1 else ''} accepted, "
+        detail += f"id {', '.join(m or '' for m in r.message_ids)}"
+        return [_history(r.command.id, CommandState.SENDING, CommandState.ACCEPTED, now, Source.SMSC, detail)]
+    if r.attempt > 1:
+        detail = f"attempt {r.attempt} accepted (same frame, counter {r.command.counter})"
+        return [_history(r.command.id, r.command.state, r.command.state, now, Source.SMSC, detail)]
+    return []
 
 
 def _part_rows(results: Sequence[_SendResult], now: datetime, early: Mapping[str, Receipt]) -> list[dict[str, Any]]:
