@@ -48,7 +48,7 @@ def service(tmp_path: Path, db_url: str, smpp_port: int, name: str) -> Iterator[
             "SMSMETER_TRANSPORT": "smpp",
             "SMSMETER_SMPP_PORT": str(smpp_port),
             "SMSMETER_SMPP_SYSTEM_ID": "smsmeter",
-            "SMSMETER_SMPP_RATE_PER_S": "150",  # a burst that lasts long enough to be cut in the middle
+            "SMSMETER_SMPP_RATE_PER_S": "60",  # a burst of 2.5 s: long enough to be cut in the middle
             "SMSMETER_GATEWAY_LEASE_S": "1",
             "SMSMETER_GATEWAY_ACK_TIMEOUT_S": "3",
             "SMSMETER_GATEWAY_RETRY_BASE_S": "0.5",
