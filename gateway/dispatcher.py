@@ -128,6 +128,23 @@ class _Claimed:
     dependency_state: str | None
 
 
+def _claimed(r: Any, msisdn: str, app_port: int | None, dependency_state: str | None) -> _Claimed:
+    """A claimed command from its `commands` row (the claim's RETURNING) and its meter's address."""
+    return _Claimed(
+        r.id,
+        r.meter_id,
+        r.kind,
+        CommandState(r.state),
+        r.attempts,
+        bytes(r.frame),
+        r.counter,
+        msisdn,
+        app_port,
+        r.depends_on_id,
+        dependency_state,
+    )
+
+
 @dataclass(slots=True)
 class _SendResult:
     command: _Claimed
@@ -368,18 +385,8 @@ class Dispatcher:
                     )
                 )
         return [
-            _Claimed(
-                r.id,
-                r.meter_id,
-                r.kind,
-                CommandState(r.state),
-                r.attempts,
-                bytes(r.frame),
-                r.counter,
-                addresses[r.meter_id][0],
-                addresses[r.meter_id][1],
-                r.depends_on_id,
-                dep_states.get(r.depends_on_id) if r.depends_on_id is not None else None,
+            _claimed(
+                r, *addresses[r.meter_id], dep_states.get(r.depends_on_id) if r.depends_on_id is not None else None
             )
             for r in rows
         ]
@@ -411,20 +418,7 @@ class Dispatcher:
         async with self._gate, self._engine.begin() as conn:
             rows = (await conn.execute(stmt)).all()
         return [
-            _Claimed(
-                r.id,
-                r.meter_id,
-                r.kind,
-                CommandState(r.state),
-                r.attempts,
-                bytes(r.frame),
-                r.counter,
-                r.msisdn,
-                r.app_port,
-                r.depends_on_id,
-                r.dependency_state if r.depends_on_id is not None else None,
-            )
-            for r in rows
+            _claimed(r, r.msisdn, r.app_port, r.dependency_state if r.depends_on_id is not None else None) for r in rows
         ]
 
     def _start(self, command: _Claimed) -> None:
