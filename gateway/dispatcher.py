@@ -128,6 +128,19 @@ class _Claimed:
     dependency_state: str | None
 
 
+# what a claim returns of each command (`_claimed`), on both databases
+_CLAIMED_COLUMNS = (
+    commands.c.id,
+    commands.c.meter_id,
+    commands.c.kind,
+    commands.c.state,
+    commands.c.attempts,
+    commands.c.frame,
+    commands.c.counter,
+    commands.c.depends_on_id,
+)
+
+
 def _claimed(r: Any, msisdn: str, app_port: int | None, dependency_state: str | None) -> _Claimed:
     """A claimed command from its `commands` row (the claim's RETURNING) and its meter's address."""
     return _Claimed(
@@ -351,16 +364,7 @@ class Dispatcher:
             update(commands)
             .where(commands.c.id.in_(due.scalar_subquery()))
             .values(claimed_by=self.config.worker_id, claimed_until=now + timedelta(seconds=self.config.lease_s))
-            .returning(
-                commands.c.id,
-                commands.c.meter_id,
-                commands.c.kind,
-                commands.c.state,
-                commands.c.attempts,
-                commands.c.frame,
-                commands.c.counter,
-                commands.c.depends_on_id,
-            )
+            .returning(*_CLAIMED_COLUMNS)
         )
         async with self._gate, self._engine.begin() as conn:
             rows = (await conn.execute(stmt)).all()
@@ -402,14 +406,7 @@ class Dispatcher:
             .where(commands.c.id.in_(due.scalar_subquery()), meters.c.id == commands.c.meter_id)
             .values(claimed_by=self.config.worker_id, claimed_until=now + timedelta(seconds=self.config.lease_s))
             .returning(
-                commands.c.id,
-                commands.c.meter_id,
-                commands.c.kind,
-                commands.c.state,
-                commands.c.attempts,
-                commands.c.frame,
-                commands.c.counter,
-                commands.c.depends_on_id,
+                *_CLAIMED_COLUMNS,
                 meters.c.msisdn,
                 meters.c.app_port,
                 dependency_state.label("dependency_state"),

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 import meter_protocol as mp
 from gateway.dispatcher import DispatchConfig, Dispatcher
@@ -22,6 +24,18 @@ from tests.integration.gateway.gateway_harness import ScriptedNetwork, fleet_of
 from tests.integration.gateway.outbox_fixtures import MASTER_KEY, add_meters
 
 NOW = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
+
+
+@asynccontextmanager
+async def listening(url: URL, wake: Callable[[], None]) -> AsyncIterator[asyncio.Task[None]]:
+    """The command listener running for the block, cancelled after it."""
+    listener = asyncio.create_task(listen_for_commands(url, wake))
+    try:
+        yield listener
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
 
 
 class Network(ScriptedNetwork):
@@ -53,26 +67,23 @@ async def test_an_enqueue_on_another_engine_wakes_the_dispatcher_at_commit(postg
 
         async with asyncio.timeout(60):  # a bound on the test, not a measurement
             running = asyncio.create_task(dispatcher.run())
-            listener = asyncio.create_task(listen_for_commands(gateway_engine.url, wake))
             try:
-                await woken.wait()  # listening: it wakes the dispatcher once on connecting
-                woken.clear()
-                async with web_engine.begin() as conn:
-                    await enqueue_commands(
-                        conn, KeyRing(MASTER_KEY), [CommandRequest(meters[0].id, mp.TopUp(1, 500), "t")], NOW
-                    )
-                    await asyncio.sleep(0.2)  # the NOTIFY is issued, not yet delivered: nothing woke
-                    assert wakes == ["notified"]
-                    wakes.append("committed")
-                await woken.wait()
-                assert wakes == ["notified", "committed", "notified"]
-                await network.sent.wait()  # the woken dispatcher claims and sends it
-                assert len(network.submitted) == 1
+                async with listening(gateway_engine.url, wake):
+                    await woken.wait()  # listening: it wakes the dispatcher once on connecting
+                    woken.clear()
+                    async with web_engine.begin() as conn:
+                        await enqueue_commands(
+                            conn, KeyRing(MASTER_KEY), [CommandRequest(meters[0].id, mp.TopUp(1, 500), "t")], NOW
+                        )
+                        await asyncio.sleep(0.2)  # the NOTIFY is issued, not yet delivered: nothing woke
+                        assert wakes == ["notified"]
+                        wakes.append("committed")
+                    await woken.wait()
+                    assert wakes == ["notified", "committed", "notified"]
+                    await network.sent.wait()  # the woken dispatcher claims and sends it
+                    assert len(network.submitted) == 1
             finally:
-                listener.cancel()
                 dispatcher.stop()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
                 await running
     finally:
         await web_engine.dispose()
@@ -92,8 +103,7 @@ async def test_the_listener_reconnects_by_itself_after_its_connection_is_killed(
             woken.set()
 
         async with asyncio.timeout(50):  # a bound on the test, not a measurement
-            listener = asyncio.create_task(listen_for_commands(engine.url, wake))
-            try:
+            async with listening(engine.url, wake) as listener:
                 await woken.wait()  # listening
                 woken.clear()
                 async with engine.begin() as conn:  # as when the database restarts: the backend goes away
@@ -113,10 +123,6 @@ async def test_the_listener_reconnects_by_itself_after_its_connection_is_killed(
                 await woken.wait()  # and notifications come through the new connection
                 assert wakes[0] == 3
                 assert not listener.done()
-            finally:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
     finally:
         await engine.dispose()
 
@@ -134,21 +140,16 @@ async def test_the_listener_connects_as_the_engine_does_with_the_options_in_the_
     try:
         woken = asyncio.Event()
         async with asyncio.timeout(30):  # a bound on the test, not a measurement
-            listener = asyncio.create_task(listen_for_commands(engine.url, woken.set))
-            try:
+            async with listening(engine.url, woken.set):
                 await woken.wait()  # it connected and listens
                 async with engine.connect() as conn:  # and the engine reaches the same database
-                    listening = await conn.scalar(
+                    listeners = await conn.scalar(
                         text(
                             "SELECT count(*) FROM pg_stat_activity"
                             " WHERE application_name = :n AND datname = current_database()"
                         ),
                         {"n": APPLICATION_NAME},
                     )
-                assert listening == 1
-            finally:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+                assert listeners == 1
     finally:
         await engine.dispose()
