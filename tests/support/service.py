@@ -116,17 +116,18 @@ def running_service(
             if _wait_started(process, service, port, deadline):
                 break
         except BaseException:
-            _stop(process)
+            stop_process(process)
             raise
         if fixed_port or attempt == 5:
             raise RuntimeError(f"smsmeter could not bind port {port}:\n{service.log()}")
     try:
         yield service
     finally:
-        _stop(process)
+        stop_process(process)
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def stop_process(process: subprocess.Popen[str]) -> None:
+    """Stop a started `smsmeter` as an operator would: SIGTERM, and SIGKILL if it is not gone in 20 s."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:

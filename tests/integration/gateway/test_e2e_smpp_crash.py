@@ -30,7 +30,7 @@ from tests.integration.gateway.gateway_harness import fleet_of
 from tests.integration.gateway.outbox_fixtures import MASTER_KEY, add_meters
 from tests.peers.bounds import until
 from tests.support.net import free_port
-from tests.support.service import smsmeter_env
+from tests.support.service import smsmeter_env, stop_process
 
 SHORT_NUMBER = "7220"
 COMMANDS = 150
@@ -61,13 +61,7 @@ def service(tmp_path: Path, db_url: str, smpp_port: int, name: str) -> Iterator[
         try:
             yield process  # type: ignore[misc]
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process)
 
 
 async def count(engine: AsyncEngine, *states: CommandState) -> int:
