@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.keys import KeyRing
 from store.uow import UnitOfWork
 from web import auth
 from web.errors import Forbidden, NotAuthenticated, ServiceUnavailable
@@ -39,6 +40,14 @@ def uow_of(request: web.Request) -> UnitOfWork:
     if uow is None:
         raise ServiceUnavailable("the service is starting")
     return uow
+
+
+def keys_of(request: web.Request) -> KeyRing:
+    """The meter keys (sealing commands needs them); 503 until they are loaded."""
+    keys = request.app[SERVICES].keys
+    if keys is None:
+        raise ServiceUnavailable("meter keys are not loaded")
+    return keys
 
 
 def principal_of(request: web.Request) -> auth.Principal | None:

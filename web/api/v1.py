@@ -16,10 +16,10 @@ from billing.values import PaymentConfirmed
 from web.api.json import parse_time, read_json, respond
 from web.api.openapi import document
 from web.commands import command_from_fields
-from web.errors import InvalidInput, NotFound, ServiceUnavailable, UnsupportedMediaType
-from web.keys import CLOCK, CURRENCY, SERVICES
+from web.errors import InvalidInput, NotFound, UnsupportedMediaType
+from web.keys import CLOCK, CURRENCY
 from web.listing import list_page
-from web.middleware import require_principal, uow_of
+from web.middleware import keys_of, require_principal, uow_of
 from web.params import bounded_int, paging, path_id
 from web.permissions import PERMISSIONS, public, requires
 from web.queries import lists, registry, reports
@@ -199,9 +199,7 @@ async def issue(request: web.Request) -> web.Response:
     if key is not None and not 1 <= len(key) <= 150:
         raise InvalidInput("Idempotency-Key", "must be 1-150 characters")
     principal = require_principal(request)
-    keys = request.app[SERVICES].keys
-    if keys is None:
-        raise ServiceUnavailable("meter keys are not loaded")
+    keys = keys_of(request)
     command_id = await control.send_command(
         uow_of(request),
         principal.actor(client_address(request)),
@@ -242,9 +240,7 @@ async def record_payment(request: web.Request) -> web.Response:
     if meter_code is not None and not isinstance(meter_code, str):
         raise InvalidInput("meter_code", "must be a string")
     paid_at = parse_time(body, "paid_at") or request.app[CLOCK]()
-    services = request.app[SERVICES]
-    if services.keys is None:
-        raise ServiceUnavailable("meter keys are not loaded")
+    keys = keys_of(request)
     result = await topup.apply_payment(
         uow_of(request),
         PaymentConfirmed(
@@ -257,7 +253,7 @@ async def record_payment(request: web.Request) -> web.Response:
             meter_code=meter_code,
         ),
         request.app[CLOCK](),
-        keys=services.keys,
+        keys=keys,
         actor=principal.actor(client_address(request)),
     )
     return respond(

@@ -10,10 +10,9 @@ from billing import receipts, topup
 from billing.control import Action, Control, control_meter
 from billing.registry import get_meter, get_subscriber
 from billing.tariffs import assign_tariff
-from gateway.keys import KeyRing
-from web.errors import InvalidInput, NotFound, ServiceUnavailable
-from web.keys import CLOCK, CURRENCY, SERVICES, UTILITY_NAME
-from web.middleware import require_principal, uow_of
+from web.errors import InvalidInput, NotFound
+from web.keys import CLOCK, CURRENCY, UTILITY_NAME
+from web.middleware import keys_of, require_principal, uow_of
 from web.params import amount_minor, bounded_int, choice, path_id, text
 from web.permissions import requires
 from web.queries import portal as portal_queries
@@ -33,13 +32,6 @@ async def _subscriber_of_meter(request: web.Request, meter_id: int) -> int | Non
     return meter.subscriber_id
 
 
-def _keys(request: web.Request) -> KeyRing:
-    keys = request.app[SERVICES].keys
-    if keys is None:
-        raise ServiceUnavailable("meter keys are not loaded")
-    return keys
-
-
 async def _control(request: web.Request, meter_id: int, control: Control, form: object) -> None:
     await control_meter(
         uow_of(request),
@@ -47,7 +39,7 @@ async def _control(request: web.Request, meter_id: int, control: Control, form: 
         meter_id,
         control,
         request.app[CLOCK](),
-        keys=_keys(request),
+        keys=keys_of(request),
         idempotency_key=f"web:{_request_id(form)}",
     )
 
@@ -89,7 +81,7 @@ async def cash_top_up(request: web.Request) -> web.Response:
         amount,
         request.app[CURRENCY],
         request.app[CLOCK](),
-        keys=_keys(request),
+        keys=keys_of(request),
         request_id=_request_id(form),
     )
     raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=topup&receipt={result.topup_id}")
@@ -107,7 +99,7 @@ async def change_tariff(request: web.Request) -> web.Response:
         require_principal(request).actor(client_address(request)),
         tariff_id,
         request.app[CLOCK](),
-        keys=_keys(request),
+        keys=keys_of(request),
         subscriber_ids=[subscriber_id],
     )
     raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=tariff")
