@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
 import os
@@ -52,6 +51,7 @@ from gateway.smpp import SmppConfig, SmppTransport
 from gateway.smpp_server import SmppServerConfig, SmppSimulatorServer
 from gateway.states import RetryPolicy
 from gateway.writegate import WriteGate
+from smsmeter.app import settle_heap
 from store import migrate
 from store.engine import create_engine
 from store.schema.commands import command_parts, commands
@@ -214,15 +214,6 @@ async def drain(
             inbound.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
     return total / elapsed, cpu_s * 1000 / total, dispatcher, inbound
-
-
-def settle_heap() -> None:
-    """The garbage collector as `smsmeter serve` sets it before serving (smsmeter.cli._settle_heap): what is
-    built so far (here also the seeding's leftovers) frozen out of its scans, young collections every
-    10,000 allocations."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
 
 
 async def receipts_ingested(engine: AsyncEngine, count: int) -> float:

@@ -49,6 +49,7 @@ from config.settings import load_settings
 from gateway.keys import KeyRing
 from meter_protocol import meter_code_with_check_digit
 from payments.service import WebhookSecrets, WebhookService
+from smsmeter.app import settle_heap
 from smsmeter.payments_wiring import top_up_policy
 from smsmeter.wiring import GatewayRuntime, running_gateway
 from store import migrate
@@ -221,6 +222,7 @@ async def _run_gateway(url: str, pipe: Connection) -> None:
 
     event.listen(engine.sync_engine, "before_cursor_execute", count)
     async with running_gateway(_settings(url), engine, KeyRing(MASTER_KEY), _ignore):
+        settle_heap()
         pipe.send((statements[0], time.process_time()))
         while await asyncio.to_thread(pipe.recv) != "stop":
             pipe.send((statements[0], time.process_time()))
@@ -275,6 +277,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
         app = create_app(health_check=_healthy, payment_services=PaymentServices(webhooks=service))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
+        settle_heap()  # as `smsmeter serve` does before serving
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         url_hook = f"http://127.0.0.1:{port}/webhooks/stripe"

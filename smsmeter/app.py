@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -50,6 +51,16 @@ KEYS = web.AppKey("keys", KeyRing)
 GATEWAY = web.AppKey("gateway", GatewayRuntime)
 OTP_SEND_TIMEOUT_S = 15.0
 MIGRATION_LOCK = 0x736D736D  # PostgreSQL advisory lock: one process migrates, the others wait for it
+
+
+def settle_heap() -> None:
+    """Before serving: the heap built so far (modules, metadata, settings) is frozen out of the cyclic
+    garbage collector's scans, and young collections run every 10,000 allocations instead of 700. The
+    gateway allocates a few short-lived objects per SMS; with the defaults the collector took about a
+    third of its CPU time at 2,000 commands/s (bench/gateway). `smsmeter serve` and the benches call it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 class Role(enum.Enum):

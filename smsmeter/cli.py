@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -149,23 +148,13 @@ def _addresses(banner: str) -> str:
     return banner.partition("Running on ")[2].partition(" ===")[0] or banner
 
 
-def _settle_heap() -> None:
-    """Before serving: the heap built so far (modules, metadata, settings) is frozen out of the cyclic
-    garbage collector's scans, and young collections run every 10,000 allocations instead of 700. The
-    gateway allocates a few short-lived objects per SMS; with the defaults the collector took about a
-    third of its CPU time at 2,000 commands/s (bench/gateway, which tunes its process the same way)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-
-
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from smsmeter.app import ALL_ROLES, Role, build_app
+    from smsmeter.app import ALL_ROLES, Role, build_app, settle_heap
 
     roles = _roles(args)
     if args.demo:
         _run(_demo(settings))
-    _settle_heap()
+    settle_heap()
     web.run_app(
         build_app(settings, ALL_ROLES if roles == "all" else frozenset(Role(r) for r in roles.split(","))),
         host=settings.http.host,
