@@ -25,7 +25,7 @@ from billing.errors import BillingError, CurrencyMismatch, InvalidField, NotFoun
 from billing.rules.ledger import TopUpPlan, plan_reversal, plan_top_up, plan_vend
 from billing.rules.money import Money
 from billing.values import PaymentConfirmed, PaymentReversed, ReversalKind
-from gateway.bulk import among
+from gateway.bulk import add_in_id_order, among
 from gateway.events import CommandSettled
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_command, enqueue_commands
@@ -593,15 +593,16 @@ async def _next_transfer_ids(conn: AsyncConnection, per_meter: Counter[int]) -> 
         return {}
     m = R.meters.c
     ids = sorted(per_meter)
-    await conn.execute(
-        update(R.meters)
-        .where(m.id == bindparam("m_id"))
-        .values(next_transfer_id=m.next_transfer_id + bindparam("m_n")),
-        [{"m_id": i, "m_n": per_meter[i]} for i in ids],
-    )
-    rows = await conn.execute(
-        select(m.id, m.next_transfer_id).where(among(m.id, ids, conn.dialect.name == "postgresql"))
-    )
+    if conn.dialect.name == "postgresql":  # one statement: lock, add and read back
+        rows = await add_in_id_order(conn, R.meters, "next_transfer_id", per_meter)
+    else:
+        await conn.execute(
+            update(R.meters)
+            .where(m.id == bindparam("m_id"))
+            .values(next_transfer_id=m.next_transfer_id + bindparam("m_n")),
+            [{"m_id": i, "m_n": per_meter[i]} for i in ids],
+        )
+        rows = list(await conn.execute(select(m.id, m.next_transfer_id).where(m.id.in_(ids))))
     first = {int(i): int(n) - per_meter[int(i)] for i, n in rows}
     for i in ids:
         if i not in first:

@@ -75,6 +75,30 @@ async def update_many(
     return list(result) if returning else []
 
 
+async def add_in_id_order(
+    conn: AsyncConnection, table: Table, column: str, amounts: Mapping[int, int], returning: Sequence[str] = ()
+) -> list[Any]:
+    """PostgreSQL: `column += amounts[id]` for each row by id, in one statement that locks the rows in id
+    order first (two of these, or one and an executemany in id order, never deadlock) and returns each
+    row's id, its new `column` value and the `returning` columns. The rows that do not exist are missing
+    from the result.
+
+    The rows are locked by a materialised `SELECT … ORDER BY id FOR NO KEY UPDATE`; the UPDATE reaches a
+    row only through it, so only after it is locked, and computes from the row's latest committed version."""
+    if not amounts:
+        return []
+    ids = sorted(amounts)
+    extra = "".join(f", t.{c}" for c in returning)
+    sql = (
+        f"WITH locked AS MATERIALIZED (SELECT id FROM {table.name} WHERE id = ANY(CAST(:ids AS BIGINT[])) "
+        f"ORDER BY id FOR NO KEY UPDATE) "
+        f"UPDATE {table.name} AS t SET {column} = t.{column} + v.n "
+        f"FROM locked JOIN unnest(CAST(:ids AS BIGINT[]), CAST(:ns AS BIGINT[])) AS v(id, n) ON v.id = locked.id "
+        f"WHERE t.id = locked.id RETURNING t.id, t.{column}{extra}"
+    )
+    return list(await conn.execute(text(sql), {"ids": ids, "ns": [amounts[i] for i in ids]}))
+
+
 def among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:
     """`column IN (values)`; on PostgreSQL `column = ANY(:array)`: one parameter instead of one per value
     (a thousand-value IN list costs more to build than to run)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -91,6 +92,36 @@ async def test_bulk_enqueue_keeps_request_order_and_per_meter_counters(engine: A
     sample = by_id[ids[600 + 17]]
     decoded = mp.decode_frame(sample.frame, key=by_meter[sample.meter_id].key)
     assert decoded.message == top_up(1, 117)
+
+
+async def test_concurrent_bulk_enqueues_over_the_same_meters_neither_deadlock_nor_share_a_counter(
+    engine: AsyncEngine,
+) -> None:
+    """Four transactions at once, each sealing a command for the same 40 meters in its own order: the meters'
+    rows are locked in id order whatever the order asked, so all commit, and each meter's counters are 1..4."""
+    keys = KeyRing(MASTER_KEY)
+    async with engine.begin() as conn:
+        fleet = await add_meters(conn, 40, NOW)
+
+    async def enqueue_all(order: list[int]) -> list[int]:
+        async with engine.begin() as conn:
+            ids = await enqueue_commands(
+                conn, keys, [CommandRequest(fleet[i].id, top_up(1), "system:topup") for i in order], NOW
+            )
+            await asyncio.sleep(0.01)  # the locks are held while the others ask for them
+            return ids
+
+    forward = list(range(40))
+    orders = [forward, forward[::-1], forward[1::2] + forward[::2], forward[20:] + forward[:20]]
+    await asyncio.gather(*(enqueue_all(order) for order in orders))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(commands.c.meter_id, commands.c.counter))).all()
+        counters = await next_counters(conn, [m.id for m in fleet])
+    per_meter: dict[int, list[int]] = {}
+    for meter_id, counter in rows:
+        per_meter.setdefault(meter_id, []).append(counter)
+    assert {m: sorted(c) for m, c in per_meter.items()} == {m.id: [1, 2, 3, 4] for m in fleet}
+    assert set(counters.values()) == {5}
 
 
 async def test_a_failed_transaction_leaves_no_command_and_no_used_counter(engine: AsyncEngine) -> None:
