@@ -589,20 +589,8 @@ async def _apply_plain(
 async def _next_transfer_ids(conn: AsyncConnection, per_meter: Counter[int]) -> dict[int, int]:
     """Allocate `per_meter[m]` consecutive transfer ids for each meter (rows locked in id order); returns
     each meter's first."""
-    if not per_meter:
-        return {}
-    m = R.meters.c
     ids = sorted(per_meter)
-    if conn.dialect.name == "postgresql":  # one statement: lock, add and read back
-        rows = await add_in_id_order(conn, R.meters, "next_transfer_id", per_meter)
-    else:
-        await conn.execute(
-            update(R.meters)
-            .where(m.id == bindparam("m_id"))
-            .values(next_transfer_id=m.next_transfer_id + bindparam("m_n")),
-            [{"m_id": i, "m_n": per_meter[i]} for i in ids],
-        )
-        rows = list(await conn.execute(select(m.id, m.next_transfer_id).where(m.id.in_(ids))))
+    rows = await add_in_id_order(conn, R.meters, "next_transfer_id", per_meter)
     first = {int(i): int(n) - per_meter[int(i)] for i, n in rows}
     for i in ids:
         if i not in first:

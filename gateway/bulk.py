@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, text
+from sqlalchemy import ColumnElement, Table, any_, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+_CHUNK = 1000  # ids a SQLite statement names at most
 
 
 def _array_type(conn: AsyncConnection, table: Table, column: str, types: Mapping[str, str]) -> str:
@@ -78,16 +80,27 @@ async def update_many(
 async def add_in_id_order(
     conn: AsyncConnection, table: Table, column: str, amounts: Mapping[int, int], returning: Sequence[str] = ()
 ) -> list[Any]:
-    """PostgreSQL: `column += amounts[id]` for each row by id, in one statement that locks the rows in id
-    order first (two of these, or one and an executemany in id order, never deadlock) and returns each
-    row's id, its new `column` value and the `returning` columns. The rows that do not exist are missing
-    from the result.
+    """`column += amounts[id]` for each row by id, the rows locked in id order (two of these never deadlock);
+    returns each row's id, its new `column` value and the `returning` columns. The rows that do not exist are
+    missing from the result.
 
-    The rows are locked by a materialised `SELECT … ORDER BY id FOR NO KEY UPDATE`; the UPDATE reaches a
-    row only through it, so only after it is locked, and computes from the row's latest committed version."""
+    PostgreSQL: one statement. The rows are locked by a materialised `SELECT … ORDER BY id FOR NO KEY
+    UPDATE`; the UPDATE reaches a row only through it, so only after it is locked, and computes from the
+    row's latest committed version. SQLite (one writer, no row locks): an executemany in id order, then a
+    select."""
     if not amounts:
         return []
     ids = sorted(amounts)
+    if conn.dialect.name != "postgresql":
+        await conn.execute(
+            update(table).where(table.c.id == bindparam("a_id")).values({column: table.c[column] + bindparam("a_n")}),
+            [{"a_id": i, "a_n": amounts[i]} for i in ids],
+        )
+        wanted = [table.c.id, table.c[column], *(table.c[c] for c in returning)]
+        rows: list[Any] = []
+        for start in range(0, len(ids), _CHUNK):
+            rows += await conn.execute(select(*wanted).where(table.c.id.in_(ids[start : start + _CHUNK])))
+        return rows
     extra = "".join(f", t.{c}" for c in returning)
     sql = (
         f"WITH locked AS MATERIALIZED (SELECT id FROM {table.name} WHERE id = ANY(CAST(:ids AS BIGINT[])) "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -207,22 +207,7 @@ async def _allocate_counters(conn: AsyncConnection, per_meter: Counter[int]) -> 
     """Reserve `per_meter[m]` consecutive counters for each meter; returns meter → (first counter, code,
     profile). Rows are locked in id order (no deadlock between two bulk enqueues)."""
     meter_ids = sorted(per_meter)
-    if conn.dialect.name == "postgresql":  # one statement: lock, add and read back
-        rows = await add_in_id_order(conn, meters, "next_counter", per_meter, ("code", "profile", "status"))
-    else:
-        await conn.execute(
-            update(meters)
-            .where(meters.c.id == bindparam("m_id"))
-            .values(next_counter=meters.c.next_counter + bindparam("m_n")),
-            [{"m_id": m, "m_n": per_meter[m]} for m in meter_ids],
-        )
-        rows = []
-        for start in range(0, len(meter_ids), _CHUNK):
-            rows += await conn.execute(
-                select(meters.c.id, meters.c.next_counter, meters.c.code, meters.c.profile, meters.c.status).where(
-                    meters.c.id.in_(meter_ids[start : start + _CHUNK])
-                )
-            )
+    rows = await add_in_id_order(conn, meters, "next_counter", per_meter, ("code", "profile", "status"))
     allocated: dict[int, tuple[int, str, str]] = {}
     for meter_id, next_counter, code, profile, status in rows:
         if status != "active":
