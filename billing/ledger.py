@@ -6,9 +6,11 @@ none: if one of its keys is stored already, the operation happened before and no
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing.errors import InvalidPosting, NotFound
 from billing.rules.ledger import Balances, Book, EntryType, Posting
 from billing.rules.money import Money
-from gateway.bulk import among
 from store.schema import ledger as L  # noqa: N812
+from store.sql import among_param
 
 _CHUNK = 1000
 
@@ -62,19 +64,25 @@ async def balances(conn: AsyncConnection, account_id: int, *, before: datetime |
     return Balances(Money(sums.get("wallet", 0), currency), Money(sums.get("debt", 0), currency))
 
 
+@functools.cache
+def _sums_by_book(postgres: bool) -> Any:
+    e = L.ledger_entries.c
+    return (
+        select(e.account_id, e.book, func.coalesce(func.sum(e.amount_minor), 0))
+        .where(among_param(e.account_id, "ids", postgres))
+        .group_by(e.account_id, e.book)
+    )
+
+
 async def balances_many(conn: AsyncConnection, currencies: Mapping[int, str]) -> dict[int, Balances]:
     """Wallet and debt of many accounts (account id → currency) in one statement."""
     if not currencies:
         return {}
-    e = L.ledger_entries.c
     sums: dict[tuple[int, str], int] = {}
     ids = sorted(currencies)
+    query = _sums_by_book(conn.dialect.name == "postgresql")
     for start in range(0, len(ids), _CHUNK):
-        rows = await conn.execute(
-            select(e.account_id, e.book, func.coalesce(func.sum(e.amount_minor), 0))
-            .where(among(e.account_id, ids[start : start + _CHUNK], conn.dialect.name == "postgresql"))
-            .group_by(e.account_id, e.book)
-        )
+        rows = await conn.execute(query, {"ids": ids[start : start + _CHUNK]})
         sums.update({(int(a), str(b)): int(total) for a, b, total in rows})
     return {
         a: Balances(Money(sums.get((a, "wallet"), 0), c), Money(sums.get((a, "debt"), 0), c))
@@ -145,6 +153,9 @@ class Operation:
     command_id: int | None = None
 
 
+_INSERT_ENTRIES = insert(L.ledger_entries)
+
+
 async def post_many(conn: AsyncConnection, operations: Sequence[Operation], *, now: datetime) -> None:
     """Append many operations' postings in one statement. The caller has checked that none of them
     happened before (and the accounts' currencies): a key stored already raises IntegrityError (the unique
@@ -166,7 +177,7 @@ async def post_many(conn: AsyncConnection, operations: Sequence[Operation], *, n
         for p in op.postings
     ]
     for start in range(0, len(rows), _CHUNK):
-        await conn.execute(insert(L.ledger_entries), rows[start : start + _CHUNK])
+        await conn.execute(_INSERT_ENTRIES, rows[start : start + _CHUNK])
 
 
 async def entries(

@@ -8,6 +8,7 @@ A top-up counts as delivered only when its command reaches 1:1.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,7 +26,7 @@ from billing.errors import BillingError, CurrencyMismatch, InvalidField, NotFoun
 from billing.rules.ledger import TopUpPlan, plan_reversal, plan_top_up, plan_vend
 from billing.rules.money import Money
 from billing.values import PaymentConfirmed, PaymentReversed, ReversalKind
-from gateway.bulk import add_in_id_order, among
+from gateway.bulk import add_in_id_order
 from gateway.events import CommandSettled
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_command, enqueue_commands
@@ -35,6 +36,7 @@ from store.schema import commands as C  # noqa: N812
 from store.schema import ledger as L  # noqa: N812
 from store.schema import payments as P  # noqa: N812
 from store.schema import registry as R  # noqa: N812
+from store.sql import among_param
 from store.uow import UnitOfWork
 
 log = logging.getLogger("smsmeter.billing")
@@ -386,22 +388,12 @@ async def apply_payments(
     return [r for r in results if r is not None]
 
 
-async def _sort_out(conn: AsyncConnection, payments: Sequence[PaymentConfirmed]) -> tuple[list[_Plain], list[int]]:
-    """Which payments take the set-based path (account rows locked, in id order), which the one-by-one."""
-    candidates = [
-        i
-        for i, p in enumerate(payments)
-        if p.subscriber_id is not None and p.payment_id is not None and p.meter_code and p.amount_minor > 0
-    ]
-    others = sorted(set(range(len(payments))) - set(candidates))
-    if not candidates:
-        return [], others
-    # One statement: each named meter with its subscriber's account (locked, in id order, as `_apply` locks
-    # the account) and whether a disconnection waits to be undone there.
+@functools.cache
+def _meters_to_credit(postgres: bool) -> Any:
+    """The meters of `codes` with their subscriber's account (locked, in id order, as `_apply` locks the
+    account) and whether a disconnection waits to be undone there."""
     a, m, ar = L.accounts.c, R.meters.c, L.arrears.c
-    postgres = conn.dialect.name == "postgresql"
-    codes = sorted({(payments[i].meter_code or "").replace(" ", "") for i in candidates})
-    rows = await conn.execute(
+    return (
         select(
             m.code,
             m.id.label("meter_id"),
@@ -417,10 +409,26 @@ async def _sort_out(conn: AsyncConnection, payments: Sequence[PaymentConfirmed])
             .join(R.subscribers, R.subscribers.c.id == m.subscriber_id)
             .outerjoin(L.arrears, ar.account_id == a.id)
         )
-        .where(among(m.code, codes, postgres))
+        .where(among_param(m.code, "codes", postgres))
         .order_by(a.id)
         .with_for_update(of=L.accounts)
     )
+
+
+async def _sort_out(conn: AsyncConnection, payments: Sequence[PaymentConfirmed]) -> tuple[list[_Plain], list[int]]:
+    """Which payments take the set-based path (account rows locked, in id order), which the one-by-one."""
+    candidates = [
+        i
+        for i, p in enumerate(payments)
+        if p.subscriber_id is not None and p.payment_id is not None and p.meter_code and p.amount_minor > 0
+    ]
+    others = sorted(set(range(len(payments))) - set(candidates))
+    if not candidates:
+        return [], others
+    # One statement: each named meter with its subscriber's account (locked, in id order, as `_apply` locks
+    # the account) and whether a disconnection waits to be undone there.
+    codes = sorted({(payments[i].meter_code or "").replace(" ", "") for i in candidates})
+    rows = await conn.execute(_meters_to_credit(conn.dialect.name == "postgresql"), {"codes": codes})
     meters_by_code = {row.code: row for row in rows}
     plain: list[_Plain] = []
     seen: set[str] = set()
@@ -511,12 +519,9 @@ async def _apply_plain(
         ],
         now=now,
     )
-    p = P.payments.c
     await conn.execute(
-        update(P.payments)
-        .where(p.id == bindparam("p_id"))
-        .values(status="paid", paid_at=bindparam("p_paid_at"), updated_at=now),
-        [{"p_id": item.payment.payment_id, "p_paid_at": item.payment.paid_at} for item, _ in ready],
+        _MARK_PAID,
+        [{"p_id": item.payment.payment_id, "p_paid_at": item.payment.paid_at, "p_now": now} for item, _ in ready],
     )
     rows = [
         {
@@ -542,11 +547,7 @@ async def _apply_plain(
         }
         for item, plan in ready
     ]
-    topup_ids = (
-        (await conn.execute(insert(L.topups).returning(L.topups.c.id, sort_by_parameter_order=True), rows))
-        .scalars()
-        .all()
-    )
+    topup_ids = (await conn.execute(_INSERT_TOPUPS, rows)).scalars().all()
     await audit.record_many(
         conn,
         [
@@ -584,6 +585,14 @@ async def _apply_plain(
             duplicate=False,
         )
     return later
+
+
+_MARK_PAID = (
+    update(P.payments)
+    .where(P.payments.c.id == bindparam("p_id"))
+    .values(status="paid", paid_at=bindparam("p_paid_at"), updated_at=bindparam("p_now"))
+)
+_INSERT_TOPUPS = insert(L.topups).returning(L.topups.c.id, sort_by_parameter_order=True)
 
 
 async def _next_transfer_ids(conn: AsyncConnection, per_meter: Counter[int]) -> dict[int, int]:

@@ -9,12 +9,15 @@ cheap in process.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, select, text, update
+from sqlalchemy import ColumnElement, Select, Table, Update, any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store.sql import cached_text
 
 _CHUNK = 1000  # ids a SQLite statement names at most
 
@@ -22,7 +25,13 @@ _CHUNK = 1000  # ids a SQLite statement names at most
 def _array_type(conn: AsyncConnection, table: Table, column: str, types: Mapping[str, str]) -> str:
     if column in types:
         return types[column]
-    return str(table.c[column].type.compile(dialect=conn.dialect))
+    key = (table.name, column, conn.dialect.name)
+    if key not in _COLUMN_TYPES:
+        _COLUMN_TYPES[key] = str(table.c[column].type.compile(dialect=conn.dialect))
+    return _COLUMN_TYPES[key]
+
+
+_COLUMN_TYPES: dict[tuple[str, str, str], str] = {}  # a column's type as the database names it
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -42,7 +51,7 @@ async def insert_many(
     columns = _columns(rows)
     unnest = ", ".join(f"CAST(:a_{c} AS {_array_type(conn, table, c, {})}[])" for c in columns)
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({unnest}) {on_conflict}"
-    await conn.execute(text(sql), _arrays(rows, columns))
+    await conn.execute(cached_text(sql), _arrays(rows, columns))
 
 
 async def update_many(
@@ -73,7 +82,7 @@ async def update_many(
     )
     if returning:
         sql += f" RETURNING {returning}"
-    result = await conn.execute(text(sql), {**_arrays(rows, columns), **(params or {})})
+    result = await conn.execute(cached_text(sql), {**_arrays(rows, columns), **(params or {})})
     return list(result) if returning else []
 
 
@@ -92,14 +101,11 @@ async def add_in_id_order(
         return []
     ids = sorted(amounts)
     if conn.dialect.name != "postgresql":
-        await conn.execute(
-            update(table).where(table.c.id == bindparam("a_id")).values({column: table.c[column] + bindparam("a_n")}),
-            [{"a_id": i, "a_n": amounts[i]} for i in ids],
-        )
-        wanted = [table.c.id, table.c[column], *(table.c[c] for c in returning)]
+        await conn.execute(_add_by_id(table, column), [{"a_id": i, "a_n": amounts[i]} for i in ids])
+        read = _read_by_ids(table, column, tuple(returning))
         rows: list[Any] = []
         for start in range(0, len(ids), _CHUNK):
-            rows += await conn.execute(select(*wanted).where(table.c.id.in_(ids[start : start + _CHUNK])))
+            rows += await conn.execute(read, {"ids": ids[start : start + _CHUNK]})
         return rows
     extra = "".join(f", t.{c}" for c in returning)
     sql = (
@@ -109,7 +115,18 @@ async def add_in_id_order(
         f"FROM locked JOIN unnest(CAST(:ids AS BIGINT[]), CAST(:ns AS BIGINT[])) AS v(id, n) ON v.id = locked.id "
         f"WHERE t.id = locked.id RETURNING t.id, t.{column}{extra}"
     )
-    return list(await conn.execute(text(sql), {"ids": ids, "ns": [amounts[i] for i in ids]}))
+    return list(await conn.execute(cached_text(sql), {"ids": ids, "ns": [amounts[i] for i in ids]}))
+
+
+@functools.cache
+def _add_by_id(table: Table, column: str) -> Update:
+    return update(table).where(table.c.id == bindparam("a_id")).values({column: table.c[column] + bindparam("a_n")})
+
+
+@functools.cache
+def _read_by_ids(table: Table, column: str, returning: tuple[str, ...]) -> Select[Any]:
+    wanted = [table.c.id, table.c[column], *(table.c[c] for c in returning)]
+    return select(*wanted).where(table.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:

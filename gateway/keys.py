@@ -7,19 +7,35 @@ id), so a cached key is never stale.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import and_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.bulk import among
 from gateway.errors import MeterKeyMissing
 from store.crypto import unwrap_from_storage
 from store.errors import KeyUnwrapError
 from store.schema.registry import meter_keys, meters
+from store.sql import among_param
 
 _CHUNK = 1000
+
+
+@functools.cache
+def _keys_in_force(postgres: bool) -> Any:
+    """Each meter of `ids` with its key id in force and that key, wrapped (None when it is missing)."""
+    return (
+        select(meters.c.id, meters.c.key_id, meter_keys.c.wrapped_key)
+        .select_from(
+            meters.outerjoin(
+                meter_keys, and_(meter_keys.c.meter_id == meters.c.id, meter_keys.c.key_id == meters.c.key_id)
+            )
+        )
+        .where(among_param(meters.c.id, "ids", postgres))
+    )
 
 
 class KeyRing:
@@ -52,17 +68,9 @@ class KeyRing:
         """The keys in force for many meters at once; meters without a usable key are left out."""
         ids = sorted(set(meter_ids))
         result: dict[int, tuple[int, bytes]] = {}
+        query = _keys_in_force(conn.dialect.name == "postgresql")
         for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            rows = await conn.execute(
-                select(meters.c.id, meters.c.key_id, meter_keys.c.wrapped_key)
-                .select_from(
-                    meters.outerjoin(
-                        meter_keys, and_(meter_keys.c.meter_id == meters.c.id, meter_keys.c.key_id == meters.c.key_id)
-                    )
-                )
-                .where(among(meters.c.id, chunk, conn.dialect.name == "postgresql"))
-            )
+            rows = await conn.execute(query, {"ids": ids[start : start + _CHUNK]})
             for meter_id, key_id, wrapped in rows:
                 cached = self._cache.get((meter_id, key_id))
                 if cached is not None:

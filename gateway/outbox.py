@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from gateway.bulk import add_in_id_order, among
+from gateway.bulk import add_in_id_order
 from gateway.errors import (
     CannotCancel,
     CommandNotFound,
@@ -39,6 +40,7 @@ from gateway.keys import KeyRing
 from gateway.states import CommandState, Source
 from store.schema.commands import command_history, command_parts, commands
 from store.schema.registry import meters
+from store.sql import among_param
 
 _CHUNK = 1000
 COMMANDS_CHANNEL = "smsmeter_commands"  # PostgreSQL: NOTIFY'd by a transaction that enqueues new commands
@@ -183,14 +185,18 @@ async def enqueue_commands(
 async def _existing_by_key(conn: AsyncConnection, keys: set[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     ordered = sorted(keys)
+    query = _commands_by_key(conn.dialect.name == "postgresql")
     for start in range(0, len(ordered), _CHUNK):
-        rows = await conn.execute(
-            select(commands.c.idempotency_key, commands.c.id).where(
-                among(commands.c.idempotency_key, ordered[start : start + _CHUNK], conn.dialect.name == "postgresql")
-            )
-        )
+        rows = await conn.execute(query, {"keys": ordered[start : start + _CHUNK]})
         found.update({k: i for k, i in rows})
     return found
+
+
+@functools.cache
+def _commands_by_key(postgres: bool) -> Any:
+    return select(commands.c.idempotency_key, commands.c.id).where(
+        among_param(commands.c.idempotency_key, "keys", postgres)
+    )
 
 
 async def _check_dependencies(conn: AsyncConnection, depends_on: set[int]) -> None:
@@ -263,16 +269,14 @@ async def _insert_fresh(
         inserted.append(new)
     else:
         for start in range(0, len(rows), _CHUNK):
-            result = await conn.execute(
-                insert(commands).returning(commands.c.id, sort_by_parameter_order=True), rows[start : start + _CHUNK]
-            )
+            result = await conn.execute(_INSERT_COMMANDS, rows[start : start + _CHUNK])
             ids.extend(result.scalars())
         inserted = [True] * len(ids)
     history = [(i, r) for i, r, new in zip(ids, rows, inserted, strict=True) if new]
     if not history:
         return ids
     await conn.execute(
-        insert(command_history),
+        _INSERT_HISTORY,
         [
             {
                 "command_id": command_id,
@@ -286,6 +290,10 @@ async def _insert_fresh(
         ],
     )
     return ids
+
+
+_INSERT_COMMANDS = insert(commands).returning(commands.c.id, sort_by_parameter_order=True)
+_INSERT_HISTORY = insert(command_history)
 
 
 async def _insert_one_keyed(conn: AsyncConnection, row: dict[str, Any]) -> tuple[int, bool]:

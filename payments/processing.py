@@ -16,6 +16,7 @@ not know yet raises `PaymentNotYetKnown` and records nothing: the provider retri
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, any_, bindparam, func, insert, select, update
+from sqlalchemy import Row, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,6 +46,7 @@ from payments.ports import CreditRequest, PaymentApplier, ReversalRequest
 from store.schema.ledger import accounts
 from store.schema.payments import payment_conflicts, payment_disputes, payments, webhook_events
 from store.schema.registry import meters, subscribers
+from store.sql import among_param
 from store.uow import UnitOfWork, sqlite_write_lock
 
 log = logging.getLogger("smsmeter.payments")
@@ -169,6 +171,13 @@ async def process_events(
     return [r for r in results if r is not None]
 
 
+_RECORD_OUTCOMES = (
+    update(webhook_events)
+    .where(webhook_events.c.id == bindparam("w_id"))
+    .values(outcome=bindparam("w_outcome"), payment_id=bindparam("w_payment"), detail=bindparam("w_detail"))
+)
+
+
 @dataclass(slots=True)
 class _Claimed:
     index: int
@@ -200,12 +209,8 @@ async def _process_batch(
         except PaymentNotYetKnown as exc:
             results[i] = exc
     if outcomes:
-        w = webhook_events.c
         await conn.execute(
-            update(webhook_events)
-            .where(w.id == bindparam("w_id"))
-            .values(outcome=bindparam("w_outcome"), payment_id=bindparam("w_payment"), detail=bindparam("w_detail"))
-            .execution_options(synchronize_session=False),
+            _RECORD_OUTCOMES,
             [
                 {
                     "w_id": row_id,
@@ -216,6 +221,17 @@ async def _process_batch(
                 for row_id, r in outcomes.items()
             ],
         )
+
+
+@functools.cache
+def _claim_events(postgres: bool) -> Any:
+    """Record event ids, skipping those recorded already; returns the rows it wrote."""
+    w = webhook_events.c
+    return (
+        (postgresql.insert if postgres else sqlite.insert)(webhook_events)
+        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+        .returning(w.id, w.provider, w.event_id)
+    )
 
 
 async def _claim_confirmations(
@@ -246,13 +262,7 @@ async def _claim_confirmations(
         }
         for (provider, event_id), i in sorted(first.items())  # one order: concurrent batches never deadlock
     ]
-    w = webhook_events.c
-    inserted = await conn.execute(
-        _insert_ignoring_conflicts(conn, webhook_events)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-        .returning(w.id, w.provider, w.event_id)
-    )
+    inserted = await conn.execute(_claim_events(conn.dialect.name == "postgresql"), rows)
     row_ids = {(p, e): int(i) for i, p, e in inserted}
     claimed = []
     for key, i in first.items():
@@ -265,6 +275,28 @@ async def _claim_confirmations(
     return claimed
 
 
+@functools.cache
+def _payments_to_credit(postgres: bool) -> Any:
+    """The payments of our references (`refs`), locked in id order, with what `_plain_credit` needs."""
+    disputed = select(payment_disputes.c.id).where(payment_disputes.c.payment_id == payments.c.id).exists()
+    return (
+        select(
+            payments,
+            subscribers.c.code.label("subscriber_code"),
+            meters.c.code.label("meter_code"),
+            disputed.label("has_disputes"),
+        )
+        .select_from(
+            payments.join(subscribers, subscribers.c.id == payments.c.subscriber_id).outerjoin(
+                meters, meters.c.id == payments.c.meter_id
+            )
+        )
+        .where(among_param(payments.c.reference, "refs", postgres))
+        .order_by(payments.c.id)
+        .with_for_update(of=payments)
+    )
+
+
 async def _sort_out(
     conn: AsyncConnection, claimed: list[_Claimed]
 ) -> tuple[list[tuple[_Claimed, Row[Any]]], list[_Claimed]]:
@@ -272,23 +304,7 @@ async def _sort_out(
     references = sorted({r for c in claimed if (r := c.event.payment.reference)})
     by_reference: dict[str, Row[Any]] = {}
     if references:
-        disputed = select(payment_disputes.c.id).where(payment_disputes.c.payment_id == payments.c.id).exists()
-        rows = await conn.execute(
-            select(
-                payments,
-                subscribers.c.code.label("subscriber_code"),
-                meters.c.code.label("meter_code"),
-                disputed.label("has_disputes"),
-            )
-            .select_from(
-                payments.join(subscribers, subscribers.c.id == payments.c.subscriber_id).outerjoin(
-                    meters, meters.c.id == payments.c.meter_id
-                )
-            )
-            .where(_among(payments.c.reference, references, conn.dialect.name == "postgresql"))
-            .order_by(payments.c.id)
-            .with_for_update(of=payments)
-        )
+        rows = await conn.execute(_payments_to_credit(conn.dialect.name == "postgresql"), {"refs": references})
         by_reference = {row.reference: row for row in rows}
     fast: list[tuple[_Claimed, Row[Any]]] = []
     slow: list[_Claimed] = []
@@ -302,14 +318,6 @@ async def _sort_out(
         taken.add(payment.id)
         fast.append((item, payment))
     return fast, slow
-
-
-def _among(column: Any, values: Sequence[Any], postgres: bool) -> Any:
-    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`, one parameter and one statement text
-    whatever the number of values (an IN list is rendered anew for each length)."""
-    if postgres:
-        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
-    return column.in_(list(values))
 
 
 def _plain_credit(payment: Row[Any], event: PaymentSucceeded) -> bool:
@@ -354,28 +362,30 @@ async def _credit_many(
                     "p_intent": payment.payment_intent_id or loc.payment_intent_id,
                     "p_session": payment.checkout_session_id or loc.checkout_session_id,
                     "p_charge": payment.charge_id or loc.charge_id,
+                    "p_now": now,
                 }
             )
             result = EventResult(Outcome.APPLIED, payment.id, f"credited {payment.amount_minor}", answer.command_id)
         results[item.index] = outcomes[item.row_id] = result
     if paid:
-        p = payments.c
-        await conn.execute(
-            update(payments)
-            .where(p.id == bindparam("p_id"))
-            .values(
-                status="paid",
-                paid_at=now,
-                updated_at=now,
-                failure_reason=None,
-                credit_command_id=bindparam("p_command"),
-                payment_intent_id=bindparam("p_intent"),
-                checkout_session_id=bindparam("p_session"),
-                charge_id=bindparam("p_charge"),
-            ),
-            paid,
-        )
+        await conn.execute(_MARK_CREDITED, paid)
     return outcomes
+
+
+_MARK_CREDITED = (
+    update(payments)
+    .where(payments.c.id == bindparam("p_id"))
+    .values(
+        status="paid",
+        paid_at=bindparam("p_now"),
+        updated_at=bindparam("p_now"),
+        failure_reason=None,
+        credit_command_id=bindparam("p_command"),
+        payment_intent_id=bindparam("p_intent"),
+        checkout_session_id=bindparam("p_session"),
+        charge_id=bindparam("p_charge"),
+    )
+)
 
 
 async def _apply(conn: AsyncConnection, event: PaymentEvent, applier: PaymentApplier, now: datetime) -> EventResult:

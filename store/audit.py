@@ -66,12 +66,15 @@ class Entry:
     after: Mapping[str, Any] | None = None
 
 
+_INSERT_ENTRIES = insert(audit_log)
+
+
 async def record_many(conn: AsyncConnection, entries: Sequence[Entry]) -> None:
     """`record` for many changes of one transaction, in one statement."""
     if not entries:
         return
     await conn.execute(
-        insert(audit_log),
+        _INSERT_ENTRIES,
         [
             {
                 "at": e.at,
