@@ -71,6 +71,7 @@ from gateway.states import (
 from gateway.writegate import WriteGate
 from store.schema.commands import alarms, command_history, command_parts, commands
 from store.schema.registry import meters
+from store.sql import among_param
 
 log = logging.getLogger("smsmeter.gateway.dispatcher")
 
@@ -197,6 +198,60 @@ class _Batch:
     """What one recorder transaction writes, gathered in memory first."""
 
     events: list[GatewayEvent] = field(default_factory=list)
+
+
+@functools.cache
+def _claim_statement(postgres: bool) -> Any:
+    """Claim up to `limit` due commands for `worker` until `until` (a lease), as of `now`. On PostgreSQL
+    the rows are locked SKIP LOCKED and the statement also returns each command's meter address and the
+    state of the command it depends on (one round trip instead of three)."""
+    now = bindparam("now", type_=commands.c.next_attempt_at.type)
+    due = (
+        select(commands.c.id)
+        .where(
+            commands.c.state.in_(_OPEN),
+            commands.c.next_attempt_at <= now,
+            or_(commands.c.claimed_until.is_(None), commands.c.claimed_until < now),
+            or_(
+                commands.c.depends_on_id.is_(None),
+                ~exists().where(_dependency.c.id == commands.c.depends_on_id, _dependency.c.state.in_(_OPEN)),
+            ),
+        )
+        .limit(bindparam("limit"))
+    )
+    lease = {
+        "claimed_by": bindparam("worker", type_=commands.c.claimed_by.type),
+        "claimed_until": bindparam("until", type_=commands.c.claimed_until.type),
+    }
+    if not postgres:
+        return (
+            update(commands).where(commands.c.id.in_(due.scalar_subquery())).values(lease).returning(*_CLAIMED_COLUMNS)
+        )
+    due = due.with_for_update(skip_locked=True, key_share=True, of=commands)
+    dependency_state = select(_dependency.c.state).where(_dependency.c.id == commands.c.depends_on_id).scalar_subquery()
+    return (
+        update(commands)
+        .where(commands.c.id.in_(due.scalar_subquery()), meters.c.id == commands.c.meter_id)
+        .values(lease)
+        .returning(*_CLAIMED_COLUMNS, meters.c.msisdn, meters.c.app_port, dependency_state.label("dependency_state"))
+    )
+
+
+# PostgreSQL: lock the commands of `ids`, in id order
+_LOCK_COMMANDS = (
+    select(commands.c.id)
+    .where(among_param(commands.c.id, "ids", True))
+    .order_by(commands.c.id)
+    .with_for_update(key_share=True)
+)
+
+
+@functools.cache
+def _parts_by_message_id(postgres: bool) -> Any:
+    p = command_parts.c
+    return select(p.id, p.command_id, p.attempt, p.message_id, p.state).where(
+        among_param(p.message_id, "ids", postgres)
+    )
 
 
 class Dispatcher:
@@ -345,29 +400,16 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> list[_Claimed]:
         now = self._clock()
-        due = (
-            select(commands.c.id)
-            .where(
-                commands.c.state.in_(_OPEN),
-                commands.c.next_attempt_at <= now,
-                or_(commands.c.claimed_until.is_(None), commands.c.claimed_until < now),
-                or_(
-                    commands.c.depends_on_id.is_(None),
-                    ~exists().where(_dependency.c.id == commands.c.depends_on_id, _dependency.c.state.in_(_OPEN)),
-                ),
-            )
-            .limit(limit)
-        )
+        lease = {
+            "now": now,
+            "limit": limit,
+            "worker": self.config.worker_id,
+            "until": now + timedelta(seconds=self.config.lease_s),
+        }
         if self._postgres:
-            return await self._claim_joined(due.with_for_update(skip_locked=True, key_share=True, of=commands), now)
-        stmt = (
-            update(commands)
-            .where(commands.c.id.in_(due.scalar_subquery()))
-            .values(claimed_by=self.config.worker_id, claimed_until=now + timedelta(seconds=self.config.lease_s))
-            .returning(*_CLAIMED_COLUMNS)
-        )
+            return await self._claim_joined(lease)
         async with self._gate, self._engine.begin() as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = (await conn.execute(_claim_statement(False), lease)).all()
             if not rows:
                 return []
             meter_ids = sorted({r.meter_id for r in rows})
@@ -395,25 +437,11 @@ class Dispatcher:
             for r in rows
         ]
 
-    async def _claim_joined(self, due: Any, now: datetime) -> list[_Claimed]:
+    async def _claim_joined(self, lease: dict[str, Any]) -> list[_Claimed]:
         """PostgreSQL: the claim, each command's meter address and the state of the command it depends on,
         in one statement (one round trip instead of three)."""
-        dependency_state = (
-            select(_dependency.c.state).where(_dependency.c.id == commands.c.depends_on_id).scalar_subquery()
-        )
-        stmt = (
-            update(commands)
-            .where(commands.c.id.in_(due.scalar_subquery()), meters.c.id == commands.c.meter_id)
-            .values(claimed_by=self.config.worker_id, claimed_until=now + timedelta(seconds=self.config.lease_s))
-            .returning(
-                *_CLAIMED_COLUMNS,
-                meters.c.msisdn,
-                meters.c.app_port,
-                dependency_state.label("dependency_state"),
-            )
-        )
         async with self._gate, self._engine.begin() as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = (await conn.execute(_claim_statement(True), lease)).all()
         return [
             _claimed(r, r.msisdn, r.app_port, r.dependency_state if r.depends_on_id is not None else None) for r in rows
         ]
@@ -691,26 +719,14 @@ class Dispatcher:
             return
         ordered = sorted(command_ids)
         for start in range(0, len(ordered), _CHUNK):
-            await conn.execute(
-                select(commands.c.id)
-                .where(among(commands.c.id, ordered[start : start + _CHUNK], True))
-                .order_by(commands.c.id)
-                .with_for_update(key_share=True)
-            )
+            await conn.execute(_LOCK_COMMANDS, {"ids": ordered[start : start + _CHUNK]})
 
     async def _parts_by_message_id(self, conn: AsyncConnection, message_ids: set[str]) -> dict[str, Any]:
         ids = sorted(message_ids)
         parts: dict[str, Any] = {}
+        query = _parts_by_message_id(self._postgres)
         for start in range(0, len(ids), _CHUNK):
-            for row in await conn.execute(
-                select(
-                    command_parts.c.id,
-                    command_parts.c.command_id,
-                    command_parts.c.attempt,
-                    command_parts.c.message_id,
-                    command_parts.c.state,
-                ).where(among(command_parts.c.message_id, ids[start : start + _CHUNK], self._postgres))
-            ):
+            for row in await conn.execute(query, {"ids": ids[start : start + _CHUNK]}):
                 parts[row.message_id] = row
         return parts
 

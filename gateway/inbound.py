@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
-from gateway.bulk import among, insert_many, update_many
+from gateway.bulk import insert_many, update_many
 from gateway.events import (
     AlarmRaised,
     BalanceReported,
@@ -46,6 +47,7 @@ from gateway.states import CommandState, Source, ack_target
 from gateway.writegate import WriteGate
 from store.schema.commands import alarms, balance_reports, command_history, commands, readings, wrong_sms
 from store.schema.registry import meters
+from store.sql import among_param
 
 log = logging.getLogger("smsmeter.gateway.inbound")
 
@@ -106,6 +108,23 @@ class _Work:
     balances: list[dict[str, Any]] = field(default_factory=list)
     alarms: list[dict[str, Any]] = field(default_factory=list)
     events: list[GatewayEvent] = field(default_factory=list)
+
+
+@functools.cache
+def _active_meters_by_number(postgres: bool) -> Any:
+    """The active meters of the phone numbers `numbers`, with their replay window."""
+    m = meters.c
+    stmt = (
+        select(m.id, m.msisdn, m.code, m.in_highest, m.in_bitmap)
+        .where(among_param(m.msisdn, "numbers", postgres), m.status == "active")
+        .order_by(m.id)
+    )
+    if postgres:
+        # the replay window is read, checked and written here. FOR NO KEY UPDATE, not FOR UPDATE: rows that
+        # reference the meter (alarms, or a command updated twice in one transaction, whose foreign key
+        # PostgreSQL checks again) take KEY SHARE locks, which this lets pass.
+        stmt = stmt.with_for_update(key_share=True)
+    return stmt
 
 
 class Inbound:
@@ -208,20 +227,9 @@ class Inbound:
     async def _meters_by_number(self, conn: AsyncConnection, numbers: set[str]) -> dict[str, _Meter]:
         found: dict[str, _Meter] = {}
         ordered = sorted(numbers)
+        query = _active_meters_by_number(self._postgres)
         for start in range(0, len(ordered), _CHUNK):
-            stmt = (
-                select(meters.c.id, meters.c.msisdn, meters.c.code, meters.c.in_highest, meters.c.in_bitmap)
-                .where(
-                    among(meters.c.msisdn, ordered[start : start + _CHUNK], self._postgres), meters.c.status == "active"
-                )
-                .order_by(meters.c.id)
-            )
-            if self._postgres:
-                # the replay window is read, checked and written here. FOR NO KEY UPDATE, not FOR UPDATE:
-                # rows that reference the meter (alarms, or a command updated twice in one transaction,
-                # whose foreign key PostgreSQL checks again) take KEY SHARE locks, which this lets pass.
-                stmt = stmt.with_for_update(key_share=True)
-            for row in await conn.execute(stmt):
+            for row in await conn.execute(query, {"numbers": ordered[start : start + _CHUNK]}):
                 found[row.msisdn] = _Meter(row.id, row.code, row.in_highest, row.in_bitmap)
         return found
 
