@@ -4,13 +4,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import Integer, func, insert, literal_column, select, union_all
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store.crypto import unwrap_from_storage, wrap_for_storage
 from store.errors import KeyUnwrapError
 from store.schema import auth
+from store.sql import among_param
 from store.uow import UnitOfWork
 
 
@@ -120,3 +121,14 @@ async def test_audit_rows_commit_with_their_change(uow: UnitOfWork) -> None:
     assert (row.actor_kind, row.actor, row.action, row.address) == ("operator", "alice", "meter.relay_off", "192.0.2.7")
     assert row.before == {"relay": "on"}
     assert row.after == {"relay": "off"}
+
+
+async def test_a_statement_built_once_takes_lists_of_any_length(engine: AsyncEngine) -> None:
+    """`among_param`: one statement object (one text on PostgreSQL) for every list, the empty one too."""
+    numbers = union_all(*(select(literal_column(str(n), Integer).label("n")) for n in range(1, 6))).subquery()
+    postgres = engine.dialect.name == "postgresql"
+    query = select(numbers.c.n).where(among_param(numbers.c.n, "wanted", postgres)).order_by(numbers.c.n)
+    async with engine.connect() as conn:
+        for wanted in ([], [3], [1, 4, 5], list(range(1, 2000))):
+            found = (await conn.execute(query, {"wanted": wanted})).scalars().all()
+            assert found == sorted(n for n in range(1, 6) if n in wanted)
