@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 import meter_protocol as mp
 from billing import ledger, registry
 from billing.errors import InvalidField
-from billing.notices import Recipient, insert_ignoring_duplicates, notice_rows, queue_notice, queue_rows
+from billing.notices import Recipient, notice_rows, queue_notice, queue_rows
 from billing.rules.arrears import (
     ArrearsPolicy,
     ArrearsState,
@@ -37,6 +37,7 @@ from store import audit
 from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
+from store.sql import insert_ignoring_duplicates
 from store.uow import UnitOfWork
 
 log = logging.getLogger("smsmeter.billing.arrears")
@@ -213,7 +214,10 @@ async def _batch(
             }
         )
     if penalties:
-        await conn.execute(insert_ignoring_duplicates(conn, L.ledger_entries, ["idempotency_key"]), penalties)
+        await conn.execute(
+            insert_ignoring_duplicates(L.ledger_entries, ["idempotency_key"], conn.dialect.name == "postgresql"),
+            penalties,
+        )
         report.penalties += len(penalties)
     if relay:
         subscriber_ids = list({r.subscriber_id for r, _, _ in relay})

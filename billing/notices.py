@@ -20,11 +20,11 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.rules.notices import NoticeKind, notice_text
 from store.schema.notices import notices as N  # noqa: N812
+from store.sql import insert_ignoring_duplicates
 from store.uow import UnitOfWork
 from telemetry import NO_METRICS, Observer
 
@@ -53,13 +53,6 @@ class Recipient:
     language: str
     phone: str | None
     email: str | None
-
-
-def insert_ignoring_duplicates(conn: AsyncConnection, table: Any, index_elements: list[str]) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING on either database."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=index_elements)
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
 def notice_rows(
@@ -91,7 +84,7 @@ def notice_rows(
 
 async def queue_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert_ignoring_duplicates(conn, N, ["cause_key"]), list(rows))
+        await conn.execute(insert_ignoring_duplicates(N, ["cause_key"], conn.dialect.name == "postgresql"), list(rows))
 
 
 async def queue_notice(

@@ -13,8 +13,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, Update, any_, bindparam, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Select, Table, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.sql import cached_text
@@ -127,11 +126,3 @@ def _add_by_id(table: Table, column: str) -> Update:
 def _read_by_ids(table: Table, column: str, returning: tuple[str, ...]) -> Select[Any]:
     wanted = [table.c.id, table.c[column], *(table.c[c] for c in returning)]
     return select(*wanted).where(table.c.id.in_(bindparam("ids", expanding=True)))
-
-
-def among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:
-    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`: one parameter instead of one per value
-    (a thousand-value IN list costs more to build than to run)."""
-    if postgres:
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
-    return column.in_(list(values))  # type: ignore[no-any-return]

@@ -51,7 +51,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
-from gateway.bulk import among, insert_many, update_many
+from gateway.bulk import insert_many, update_many
 from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
 from gateway.events import AlarmRaised, CommandSettled, EventHandler, GatewayEvent, ignore_event, publish
 from gateway.ports import OutboundSms, Receipt, Transport, TransportState
@@ -71,7 +71,7 @@ from gateway.states import (
 from gateway.writegate import WriteGate
 from store.schema.commands import alarms, command_history, command_parts, commands
 from store.schema.registry import meters
-from store.sql import among_param
+from store.sql import among, among_param
 
 log = logging.getLogger("smsmeter.gateway.dispatcher")
 
@@ -406,8 +406,13 @@ class Dispatcher:
             "worker": self.config.worker_id,
             "until": now + timedelta(seconds=self.config.lease_s),
         }
-        if self._postgres:
-            return await self._claim_joined(lease)
+        if self._postgres:  # one statement: the claim, each meter's address, the state depended on
+            async with self._gate, self._engine.begin() as conn:
+                joined = (await conn.execute(_claim_statement(True), lease)).all()
+            return [
+                _claimed(r, r.msisdn, r.app_port, r.dependency_state if r.depends_on_id is not None else None)
+                for r in joined
+            ]
         async with self._gate, self._engine.begin() as conn:
             rows = (await conn.execute(_claim_statement(False), lease)).all()
             if not rows:
@@ -435,15 +440,6 @@ class Dispatcher:
                 r, *addresses[r.meter_id], dep_states.get(r.depends_on_id) if r.depends_on_id is not None else None
             )
             for r in rows
-        ]
-
-    async def _claim_joined(self, lease: dict[str, Any]) -> list[_Claimed]:
-        """PostgreSQL: the claim, each command's meter address and the state of the command it depends on,
-        in one statement (one round trip instead of three)."""
-        async with self._gate, self._engine.begin() as conn:
-            rows = (await conn.execute(_claim_statement(True), lease)).all()
-        return [
-            _claimed(r, r.msisdn, r.app_port, r.dependency_state if r.depends_on_id is not None else None) for r in rows
         ]
 
     def _start(self, command: _Claimed) -> None:

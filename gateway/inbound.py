@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
@@ -47,7 +46,7 @@ from gateway.states import CommandState, Source, ack_target
 from gateway.writegate import WriteGate
 from store.schema.commands import alarms, balance_reports, command_history, commands, readings, wrong_sms
 from store.schema.registry import meters
-from store.sql import among_param
+from store.sql import among_param, insert_ignoring_duplicates
 
 log = logging.getLogger("smsmeter.gateway.inbound")
 
@@ -382,7 +381,9 @@ class Inbound:
         if work.acks:
             await self._settle(conn, work, now)
         if work.readings:
-            await conn.execute(_insert_ignoring(conn, readings, ["meter_id", "register", "read_at"]), work.readings)
+            await conn.execute(
+                insert_ignoring_duplicates(readings, ["meter_id", "register", "read_at"], self._postgres), work.readings
+            )
         if work.balances:
             await conn.execute(insert(balance_reports), work.balances)
         if work.alarms:
@@ -503,12 +504,6 @@ def _wrong_row(
         "detail": detail[:500],
         "meter_id": meter_id,
     }
-
-
-def _insert_ignoring(conn: AsyncConnection, table: Any, keys: list[str]) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
 __all__ = ["Inbound", "InboundStats", "digits", "epoch_to_utc"]

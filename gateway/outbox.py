@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
@@ -40,7 +39,7 @@ from gateway.keys import KeyRing
 from gateway.states import CommandState, Source
 from store.schema.commands import command_history, command_parts, commands
 from store.schema.registry import meters
-from store.sql import among_param
+from store.sql import among_param, insert_ignoring_duplicates
 
 _CHUNK = 1000
 COMMANDS_CHANNEL = "smsmeter_commands"  # PostgreSQL: NOTIFY'd by a transaction that enqueues new commands
@@ -299,15 +298,8 @@ _INSERT_HISTORY = insert(command_history)
 async def _insert_one_keyed(conn: AsyncConnection, row: dict[str, Any]) -> tuple[int, bool]:
     """Insert one command with an idempotency key; if a concurrent transaction committed the same key
     first, return that command instead (ON CONFLICT DO NOTHING, then read)."""
-    dialect = conn.dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = postgresql.insert(commands).values(row).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(commands).values(row).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    else:  # pragma: no cover - only the two supported databases
-        stmt = insert(commands).values(row)
-    command_id = await conn.scalar(stmt.returning(commands.c.id))
+    stmt = insert_ignoring_duplicates(commands, ["idempotency_key"], conn.dialect.name == "postgresql")
+    command_id = await conn.scalar(stmt.values(row).returning(commands.c.id))
     if command_id is not None:
         return int(command_id), True
     existing = await conn.scalar(select(commands.c.id).where(commands.c.idempotency_key == row["idempotency_key"]))

@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.errors import PaymentNotYetKnown, PaymentRefused
@@ -46,7 +45,7 @@ from payments.ports import CreditRequest, PaymentApplier, ReversalRequest
 from store.schema.ledger import accounts
 from store.schema.payments import payment_conflicts, payment_disputes, payments, webhook_events
 from store.schema.registry import meters, subscribers
-from store.sql import among_param
+from store.sql import among_param, insert_ignoring_duplicates
 from store.uow import UnitOfWork, sqlite_write_lock
 
 log = logging.getLogger("smsmeter.payments")
@@ -73,15 +72,6 @@ class _Conflict(Exception):
         super().__init__(reason)
         self.reason = reason
         self.details = dict(details)
-
-
-def _insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Any:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(dialect)  # pragma: no cover - only the two supported databases
 
 
 @asynccontextmanager
@@ -115,7 +105,7 @@ async def _process_one(
     conn: AsyncConnection, event: PaymentEvent, applier: PaymentApplier, received_at: datetime, now: datetime
 ) -> EventResult:
     stmt = (
-        _insert_ignoring_conflicts(conn, webhook_events)
+        insert_ignoring_duplicates(webhook_events, ["provider", "event_id"], conn.dialect.name == "postgresql")
         .values(
             provider=provider_of(event),
             event_id=event.event_id,
@@ -123,7 +113,6 @@ async def _process_one(
             received_at=received_at,
             outcome="processing",
         )
-        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
         .returning(webhook_events.c.id)
     )
     event_row_id = (await conn.execute(stmt)).scalar_one_or_none()
@@ -227,10 +216,8 @@ async def _process_batch(
 def _claim_events(postgres: bool) -> Any:
     """Record event ids, skipping those recorded already; returns the rows it wrote."""
     w = webhook_events.c
-    return (
-        (postgresql.insert if postgres else sqlite.insert)(webhook_events)
-        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-        .returning(w.id, w.provider, w.event_id)
+    return insert_ignoring_duplicates(webhook_events, ["provider", "event_id"], postgres).returning(
+        w.id, w.provider, w.event_id
     )
 
 
@@ -598,7 +585,7 @@ async def _record_dispute(
     else:
         state, closed_at = ("won" if event.won else "lost"), now
     inserted = await conn.execute(
-        _insert_ignoring_conflicts(conn, payment_disputes)
+        insert_ignoring_duplicates(payment_disputes, ["provider", "dispute_id"], conn.dialect.name == "postgresql")
         .values(
             provider=event.payment.provider,
             dispute_id=event.dispute_id,
@@ -608,7 +595,6 @@ async def _record_dispute(
             opened_at=now,
             closed_at=closed_at,
         )
-        .on_conflict_do_nothing(index_elements=["provider", "dispute_id"])
         .returning(payment_disputes.c.id)
     )
     if inserted.scalar_one_or_none() is None and isinstance(event, DisputeClosed):
@@ -753,8 +739,7 @@ async def _register_provider_payment(conn: AsyncConnection, event: PaymentSuccee
     if event.meter_code and not meter_ids:
         raise _Conflict("meter is not the subscriber's", _event_facts(event))
     await conn.execute(
-        _insert_ignoring_conflicts(conn, payments)
-        .values(
+        insert_ignoring_duplicates(payments, ["provider", "provider_ref"], conn.dialect.name == "postgresql").values(
             provider=loc.provider,
             provider_ref=loc.provider_ref,
             subscriber_id=subscriber.id,
@@ -765,7 +750,6 @@ async def _register_provider_payment(conn: AsyncConnection, event: PaymentSuccee
             created_at=now,
             updated_at=now,
         )
-        .on_conflict_do_nothing(index_elements=["provider", "provider_ref"])
     )
     query = select(payments).where(payments.c.provider == loc.provider, payments.c.provider_ref == loc.provider_ref)
     return (await conn.execute(query.with_for_update())).one()

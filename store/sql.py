@@ -10,10 +10,20 @@ their values as bound parameters, and execute them with a parameter dictionary.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, TextClause, any_, bindparam, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+
+
+def among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`: one parameter instead of one per value
+    (a thousand-value IN list costs more to build than to run)."""
+    if postgres:
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    return column.in_(list(values))  # type: ignore[no-any-return]
 
 
 def among_param(column: Any, name: str, postgres: bool) -> ColumnElement[bool]:
@@ -23,6 +33,12 @@ def among_param(column: Any, name: str, postgres: bool) -> ColumnElement[bool]:
     if postgres:
         return column == any_(bindparam(name, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
     return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
+
+
+def insert_ignoring_duplicates(table: Any, index_elements: list[str], postgres: bool) -> Any:
+    """`INSERT … ON CONFLICT (index_elements) DO NOTHING` on either database."""
+    insert = postgresql.insert if postgres else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
 @functools.lru_cache(maxsize=512)
