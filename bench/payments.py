@@ -8,6 +8,7 @@ simulated SMSC, woken when a credit commits. The database is a fresh SQLite file
 throwaway PostgreSQL database (--postgres).
 
     python -m bench.payments [--postgres [--split]] [--rate 200] [--seconds 10] [--burst 1000] [--concurrency 16]
+                             [--statements]
 
 With --split (PostgreSQL only) the service runs as two processes, as `smsmeter serve --role web` and
 `--role gateway` would: the webhooks in this one, the dispatcher and the simulated SMSC in another, woken
@@ -32,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
@@ -240,10 +242,14 @@ async def run(args: argparse.Namespace, url: str) -> None:
     burst = await _pending(uow, people, args.burst, "b")
     steady = await _pending(uow, people, args.rate * args.seconds, "s")
 
+    tracing = False
     statements = [0]  # every statement this process sends: webhooks, billing, dispatcher, the bench's own polls
+    kinds: Counter[str] = Counter()  # with --statements: the steady phase's statements by their first words
 
-    def count(*_args: object) -> None:
+    def count(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
         statements[0] += 1
+        if tracing:
+            kinds[" ".join(sql.split()[:6])[:90]] += 1
 
     event.listen(engine.sync_engine, "before_cursor_execute", count)
 
@@ -307,9 +313,11 @@ async def run(args: argparse.Namespace, url: str) -> None:
             burst_stmts = (statements[0] - stmts0 + other1[0] - other0[0]) / max(1, applied)
             # 2. a steady rate: latency from received to the credit SMS submitted
             await heard("steady")
+            tracing = args.statements
             cpu0, stmts0 = time.process_time(), statements[0]
             other0 = await other_process()
             _, sent_epoch, http_ms, answers, steady_s = await heard("steady done")
+            tracing = False
             sent_at = {ref: datetime.fromtimestamp(at, UTC) for ref, at in sent_epoch.items()}
             submitted = await _submitted_at(uow, list(sent_at), timeout_s=60)
             other1 = await other_process()
@@ -355,6 +363,10 @@ async def run(args: argparse.Namespace, url: str) -> None:
         )
     else:
         print("    no credit SMS was submitted")
+    if kinds:
+        print("  steady phase, this process's statements per credit, by their first words:")
+        for kind, n in kinds.most_common():
+            print(f"    {n / max(1, len(steady)):6.2f}  {kind}")
 
 
 def main() -> None:
@@ -365,6 +377,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--statements", action="store_true", help="list the steady phase's statements by kind")
     args = parser.parse_args()
     if args.split and not args.postgres:
         parser.error("--split needs --postgres (the processes are woken by PostgreSQL's NOTIFY)")
