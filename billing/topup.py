@@ -364,9 +364,12 @@ async def apply_payments(
     *,
     keys: KeyRing,
     policy: TopUpPolicy = TopUpPolicy(),
+    mark_paid: bool = True,
 ) -> list[TopUpResult | BillingError]:
     """`apply_payment` for many payments in the caller's open transaction, with the same effects as
     applying them one after another: one result (or the BillingError it raised) per payment, in order.
+    `mark_paid=False`: the caller marks the payment rows of the set-based ones paid itself, in the same
+    transaction (the payments side does, with what it learnt of them), and this leaves them as they are.
 
     The common case — a payment row made by payments (`payment_id`), for a subscriber by id and a meter by
     code, first applied now, on an account with no disconnection to undo — is written set-based: a
@@ -377,7 +380,7 @@ async def apply_payments(
     results: list[TopUpResult | BillingError | None] = [None] * len(payments)
     plain, others = await _sort_out(conn, payments)
     if plain:
-        others = sorted(others + await _apply_plain(conn, plain, now, keys, policy, results))
+        others = sorted(others + await _apply_plain(conn, plain, now, keys, policy, results, mark_paid=mark_paid))
     for i in others:
         payment = payments[i]
         try:
@@ -465,6 +468,8 @@ async def _apply_plain(
     keys: KeyRing,
     policy: TopUpPolicy,
     results: list[TopUpResult | BillingError | None],
+    *,
+    mark_paid: bool,
 ) -> list[int]:
     """Write the plain payments set-based; returns the indexes of those that must go one by one after all
     (a credit above the protocol's limit: `_apply` raises for it)."""
@@ -502,6 +507,7 @@ async def _apply_plain(
             for item, plan in sending
         ],
         now,
+        keys_are_new=True,  # a command's key is its top-up's, and the top-up is new (see `_sort_out`)
     )
     for (item, _), command_id in zip(sending, command_ids, strict=True):
         item.command_id = command_id
@@ -519,10 +525,11 @@ async def _apply_plain(
         ],
         now=now,
     )
-    await conn.execute(
-        _MARK_PAID,
-        [{"p_id": item.payment.payment_id, "p_paid_at": item.payment.paid_at, "p_now": now} for item, _ in ready],
-    )
+    if mark_paid:
+        await conn.execute(
+            _MARK_PAID,
+            [{"p_id": item.payment.payment_id, "p_paid_at": item.payment.paid_at, "p_now": now} for item, _ in ready],
+        )
     rows = [
         {
             "idempotency_key": item.key,

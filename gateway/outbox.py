@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
@@ -42,8 +42,10 @@ from store.schema.registry import meters
 from store.sql import among_param, insert_ignoring_duplicates
 
 _CHUNK = 1000
-COMMANDS_CHANNEL = "smsmeter_commands"  # PostgreSQL: NOTIFY'd by a transaction that enqueues new commands
-_NOTIFY = text(f"NOTIFY {COMMANDS_CHANNEL}")
+# PostgreSQL: NOTIFY'd by a statement that inserts commands (a trigger, migration 0007), delivered when (and
+# only if) its transaction commits, several in one transaction folded into one: a dispatcher in another
+# process listening on the channel claims at once.
+COMMANDS_CHANNEL = "smsmeter_commands"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +140,21 @@ async def enqueue_command(conn: AsyncConnection, keys: KeyRing, request: Command
 
 
 async def enqueue_commands(
-    conn: AsyncConnection, keys: KeyRing, requests: Sequence[CommandRequest], now: datetime
+    conn: AsyncConnection,
+    keys: KeyRing,
+    requests: Sequence[CommandRequest],
+    now: datetime,
+    *,
+    keys_are_new: bool = False,
 ) -> list[int]:
     """Write many commands in the caller's transaction (bulk: one statement per step, 1,000 rows a
     statement); returns their ids in request order. All or nothing: any bad request raises and the
     caller's transaction should roll back. On PostgreSQL the transaction also NOTIFYs `COMMANDS_CHANNEL`
-    when it writes a new command."""
+    when it writes a new command (the commands table's trigger does).
+
+    `keys_are_new`: the caller knows that no command carries its requests' idempotency keys yet (a
+    top-up's key is unique in its own table first). The lookup of existing keys is skipped; should a key
+    exist all the same, the insert fails on its unique index and the caller's transaction rolls back."""
     if not requests:
         return []
     for request in requests:
@@ -152,7 +163,7 @@ async def enqueue_commands(
 
     ids: list[int | None] = [None] * len(requests)
     keyed = {r.idempotency_key for r in requests if r.idempotency_key is not None}
-    existing = await _existing_by_key(conn, keyed)
+    existing = {} if keys_are_new else await _existing_by_key(conn, keyed)
     first_index_of_key: dict[str, int] = {}
     fresh: list[int] = []  # indexes of requests that make a new command
     duplicate_of: dict[int, int] = {}  # index → index of the first request with the same key in this call
@@ -169,11 +180,7 @@ async def enqueue_commands(
 
     if fresh:
         await _check_dependencies(conn, {d for i in fresh if (d := requests[i].depends_on_id) is not None})
-        new_ids = await _insert_fresh(conn, keys, [requests[i] for i in fresh], now)
-        if conn.dialect.name == "postgresql":
-            # delivered when (and only if) the caller's transaction commits; several in one transaction are
-            # folded into one. A dispatcher in another process listening on the channel claims at once.
-            await conn.execute(_NOTIFY)
+        new_ids = await _insert_fresh(conn, keys, [requests[i] for i in fresh], now, keys_are_new=keys_are_new)
         for i, command_id in zip(fresh, new_ids, strict=True):
             ids[i] = command_id
     for i, first in duplicate_of.items():
@@ -208,16 +215,18 @@ async def _check_dependencies(conn: AsyncConnection, depends_on: set[int]) -> No
                 raise UnknownDependency(dep)
 
 
-async def _allocate_counters(conn: AsyncConnection, per_meter: Counter[int]) -> dict[int, tuple[int, str, str]]:
+async def _allocate_counters(
+    conn: AsyncConnection, per_meter: Counter[int]
+) -> dict[int, tuple[int, str, str, int | None]]:
     """Reserve `per_meter[m]` consecutive counters for each meter; returns meter → (first counter, code,
-    profile). Rows are locked in id order (no deadlock between two bulk enqueues)."""
+    profile, key id in force). Rows are locked in id order (no deadlock between two bulk enqueues)."""
     meter_ids = sorted(per_meter)
-    rows = await add_in_id_order(conn, meters, "next_counter", per_meter, ("code", "profile", "status"))
-    allocated: dict[int, tuple[int, str, str]] = {}
-    for meter_id, next_counter, code, profile, status in rows:
+    rows = await add_in_id_order(conn, meters, "next_counter", per_meter, ("code", "profile", "status", "key_id"))
+    allocated: dict[int, tuple[int, str, str, int | None]] = {}
+    for meter_id, next_counter, code, profile, status, key_id in rows:
         if status != "active":
             raise UnknownMeter(meter_id)
-        allocated[meter_id] = (next_counter - per_meter[meter_id], code, profile)
+        allocated[meter_id] = (next_counter - per_meter[meter_id], code, profile, key_id)
     for meter_id in meter_ids:
         if meter_id not in allocated:
             raise UnknownMeter(meter_id)
@@ -225,18 +234,19 @@ async def _allocate_counters(conn: AsyncConnection, per_meter: Counter[int]) -> 
 
 
 async def _insert_fresh(
-    conn: AsyncConnection, keys: KeyRing, requests: Sequence[CommandRequest], now: datetime
+    conn: AsyncConnection, keys: KeyRing, requests: Sequence[CommandRequest], now: datetime, *, keys_are_new: bool
 ) -> list[int]:
     per_meter = Counter(r.meter_id for r in requests)
     allocated = await _allocate_counters(conn, per_meter)
-    meter_keys = await keys.keys_for(conn, per_meter)
+    in_force = {(m, key_id) for m, (_, _, _, key_id) in allocated.items() if key_id is not None}
+    meter_keys = await keys.keys_by_id(conn, in_force)  # unwrapped keys are cached: most often no statement
     next_of: dict[int, int] = defaultdict(int)
     rows: list[dict[str, Any]] = []
     for request in requests:
-        first, code, profile = allocated[request.meter_id]
-        if request.meter_id not in meter_keys:
+        first, code, profile, key_id = allocated[request.meter_id]
+        if key_id is None or (request.meter_id, key_id) not in meter_keys:
             raise MeterKeyMissing(request.meter_id, -1, "no usable key in force")
-        key_id, key = meter_keys[request.meter_id]
+        key = meter_keys[(request.meter_id, key_id)]
         counter = first + next_of[request.meter_id]
         next_of[request.meter_id] += 1
         frame = mp.encode_frame(
@@ -262,7 +272,7 @@ async def _insert_fresh(
         )
     ids: list[int] = []
     inserted: list[bool] = []
-    if len(rows) == 1 and rows[0]["idempotency_key"] is not None:
+    if len(rows) == 1 and rows[0]["idempotency_key"] is not None and not keys_are_new:
         command_id, new = await _insert_one_keyed(conn, rows[0])
         ids.append(command_id)
         inserted.append(new)

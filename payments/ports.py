@@ -63,7 +63,8 @@ class CreditApplied:
 class PaymentApplier(Protocol):
     """`credit` raises payments.errors.PaymentRefused when the ledger side will not take the payment
     (`reverse` when it will not take back what is asked, e.g. more than it holds of the payment);
-    `credit_many` is `credit` for many payments at once, with one answer (or refusal) per request, in order.
+    `credit_many` is `credit` for many payments at once, with one answer (or refusal) per request, in order;
+    it leaves the payment rows to the caller, which marks those credited paid itself in the same transaction.
     A database error in either propagates: the caller's transaction rolls back."""
 
     async def credit(self, conn: AsyncConnection, request: CreditRequest, now: datetime) -> CreditApplied: ...

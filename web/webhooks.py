@@ -166,7 +166,8 @@ class BillingApplier:
         self, conn: AsyncConnection, requests: Sequence[CreditRequest], now: datetime
     ) -> list[CreditApplied | PaymentRefused]:
         payments = [_confirmed(request, now) for request in requests]
-        results = await apply_payments(conn, payments, now, keys=self.keys, policy=self.policy)
+        # payments' batch marks its payment rows paid itself (with the command and provider ids), once
+        results = await apply_payments(conn, payments, now, keys=self.keys, policy=self.policy, mark_paid=False)
         return [
             PaymentRefused(r.reason) if isinstance(r, BillingError) else CreditApplied(command_id=r.command_id)
             for r in results
