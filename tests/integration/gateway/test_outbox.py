@@ -6,7 +6,8 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import meter_protocol as mp
@@ -61,6 +62,35 @@ async def test_the_same_idempotency_key_returns_the_first_command(engine: AsyncE
         assert await conn.scalar(select(func.count()).select_from(command_history)) == 1
     assert again == first
     assert many == [first, first]
+
+
+async def test_keys_known_new_are_not_looked_up_and_a_key_met_again_fails_on_its_index(engine: AsyncEngine) -> None:
+    """`keys_are_new`: no lookup of existing keys, and a meter key unwrapped once is not read again; should
+    the key exist all the same, the insert fails and the transaction rolls back (no counter used)."""
+    keys = KeyRing(MASTER_KEY)
+    async with engine.begin() as conn:
+        (meter,) = await add_meters(conn, 1, NOW)
+        request = CommandRequest(meter.id, top_up(7), "system:topup", idempotency_key="topup:stripe:cs_1")
+        (first,) = await enqueue_commands(conn, keys, [request], NOW, keys_are_new=True)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        statements.append(sql)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await enqueue_commands(conn, keys, [request], NOW, keys_are_new=True)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    lookups = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "idempotency_key" in s]
+    assert statements
+    assert not lookups
+    assert not [s for s in statements if "meter_keys" in s]
+    async with engine.connect() as conn:
+        assert (await next_counters(conn, [meter.id]))[meter.id] == 2
+        assert (await conn.execute(select(commands.c.id))).scalars().all() == [first]
 
 
 async def test_bulk_enqueue_keeps_request_order_and_per_meter_counters(engine: AsyncEngine) -> None:
