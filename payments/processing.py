@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, insert, select, update
+from sqlalchemy import Row, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.errors import PaymentNotYetKnown, PaymentRefused
@@ -328,6 +328,9 @@ async def _credit_many(
     now: datetime,
     results: list[EventResult | PaymentNotYetKnown | None],
 ) -> dict[int, EventResult]:
+    """Credit the plain confirmations through the applier and mark their payments credited; returns the
+    results of their events (by event row id) that are still to be recorded (on PostgreSQL those credited
+    are recorded here, with the payments, in one statement)."""
     requests = [
         _payment_credit(payment, payment.subscriber_code, payment.meter_code, item.event.event_id)
         for item, payment in fast
@@ -354,9 +357,46 @@ async def _credit_many(
             )
             result = EventResult(Outcome.APPLIED, payment.id, f"credited {payment.amount_minor}", answer.command_id)
         results[item.index] = outcomes[item.row_id] = result
+    if paid and conn.dialect.name == "postgresql":
+        # one statement marks the payments credited and records their events' outcomes
+        applied = {row_id: r for row_id, r in outcomes.items() if r.outcome is Outcome.APPLIED}
+        await conn.execute(_MARK_CREDITED_AND_RECORD, _credited_arrays(paid, applied, now))
+        return {row_id: r for row_id, r in outcomes.items() if row_id not in applied}
     if paid:
         await conn.execute(_MARK_CREDITED, paid)
     return outcomes
+
+
+def _credited_arrays(paid: list[dict[str, Any]], applied: Mapping[int, EventResult], now: datetime) -> dict[str, Any]:
+    return {
+        "now": now,
+        "p_ids": [p["p_id"] for p in paid],
+        "p_commands": [p["p_command"] for p in paid],
+        "p_intents": [p["p_intent"] for p in paid],
+        "p_sessions": [p["p_session"] for p in paid],
+        "p_charges": [p["p_charge"] for p in paid],
+        "w_ids": list(applied),
+        "w_outcomes": [r.outcome.value for r in applied.values()],
+        "w_payments": [r.payment_id for r in applied.values()],
+        "w_details": [r.detail[:500] or None for r in applied.values()],
+    }
+
+
+# PostgreSQL: `_MARK_CREDITED` and `_RECORD_OUTCOMES` for the credited ones in one round trip (the values as
+# arrays, one element per payment and per event)
+_MARK_CREDITED_AND_RECORD = text(
+    "WITH marked AS ("
+    " UPDATE payments AS p SET status = 'paid', paid_at = :now, updated_at = :now, failure_reason = NULL,"
+    " credit_command_id = v.command, payment_intent_id = v.intent, checkout_session_id = v.session,"
+    " charge_id = v.charge"
+    " FROM unnest(CAST(:p_ids AS BIGINT[]), CAST(:p_commands AS BIGINT[]), CAST(:p_intents AS VARCHAR[]),"
+    " CAST(:p_sessions AS VARCHAR[]), CAST(:p_charges AS VARCHAR[])) AS v(id, command, intent, session, charge)"
+    " WHERE p.id = v.id)"
+    " UPDATE webhook_events AS w SET outcome = v.outcome, payment_id = v.payment, detail = v.detail"
+    " FROM unnest(CAST(:w_ids AS BIGINT[]), CAST(:w_outcomes AS VARCHAR[]), CAST(:w_payments AS BIGINT[]),"
+    " CAST(:w_details AS VARCHAR[])) AS v(id, outcome, payment, detail)"
+    " WHERE w.id = v.id"
+).bindparams(bindparam("now", type_=payments.c.paid_at.type))
 
 
 _MARK_CREDITED = (

@@ -91,9 +91,18 @@ async def test_a_batch_has_the_effects_of_its_events_one_by_one(uow: UnitOfWork,
         assert len(set(transfer_ids)) == len(transfer_ids) == 2
         counters = (await conn.execute(select(commands.c.counter).where(commands.c.meter_id == alice.meter_id))).all()
         assert len({c for (c,) in counters}) == len(counters) == 2
-        events = (await conn.execute(select(webhook_events.c.event_id, webhook_events.c.outcome))).all()
+        w = webhook_events.c
+        recorded = {r.event_id: r for r in await conn.execute(select(w.event_id, w.outcome, w.payment_id, w.detail))}
+    events = [(e, r.outcome) for e, r in recorded.items()]
     assert "evt_x" not in {e for e, _ in events}  # the unknown payment's refund recorded nothing: it is retried
     assert dict(events)["evt_c"] == "conflict"
+    paid_a, paid_b = await payment_row(uow, ref_a), await payment_row(uow, ref_b)
+    assert (recorded["evt_a"].outcome, recorded["evt_a"].payment_id) == ("applied", paid_a.id)
+    assert (recorded["evt_b"].detail, recorded["evt_b"].payment_id) == ("credited 500", paid_b.id)
+    assert paid_b.status == "paid"
+    assert paid_b.paid_at is not None
+    assert paid_b.credit_command_id is not None
+    assert paid_b.checkout_session_id == cs_b
     # the same webhooks again, together: every one a duplicate, nothing more on the ledger
     again = await _all_at_once(calls[1:-1], uow, applier)
     assert {_outcome(r) for r in again} == {"duplicate"}
