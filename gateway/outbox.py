@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import String, bindparam, cast, func, insert, literal, null, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
@@ -270,9 +271,12 @@ async def _insert_fresh(
                 "updated_at": now,
             }
         )
+    one_keyed = len(rows) == 1 and rows[0]["idempotency_key"] is not None and not keys_are_new
+    if conn.dialect.name == "postgresql" and not one_keyed:
+        return await _insert_with_history(conn, rows, now)
     ids: list[int] = []
     inserted: list[bool] = []
-    if len(rows) == 1 and rows[0]["idempotency_key"] is not None and not keys_are_new:
+    if one_keyed:
         command_id, new = await _insert_one_keyed(conn, rows[0])
         ids.append(command_id)
         inserted.append(new)
@@ -303,6 +307,58 @@ async def _insert_fresh(
 
 _INSERT_COMMANDS = insert(commands).returning(commands.c.id, sort_by_parameter_order=True)
 _INSERT_HISTORY = insert(command_history)
+
+
+async def _insert_with_history(conn: AsyncConnection, rows: list[dict[str, Any]], now: datetime) -> list[int]:
+    """PostgreSQL: the commands and their first history rows (none → 0:0) in one statement a chunk; returns
+    the new ids in the rows' order (a new command is known by its meter and counter)."""
+    ids: list[int] = []
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        params: dict[str, Any] = {name: [r[name] for r in chunk] for name in _PER_ROW}
+        params.update(now=now, sending=CommandState.SENDING.value, outbox=Source.OUTBOX.value)
+        made = {(m, n): i for i, m, n in await conn.execute(_INSERT_WITH_HISTORY, params)}
+        ids.extend(made[(r["meter_id"], r["counter"])] for r in chunk)
+    return ids
+
+
+def _insert_with_history_statement() -> Any:
+    """WITH new AS (INSERT INTO commands … SELECT unnest(:meter_id), … RETURNING …), history AS (INSERT INTO
+    command_history … SELECT … FROM new) SELECT id, meter_id, counter FROM new — the per-row values bound
+    as one array each, the rest as scalars; built once."""
+    c, now = commands.c, bindparam("now", type_=commands.c.created_at.type)
+    sending = bindparam("sending", type_=String)
+    values = select(
+        *(func.unnest(bindparam(name, type_=ARRAY(c[name].type))).label(name) for name in _PER_ROW),
+        sending.label("state"),
+        literal(0).label("attempts"),
+        now.label("next_attempt_at"),
+        now.label("created_at"),
+        now.label("updated_at"),
+    )
+    columns = [*_PER_ROW, "state", "attempts", "next_attempt_at", "created_at", "updated_at"]
+    new = insert(commands).from_select(columns, values).returning(c.id, c.meter_id, c.counter, c.created_by).cte("new")
+    detail = literal("counter ", String) + cast(new.c.counter, String) + literal(" by ", String) + new.c.created_by
+    history = insert(command_history).from_select(
+        ["command_id", "from_state", "to_state", "at", "source", "detail"],
+        select(new.c.id, null(), sending, now, bindparam("outbox", type_=String), func.left(detail, 500)),
+    )
+    return select(new.c.id, new.c.meter_id, new.c.counter).add_cte(history.cte("history"))
+
+
+# the columns whose values differ row to row
+_PER_ROW = (
+    "meter_id",
+    "kind",
+    "counter",
+    "key_id",
+    "frame",
+    "payload",
+    "depends_on_id",
+    "idempotency_key",
+    "created_by",
+)
+_INSERT_WITH_HISTORY = _insert_with_history_statement()
 
 
 async def _insert_one_keyed(conn: AsyncConnection, row: dict[str, Any]) -> tuple[int, bool]:

@@ -45,6 +45,7 @@ async def test_a_command_is_sealed_with_the_next_counter_and_starts_at_0_0(engin
     assert decoded.message == top_up(1)
     assert decoded.header.counter == 1
     assert [(h.from_state, h.to_state, h.source) for h in view.history] == [(None, "0:0", "outbox")]
+    assert (view.history[0].at, view.history[0].detail) == (NOW, "counter 1 by system:topup")
     assert view.next_attempt_at == NOW
     assert view.parts == ()
 
