@@ -68,7 +68,7 @@ from gateway.states import (
     after_throttle,
     receipt_outcome,
 )
-from gateway.writegate import WriteGate
+from gateway.writegate import Pacer, WriteGate
 from store.schema.commands import alarms, command_history, command_parts, commands
 from store.schema.registry import meters
 from store.sql import among, among_param
@@ -97,6 +97,7 @@ class DispatchConfig:
     validity_s: int | None = 86400  # SMPP validity period of each part
     receipt_park_s: float = 30.0  # how long a receipt for an unknown message id waits for its submit
     origin_port: int | None = None  # UDH origin port when a meter has an application port (default: the same)
+    record_interval_s: float = 0.02  # under load, at most one recording transaction per this interval (Pacer)
 
 
 @dataclass(slots=True)
@@ -284,6 +285,7 @@ class Dispatcher:
         self._receipts: list[tuple[Receipt, asyncio.Future[None] | None]] = []
         self._parked: dict[str, tuple[Receipt, float]] = {}
         self._wake_recorder = asyncio.Event()
+        self._pacer = Pacer(self.config.record_interval_s)
         self._wake_claimer = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()  # commands sent through a coroutine transport
         self._in_flight: set[_Sending] = set()  # ... and through a future-returning one
@@ -587,6 +589,8 @@ class Dispatcher:
                     with contextlib.suppress(Exception):
                         await self._flush([], [], [])  # match parked receipts again
                 continue
+            if not self._stopping.is_set():
+                await self._pacer.turn()  # busy: what arrives meanwhile joins this transaction
             results, self._results = self._results, []
             finals, self._finals = self._finals, []
             receipts, self._receipts = self._receipts, []

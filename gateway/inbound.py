@@ -43,7 +43,7 @@ from gateway.events import (
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
 from gateway.states import CommandState, Source, ack_target
-from gateway.writegate import WriteGate
+from gateway.writegate import Pacer, WriteGate
 from store.schema.commands import alarms, balance_reports, command_history, commands, readings, wrong_sms
 from store.schema.registry import meters
 from store.sql import among_param, insert_ignoring_duplicates
@@ -139,6 +139,7 @@ class Inbound:
         on_event: EventHandler = ignore_event,
         gate: WriteGate | None = None,
         reassembler: mp.Reassembler | None = None,
+        batch_interval_s: float = 0.02,
     ) -> None:
         self._engine = engine
         self._keys = keys
@@ -148,6 +149,7 @@ class Inbound:
         self._gate = gate or WriteGate.for_engine(engine)
         self._postgres = engine.dialect.name == "postgresql"
         self._reassembler = reassembler or mp.Reassembler()
+        self._pacer = Pacer(batch_interval_s)  # under load, at most one transaction per interval
         self._queue: list[tuple[InboundSms, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._stopping = False
@@ -177,6 +179,8 @@ class Inbound:
                     async with asyncio.timeout(1.0):
                         await self._wake.wait()
                 continue
+            if not self._stopping:
+                await self._pacer.turn()  # busy: what arrives meanwhile joins this transaction
             batch, self._queue = self._queue, []
             try:
                 await self.process([sms for sms, _ in batch])
