@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import BigInteger, Row, String, and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.errors import PaymentNotYetKnown, PaymentRefused
@@ -382,21 +383,49 @@ def _credited_arrays(paid: list[dict[str, Any]], applied: Mapping[int, EventResu
     }
 
 
-# PostgreSQL: `_MARK_CREDITED` and `_RECORD_OUTCOMES` for the credited ones in one round trip (the values as
-# arrays, one element per payment and per event)
-_MARK_CREDITED_AND_RECORD = text(
-    "WITH marked AS ("
-    " UPDATE payments AS p SET status = 'paid', paid_at = :now, updated_at = :now, failure_reason = NULL,"
-    " credit_command_id = v.command, payment_intent_id = v.intent, checkout_session_id = v.session,"
-    " charge_id = v.charge"
-    " FROM unnest(CAST(:p_ids AS BIGINT[]), CAST(:p_commands AS BIGINT[]), CAST(:p_intents AS VARCHAR[]),"
-    " CAST(:p_sessions AS VARCHAR[]), CAST(:p_charges AS VARCHAR[])) AS v(id, command, intent, session, charge)"
-    " WHERE p.id = v.id)"
-    " UPDATE webhook_events AS w SET outcome = v.outcome, payment_id = v.payment, detail = v.detail"
-    " FROM unnest(CAST(:w_ids AS BIGINT[]), CAST(:w_outcomes AS VARCHAR[]), CAST(:w_payments AS BIGINT[]),"
-    " CAST(:w_details AS VARCHAR[])) AS v(id, outcome, payment, detail)"
-    " WHERE w.id = v.id"
-).bindparams(bindparam("now", type_=payments.c.paid_at.type))
+def _mark_credited_and_record() -> Any:
+    """PostgreSQL: `_MARK_CREDITED` and `_RECORD_OUTCOMES` for the credited ones in one round trip — WITH
+    marked AS (UPDATE payments … FROM unnest(…)) UPDATE webhook_events … FROM unnest(…), the values bound as
+    one array per column (an element per payment, an element per event); built once."""
+    p, now = payments.c, bindparam("now", type_=payments.c.paid_at.type)
+    v = func.unnest(
+        bindparam("p_ids", type_=ARRAY(BigInteger)),
+        bindparam("p_commands", type_=ARRAY(BigInteger)),
+        bindparam("p_intents", type_=ARRAY(String)),
+        bindparam("p_sessions", type_=ARRAY(String)),
+        bindparam("p_charges", type_=ARRAY(String)),
+    ).table_valued("id", "command", "intent", "session", "charge")
+    v = v.render_derived(name="v")
+    marked = (
+        update(payments)
+        .where(p.id == v.c.id)
+        .values(
+            status="paid",
+            paid_at=now,
+            updated_at=now,
+            failure_reason=None,
+            credit_command_id=v.c.command,
+            payment_intent_id=v.c.intent,
+            checkout_session_id=v.c.session,
+            charge_id=v.c.charge,
+        )
+    )
+    w = func.unnest(
+        bindparam("w_ids", type_=ARRAY(BigInteger)),
+        bindparam("w_outcomes", type_=ARRAY(String)),
+        bindparam("w_payments", type_=ARRAY(BigInteger)),
+        bindparam("w_details", type_=ARRAY(String)),
+    ).table_valued("id", "outcome", "payment", "detail")
+    w = w.render_derived(name="w")
+    return (
+        update(webhook_events)
+        .where(webhook_events.c.id == w.c.id)
+        .values(outcome=w.c.outcome, payment_id=w.c.payment, detail=w.c.detail)
+        .add_cte(marked.cte("marked"))
+    )
+
+
+_MARK_CREDITED_AND_RECORD = _mark_credited_and_record()
 
 
 _MARK_CREDITED = (
