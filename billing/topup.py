@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -364,12 +364,11 @@ async def apply_payments(
     *,
     keys: KeyRing,
     policy: TopUpPolicy = TopUpPolicy(),
-    mark_paid: bool = True,
 ) -> list[TopUpResult | BillingError]:
     """`apply_payment` for many payments in the caller's open transaction, with the same effects as
-    applying them one after another: one result (or the BillingError it raised) per payment, in order.
-    `mark_paid=False`: the caller marks the payment rows of the set-based ones paid itself, in the same
-    transaction (the payments side does, with what it learnt of them), and this leaves them as they are.
+    applying them one after another: one result (or the BillingError it raised) per payment, in order —
+    except that the payment rows of those written set-based are left as they are: the caller (payments,
+    which owns them) marks them paid in the same transaction, with what it learnt of them.
 
     The common case — a payment row made by payments (`payment_id`), for a subscriber by id and a meter by
     code, first applied now, on an account with no disconnection to undo — is written set-based: a
@@ -380,7 +379,7 @@ async def apply_payments(
     results: list[TopUpResult | BillingError | None] = [None] * len(payments)
     plain, others = await _sort_out(conn, payments)
     if plain:
-        others = sorted(others + await _apply_plain(conn, plain, now, keys, policy, results, mark_paid=mark_paid))
+        others = sorted(others + await _apply_plain(conn, plain, now, keys, policy, results))
     for i in others:
         payment = payments[i]
         try:
@@ -468,8 +467,6 @@ async def _apply_plain(
     keys: KeyRing,
     policy: TopUpPolicy,
     results: list[TopUpResult | BillingError | None],
-    *,
-    mark_paid: bool,
 ) -> list[int]:
     """Write the plain payments set-based; returns the indexes of those that must go one by one after all
     (a credit above the protocol's limit: `_apply` raises for it)."""
@@ -525,11 +522,6 @@ async def _apply_plain(
         ],
         now=now,
     )
-    if mark_paid:
-        await conn.execute(
-            _MARK_PAID,
-            [{"p_id": item.payment.payment_id, "p_paid_at": item.payment.paid_at, "p_now": now} for item, _ in ready],
-        )
     rows = [
         {
             "idempotency_key": item.key,
@@ -594,11 +586,6 @@ async def _apply_plain(
     return later
 
 
-_MARK_PAID = (
-    update(P.payments)
-    .where(P.payments.c.id == bindparam("p_id"))
-    .values(status="paid", paid_at=bindparam("p_paid_at"), updated_at=bindparam("p_now"))
-)
 _INSERT_TOPUPS = insert(L.topups).returning(L.topups.c.id, sort_by_parameter_order=True)
 
 

@@ -322,6 +322,20 @@ async def _insert_with_history(conn: AsyncConnection, rows: list[dict[str, Any]]
     return ids
 
 
+# the columns whose values differ row to row
+_PER_ROW = (
+    "meter_id",
+    "kind",
+    "counter",
+    "key_id",
+    "frame",
+    "payload",
+    "depends_on_id",
+    "idempotency_key",
+    "created_by",
+)
+
+
 def _insert_with_history_statement() -> Any:
     """WITH new AS (INSERT INTO commands … SELECT unnest(:meter_id), … RETURNING …), history AS (INSERT INTO
     command_history … SELECT … FROM new) SELECT id, meter_id, counter FROM new — the per-row values bound
@@ -346,18 +360,6 @@ def _insert_with_history_statement() -> Any:
     return select(new.c.id, new.c.meter_id, new.c.counter).add_cte(history.cte("history"))
 
 
-# the columns whose values differ row to row
-_PER_ROW = (
-    "meter_id",
-    "kind",
-    "counter",
-    "key_id",
-    "frame",
-    "payload",
-    "depends_on_id",
-    "idempotency_key",
-    "created_by",
-)
 _INSERT_WITH_HISTORY = _insert_with_history_statement()
 
 

@@ -166,8 +166,7 @@ class BillingApplier:
         self, conn: AsyncConnection, requests: Sequence[CreditRequest], now: datetime
     ) -> list[CreditApplied | PaymentRefused]:
         payments = [_confirmed(request, now) for request in requests]
-        # payments' batch marks its payment rows paid itself (with the command and provider ids), once
-        results = await apply_payments(conn, payments, now, keys=self.keys, policy=self.policy, mark_paid=False)
+        results = await apply_payments(conn, payments, now, keys=self.keys, policy=self.policy)
         return [
             PaymentRefused(r.reason) if isinstance(r, BillingError) else CreditApplied(command_id=r.command_id)
             for r in results
