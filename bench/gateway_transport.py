@@ -39,8 +39,9 @@ DESTINATION = "254700000001"
 SHORT_NUMBER = "7444"
 
 
-def bare_smpplib_ceiling(host: str, port: int, system_id: str, password: str, messages: int, window: int,
-                         size: int, timeout_s: float = 120.0) -> float:
+def bare_smpplib_ceiling(
+    host: str, port: int, system_id: str, password: str, messages: int, window: int, size: int, timeout_s: float = 120.0
+) -> float:
     """Messages/s (submit + receipt) of smpplib's own Client; blocking, run it in a thread."""
     client = smpplib.client.Client(host, port, timeout=timeout_s, allow_unknown_opt_params=True)
     write_lock = threading.Lock()
@@ -79,9 +80,19 @@ def bare_smpplib_ceiling(host: str, port: int, system_id: str, password: str, me
         slots.acquire()
         with write_lock:
             pdu = smpplib.smpp.make_pdu(
-                "submit_sm", client=client, source_addr_ton=3, source_addr_npi=0, source_addr=SHORT_NUMBER,
-                dest_addr_ton=1, dest_addr_npi=1, destination_addr=DESTINATION, esm_class=0,
-                data_coding=4, registered_delivery=1, short_message=body)
+                "submit_sm",
+                client=client,
+                source_addr_ton=3,
+                source_addr_npi=0,
+                source_addr=SHORT_NUMBER,
+                dest_addr_ton=1,
+                dest_addr_npi=1,
+                destination_addr=DESTINATION,
+                esm_class=0,
+                data_coding=4,
+                registered_delivery=1,
+                short_message=body,
+            )
             send_pdu(pdu)
     if not all_receipts.wait(timeout_s):
         raise TimeoutError(f"only {receipts} of {messages} receipts")
@@ -96,8 +107,9 @@ def _listen(client: smpplib.client.Client) -> None:
         client.listen(auto_send_enquire_link=False)
 
 
-async def transport_rate(host: str, port: int, system_id: str, password: str, messages: int, window: int,
-                         size: int, timeout_s: float = 120.0) -> float:
+async def transport_rate(
+    host: str, port: int, system_id: str, password: str, messages: int, window: int, size: int, timeout_s: float = 120.0
+) -> float:
     """Messages/s (submit + receipt) through gateway.smpp.SmppTransport."""
     done = asyncio.Event()
     receipts = 0
@@ -111,8 +123,15 @@ async def transport_rate(host: str, port: int, system_id: str, password: str, me
     async def on_inbound(sms: InboundSms) -> None:
         pass
 
-    cfg = SmppConfig(host=host, port=port, system_id=system_id, password=password, source_addr=SHORT_NUMBER,
-                     window=window, submit_timeout_s=timeout_s)
+    cfg = SmppConfig(
+        host=host,
+        port=port,
+        system_id=system_id,
+        password=password,
+        source_addr=SHORT_NUMBER,
+        window=window,
+        submit_timeout_s=timeout_s,
+    )
     body = bytes(i % 256 for i in range(size))
     async with SmppTransport(cfg, on_receipt, on_inbound) as transport:
         queue = iter(range(messages))
@@ -143,8 +162,9 @@ async def receipt_rate(smsc: NodeSmsc, receipts: int, timeout_s: float = 120.0) 
     async def on_inbound(sms: InboundSms) -> None:
         pass
 
-    cfg = SmppConfig(host=smsc.host, port=smsc.smpp_port, system_id=smsc.system_id, password=smsc.password,
-                     source_addr=SHORT_NUMBER)
+    cfg = SmppConfig(
+        host=smsc.host, port=smsc.smpp_port, system_id=smsc.system_id, password=smsc.password, source_addr=SHORT_NUMBER
+    )
     async with SmppTransport(cfg, on_receipt, on_inbound):
         started = time.perf_counter()
         await smsc.burst_receipts(receipts)
@@ -164,8 +184,7 @@ async def main() -> None:
     bare = ours = simulated = receipts = 0.0
     for _ in range(args.rounds):
         async with NodeSmsc() as smsc:
-            common = (smsc.host, smsc.smpp_port, smsc.system_id, smsc.password,
-                      args.messages, args.window, args.size)
+            common = (smsc.host, smsc.smpp_port, smsc.system_id, smsc.password, args.messages, args.window, args.size)
             bare = max(bare, await asyncio.to_thread(bare_smpplib_ceiling, *common))
             await smsc.reset()
             ours = max(ours, await transport_rate(*common))
@@ -173,10 +192,14 @@ async def main() -> None:
             receipts = max(receipts, await receipt_rate(smsc, args.messages))
         simulator = SimulatedSmsc(SimulatorConfig(), random.Random(1))
         async with SmppSimulatorServer(SmppServerConfig(), simulator) as server:
-            simulated = max(simulated, await transport_rate("127.0.0.1", server.port, "bench", "bench",
-                                                            args.messages, args.window, args.size))
-    print(f"{args.messages} binary submits of {args.size} bytes with receipts, window {args.window}, loopback, "
-          f"best of {args.rounds}")
+            simulated = max(
+                simulated,
+                await transport_rate("127.0.0.1", server.port, "bench", "bench", args.messages, args.window, args.size),
+            )
+    print(
+        f"{args.messages} binary submits of {args.size} bytes with receipts, window {args.window}, loopback, "
+        f"best of {args.rounds}"
+    )
     print(f"bare smpplib ceiling (node-smpp SMSC)        : {bare:8.0f} messages/s")
     print(f"gateway.smpp SmppTransport (node-smpp SMSC)  : {ours:8.0f} messages/s  ({ours / bare:.2f} of the ceiling)")
     print(f"SmppTransport against gateway.smpp_server    : {simulated:8.0f} messages/s")

@@ -94,11 +94,22 @@ class _Modem(GsmModem):  # type: ignore[misc]
 
     `on_deliver(pdu) -> bool`, `on_report(pdu) -> bool`: True when handed over (the stored copy may go)."""
 
-    def __init__(self, config: ModemConfig, on_deliver: Callable[[bytes], bool],
-                 on_report: Callable[[bytes], bool], on_fatal: Callable[[BaseException], None]) -> None:
-        super().__init__(config.port, config.baudrate, smsReceivedCallbackFunc=self._ignore,
-                         smsStatusReportCallback=self._ignore, requestDelivery=True, AT_CNMI="2,1,0,1,0",
-                         fatalErrorCallbackFunc=on_fatal)
+    def __init__(
+        self,
+        config: ModemConfig,
+        on_deliver: Callable[[bytes], bool],
+        on_report: Callable[[bytes], bool],
+        on_fatal: Callable[[BaseException], None],
+    ) -> None:
+        super().__init__(
+            config.port,
+            config.baudrate,
+            smsReceivedCallbackFunc=self._ignore,
+            smsStatusReportCallback=self._ignore,
+            requestDelivery=True,
+            AT_CNMI="2,1,0,1,0",
+            fatalErrorCallbackFunc=on_fatal,
+        )
         self.timeout = config.serial_poll_s
         self._command_timeout_s = config.command_timeout_s
         self._on_deliver = on_deliver
@@ -167,9 +178,15 @@ class _Modem(GsmModem):  # type: ignore[misc]
                 taken += 1
         return taken
 
-    def write(self, data: str, waitForResponse: bool = True, timeout: float = 10,  # noqa: N803
-              parseError: bool = True, writeTerm: str = "\r",  # noqa: N803
-              expectedResponseTermSeq: str | None = None) -> Any:  # noqa: N803
+    def write(  # the library's own argument names
+        self,
+        data: str,
+        waitForResponse: bool = True,  # noqa: N803
+        timeout: float = 10,
+        parseError: bool = True,  # noqa: N803
+        writeTerm: str = "\r",  # noqa: N803
+        expectedResponseTermSeq: str | None = None,  # noqa: N803
+    ) -> Any:
         """The library's write, minus unsolicited results it took for part of the response."""
         lines = super().write(data, waitForResponse, timeout, parseError, writeTerm, expectedResponseTermSeq)
         if not lines:
@@ -327,9 +344,14 @@ class ModemTransport:
             self.malformed += 1
             log.warning("unreadable SMS-DELIVER (%s): %s", exc, pdu.hex())
             return True  # nothing better will come of it; it is logged in full
-        sms = InboundSms(source=deliver.sender.removeprefix("+"), destination="", body=deliver.user_data,
-                         has_udh=deliver.has_udh, data_coding=deliver.data_coding,
-                         received_at=datetime.now(UTC))
+        sms = InboundSms(
+            source=deliver.sender.removeprefix("+"),
+            destination="",
+            body=deliver.user_data,
+            has_udh=deliver.has_udh,
+            data_coding=deliver.data_coding,
+            received_at=datetime.now(UTC),
+        )
         return self._call_in_loop(lambda: self._on_inbound(sms))
 
     def _report_from_thread(self, pdu: bytes) -> bool:
@@ -356,17 +378,26 @@ class ModemTransport:
         if modem is None or self._state is not TransportState.BOUND:
             raise NotConnected(self._state.value)
         try:
-            encoded = encode_submit(sms.destination, sms.body, has_udh=sms.has_udh, dcs=sms.data_coding,
-                                    protocol_id=sms.protocol_id, validity_s=sms.validity_s,
-                                    international=self.config.international)
+            encoded = encode_submit(
+                sms.destination,
+                sms.body,
+                has_udh=sms.has_udh,
+                dcs=sms.data_coding,
+                protocol_id=sms.protocol_id,
+                validity_s=sms.validity_s,
+                international=self.config.international,
+            )
         except GsmPduError as exc:
             raise InvalidPart(str(exc)) from exc
         timeout_s = self.config.submit_timeout_s
 
         def send() -> int:
             with modem.pdu_lock:
-                modem.write(f"AT+CMGS={encoded.tpdu_length}", timeout=self.config.command_timeout_s,
-                            expectedResponseTermSeq="> ")
+                modem.write(
+                    f"AT+CMGS={encoded.tpdu_length}",
+                    timeout=self.config.command_timeout_s,
+                    expectedResponseTermSeq="> ",
+                )
                 lines = modem.write(encoded.pdu.hex().upper(), timeout=timeout_s, writeTerm=_CTRL_Z)
             for line in lines:
                 if (match := _CMGS.match(line)) is not None:

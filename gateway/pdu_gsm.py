@@ -54,6 +54,7 @@ def alphabet(dcs: int) -> str:
 
 # -- addresses, times, septets ------------------------------------------------------------------------
 
+
 def _semi_octets(digits: str) -> bytes:
     if len(digits) % 2:
         digits += "F"
@@ -77,7 +78,7 @@ def encode_address(number: str, international: bool = True) -> bytes:
 def _decode_address(data: bytes, pos: int) -> tuple[str, int]:
     count, toa = data[pos], data[pos + 1]
     octets = (count + 1) // 2
-    raw = data[pos + 2:pos + 2 + octets]
+    raw = data[pos + 2 : pos + 2 + octets]
     if len(raw) != octets:
         raise GsmPduError("address truncated")
     alphanumeric = toa & 0x70 == 0x50  # GSM-7 packed; `count` is then in semi-octets
@@ -86,7 +87,7 @@ def _decode_address(data: bytes, pos: int) -> tuple[str, int]:
 
 
 def _decode_timestamp(data: bytes, pos: int) -> datetime:
-    raw = data[pos:pos + 7]
+    raw = data[pos : pos + 7]
     if len(raw) != 7:
         raise GsmPduError("timestamp truncated")
     swapped = [((b & 0x0F) * 10 + (b >> 4)) for b in raw[:6]]
@@ -131,6 +132,7 @@ def relative_validity_octet(seconds: int) -> int:
 
 # -- SMS-SUBMIT ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class SubmitPdu:
     pdu: bytes  # SMSC address field (empty: the SIM's default) + TPDU, as AT+CMGS wants it in hex
@@ -158,7 +160,7 @@ def encode_submit(
         raise GsmPduError("user data header longer than the user data")
     if alphabet(dcs) == Alphabet.GSM7:
         header = user_data[: user_data[0] + 1] if has_udh else b""
-        septets = user_data[len(header):]
+        septets = user_data[len(header) :]
         fill = (7 - (len(header) * 8) % 7) % 7
         packed = header + pack_septets(septets, fill)
         udl = (len(header) * 8 + fill) // 7 + len(septets)
@@ -177,6 +179,7 @@ def encode_submit(
 
 
 # -- SMS-DELIVER and SMS-STATUS-REPORT ----------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class DeliverPdu:
@@ -206,7 +209,7 @@ def decode_deliver(data: bytes) -> DeliverPdu:
         sent_at = _decode_timestamp(data, pos + 2)
         pos += 9
         udl = data[pos]
-        ud = data[pos + 1:]
+        ud = data[pos + 1 :]
     except IndexError as exc:
         raise GsmPduError("SMS-DELIVER truncated") from exc
     has_udh = bool(first & _UDHI)
@@ -223,8 +226,9 @@ def decode_deliver(data: bytes) -> DeliverPdu:
         user_data = ud[:udl]
     if has_udh and (not user_data or user_data[0] + 1 > len(user_data)):
         raise GsmPduError("user data header longer than the user data")
-    return DeliverPdu(sender=sender, protocol_id=protocol_id, data_coding=dcs, sent_at=sent_at, has_udh=has_udh,
-                      user_data=user_data)
+    return DeliverPdu(
+        sender=sender, protocol_id=protocol_id, data_coding=dcs, sent_at=sent_at, has_udh=has_udh, user_data=user_data
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,11 +273,13 @@ def decode_status_report(data: bytes) -> StatusReportPdu:
         status = data[pos + 14]
     except IndexError as exc:
         raise GsmPduError("SMS-STATUS-REPORT truncated") from exc
-    return StatusReportPdu(message_reference=reference, recipient=recipient, submitted_at=submitted_at,
-                           done_at=done_at, status=status)
+    return StatusReportPdu(
+        message_reference=reference, recipient=recipient, submitted_at=submitted_at, done_at=done_at, status=status
+    )
 
 
 # -- building the PDUs a network sends (for fakes and simulators) -------------------------------------
+
 
 def _encode_timestamp(at: datetime) -> bytes:
     at = at.astimezone(UTC)
@@ -281,18 +287,33 @@ def _encode_timestamp(at: datetime) -> bytes:
     return bytes(((v % 10) << 4) | (v // 10) for v in fields) + b"\x00"
 
 
-def encode_deliver(sender: str, user_data: bytes, *, has_udh: bool = False, dcs: int = 0x04,
-                   sent_at: datetime, protocol_id: int = 0x00) -> bytes:
+def encode_deliver(
+    sender: str, user_data: bytes, *, has_udh: bool = False, dcs: int = 0x04, sent_at: datetime, protocol_id: int = 0x00
+) -> bytes:
     """An SMS-DELIVER (with an empty SMSC address field) carrying octets (8-bit / UCS-2 DCS)."""
     if alphabet(dcs) == Alphabet.GSM7:
         raise GsmPduError("encode_deliver takes 8-bit or UCS-2 data")
     first = 0x04 | (_UDHI if has_udh else 0)  # TP-MMS: no more messages
-    return (b"\x00" + bytes((first,)) + encode_address(sender) + bytes((protocol_id, dcs)) + _encode_timestamp(sent_at)
-            + bytes((len(user_data),)) + user_data)
+    return (
+        b"\x00"
+        + bytes((first,))
+        + encode_address(sender)
+        + bytes((protocol_id, dcs))
+        + _encode_timestamp(sent_at)
+        + bytes((len(user_data),))
+        + user_data
+    )
 
 
-def encode_status_report(reference: int, recipient: str, status: int, *, submitted_at: datetime,
-                         done_at: datetime) -> bytes:
+def encode_status_report(
+    reference: int, recipient: str, status: int, *, submitted_at: datetime, done_at: datetime
+) -> bytes:
     """An SMS-STATUS-REPORT (with an empty SMSC address field)."""
-    return (b"\x00" + bytes((0x06, reference & 0xFF)) + encode_address(recipient) + _encode_timestamp(submitted_at)
-            + _encode_timestamp(done_at) + bytes((status,)))
+    return (
+        b"\x00"
+        + bytes((0x06, reference & 0xFF))
+        + encode_address(recipient)
+        + _encode_timestamp(submitted_at)
+        + _encode_timestamp(done_at)
+        + bytes((status,))
+    )

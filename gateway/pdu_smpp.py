@@ -72,14 +72,22 @@ def normalise_message_id(raw: str, fmt: IdFormat = IdFormat.AS_IS) -> str:
 
 
 STATE_BY_NUMBER = {
-    1: ReceiptState.ENROUTE, 2: ReceiptState.DELIVERED, 3: ReceiptState.EXPIRED,
-    4: ReceiptState.DELETED, 5: ReceiptState.UNDELIVERABLE, 6: ReceiptState.ACCEPTED,
-    7: ReceiptState.UNKNOWN, 8: ReceiptState.REJECTED,
+    1: ReceiptState.ENROUTE,
+    2: ReceiptState.DELIVERED,
+    3: ReceiptState.EXPIRED,
+    4: ReceiptState.DELETED,
+    5: ReceiptState.UNDELIVERABLE,
+    6: ReceiptState.ACCEPTED,
+    7: ReceiptState.UNKNOWN,
+    8: ReceiptState.REJECTED,
 }
 NUMBER_BY_STATE = {v: k for k, v in STATE_BY_NUMBER.items()}
 _STATE_BY_TEXT = {s.value: s for s in ReceiptState} | {
-    "DELIVERED": ReceiptState.DELIVERED, "UNDELIVERABLE": ReceiptState.UNDELIVERABLE,
-    "ACCEPTED": ReceiptState.ACCEPTED, "REJECTED": ReceiptState.REJECTED, "ENROUTE": ReceiptState.ENROUTE,
+    "DELIVERED": ReceiptState.DELIVERED,
+    "UNDELIVERABLE": ReceiptState.UNDELIVERABLE,
+    "ACCEPTED": ReceiptState.ACCEPTED,
+    "REJECTED": ReceiptState.REJECTED,
+    "ENROUTE": ReceiptState.ENROUTE,
 }
 
 _RECEIPT_ID = re.compile(rb"\bid:\s*([0-9A-Za-z_\-]+)", re.IGNORECASE)
@@ -88,12 +96,12 @@ _RECEIPT_ERR = re.compile(rb"\berr:\s*([0-9A-Fa-f]+)", re.IGNORECASE)
 _RECEIPT_DONE = re.compile(rb"\bdone date:\s*(\d{10,12})", re.IGNORECASE)
 _RECEIPT_STANDARD = re.compile(
     rb"id:([0-9A-Za-z_\-]+) sub:\S* dlvrd:\S* submit date:\d* done date:(\d{10,12}) stat:([A-Za-z_]+) "
-    rb"err:([0-9A-Fa-f]+)")
+    rb"err:([0-9A-Fa-f]+)"
+)
 
 
 class ReceiptFormatError(ValueError):
     """A deliver_sm flagged as a receipt carries neither a receipted_message_id nor a parsable text."""
-
 
 
 def _receipt_state(value: str) -> ReceiptState:
@@ -103,8 +111,15 @@ def _receipt_state(value: str) -> ReceiptState:
 def _receipt_time(digits: bytes) -> datetime | None:
     """YYMMDDhhmm[ss] (SMPP 3.4 Appendix B) as a UTC time; None when it is no valid date."""
     try:
-        return datetime(2000 + int(digits[0:2]), int(digits[2:4]), int(digits[4:6]), int(digits[6:8]),
-                        int(digits[8:10]), int(digits[10:12]) if len(digits) >= 12 else 0, tzinfo=UTC)
+        return datetime(
+            2000 + int(digits[0:2]),
+            int(digits[2:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]) if len(digits) >= 12 else 0,
+            tzinfo=UTC,
+        )
     except ValueError:
         return None
 
@@ -169,8 +184,9 @@ def parse_receipt(
     )
 
 
-def receipt_text(message_id: str, state: ReceiptState, error_code: int, submitted_at: datetime,
-                 done_at: datetime) -> bytes:
+def receipt_text(
+    message_id: str, state: ReceiptState, error_code: int, submitted_at: datetime, done_at: datetime
+) -> bytes:
     """The SMPP 3.4 Appendix B receipt text, as SMSCs write it."""
     delivered = "001" if state is ReceiptState.DELIVERED else "000"
     return (
@@ -193,6 +209,7 @@ def relative_validity(seconds: int) -> str:
 
 
 # -- PDUs: smpplib's classes, framed by us ------------------------------------------------------------
+
 
 class SequenceCounter:
     """SMPP sequence numbers 1..0x7FFFFFFF, wrapping; the `client` smpplib's PDU classes draw from.
@@ -228,11 +245,11 @@ Pdu: TypeAlias = Any  # a smpplib.command.Command subclass; smpplib carries no t
 _NAMES = {code: name for name, code in command_codes.commands.items()}
 
 
-def make_pdu(name: str, counter: SequenceCounter | None = None, *, sequence: int | None = None,
-             **fields: object) -> Pdu:
+def make_pdu(
+    name: str, counter: SequenceCounter | None = None, *, sequence: int | None = None, **fields: object
+) -> Pdu:
     """A smpplib PDU. Requests draw their sequence number from `counter`; responses pass `sequence=`."""
-    pdu: Pdu = smpp_factory.make_pdu(name, client=counter or SequenceCounter(), allow_unknown_opt_params=True,
-                                     **fields)
+    pdu: Pdu = smpp_factory.make_pdu(name, client=counter or SequenceCounter(), allow_unknown_opt_params=True, **fields)
     if sequence is not None:
         pdu.sequence = sequence
     return pdu
@@ -253,8 +270,15 @@ def decode_pdu(data: bytes) -> Pdu:
         pdu = make_pdu(name, sequence=sequence)
         pdu.parse(data)
         pdu.sequence = sequence
-    except (smpp_exceptions.PDUError, smpp_exceptions.UnknownCommandError, struct.error, KeyError,
-            ValueError, TypeError, IndexError) as exc:
+    except (
+        smpp_exceptions.PDUError,
+        smpp_exceptions.UnknownCommandError,
+        struct.error,
+        KeyError,
+        ValueError,
+        TypeError,
+        IndexError,
+    ) as exc:
         raise PduDecodeError(command_id, sequence, repr(exc)) from exc
     return pdu
 
@@ -291,24 +315,43 @@ def _cstr(value: str, limit: int) -> bytes:
     return raw + b"\x00"
 
 
-def _encode_sm(command_id: int, sequence: int, *, service_type: str, source_ton: int, source_npi: int,
-               source_addr: str, dest_ton: int, dest_npi: int, destination_addr: str, esm_class: int,
-               protocol_id: int, validity_period: str, registered_delivery: int, data_coding: int,
-               short_message: bytes, tlvs: bytes = b"") -> bytes:
+def _encode_sm(
+    command_id: int,
+    sequence: int,
+    *,
+    service_type: str,
+    source_ton: int,
+    source_npi: int,
+    source_addr: str,
+    dest_ton: int,
+    dest_npi: int,
+    destination_addr: str,
+    esm_class: int,
+    protocol_id: int,
+    validity_period: str,
+    registered_delivery: int,
+    data_coding: int,
+    short_message: bytes,
+    tlvs: bytes = b"",
+) -> bytes:
     if len(short_message) > 254:
         raise ValueError("short_message longer than 254 octets")
-    body = b"".join((
-        _cstr(service_type, 6),
-        bytes((source_ton, source_npi)), _cstr(source_addr, 21),
-        bytes((dest_ton, dest_npi)), _cstr(destination_addr, 21),
-        bytes((esm_class, protocol_id, 0)),  # priority_flag 0
-        b"\x00",  # schedule_delivery_time: immediate
-        _cstr(validity_period, 17),
-        # replace_if_present_flag 0, sm_default_msg_id 0
-        bytes((registered_delivery, 0, data_coding, 0, len(short_message))),
-        short_message,
-        tlvs,
-    ))
+    body = b"".join(
+        (
+            _cstr(service_type, 6),
+            bytes((source_ton, source_npi)),
+            _cstr(source_addr, 21),
+            bytes((dest_ton, dest_npi)),
+            _cstr(destination_addr, 21),
+            bytes((esm_class, protocol_id, 0)),  # priority_flag 0
+            b"\x00",  # schedule_delivery_time: immediate
+            _cstr(validity_period, 17),
+            # replace_if_present_flag 0, sm_default_msg_id 0
+            bytes((registered_delivery, 0, data_coding, 0, len(short_message))),
+            short_message,
+            tlvs,
+        )
+    )
     return HEADER.pack(16 + len(body), command_id, 0, sequence) + body
 
 
@@ -331,10 +374,22 @@ def encode_submit_sm(
 ) -> bytes:
     """submit_sm (SMPP 3.4 §4.4.1) without optional parameters; short_message at most 254 octets."""
     return _encode_sm(
-        SUBMIT_SM_ID, sequence, service_type=service_type, source_ton=source_ton, source_npi=source_npi,
-        source_addr=source_addr, dest_ton=dest_ton, dest_npi=dest_npi, destination_addr=destination_addr,
-        esm_class=esm_class, protocol_id=protocol_id, validity_period=validity_period,
-        registered_delivery=registered_delivery, data_coding=data_coding, short_message=short_message)
+        SUBMIT_SM_ID,
+        sequence,
+        service_type=service_type,
+        source_ton=source_ton,
+        source_npi=source_npi,
+        source_addr=source_addr,
+        dest_ton=dest_ton,
+        dest_npi=dest_npi,
+        destination_addr=destination_addr,
+        esm_class=esm_class,
+        protocol_id=protocol_id,
+        validity_period=validity_period,
+        registered_delivery=registered_delivery,
+        data_coding=data_coding,
+        short_message=short_message,
+    )
 
 
 def encode_deliver_sm(
@@ -364,10 +419,23 @@ def encode_deliver_sm(
         value = _cstr(receipted_message_id, 65)
         tlvs += _TLV.pack(_TAG_RECEIPTED_MESSAGE_ID, len(value)) + value
     return _encode_sm(
-        DELIVER_SM_ID, sequence, service_type="", source_ton=source_ton, source_npi=source_npi,
-        source_addr=source_addr, dest_ton=dest_ton, dest_npi=dest_npi, destination_addr=destination_addr,
-        esm_class=esm_class, protocol_id=protocol_id, validity_period="", registered_delivery=0,
-        data_coding=data_coding, short_message=short_message, tlvs=tlvs)
+        DELIVER_SM_ID,
+        sequence,
+        service_type="",
+        source_ton=source_ton,
+        source_npi=source_npi,
+        source_addr=source_addr,
+        dest_ton=dest_ton,
+        dest_npi=dest_npi,
+        destination_addr=destination_addr,
+        esm_class=esm_class,
+        protocol_id=protocol_id,
+        validity_period="",
+        registered_delivery=0,
+        data_coding=data_coding,
+        short_message=short_message,
+        tlvs=tlvs,
+    )
 
 
 def encode_response(command_id: int, sequence: int, status: int = ESME_ROK, message_id: str = "") -> bytes:
@@ -379,7 +447,7 @@ def encode_response(command_id: int, sequence: int, status: int = ESME_ROK, mess
 def decode_message_id(data: bytes) -> str:
     """The message_id of a submit_sm_resp (whole PDU given); "" when the body is empty."""
     end = data.find(b"\x00", 16)
-    return data[16:end if end >= 0 else len(data)].decode("latin-1")
+    return data[16 : end if end >= 0 else len(data)].decode("latin-1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,11 +486,11 @@ def decode_short_message(data: bytes) -> ShortMessage:
         pos = find(b"\x00", 16) + 1  # after service_type
         source_ton, source_npi = data[pos], data[pos + 1]
         end = find(b"\x00", pos + 2)
-        source = data[pos + 2:end]
+        source = data[pos + 2 : end]
         pos = end + 1
         dest_ton, dest_npi = data[pos], data[pos + 1]
         end = find(b"\x00", pos + 2)
-        destination = data[pos + 2:end]
+        destination = data[pos + 2 : end]
         pos = end + 1
         esm_class, protocol_id = data[pos], data[pos + 1]
         pos = find(b"\x00", pos + 3) + 1  # after priority_flag and schedule_delivery_time
@@ -434,7 +502,7 @@ def decode_short_message(data: bytes) -> ShortMessage:
         data_coding = data[pos]
         sm_length = data[pos + 2]
         pos += 3
-        short_message = data[pos:pos + sm_length]
+        short_message = data[pos : pos + sm_length]
         if len(short_message) != sm_length:
             raise IndexError("short_message truncated")
         pos += sm_length
@@ -442,7 +510,7 @@ def decode_short_message(data: bytes) -> ShortMessage:
         state: int | None = None
         while pos + 4 <= len(data):
             tag, size = _TLV.unpack_from(data, pos)
-            value = data[pos + 4:pos + 4 + size]
+            value = data[pos + 4 : pos + 4 + size]
             if len(value) != size:
                 raise IndexError("TLV truncated")
             pos += 4 + size
@@ -457,12 +525,23 @@ def decode_short_message(data: bytes) -> ShortMessage:
     except (ValueError, IndexError) as exc:
         raise PduDecodeError(command_id, sequence, f"malformed short message PDU: {exc}") from exc
     return ShortMessage(
-        sequence=sequence, source_addr=source.decode("latin-1"),
+        sequence=sequence,
+        source_addr=source.decode("latin-1"),
         destination_addr=destination.decode("latin-1"),
-        esm_class=esm_class, protocol_id=protocol_id, data_coding=data_coding, short_message=short_message,
-        message_payload=payload, receipted_message_id=receipted, message_state=state,
-        network_error_code=network_error, source_ton=source_ton, source_npi=source_npi, dest_ton=dest_ton,
-        dest_npi=dest_npi, registered_delivery=registered_delivery, validity_period=validity.decode("latin-1"),
+        esm_class=esm_class,
+        protocol_id=protocol_id,
+        data_coding=data_coding,
+        short_message=short_message,
+        message_payload=payload,
+        receipted_message_id=receipted,
+        message_state=state,
+        network_error_code=network_error,
+        source_ton=source_ton,
+        source_npi=source_npi,
+        dest_ton=dest_ton,
+        dest_npi=dest_npi,
+        registered_delivery=registered_delivery,
+        validity_period=validity.decode("latin-1"),
     )
 
 

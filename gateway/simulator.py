@@ -84,8 +84,14 @@ class _Outlets:
 
 
 class SimulatedSmsc:
-    def __init__(self, config: SimulatorConfig, rng: random.Random, responder: Responder = no_reply,
-                 *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        rng: random.Random,
+        responder: Responder = no_reply,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.config = config
         self._rng = rng
         self._responder = responder
@@ -149,28 +155,43 @@ class SimulatedSmsc:
             self._spawn(self._reply(record, outlets))
         if cfg.receipts and not record.receipt_lost:
             state = ReceiptState.EXPIRED if record.lost else ReceiptState.DELIVERED
-            await outlets.on_receipt(Receipt(message_id=record.message_id, state=state,
-                                             error_code=0 if not record.lost else 0x46, done_at=self._clock()))
+            await outlets.on_receipt(
+                Receipt(
+                    message_id=record.message_id,
+                    state=state,
+                    error_code=0 if not record.lost else 0x46,
+                    done_at=self._clock(),
+                )
+            )
 
     async def _reply(self, record: Submitted, outlets: _Outlets) -> None:
         for reply in await self._responder(record.sms):
             if reply.delay_s > 0:
                 await asyncio.sleep(reply.delay_s)
-            await outlets.on_inbound(InboundSms(
-                source=reply.source or record.sms.destination,
-                destination=self.config.short_number,
-                body=reply.body,
-                has_udh=reply.has_udh,
-                data_coding=reply.data_coding,
-                received_at=self._clock(),
-            ))
+            await outlets.on_inbound(
+                InboundSms(
+                    source=reply.source or record.sms.destination,
+                    destination=self.config.short_number,
+                    body=reply.body,
+                    has_udh=reply.has_udh,
+                    data_coding=reply.data_coding,
+                    received_at=self._clock(),
+                )
+            )
 
 
 class SimulatorTransport:
     """The in-process simulated network as a Transport. Use `async with`."""
 
-    def __init__(self, config: SimulatorConfig, on_receipt: ReceiptHandler, on_inbound: InboundHandler, *,
-                 rng: random.Random, responder: Responder = no_reply) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        on_receipt: ReceiptHandler,
+        on_inbound: InboundHandler,
+        *,
+        rng: random.Random,
+        responder: Responder = no_reply,
+    ) -> None:
         self.simulator = SimulatedSmsc(config, rng, responder)
         self._on_receipt = on_receipt
         self._on_inbound = on_inbound

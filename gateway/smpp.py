@@ -397,8 +397,14 @@ class SmppTransport:
         conn = _Connection(reader, writer, last_read=asyncio.get_running_loop().time())
         try:
             bind = make_pdu(
-                "bind_transceiver", conn.counter, system_id=cfg.system_id, password=cfg.password,
-                system_type=cfg.system_type, addr_ton=0, addr_npi=0, address_range="",
+                "bind_transceiver",
+                conn.counter,
+                system_id=cfg.system_id,
+                password=cfg.password,
+                system_type=cfg.system_type,
+                addr_ton=0,
+                addr_npi=0,
+                address_range="",
             )
             conn.send(bind)
             async with asyncio.timeout(cfg.bind_timeout_s):
@@ -487,7 +493,8 @@ class SmppTransport:
                 raise _ConnectionLostError(f"read failed: {exc!r}") from exc
             if not chunk:
                 raise _ConnectionLostError(
-                    "connection closed inside a PDU" if partial else "connection closed by the SMSC")
+                    "connection closed inside a PDU" if partial else "connection closed by the SMSC"
+                )
             conn.last_read = loop.time()
             buf += chunk
             start = 0
@@ -498,7 +505,7 @@ class SmppTransport:
                     raise _ConnectionLostError(f"bad command_length {length}: stream out of step")
                 if end - start < length:
                     break
-                self._dispatch(conn, command_id, status, sequence, bytes(buf[start:start + length]))
+                self._dispatch(conn, command_id, status, sequence, bytes(buf[start : start + length]))
                 start += length
             del buf[:start]
             # what this chunk's PDUs called for (responses, the submits that took the freed window slots)
@@ -523,7 +530,8 @@ class SmppTransport:
             except TimeoutError as exc:
                 self.stats.enquire_link_timeouts += 1
                 raise _ConnectionLostError(
-                    f"no enquire_link_resp within {cfg.enquire_link_timeout_s} s: peer is dead") from exc
+                    f"no enquire_link_resp within {cfg.enquire_link_timeout_s} s: peer is dead"
+                ) from exc
             finally:
                 conn.enquire = None
             conn.last_read = loop.time()
@@ -759,8 +767,12 @@ class SmppTransport:
             pdu = encode_submit_sm(
                 sequence,
                 service_type=cfg.service_type,
-                source_ton=cfg.source_ton, source_npi=cfg.source_npi, source_addr=cfg.source_addr,
-                dest_ton=cfg.dest_ton, dest_npi=cfg.dest_npi, destination_addr=sms.destination,
+                source_ton=cfg.source_ton,
+                source_npi=cfg.source_npi,
+                source_addr=cfg.source_addr,
+                dest_ton=cfg.dest_ton,
+                dest_npi=cfg.dest_npi,
+                destination_addr=sms.destination,
                 esm_class=ESM_UDHI if sms.has_udh else 0x00,
                 protocol_id=sms.protocol_id,
                 validity_period=relative_validity(sms.validity_s) if sms.validity_s else "",

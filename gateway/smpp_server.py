@@ -180,7 +180,7 @@ class SmppSimulatorServer:
                     return
                 if len(buf) - start < length:
                     break
-                self._dispatch(session, command_id, status, sequence, bytes(buf[start:start + length]))
+                self._dispatch(session, command_id, status, sequence, bytes(buf[start : start + length]))
                 start += length
             del buf[:start]
 
@@ -215,7 +215,8 @@ class SmppSimulatorServer:
             if session.mode:
                 status = ESME_RALYBND
             elif cfg.system_id is not None and (
-                    text_field(pdu.system_id) != cfg.system_id or text_field(pdu.password) != cfg.password):
+                text_field(pdu.system_id) != cfg.system_id or text_field(pdu.password) != cfg.password
+            ):
                 status = ESME_RBINDFAIL
         resp = make_pdu(name + "_resp", sequence=sequence, status=status, system_id=cfg.server_system_id)
         session.send(encode_pdu(resp))
@@ -236,8 +237,13 @@ class SmppSimulatorServer:
             log.warning("unreadable submit_sm: %s", exc.reason)
             session.send(encode_response(SUBMIT_SM_RESP_ID, sequence, ESME_RSYSERR))
             return
-        sms = OutboundSms(destination=pdu.destination_addr, body=pdu.body, has_udh=bool(pdu.esm_class & ESM_UDHI),
-                          data_coding=pdu.data_coding, protocol_id=pdu.protocol_id)
+        sms = OutboundSms(
+            destination=pdu.destination_addr,
+            body=pdu.body,
+            has_udh=bool(pdu.esm_class & ESM_UDHI),
+            data_coding=pdu.data_coding,
+            protocol_id=pdu.protocol_id,
+        )
         wants_receipt = bool(pdu.registered_delivery & 0x03)
         source, source_ton, source_npi = pdu.source_addr, pdu.source_ton, pdu.source_npi
 
@@ -253,23 +259,41 @@ class SmppSimulatorServer:
         session.send(encode_response(SUBMIT_SM_RESP_ID, sequence, ESME_ROK, message_id))
 
     # -- towards the client -------------------------------------------------------------------------
-    def _send_receipt(self, receipt: Receipt, sms: OutboundSms, source: str, source_ton: int,
-                      source_npi: int) -> None:
+    def _send_receipt(self, receipt: Receipt, sms: OutboundSms, source: str, source_ton: int, source_npi: int) -> None:
         done = receipt.done_at or datetime.now(UTC)
         text = receipt_text(receipt.message_id, receipt.state, receipt.error_code or 0, done, done)
-        self._send_deliver(encode_deliver_sm(
-            0, source_ton=1, source_npi=1, source_addr=sms.destination, dest_ton=source_ton, dest_npi=source_npi,
-            destination_addr=source, esm_class=ESM_DELIVERY_RECEIPT, data_coding=0x00, short_message=text,
-            receipted_message_id=receipt.message_id,
-            message_state=NUMBER_BY_STATE.get(receipt.state, NUMBER_BY_STATE[ReceiptState.UNKNOWN]),
-        ))
+        self._send_deliver(
+            encode_deliver_sm(
+                0,
+                source_ton=1,
+                source_npi=1,
+                source_addr=sms.destination,
+                dest_ton=source_ton,
+                dest_npi=source_npi,
+                destination_addr=source,
+                esm_class=ESM_DELIVERY_RECEIPT,
+                data_coding=0x00,
+                short_message=text,
+                receipted_message_id=receipt.message_id,
+                message_state=NUMBER_BY_STATE.get(receipt.state, NUMBER_BY_STATE[ReceiptState.UNKNOWN]),
+            )
+        )
 
     async def _send_mo(self, sms: InboundSms) -> None:
-        self._send_deliver(encode_deliver_sm(
-            0, source_ton=1, source_npi=1, source_addr=sms.source, dest_ton=3, dest_npi=0,
-            destination_addr=sms.destination, esm_class=ESM_UDHI if sms.has_udh else 0x00,
-            data_coding=sms.data_coding, short_message=sms.body,
-        ))
+        self._send_deliver(
+            encode_deliver_sm(
+                0,
+                source_ton=1,
+                source_npi=1,
+                source_addr=sms.source,
+                dest_ton=3,
+                dest_npi=0,
+                destination_addr=sms.destination,
+                esm_class=ESM_UDHI if sms.has_udh else 0x00,
+                data_coding=sms.data_coding,
+                short_message=sms.body,
+            )
+        )
 
     def _send_deliver(self, pdu: bytes) -> None:
         """Send a deliver_sm (its sequence number set here) to the newest receiving session, else keep it."""
@@ -280,4 +304,3 @@ class SmppSimulatorServer:
         session = receivers[-1]
         sequence = session.counter.next_sequence()
         session.send(pdu[:12] + sequence.to_bytes(4, "big") + pdu[16:])
-

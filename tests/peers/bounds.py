@@ -19,8 +19,7 @@ def bounded_test(limit_s: float) -> Iterator[None]:
         faulthandler.cancel_dump_traceback_later()
 
 
-async def until(check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 5.0,
-                poll_s: float = 0.01) -> None:
+async def until(check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 5.0, poll_s: float = 0.01) -> None:
     """Wait until `check()` is true (it may be a coroutine function); TimeoutError after timeout_s."""
     async with asyncio.timeout(timeout_s):
         while True:

@@ -150,14 +150,14 @@ class FakeModem:
                         self._reply()
                     break
                 text = bytes(self._buffer[:end]).decode("ascii").strip()
-                del self._buffer[:end + 1]
+                del self._buffer[: end + 1]
                 self._on_pdu(text)
                 continue
             end = self._buffer.find(b"\r")
             if end < 0:
                 break
             line = bytes(self._buffer[:end]).decode("latin-1").strip()
-            del self._buffer[:end + 1]
+            del self._buffer[: end + 1]
             while self._buffer[:1] == b"\n":
                 del self._buffer[:1]
             if line:
@@ -218,13 +218,15 @@ class FakeModem:
         reference = self._next_reference
         self._next_reference = (self._next_reference + 1) % 256
         destination = str(decoded["number"]).removeprefix("+")
-        self.sent.append(SentSms(reference=reference, pdu=pdu, tpdu_length=length, destination=destination,
-                                 decoded=decoded))
+        self.sent.append(
+            SentSms(reference=reference, pdu=pdu, tpdu_length=length, destination=destination, decoded=decoded)
+        )
         self._sent_event.set()
         self._reply(f"+CMGS: {reference}")
         if self.config.receipts:
             now = datetime.now(UTC)
-            report = encode_status_report(reference, destination, self.config.receipt_status,
-                                          submitted_at=now, done_at=now)
+            report = encode_status_report(
+                reference, destination, self.config.receipt_status, submitted_at=now, done_at=now
+            )
             assert self._loop is not None
             self._timers.append(self._loop.call_later(self.config.receipt_delay_s, self.status_report, report))

@@ -42,8 +42,7 @@ def ensure_node_modules() -> None:
     npm = shutil.which("npm")
     if npm is None:
         pytest.skip("npm is not installed")
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PEERS_DIR, check=True, timeout=180,
-                   capture_output=True)
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PEERS_DIR, check=True, timeout=180, capture_output=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +70,23 @@ class Submit:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Submit:
         return cls(
-            index=d["index"], session=d["session"], sequence=d["sequence"], source=d["source"] or "",
-            source_addr_ton=d["source_addr_ton"] or 0, source_addr_npi=d["source_addr_npi"] or 0,
-            destination=d["destination"] or "", dest_addr_ton=d["dest_addr_ton"] or 0,
-            dest_addr_npi=d["dest_addr_npi"] or 0, esm_class=d["esm_class"] or 0,
-            data_coding=d["data_coding"] or 0, registered_delivery=d["registered_delivery"] or 0,
-            protocol_id=d["protocol_id"] or 0, validity_period=d["validity_period"] or "",
-            body=bytes.fromhex(d["body_hex"]), status=d["status"], message_id=d["message_id"],
+            index=d["index"],
+            session=d["session"],
+            sequence=d["sequence"],
+            source=d["source"] or "",
+            source_addr_ton=d["source_addr_ton"] or 0,
+            source_addr_npi=d["source_addr_npi"] or 0,
+            destination=d["destination"] or "",
+            dest_addr_ton=d["dest_addr_ton"] or 0,
+            dest_addr_npi=d["dest_addr_npi"] or 0,
+            esm_class=d["esm_class"] or 0,
+            data_coding=d["data_coding"] or 0,
+            registered_delivery=d["registered_delivery"] or 0,
+            protocol_id=d["protocol_id"] or 0,
+            validity_period=d["validity_period"] or "",
+            body=bytes.fromhex(d["body_hex"]),
+            status=d["status"],
+            message_id=d["message_id"],
         )
 
 
@@ -94,8 +103,13 @@ class MobileOriginated:
 
 def mo_json(mo: MobileOriginated) -> dict[str, Any]:
     """An MO as the control API's /mo and /mo/batch take it."""
-    return {"source": mo.source, "destination": mo.destination, "body_hex": mo.body.hex(),
-            "esm_class": 0x40 if mo.has_udh else 0x00, "data_coding": mo.data_coding}
+    return {
+        "source": mo.source,
+        "destination": mo.destination,
+        "body_hex": mo.body.hex(),
+        "esm_class": 0x40 if mo.has_udh else 0x00,
+        "data_coding": mo.data_coding,
+    }
 
 
 Responder = Callable[[Submit], Awaitable[Iterable[MobileOriginated]]]
@@ -114,8 +128,7 @@ class NodeSmsc:
 
     host = "127.0.0.1"
 
-    def __init__(self, system_id: str = SYSTEM_ID, password: str = PASSWORD,
-                 start_timeout_s: float = 15.0) -> None:
+    def __init__(self, system_id: str = SYSTEM_ID, password: str = PASSWORD, start_timeout_s: float = 15.0) -> None:
         self.system_id = system_id
         self.password = password
         self._start_timeout_s = start_timeout_s
@@ -130,8 +143,15 @@ class NodeSmsc:
         if node is None:
             pytest.skip("node is not installed")
         self._proc = await asyncio.create_subprocess_exec(
-            node, str(SCRIPT), "--system-id", self.system_id, "--password", self.password,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=PEERS_DIR,
+            node,
+            str(SCRIPT),
+            "--system-id",
+            self.system_id,
+            "--password",
+            self.password,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=PEERS_DIR,
             env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
         )
         try:
@@ -144,7 +164,8 @@ class NodeSmsc:
         self.smpp_port = int(ports["smpp_port"])
         self.control_port = int(ports["control_port"])
         self._http = aiohttp.ClientSession(
-            f"http://{self.host}:{self.control_port}", timeout=aiohttp.ClientTimeout(total=15))
+            f"http://{self.host}:{self.control_port}", timeout=aiohttp.ClientTimeout(total=15)
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -166,8 +187,9 @@ class NodeSmsc:
             proc.kill()
             await proc.wait()
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
-                    params: dict[str, str] | None = None) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         assert self._http is not None, "the SMSC is not running"
         async with self._http.request(method, path, json=body, params=params) as resp:
             answer: dict[str, Any] = await resp.json()
@@ -178,8 +200,7 @@ class NodeSmsc:
     # -- inspection ----------------------------------------------------------------------------------
     async def submits(self, since: int = 0, wait_s: float = 0.0) -> list[Submit]:
         """Submits with index >= since; waits up to wait_s for the first one when there is none yet."""
-        answer = await self._call("GET", "/submits", params={"since": str(since),
-                                                             "wait_ms": str(int(wait_s * 1000))})
+        answer = await self._call("GET", "/submits", params={"since": str(since), "wait_ms": str(int(wait_s * 1000))})
         return [Submit.from_json(d) for d in answer["submits"]]
 
     async def wait_submits(self, count: int, timeout_s: float = 5.0, since: int = 0) -> list[Submit]:
@@ -220,8 +241,16 @@ class NodeSmsc:
     async def send_raw(self, data: bytes) -> int:
         return int((await self._call("POST", "/raw", {"hex": data.hex()}))["sessions"])
 
-    async def send_receipt(self, message_id: str, stat: str = "DELIVRD", err: int = 0, *, tlv: bool = True,
-                           text: bool = True, text_id: str | None = None) -> bool:
+    async def send_receipt(
+        self,
+        message_id: str,
+        stat: str = "DELIVRD",
+        err: int = 0,
+        *,
+        tlv: bool = True,
+        text: bool = True,
+        text_id: str | None = None,
+    ) -> bool:
         """Send a receipt for any message id; True when the id is one this SMSC issued."""
         body: dict[str, Any] = {"message_id": message_id, "stat": stat, "err": err, "tlv": tlv, "text": text}
         if text_id is not None:
@@ -241,8 +270,9 @@ class NodeSmsc:
     async def inject_mo_batch(self, mos: Sequence[MobileOriginated], wait_s: float = 5.0) -> list[int | None]:
         """Send many deliver_sm in one request (written to the socket together); returns the client's
         deliver_sm_resp statuses (None each when not waited for)."""
-        answer = await self._call("POST", "/mo/batch", {"messages": [mo_json(mo) for mo in mos],
-                                                        "wait_ms": int(wait_s * 1000)})
+        answer = await self._call(
+            "POST", "/mo/batch", {"messages": [mo_json(mo) for mo in mos], "wait_ms": int(wait_s * 1000)}
+        )
         return [None if status is None else int(status) for status in answer["statuses"]]
 
     @contextlib.asynccontextmanager
@@ -272,6 +302,7 @@ class NodeSmsc:
 async def smsc_factory() -> AsyncIterator[Callable[..., Awaitable[NodeSmsc]]]:
     """Start node-smpp SMSCs on free ports: `await smsc_factory(system_id=..., password=...)`."""
     async with contextlib.AsyncExitStack() as stack:
+
         async def start(**kwargs: Any) -> NodeSmsc:
             return await stack.enter_async_context(NodeSmsc(**kwargs))
 

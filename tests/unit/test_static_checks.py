@@ -1,4 +1,4 @@
-"""ruff is clean on the whole tree; mypy --strict holds on the pure packages (pyproject's [tool.mypy])."""
+"""ruff is clean and formatted on the whole tree; mypy --strict holds (pyproject's [tool.mypy])."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff_is_clean() -> None:
     result = _run(str(BIN / "ruff"), "check", "--quiet", ".")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+
+def test_ruff_format_is_clean() -> None:
+    result = _run(str(BIN / "ruff"), "format", "--check", "--quiet", ".")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
 
 

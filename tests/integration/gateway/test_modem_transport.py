@@ -22,11 +22,15 @@ UDH = bytes([5, 0, 3, 0x42, 2, 1])
 
 
 @asynccontextmanager
-async def modem_and_transport(inbox: Inbox, **overrides: object
-                              ) -> AsyncIterator[tuple[FakeModem, ModemTransport]]:
+async def modem_and_transport(inbox: Inbox, **overrides: object) -> AsyncIterator[tuple[FakeModem, ModemTransport]]:
     async with FakeModem() as fake:
-        options: dict[str, object] = {"connect_timeout_s": 10, "command_timeout_s": 2, "submit_timeout_s": 2,
-                                      "serial_poll_s": 0.05, **overrides}
+        options: dict[str, object] = {
+            "connect_timeout_s": 10,
+            "command_timeout_s": 2,
+            "submit_timeout_s": 2,
+            "serial_poll_s": 0.05,
+            **overrides,
+        }
         config = ModemConfig(port=fake.port, **options)  # type: ignore[arg-type]
         async with ModemTransport(config, inbox.on_receipt, inbox.on_inbound) as transport:
             assert transport.state is TransportState.BOUND
@@ -64,7 +68,10 @@ async def test_failed_status_report() -> None:
         message_id = await transport.submit(OutboundSms(destination=METER, body=b"\x01"))
         await inbox.wait_for(lambda: len(inbox.receipts) == 1)
     assert (inbox.receipts[0].message_id, inbox.receipts[0].state, inbox.receipts[0].error_code) == (
-        message_id, ReceiptState.EXPIRED, 0x46)
+        message_id,
+        ReceiptState.EXPIRED,
+        0x46,
+    )
 
 
 async def test_incoming_binary_sms_byte_for_byte_then_deleted() -> None:
@@ -157,8 +164,14 @@ async def test_lost_serial_line_reconnects() -> None:
     inbox = Inbox()
     fake = FakeModem()
     await fake.__aenter__()
-    config = ModemConfig(port=fake.port, command_timeout_s=2, connect_timeout_s=5, serial_poll_s=0.05,
-                         reconnect_min_s=0.05, reconnect_max_s=0.1)
+    config = ModemConfig(
+        port=fake.port,
+        command_timeout_s=2,
+        connect_timeout_s=5,
+        serial_poll_s=0.05,
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.1,
+    )
     async with ModemTransport(config, inbox.on_receipt, inbox.on_inbound) as transport:
         await fake.__aexit__()  # the modem is unplugged
         await until(lambda: transport.state is TransportState.RECONNECTING)

@@ -27,17 +27,26 @@ async def echo(sms: OutboundSms) -> Sequence[Reply]:
 
 @asynccontextmanager
 async def server(**config: object) -> AsyncIterator[SmppSimulatorServer]:
-    simulator = SimulatedSmsc(SimulatorConfig(short_number=SHORT_NUMBER, **config),  # type: ignore[arg-type]
-                              random.Random(5), echo)
+    simulator = SimulatedSmsc(
+        SimulatorConfig(short_number=SHORT_NUMBER, **config),  # type: ignore[arg-type]
+        random.Random(5),
+        echo,
+    )
     async with SmppSimulatorServer(SmppServerConfig(system_id="meters", password="pw"), simulator) as srv:
         assert srv.port > 0
         yield srv
 
 
 def client_config(srv: SmppSimulatorServer, **overrides: object) -> SmppConfig:
-    options: dict[str, object] = {"system_id": "meters", "password": "pw", "source_addr": SHORT_NUMBER,
-                                  "reconnect_min_s": 0.05, "reconnect_max_s": 0.2, "submit_timeout_s": 5.0,
-                                  **overrides}
+    options: dict[str, object] = {
+        "system_id": "meters",
+        "password": "pw",
+        "source_addr": SHORT_NUMBER,
+        "reconnect_min_s": 0.05,
+        "reconnect_max_s": 0.2,
+        "submit_timeout_s": 5.0,
+        **overrides,
+    }
     return SmppConfig(host="127.0.0.1", port=srv.port, **options)  # type: ignore[arg-type]
 
 
@@ -50,7 +59,8 @@ async def test_submit_receipt_and_reply_over_smpp() -> None:
     assert {r.state for r in inbox.receipts} == {ReceiptState.DELIVERED}
     replies = sorted(inbox.inbound, key=lambda s: s.body)
     assert [(s.source, s.destination, s.has_udh, s.data_coding) for s in replies] == [
-        (METER, SHORT_NUMBER, True, 4)] * 3
+        (METER, SHORT_NUMBER, True, 4)
+    ] * 3
     assert [s.body[7:] for s in replies] == [bytes([i, 2, 1]) for i in range(3)]
     assert [s.sms.body for s in srv.simulator.submitted] == [bytes([1, 2, i]) for i in range(3)]
 
@@ -63,8 +73,10 @@ async def test_wrong_password_is_refused() -> None:
 
 
 async def test_throttling_reaches_the_client() -> None:
-    async with server() as srv, SmppTransport(client_config(srv, throttle_backoff_s=0.01),
-                                              Inbox().on_receipt, Inbox().on_inbound) as client:
+    async with (
+        server() as srv,
+        SmppTransport(client_config(srv, throttle_backoff_s=0.01), Inbox().on_receipt, Inbox().on_inbound) as client,
+    ):
         srv.simulator.reject_next(1, 0x58)
         with pytest.raises(Throttled):
             await client.submit(OutboundSms(destination=METER, body=b"\x01"))
@@ -73,8 +85,10 @@ async def test_throttling_reaches_the_client() -> None:
 
 async def test_receipts_wait_for_a_receiver_across_a_reconnect() -> None:
     inbox = Inbox()
-    async with server(receipt_delay_s=0.3) as srv, SmppTransport(
-            client_config(srv), inbox.on_receipt, inbox.on_inbound) as client:
+    async with (
+        server(receipt_delay_s=0.3) as srv,
+        SmppTransport(client_config(srv), inbox.on_receipt, inbox.on_inbound) as client,
+    ):
         message_id = await client.submit(OutboundSms(destination=METER, body=b"\x01"))
         await srv.drop_connections()
         await until(lambda: client.stats.binds == 2)
@@ -86,7 +100,15 @@ async def test_receipts_wait_for_a_receiver_across_a_reconnect() -> None:
 async def test_injected_mo() -> None:
     inbox = Inbox()
     async with server() as srv, SmppTransport(client_config(srv), inbox.on_receipt, inbox.on_inbound):
-        srv.inject_mo(InboundSms(source=METER, destination=SHORT_NUMBER, body=b"\xa5", has_udh=False,
-                                 data_coding=4, received_at=datetime.now(UTC)))
+        srv.inject_mo(
+            InboundSms(
+                source=METER,
+                destination=SHORT_NUMBER,
+                body=b"\xa5",
+                has_udh=False,
+                data_coding=4,
+                received_at=datetime.now(UTC),
+            )
+        )
         await inbox.wait_for(lambda: len(inbox.inbound) == 1)
     assert inbox.inbound[0].body == b"\xa5"

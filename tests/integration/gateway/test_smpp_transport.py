@@ -23,10 +23,19 @@ METER = "254700000001"
 
 def config_for(smsc: NodeSmsc, **overrides: object) -> SmppConfig:
     cfg = SmppConfig(
-        host=smsc.host, port=smsc.smpp_port, system_id=smsc.system_id, password=smsc.password,
-        system_type="METER", source_addr=SHORT_NUMBER, source_ton=3, source_npi=0,
-        submit_timeout_s=5.0, reconnect_min_s=0.05, reconnect_max_s=0.2,
-        enquire_link_interval_s=5.0, enquire_link_timeout_s=2.0,
+        host=smsc.host,
+        port=smsc.smpp_port,
+        system_id=smsc.system_id,
+        password=smsc.password,
+        system_type="METER",
+        source_addr=SHORT_NUMBER,
+        source_ton=3,
+        source_npi=0,
+        submit_timeout_s=5.0,
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.2,
+        enquire_link_interval_s=5.0,
+        enquire_link_timeout_s=2.0,
     )
     return replace(cfg, **overrides)  # type: ignore[arg-type]
 
@@ -76,7 +85,7 @@ async def test_binary_submit_with_receipt(smsc: NodeSmsc) -> None:
 
 
 def concat_parts(payload: bytes, ref: int, size: int = 134) -> list[bytes]:
-    chunks = [payload[i:i + size] for i in range(0, len(payload), size)]
+    chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
     return [bytes([5, 0, 3, ref, len(chunks), n]) + chunk for n, chunk in enumerate(chunks, 1)]
 
 
@@ -123,8 +132,7 @@ async def test_submits_are_paced_to_the_configured_rate(smsc: NodeSmsc) -> None:
     loop = asyncio.get_running_loop()
     async with bound(smsc, Inbox(), rate_per_s=50.0) as transport:
         started = loop.time()
-        await asyncio.gather(*(transport.submit(OutboundSms(destination=METER, body=bytes([i])))
-                               for i in range(11)))
+        await asyncio.gather(*(transport.submit(OutboundSms(destination=METER, body=bytes([i]))) for i in range(11)))
         assert loop.time() - started >= 0.18  # 10 intervals of 20 ms
 
 
@@ -160,17 +168,19 @@ async def test_duplicate_and_unknown_receipts_are_passed_on(smsc: NodeSmsc) -> N
     assert known is False
     assert [r.message_id for r in inbox.receipts[:2]] == [message_id, message_id]
     unknown = inbox.receipts[2]
-    assert (unknown.message_id, unknown.state, unknown.error_code) == (
-        "deadbeef99", ReceiptState.UNDELIVERABLE, 34)
+    assert (unknown.message_id, unknown.state, unknown.error_code) == ("deadbeef99", ReceiptState.UNDELIVERABLE, 34)
     acks = await smsc.events("deliver_sm_resp")
     assert [a["status"] for a in acks] == [0, 0, 0]
 
 
-@pytest.mark.parametrize(("stat", "state"), [
-    ("EXPIRED", ReceiptState.EXPIRED),
-    ("UNDELIV", ReceiptState.UNDELIVERABLE),
-    ("REJECTD", ReceiptState.REJECTED),
-])
+@pytest.mark.parametrize(
+    ("stat", "state"),
+    [
+        ("EXPIRED", ReceiptState.EXPIRED),
+        ("UNDELIV", ReceiptState.UNDELIVERABLE),
+        ("REJECTD", ReceiptState.REJECTED),
+    ],
+)
 async def test_failed_receipt_states_from_text_only(smsc: NodeSmsc, stat: str, state: ReceiptState) -> None:
     inbox = Inbox()
     await smsc.configure(receipt_tlvs=False, receipt_stat=stat, receipt_err=11)
@@ -178,7 +188,10 @@ async def test_failed_receipt_states_from_text_only(smsc: NodeSmsc, stat: str, s
         message_id = await transport.submit(OutboundSms(destination=METER, body=b"\x01"))
         await inbox.wait_for(lambda: len(inbox.receipts) == 1)
     assert (inbox.receipts[0].message_id, inbox.receipts[0].state, inbox.receipts[0].error_code) == (
-        message_id, state, 11)
+        message_id,
+        state,
+        11,
+    )
 
 
 async def test_hex_submit_ids_match_decimal_receipt_ids(smsc: NodeSmsc) -> None:
@@ -221,9 +234,14 @@ async def test_responder_answers_submits_with_mo(smsc: NodeSmsc) -> None:
 async def test_mo_delivery(smsc: NodeSmsc) -> None:
     inbox = Inbox()
     async with bound(smsc, inbox):
-        status = await smsc.inject_mo(MobileOriginated(source=METER, destination=SHORT_NUMBER,
-                                                       body=b"\x06\x05\x04\x0b\x84\x0b\x84" + b"\xaa" * 20,
-                                                       has_udh=True))
+        status = await smsc.inject_mo(
+            MobileOriginated(
+                source=METER,
+                destination=SHORT_NUMBER,
+                body=b"\x06\x05\x04\x0b\x84\x0b\x84" + b"\xaa" * 20,
+                has_udh=True,
+            )
+        )
         await inbox.wait_for(lambda: len(inbox.inbound) == 1)
     assert status == 0
     [sms] = inbox.inbound
@@ -256,8 +274,9 @@ async def test_drop_with_a_full_window_then_reconnect(smsc: NodeSmsc) -> None:
     inbox = Inbox()
     await smsc.configure(hold_responses=True)
     async with bound(smsc, inbox, window=8) as transport:
-        outstanding = [asyncio.ensure_future(transport.submit(OutboundSms(destination=METER, body=bytes([i]))))
-                       for i in range(12)]
+        outstanding = [
+            asyncio.ensure_future(transport.submit(OutboundSms(destination=METER, body=bytes([i])))) for i in range(12)
+        ]
         await smsc.wait_submits(8)  # the window is full: 8 sent, 4 waiting for a slot
         await asyncio.sleep(0.05)
         assert len(await smsc.submits()) == 8
@@ -283,6 +302,7 @@ async def test_submit_while_disconnected_raises_not_connected(smsc: NodeSmsc) ->
 
 async def test_enquire_link_timeout_detects_a_dead_peer(smsc: NodeSmsc) -> None:
     async with bound(smsc, Inbox(), enquire_link_interval_s=0.1, enquire_link_timeout_s=1.0) as transport:
+
         async def answered_twice() -> bool:  # enquire_link is sent when the link is idle, and answered
             return len(await smsc.events("enquire_link")) >= 2
 

@@ -62,8 +62,12 @@ async def test_two_gateways_and_a_web_process_share_one_database(
         a, b = sent_by_a.get(accepted, 0), sent_by_b.get(accepted, 0)
         per_frame = Counter((s.destination, s.body) for s in submits)
         figures = harness.count(
-            "scale-out (2 gateways + web, one stopped mid-run)", burst, fleet, len(submits),
-            time.monotonic() - started, f"gateway A sent {a:.0f} before it was stopped, gateway B {b:.0f}",
+            "scale-out (2 gateways + web, one stopped mid-run)",
+            burst,
+            fleet,
+            len(submits),
+            time.monotonic() - started,
+            f"gateway A sent {a:.0f} before it was stopped, gateway B {b:.0f}",
         )
         assert a > 0  # the work was shared ...
         assert b > 0

@@ -38,8 +38,12 @@ def test_binary_submit_golden() -> None:
         "71"  # SMS-SUBMIT, relative validity, status report requested, UDHI
         "00"  # TP-MR (the modem sets it)
         "0c91527400000010"  # TP-DA: 12 digits, international
-        "00" "04" "a7"  # TP-PID, TP-DCS 8-bit, TP-VP one day
-        "09" "050003010201" "0102ff"  # TP-UDL, UDH, payload
+        "00"
+        "04"
+        "a7"  # TP-PID, TP-DCS 8-bit, TP-VP one day
+        "09"
+        "050003010201"
+        "0102ff"  # TP-UDL, UDH, payload
     )
     assert submit.tpdu_length == 23
     decoded = decodeSmsPdu(submit.pdu.hex())
@@ -74,7 +78,12 @@ def test_deliver_round_trip_and_the_library_agrees() -> None:
     pdu = encode_deliver("254700000001", body, has_udh=True, sent_at=AT)
     deliver = decode_deliver(pdu)
     assert (deliver.sender, deliver.data_coding, deliver.has_udh, deliver.user_data, deliver.sent_at) == (
-        "254700000001", 0x04, True, body, AT)
+        "254700000001",
+        0x04,
+        True,
+        body,
+        AT,
+    )
     theirs = decodeSmsPdu(pdu.hex())
     assert bytes(ord(c) for c in theirs["text"]) == body[6:]
 
@@ -92,19 +101,31 @@ def test_gsm7_deliver_from_the_network() -> None:
 
 def test_status_report_golden_and_states() -> None:
     pdu = encode_status_report(7, "254700000001", 0x00, submitted_at=AT, done_at=AT)
-    assert pdu.hex() == "0006070c91527400000010" "62112210203000" "62112210203000" "00"
+    assert pdu.hex() == "0006070c91527400000010621122102030006211221020300000"
     report = decode_status_report(pdu)
     assert (report.message_reference, report.recipient, report.done_at, report.state) == (
-        7, "254700000001", AT, ReceiptState.DELIVERED)
+        7,
+        "254700000001",
+        AT,
+        ReceiptState.DELIVERED,
+    )
     theirs = decodeSmsPdu(pdu.hex())
     assert (theirs["reference"], theirs["status"]) == (7, 0)
 
 
-@pytest.mark.parametrize(("status", "state"), [
-    (0x00, ReceiptState.DELIVERED), (0x02, ReceiptState.DELIVERED), (0x21, ReceiptState.ENROUTE),
-    (0x41, ReceiptState.REJECTED), (0x46, ReceiptState.EXPIRED), (0x48, ReceiptState.DELETED),
-    (0x45, ReceiptState.UNDELIVERABLE), (0x62, ReceiptState.UNDELIVERABLE),
-])
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        (0x00, ReceiptState.DELIVERED),
+        (0x02, ReceiptState.DELIVERED),
+        (0x21, ReceiptState.ENROUTE),
+        (0x41, ReceiptState.REJECTED),
+        (0x46, ReceiptState.EXPIRED),
+        (0x48, ReceiptState.DELETED),
+        (0x45, ReceiptState.UNDELIVERABLE),
+        (0x62, ReceiptState.UNDELIVERABLE),
+    ],
+)
 def test_tp_st_mapping(status: int, state: ReceiptState) -> None:
     assert receipt_state(status) is state
 
@@ -121,10 +142,20 @@ def test_wrong_pdu_types_and_truncation_are_errors() -> None:
             decode_deliver(deliver[:cut])
 
 
-@pytest.mark.parametrize(("seconds", "octet"), [
-    (60, 0), (300, 0), (301, 1), (12 * 3600, 143), (24 * 3600, 167), (2 * 86400, 168), (30 * 86400, 196),
-    (35 * 86400, 197), (10**9, 255),
-])
+@pytest.mark.parametrize(
+    ("seconds", "octet"),
+    [
+        (60, 0),
+        (300, 0),
+        (301, 1),
+        (12 * 3600, 143),
+        (24 * 3600, 167),
+        (2 * 86400, 168),
+        (30 * 86400, 196),
+        (35 * 86400, 197),
+        (10**9, 255),
+    ],
+)
 def test_relative_validity(seconds: int, octet: int) -> None:
     assert relative_validity_octet(seconds) == octet
 

@@ -32,8 +32,13 @@ class Collected:
 
 
 def transport(got: Collected, seed: int = 1, **config: object) -> SimulatorTransport:
-    return SimulatorTransport(SimulatorConfig(**config), got.on_receipt, got.on_inbound,  # type: ignore[arg-type]
-                              rng=random.Random(seed), responder=got.echo)
+    return SimulatorTransport(
+        SimulatorConfig(**config),
+        got.on_receipt,
+        got.on_inbound,  # type: ignore[arg-type]
+        rng=random.Random(seed),
+        responder=got.echo,
+    )
 
 
 async def test_submit_receipt_and_reply() -> None:
