@@ -26,12 +26,12 @@ from billing.errors import BillingError, CurrencyMismatch, InvalidField, NotFoun
 from billing.rules.ledger import TopUpPlan, plan_reversal, plan_top_up, plan_vend
 from billing.rules.money import Money
 from billing.values import PaymentConfirmed, PaymentReversed, ReversalKind
-from gateway.bulk import add_in_id_order
 from gateway.events import CommandSettled
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_command, enqueue_commands
 from store import audit
 from store.audit import Actor
+from store.bulk import add_in_id_order
 from store.schema import commands as C  # noqa: N812
 from store.schema import ledger as L  # noqa: N812
 from store.schema import payments as P  # noqa: N812

@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, tuple_, update
+from sqlalchemy import bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
-from gateway.bulk import insert_many, update_many
 from gateway.events import (
     AlarmRaised,
     BalanceReported,
@@ -44,13 +42,13 @@ from gateway.keys import KeyRing
 from gateway.ports import InboundSms
 from gateway.states import CommandState, Source, ack_target
 from gateway.writegate import Pacer, WriteGate
+from store.bulk import OnConflict, RowUpdate, insert_rows, select_among, update_rows
 from store.schema.commands import alarms, balance_reports, command_history, commands, readings, wrong_sms
 from store.schema.registry import meters
-from store.sql import among_param, insert_ignoring_duplicates
+from store.types import UtcDateTime
 
 log = logging.getLogger("smsmeter.gateway.inbound")
 
-_CHUNK = 1000
 _YIELD_EVERY = 200  # frames decoded between two turns of the event loop
 
 _SEVERITY = {
@@ -109,21 +107,39 @@ class _Work:
     events: list[GatewayEvent] = field(default_factory=list)
 
 
-@functools.cache
-def _active_meters_by_number(postgres: bool) -> Any:
-    """The active meters of the phone numbers `numbers`, with their replay window."""
-    m = meters.c
-    stmt = (
-        select(m.id, m.msisdn, m.code, m.in_highest, m.in_bitmap)
-        .where(among_param(m.msisdn, "numbers", postgres), m.status == "active")
-        .order_by(m.id)
-    )
-    if postgres:
-        # the replay window is read, checked and written here. FOR NO KEY UPDATE, not FOR UPDATE: rows that
-        # reference the meter (alarms, or a command updated twice in one transaction, whose foreign key
-        # PostgreSQL checks again) take KEY SHARE locks, which this lets pass.
-        stmt = stmt.with_for_update(key_share=True)
-    return stmt
+# the replay window is read, checked and written here: the meters are locked FOR NO KEY UPDATE, not FOR
+# UPDATE, since rows that reference the meter (alarms, or a command updated twice in one transaction, whose
+# foreign key PostgreSQL checks again) take KEY SHARE locks, which this lets pass
+_METER_COLUMNS = (meters.c.id, meters.c.msisdn, meters.c.code, meters.c.in_highest, meters.c.in_bitmap)
+_ACTIVE = (meters.c.status == "active",)
+_BY_ID = (meters.c.id,)
+
+_COMMAND_COLUMNS = (commands.c.id, commands.c.meter_id, commands.c.counter, commands.c.kind, commands.c.state)
+_COMMAND_KEY = (commands.c.meter_id, commands.c.counter)
+_COMMAND_ORDER = (commands.c.id,)
+
+_REPLAY_WINDOWS = RowUpdate(
+    meters,
+    {"id": None, "in_highest": None, "in_bitmap": None},
+    lambda _t, v: {"in_highest": v.c.in_highest, "in_bitmap": v.c.in_bitmap},
+)
+
+# an acknowledged command moves from the state it was read in (locked) to the one its answer calls for
+_SETTLE = RowUpdate(
+    commands,
+    {"id": None, "state": None, "reason": commands.c.result_reason.type, "was": commands.c.state.type},
+    lambda _t, v: {
+        "state": v.c.state,
+        "result_reason": v.c.reason,
+        "next_attempt_at": None,
+        "claimed_by": None,
+        "claimed_until": None,
+        "updated_at": bindparam("now", type_=UtcDateTime()),
+        "final_at": bindparam("now", type_=UtcDateTime()),
+    },
+    lambda t, v: [t.c.state == v.c.was],
+)
+_READINGS_ONCE = OnConflict(("meter_id", "register", "read_at"))
 
 
 class Inbound:
@@ -147,7 +163,6 @@ class Inbound:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._on_event = on_event
         self._gate = gate or WriteGate.for_engine(engine)
-        self._postgres = engine.dialect.name == "postgresql"
         self._reassembler = reassembler or mp.Reassembler()
         self._pacer = Pacer(batch_interval_s)  # under load, at most one transaction per interval
         self._queue: list[tuple[InboundSms, asyncio.Future[None]]] = []
@@ -228,13 +243,10 @@ class Inbound:
             await publish(self._on_event, work.events)
 
     async def _meters_by_number(self, conn: AsyncConnection, numbers: set[str]) -> dict[str, _Meter]:
-        found: dict[str, _Meter] = {}
-        ordered = sorted(numbers)
-        query = _active_meters_by_number(self._postgres)
-        for start in range(0, len(ordered), _CHUNK):
-            for row in await conn.execute(query, {"numbers": ordered[start : start + _CHUNK]}):
-                found[row.msisdn] = _Meter(row.id, row.code, row.in_highest, row.in_bitmap)
-        return found
+        rows = await select_among(
+            conn, _METER_COLUMNS, meters.c.msisdn, numbers, where=_ACTIVE, order_by=_BY_ID, lock_of=meters
+        )
+        return {row.msisdn: _Meter(row.id, row.code, row.in_highest, row.in_bitmap) for row in rows}
 
     async def _decode(
         self, conn: AsyncConnection, frames: list[tuple[InboundSms, _Meter, bytes]], work: _Work, now: datetime
@@ -368,26 +380,11 @@ class Inbound:
         work.wrong.append(_wrong_row(meter_id, sms.source, sms.destination, body, reason, detail, sms.received_at))
 
     async def _write(self, conn: AsyncConnection, work: _Work, now: datetime) -> None:
-        if work.windows and self._postgres:
-            await update_many(
-                conn,
-                meters,
-                [{"id": m, "in_highest": w.highest, "in_bitmap": w.bitmap} for m, w in sorted(work.windows.items())],
-                "in_highest = v.in_highest, in_bitmap = v.in_bitmap",
-            )
-        elif work.windows:
-            await conn.execute(
-                update(meters)
-                .where(meters.c.id == bindparam("w_id"))
-                .values(in_highest=bindparam("w_highest"), in_bitmap=bindparam("w_bitmap")),
-                [{"w_id": m, "w_highest": w.highest, "w_bitmap": w.bitmap} for m, w in sorted(work.windows.items())],
-            )
+        windows = [{"id": m, "in_highest": w.highest, "in_bitmap": w.bitmap} for m, w in sorted(work.windows.items())]
+        await update_rows(conn, _REPLAY_WINDOWS, windows)
         if work.acks:
             await self._settle(conn, work, now)
-        if work.readings:
-            await conn.execute(
-                insert_ignoring_duplicates(readings, ["meter_id", "register", "read_at"], self._postgres), work.readings
-            )
+        await insert_rows(conn, readings, work.readings, _READINGS_ONCE)
         if work.balances:
             await conn.execute(insert(balance_reports), work.balances)
         if work.alarms:
@@ -398,21 +395,11 @@ class Inbound:
     async def _settle(self, conn: AsyncConnection, work: _Work, now: datetime) -> None:
         """Move acknowledged commands forward: OK / DUPLICATE → 1:1, REJECTED → rejected_meter."""
         wanted = sorted({(meter_id, ack.acked_counter) for meter_id, ack in work.acks})
-        current: dict[tuple[int, int], Any] = {}
-        if self._postgres:
-            # one statement (arrays, so any number) finds the commands and locks them in id order, as the
-            # dispatcher does (the two never deadlock); a row another transaction held is read again once free
-            rows = await conn.execute(
-                _ACKED_LOCKED, {"meter_ids": [m for m, _ in wanted], "counters": [c for _, c in wanted]}
-            )
-            current.update({(r.meter_id, r.counter): r for r in rows})
-        for start in range(0, len(wanted) if not self._postgres else 0, _CHUNK):
-            rows = await conn.execute(
-                select(commands.c.id, commands.c.meter_id, commands.c.counter, commands.c.kind, commands.c.state).where(
-                    tuple_(commands.c.meter_id, commands.c.counter).in_(wanted[start : start + _CHUNK])
-                )
-            )
-            current.update({(r.meter_id, r.counter): r for r in rows})
+        # the commands are found and locked in id order, as the dispatcher locks them (the two never deadlock)
+        rows = await select_among(
+            conn, _COMMAND_COLUMNS, _COMMAND_KEY, wanted, order_by=_COMMAND_ORDER, lock_of=commands
+        )
+        current: dict[tuple[int, int], Any] = {(r.meter_id, r.counter): r for r in rows}
         state_now = {k: CommandState(r.state) for k, r in current.items()}
         updates: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
@@ -437,7 +424,7 @@ class Inbound:
                 continue  # a second acknowledgement (e.g. DUPLICATE to a resend): already settled
             target = ack_target(ack.result is not mp.AckResult.REJECTED)
             reason = ack.result.name.lower() if target is CommandState.PROCESSED else ack.reason.name.lower()
-            updates.append({"a_id": row.id, "a_state": target.value, "a_reason": reason, "a_from": state.value})
+            updates.append({"id": row.id, "state": target.value, "reason": reason, "was": state.value})
             history.append(
                 {
                     "command_id": row.id,
@@ -455,45 +442,8 @@ class Inbound:
             work.events.append(
                 CommandSettled(row.id, meter_id, row.kind, target.value, reason, at=now, credit_minor=ack.credit_minor)
             )
-        if updates and self._postgres:
-            await update_many(
-                conn,
-                commands,
-                [
-                    {"id": u["a_id"], "state": u["a_state"], "reason": u["a_reason"], "was": u["a_from"]}
-                    for u in updates
-                ],
-                "state = v.state, result_reason = v.reason, next_attempt_at = NULL, claimed_by = NULL, "
-                "claimed_until = NULL, updated_at = :now, final_at = :now",
-                where="AND t.state = v.was",
-                types={"reason": "VARCHAR", "was": "VARCHAR"},
-                params={"now": now},
-            )
-            await insert_many(conn, command_history, history)
-        elif updates:
-            await conn.execute(
-                update(commands)
-                .where(commands.c.id == bindparam("a_id"), commands.c.state == bindparam("a_from"))
-                .values(
-                    state=bindparam("a_state"),
-                    result_reason=bindparam("a_reason"),
-                    next_attempt_at=None,
-                    claimed_by=None,
-                    claimed_until=None,
-                    updated_at=now,
-                    final_at=now,
-                ),
-                updates,
-            )
-            await conn.execute(insert(command_history), history)
-
-
-_ACKED_LOCKED = text(
-    "SELECT c.id, c.meter_id, c.counter, c.kind, c.state FROM commands AS c "
-    "WHERE (c.meter_id, c.counter) IN "
-    "(SELECT * FROM unnest(CAST(:meter_ids AS BIGINT[]), CAST(:counters AS BIGINT[]))) "
-    "ORDER BY c.id FOR NO KEY UPDATE OF c"
-)
+        await update_rows(conn, _SETTLE, updates, now=now)
+        await insert_rows(conn, command_history, history)
 
 
 def _wrong_row(

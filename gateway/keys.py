@@ -7,35 +7,25 @@ id), so a cached key is never stale.
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
 
-from sqlalchemy import and_, select, tuple_
+from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import MeterKeyMissing
+from store.bulk import select_among
 from store.crypto import unwrap_from_storage
 from store.errors import KeyUnwrapError
 from store.schema.registry import meter_keys, meters
-from store.sql import among_param
 
-_CHUNK = 1000
+# each meter with its key id in force and that key, wrapped (None when it is missing)
+_IN_FORCE = (meters.c.id, meters.c.key_id, meter_keys.c.wrapped_key)
+_WITH_KEY = meters.outerjoin(
+    meter_keys, and_(meter_keys.c.meter_id == meters.c.id, meter_keys.c.key_id == meters.c.key_id)
+)
 
-
-@functools.cache
-def _keys_in_force(postgres: bool) -> Any:
-    """Each meter of `ids` with its key id in force and that key, wrapped (None when it is missing)."""
-    return (
-        select(meters.c.id, meters.c.key_id, meter_keys.c.wrapped_key)
-        .select_from(
-            meters.outerjoin(
-                meter_keys, and_(meter_keys.c.meter_id == meters.c.id, meter_keys.c.key_id == meters.c.key_id)
-            )
-        )
-        .where(among_param(meters.c.id, "ids", postgres))
-    )
+_STORED = (meter_keys.c.meter_id, meter_keys.c.key_id, meter_keys.c.wrapped_key)
 
 
 class KeyRing:
@@ -66,20 +56,17 @@ class KeyRing:
 
     async def keys_for(self, conn: AsyncConnection, meter_ids: Iterable[int]) -> dict[int, tuple[int, bytes]]:
         """The keys in force for many meters at once; meters without a usable key are left out."""
-        ids = sorted(set(meter_ids))
         result: dict[int, tuple[int, bytes]] = {}
-        query = _keys_in_force(conn.dialect.name == "postgresql")
-        for start in range(0, len(ids), _CHUNK):
-            rows = await conn.execute(query, {"ids": ids[start : start + _CHUNK]})
-            for meter_id, key_id, wrapped in rows:
-                cached = self._cache.get((meter_id, key_id))
-                if cached is not None:
-                    result[meter_id] = (key_id, cached)
-                elif wrapped is not None:
-                    try:
-                        result[meter_id] = (key_id, self._unwrap(meter_id, key_id, wrapped))
-                    except MeterKeyMissing:
-                        continue
+        rows = await select_among(conn, _IN_FORCE, meters.c.id, set(meter_ids), from_=_WITH_KEY)
+        for meter_id, key_id, wrapped in rows:
+            cached = self._cache.get((meter_id, key_id))
+            if cached is not None:
+                result[meter_id] = (key_id, cached)
+            elif wrapped is not None:
+                try:
+                    result[meter_id] = (key_id, self._unwrap(meter_id, key_id, wrapped))
+                except MeterKeyMissing:
+                    continue
         return result
 
     async def key_by_id(self, conn: AsyncConnection, meter_id: int, key_id: int) -> bytes:
@@ -98,17 +85,10 @@ class KeyRing:
     ) -> dict[tuple[int, int], bytes]:
         pairs = sorted(set(wanted))
         result = {p: self._cache[p] for p in pairs if p in self._cache}
-        missing = [p for p in pairs if p not in result]
-        for start in range(0, len(missing), _CHUNK):
-            chunk = missing[start : start + _CHUNK]
-            rows = await conn.execute(
-                select(meter_keys.c.meter_id, meter_keys.c.key_id, meter_keys.c.wrapped_key).where(
-                    tuple_(meter_keys.c.meter_id, meter_keys.c.key_id).in_(chunk)
-                )
-            )
-            for meter_id, key_id, wrapped in rows:
-                try:
-                    result[(meter_id, key_id)] = self._unwrap(meter_id, key_id, wrapped)
-                except MeterKeyMissing:
-                    continue
+        missing = {p for p in pairs if p not in result}
+        for meter_id, key_id, wrapped in await select_among(conn, _STORED, _STORED[:2], missing):
+            try:
+                result[(meter_id, key_id)] = self._unwrap(meter_id, key_id, wrapped)
+            except MeterKeyMissing:
+                continue
         return result

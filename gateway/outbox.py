@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,11 +22,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, bindparam, cast, func, insert, literal, null, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from gateway.bulk import add_in_id_order
 from gateway.errors import (
     CannotCancel,
     CommandNotFound,
@@ -38,9 +35,10 @@ from gateway.errors import (
 )
 from gateway.keys import KeyRing
 from gateway.states import CommandState, Source
+from store.bulk import Follower, add_in_id_order, ignoring_duplicates, insert_returning, insert_rows, select_among
 from store.schema.commands import command_history, command_parts, commands
 from store.schema.registry import meters
-from store.sql import among_param, insert_ignoring_duplicates
+from store.types import UtcDateTime
 
 _CHUNK = 1000
 # PostgreSQL: NOTIFY'd by a statement that inserts commands (a trigger, migration 0007), delivered when (and
@@ -190,20 +188,11 @@ async def enqueue_commands(
 
 
 async def _existing_by_key(conn: AsyncConnection, keys: set[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    ordered = sorted(keys)
-    query = _commands_by_key(conn.dialect.name == "postgresql")
-    for start in range(0, len(ordered), _CHUNK):
-        rows = await conn.execute(query, {"keys": ordered[start : start + _CHUNK]})
-        found.update({k: i for k, i in rows})
-    return found
+    rows = await select_among(conn, _BY_KEY, commands.c.idempotency_key, keys)
+    return {k: i for k, i in rows}
 
 
-@functools.cache
-def _commands_by_key(postgres: bool) -> Any:
-    return select(commands.c.idempotency_key, commands.c.id).where(
-        among_param(commands.c.idempotency_key, "keys", postgres)
-    )
+_BY_KEY = (commands.c.idempotency_key, commands.c.id)
 
 
 async def _check_dependencies(conn: AsyncConnection, depends_on: set[int]) -> None:
@@ -271,102 +260,59 @@ async def _insert_fresh(
                 "updated_at": now,
             }
         )
-    one_keyed = len(rows) == 1 and rows[0]["idempotency_key"] is not None and not keys_are_new
-    if conn.dialect.name == "postgresql" and not one_keyed:
-        return await _insert_with_history(conn, rows, now)
-    ids: list[int] = []
-    inserted: list[bool] = []
-    if one_keyed:
+    if len(rows) == 1 and rows[0]["idempotency_key"] is not None and not keys_are_new:
         command_id, new = await _insert_one_keyed(conn, rows[0])
-        ids.append(command_id)
-        inserted.append(new)
-    else:
-        for start in range(0, len(rows), _CHUNK):
-            result = await conn.execute(_INSERT_COMMANDS, rows[start : start + _CHUNK])
-            ids.extend(result.scalars())
-        inserted = [True] * len(ids)
-    history = [(i, r) for i, r, new in zip(ids, rows, inserted, strict=True) if new]
-    if not history:
-        return ids
-    await conn.execute(
-        _INSERT_HISTORY,
-        [
-            {
-                "command_id": command_id,
-                "from_state": None,
-                "to_state": CommandState.SENDING.value,
-                "at": now,
-                "source": Source.OUTBOX.value,
-                "detail": f"counter {row['counter']} by {row['created_by']}"[:500],
-            }
-            for command_id, row in history
-        ],
-    )
-    return ids
+        if new:
+            await insert_rows(conn, command_history, [_first_history(command_id, rows[0], now)])
+        return [command_id]
+    made = {
+        (m, n): i
+        for i, m, n, _by in await insert_returning(
+            conn,
+            commands,
+            rows,
+            ("id", "meter_id", "counter", "created_by"),  # the first history row names who created it
+            _FIRST_HISTORY,
+            now=now,
+            outbox=Source.OUTBOX.value,
+        )
+    }
+    return [made[(r["meter_id"], r["counter"])] for r in rows]
 
 
-_INSERT_COMMANDS = insert(commands).returning(commands.c.id, sort_by_parameter_order=True)
-_INSERT_HISTORY = insert(command_history)
+def _first_history(command_id: int, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "command_id": command_id,
+        "from_state": None,
+        "to_state": CommandState.SENDING.value,
+        "at": now,
+        "source": Source.OUTBOX.value,
+        "detail": f"counter {row['counter']} by {row['created_by']}"[:500],
+    }
 
 
-async def _insert_with_history(conn: AsyncConnection, rows: list[dict[str, Any]], now: datetime) -> list[int]:
-    """PostgreSQL: the commands and their first history rows (none → 0:0) in one statement a chunk; returns
-    the new ids in the rows' order (a new command is known by its meter and counter)."""
-    ids: list[int] = []
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        params: dict[str, Any] = {name: [r[name] for r in chunk] for name in _PER_ROW}
-        params.update(now=now, sending=CommandState.SENDING.value, outbox=Source.OUTBOX.value)
-        made = {(m, n): i for i, m, n in await conn.execute(_INSERT_WITH_HISTORY, params)}
-        ids.extend(made[(r["meter_id"], r["counter"])] for r in chunk)
-    return ids
-
-
-# the columns whose values differ row to row
-_PER_ROW = (
-    "meter_id",
-    "kind",
-    "counter",
-    "key_id",
-    "frame",
-    "payload",
-    "depends_on_id",
-    "idempotency_key",
-    "created_by",
-)
-
-
-def _insert_with_history_statement() -> Any:
-    """WITH new AS (INSERT INTO commands … SELECT unnest(:meter_id), … RETURNING …), history AS (INSERT INTO
-    command_history … SELECT … FROM new) SELECT id, meter_id, counter FROM new — the per-row values bound
-    as one array each, the rest as scalars; built once."""
-    c, now = commands.c, bindparam("now", type_=commands.c.created_at.type)
-    sending = bindparam("sending", type_=String)
-    values = select(
-        *(func.unnest(bindparam(name, type_=ARRAY(c[name].type))).label(name) for name in _PER_ROW),
-        sending.label("state"),
-        literal(0).label("attempts"),
-        now.label("next_attempt_at"),
-        now.label("created_at"),
-        now.label("updated_at"),
-    )
-    columns = [*_PER_ROW, "state", "attempts", "next_attempt_at", "created_at", "updated_at"]
-    new = insert(commands).from_select(columns, values).returning(c.id, c.meter_id, c.counter, c.created_by).cte("new")
+def _first_history_values(new: Any) -> list[Any]:
+    """A new command's first history row (none → 0:0), from its row: the same text as `_first_history`."""
     detail = literal("counter ", String) + cast(new.c.counter, String) + literal(" by ", String) + new.c.created_by
-    history = insert(command_history).from_select(
-        ["command_id", "from_state", "to_state", "at", "source", "detail"],
-        select(new.c.id, null(), sending, now, bindparam("outbox", type_=String), func.left(detail, 500)),
-    )
-    return select(new.c.id, new.c.meter_id, new.c.counter).add_cte(history.cte("history"))
+    return [
+        new.c.id,
+        null(),
+        literal(CommandState.SENDING.value, String),
+        bindparam("now", type_=UtcDateTime()),
+        bindparam("outbox", type_=String),
+        func.substr(detail, 1, 500),
+    ]
 
 
-_INSERT_WITH_HISTORY = _insert_with_history_statement()
+_FIRST_HISTORY = Follower(
+    command_history, ("command_id", "from_state", "to_state", "at", "source", "detail"), _first_history_values
+)
 
 
 async def _insert_one_keyed(conn: AsyncConnection, row: dict[str, Any]) -> tuple[int, bool]:
     """Insert one command with an idempotency key; if a concurrent transaction committed the same key
     first, return that command instead (ON CONFLICT DO NOTHING, then read)."""
-    stmt = insert_ignoring_duplicates(commands, ["idempotency_key"], conn.dialect.name == "postgresql")
+    stmt = ignoring_duplicates(conn, commands, ["idempotency_key"])
     command_id = await conn.scalar(stmt.values(row).returning(commands.c.id))
     if command_id is not None:
         return int(command_id), True

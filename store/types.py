@@ -32,11 +32,11 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):  # pragma: no cover - defensive; aiosqlite returns datetime via SQLAlchemy
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        # aiosqlite hands back text only where SQLAlchemy's conversion was bypassed
+        stamp: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if stamp.tzinfo is None:
+            return stamp.replace(tzinfo=UTC)
+        return stamp.astimezone(UTC)
 
 
 # Surrogate keys: BIGINT on PostgreSQL, INTEGER on SQLite (the only type SQLite auto-increments as rowid).
