@@ -14,6 +14,8 @@ from typing import Any
 
 from meter_protocol.errors import MalformedField, UnknownType
 from meter_protocol.messages import (
+    MAX_PROFILE_INTERVALS,
+    MAX_TARIFF_STEPS,
     MESSAGE_CLASSES,
     AckResult,
     EventKind,
@@ -164,7 +166,9 @@ def encode_payload(message: Message) -> bytes:
 
 
 def decode_payload(type_code: int, payload: bytes) -> Message:
-    """The message of type `type_code` in `payload`. Raises UnknownType or MalformedField."""
+    """The message of type `type_code` in `payload`. Raises UnknownType, MalformedField (the payload does
+    not parse: wrong length, count, undefined enum or boolean byte) or its subclass ValueOutOfRange (it
+    parses, but a field breaks a rule of docs/protocol.md §6)."""
     mtype = _TYPES.get(type_code)
     if mtype is None:
         raise UnknownType(type_code)
@@ -184,9 +188,9 @@ def decode_payload(type_code: int, payload: bytes) -> Message:
     if tail:
         rest = payload[size:]
         if mtype is MessageType.SET_TARIFF:
-            values.append(tuple(_step(a, b) for a, b in _counted(rest, _STEP, "steps")))
+            values.append(tuple(_step(a, b) for a, b in _counted(rest, _STEP, "steps", 1, MAX_TARIFF_STEPS)))
         else:
-            values.append(tuple(v for (v,) in _counted(rest, _U32, "energies_wh")))
+            values.append(tuple(v for (v,) in _counted(rest, _U32, "energies_wh", 0, MAX_PROFILE_INTERVALS)))
     # the layouts list the fields in the dataclasses' order (a test checks it)
     return MESSAGE_CLASSES[mtype](*values)
 
@@ -204,10 +208,14 @@ def _step(start: int, price: int) -> TariffStep:
     return step
 
 
-def _counted(rest: bytes, item: struct.Struct, name: str) -> list[tuple[Any, ...]]:
+def _counted(rest: bytes, item: struct.Struct, name: str, least: int, most: int) -> list[tuple[Any, ...]]:
+    """The items of a counted list. A count outside least..most is structure, not a value: malformed
+    (as the schema's occurrence limits make it in the XML form)."""
     if not rest:
         raise MalformedField(name, "count byte missing")
     count = rest[0]
+    if not least <= count <= most:
+        raise MalformedField(name, f"count {count} outside {least}..{most}")
     if len(rest) != 1 + count * item.size:
         raise MalformedField(name, f"count {count} needs {count * item.size} bytes, {len(rest) - 1} present")
     return list(item.iter_unpack(rest[1:]))

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
-from meter_protocol.errors import MalformedField
+from meter_protocol.errors import MalformedField, ValueOutOfRange
 
 U8 = 0xFF
 U16 = 0xFFFF
@@ -127,7 +127,7 @@ def _uint(name: str, value: object, maximum: int, minimum: int = 0) -> None:
     if type(value) is not int:
         raise MalformedField(name, f"expected an integer, got {type(value).__name__}")
     if not minimum <= value <= maximum:
-        raise MalformedField(name, f"{value} outside {minimum}..{maximum}")
+        raise ValueOutOfRange(name, f"{value} outside {minimum}..{maximum}")
 
 
 def _sint(name: str, value: object, bounds: tuple[int, int]) -> None:
@@ -191,15 +191,15 @@ class SetTariff:
         if type(self.steps) is not tuple or not all(type(s) is TariffStep for s in self.steps):
             raise MalformedField("steps", "expected a tuple of TariffStep")
         if not 1 <= len(self.steps) <= MAX_TARIFF_STEPS:
-            raise MalformedField("steps", f"{len(self.steps)} steps, 1..{MAX_TARIFF_STEPS} allowed")
+            raise ValueOutOfRange("steps", f"{len(self.steps)} steps, 1..{MAX_TARIFF_STEPS} allowed")
         if self.steps[0].start != 0:
-            raise MalformedField("steps", "the first step must start at 0")
+            raise ValueOutOfRange("steps", "the first step must start at 0")
         if any(a.start >= b.start for a, b in zip(self.steps, self.steps[1:], strict=False)):
-            raise MalformedField("steps", "step starts must strictly increase")
+            raise ValueOutOfRange("steps", "step starts must strictly increase")
         if self.kind is TariffKind.FLAT and len(self.steps) != 1:
-            raise MalformedField("steps", "a flat tariff has exactly one step")
+            raise ValueOutOfRange("steps", "a flat tariff has exactly one step")
         if self.kind is TariffKind.TIME_OF_USE and self.steps[-1].start >= MINUTES_PER_DAY:
-            raise MalformedField("steps", "a time-of-use band starts before minute 1440")
+            raise ValueOutOfRange("steps", "a time-of-use band starts before minute 1440")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,10 +245,10 @@ class ReadRequest:
     profile_since: int = 0  # epoch s; the first load-profile interval wanted
 
     def __post_init__(self) -> None:
-        if not isinstance(self.items, ReadItems) or not 0 < int(self.items) <= int(
-            ReadItems.REGISTERS | ReadItems.BALANCE | ReadItems.LOAD_PROFILE
-        ):
-            raise MalformedField("items", f"expected a non-empty ReadItems, got {self.items!r}")
+        if not isinstance(self.items, ReadItems):
+            raise MalformedField("items", f"expected ReadItems, got {self.items!r}")
+        if not 0 < int(self.items) <= int(ReadItems.REGISTERS | ReadItems.BALANCE | ReadItems.LOAD_PROFILE):
+            raise ValueOutOfRange("items", f"{int(self.items)}: at least one of the bits 0x01, 0x02, 0x04, no other")
         _uint("profile_since", self.profile_since, U32)
 
 
@@ -413,8 +413,10 @@ class LoadProfile:
     def __post_init__(self) -> None:
         _uint("start_at", self.start_at, U32)
         _uint("interval_s", self.interval_s, U16, 1)
-        if type(self.energies_wh) is not tuple or len(self.energies_wh) > MAX_PROFILE_INTERVALS:
-            raise MalformedField("energies_wh", f"expected a tuple of at most {MAX_PROFILE_INTERVALS}")
+        if type(self.energies_wh) is not tuple:
+            raise MalformedField("energies_wh", "expected a tuple")
+        if len(self.energies_wh) > MAX_PROFILE_INTERVALS:
+            raise ValueOutOfRange("energies_wh", f"{len(self.energies_wh)} intervals, at most {MAX_PROFILE_INTERVALS}")
         for value in self.energies_wh:
             _uint("energies_wh", value, U32)
 
