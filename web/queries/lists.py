@@ -61,7 +61,7 @@ async def commands_page(
     limit: int,
     offset: int,
 ) -> Page:
-    query = select(*_COMMAND_COLUMNS, meters.c.code.label("meter_code")).join(
+    query: Select[Any] = select(*_COMMAND_COLUMNS, meters.c.code.label("meter_code")).join(
         meters, meters.c.id == commands.c.meter_id
     )
     query = _filters(query, commands, {"meter_id": meter_id, "state": state, "kind": kind}, "created_at", since, until)
