@@ -601,6 +601,11 @@ PATHS["/api/v1/payments"]["post"] = {
 
 
 def document() -> dict[str, Any]:
+    from web.api import openapi_registry
+
+    paths = {path: dict(item) for path, item in PATHS.items()}
+    schemas = dict(SCHEMAS)
+    openapi_registry.merge_into(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -616,9 +621,9 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}, {"session": []}],
-        "paths": PATHS,
+        "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key, smk_..."},
                 "session": {"type": "apiKey", "in": "cookie", "name": "smsmeter_session"},
