@@ -13,6 +13,8 @@ FLASH = {
     "topup": N_("Payment recorded; the credit is on its way to the meter."),
     "tariff": N_("Tariff changed."),
     "alarm_ack": N_("Alarm acknowledged."),
+    "cancelled": N_("Command cancelled: it will not be sent."),
+    "reissued": N_("The credit is sent again with the same transfer id; the meter credits it once."),
     "operator_created": N_("Operator created."),
     "key_revoked": N_("API key revoked."),
     "otp_sent": N_("If the code is right, a sign-in code is on its way to your phone."),

@@ -1,12 +1,12 @@
 """The OpenAPI description of the registry's writes (meters, transformers, holidays), tariffs, payment
-conflicts, charges, write-offs and refunds. Merged into the document by `web.api.openapi.document`;
-each operation names the roles that may call it (from the permission table)."""
+conflicts, charges, write-offs and refunds. Merged into the document by `web.api.openapi.document`, which
+adds to each operation the roles that may call it (from the permission table)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from web.permissions import PERMISSIONS, ROLES
+from web.permissions import PERMISSIONS
 
 _INT = {"type": "integer"}
 _NINT = {"type": ["integer", "null"]}
@@ -66,17 +66,12 @@ def operation(
     body: dict[str, Any] | None = None,
     description: str = "",
 ) -> dict[str, Any]:
-    """An operation whose description ends with the roles the permission table allows for `action`."""
-    roles = [r for r in ROLES if r in PERMISSIONS[action]]
-    text = f"{description}\n\nRoles: {', '.join(roles)} (`{action}`).".strip()
-    out: dict[str, Any] = {
-        "operationId": op_id,
-        "summary": summary,
-        "description": text,
-        "tags": [tag],
-        "x-roles": roles,
-        "responses": responses,
-    }
+    """An operation; `action` is the permission table's action its route requires (the document adds the
+    roles allowed from the routes themselves, `x-roles`)."""
+    assert action in PERMISSIONS, action
+    out: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses}
+    if description:
+        out["description"] = description
     if parameters:
         out["parameters"] = parameters
     if body is not None:
