@@ -19,6 +19,15 @@ FLASH = {
     "key_revoked": N_("API key revoked."),
     "otp_sent": N_("If the code is right, a sign-in code is on its way to your phone."),
     "profile": N_("Profile saved."),
+    "meter_installed": N_("Meter installed."),
+    "meter_replaced": N_("Meter replaced; the old one is archived."),
+    "meter_archived": N_("Meter archived."),
+    "transformer_added": N_("Transformer registered."),
+    "meters_attached": N_("Meters attached to the transformer."),
+    "holiday_set": N_("Holiday saved."),
+    "holiday_removed": N_("Holiday removed."),
+    "subscriber_created": N_("Subscriber created."),
+    "subscriber_saved": N_("Subscriber saved."),
 }
 
 # Role names as people read them (the role codes stay English in data and API).

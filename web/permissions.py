@@ -23,6 +23,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "subscribers.read": _STAFF,
     "subscribers.write": frozenset({ADMIN, OPERATOR}),  # create and edit (CIS integrations too)
     "meters.read": _STAFF,
+    "meters.write": frozenset({ADMIN, OPERATOR}),  # install, replace, archive
+    "registry.write": frozenset({ADMIN, OPERATOR}),  # transformers and their balance meters, holidays
     "tariffs.read": _STAFF,
     "tariffs.assign": frozenset({ADMIN, OPERATOR}),
     "ledger.read": _STAFF,

@@ -635,9 +635,12 @@ def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
+    from web.api import openapi_registry
     from web.api.openapi_operations import PATHS as OPERATION_PATHS
 
-    paths = {**PATHS, **OPERATION_PATHS}
+    paths = {**{path: dict(item) for path, item in PATHS.items()}, **OPERATION_PATHS}
+    schemas = dict(SCHEMAS)
+    openapi_registry.merge_into(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -655,7 +658,7 @@ def document() -> dict[str, Any]:
         "security": [{"apiKey": []}, {"session": []}],
         "paths": _with_roles(paths),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key, smk_..."},
                 "session": {"type": "apiKey", "in": "cookie", "name": "smsmeter_session"},
