@@ -248,7 +248,8 @@ async def sync_clocks(
     uow: UnitOfWork, now: datetime, *, keys: KeyRing, every: timedelta, actor: Actor = SYSTEM
 ) -> bulk.Job | None:
     """The scheduled time sync: a `time_sync` to every active meter that has had none for `every`, as one
-    bulk job (None when every clock was set recently). Idempotent per meter and day."""
+    bulk job (None when every clock was set recently). A meter whose clock was set within `every` is left
+    alone, so running it again queues nothing twice."""
     c, m = commands.c, meters.c
     async with uow.begin() as conn:
         recent = select(c.meter_id).where(c.kind == "time_sync", c.created_at >= now - every)
@@ -271,9 +272,8 @@ async def sync_clocks(
             now,
         )
     message = Control(Action.TIME_SYNC).message(now)
-    day = now.date().isoformat()
 
     def build(meter_id: int) -> CommandRequest:
-        return CommandRequest(meter_id, message, str(actor), idempotency_key=f"time_sync:{meter_id}:{day}")
+        return CommandRequest(meter_id, message, str(actor), idempotency_key=f"job:{job_id}:meter:{meter_id}")
 
     return await bulk.run_job(uow, job_id, due, build, now, keys=keys)

@@ -61,10 +61,6 @@ class KeyRing:
         self._remember(meter_id, key_id, key)
         return key
 
-    def wrap(self, key: bytes) -> bytes:
-        """A new meter key wrapped under the master key, as `meter_keys.wrapped_key` stores it."""
-        return wrap_for_storage(self._master_key, key)
-
     async def key_for(self, conn: AsyncConnection, meter_id: int) -> tuple[int, bytes]:
         """(key id, key) in force for the meter (meters.key_id). Raises MeterKeyMissing."""
         found = await self.keys_for(conn, [meter_id])
