@@ -231,14 +231,5 @@ PATHS.update(
                 "responses": {**_ok(_JOB, "the job", "201"), **_problem("422", "no group")},
             }
         },
-        "/api/v1/jobs/{id}": {
-            "get": {
-                "operationId": "getJob",
-                "summary": "A bulk job's progress: queued, skipped, and its commands by state",
-                "tags": ["commands"],
-                "parameters": _ID,
-                "responses": {**_ok(_JOB), **_problem("404", "no such job")},
-            }
-        },
     }
 )

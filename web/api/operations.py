@@ -216,16 +216,6 @@ async def group_key_change(request: web.Request) -> web.Response:
     return await _job(request, job)
 
 
-@requires("commands.read")
-async def job(request: web.Request) -> web.Response:
-    job_id = path_id(request, what="job")
-    async with uow_of(request).connect() as conn:
-        found = await jobs.job(conn, job_id)
-    if found is None:
-        raise NotFound("job", job_id)
-    return respond(found)
-
-
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_post(f"{PREFIX}/commands/{{id}}/cancel", cancel_command)
@@ -236,4 +226,3 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/subscribers/{{id}}/emergency-credit", emergency_credit)
     r.add_post(f"{PREFIX}/group-commands", group_command)
     r.add_post(f"{PREFIX}/key-changes", group_key_change)
-    r.add_get(f"{PREFIX}/jobs/{{id}}", job)

@@ -16,7 +16,6 @@ from billing.control import Action, Control, control_group, control_meter, send_
 from billing.registry import list_transformers
 from web.commands import command_from_fields, group_from_fields, optional_minor, optional_minute_of_day
 from web.console.actions import _request_id as request_id_of
-from web.errors import NotFound
 from web.keys import CLOCK
 from web.middleware import billing_of, keys_of, require_principal, uow_of
 from web.params import bounded_int, choice, path_id, text
@@ -186,16 +185,6 @@ async def group_key_change(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/console/jobs/{job.id}?ok=group")
 
 
-@requires("commands.read")
-async def job_page(request: web.Request) -> web.Response:
-    job_id = path_id(request, what="job")
-    async with uow_of(request).connect() as conn:
-        found = await jobs.job(conn, job_id)
-    if found is None:
-        raise NotFound("job", job_id)
-    return render(request, "console/job.html", {"job": found})
-
-
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/console/commands/{id}/cancel", cancel)
@@ -207,4 +196,3 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/console/groups", groups)
     r.add_post("/console/groups/command", group_command)
     r.add_post("/console/groups/key-change", group_key_change)
-    r.add_get("/console/jobs/{id}", job_page)
