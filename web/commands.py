@@ -60,12 +60,13 @@ def optional_minor(form: Any, name: str, digits: int = 2) -> int | None:
     if isinstance(raw, int) and not isinstance(raw, bool):  # JSON: already minor units
         if raw < 0:
             raise InvalidInput(name, "must be zero or more")
-        return raw
+        return int(raw)
     text = str(raw).strip().replace(",", ".").replace(" ", "")
     whole, _sep, frac = text.partition(".")
     if not whole.isdigit() or (frac and not frac.isdigit()) or len(frac) > digits:
         raise InvalidInput(name, f"must be an amount with at most {digits} decimals")
-    return int(whole) * 10**digits + int((frac or "0").ljust(digits, "0"))
+    value: int = int(whole) * 10**digits + int((frac or "0").ljust(digits, "0"))
+    return value
 
 
 def optional_minute_of_day(form: Any, name: str) -> int | None:

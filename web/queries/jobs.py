@@ -17,7 +17,7 @@ async def job(conn: AsyncConnection, job_id: int) -> dict[str, Any] | None:
     if row is None:
         return None
     c = commands.c
-    states = dict(
+    states: dict[str, int] = dict(
         (
             await conn.execute(
                 select(c.state, func.count()).where(c.idempotency_key.like(f"job:{job_id}:%")).group_by(c.state)
