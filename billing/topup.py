@@ -802,7 +802,13 @@ async def reissue_top_up(uow: UnitOfWork, actor: Actor, topup_id: int, now: date
             .values(command_id=command_id, state="queued", updated_at=now)
         )
         await audit.record(
-            conn, actor, "topup.reissue", now, target=f"topup:{topup_id}", after={"command_id": command_id}
+            conn,
+            actor,
+            "topup.reissue",
+            now,
+            target=f"topup:{topup_id}",
+            before={"state": row.state, "command_id": row.command_id},
+            after={"state": "queued", "command_id": command_id, "transfer_id": int(row.transfer_id)},
         )
         return command_id
 

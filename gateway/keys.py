@@ -16,7 +16,7 @@ from sqlalchemy import and_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import MeterKeyMissing
-from store.crypto import unwrap_from_storage
+from store.crypto import unwrap_from_storage, wrap_for_storage
 from store.errors import KeyUnwrapError
 from store.schema.registry import meter_keys, meters
 from store.sql import among_param
@@ -56,6 +56,10 @@ class KeyRing:
             raise MeterKeyMissing(meter_id, key_id, "the stored key does not unwrap under the master key") from None
         self._remember(meter_id, key_id, key)
         return key
+
+    def wrap(self, key: bytes) -> bytes:
+        """A new meter key wrapped under the master key, as `meter_keys.wrapped_key` stores it."""
+        return wrap_for_storage(self._master_key, key)
 
     async def key_for(self, conn: AsyncConnection, meter_id: int) -> tuple[int, bytes]:
         """(key id, key) in force for the meter (meters.key_id). Raises MeterKeyMissing."""

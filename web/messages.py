@@ -13,10 +13,21 @@ FLASH = {
     "topup": N_("Payment recorded; the credit is on its way to the meter."),
     "tariff": N_("Tariff changed."),
     "alarm_ack": N_("Alarm acknowledged."),
+    "cancelled": N_("Command cancelled: it will not be sent."),
+    "reissued": N_("The credit is sent again with the same transfer id; the meter credits it once."),
     "operator_created": N_("Operator created."),
     "key_revoked": N_("API key revoked."),
     "otp_sent": N_("If the code is right, a sign-in code is on its way to your phone."),
     "profile": N_("Profile saved."),
+    "meter_installed": N_("Meter installed."),
+    "meter_replaced": N_("Meter replaced; the old one is archived."),
+    "meter_archived": N_("Meter archived."),
+    "transformer_added": N_("Transformer registered."),
+    "meters_attached": N_("Meters attached to the transformer."),
+    "holiday_set": N_("Holiday saved."),
+    "holiday_removed": N_("Holiday removed."),
+    "subscriber_created": N_("Subscriber created."),
+    "subscriber_saved": N_("Subscriber saved."),
 }
 
 # Role names as people read them (the role codes stay English in data and API).

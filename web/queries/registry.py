@@ -59,7 +59,8 @@ def _balances(account_ids: list[int]) -> Select[Any]:
 
 
 async def search_subscribers(conn: AsyncConnection, q: str, *, status: str | None, limit: int, offset: int) -> Page:
-    """By subscriber code (prefix), name, street, phone, meter code (prefix) or meter SIM number."""
+    """By subscriber code (prefix), name, street or settlement name, phone, meter code (prefix) or meter SIM
+    number."""
     query = _with_address(select(subscribers.c.id))
     text = q.strip()
     if text:
@@ -72,6 +73,7 @@ async def search_subscribers(conn: AsyncConnection, q: str, *, status: str | Non
                 subscribers.c.code.startswith(text),
                 func.lower(subscribers.c.name).like(like),
                 func.lower(streets.c.name).like(like),
+                func.lower(settlements.c.name).like(like),
                 subscribers.c.phone.startswith(text),
                 subscribers.c.contract_number == text,
                 subscribers.c.id.in_(meter_match),
