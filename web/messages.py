@@ -28,6 +28,9 @@ FLASH = {
     "holiday_removed": N_("Holiday removed."),
     "subscriber_created": N_("Subscriber created."),
     "subscriber_saved": N_("Subscriber saved."),
+    "tariff_created": N_("Tariff created. Add its prices as a version."),
+    "tariff_version": N_("Price version added. Push it to send it to the meters."),
+    "tariff_push": N_("The version is on its way to every meter on the tariff."),
 }
 
 # Role names as people read them (the role codes stay English in data and API).

@@ -26,7 +26,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "meters.write": frozenset({ADMIN, OPERATOR}),  # install, replace, archive
     "registry.write": frozenset({ADMIN, OPERATOR}),  # transformers and their balance meters, holidays
     "tariffs.read": _STAFF,
-    "tariffs.assign": frozenset({ADMIN, OPERATOR}),
+    "tariffs.assign": frozenset({ADMIN, OPERATOR}),  # a subscriber's tariff; a version pushed to the meters
+    "tariffs.manage": frozenset({ADMIN}),  # define tariffs and their price versions
     "ledger.read": _STAFF,
     "commands.read": _STAFF,
     "commands.issue": frozenset({ADMIN, OPERATOR}),  # relay off/on, read request, tariff push

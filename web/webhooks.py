@@ -166,7 +166,8 @@ class BillingApplier:
         self, conn: AsyncConnection, requests: Sequence[CreditRequest], now: datetime
     ) -> list[CreditApplied | PaymentRefused]:
         payments = [_confirmed(request, now) for request in requests]
-        results = await apply_payments(conn, payments, now, keys=self.keys, policy=self.policy)
+        # payments credits a payment once (under its row lock): these were never applied
+        results = await apply_payments(conn, payments, now, keys=self.keys, policy=self.policy, known_new=True)
         return [
             PaymentRefused(r.reason) if isinstance(r, BillingError) else CreditApplied(command_id=r.command_id)
             for r in results

@@ -305,6 +305,152 @@ PATHS: dict[str, Any] = {
 }
 
 
+_TARIFF_BODY = {
+    "type": "object",
+    "description": "prices in thousandths of a minor unit per kWh; a step's start is 0 (flat), Wh of monthly "
+    "consumption (block) or the minute of the day (time-of-use)",
+    "properties": {
+        "steps": {
+            "type": "array",
+            "items": {"type": "array", "items": _INT, "minItems": 2, "maxItems": 2},
+            "description": "[[start, price_milli_minor_per_kwh], ...], starts increasing from 0",
+        },
+        "price_minor_per_kwh": {**_INT, "description": "a flat tariff's price in whole minor units (short form)"},
+        "standing_charge_minor_per_day": _MINOR,
+        "effective_from": {**_TIME, "description": "default: now; a future time travels with the command"},
+    },
+}
+SCHEMAS["TariffDetail"] = _obj(
+    id=_INT,
+    code=_STR,
+    name=_STR,
+    kind={"type": "string", "enum": ["flat", "block", "tou"]},
+    versions={
+        "type": "array",
+        "items": _obj(version=_INT, wire_version=_INT, effective_from=_TIME, body={"type": "object"}),
+    },
+)
+SCHEMAS["TariffPreview"] = _obj(
+    tariff_code=_STR,
+    version=_INT,
+    wire_version={**_INT, "description": "the version number the meters see (one series for the utility)"},
+    effective_from=_TIME,
+    summary=_STR,
+    fields={"type": "object", "description": "the SetTariff message's fields"},
+    payload_hex={"type": "string", "description": "the plaintext payload the frame seals (protocol §6)"},
+    payload_bytes=_INT,
+    xml={"type": "string", "description": "the same message as the protocol's XML document"},
+)
+SCHEMAS["Job"] = _obj(
+    id=_INT,
+    kind=_STR,
+    description=_STR,
+    total=_INT,
+    done={**_INT, "description": "commands queued"},
+    skipped=_INT,
+    percent=_INT,
+    status={"type": "string", "enum": ["running", "done", "failed"]},
+    error=_NSTR,
+    states={
+        "type": "object",
+        "description": "tariff pushes: the meters' commands by state",
+        "additionalProperties": _INT,
+    },
+    processed={**_INT, "description": "tariff pushes: meters that acknowledged the version (1:1)"},
+    created_at=_TIME,
+    finished_at=_NTIME,
+)
+PATHS["/api/v1/tariffs"] = {
+    "post": operation(
+        "createTariff",
+        "Create a tariff (flat, block or time-of-use); its prices come as versions",
+        "tariffs",
+        "tariffs.manage",
+        {
+            **_ok(_ref("TariffDetail"), "created", "201"),
+            **_problem("409", "the code exists"),
+            **_problem("422", "a field is not valid"),
+        },
+        body=_body(
+            {
+                "type": "object",
+                "properties": {
+                    "code": _STR,
+                    "name": _STR,
+                    "kind": {"type": "string", "enum": ["flat", "block", "tou"]},
+                },
+                "required": ["code", "name", "kind"],
+            }
+        ),
+    )
+}
+PATHS["/api/v1/tariffs/{id}"] = {
+    "get": operation(
+        "getTariff",
+        "A tariff with its versions",
+        "tariffs",
+        "tariffs.read",
+        {**_ok(_ref("TariffDetail")), **_problem("404", "no such tariff")},
+        parameters=_ID,
+    )
+}
+PATHS["/api/v1/tariffs/{id}/versions"] = {
+    "post": operation(
+        "addTariffVersion",
+        "Add a price version with its effective time (answers what it will send)",
+        "tariffs",
+        "tariffs.manage",
+        {
+            **_ok(_obj(tariff=_ref("TariffDetail"), preview=_ref("TariffPreview")), "added", "201"),
+            **_problem("404", "no such tariff"),
+            **_problem("422", "the prices are not valid"),
+        },
+        parameters=_ID,
+        body=_body(_TARIFF_BODY),
+        description="The meters get it when it is pushed (`POST /api/v1/tariffs/{id}/push`).",
+    )
+}
+PATHS["/api/v1/tariffs/{id}/versions/{version}/preview"] = {
+    "get": operation(
+        "previewTariffVersion",
+        "What a version sends to a meter: the message, its payload bytes and its XML",
+        "tariffs",
+        "tariffs.read",
+        {**_ok(_ref("TariffPreview")), **_problem("404", "no such tariff or version")},
+        parameters=[
+            *_ID,
+            {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+        ],
+    )
+}
+PATHS["/api/v1/tariffs/{id}/push"] = {
+    "post": operation(
+        "pushTariff",
+        "Send the tariff's newest version to every meter on it, as a bulk job",
+        "tariffs",
+        "tariffs.assign",
+        {
+            **_ok(_ref("Job"), "the job started; follow it at its Location", "202"),
+            **_problem("404", "no such tariff"),
+            **_problem("422", "the tariff has no version"),
+        },
+        parameters=_ID,
+        description="Commands are queued a chunk at a time; each meter's card shows the version once the meter "
+        "acknowledges it (1:1). Pushing again sends nothing twice.",
+    )
+}
+PATHS["/api/v1/jobs/{id}"] = {
+    "get": operation(
+        "getJob",
+        "A bulk job's progress",
+        "commands",
+        "commands.read",
+        {**_ok(_ref("Job")), **_problem("404", "no such job")},
+        parameters=_ID,
+    )
+}
+
+
 def merge_into(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
     """Add this module's operations and schemas to the document's (an existing path gains methods)."""
     for path, item in PATHS.items():
