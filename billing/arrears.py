@@ -31,6 +31,7 @@ from billing.rules.arrears import (
 from billing.rules.ledger import plan_emergency_credit
 from billing.rules.money import Money
 from billing.rules.notices import NoticeKind
+from billing.transfers import next_transfer_id
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_command, enqueue_commands
 from store import audit
@@ -393,8 +394,6 @@ async def grant_emergency_credit(
     as debt, repaid by debt recovery) and a due disconnect waits `emergency_grace_days`. Returns the
     credit command id. Raises InvalidField when the policy has none or it was used in this episode."""
     from datetime import timedelta
-
-    from billing.topup import next_transfer_id
 
     async with uow.begin() as conn:
         subscriber = await registry.get_subscriber(conn, subscriber_id)

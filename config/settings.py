@@ -122,6 +122,7 @@ class SimulatorSettings:
     loss_rate: float = 0.0
     ack_delay_s: float = 0.5
     seed: int = 1
+    report_interval_s: float = 60.0  # the simulated meters report their readings this often; 0: never
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.loss_rate <= 1.0, "loss_rate", "must be between 0 and 1")
@@ -158,6 +159,9 @@ class PaymentsSettings:
     reconcile_enabled: bool = True
     delivery_check_h: int = 6  # a paid top-up whose credit command is not at 1:1 after this is reported
     reports_dir: str = "reports"  # under data_dir unless absolute
+    # The built-in payment simulator standing where Stripe Checkout stands (a local card page that pays through
+    # the signed Stripe webhook). auto: on only with the simulated SMS network and no stripe.api_key.
+    checkout_simulator: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         for name, secret in self.providers.items():

@@ -13,6 +13,7 @@ from store.schema.notices import notices
 from store.schema.payments import payments
 from store.schema.registry import meters, settlements, streets, subscribers
 from web.queries import Page
+from web.queries.history import invoices_of, top_ups
 
 _ADDRESS = [
     settlements.c.name.label("settlement"),
@@ -226,8 +227,6 @@ async def subscriber_card(conn: AsyncConnection, subscriber_id: int, *, limit: i
             )
         ).mappings()
     ]
-    from web.queries.portal import invoices_of, top_ups
-
     return {
         **summary,
         "top_ups": await top_ups(conn, subscriber_id, limit=10),
