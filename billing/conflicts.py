@@ -142,7 +142,12 @@ async def resolve_conflict(
             await conn.execute(
                 update(P.payments)
                 .where(P.payments.c.id == applied.payment_id)
-                .values(amount_minor=applied.amount.minor, updated_at=now)
+                .values(amount_minor=applied.amount.minor, status="paid", updated_at=now)
+            )
+            await conn.execute(
+                update(P.payments)
+                .where(P.payments.c.id == applied.payment_id, P.payments.c.paid_at.is_(None))
+                .values(paid_at=now)
             )
         await audit.record(
             conn,
