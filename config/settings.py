@@ -159,9 +159,6 @@ class PaymentsSettings:
     reconcile_enabled: bool = True
     delivery_check_h: int = 6  # a paid top-up whose credit command is not at 1:1 after this is reported
     reports_dir: str = "reports"  # under data_dir unless absolute
-    # The built-in payment simulator standing where Stripe Checkout stands (a local card page that pays through
-    # the signed Stripe webhook). auto: on only with the simulated SMS network and no stripe.api_key.
-    checkout_simulator: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         for name, secret in self.providers.items():
