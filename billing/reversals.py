@@ -93,7 +93,7 @@ async def reinstate(
         command_id=command_id,
     )
     await _give_back(conn, credits, amount.minor, now)
-    facts = {"reinstatement_ref": reinstated.reinstatement_ref, "event_id": reinstated.event_id}
+    facts: dict[str, object] = {"reinstatement_ref": reinstated.reinstatement_ref, "event_id": reinstated.event_id}
     facts.update(amount_minor=amount.minor, debt_cancelled_minor=plan.cancelled.minor, command_id=command_id)
     facts.update(credited_minor=plan.credited.minor, vend_minor=plan.vend.minor)
     await audit.record(conn, actor, "payment.reinstate", now, target=f"topup:{row.id}", after=facts)
