@@ -27,6 +27,7 @@ from billing.topup_records import (
     DEFAULT_POLICY,
     MAX_CREDIT_MINOR,
     PaymentNotApplied,
+    ReinstatementResult,
     ReversalResult,
     TopUpPolicy,
     TopUpResult,
@@ -37,7 +38,7 @@ from billing.topup_records import (
     topup_key,
 )
 from billing.transfers import next_transfer_id
-from billing.values import PaymentConfirmed, PaymentReversed, ReversalKind
+from billing.values import PaymentConfirmed, PaymentReinstated, PaymentReversed, ReversalKind
 from gateway.events import CommandSettled
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_command
@@ -122,6 +123,17 @@ async def reverse_payment(
     InvalidField (more than is left of the payment)."""
     who = actor or Actor("system", reversal.provider)
     return await _retrying(uow, lambda conn: reversals.reverse(conn, reversal, now, who))
+
+
+async def reinstate_payment(
+    uow: UnitOfWork, reinstated: PaymentReinstated, now: datetime, *, keys: KeyRing, actor: Actor | None = None
+) -> ReinstatementResult:
+    """Give back what a reversal took after the dispute over it was won: first the debt the payment's own
+    reversals created is cancelled (the meter kept that credit), only the rest is new credit (sent to the
+    meter). Idempotent on `reinstatement_ref`. Raises PaymentNotApplied, CurrencyMismatch, InvalidField
+    (more than was taken back)."""
+    who = actor or Actor("system", reinstated.provider)
+    return await _retrying(uow, lambda conn: reversals.reinstate(conn, reinstated, now, keys, who))
 
 
 async def cash_top_up(
@@ -311,7 +323,9 @@ async def on_command_settled(uow: UnitOfWork, event: CommandSettled, now: dateti
 __all__ = [
     "PaymentConfirmed",
     "PaymentNotApplied",
+    "PaymentReinstated",
     "PaymentReversed",
+    "ReinstatementResult",
     "ReversalKind",
     "ReversalResult",
     "TopUpPolicy",
@@ -321,6 +335,7 @@ __all__ = [
     "cash_top_up",
     "get_top_up",
     "on_command_settled",
+    "reinstate_payment",
     "reissue_top_up",
     "reverse_payment",
     "top_ups_of",

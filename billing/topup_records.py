@@ -64,6 +64,15 @@ class ReversalResult:
     duplicate: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ReinstatementResult:
+    topup_id: int
+    debt_cancelled: Money  # of the debt the payment's own reversals created
+    credited: Money  # what was left: new credit
+    command_id: int | None  # the credit command of the new credit, when one was sent
+    duplicate: bool
+
+
 def topup_key(provider: str, provider_ref: str) -> str:
     return f"{provider}:{provider_ref}"
 

@@ -122,6 +122,7 @@ class SimulatorSettings:
     loss_rate: float = 0.0
     ack_delay_s: float = 0.5
     seed: int = 1
+    report_interval_s: float = 60.0  # the simulated meters report their readings this often; 0: never
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.loss_rate <= 1.0, "loss_rate", "must be between 0 and 1")

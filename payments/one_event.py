@@ -51,8 +51,8 @@ async def apply_event(
         if isinstance(event, PaymentRefunded | DisputeOpened | DisputeClosed):
             raise PaymentNotYetKnown(loc.provider, loc.payment_intent_id or loc.charge_id or loc.provider_ref)
         if isinstance(event, PaymentSucceeded):
-            conflict = Conflict("unknown payment reference", {"reference": loc.reference, **event_facts(event)})
-            return await record_conflict(conn, event, None, conflict, now)
+            unknown = Conflict("unknown payment reference", {"reference": loc.reference, **event_facts(event)})
+            return await record_conflict(conn, event, None, unknown, now)
         return EventResult(Outcome.IGNORED, detail="no such payment here")
     await link_ids(conn, payment, loc, now)
     if isinstance(event, PaymentSucceeded):
@@ -64,8 +64,8 @@ async def apply_event(
     if isinstance(event, PaymentAwaiting | PaymentFailed):
         return await _mark_unpaid(conn, payment, event, now)
     if event.currency != payment.currency:
-        conflict = Conflict("currency differs", {"asked": payment.currency, **event_facts(event)})
-        return await record_conflict(conn, event, payment, conflict, now)
+        differs = Conflict("currency differs", {"asked": payment.currency, **event_facts(event)})
+        return await record_conflict(conn, event, payment, differs, now)
     if isinstance(event, PaymentRefunded):
         await conn.execute(
             update(payments)

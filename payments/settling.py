@@ -114,7 +114,7 @@ async def settle_reversals(
                 conn,
                 CreditRequest(
                     amount_minor=-delta,
-                    ledger_ref=f"{payment.provider_ref}:reinstate:{n}",
+                    ledger_ref=payment.provider_ref,
                     idempotency_key=f"reinstate:{payment_id}:{n}",
                     reason="reinstated",
                     **common,
