@@ -124,7 +124,7 @@ class BillingService:
 
     # --- scheduled jobs ---------------------------------------------------------------------------------
 
-    async def sync_clocks(self, now: datetime) -> bulk.Job | None:
+    async def sync_clocks(self, now: datetime, progress: JobProgress = UNWATCHED) -> bulk.Job | None:
         if self.time_sync_every is None:
             return None
         return await control.sync_clocks(self.uow, now, keys=self.keys, every=self.time_sync_every)
@@ -140,11 +140,10 @@ class BillingService:
             progress=progress,
         )
 
-    async def settle_key_changes(self, now: datetime) -> meter_keys.KeySettlement:
+    async def settle_key_changes(self, now: datetime, progress: JobProgress = UNWATCHED) -> meter_keys.KeySettlement:
         """Key changes whose command is final (should a notification have been missed)."""
         return await meter_keys.settle_key_changes(self.uow, now)
 
-    async def send_notices(self, now: datetime) -> notices.SendReport:
     async def send_notices(self, now: datetime, progress: JobProgress = UNWATCHED) -> notices.SendReport:
         return await notices.send_due_notices(
             self.uow, now, sms=self.text_sender, email=self.email_sender, observer=self.observer, progress=progress
