@@ -40,6 +40,7 @@ from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.sql import insert_ignoring_duplicates
 from store.uow import UnitOfWork
+from telemetry import UNWATCHED, JobProgress
 
 log = logging.getLogger("smsmeter.billing.arrears")
 
@@ -267,6 +268,7 @@ async def run_arrears_sweep(
     keys: KeyRing,
     utility: str,
     batch_size: int = 20000,
+    progress: JobProgress = UNWATCHED,
 ) -> SweepReport:
     """Sweep every account once. Safe to re-run at any time: penalties, notices and commands are keyed by
     (account, episode, period/stage), so a second run at the same moment changes nothing."""
@@ -274,7 +276,7 @@ async def run_arrears_sweep(
     report = SweepReport()
     holidays = None
     last = 0
-    while True:
+    while not progress.stop_requested:  # a stopped sweep is re-run whole next time: it is idempotent
         async with uow.begin() as conn:
             if holidays is None:
                 holidays = await registry.holidays(conn)
@@ -292,6 +294,7 @@ async def run_arrears_sweep(
                 break
             await _batch(conn, last + 1, int(hi), policy, calendar, now, keys, utility, report)
         report.batches += 1
+        progress.advanced(int(hi) - last)
         last = int(hi)
     report.seconds = time.perf_counter() - started
     log.info(

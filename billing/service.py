@@ -22,7 +22,7 @@ from gateway.keys import KeyRing
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.uow import UnitOfWork
-from telemetry import NO_METRICS, Observer
+from telemetry import NO_METRICS, UNWATCHED, JobProgress, Observer
 
 log = logging.getLogger("smsmeter.billing")
 
@@ -85,32 +85,48 @@ class BillingService:
 
     # --- scheduled jobs ---------------------------------------------------------------------------------
 
-    async def sweep(self, now: datetime) -> arrears.SweepReport:
+    async def sweep(self, now: datetime, progress: JobProgress = UNWATCHED) -> arrears.SweepReport:
         return await arrears.run_arrears_sweep(
-            self.uow, self.arrears_policy, self.calendar, now, keys=self.keys, utility=self.utility.name
+            self.uow,
+            self.arrears_policy,
+            self.calendar,
+            now,
+            keys=self.keys,
+            utility=self.utility.name,
+            progress=progress,
         )
 
-    async def send_notices(self, now: datetime) -> notices.SendReport:
+    async def send_notices(self, now: datetime, progress: JobProgress = UNWATCHED) -> notices.SendReport:
         return await notices.send_due_notices(
-            self.uow, now, sms=self.text_sender, email=self.email_sender, observer=self.observer
+            self.uow, now, sms=self.text_sender, email=self.email_sender, observer=self.observer, progress=progress
         )
 
-    async def monthly(self, now: datetime) -> int:
+    async def monthly(self, now: datetime, progress: JobProgress = UNWATCHED) -> int:
         """On the first run in a new month: last month's invoices (then e-mailed) and transformer balances."""
         local = now.astimezone(self.tz).date()
         month = local.replace(day=1)
         if self.last_invoice_month == month:
             if self.email_sender is not None:
-                await invoices.email_invoices(self.uow, self.email_sender, now)
+                await invoices.email_invoices(self.uow, self.email_sender, now, progress=progress)
             return 0
         start, end = invoices.previous_month(local)
         issued = await invoices.issue_invoices(
-            self.uow, start, end, now, utility=self.utility, vat_bp=self.vat_bp, series=self.invoice_series, tz=self.tz
+            self.uow,
+            start,
+            end,
+            now,
+            utility=self.utility,
+            vat_bp=self.vat_bp,
+            series=self.invoice_series,
+            tz=self.tz,
+            progress=progress,
         )
+        if progress.stop_requested:  # stopped between batches: the next run issues the rest
+            return len(issued)
         period_start = datetime.combine(start, datetime.min.time(), self.tz).astimezone(UTC)
         period_end = datetime.combine(end + timedelta(days=1), datetime.min.time(), self.tz).astimezone(UTC)
         await losses.record_transformer_balances(self.uow, period_start, period_end, now)
         if self.email_sender is not None:
-            await invoices.email_invoices(self.uow, self.email_sender, now)
+            await invoices.email_invoices(self.uow, self.email_sender, now, progress=progress)
         self.last_invoice_month = month
         return len(issued)

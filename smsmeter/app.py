@@ -243,7 +243,11 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     )
                 # the sweep and invoices run with the timers; text notices where the transport is
                 billing_jobs = start_billing_jobs(
-                    settings, billing, schedule=Role.SCHEDULER in roles, notices=Role.GATEWAY in roles
+                    settings,
+                    billing,
+                    schedule=Role.SCHEDULER in roles,
+                    notices=Role.GATEWAY in roles,
+                    observer=runtime.metrics,
                 )
                 log.info(
                     "smsmeter %s ready (%s): database %s, transport %s (%s), short number %s",

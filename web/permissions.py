@@ -29,6 +29,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "tariffs.assign": frozenset({ADMIN, OPERATOR}),  # a subscriber's tariff; a version pushed to the meters
     "tariffs.manage": frozenset({ADMIN}),  # define tariffs and their price versions
     "ledger.read": _STAFF,
+    "ledger.charge": frozenset({ADMIN, OPERATOR}),  # a penalty or fixed charge on the debt
+    "ledger.adjust": frozenset({ADMIN}),  # a correction on a book; a write-off of debt
     "commands.read": _STAFF,
     "commands.issue": frozenset({ADMIN, OPERATOR}),  # relay off/on, read request, tariff push
     "commands.cancel": frozenset({ADMIN, OPERATOR}),  # a command that has not left yet (0:0)
@@ -39,6 +41,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "topups.reissue": frozenset({ADMIN, OPERATOR}),  # a failed credit sent again, same transfer id
     "payments.read": _STAFF,
     "payments.cash": frozenset({ADMIN, CASHIER}),  # cashier top-up; payments a CIS took at a bank
+    "payments.refund": frozenset({ADMIN, CASHIER}),  # give back a cash payment
+    "payments.resolve": frozenset({ADMIN, OPERATOR}),  # credit or dismiss a payment conflict
     "notices.read": _STAFF,
     "invoices.read": _STAFF,
     "communication.read": _WATCHERS,  # communication log and wrong SMS

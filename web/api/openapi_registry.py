@@ -451,6 +451,171 @@ PATHS["/api/v1/jobs/{id}"] = {
 }
 
 
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "description": "8-100 characters; a retry with the same key posts nothing twice",
+    "schema": {"type": "string", "minLength": 8, "maxLength": 100},
+}
+_BALANCES = _obj(wallet_minor=_MINOR, debt_minor=_MINOR)
+SCHEMAS["Posted"] = _obj(subscriber_id=_INT, before=_BALANCES, after=_BALANCES, duplicate={"type": "boolean"})
+SCHEMAS["PaymentConflict"] = _obj(
+    id=_INT,
+    provider=_STR,
+    provider_ref=_STR,
+    reason=_STR,
+    details={"type": "object", "description": "both sides: what was asked and what the provider reported"},
+    created_at=_TIME,
+    event_id=_NSTR,
+    payment_id=_NINT,
+    subscriber_code=_NSTR,
+    creditable={"type": "boolean", "description": "a confirmed payment that may be credited as reported"},
+    resolved_at=_NTIME,
+    resolved_by=_NSTR,
+    resolution={"type": ["string", "null"], "enum": ["credit", "dismiss", None]},
+    resolution_note=_NSTR,
+    topup_id=_NINT,
+)
+PATHS["/api/v1/payment-conflicts"] = {
+    "get": operation(
+        "listPaymentConflicts",
+        "Payments that did not match what was asked, waiting for a person (`open=true`: unresolved)",
+        "payments",
+        "payments.read",
+        {**_ok(_list_of("PaymentConflict")), **_problem("422", "a filter is malformed")},
+        parameters=[
+            {"name": "open", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        ],
+    )
+}
+PATHS["/api/v1/payment-conflicts/{id}/resolve"] = {
+    "post": operation(
+        "resolvePaymentConflict",
+        "Resolve a payment conflict: credit the payment as the provider reported it, or dismiss it",
+        "payments",
+        "payments.resolve",
+        {
+            **_ok({"allOf": [_ref("PaymentConflict"), _obj(command_id=_NINT, already_resolved={"type": "boolean"})]}),
+            **_problem("404", "no such conflict"),
+            **_problem("409", "the payment is credited already"),
+            **_problem("422", "no note; not a payment to credit; no subscriber for an unknown reference"),
+        },
+        parameters=_ID,
+        body=_body(
+            {
+                "type": "object",
+                "properties": {
+                    "resolution": {"type": "string", "enum": ["credit", "dismiss"]},
+                    "note": {"type": "string", "maxLength": 500},
+                    "subscriber_code": {
+                        "type": "string",
+                        "pattern": "^[0-9]{15}$",
+                        "description": "credit: the subscriber to credit when our reference was unknown",
+                    },
+                },
+                "required": ["resolution", "note"],
+            }
+        ),
+        description="Credit goes through billing's one path for payments (ledger, debt recovery, the credit "
+        "command), once per provider reference. A resolved conflict stays resolved.",
+    )
+}
+PATHS["/api/v1/subscribers/{id}/charges"] = {
+    "post": operation(
+        "chargeSubscriber",
+        "A penalty or fixed charge onto the subscriber's debt",
+        "subscribers",
+        "ledger.charge",
+        {
+            **_ok(_ref("Posted"), "posted", "201"),
+            "200": {
+                "description": "posted before with this key",
+                "content": {"application/json": {"schema": _ref("Posted")}},
+            },
+            **_problem("404", "no such subscriber"),
+            **_problem("422", "not a valid charge"),
+        },
+        parameters=[*_ID, _IDEMPOTENCY],
+        body=_body(
+            {
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "enum": ["fixed_charge", "penalty"]},
+                    "amount_minor": {**_MINOR, "minimum": 1},
+                    "memo": {"type": "string", "maxLength": 500},
+                },
+                "required": ["kind", "amount_minor", "memo"],
+            }
+        ),
+    )
+}
+PATHS["/api/v1/subscribers/{id}/adjustments"] = {
+    "post": operation(
+        "adjustSubscriberAccount",
+        "A correction on the wallet or the debt; a positive debt amount writes debt off",
+        "subscribers",
+        "ledger.adjust",
+        {
+            **_ok(_ref("Posted"), "posted", "201"),
+            "200": {
+                "description": "posted before with this key",
+                "content": {"application/json": {"schema": _ref("Posted")}},
+            },
+            **_problem("404", "no such subscriber"),
+            **_problem("409", "the wallet would go below zero"),
+            **_problem("422", "not a valid adjustment (the debt would turn positive)"),
+        },
+        parameters=[*_ID, _IDEMPOTENCY],
+        body=_body(
+            {
+                "type": "object",
+                "properties": {
+                    "book": {"type": "string", "enum": ["wallet", "debt"]},
+                    "amount_minor": {**_MINOR, "description": "signed minor units"},
+                    "memo": {"type": "string", "maxLength": 500},
+                },
+                "required": ["book", "amount_minor", "memo"],
+            }
+        ),
+    )
+}
+PATHS["/api/v1/topups/{id}/refund"] = {
+    "post": operation(
+        "refundCashPayment",
+        "Give back a cash payment: the ledger takes it back (the wallet first; credit on the meter becomes debt)",
+        "payments",
+        "payments.refund",
+        {
+            **_ok(
+                _obj(topup_id=_INT, from_wallet_minor=_MINOR, to_debt_minor=_MINOR, duplicate={"type": "boolean"}),
+                "refunded",
+                "201",
+            ),
+            "200": {
+                "description": "refunded before with this key",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            **_problem("404", "no such top-up"),
+            **_problem("422", "not a cash payment, or more than is left of it"),
+        },
+        parameters=[*_ID, _IDEMPOTENCY],
+        body=_body(
+            {
+                "type": "object",
+                "properties": {
+                    "reason": {"type": "string", "maxLength": 500},
+                    "amount_minor": {**_MINOR, "minimum": 1},
+                },
+                "required": ["reason"],
+            }
+        ),
+    )
+}
+
+
 def merge_into(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
     """Add this module's operations and schemas to the document's (an existing path gains methods)."""
     for path, item in PATHS.items():
