@@ -104,3 +104,18 @@ def test_the_1993_tid_rolls_over_in_2024_and_the_2014_base_date_carries_on() -> 
     with pytest.raises(StsError):
         token_identifier(late)
     assert token_identifier(late, BASE_DATE_2014) == int((late - BASE_DATE_2014).total_seconds()) // 60
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "minute", "expected"),
+    [
+        (ManagementKind.SET_MAXIMUM_POWER, 1000, (9, 1), "50901894209860263092"),  # CTSA03, 1000 W
+        (ManagementKind.CLEAR_CREDIT, 0xFFFF, (9, 15), "29511990995826640868"),  # CTSA04, all registers
+    ],
+)
+def test_ctsa03_and_ctsa04_management_tokens(
+    kind: ManagementKind, value: int, minute: tuple[int, int], expected: str
+) -> None:
+    key = decoder_key_dkga02(VUDK, METER_A)
+    tid = token_identifier(datetime(2004, 3, 28, *minute, tzinfo=UTC))
+    assert encode_management_token(kind, value, tid, 5, key) == expected
