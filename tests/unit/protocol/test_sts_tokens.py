@@ -111,9 +111,10 @@ def test_the_1993_tid_rolls_over_in_2024_and_the_2014_base_date_carries_on() -> 
     [
         (ManagementKind.SET_MAXIMUM_POWER, 1000, (9, 1), "50901894209860263092"),  # CTSA03, 1000 W
         (ManagementKind.CLEAR_CREDIT, 0xFFFF, (9, 15), "29511990995826640868"),  # CTSA04, all registers
+        (ManagementKind.CLEAR_TAMPER, 0, (10, 0), "37037300014464855694"),  # CTSA06
     ],
 )
-def test_ctsa03_and_ctsa04_management_tokens(
+def test_ctsa03_ctsa04_ctsa06_management_tokens(
     kind: ManagementKind, value: int, minute: tuple[int, int], expected: str
 ) -> None:
     key = decoder_key_dkga02(VUDK, METER_A)
