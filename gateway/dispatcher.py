@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import socket
@@ -253,6 +254,13 @@ def _parts_by_message_id(postgres: bool) -> Any:
     return select(p.id, p.command_id, p.attempt, p.message_id, p.state).where(
         among_param(p.message_id, "ids", postgres)
     )
+
+
+def _close_unstarted(waits: list[object], _task: object) -> None:
+    """A send stopped before it began (the service stopping): its submits never ran; close them unrun."""
+    for w in waits:
+        if inspect.iscoroutine(w) and inspect.getcoroutinestate(w) == inspect.CORO_CREATED:
+            w.close()
 
 
 class Dispatcher:
@@ -508,6 +516,7 @@ class Dispatcher:
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
         task.add_done_callback(self._freed)
+        task.add_done_callback(functools.partial(_close_unstarted, waits))
 
     def _part_sent(self, sending: _Sending, index: int, fut: asyncio.Future[str]) -> None:
         if fut.cancelled():
