@@ -454,6 +454,7 @@ async def grant_emergency_credit(
             "credit.emergency",
             now,
             target=f"subscriber:{subscriber.code}",
+            before={"emergency_until": state.emergency_until.isoformat() if state.emergency_until else None},
             after={"amount_minor": amount.minor, "until": until.isoformat(), "command_id": command_id},
         )
         return command_id

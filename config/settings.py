@@ -288,6 +288,7 @@ class BillingSettings:
     utility_tax_id: str = ""
     sweep_interval_s: float = 3600.0  # the arrears sweep
     notice_interval_s: float = 60.0  # sending queued notices
+    time_sync_days: int = 7  # a scheduled time sync to every meter whose clock was not set for this long; 0: none
 
     def __post_init__(self) -> None:
         _require(0 <= self.debt_recovery_percent <= 100, "debt_recovery_percent", "must be 0-100")

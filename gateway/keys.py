@@ -44,6 +44,10 @@ class KeyRing:
         self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._cache_size = cache_size
 
+    def wrap(self, key: bytes) -> bytes:
+        """A new meter key wrapped under the master key, as `meter_keys.wrapped_key` stores it."""
+        return wrap_for_storage(self._master_key, key)
+
     def _remember(self, meter_id: int, key_id: int, key: bytes) -> None:
         self._cache[(meter_id, key_id)] = key
         if len(self._cache) > self._cache_size:
@@ -56,10 +60,6 @@ class KeyRing:
             raise MeterKeyMissing(meter_id, key_id, "the stored key does not unwrap under the master key") from None
         self._remember(meter_id, key_id, key)
         return key
-
-    def wrap(self, key: bytes) -> bytes:
-        """A new meter key wrapped under the master key, as `meter_keys.wrapped_key` stores it."""
-        return wrap_for_storage(self._master_key, key)
 
     async def key_for(self, conn: AsyncConnection, meter_id: int) -> tuple[int, bytes]:
         """(key id, key) in force for the meter (meters.key_id). Raises MeterKeyMissing."""

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -84,6 +84,7 @@ def build_billing(
         tz=tz,
         email_sender=email,
         observer=observer,
+        time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,
     )
 
 
@@ -194,6 +195,8 @@ def start_billing_jobs(
     if schedule:
         jobs.append(("arrears sweep", b.sweep_interval_s, billing.sweep))
         jobs.append(("monthly invoices", 3600.0, billing.monthly))
+        jobs.append(("key changes", 60.0, billing.settle_key_changes))
+        jobs.append(("time sync", 3600.0, billing.sync_clocks))
     if notices:
         jobs.append(("notices", b.notice_interval_s, billing.send_notices))
     return run_jobs(jobs, observer=observer, clock=clock)
