@@ -38,7 +38,7 @@ async def consumption(conn: AsyncConnection, subscriber_id: int, period: str, no
     days = 31 if period == "daily" else 400
     since = now - timedelta(days=days)
     rows = await conn.execute(
-        select(readings.c.read_at, readings.c.value)
+        select(readings.c.meter_id, readings.c.read_at, readings.c.value)
         .join(meters, meters.c.id == readings.c.meter_id)
         .where(
             meters.c.subscriber_id == subscriber_id,
@@ -47,18 +47,17 @@ async def consumption(conn: AsyncConnection, subscriber_id: int, period: str, no
         )
         .order_by(readings.c.meter_id, readings.c.read_at)
     )
-    last_of: dict[str, int] = {}
-    order: list[str] = []
-    for read_at, value in rows:
+    # Each meter's own register: a replaced or second meter counts its own differences, never the
+    # maximum across meters.
+    last_of: dict[int, dict[str, int]] = {}
+    for meter_id, read_at, value in rows:
         key = read_at.strftime("%Y-%m-%d" if period == "daily" else "%Y-%m")
-        if key not in last_of:
-            order.append(key)
-        last_of[key] = max(int(value), last_of.get(key, 0))
-    points = []
-    previous: int | None = None
-    for key in order:
-        value = last_of[key]
-        if previous is not None:
-            points.append({"period": key, "energy_wh": max(0, value - previous)})
-        previous = value
-    return points
+        last_of.setdefault(meter_id, {})[key] = int(value)
+    energy: dict[str, int] = {}
+    for periods in last_of.values():
+        previous: int | None = None
+        for key, value in periods.items():
+            if previous is not None:
+                energy[key] = energy.get(key, 0) + max(0, value - previous)
+            previous = value
+    return [{"period": key, "energy_wh": energy[key]} for key in sorted(energy)]
