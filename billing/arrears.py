@@ -31,6 +31,7 @@ from billing.rules.arrears import (
 from billing.rules.ledger import plan_emergency_credit
 from billing.rules.money import Money
 from billing.rules.notices import NoticeKind
+from billing.transfers import next_transfer_id
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_command, enqueue_commands
 from store import audit
@@ -39,6 +40,7 @@ from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.sql import insert_ignoring_duplicates
 from store.uow import UnitOfWork
+from telemetry import UNWATCHED, JobProgress
 
 log = logging.getLogger("smsmeter.billing.arrears")
 
@@ -266,6 +268,7 @@ async def run_arrears_sweep(
     keys: KeyRing,
     utility: str,
     batch_size: int = 20000,
+    progress: JobProgress = UNWATCHED,
 ) -> SweepReport:
     """Sweep every account once. Safe to re-run at any time: penalties, notices and commands are keyed by
     (account, episode, period/stage), so a second run at the same moment changes nothing."""
@@ -273,7 +276,7 @@ async def run_arrears_sweep(
     report = SweepReport()
     holidays = None
     last = 0
-    while True:
+    while not progress.stop_requested:  # a stopped sweep is re-run whole next time: it is idempotent
         async with uow.begin() as conn:
             if holidays is None:
                 holidays = await registry.holidays(conn)
@@ -291,6 +294,7 @@ async def run_arrears_sweep(
                 break
             await _batch(conn, last + 1, int(hi), policy, calendar, now, keys, utility, report)
         report.batches += 1
+        progress.advanced(int(hi) - last)
         last = int(hi)
     report.seconds = time.perf_counter() - started
     log.info(
@@ -394,8 +398,6 @@ async def grant_emergency_credit(
     credit command id. Raises InvalidField when the policy has none or it was used in this episode."""
     from datetime import timedelta
 
-    from billing.topup import next_transfer_id
-
     async with uow.begin() as conn:
         subscriber = await registry.get_subscriber(conn, subscriber_id)
         currency = await ledger.account_currency(conn, subscriber.account_id, lock=True)
@@ -452,6 +454,7 @@ async def grant_emergency_credit(
             "credit.emergency",
             now,
             target=f"subscriber:{subscriber.code}",
+            before={"emergency_until": state.emergency_until.isoformat() if state.emergency_until else None},
             after={"amount_minor": amount.minor, "until": until.isoformat(), "command_id": command_id},
         )
         return command_id

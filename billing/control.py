@@ -1,4 +1,5 @@
-"""Remote control: relay off / on with a reason, power limit, time sync, read request — for one meter or
+"""Remote control: relay off / on with a reason, power limit, time sync, read request, the meter's
+settings (`configure`: low-credit threshold, emergency credit, friendly hours) — for one meter or
 a group (transformer, street, building). One meter: one command in one transaction with its audit row.
 A group: a bulk job with progress (`billing.bulk`). `send_command` sends one of the messages an
 operator or an integration may send directly (as the API takes them, JSON or the protocol's XML)."""
@@ -9,19 +10,22 @@ import calendar
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
 from billing import bulk, registry
 from billing.errors import InvalidField
+from billing.rules.arrears import FriendlyCalendar
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, command_kind, enqueue_command, message_payload
 from store import audit
-from store.audit import Actor
+from store.audit import SYSTEM, Actor
 from store.schema.commands import commands
+from store.schema.registry import meters
 from store.uow import UnitOfWork
 
 
@@ -31,6 +35,7 @@ class Action(enum.StrEnum):
     POWER_LIMIT = "power_limit"
     TIME_SYNC = "time_sync"
     READ = "read"
+    CONFIGURE = "configure"  # the meter's settings: low-credit threshold, emergency credit, friendly hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,7 @@ class Control:
     note: str = ""  # the operator's words, kept in the audit log
     limit_w: int = 0
     read_items: mp.ReadItems = mp.ReadItems.REGISTERS | mp.ReadItems.BALANCE
+    settings: mp.Configure | None = None  # with Action.CONFIGURE (`meter_settings` makes the utility's)
 
     def message(self, now: datetime) -> mp.Command:
         if self.action is Action.RELAY_OFF:
@@ -52,6 +58,10 @@ class Control:
             return mp.SetPowerLimit(self.limit_w)
         if self.action is Action.TIME_SYNC:
             return mp.TimeSync(calendar.timegm(now.utctimetuple()))
+        if self.action is Action.CONFIGURE:
+            if self.settings is None:
+                raise InvalidField("settings", "the meter's settings are required")
+            return self.settings
         return mp.ReadRequest(self.read_items)
 
     def describe(self) -> dict[str, object]:
@@ -60,7 +70,37 @@ class Control:
             out["reason"] = self.reason.name.lower()
         if self.action is Action.POWER_LIMIT:
             out["limit_w"] = self.limit_w
+        if self.action is Action.CONFIGURE and self.settings is not None:
+            out.update(message_payload(self.settings))
         return out
+
+
+def meter_settings(
+    *,
+    low_credit_minor: int,
+    emergency_credit_minor: int,
+    friendly: FriendlyCalendar,
+    now: datetime,
+    report_interval_s: int = 0,
+) -> mp.Configure:
+    """The Configure message for the utility's policy: the low-credit threshold, the emergency credit, and
+    the friendly hours of its calendar (no disconnection from night start to night end, nor on weekend
+    days), in the meter's local time (the utility's UTC offset at `now`). Raises InvalidField on a value
+    the protocol cannot carry."""
+    offset = now.astimezone(friendly.tz).utcoffset()
+    days = sum(1 << d for d in friendly.weekend_days)
+    try:
+        return mp.Configure(
+            low_credit_minor=low_credit_minor,
+            emergency_credit_minor=emergency_credit_minor,
+            friendly_start_min=friendly.night_start_min,
+            friendly_end_min=friendly.night_end_min,
+            friendly_days=days,
+            utc_offset_min=int(offset.total_seconds() // 60) if offset is not None else 0,
+            report_interval_s=report_interval_s,
+        )
+    except mp.ProtocolError as exc:
+        raise InvalidField("settings", str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +151,7 @@ async def control_meter(
         if meter.status != "active":
             raise InvalidField("meter", f"{meter.code} is {meter.status}")
         request = CommandRequest(meter_id, control.message(now), str(actor), idempotency_key=idempotency_key)
+        before = await _settings_sent(conn, meter_id) if control.action is Action.CONFIGURE else None
         command_id = await enqueue_command(conn, keys, request, now)
         await audit.record(
             conn,
@@ -118,9 +159,19 @@ async def control_meter(
             f"meter.{control.action.value}",
             now,
             target=f"meter:{meter.code}",
+            before=before,
             after={**control.describe(), "command_id": command_id},
         )
     return command_id
+
+
+async def _settings_sent(conn: AsyncConnection, meter_id: int) -> dict[str, Any] | None:
+    """The settings last sent to the meter (its latest configure command), for the audit row's before."""
+    c = commands.c
+    payload = await conn.scalar(
+        select(c.payload).where(c.meter_id == meter_id, c.kind == "configure").order_by(c.id.desc()).limit(1)
+    )
+    return dict(payload) if payload is not None else None
 
 
 async def control_group(
@@ -191,3 +242,38 @@ async def send_command(
             after["note"] = note
         await audit.record(conn, actor, f"command.{kind}", now, target=f"meter:{meter_id}", after=after)
     return command_id
+
+
+async def sync_clocks(
+    uow: UnitOfWork, now: datetime, *, keys: KeyRing, every: timedelta, actor: Actor = SYSTEM
+) -> bulk.Job | None:
+    """The scheduled time sync: a `time_sync` to every active meter that has had none for `every`, as one
+    bulk job (None when every clock was set recently). A meter whose clock was set within `every` is left
+    alone, so running it again queues nothing twice."""
+    c, m = commands.c, meters.c
+    async with uow.begin() as conn:
+        recent = select(c.meter_id).where(c.kind == "time_sync", c.created_at >= now - every)
+        due = list(
+            (
+                await conn.scalars(
+                    select(m.id).where(m.status == "active", m.id.not_in(recent.scalar_subquery())).order_by(m.id)
+                )
+            ).all()
+        )
+        if not due:
+            return None
+        job_id = await bulk.create_job(
+            conn,
+            actor,
+            Action.TIME_SYNC.value,
+            f"scheduled time sync of {len(due)} meters",
+            {"action": Action.TIME_SYNC.value, "every_h": every.total_seconds() / 3600},
+            len(due),
+            now,
+        )
+    message = Control(Action.TIME_SYNC).message(now)
+
+    def build(meter_id: int) -> CommandRequest:
+        return CommandRequest(meter_id, message, str(actor), idempotency_key=f"job:{job_id}:meter:{meter_id}")
+
+    return await bulk.run_job(uow, job_id, due, build, now, keys=keys)

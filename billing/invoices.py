@@ -9,7 +9,7 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing import ledger, numbers, readings, registry
@@ -24,6 +24,7 @@ from billing.tariffs import get_tariff
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.uow import UnitOfWork
+from telemetry import UNWATCHED, JobProgress
 
 log = logging.getLogger("smsmeter.billing.invoices")
 
@@ -123,23 +124,44 @@ async def issue_invoices(
     series: str = "INV",
     tz: tzinfo = UTC,
     subscriber_ids: list[int] | None = None,
+    page_size: int = 500,
+    progress: JobProgress = UNWATCHED,
 ) -> list[int]:
     """One invoice per subscriber (closed ones aside) for the period; re-running issues only the missing
-    ones. Each invoice in its own transaction with its number, so the series has no gaps."""
-    async with uow.connect() as conn:
-        s = R.subscribers.c
-        stmt = select(s.id).where(s.status != "closed").order_by(s.id)
-        if subscriber_ids is not None:
-            stmt = stmt.where(s.id.in_(subscriber_ids))
-        ids = list((await conn.scalars(stmt)).all())
-    issued = []
-    for sid in ids:
-        async with uow.begin() as conn:
-            invoice_id = await _issue_one(
-                conn, sid, period_start, period_end, now, utility=utility, vat_bp=vat_bp, series=series, tz=tz
+    ones. Each invoice in its own transaction with its number, so the series has no gaps. Subscribers are read
+    a page at a time (those without an invoice for the period, in id order), so memory does not grow with the
+    utility; a stop between invoices leaves the rest to the next run."""
+    s, i = R.subscribers.c, L.invoices.c
+    issued: list[int] = []
+    after = 0
+    while not progress.stop_requested:
+        async with uow.connect() as conn:
+            stmt = (
+                select(s.id)
+                .where(
+                    s.status != "closed",
+                    s.id > after,
+                    ~exists().where(i.subscriber_id == s.id, i.period_start == period_start),
+                )
+                .order_by(s.id)
+                .limit(page_size)
             )
-        if invoice_id is not None:
-            issued.append(invoice_id)
+            if subscriber_ids is not None:
+                stmt = stmt.where(s.id.in_(subscriber_ids))
+            ids = list((await conn.scalars(stmt)).all())
+        if not ids:
+            break
+        for sid in ids:
+            if progress.stop_requested:
+                break
+            async with uow.begin() as conn:
+                invoice_id = await _issue_one(
+                    conn, sid, period_start, period_end, now, utility=utility, vat_bp=vat_bp, series=series, tz=tz
+                )
+            if invoice_id is not None:
+                issued.append(invoice_id)
+            progress.advanced(1)
+        after = ids[-1]
     log.info("issued %s invoices for %s - %s", len(issued), period_start, period_end)
     return issued
 
@@ -161,9 +183,24 @@ async def invoices_of(conn: AsyncConnection, subscriber_id: int) -> list[dict[st
     return [dict(r._mapping) for r in rows]
 
 
-async def email_invoices(uow: UnitOfWork, sender: EmailSender, now: datetime, *, batch: int = 100) -> int:
-    """E-mail invoices not yet sent to subscribers with an address. Claimed (emailed_at set) before the
-    send, so an invoice is never mailed twice; a failed send is released for the next run."""
+async def email_invoices(
+    uow: UnitOfWork, sender: EmailSender, now: datetime, *, batch: int = 100, progress: JobProgress = UNWATCHED
+) -> int:
+    """E-mail invoices not yet sent to subscribers with an address, a batch at a time until none is left or the
+    service stops. Returns how many were sent."""
+    sent = 0
+    while not progress.stop_requested:
+        done, claimed = await _email_batch(uow, sender, now, batch)
+        sent += done
+        progress.advanced(done)
+        if claimed < batch or done == 0:  # all left, or the mail server refuses: the next run tries again
+            break
+    return sent
+
+
+async def _email_batch(uow: UnitOfWork, sender: EmailSender, now: datetime, batch: int) -> tuple[int, int]:
+    """One batch: claimed (emailed_at set) before the send, so an invoice is never mailed twice; a failed send
+    is released for the next run. Returns (sent, claimed)."""
     i, s = L.invoices.c, R.subscribers.c
     async with uow.begin() as conn:
         rows = (
@@ -191,4 +228,4 @@ async def email_invoices(uow: UnitOfWork, sender: EmailSender, now: datetime, *,
             log.warning("invoice %s to %s not sent: %s", r.number, r.email, exc)
             async with uow.begin() as conn:
                 await conn.execute(update(L.invoices).where(i.id == r.id).values(emailed_at=None))
-    return sent
+    return sent, len(rows)

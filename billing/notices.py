@@ -26,7 +26,7 @@ from billing.rules.notices import NoticeKind, notice_text
 from store.schema.notices import notices as N  # noqa: N812
 from store.sql import insert_ignoring_duplicates
 from store.uow import UnitOfWork
-from telemetry import NO_METRICS, Observer
+from telemetry import NO_METRICS, UNWATCHED, JobProgress, Observer
 
 log = logging.getLogger("smsmeter.billing.notices")
 
@@ -117,6 +117,7 @@ async def send_due_notices(
     email: EmailSender | None,
     batch: int = 200,
     observer: Observer = NO_METRICS,
+    progress: JobProgress = UNWATCHED,
 ) -> SendReport:
     """Claim due queued notices, send them, record the outcome. Channels without a sender stay queued."""
     channels = [c for c, s in (("sms", sms), ("email", email)) if s is not None]
@@ -132,16 +133,23 @@ async def send_due_notices(
             )
             .order_by(N.c.id)
             .limit(batch)
+            .with_for_update(skip_locked=True)  # two senders never claim the same row (SQLite has one writer)
         )
-        if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
         claimed = (await conn.execute(stmt)).all()
         if claimed:
             await conn.execute(
                 update(N).where(N.c.id.in_([r.id for r in claimed])).values(status="sending", attempts=N.c.attempts + 1)
             )
     sent = failed = retried = 0
-    for row in claimed:
+    for index, row in enumerate(claimed):
+        if progress.stop_requested:  # the service is stopping: what is not sent yet goes back to the queue
+            async with uow.begin() as conn:
+                await conn.execute(
+                    update(N)
+                    .where(N.c.id.in_([r.id for r in claimed[index:]]))
+                    .values(status="queued", attempts=N.c.attempts - 1)
+                )
+            break
         try:
             if row.channel == "sms":
                 assert sms is not None
@@ -172,6 +180,7 @@ async def send_due_notices(
         async with uow.begin() as conn:
             await conn.execute(update(N).where(N.c.id == row.id).values(status="sent", sent_at=now, error=None))
         observer.notice_sent(row.channel, "sent")
+        progress.advanced(1)
         sent += 1
     return SendReport(sent, failed, retried, 0)
 

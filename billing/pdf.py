@@ -63,9 +63,9 @@ def render_invoice(content: InvoiceContent) -> bytes:
             details.append(f"Account {party.code}")
         if party.tax_id:
             details.append(f"Tax id {party.tax_id}")
-        for line in details:
+        for detail in details:
             y -= 5 * mm
-            pdf.drawString(28 * mm, y, _safe(line))
+            pdf.drawString(28 * mm, y, _safe(detail))
         y -= 8 * mm
     y -= 4 * mm
     pdf.setFont(font, 10)

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.errors import Conflict, InvalidField, NotFound
 from billing.rules.codes import code_prefix, is_code_prefix, parse_subscriber_code
 from billing.rules.ledger import Book, EntryType
+from gateway.keys import KeyRing
 from meter_protocol import InvalidMeterCode, validate_meter_code
 from store import audit
 from store.audit import Actor
@@ -247,24 +248,116 @@ async def add_transformer(
     loss_alarm_percent: int = 10,
 ) -> int:
     t = R.transformers
+    code, name = code.strip(), name.strip()
+    if not code or len(code) > 30:
+        raise InvalidField("code", "1 to 30 characters")
+    if not name or len(name) > 200:
+        raise InvalidField("name", "1 to 200 characters")
+    if type(loss_alarm_percent) is not int or not 0 < loss_alarm_percent <= 100:
+        raise InvalidField("loss_alarm_percent", "a whole percentage, 1-100")
     if await conn.scalar(select(t.c.id).where(t.c.code == code)) is not None:
         raise Conflict("transformer", f"{code} exists")
+    feeder = (feeder or "").strip() or None
     tid = await conn.scalar(
         insert(t).values(code=code, name=name, feeder=feeder, loss_alarm_percent=loss_alarm_percent).returning(t.c.id)
     )
     assert tid is not None
-    await audit.record(conn, actor, "transformer.add", now, target=f"transformer:{code}", after={"name": name})
+    await audit.record(
+        conn,
+        actor,
+        "transformer.add",
+        now,
+        target=f"transformer:{code}",
+        after={"name": name, "feeder": feeder, "loss_alarm_percent": loss_alarm_percent},
+    )
     return int(tid)
 
 
+async def get_transformer(conn: AsyncConnection, transformer_id: int) -> dict[str, Any]:
+    row = (await conn.execute(select(R.transformers).where(R.transformers.c.id == transformer_id))).first()
+    if row is None:
+        raise NotFound("transformer", transformer_id)
+    return dict(row._mapping)
+
+
+async def attach_meters(
+    conn: AsyncConnection,
+    actor: Actor,
+    transformer_id: int | None,
+    meter_ids: Sequence[int],
+    now: datetime,
+    *,
+    balance_meter_id: int | None = None,
+) -> int:
+    """Put meters on a transformer (None: take them off), and optionally name its balance meter — the
+    meter at the transformer that the monthly losses job compares with the sum of its subscribers'
+    meters. Each changed meter gets a history row; one audit row lists every change. Returns how many
+    meters changed."""
+    target = "transformer:-"
+    if transformer_id is not None:
+        target = f"transformer:{(await get_transformer(conn, transformer_id))['code']}"
+    elif balance_meter_id is not None:
+        raise InvalidField("balance_meter_id", "a balance meter belongs to a transformer")
+    wanted = sorted({*meter_ids, *([balance_meter_id] if balance_meter_id is not None else [])})
+    m = R.meters.c
+    rows = {r.id: r for r in await conn.execute(select(R.meters).where(m.id.in_(wanted)))} if wanted else {}
+    missing = [i for i in wanted if i not in rows]
+    if missing:
+        raise NotFound("meter", missing[0])
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for meter_id in wanted:
+        row = rows[meter_id]
+        if row.status != "active":
+            raise Conflict("meter", f"{row.code} is archived")
+        balance = 1 if meter_id == balance_meter_id else int(row.is_balance_meter)
+        if meter_id == balance_meter_id and row.subscriber_id is not None:
+            raise InvalidField("balance_meter_id", f"{row.code} is a subscriber's meter, not one at the transformer")
+        if row.transformer_id == transformer_id and bool(row.is_balance_meter) == bool(balance):
+            continue
+        old = {"transformer_id": row.transformer_id, "is_balance_meter": bool(row.is_balance_meter)}
+        new = {"transformer_id": transformer_id, "is_balance_meter": bool(balance)}
+        await conn.execute(
+            update(R.meters).where(m.id == meter_id).values(transformer_id=transformer_id, is_balance_meter=balance)
+        )
+        await _history(conn, meter_id, actor, "updated", {k: [old[k], new[k]] for k in old if old[k] != new[k]}, now)
+        before[row.code], after[row.code] = old, new
+    if after:
+        await audit.record(conn, actor, "transformer.attach", now, target=target, before=before, after=after)
+    return len(after)
+
+
 async def set_holiday(conn: AsyncConnection, actor: Actor, day: date, name: str, now: datetime) -> None:
+    """A day of the friendly-hours calendar (no automatic disconnect); setting it again renames it."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidField("name", "1 to 200 characters")
     h = R.holidays
     existing = await conn.scalar(select(h.c.name).where(h.c.day == day))
     if existing is None:
         await conn.execute(insert(h).values(day=day, name=name))
     else:
         await conn.execute(update(h).where(h.c.day == day).values(name=name))
-    await audit.record(conn, actor, "holiday.set", now, target=f"holiday:{day.isoformat()}", after={"name": name})
+    await audit.record(
+        conn,
+        actor,
+        "holiday.set",
+        now,
+        target=f"holiday:{day.isoformat()}",
+        before=None if existing is None else {"name": existing},
+        after={"name": name},
+    )
+
+
+async def remove_holiday(conn: AsyncConnection, actor: Actor, day: date, now: datetime) -> None:
+    h = R.holidays
+    existing = await conn.scalar(select(h.c.name).where(h.c.day == day))
+    if existing is None:
+        raise NotFound("holiday", day.isoformat())
+    await conn.execute(delete(h).where(h.c.day == day))
+    await audit.record(
+        conn, actor, "holiday.remove", now, target=f"holiday:{day.isoformat()}", before={"name": existing}
+    )
 
 
 async def holidays(conn: AsyncConnection) -> frozenset[date]:
@@ -528,12 +621,13 @@ async def install_meter(
     subscriber_id: int | None,
     new: NewMeter,
     *,
-    master_key: bytes,
+    master_key: bytes | KeyRing,
     now: datetime,
     meter_key: bytes | None = None,
 ) -> Meter:
-    """A meter with a fresh random key (or `meter_key`, the one the factory loaded), wrapped at rest.
-    `subscriber_id` None: a transformer's balance meter."""
+    """A meter with a fresh random key (or `meter_key`, the one the factory loaded), wrapped at rest under
+    the master key (given as bytes, or as the running service's KeyRing). `subscriber_id` None: a
+    transformer's balance meter."""
     values = _check_new_meter(new)
     m = R.meters.c
     if await conn.scalar(select(m.id).where(m.code == values["code"])) is not None:
@@ -551,10 +645,11 @@ async def install_meter(
     )
     assert meter_id is not None
     key = meter_key if meter_key is not None else secrets.token_bytes(16)
+    if len(key) != 16:
+        raise InvalidField("key", "a meter key is 16 bytes (32 hexadecimal digits)")
+    wrapped = master_key.wrap(key) if isinstance(master_key, KeyRing) else wrap_for_storage(master_key, key)
     await conn.execute(
-        insert(R.meter_keys).values(
-            meter_id=meter_id, key_id=0, wrapped_key=wrap_for_storage(master_key, key), status="active", created_at=now
-        )
+        insert(R.meter_keys).values(meter_id=meter_id, key_id=0, wrapped_key=wrapped, status="active", created_at=now)
     )
     detail = {k: v for k, v in values.items() if v is not None}
     await _history(conn, int(meter_id), actor, "installed", {**detail, "subscriber_id": subscriber_id}, now)
@@ -573,7 +668,15 @@ async def archive_meter(conn: AsyncConnection, actor: Actor, meter_id: int, reas
         .values(status="retired", retired_at=now)
     )
     await _history(conn, meter_id, actor, "archived", {"reason": reason}, now)
-    await audit.record(conn, actor, "meter.archive", now, target=f"meter:{meter.code}", after={"reason": reason})
+    await audit.record(
+        conn,
+        actor,
+        "meter.archive",
+        now,
+        target=f"meter:{meter.code}",
+        before={"status": meter.status},
+        after={"status": "archived", "reason": reason},
+    )
     return await get_meter(conn, meter_id)
 
 
@@ -583,7 +686,7 @@ async def replace_meter(
     old_meter_id: int,
     new: NewMeter,
     *,
-    master_key: bytes,
+    master_key: bytes | KeyRing,
     now: datetime,
     carried_credit_minor: int = 0,
     meter_key: bytes | None = None,
@@ -628,6 +731,7 @@ async def replace_meter(
         "meter.replace",
         now,
         target=f"meter:{old.code}",
+        before={"meter": old.code, "status": old.status},
         after={"new_meter": fresh.code, "carried_credit_minor": carried_credit_minor},
     )
     return fresh

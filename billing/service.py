@@ -5,13 +5,16 @@ tasks that run its jobs."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from sqlalchemy import func, select
 
-from billing import arrears, invoices, losses, notices, topup
+import meter_protocol as mp
+from billing import arrears, bulk, control, invoices, losses, meter_keys, notices, topup
+from billing.errors import InvalidField
 from billing.notices import EmailSender, Recipient, TextSender, queue_notice
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, low_credit
 from billing.rules.invoice import Party
@@ -22,7 +25,7 @@ from gateway.keys import KeyRing
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.uow import UnitOfWork
-from telemetry import NO_METRICS, Observer
+from telemetry import NO_METRICS, UNWATCHED, JobProgress, Observer
 
 log = logging.getLogger("smsmeter.billing")
 
@@ -43,6 +46,7 @@ class BillingService:
     text_sender: TextSender | None = None
     email_sender: EmailSender | None = None
     observer: Observer = NO_METRICS  # notices sent and failed, by channel
+    time_sync_every: timedelta | None = None  # the scheduled time sync; None: none
     last_invoice_month: date | None = field(default=None)
 
     # --- what the gateway reports -------------------------------------------------------------------
@@ -50,6 +54,8 @@ class BillingService:
     async def on_gateway_event(self, event: GatewayEvent) -> None:
         now = datetime.now(UTC)
         if isinstance(event, CommandSettled):
+            if event.kind == meter_keys.KIND:
+                await meter_keys.settle_key_changes(self.uow, now, meter_ids=[event.meter_id])
             await topup.on_command_settled(self.uow, event, now)
         elif isinstance(event, BalanceReported):
             await self.on_balance_reported(event, now)
@@ -83,34 +89,92 @@ class BillingService:
                 now=now,
             )
 
+    # --- the utility's policies, as the doors need them -----------------------------------------------
+
+    def meter_settings(
+        self,
+        now: datetime,
+        *,
+        low_credit_minor: int | None = None,
+        emergency_credit_minor: int | None = None,
+        friendly_start_min: int | None = None,
+        friendly_end_min: int | None = None,
+    ) -> mp.Configure:
+        """The Configure message of the utility's policy, with an operator's changes. Raises InvalidField."""
+        base = control.meter_settings(
+            low_credit_minor=self.low_credit_minor,
+            emergency_credit_minor=self.arrears_policy.emergency_credit_minor,
+            friendly=self.calendar,
+            now=now,
+        )
+        changes = {
+            name: value
+            for name, value in (
+                ("low_credit_minor", low_credit_minor),
+                ("emergency_credit_minor", emergency_credit_minor),
+                ("friendly_start_min", friendly_start_min),
+                ("friendly_end_min", friendly_end_min),
+            )
+            if value is not None
+        }
+        try:
+            return dataclasses.replace(base, **changes)
+        except mp.ProtocolError as exc:
+            raise InvalidField("settings", str(exc)) from None
+
     # --- scheduled jobs ---------------------------------------------------------------------------------
 
-    async def sweep(self, now: datetime) -> arrears.SweepReport:
+    async def sync_clocks(self, now: datetime, progress: JobProgress = UNWATCHED) -> bulk.Job | None:
+        if self.time_sync_every is None:
+            return None
+        return await control.sync_clocks(self.uow, now, keys=self.keys, every=self.time_sync_every)
+
+    async def sweep(self, now: datetime, progress: JobProgress = UNWATCHED) -> arrears.SweepReport:
         return await arrears.run_arrears_sweep(
-            self.uow, self.arrears_policy, self.calendar, now, keys=self.keys, utility=self.utility.name
+            self.uow,
+            self.arrears_policy,
+            self.calendar,
+            now,
+            keys=self.keys,
+            utility=self.utility.name,
+            progress=progress,
         )
 
-    async def send_notices(self, now: datetime) -> notices.SendReport:
+    async def settle_key_changes(self, now: datetime, progress: JobProgress = UNWATCHED) -> meter_keys.KeySettlement:
+        """Key changes whose command is final (should a notification have been missed)."""
+        return await meter_keys.settle_key_changes(self.uow, now)
+
+    async def send_notices(self, now: datetime, progress: JobProgress = UNWATCHED) -> notices.SendReport:
         return await notices.send_due_notices(
-            self.uow, now, sms=self.text_sender, email=self.email_sender, observer=self.observer
+            self.uow, now, sms=self.text_sender, email=self.email_sender, observer=self.observer, progress=progress
         )
 
-    async def monthly(self, now: datetime) -> int:
+    async def monthly(self, now: datetime, progress: JobProgress = UNWATCHED) -> int:
         """On the first run in a new month: last month's invoices (then e-mailed) and transformer balances."""
         local = now.astimezone(self.tz).date()
         month = local.replace(day=1)
         if self.last_invoice_month == month:
             if self.email_sender is not None:
-                await invoices.email_invoices(self.uow, self.email_sender, now)
+                await invoices.email_invoices(self.uow, self.email_sender, now, progress=progress)
             return 0
         start, end = invoices.previous_month(local)
         issued = await invoices.issue_invoices(
-            self.uow, start, end, now, utility=self.utility, vat_bp=self.vat_bp, series=self.invoice_series, tz=self.tz
+            self.uow,
+            start,
+            end,
+            now,
+            utility=self.utility,
+            vat_bp=self.vat_bp,
+            series=self.invoice_series,
+            tz=self.tz,
+            progress=progress,
         )
+        if progress.stop_requested:  # stopped between batches: the next run issues the rest
+            return len(issued)
         period_start = datetime.combine(start, datetime.min.time(), self.tz).astimezone(UTC)
         period_end = datetime.combine(end + timedelta(days=1), datetime.min.time(), self.tz).astimezone(UTC)
         await losses.record_transformer_balances(self.uow, period_start, period_end, now)
         if self.email_sender is not None:
-            await invoices.email_invoices(self.uow, self.email_sender, now)
+            await invoices.email_invoices(self.uow, self.email_sender, now, progress=progress)
         self.last_invoice_month = month
         return len(issued)

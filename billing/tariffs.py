@@ -21,9 +21,12 @@ from billing import bulk, registry
 from billing.errors import Conflict, InvalidField, InvalidTariff, NotFound
 from billing.rules.tariffs import TariffBody, TariffKind, TariffVersion, version_at
 from gateway.keys import KeyRing
-from gateway.outbox import CommandRequest
+from gateway.outbox import CommandRequest, message_payload
+from meter_protocol.codec import encode_payload
+from meter_protocol.explain import summarize
 from store import audit
 from store.audit import Actor
+from store.schema import commands as C  # noqa: N812
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.uow import UnitOfWork
@@ -53,8 +56,11 @@ async def create_tariff(
     conn: AsyncConnection, actor: Actor, code: str, name: str, kind: TariffKind, now: datetime
 ) -> int:
     t = L.tariffs.c
+    code, name = code.strip(), name.strip()
     if not code or len(code) > 30:
         raise InvalidField("code", "1 to 30 characters")
+    if not name or len(name) > 200:
+        raise InvalidField("name", "1 to 200 characters")
     if await conn.scalar(select(t.id).where(t.code == code)) is not None:
         raise Conflict("tariff", f"{code} exists")
     tid = await conn.scalar(
@@ -137,6 +143,42 @@ def tariff_message(tariff: Tariff, version: TariffVersion, wire_version: int, no
         standing_charge_minor_per_day=body.standing_charge_minor_per_day,
         steps=tuple(mp.TariffStep(s.start, s.price_milli_minor_per_kwh) for s in body.steps),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TariffPreview:
+    """What a version sends to a meter: the SetTariff message, in words, as fields, as the payload bytes the
+    frame seals (docs/protocol.md §6) and as the protocol's XML document."""
+
+    tariff_code: str
+    version: int
+    wire_version: int
+    effective_from: datetime
+    summary: str
+    fields: dict[str, object]
+    payload_hex: str
+    payload_bytes: int
+    xml: str
+
+
+def preview_version(tariff: Tariff, version: int, now: datetime) -> TariffPreview:
+    """The message version `version` of `tariff` would send now. Raises NotFound."""
+    for v, wire in zip(tariff.versions, tariff.version_ids, strict=True):
+        if v.version == version:
+            message = tariff_message(tariff, v, wire, now)
+            payload = encode_payload(message)
+            return TariffPreview(
+                tariff.code,
+                version,
+                wire,
+                v.effective_from,
+                summarize(message),
+                message_payload(message),
+                payload.hex(),
+                len(payload),
+                mp.message_to_xml(message).decode(),
+            )
+    raise NotFound("tariff version", f"{tariff.code} v{version}")
 
 
 def _latest(tariff: Tariff, now: datetime) -> tuple[TariffVersion, int]:
@@ -248,6 +290,24 @@ async def run_assignment(
         return CommandRequest(meter_id, message, str(actor), idempotency_key=f"tariff:{wire}:meter:{meter_id}")
 
     return await bulk.run_job(uow, job_id, meter_ids, build, now, keys=keys)
+
+
+async def start_push(uow: UnitOfWork, actor: Actor, tariff_id: int, now: datetime) -> tuple[int, list[int]]:
+    """Send the tariff's newest version to every meter of every subscriber on it: the job and its meters
+    (`run_assignment` queues the commands; a meter that has the version already is not sent it twice —
+    the commands are keyed by version and meter)."""
+    return await start_assignment(uow, actor, tariff_id, now)
+
+
+async def push_progress(conn: AsyncConnection, wire_version: int) -> dict[str, int]:
+    """How many meters' commands of one tariff version are in each state (1:1: the meter runs it)."""
+    c = C.commands.c
+    rows = await conn.execute(
+        select(c.state, func.count())
+        .where(c.kind == "set_tariff", c.idempotency_key.like(f"tariff:{wire_version}:meter:%"))
+        .group_by(c.state)
+    )
+    return {str(state): int(n) for state, n in rows}
 
 
 async def assign_tariff(

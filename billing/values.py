@@ -42,3 +42,17 @@ class PaymentReversed:
     kind: ReversalKind
     at: datetime
     event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentReinstated:
+    """Money given back to a payment after a dispute over it was won. `reinstatement_ref` identifies it:
+    applying it twice has one effect."""
+
+    provider: str
+    provider_ref: str  # the original payment's reference
+    reinstatement_ref: str
+    amount_minor: int
+    currency: str
+    at: datetime
+    event_id: str | None = None

@@ -122,6 +122,7 @@ class SimulatorSettings:
     loss_rate: float = 0.0
     ack_delay_s: float = 0.5
     seed: int = 1
+    report_interval_s: float = 60.0  # the simulated meters report their readings this often; 0: never
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.loss_rate <= 1.0, "loss_rate", "must be between 0 and 1")
@@ -287,6 +288,7 @@ class BillingSettings:
     utility_tax_id: str = ""
     sweep_interval_s: float = 3600.0  # the arrears sweep
     notice_interval_s: float = 60.0  # sending queued notices
+    time_sync_days: int = 7  # a scheduled time sync to every meter whose clock was not set for this long; 0: none
 
     def __post_init__(self) -> None:
         _require(0 <= self.debt_recovery_percent <= 100, "debt_recovery_percent", "must be 0-100")

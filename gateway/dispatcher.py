@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import socket
@@ -79,6 +80,13 @@ class _Sending:
     outcomes: list[object]  # a future until its part ended, then its message id or error
     left: int
     cancelled: bool = False
+
+
+def _close_unstarted(waits: list[object], _task: object) -> None:
+    """A send stopped before it began (the service stopping): its submits never ran; close them unrun."""
+    for w in waits:
+        if inspect.iscoroutine(w) and inspect.getcoroutinestate(w) == inspect.CORO_CREATED:
+            w.close()
 
 
 class Dispatcher:
@@ -289,6 +297,8 @@ class Dispatcher:
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
         task.add_done_callback(self._freed)
+        task.add_done_callback(functools.partial(_close_unstarted, waits))
+        task.add_done_callback(functools.partial(_close_unstarted, waits))
 
     def _part_sent(self, sending: _Sending, index: int, fut: asyncio.Future[str]) -> None:
         if fut.cancelled():

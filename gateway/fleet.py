@@ -12,13 +12,14 @@ duplicated frame is answered DUPLICATE and credits nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
@@ -27,6 +28,7 @@ from gateway.keys import KeyRing
 from gateway.ports import OutboundSms
 from gateway.simulator import Reply, Responder
 from meter_protocol import reference_meter as ref
+from store.schema.commands import balance_reports, readings
 from store.schema.registry import meters
 
 log = logging.getLogger("smsmeter.gateway.fleet")
@@ -56,9 +58,28 @@ class Fleet:
     def __contains__(self, msisdn: str) -> bool:
         return digits(msisdn) in self._meters
 
-    def add(self, msisdn: str, meter_code: str, key: bytes, *, key_id: int = 0, credit_minor: int = 0) -> None:
-        """A new meter at this number (an existing one at the number is kept as it is)."""
+    def add(
+        self,
+        msisdn: str,
+        meter_code: str,
+        key: bytes,
+        *,
+        key_id: int = 0,
+        credit_minor: int = 0,
+        relay_closed: bool = True,
+        import_wh: int = 0,
+        report_interval_s: int = 0,
+    ) -> None:
+        """A new meter at this number (an existing one at the number is kept as it is): with the credit,
+        relay and register it last reported, and a periodic report every `report_interval_s` (0: none)."""
         meter = ref.new_meter(meter_code, key, key_id=key_id, credit_minor=credit_minor)
+        meter = replace(
+            meter,
+            relay_closed=relay_closed,
+            relay_reason=None if relay_closed else mp.RelayReason.CREDIT,
+            import_ws=import_wh * 3600,
+            config=replace(meter.config, report_interval_s=report_interval_s),
+        )
         self._meters.setdefault(digits(msisdn), meter)
 
     def meter(self, msisdn: str) -> ref.MeterState:
@@ -99,6 +120,18 @@ class Fleet:
         has_udh = len(parts) > 1
         return [FleetReply(number, part, has_udh) for part in parts]
 
+    def tick(self, seconds: int, load_w: Callable[[str, datetime], int]) -> list[FleetReply]:
+        """Let `seconds` pass for every meter, each drawing `load_w(number, now)` watts: credit is used,
+        and the periodic reports that fall due are the replies (what the meters send on their own)."""
+        now = self._clock()
+        replies: list[FleetReply] = []
+        for number, state in list(self._meters.items()):
+            start = int(now.timestamp()) - seconds
+            state, frames = ref.advance(state, seconds, max(0, load_w(number, now)), start)
+            self._meters[number] = state
+            replies.extend(reply for f in frames for reply in self._as_sms(number, f))
+        return replies
+
     def raise_event(self, msisdn: str, kind: mp.EventKind, value: int = 0) -> list[FleetReply]:
         """Let a meter report an event (tamper, cover open …) as it would on its own."""
         number = digits(msisdn)
@@ -107,25 +140,78 @@ class Fleet:
         return [reply for f in frames for reply in self._as_sms(number, f)]
 
 
-async def load_fleet(conn: AsyncConnection, keys: KeyRing, fleet: Fleet) -> int:
-    """Add every active meter of the registry (with a usable key) that the fleet does not have yet;
-    returns how many were added."""
+async def _last_reports(conn: AsyncConnection) -> tuple[dict[int, tuple[int, bool]], dict[int, int]]:
+    """Per meter: the credit and relay of its last balance report, and its highest import register."""
+    b, r = balance_reports.c, readings.c
+    latest = select(func.max(b.id).label("id")).group_by(b.meter_id).subquery()
+    credit = {
+        int(row.meter_id): (int(row.credit_minor), bool(row.relay_closed))
+        for row in await conn.execute(
+            select(b.meter_id, b.credit_minor, b.relay_closed).join(latest, latest.c.id == b.id)
+        )
+    }
+    registers = {
+        int(meter_id): int(value)
+        for meter_id, value in await conn.execute(
+            select(r.meter_id, func.max(r.value)).where(r.register == "import_wh").group_by(r.meter_id)
+        )
+    }
+    return credit, registers
+
+
+async def load_fleet(conn: AsyncConnection, keys: KeyRing, fleet: Fleet, *, report_interval_s: int = 0) -> int:
+    """Add every active meter of the registry (with a usable key) that the fleet does not have yet, in the
+    state it last reported (credit, relay, import register); returns how many were added."""
     active = select(meters.c.id, meters.c.msisdn, meters.c.code).where(meters.c.status == "active")
     rows = (await conn.execute(active)).all()
     fresh = [r for r in rows if r.msisdn not in fleet]
     found = await keys.keys_for(conn, [r.id for r in fresh])
+    credit, registers = await _last_reports(conn) if fresh else ({}, {})
     added = 0
     for row in fresh:
         if row.id not in found:
             continue
         key_id, key = found[row.id]
+        credit_minor, relay_closed = credit.get(row.id, (0, True))
         try:
-            fleet.add(row.msisdn, row.code, key, key_id=key_id)
+            fleet.add(
+                row.msisdn,
+                row.code,
+                key,
+                key_id=key_id,
+                credit_minor=credit_minor,
+                relay_closed=relay_closed,
+                import_wh=registers.get(row.id, 0),
+                report_interval_s=report_interval_s,
+            )
         except mp.ProtocolError as exc:
             log.warning("meter %s cannot be simulated: %s", row.code, exc.reason)
             continue
         added += 1
     return added
+
+
+def household_load_w(number: str, now: datetime) -> int:
+    """A household's draw in watts at `now`: its own level (from its number) shaped by the hour of the day
+    (low at night, a peak in the evening). For the simulated fleet's own reports."""
+    level = 150 + int(digits(number)[-4:] or "0") * 7919 % 500
+    shape = (40, 35, 30, 30, 35, 50, 80, 110, 100, 90, 85, 90, 95, 90, 85, 90, 110, 140, 170, 180, 160, 130, 90, 60)
+    return level * shape[now.hour] // 100
+
+
+async def report_readings(
+    fleet: Fleet,
+    send: Callable[[FleetReply], None],
+    *,
+    every_s: float,
+    load_w: Callable[[str, datetime], int] = household_load_w,
+) -> None:
+    """Until cancelled: every `every_s`, let the fleet's meters use energy and `send` the reports they
+    make (readings, credit, relay) as SMS from the meters."""
+    while True:
+        await asyncio.sleep(every_s)
+        for reply in fleet.tick(max(1, round(every_s)), load_w):
+            send(reply)
 
 
 def fleet_responder(

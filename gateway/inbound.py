@@ -422,7 +422,7 @@ class Inbound:
             state = state_now[(meter_id, ack.acked_counter)]
             if state.is_final:
                 continue  # a second acknowledgement (e.g. DUPLICATE to a resend): already settled
-            target = ack_target(ack.result is not mp.AckResult.REJECTED)
+            target = ack_target(ack.applied)  # a duplicate of a first refusal is a refusal (protocol §9)
             reason = ack.result.name.lower() if target is CommandState.PROCESSED else ack.reason.name.lower()
             updates.append({"id": row.id, "state": target.value, "reason": reason, "was": state.value})
             history.append(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import MeterKeyMissing
 from store.bulk import select_among
-from store.crypto import unwrap_from_storage
+from store.crypto import unwrap_from_storage, wrap_for_storage
 from store.errors import KeyUnwrapError
 from store.schema.registry import meter_keys, meters
 
@@ -33,6 +33,10 @@ class KeyRing:
         self._master_key = master_key
         self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._cache_size = cache_size
+
+    def wrap(self, key: bytes) -> bytes:
+        """A new meter key wrapped under the master key, as `meter_keys.wrapped_key` stores it."""
+        return wrap_for_storage(self._master_key, key)
 
     def _remember(self, meter_id: int, key_id: int, key: bytes) -> None:
         self._cache[(meter_id, key_id)] = key

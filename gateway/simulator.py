@@ -209,6 +209,18 @@ class SimulatorTransport:
         self._state = TransportState.STOPPED
         await self.simulator.close()
 
+    def receive_from(self, source: str, body: bytes, has_udh: bool = False, data_coding: int = 0x04) -> None:
+        """An SMS a handset sends on its own (a meter's periodic report), not in answer to a submit."""
+        sms = InboundSms(
+            source=source,
+            destination=self.simulator.config.short_number,
+            body=body,
+            has_udh=has_udh,
+            data_coding=data_coding,
+            received_at=datetime.now(UTC),
+        )
+        self.simulator.inject(sms, self._on_inbound)
+
     async def submit(self, sms: OutboundSms) -> str:
         """Raises NotConnected outside `async with`, SmscRejected / Throttled when told to reject,
         InvalidPart when the part does not fit one SMS."""

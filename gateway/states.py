@@ -178,5 +178,6 @@ def receipt_outcome(stat: str) -> ReceiptOutcome:
 
 
 def ack_target(accepted: bool) -> CommandState:
-    """The meter's answer: OK or DUPLICATE (applied before) → 1:1; REJECTED → rejected_meter."""
+    """The meter's answer: OK, or DUPLICATE with reason none (applied before) → 1:1; REJECTED, or
+    DUPLICATE with a reason (refused the first time) → rejected_meter (docs/protocol.md §9)."""
     return CommandState.PROCESSED if accepted else CommandState.REJECTED_METER

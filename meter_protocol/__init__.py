@@ -39,6 +39,7 @@ from meter_protocol.errors import (
     UnknownKeyId,
     UnknownType,
     UnsupportedVersion,
+    ValueOutOfRange,
     WrongDirection,
     WrongMeter,
 )
@@ -51,6 +52,7 @@ from meter_protocol.frame import (
     decode_frame,
     encode_frame,
     peek_header,
+    seal_frame,
 )
 from meter_protocol.keys import derive_meter_key, unwrap_key, wrap_key
 from meter_protocol.messages import (
@@ -159,6 +161,7 @@ __all__ = [
     "UnknownType",
     "UnsupportedVersion",
     "UserData",
+    "ValueOutOfRange",
     "WrongDirection",
     "WrongMeter",
     "advance",
@@ -176,6 +179,7 @@ __all__ = [
     "peek_header",
     "raise_event",
     "receive",
+    "seal_frame",
     "split_frame",
     "unwrap_key",
     "validate_meter_code",

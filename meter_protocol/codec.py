@@ -14,6 +14,8 @@ from typing import Any
 
 from meter_protocol.errors import MalformedField, UnknownType
 from meter_protocol.messages import (
+    MAX_PROFILE_INTERVALS,
+    MAX_TARIFF_STEPS,
     MESSAGE_CLASSES,
     AckResult,
     EventKind,
@@ -164,7 +166,9 @@ def encode_payload(message: Message) -> bytes:
 
 
 def decode_payload(type_code: int, payload: bytes) -> Message:
-    """The message of type `type_code` in `payload`. Raises UnknownType or MalformedField."""
+    """The message of type `type_code` in `payload`. Raises UnknownType, MalformedField (the payload does
+    not parse: wrong length, count, undefined enum or boolean byte) or its subclass ValueOutOfRange (it
+    parses, but a field breaks a rule of docs/protocol.md §6)."""
     mtype = _TYPES.get(type_code)
     if mtype is None:
         raise UnknownType(type_code)
@@ -184,9 +188,10 @@ def decode_payload(type_code: int, payload: bytes) -> Message:
     if tail:
         rest = payload[size:]
         if mtype is MessageType.SET_TARIFF:
-            values.append(tuple(_step(a, b) for a, b in _counted(rest, _STEP, "steps")))
+            flat = _counted_flat(rest, _STEP, "steps", 1, MAX_TARIFF_STEPS)
+            values.append(_steps([*zip(flat[0::2], flat[1::2], strict=True)]))
         else:
-            values.append(tuple(v for (v,) in _counted(rest, _U32, "energies_wh")))
+            values.append(tuple(v for (v,) in _counted(rest, _U32, "energies_wh", 0, MAX_PROFILE_INTERVALS)))
     # the layouts list the fields in the dataclasses' order (a test checks it)
     return MESSAGE_CLASSES[mtype](*values)
 
@@ -204,10 +209,45 @@ def _step(start: int, price: int) -> TariffStep:
     return step
 
 
-def _counted(rest: bytes, item: struct.Struct, name: str) -> list[tuple[Any, ...]]:
+# Tariff steps are values (frozen): the same (start, price) pair is one shared object. A utility has a
+# handful of tariffs, so the same steps come back in every frame; the lookup runs at C speed (map).
+_STEP_CACHE: dict[tuple[int, int], TariffStep] = {}
+_STEP_CACHE_MAX = 4096
+
+
+def _steps(pairs: list[tuple[int, int]]) -> tuple[TariffStep, ...]:
+    found = [*map(_STEP_CACHE.get, pairs)]
+    if None not in found:
+        return tuple(found)  # type: ignore[arg-type]
+    if len(_STEP_CACHE) > _STEP_CACHE_MAX:
+        _STEP_CACHE.clear()
+    for pair in pairs:
+        if pair not in _STEP_CACHE:
+            _STEP_CACHE[pair] = _step(*pair)
+    return tuple(map(_STEP_CACHE.__getitem__, pairs))
+
+
+def _counted(rest: bytes, item: struct.Struct, name: str, least: int, most: int) -> list[tuple[Any, ...]]:
+    _count(rest, item, name, least, most)
+    return list(item.iter_unpack(rest[1:]))
+
+
+def _counted_flat(rest: bytes, item: struct.Struct, name: str, least: int, most: int) -> tuple[int, ...]:
+    """The counted items' fields in one flat tuple (item after item), unpacked in one call."""
+    count = _count(rest, item, name, least, most)
+    return struct.unpack_from(f">{count * (item.size // 4)}I", rest, 1) if count else ()
+
+
+def _count(rest: bytes, item: struct.Struct, name: str, least: int, most: int) -> int:
+    """The count of a counted list. A count outside least..most is structure, not a value: malformed
+    (as the schema's occurrence limits make it in the XML form)."""
     if not rest:
         raise MalformedField(name, "count byte missing")
     count = rest[0]
+    if not least <= count <= most:
+        raise MalformedField(name, f"count {count} outside {least}..{most}")
+    if not least <= count <= most:
+        raise MalformedField(name, f"count {count} outside {least}..{most}")
     if len(rest) != 1 + count * item.size:
         raise MalformedField(name, f"count {count} needs {count * item.size} bytes, {len(rest) - 1} present")
-    return list(item.iter_unpack(rest[1:]))
+    return count

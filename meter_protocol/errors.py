@@ -87,6 +87,12 @@ class MalformedField(ProtocolError):
         self.problem = problem
 
 
+class ValueOutOfRange(MalformedField):
+    """A field holds a value its encoding can carry but the protocol excludes (docs/protocol.md §6: an
+    amount of 0, a minute of the day above 1439, tariff steps out of order). A meter answers it with
+    `rejected`, `value_out_of_range`; anything that does not parse at all is plain `MalformedField`."""
+
+
 class InvalidMeterCode(MalformedField):
     def __init__(self, code: str, problem: str) -> None:
         super().__init__("meter code", problem)

@@ -129,22 +129,42 @@ def encode_frame(
 ) -> bytes:
     """The protected frame carrying `message`. `counter` (1..2^32-1) must never have been used before
     for this meter and direction (a retry re-sends the same bytes). Raises a ProtocolError subclass."""
-    if type(key_id) is not int or not 0 <= key_id <= 0xFF:
-        raise MalformedField("key_id", f"{key_id!r} outside 0..255")
-    if type(counter) is not int or not 1 <= counter <= MAX_COUNTER:
-        raise MalformedField("counter", f"{counter!r} outside 1..{MAX_COUNTER}")
-    mtype = message.message_type
     if profile is Profile.XML:
         from meter_protocol.documents import compress_document, message_to_xml
 
         payload = compress_document(message_to_xml(message, compact=True))
     else:
         payload = encode_payload(message)
+    return seal_frame(
+        message.message_type, payload, meter_code=meter_code, key=key, key_id=key_id, counter=counter, profile=profile
+    )
+
+
+def seal_frame(
+    type_code: int,
+    payload: bytes,
+    *,
+    meter_code: str,
+    key: bytes,
+    key_id: int,
+    counter: int,
+    profile: Profile = Profile.BINARY,
+) -> bytes:
+    """The protected frame around any plaintext `payload` with any type byte (bit 7: the direction).
+    `encode_frame` seals a message's payload with it; a test bench seals with it what a conforming sender
+    never sends (an unknown type, a value out of range), to see the receiver's answer."""
+    if not isinstance(type_code, int) or not 0 <= type_code <= 0xFF:
+        raise MalformedField("type", f"{type_code!r} outside 0..255")
+    if type(key_id) is not int or not 0 <= key_id <= 0xFF:
+        raise MalformedField("key_id", f"{key_id!r} outside 0..255")
+    if type(counter) is not int or not 1 <= counter <= MAX_COUNTER:
+        raise MalformedField("counter", f"{counter!r} outside 1..{MAX_COUNTER}")
     meter_field = meter_code_field(meter_code)
-    header = HEADER.pack(VERSION, profile, mtype, key_id, meter_field, counter)
+    header = HEADER.pack(VERSION, profile, type_code, key_id, meter_field, counter)
     if len(header) + len(payload) + TAG_BYTES > MAX_FRAME_BYTES:
         raise Oversize(len(header) + len(payload) + TAG_BYTES, MAX_FRAME_BYTES)
-    sealed = aead_for(key).encrypt(nonce_for(meter_field, mtype.direction, counter), payload, header)
+    direction = Direction.UPLINK if type_code & 0x80 else Direction.DOWNLINK
+    sealed = aead_for(key).encrypt(nonce_for(meter_field, direction, counter), payload, header)
     return header + sealed
 
 

@@ -27,6 +27,7 @@ from meter_protocol.errors import (
     ProtocolError,
     Replayed,
     UnknownType,
+    ValueOutOfRange,
 )
 from meter_protocol.frame import (
     FrameHeader,
@@ -120,6 +121,7 @@ class MeterState:
     profile: tuple[tuple[int, int], ...] = ()  # (hour start, Ws), the last PROFILE_HOURS hours
     events: tuple[EventReport, ...] = ()  # the last EVENT_LOG events
     accepts_xml: bool = True
+    report_profile: Profile = Profile.BINARY  # the profile of what the meter sends unprompted (§11.3)
     dropped_frames: int = 0
 
     @property
@@ -167,15 +169,20 @@ def receive(state: MeterState, frame: bytes, now: int) -> tuple[MeterState, list
         state = replace(state, previous_key=None, previous_key_id=None)  # the head end uses the new key
     t = now + state.clock_offset_s
     state = _settle_tariff(state, t)
+    # the reply goes in the profile of the frame it answers, except to a profile the meter does not take
+    reply_profile = raw.profile if raw.profile is Profile.BINARY or state.accepts_xml else Profile.BINARY
     try:
         window = state.downlink.check_and_mark(raw.counter)
     except Replayed:
+        # the outcome of the first processing: `duplicate` with its reason (none: it took effect then)
         first = next((o for o in state.outcomes if o.counter == raw.counter), None)
         reason = first.reason if first is not None else ReasonCode.NONE
-        return _answer(state, raw.counter, raw.type_code, AckResult.DUPLICATE, reason, [])
+        return _answer(state, raw.counter, raw.type_code, AckResult.DUPLICATE, reason, [], reply_profile)
     except OutsideWindow:
-        return _answer(state, raw.counter, raw.type_code, AckResult.REJECTED, ReasonCode.COUNTER_TOO_OLD, [])
-    state = replace(state, downlink=window)
+        # below the window: nothing is done, nothing is remembered, the same frame gets the same answer
+        reason = ReasonCode.COUNTER_TOO_OLD
+        return _answer(state, raw.counter, raw.type_code, AckResult.REJECTED, reason, [], reply_profile)
+    state = replace(state, downlink=window)  # from here on the counter is spent, whatever the outcome
     result, reason = AckResult.REJECTED, ReasonCode.NONE
     extra: list[Message] = []
     try:
@@ -191,14 +198,16 @@ def receive(state: MeterState, frame: bytes, now: int) -> tuple[MeterState, list
                 message = parse_plaintext(header, plaintext)
             except UnknownType:
                 reason = ReasonCode.UNKNOWN_TYPE
+            except ValueOutOfRange:
+                reason = ReasonCode.VALUE_OUT_OF_RANGE
             except (MalformedField, BadXml, Oversize):
                 reason = ReasonCode.MALFORMED
             else:
-                state, result, reason, extra = _apply(state, message, key, t)
+                state, result, reason, extra = _apply(state, message, key, raw.key_id, t)
     outcome = Outcome(raw.counter, result, reason)
     kept = (*(o for o in state.outcomes if o.counter >= window.lowest), outcome)
     state = replace(state, outcomes=kept)
-    return _answer(state, raw.counter, raw.type_code, result, reason, extra)
+    return _answer(state, raw.counter, raw.type_code, result, reason, extra, reply_profile)
 
 
 def _dropped(state: MeterState) -> MeterState:
@@ -212,18 +221,27 @@ def _answer(
     result: AckResult,
     reason: ReasonCode,
     extra: list[Message],
+    profile: Profile,
 ) -> tuple[MeterState, list[bytes]]:
     ack = Ack(counter, type_code, result, reason, _clamp(state.credit_minor, I64))
-    return _send(state, [ack, *extra])
+    return _send(state, [ack, *extra], profile)
 
 
-def _send(state: MeterState, messages: list[Message]) -> tuple[MeterState, list[bytes]]:
+def _send(state: MeterState, messages: list[Message], profile: Profile) -> tuple[MeterState, list[bytes]]:
+    """The frames of `messages`, numbered with the next uplink counters, under the current key."""
     frames = []
     counter = state.uplink_counter
     for message in messages:
         counter += 1
         frames.append(
-            encode_frame(message, meter_code=state.meter_code, key=state.key, key_id=state.key_id, counter=counter)
+            encode_frame(
+                message,
+                meter_code=state.meter_code,
+                key=state.key,
+                key_id=state.key_id,
+                counter=counter,
+                profile=profile,
+            )
         )
     return replace(state, uplink_counter=counter), frames
 
@@ -237,7 +255,8 @@ def _clamp(value: int, bounds: tuple[int, int]) -> int:
 Applied = tuple[MeterState, AckResult, ReasonCode, list[Message]]
 
 
-def _apply(state: MeterState, message: Message, key: bytes, t: int) -> Applied:
+def _apply(state: MeterState, message: Message, key: bytes, key_id: int, t: int) -> Applied:
+    """Carry out an authentic command protected with (`key_id`, `key`); the events it causes follow."""
     ok, rejected = AckResult.OK, AckResult.REJECTED
     none = ReasonCode.NONE
     if isinstance(message, TopUp):
@@ -271,7 +290,7 @@ def _apply(state: MeterState, message: Message, key: bytes, t: int) -> Applied:
     if isinstance(message, ReadRequest):
         return state, ok, none, _readouts(state, message, t)
     if isinstance(message, KeyChange):
-        return _change_key(state, message, key, t)
+        return _change_key(state, message, key, key_id, t)
     if isinstance(message, Configure):
         alarmed = state.low_credit_alarmed and state.credit_minor <= message.low_credit_minor
         return replace(state, config=message, low_credit_alarmed=alarmed), ok, none, []
@@ -306,7 +325,9 @@ def _top_up(state: MeterState, message: TopUp, t: int) -> Applied:
     return state, AckResult.OK, ReasonCode.NONE, events
 
 
-def _change_key(state: MeterState, message: KeyChange, key: bytes, t: int) -> Applied:
+def _change_key(state: MeterState, message: KeyChange, key: bytes, key_id: int, t: int) -> Applied:
+    """§3.3: unwrap under the frame's key first, then the key id. The key that protected the frame is
+    kept as the previous key (the head end evidently still uses it); any other key is forgotten."""
     try:
         new_key = unwrap_key(key, message.wrapped_key)
     except KeyUnwrapFailed:
@@ -315,7 +336,9 @@ def _change_key(state: MeterState, message: KeyChange, key: bytes, t: int) -> Ap
         if new_key == state.key:
             return state, AckResult.DUPLICATE, ReasonCode.NONE, []
         return state, AckResult.REJECTED, ReasonCode.KEY_ID_IN_USE, []
-    state = replace(state, previous_key_id=state.key_id, previous_key=state.key, key_id=message.new_key_id, key=new_key)
+    if message.new_key_id in (key_id, state.previous_key_id):
+        return state, AckResult.REJECTED, ReasonCode.KEY_ID_IN_USE, []
+    state = replace(state, previous_key_id=key_id, previous_key=key, key_id=message.new_key_id, key=new_key)
     state, event = _event(state, EventKind.KEY_CHANGED, t, message.new_key_id)
     return state, AckResult.OK, ReasonCode.NONE, [event]
 
@@ -351,16 +374,21 @@ def _readouts(state: MeterState, request: ReadRequest, t: int) -> list[Message]:
             )
         )
     if ReadItems.LOAD_PROFILE in request.items:
-        hours = [(start, ws) for start, ws in state.profile if start + 3600 > request.profile_since]
-        if hours:
-            first = hours[0][0]
-            by_hour = dict(hours)
-            count = (hours[-1][0] - first) // 3600 + 1
-            energies = tuple(by_hour.get(first + 3600 * i, 0) // 3600 for i in range(count))
-            out.append(LoadProfile(_clamp(first, (0, 0xFFFF_FFFF)), 3600, energies[-PROFILE_HOURS:]))
-        else:
-            out.append(LoadProfile(taken_at - taken_at % 3600, 3600, ()))
+        out.append(_load_profile(state, request.profile_since, taken_at))
     return out
+
+
+def _load_profile(state: MeterState, since: int, taken_at: int) -> LoadProfile:
+    """§12: the complete clock hours from the one holding `since` (no earlier than the oldest kept, 48
+    hours back) up to the current hour, which is not included (a value sent never changes); Wh per
+    hour rounded down; 0 for an hour without use. None complete yet: no intervals, starting now."""
+    hour = taken_at - taken_at % 3600
+    start = max(since - since % 3600, hour - PROFILE_HOURS * 3600, 0)
+    if start >= hour:
+        return LoadProfile(hour, 3600, ())
+    by_hour = dict(state.profile)
+    count = (hour - start) // 3600
+    return LoadProfile(start, 3600, tuple(by_hour.get(start + 3600 * i, 0) // 3600 for i in range(count)))
 
 
 # --- time passing -----------------------------------------------------------------------------------
@@ -457,7 +485,7 @@ def advance(state: MeterState, seconds: int, load_w: int, now: int) -> tuple[Met
                 state.tariff.version if state.tariff else 0,
             )
         )
-    return _send(state, out)
+    return _send(state, out, state.report_profile)
 
 
 def _step(state: MeterState, t: int, seconds: int, load_w: int) -> tuple[MeterState, list[Message]]:
@@ -480,7 +508,7 @@ def _step(state: MeterState, t: int, seconds: int, load_w: int) -> tuple[MeterSt
         if profile and profile[-1][0] == hour:
             profile = (*profile[:-1], (hour, profile[-1][1] + ws))
         else:
-            profile = (*profile, (hour, ws))[-PROFILE_HOURS:]
+            profile = (*profile, (hour, ws))[-(PROFILE_HOURS + 1) :]  # 48 complete hours and the current one
     state = replace(
         state,
         credit_minor=state.credit_minor - energy // WS_PER_KWH_MILLI - standing // SECONDS_PER_DAY,
@@ -520,4 +548,4 @@ def raise_event(state: MeterState, kind: EventKind, now: int, value: int = 0) ->
     if kind in (EventKind.TAMPER, EventKind.MAGNETIC_FIELD, EventKind.COVER_OPEN):
         state = replace(state, tamper_latched=True)
     state, event = _event(state, kind, t, value)
-    return _send(state, [event])
+    return _send(state, [event], state.report_profile)

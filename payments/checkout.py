@@ -223,7 +223,8 @@ async def topup_status(conn: AsyncConnection, reference: str) -> TopUpStatus | N
     ).first()
     if row is None:
         return None
-    state, steps = None, ()
+    state: str | None = None
+    steps: tuple[CommandStep, ...] = ()
     if row.credit_command_id is not None:
         state = (await conn.execute(select(commands.c.state).where(commands.c.id == row.credit_command_id))).scalar()
         history = await conn.execute(

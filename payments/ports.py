@@ -19,7 +19,8 @@ from payments.errors import PaymentRefused
 
 @dataclass(frozen=True, slots=True)
 class CreditRequest:
-    """Credit a subscriber (and their meter) with a payment, or reinstate an amount after a won dispute."""
+    """Credit a subscriber (and their meter) with a payment, or (`reason` "reinstated") give back an amount a
+    reversal took after the dispute was won: the ledger cancels the debt that reversal created first."""
 
     payment_id: int
     subscriber_id: int
@@ -30,7 +31,7 @@ class CreditRequest:
     currency: str
     provider: str
     provider_ref: str
-    ledger_ref: str  # names this credit in the ledger: provider_ref, or "<provider_ref>:reinstate:<n>"
+    ledger_ref: str  # names the payment's credit in the ledger: its provider_ref (a reinstatement's too)
     idempotency_key: str  # unique per ledger effect: "pay:<payment id>", "reinstate:<payment id>:<n>"
     reason: str  # payment | reinstated
     event_id: str | None = None

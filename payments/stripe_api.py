@@ -68,7 +68,7 @@ class StripeApi:
         self._created_filter = True
 
     async def close(self) -> None:
-        await self._http.close_async()
+        await self._http.close_async()  # type: ignore[no-untyped-call]  # stripe's client is untyped here
 
     async def _call(self, operation: str, coro: Any) -> Any:
         try:

@@ -205,7 +205,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             if settings.radius.enabled:
                 services.radius = RadiusPasswordChecker(settings.radius)
             keys = app[KEYS] = services.keys = KeyRing(load_master_key(settings))
-            billing = app[BILLING] = build_billing(settings, uow, keys, runtime.metrics)
+            billing = app[BILLING] = services.billing = build_billing(settings, uow, keys, runtime.metrics)
 
             async def on_gateway_event(event: GatewayEvent) -> None:
                 """What the gateway learns goes to billing (the arrow points one way: gateway never
@@ -243,7 +243,11 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     )
                 # the sweep and invoices run with the timers; text notices where the transport is
                 billing_jobs = start_billing_jobs(
-                    settings, billing, schedule=Role.SCHEDULER in roles, notices=Role.GATEWAY in roles
+                    settings,
+                    billing,
+                    schedule=Role.SCHEDULER in roles,
+                    notices=Role.GATEWAY in roles,
+                    observer=runtime.metrics,
                 )
                 log.info(
                     "smsmeter %s ready (%s): database %s, transport %s (%s), short number %s",
@@ -265,6 +269,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             if isinstance(services.radius, RadiusPasswordChecker):
                 await services.radius.close()
             services.uow = None
+            services.billing = None
             runtime.engine = None
             exporter.detach()
             await engine.dispose()

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ from billing.topup import TopUpPolicy
 from config import Settings
 from gateway.keys import KeyRing
 from store.uow import UnitOfWork
-from telemetry import NO_METRICS, Observer
+from telemetry import NO_METRICS, JobProgress, Observer
 
 log = logging.getLogger("smsmeter.billing")
 
@@ -83,25 +84,72 @@ def build_billing(
         tz=tz,
         email_sender=email,
         observer=observer,
+        time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,
     )
 
 
-JOB_STOP_TIMEOUT_S = 10.0  # a run in progress gets this long to finish when the service stops
+JOB_STALL_S = 10.0  # a job that is stopping and commits nothing for this long is cancelled
+PROGRESS_LOG_S = 30.0  # a long run logs how far it is at most this often
+
+Job = Callable[[datetime, JobProgress], Awaitable[Any]]
+
+
+class JobRun:
+    """What a running job reports to (telemetry.JobProgress): its committed items go to the log (at most every
+    PROGRESS_LOG_S) and to /metrics; `stop_requested` is the service stopping."""
+
+    def __init__(self, name: str, stopping: asyncio.Event, observer: Observer, clock: Callable[[], float]) -> None:
+        self.name, self._stopping, self._observer, self._clock = name, stopping, observer, clock
+        self.items = 0  # committed in this run
+        self.started = self._logged = clock()
+
+    def advanced(self, items: int) -> None:
+        self.items += items
+        self._observer.job_advanced(self.name, items)
+        now = self._clock()
+        if now - self._logged >= PROGRESS_LOG_S:
+            self._logged = now
+            rate = self.items / max(now - self.started, 1e-9)
+            log.info("scheduled job %s: %s done so far (%.0f/s)", self.name, self.items, rate)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stopping.is_set()
+
+
+@dataclass
+class _Scheduled:
+    name: str
+    interval_s: float
+    job: Job
+    run: JobRun | None = None  # the run under way
+
+    @property
+    def progress_mark(self) -> tuple[int, int]:
+        return (id(self.run), self.run.items if self.run else 0)
 
 
 async def _every(
-    name: str, interval_s: float, job: Callable[[datetime], Awaitable[Any]], stopping: asyncio.Event
+    scheduled: _Scheduled,
+    stopping: asyncio.Event,
+    observer: Observer,
+    clock: Callable[[], float],
 ) -> None:
-    """Run `job(now)` now and every `interval_s` until `stopping` is set. A run is never cut off halfway
-    (a transaction cancelled in its middle on SQLite could keep the write lock of a connection nobody
-    closes): stopping ends the wait between runs."""
+    """Run the job now and every `interval_s` until `stopping` is set. A run is never cut off halfway (a
+    transaction cancelled in its middle on SQLite could keep the write lock of a connection nobody closes):
+    stopping ends the wait between runs, and a job in progress returns after the batch in hand."""
     while not stopping.is_set():
+        scheduled.run = JobRun(scheduled.name, stopping, observer, clock)
+        observer.job_running(scheduled.name, True)
         try:
-            await job(datetime.now(UTC))
+            await scheduled.job(datetime.now(UTC), scheduled.run)
         except Exception:  # a failed run is logged; the next one comes at its time
-            log.exception("scheduled job %s failed", name)
+            log.exception("scheduled job %s failed", scheduled.name)
+        finally:
+            observer.job_running(scheduled.name, False)
+            scheduled.run = None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval_s)
+            await asyncio.wait_for(stopping.wait(), scheduled.interval_s)
 
 
 @dataclass
@@ -110,34 +158,60 @@ class BillingJobs:
 
     tasks: list[asyncio.Task[None]]
     stopping: asyncio.Event
+    scheduled: list[_Scheduled]
 
-    async def stop(self, timeout_s: float = JOB_STOP_TIMEOUT_S) -> None:
-        """Let a run in progress finish (up to `timeout_s`, then it is cancelled); start no new one."""
+    async def stop(self, stall_s: float = JOB_STALL_S) -> None:
+        """Start no new run; let a run in progress finish its batch and return. A job is cancelled only when it
+        commits nothing for `stall_s`: one that is making progress is never cut off by a fixed timeout."""
         self.stopping.set()
-        if not self.tasks:
-            return
-        _, pending = await asyncio.wait(self.tasks, timeout=timeout_s)
-        for task in pending:
-            log.warning("scheduled job %s did not finish in %.0f s; cancelled", task.get_name(), timeout_s)
-            task.cancel()
+        pending = {t for t in self.tasks if not t.done()}
+        while pending:
+            marks = {s.name: s.progress_mark for s in self.scheduled}
+            _, pending = await asyncio.wait(pending, timeout=stall_s)
+            stalled = [s for s in self.scheduled if s.run is not None and s.progress_mark == marks[s.name]]
+            for task in pending:
+                job = next((s for s in stalled if task.get_name() == f"billing {s.name}"), None)
+                if job is not None:
+                    log.warning(
+                        "scheduled job %s committed nothing in %.0f s while stopping; cancelled", job.name, stall_s
+                    )
+                    task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def start_billing_jobs(
-    settings: Settings, billing: BillingService, *, schedule: bool = True, notices: bool = True
+    settings: Settings,
+    billing: BillingService,
+    *,
+    schedule: bool = True,
+    notices: bool = True,
+    observer: Observer = NO_METRICS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> BillingJobs:
     """The scheduled jobs. `schedule`: the arrears sweep and the monthly invoices; `notices`: sending queued
     notices."""
     b = settings.billing
-    stopping = asyncio.Event()
-    jobs: list[tuple[str, float, Callable[[datetime], Awaitable[Any]]]] = []
+    jobs: list[tuple[str, float, Job]] = []
     if schedule:
         jobs.append(("arrears sweep", b.sweep_interval_s, billing.sweep))
         jobs.append(("monthly invoices", 3600.0, billing.monthly))
+        jobs.append(("key changes", 60.0, billing.settle_key_changes))
+        jobs.append(("time sync", 3600.0, billing.sync_clocks))
     if notices:
         jobs.append(("notices", b.notice_interval_s, billing.send_notices))
+    return run_jobs(jobs, observer=observer, clock=clock)
+
+
+def run_jobs(
+    jobs: list[tuple[str, float, Job]],
+    *,
+    observer: Observer = NO_METRICS,
+    clock: Callable[[], float] = time.monotonic,
+) -> BillingJobs:
+    """Start each (name, interval_s, job) as a task that runs it now and then every interval."""
+    stopping = asyncio.Event()
+    scheduled = [_Scheduled(name, interval_s, job) for name, interval_s, job in jobs]
     tasks = [
-        asyncio.create_task(_every(name, interval_s, job, stopping), name=f"billing {name}")
-        for name, interval_s, job in jobs
+        asyncio.create_task(_every(job, stopping, observer, clock), name=f"billing {job.name}") for job in scheduled
     ]
-    return BillingJobs(tasks, stopping)
+    return BillingJobs(tasks, stopping, scheduled)

@@ -67,6 +67,15 @@ class Metrics:
             ["channel", "outcome"],
             registry=r,
         )
+        self.job_items = Counter(
+            "smsmeter_job_items",
+            "Items scheduled jobs committed (invoices, accounts swept, notices), by job",
+            ["job"],
+            registry=r,
+        )
+        self.jobs_running = Gauge(
+            "smsmeter_job_running", "1 while a scheduled job's run is under way", ["job"], registry=r
+        )
         self.transport_bound = Gauge(
             "smsmeter_transport_bound", "1 while this process's SMS channel is bound/connected, else 0", registry=r
         )
@@ -102,6 +111,12 @@ class Metrics:
 
     def notice_sent(self, channel: str, outcome: str) -> None:
         self.notices_sent.labels(channel, outcome).inc()
+
+    def job_advanced(self, job: str, items: int) -> None:
+        self.job_items.labels(job).inc(items)
+
+    def job_running(self, job: str, running: bool) -> None:
+        self.jobs_running.labels(job).set(1.0 if running else 0.0)
 
     # -- the channel ----------------------------------------------------------------------------------------------
     def watch_transport(self, transport: Transport | None, window: int) -> None:

@@ -22,10 +22,11 @@ from config import Settings
 from config.settings import TransportKind
 from gateway.dispatcher import DispatchConfig, Dispatcher, default_worker_id
 from gateway.events import EventHandler
-from gateway.fleet import Fleet, fleet_responder, load_fleet
+from gateway.fleet import Fleet, fleet_responder, load_fleet, report_readings
 from gateway.inbound import Inbound
 from gateway.keys import KeyRing
 from gateway.ports import InboundHandler, ReceiptHandler, Transport
+from gateway.simulator import SimulatorTransport
 from gateway.states import RetryPolicy
 from gateway.writegate import WriteGate
 from smsmeter.metrics import Metrics
@@ -42,6 +43,7 @@ class GatewayRuntime:
     dispatcher: Dispatcher
     inbound: Inbound
     fleet: Fleet | None  # the simulated meters, with the simulator transport
+    simulator: SimulatorTransport | None = None  # the simulated network itself (its SMS outbox)
 
 
 def dispatch_config(settings: Settings) -> DispatchConfig:
@@ -121,13 +123,14 @@ async def running_gateway(
     inbound = Inbound(engine, keys, settings.short_number, on_event=on_event, gate=gate)
     fleet: Fleet | None = None
     refresh = None
+    report_interval_s = round(settings.simulator.report_interval_s)
     if settings.transport is TransportKind.SIMULATOR:
         fleet = Fleet()
 
         async def refresh() -> None:
             assert fleet is not None
             async with engine.connect() as conn:
-                added = await load_fleet(conn, keys, fleet)
+                added = await load_fleet(conn, keys, fleet, report_interval_s=report_interval_s)
             if added:
                 log.info("simulated network: %d reference meters answer", len(fleet))
 
@@ -137,6 +140,7 @@ async def running_gateway(
     if metrics is not None:
         on_receipt, on_sms = metrics.receipt_handler(on_receipt), metrics.inbound_handler(on_sms)
     transport = build_transport(settings, on_receipt, on_sms, fleet, refresh)
+    simulator = transport if isinstance(transport, SimulatorTransport) else None
     if metrics is not None:  # every submit timed and counted; the window is the SMPP one (0: not applicable)
         transport = metrics.metered(transport)
         metrics.watch_transport(transport, settings.smpp.window if settings.transport is TransportKind.SMPP else 0)
@@ -146,17 +150,29 @@ async def running_gateway(
             asyncio.create_task(dispatcher.run(), name="gateway-dispatcher"),
             asyncio.create_task(inbound.run(), name="gateway-inbound"),
         ]
+        if simulator is not None and fleet is not None and report_interval_s > 0:
+            sim = simulator  # the simulated meters report readings on their own while the service runs
+            tasks.append(
+                asyncio.create_task(
+                    report_readings(
+                        fleet, lambda r: sim.receive_from(r.source, r.body, r.has_udh), every_s=report_interval_s
+                    ),
+                    name="gateway-fleet-reports",
+                )
+            )
         listener = None
         if engine.dialect.name == "postgresql":  # commands enqueued by other processes wake the dispatcher
             listener = asyncio.create_task(listen_for_commands(engine.url, dispatcher.wake), name="gateway-listen")
         try:
-            yield GatewayRuntime(transport, dispatcher, inbound, fleet)
+            yield GatewayRuntime(transport, dispatcher, inbound, fleet, simulator)
         finally:
             if listener is not None:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
             dispatcher.stop()
             inbound.stop()
+            for task in tasks[2:]:  # the fleet's reports: a loop without an end of its own
+                task.cancel()
             done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
             for task in pending:
                 task.cancel()

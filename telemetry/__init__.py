@@ -2,6 +2,7 @@
 reports its measurements. Standard library only; the composition root supplies the Prometheus implementation."""
 
 from telemetry.context import bind_ids, current_ids
+from telemetry.jobs import UNWATCHED, JobProgress
 from telemetry.ports import NO_METRICS, Observer
 
-__all__ = ["NO_METRICS", "Observer", "bind_ids", "current_ids"]
+__all__ = ["NO_METRICS", "UNWATCHED", "JobProgress", "Observer", "bind_ids", "current_ids"]

@@ -29,6 +29,12 @@ class Observer(Protocol):
         """One attempt to send a notice to a subscriber: channel sms | email; outcome sent | failed (a failed
         attempt may be retried later)."""
 
+    def job_advanced(self, job: str, items: int) -> None:
+        """A scheduled job committed `items` more (invoices issued, accounts swept, notices sent, ...)."""
+
+    def job_running(self, job: str, running: bool) -> None:
+        """A scheduled job's run started (True) or ended (False)."""
+
 
 class _NoMetrics:
     def sms_submitted(self, outcome: str, seconds: float) -> None:
@@ -44,6 +50,12 @@ class _NoMetrics:
         pass
 
     def notice_sent(self, channel: str, outcome: str) -> None:
+        pass
+
+    def job_advanced(self, job: str, items: int) -> None:
+        pass
+
+    def job_running(self, job: str, running: bool) -> None:
         pass
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from config import RadiusSettings, WebSettings
 from web import health, webhooks
+from web.jobs import setup_jobs
 from web.keys import (
     CLOCK,
     CURRENCY,
@@ -83,6 +84,7 @@ def create_app(
     app[SESSION_KEY] = secret
     app[THROTTLE] = make_throttle(settings)
     app[webhooks.PAYMENT_SERVICES] = payment_services or webhooks.PaymentServices()
+    setup_jobs(app)
     setup_templates(app)
     health.setup_routes(app)
     console.setup_routes(app)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import aiohttp_jinja2  # noqa: F401 - the templates' environment lives under aiohttp_jinja2's own key
 from aiohttp import web
 
+from billing.service import BillingService
 from config import RadiusSettings, WebSettings
 from gateway.keys import KeyRing
 from store.uow import UnitOfWork
@@ -41,6 +42,7 @@ class Services:
     keys: KeyRing | None = None  # meter keys, for sealing commands (gateway.outbox)
     radius: PasswordChecker | None = None
     otp_sender: OtpSender | None = None
+    billing: BillingService | None = None  # the utility's billing policies (emergency credit, meter settings)
     # Use cases of other areas, wired by the composition root by name (e.g. "issue_command").
     use_cases: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

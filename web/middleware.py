@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from billing.service import BillingService
 from gateway.keys import KeyRing
 from store.uow import UnitOfWork
 from web import auth
@@ -48,6 +49,14 @@ def keys_of(request: web.Request) -> KeyRing:
     if keys is None:
         raise ServiceUnavailable("meter keys are not loaded")
     return keys
+
+
+def billing_of(request: web.Request) -> BillingService:
+    """Billing with the utility's policies (emergency credit, meter settings); 503 until it has started."""
+    billing = request.app[SERVICES].billing
+    if billing is None:
+        raise ServiceUnavailable("billing has not started")
+    return billing
 
 
 def principal_of(request: web.Request) -> auth.Principal | None:

@@ -67,7 +67,7 @@ def amount_minor(form: Mapping[str, Any], name: str, digits: int = 2) -> int:
     whole, _sep, frac = raw.partition(".")
     if not whole.isdigit() or (frac and not frac.isdigit()) or len(frac) > digits:
         raise InvalidInput(name, f"must be an amount with at most {digits} decimals")
-    value = int(whole) * 10**digits + int((frac or "0").ljust(digits, "0"))
+    value: int = int(whole) * 10**digits + int((frac or "0").ljust(digits, "0"))
     if value <= 0:
         raise InvalidInput(name, "must be more than zero")
     return value

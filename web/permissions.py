@@ -23,18 +23,32 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "subscribers.read": _STAFF,
     "subscribers.write": frozenset({ADMIN, OPERATOR}),  # create and edit (CIS integrations too)
     "meters.read": _STAFF,
+    "meters.write": frozenset({ADMIN, OPERATOR}),  # install, replace, archive
+    "registry.write": frozenset({ADMIN, OPERATOR}),  # transformers and their balance meters, holidays
     "tariffs.read": _STAFF,
-    "tariffs.assign": frozenset({ADMIN, OPERATOR}),
+    "tariffs.assign": frozenset({ADMIN, OPERATOR}),  # a subscriber's tariff; a version pushed to the meters
+    "tariffs.manage": frozenset({ADMIN}),  # define tariffs and their price versions
     "ledger.read": _STAFF,
+    "ledger.charge": frozenset({ADMIN, OPERATOR}),  # a penalty or fixed charge on the debt
+    "ledger.adjust": frozenset({ADMIN}),  # a correction on a book; a write-off of debt
     "commands.read": _STAFF,
     "commands.issue": frozenset({ADMIN, OPERATOR}),  # relay off/on, read request, tariff push
+    "commands.cancel": frozenset({ADMIN, OPERATOR}),  # a command that has not left yet (0:0)
+    "commands.group": frozenset({ADMIN, OPERATOR}),  # one command to a transformer, street or building
+    "meters.configure": frozenset({ADMIN, OPERATOR}),  # low-credit threshold, emergency credit, friendly hours
+    "meters.keys": frozenset({ADMIN}),  # key change over the air, one meter or a group
+    "credit.emergency": frozenset({ADMIN, OPERATOR}),  # emergency credit on loan
+    "topups.reissue": frozenset({ADMIN, OPERATOR}),  # a failed credit sent again, same transfer id
     "payments.read": _STAFF,
     "payments.cash": frozenset({ADMIN, CASHIER}),  # cashier top-up; payments a CIS took at a bank
+    "payments.refund": frozenset({ADMIN, CASHIER}),  # give back a cash payment
+    "payments.resolve": frozenset({ADMIN, OPERATOR}),  # credit or dismiss a payment conflict
     "notices.read": _STAFF,
     "invoices.read": _STAFF,
     "communication.read": _WATCHERS,  # communication log and wrong SMS
     "alarms.read": _WATCHERS,
     "alarms.ack": frozenset({ADMIN, OPERATOR}),
+    "alarms.rules": frozenset({ADMIN}),  # who is told of which alarm, and what is done automatically
     "arrears.read": _STAFF,
     "reports.read": _WATCHERS,
     "reports.export": _WATCHERS,

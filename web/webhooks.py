@@ -21,8 +21,8 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.errors import BillingError
-from billing.topup import TopUpPolicy, apply_payment, apply_payments, reverse_payment
-from billing.values import PaymentConfirmed, PaymentReversed, ReversalKind
+from billing.topup import TopUpPolicy, apply_payment, apply_payments, reinstate_payment, reverse_payment
+from billing.values import PaymentConfirmed, PaymentReinstated, PaymentReversed, ReversalKind
 from gateway.keys import KeyRing
 from payments.checkout import TopUpService
 from payments.errors import PaymentNotYetKnown, PaymentRefused, WebhookRejected
@@ -147,6 +147,18 @@ def _confirmed(request: CreditRequest, now: datetime) -> PaymentConfirmed:
     )
 
 
+def _reinstated(request: CreditRequest, now: datetime) -> PaymentReinstated:
+    return PaymentReinstated(
+        provider=request.provider,
+        provider_ref=request.ledger_ref,
+        reinstatement_ref=request.idempotency_key,
+        amount_minor=request.amount_minor,
+        currency=request.currency,
+        at=now,
+        event_id=request.event_id,
+    )
+
+
 class BillingApplier:
     """payments' `PaymentApplier` port, answered by billing's top-up use cases."""
 
@@ -155,9 +167,12 @@ class BillingApplier:
         self.policy = policy
 
     async def credit(self, conn: AsyncConnection, request: CreditRequest, now: datetime) -> CreditApplied:
-        payment = _confirmed(request, now)
+        uow = _InOpenTransaction(conn)
         try:
-            result = await apply_payment(_InOpenTransaction(conn), payment, now, keys=self.keys, policy=self.policy)
+            if request.reason == "reinstated":
+                given = await reinstate_payment(uow, _reinstated(request, now), now, keys=self.keys)
+                return CreditApplied(command_id=given.command_id)
+            result = await apply_payment(uow, _confirmed(request, now), now, keys=self.keys, policy=self.policy)
         except BillingError as exc:
             raise PaymentRefused(exc.reason) from exc
         return CreditApplied(command_id=result.command_id)
@@ -166,7 +181,8 @@ class BillingApplier:
         self, conn: AsyncConnection, requests: Sequence[CreditRequest], now: datetime
     ) -> list[CreditApplied | PaymentRefused]:
         payments = [_confirmed(request, now) for request in requests]
-        results = await apply_payments(conn, payments, now, keys=self.keys, policy=self.policy)
+        # payments credits a payment once (under its row lock): these were never applied
+        results = await apply_payments(conn, payments, now, keys=self.keys, policy=self.policy, known_new=True)
         return [
             PaymentRefused(r.reason) if isinstance(r, BillingError) else CreditApplied(command_id=r.command_id)
             for r in results

@@ -31,6 +31,7 @@ class EntryType(enum.StrEnum):
     ADJUSTMENT = "adjustment"
     REFUND = "refund"
     REVERSAL = "reversal"
+    REINSTATEMENT = "reinstatement"  # a won dispute gives back what its reversal took
 
 
 class Book(enum.StrEnum):
@@ -142,6 +143,37 @@ def plan_reversal(balances: Balances, amount: Money, *, key: str, refund: bool) 
     if rest.is_positive():
         postings.append(Posting(entry, Book.DEBT, -rest, f"{key}:debt", "credit already delivered becomes debt"))
     return tuple(postings)
+
+
+@dataclass(frozen=True, slots=True)
+class ReinstatementPlan:
+    postings: tuple[Posting, ...]
+    cancelled: Money  # of the debt the payment's own reversals created
+    credited: Money  # what is left: new credit, into the wallet
+    vend: Money  # sent to the meter (the wallet's, with `vend`)
+
+
+def plan_reinstatement(
+    balances: Balances, amount: Money, *, own_debt: Money, key: str, vend: bool = True
+) -> ReinstatementPlan:
+    """Give back `amount` of a payment after a dispute over it was won. First it cancels the debt that the
+    payment's own reversals created and that is still owed (`own_debt`; the meter kept that credit), so
+    the same credit never reaches the meter twice; only what is left is new credit, into the wallet and,
+    with `vend`, sent to the meter. No debt recovery is taken: it was taken when the payment came."""
+    if not amount.is_positive():
+        raise InvalidPosting("a reinstatement is a positive amount")
+    cancelled = Money(max(0, min(amount.minor, own_debt.minor, balances.owed.minor)), amount.currency)
+    credited = amount - cancelled
+    postings = []
+    if cancelled.is_positive():
+        postings.append(Posting(EntryType.REINSTATEMENT, Book.DEBT, cancelled, f"{key}:debt", "dispute won"))
+    if credited.is_positive():
+        postings.append(Posting(EntryType.REINSTATEMENT, Book.WALLET, credited, f"{key}:wallet", "dispute won"))
+    available = balances.wallet + credited
+    vend_amount = available if vend and available.is_positive() else Money.zero(amount.currency)
+    if vend_amount.is_positive():
+        postings.append(Posting(EntryType.CREDIT_SENT, Book.WALLET, -vend_amount, f"{key}:credit"))
+    return ReinstatementPlan(tuple(postings), cancelled, credited, vend_amount)
 
 
 def plan_charge(entry_type: EntryType, amount: Money, *, key: str, memo: str | None = None) -> tuple[Posting, ...]:

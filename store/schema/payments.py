@@ -69,6 +69,10 @@ payment_conflicts = Table(
     # Added by 0004_payments:
     Column("event_id", String(200)),
     Column("payment_id", ID, ForeignKey("payments.id")),
+    # Added by 0008_conflict_resolutions: credit (the payment applied as the provider reported it) | dismiss
+    Column("resolution", String(20)),
+    Column("resolution_note", String(500)),
+    Column("topup_id", ID),  # the top-up a `credit` resolution made
 )
 
 # One row per dispute; `state` open | inquiry | won | lost. Closed disputes never reopen.

@@ -21,8 +21,10 @@ async def _enqueue(db: Path, master_key: bytes) -> list[int]:
     engine = create_engine(f"sqlite+aiosqlite:///{db}")
     try:
         async with engine.begin() as conn:
-            meter_ids = (await conn.execute(meters.select().with_only_columns(meters.c.id))).scalars().all()
-            requests = [CommandRequest(m, mp.TopUp(1, 1500), "operator:e2e") for m in meter_ids]
+            rows = (await conn.execute(meters.select().with_only_columns(meters.c.id, meters.c.next_transfer_id))).all()
+            meter_ids = [m for m, _ in rows]
+            # transfer ids after those of the demo's own top-ups
+            requests = [CommandRequest(m, mp.TopUp(t + 100, 1500), "operator:e2e") for m, t in rows]
             requests.append(CommandRequest(meter_ids[0], mp.ReadRequest(mp.ReadItems.REGISTERS), "operator:e2e"))
             return await enqueue_commands(conn, KeyRing(master_key), requests, datetime.now(UTC))
     finally:
@@ -55,4 +57,4 @@ def test_serve_walks_commands_to_1_1_on_the_simulated_network(tmp_path: Path) ->
             time.sleep(0.2)
         assert [s for s, _ in states] == [CommandState.PROCESSED] * len(ids), service.log()
         assert all(walk[0] == "0:0" and walk[1] == "0:1" and walk[-1] == "1:1" for _, walk in states)
-    assert "simulated network: 6 reference meters answer" in service.log()
+    assert "simulated network: 62 reference meters answer" in service.log()

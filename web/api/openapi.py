@@ -600,7 +600,47 @@ PATHS["/api/v1/payments"]["post"] = {
 }
 
 
+def _roles_by_operation() -> dict[tuple[str, str], list[str]]:
+    """(method, path) → the roles the permission table lets call it, read from the routes themselves."""
+    from aiohttp import web
+
+    from web import api
+    from web.permissions import PERMISSIONS, PUBLIC, permission_of
+
+    app = web.Application()
+    api.setup_routes(app)
+    roles: dict[tuple[str, str], list[str]] = {}
+    for route in app.router.routes():
+        action = permission_of(route.handler)
+        if route.resource is None or action is None or action == PUBLIC:
+            continue
+        roles[(route.method.lower(), route.resource.canonical)] = sorted(PERMISSIONS[action])
+    return roles
+
+
+def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation names the roles allowed to call it (`x-roles`, and in words in its description)."""
+    roles = _roles_by_operation()
+    out: dict[str, Any] = {}
+    for path, item in paths.items():
+        out[path] = {}
+        for method, operation in item.items():
+            allowed = roles.get((method, path))
+            if allowed is not None:
+                words = "Roles: " + ", ".join(allowed) + "."
+                text = operation.get("description")
+                operation = {**operation, "x-roles": allowed, "description": f"{text}\n\n{words}" if text else words}
+            out[path][method] = operation
+    return out
+
+
 def document() -> dict[str, Any]:
+    from web.api import openapi_registry
+    from web.api.openapi_operations import PATHS as OPERATION_PATHS
+
+    paths = {**{path: dict(item) for path, item in PATHS.items()}, **OPERATION_PATHS}
+    schemas = dict(SCHEMAS)
+    openapi_registry.merge_into(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -616,9 +656,9 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}, {"session": []}],
-        "paths": PATHS,
+        "paths": _with_roles(paths),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key, smk_..."},
                 "session": {"type": "apiKey", "in": "cookie", "name": "smsmeter_session"},

@@ -186,12 +186,16 @@ async def issue(request: web.Request) -> web.Response:
         meter_id = bounded_int(request.query, "meter_id", 0, 1, 10**18)
         if not meter_id:
             raise InvalidInput("meter_id", "is required (a query parameter) with an XML document")
-        message = mp.message_from_xml(await request.read())
+        document = mp.message_from_xml(await request.read())
+        if not isinstance(document, mp.Command):
+            raise InvalidInput("body", f"a {document.message_type.name.lower()} is a meter's report, not a command")
+        message = document
     elif request.content_type == "application/json":
         body = await read_json(request)
-        meter_id = body.get("meter_id")
-        if not isinstance(meter_id, int) or isinstance(meter_id, bool) or meter_id < 1:
+        given = body.get("meter_id")
+        if not isinstance(given, int) or isinstance(given, bool) or given < 1:
             raise InvalidInput("meter_id", "must be a meter id")
+        meter_id = given
         message = command_from_fields(body, now)
     else:
         raise UnsupportedMediaType(request.content_type)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.console import actions, lists, login, pages
+from web.console import actions, lists, login, money, operations, pages, registry, tariffs
 
 
 def setup_routes(app: web.Application) -> None:
     login.setup_routes(app)
+    registry.setup_routes(app)  # before pages: /console/subscribers/new is not a subscriber id
     pages.setup_routes(app)
+    tariffs.setup_routes(app)
+    money.setup_routes(app)
     actions.setup_routes(app)
+    operations.setup_routes(app)
     lists.setup_routes(app)

@@ -20,7 +20,7 @@ from web.security import client_address
 
 
 def _request_id(form: object) -> str:
-    value = form.get("request_id") if hasattr(form, "get") else None  # type: ignore[union-attr]
+    value = form.get("request_id") if hasattr(form, "get") else None
     if not isinstance(value, str) or not 16 <= len(value) <= 64:
         raise InvalidInput("request_id", "the form is incomplete; reload the page")
     return value

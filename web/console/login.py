@@ -42,12 +42,12 @@ async def login_form(request: web.Request) -> web.Response:
     return render(request, "login.html", {"next": request.query.get("next", ""), "username": "", "error": ""})
 
 
-def signed_in(request: web.Request, result: auth.LoginResult, target: str) -> web.Response:
+def signed_in(request: web.Request, result: auth.LoginResult, target: str) -> web.HTTPSeeOther:
     response = web.HTTPSeeOther(target)
     assert result.token is not None
     set_session_cookie(request, response, result.token)
     response.del_cookie(PRE_CSRF_COOKIE, path="/")
-    return response  # type: ignore[return-value]
+    return response
 
 
 @public

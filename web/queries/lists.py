@@ -14,7 +14,7 @@ from gateway.errors import CommandNotFound
 from gateway.outbox import get_command
 from store.schema.auth import audit_log
 from store.schema.commands import alarms, commands, wrong_sms
-from store.schema.ledger import accounts, ledger_entries, tariff_versions, tariffs
+from store.schema.ledger import accounts, ledger_entries, tariff_versions, tariffs, topups
 from store.schema.notices import notices
 from store.schema.payments import payments
 from store.schema.registry import meters
@@ -61,7 +61,7 @@ async def commands_page(
     limit: int,
     offset: int,
 ) -> Page:
-    query = select(*_COMMAND_COLUMNS, meters.c.code.label("meter_code")).join(
+    query: Select[Any] = select(*_COMMAND_COLUMNS, meters.c.code.label("meter_code")).join(
         meters, meters.c.id == commands.c.meter_id
     )
     query = _filters(query, commands, {"meter_id": meter_id, "state": state, "kind": kind}, "created_at", since, until)
@@ -80,9 +80,23 @@ async def command(conn: AsyncConnection, command_id: int) -> dict[str, Any] | No
         **fields,
         "state": view.state.value,
         "meter_code": await conn.scalar(select(meters.c.code).where(meters.c.id == view.meter_id)),
+        "topup": await _topup_of(conn, command_id),
         "history": [dataclasses.asdict(h) for h in view.history],
         "parts": [dataclasses.asdict(p) for p in view.parts],
     }
+
+
+async def _topup_of(conn: AsyncConnection, command_id: int) -> dict[str, Any] | None:
+    """The top-up whose credit this command carries now (a re-issue moves it to the new command)."""
+    t = topups.c
+    row = (
+        await conn.execute(
+            select(t.id, t.state, t.vend_minor, t.currency, t.transfer_id, t.subscriber_id).where(
+                t.command_id == command_id
+            )
+        )
+    ).first()
+    return dict(row._mapping) if row is not None else None
 
 
 async def payments_page(

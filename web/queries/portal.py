@@ -8,11 +8,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from store.schema.commands import commands, readings
-from store.schema.ledger import invoices, topups
+from store.schema.commands import readings
 from store.schema.payments import payments
 from store.schema.registry import meters
 from web.queries import registry
+from web.queries.history import invoice_pdf, invoices_of, top_up, top_ups
+
+__all__ = ["consumption", "invoice_pdf", "invoices_of", "overview", "top_up", "top_ups"]
 
 
 async def overview(conn: AsyncConnection, subscriber_id: int, now: datetime) -> dict[str, Any]:
@@ -36,7 +38,7 @@ async def consumption(conn: AsyncConnection, subscriber_id: int, period: str, no
     days = 31 if period == "daily" else 400
     since = now - timedelta(days=days)
     rows = await conn.execute(
-        select(readings.c.read_at, readings.c.value)
+        select(readings.c.meter_id, readings.c.read_at, readings.c.value)
         .join(meters, meters.c.id == readings.c.meter_id)
         .where(
             meters.c.subscriber_id == subscriber_id,
@@ -45,74 +47,17 @@ async def consumption(conn: AsyncConnection, subscriber_id: int, period: str, no
         )
         .order_by(readings.c.meter_id, readings.c.read_at)
     )
-    last_of: dict[str, int] = {}
-    order: list[str] = []
-    for read_at, value in rows:
+    # Each meter's own register: a replaced or second meter counts its own differences, never the
+    # maximum across meters.
+    last_of: dict[int, dict[str, int]] = {}
+    for meter_id, read_at, value in rows:
         key = read_at.strftime("%Y-%m-%d" if period == "daily" else "%Y-%m")
-        if key not in last_of:
-            order.append(key)
-        last_of[key] = max(int(value), last_of.get(key, 0))
-    points = []
-    previous: int | None = None
-    for key in order:
-        value = last_of[key]
-        if previous is not None:
-            points.append({"period": key, "energy_wh": max(0, value - previous)})
-        previous = value
-    return points
-
-
-async def top_ups(conn: AsyncConnection, subscriber_id: int, *, limit: int = 20) -> list[dict[str, Any]]:
-    """The subscriber's top-ups with the state of the credit command (0:0 … 1:1)."""
-    rows = await conn.execute(
-        select(
-            topups.c.id,
-            topups.c.created_at,
-            topups.c.amount_minor,
-            topups.c.vend_minor,
-            topups.c.recovered_minor,
-            topups.c.currency,
-            topups.c.provider,
-            topups.c.state,
-            topups.c.receipt_number,
-            commands.c.state.label("command_state"),
-        )
-        .outerjoin(commands, commands.c.id == topups.c.command_id)
-        .where(topups.c.subscriber_id == subscriber_id)
-        .order_by(topups.c.id.desc())
-        .limit(limit)
-    )
-    return [dict(r) for r in rows.mappings()]
-
-
-async def top_up(conn: AsyncConnection, subscriber_id: int, topup_id: int) -> dict[str, Any] | None:
-    """One of the subscriber's own top-ups; None for anyone else's."""
-    for row in await top_ups(conn, subscriber_id, limit=1000):
-        if row["id"] == topup_id:
-            return row
-    return None
-
-
-async def invoices_of(conn: AsyncConnection, subscriber_id: int) -> list[dict[str, Any]]:
-    rows = await conn.execute(
-        select(
-            invoices.c.id,
-            invoices.c.number,
-            invoices.c.period_start,
-            invoices.c.period_end,
-            invoices.c.issued_at,
-            invoices.c.content,
-        )
-        .where(invoices.c.subscriber_id == subscriber_id)
-        .order_by(invoices.c.period_start.desc())
-    )
-    return [dict(r) for r in rows.mappings()]
-
-
-async def invoice_pdf(conn: AsyncConnection, subscriber_id: int | None, invoice_id: int) -> tuple[str, bytes] | None:
-    """(number, PDF) of an invoice — only of `subscriber_id`'s own when given (the portal)."""
-    query = select(invoices.c.number, invoices.c.pdf).where(invoices.c.id == invoice_id)
-    if subscriber_id is not None:
-        query = query.where(invoices.c.subscriber_id == subscriber_id)
-    row = (await conn.execute(query)).first()
-    return None if row is None else (row.number, bytes(row.pdf))
+        last_of.setdefault(meter_id, {})[key] = int(value)
+    energy: dict[str, int] = {}
+    for periods in last_of.values():
+        previous: int | None = None
+        for key, value in periods.items():
+            if previous is not None:
+                energy[key] = energy.get(key, 0) + max(0, value - previous)
+            previous = value
+    return [{"period": key, "energy_wh": energy[key]} for key in sorted(energy)]

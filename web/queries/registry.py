@@ -13,6 +13,7 @@ from store.schema.notices import notices
 from store.schema.payments import payments
 from store.schema.registry import meters, settlements, streets, subscribers
 from web.queries import Page
+from web.queries.history import invoices_of, top_ups
 
 _ADDRESS = [
     settlements.c.name.label("settlement"),
@@ -59,7 +60,8 @@ def _balances(account_ids: list[int]) -> Select[Any]:
 
 
 async def search_subscribers(conn: AsyncConnection, q: str, *, status: str | None, limit: int, offset: int) -> Page:
-    """By subscriber code (prefix), name, street, phone, meter code (prefix) or meter SIM number."""
+    """By subscriber code (prefix), name, street or settlement name, phone, meter code (prefix) or meter SIM
+    number."""
     query = _with_address(select(subscribers.c.id))
     text = q.strip()
     if text:
@@ -72,6 +74,7 @@ async def search_subscribers(conn: AsyncConnection, q: str, *, status: str | Non
                 subscribers.c.code.startswith(text),
                 func.lower(subscribers.c.name).like(like),
                 func.lower(streets.c.name).like(like),
+                func.lower(settlements.c.name).like(like),
                 subscribers.c.phone.startswith(text),
                 subscribers.c.contract_number == text,
                 subscribers.c.id.in_(meter_match),
@@ -224,8 +227,6 @@ async def subscriber_card(conn: AsyncConnection, subscriber_id: int, *, limit: i
             )
         ).mappings()
     ]
-    from web.queries.portal import invoices_of, top_ups
-
     return {
         **summary,
         "top_ups": await top_ups(conn, subscriber_id, limit=10),

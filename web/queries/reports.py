@@ -76,10 +76,10 @@ async def revenue(conn: AsyncConnection, since: datetime, until: datetime) -> Re
         day["recovered_minor"] += int(recovered)
         day["reversed_minor"] += int(reversed_)
         day["count"] += 1
-    table = []
-    for day in _days(since, until):
-        v = per_day.get(day, {"amount_minor": 0, "recovered_minor": 0, "reversed_minor": 0, "count": 0})
-        table.append({"day": day, **v, "net_minor": v["amount_minor"] - v["reversed_minor"]})
+    table: list[dict[str, Any]] = []
+    for name in _days(since, until):
+        v = per_day.get(name, {"amount_minor": 0, "recovered_minor": 0, "reversed_minor": 0, "count": 0})
+        table.append({"day": name, **v, "net_minor": v["amount_minor"] - v["reversed_minor"]})
     return Report(
         "revenue",
         since,
@@ -110,8 +110,13 @@ async def payments_report(conn: AsyncConnection, since: datetime, until: datetim
         .group_by(payments.c.provider, payments.c.status)
         .order_by(payments.c.provider, payments.c.status)
     )
-    table = [
-        {"provider": r.provider, "status": r.status, "count": int(r.count), "amount_minor": int(r.amount_minor)}
+    table: list[dict[str, Any]] = [
+        {
+            "provider": r.provider,
+            "status": r.status,
+            "count": int(r._mapping["count"]),
+            "amount_minor": int(r.amount_minor),
+        }
         for r in rows
     ]
     chart: dict[str, int] = defaultdict(int)
@@ -272,7 +277,7 @@ async def communication(conn: AsyncConnection, since: datetime, until: datetime)
         select(wrong_sms.c.received_at).where(wrong_sms.c.received_at >= since, wrong_sms.c.received_at < until)
     ):
         per_day[_day(received_at)]["wrong_sms"] += 1
-    table = [
+    table: list[dict[str, Any]] = [
         {"day": d, **per_day.get(d, {"sent": 0, "processed": 0, "failed": 0, "pending": 0, "wrong_sms": 0})}
         for d in _days(since, until)
     ]

@@ -162,3 +162,33 @@ async def test_monthly_invoices_numbered_without_gaps_emailed_once_and_downloada
     assert message["To"] == "ana@example.org"
     assert attachment.get_filename() == "INV-00000001.pdf"
     assert attachment.get_content().startswith(b"%PDF")
+
+
+class _StopAfter:
+    """Job progress that asks the job to stop once `items` are done (as the service does when it stops)."""
+
+    def __init__(self, items: int) -> None:
+        self.limit, self.done = items, 0
+
+    def advanced(self, items: int) -> None:
+        self.done += items
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.done >= self.limit
+
+
+async def test_invoicing_stopped_midway_resumes_where_it_stopped_with_no_gap(uow: UnitOfWork) -> None:
+    for n in range(1, 8):
+        await new_subscriber(uow, f"64010010001000{n}", meter=n)
+    utility = Party("Demo Utility", "", "1 Main St", "TAX-1")
+    april = datetime(2026, 4, 1, 2, tzinfo=UTC)
+    start, end = invoices.previous_month(april.date())
+    progress = _StopAfter(3)
+    first = await invoices.issue_invoices(uow, start, end, april, utility=utility, page_size=2, progress=progress)
+    assert (len(first), progress.done) == (3, 3)  # stopped between invoices, what was done committed
+    rest = await invoices.issue_invoices(uow, start, end, april, utility=utility, page_size=2)
+    assert len(rest) == 4
+    async with uow.connect() as conn:
+        numbers = sorted((await conn.scalars(select(invoices.L.invoices.c.number))).all())
+    assert numbers == [f"INV-{n:08d}" for n in range(1, 8)]

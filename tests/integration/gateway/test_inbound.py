@@ -148,3 +148,50 @@ async def test_replies_of_the_reference_meter_are_accepted(engine: AsyncEngine, 
     await inbound.process([sms(meter.msisdn, f) for f in frames])
     assert await wrong_rows(engine) == []
     assert any(isinstance(e, AlarmRaised) and e.kind == "cover_open" for e in events)
+
+
+async def _command_at(engine: AsyncEngine, meter: SeededMeter, message: mp.Command) -> tuple[int, int]:
+    from gateway.outbox import CommandRequest, enqueue_command
+    from store.schema.commands import commands
+
+    async with engine.begin() as conn:
+        command_id = await enqueue_command(conn, KeyRing(MASTER_KEY), CommandRequest(meter.id, message, "test"), NOW)
+        counter = (await conn.execute(select(commands.c.counter).where(commands.c.id == command_id))).scalar_one()
+    return command_id, counter
+
+
+async def _state_of(engine: AsyncEngine, command_id: int) -> tuple[str, str | None]:
+    from store.schema.commands import commands
+
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(commands.c.state, commands.c.result_reason).where(commands.c.id == command_id))
+        ).one()
+    return row.state, row.result_reason
+
+
+async def test_a_duplicate_of_a_first_refusal_settles_as_rejected_and_an_xml_ack_is_read(
+    engine: AsyncEngine, meter_pair: list[SeededMeter]
+) -> None:
+    meter, _ = meter_pair
+    inbound = inbound_for(engine, [])
+    refused, refused_counter = await _command_at(engine, meter, mp.Ping())
+    applied, applied_counter = await _command_at(engine, meter, mp.Ping())
+    # protocol §7.4/§9: duplicate + a reason means the first processing refused it
+    echo = mp.Ack(refused_counter, 0x0B, mp.AckResult.DUPLICATE, mp.ReasonCode.UNKNOWN_TYPE)
+    xml_ack = mp.encode_frame(
+        mp.Ack(applied_counter, 0x0B, mp.AckResult.DUPLICATE),
+        meter_code=meter.code,
+        key=meter.key,
+        key_id=0,
+        counter=2,
+        profile=mp.Profile.XML,
+    )
+    await inbound.process([sms(meter.msisdn, uplink(meter, echo, 1)), sms(meter.msisdn, xml_ack)])
+    assert await _state_of(engine, refused) == ("rejected_meter", "unknown_type")
+    assert await _state_of(engine, applied) == ("1:1", "duplicate")
+    # a later answer for a settled command (say counter_too_old for a late copy) changes nothing
+    late = mp.Ack(applied_counter, 0x0B, mp.AckResult.REJECTED, mp.ReasonCode.COUNTER_TOO_OLD)
+    await inbound.process([sms(meter.msisdn, uplink(meter, late, 3))])
+    assert await _state_of(engine, applied) == ("1:1", "duplicate")
+    assert await wrong_rows(engine) == []

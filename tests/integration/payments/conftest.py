@@ -61,10 +61,11 @@ async def add_subscribers(uow: UnitOfWork, count: int, *, currency: str = "USD")
 
 
 async def net_received(uow: UnitOfWork, account_id: int | None = None) -> int:
-    """Money received on the ledger, net of what refunds and disputes took back (payment + refund + reversal)."""
+    """Money received on the ledger, net of what refunds and disputes took back and won disputes gave back
+    (payment + refund + reversal + reinstatement)."""
     e = ledger_entries.c
     query = select(func.coalesce(func.sum(e.amount_minor), 0)).where(
-        e.entry_type.in_(("payment", "refund", "reversal"))
+        e.entry_type.in_(("payment", "refund", "reversal", "reinstatement"))
     )
     if account_id is not None:
         query = query.where(e.account_id == account_id)

@@ -141,9 +141,9 @@ async def test_a_refund_after_a_won_dispute_takes_back_the_reinstated_credit(
     assert (row.reversed_minor, row.status) == (1000, "refunded")
     assert (await svc.receive_stripe(*refund)).outcome is Outcome.DUPLICATE  # a retry changes nothing
     after = await balances(uow, alice.account_id)
-    # the meter was sent 1000, then 750 of the reinstatement (a quarter repaid the dispute's debt): the
-    # money is all back with the payer, so all the credit the meter has is owed
-    assert (after.wallet.minor, after.debt.minor) == (0, -1750)
+    # the meter was sent 1000 once (the won dispute cancelled the debt its opening made, and sent nothing
+    # more): the money is all back with the payer, so all the credit the meter has is owed
+    assert (after.wallet.minor, after.debt.minor) == (0, -1000)
 
 
 async def test_a_reversal_billing_cannot_make_is_a_conflict_not_an_error(

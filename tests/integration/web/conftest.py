@@ -8,8 +8,9 @@ import pytest
 from aiohttp import CookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from config import Secret, WebSettings
+from config import Secret, WebSettings, load_settings
 from gateway.keys import KeyRing
+from smsmeter.billing_setup import build_billing
 from store.uow import UnitOfWork
 from tests.integration.web.helpers import MASTER_KEY, FixedClock, Seeded, seed
 from web.app import create_app
@@ -27,8 +28,15 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def services(uow: UnitOfWork) -> Services:
-    return Services(uow=uow, keys=KeyRing(MASTER_KEY))
+def billing_settings() -> dict[str, str]:
+    """Settings as environment variables for the billing the app is given (its policies)."""
+    return {}
+
+
+@pytest.fixture
+def services(uow: UnitOfWork, billing_settings: dict[str, str]) -> Services:
+    keys = KeyRing(MASTER_KEY)
+    return Services(uow=uow, keys=keys, billing=build_billing(load_settings(None, billing_settings), uow, keys))
 
 
 @pytest.fixture

@@ -16,6 +16,9 @@ from meter_protocol import (
     ProtocolError,
     Replayed,
     ReplayWindow,
+    SetTariff,
+    TariffKind,
+    TariffStep,
     TooShort,
     TopUp,
     UnknownType,
@@ -188,3 +191,12 @@ def test_the_layouts_follow_the_dataclass_field_order() -> None:
         names = [f.name for f in fields(MESSAGE_CLASSES[mtype])]
         assert names[: len(layout)] == [name for name, _, _ in layout], mtype
         assert len(names) - len(layout) == (1 if mtype in (MessageType.SET_TARIFF, MessageType.LOAD_PROFILE) else 0)
+
+
+def test_tariff_steps_decode_right_past_the_shared_step_table() -> None:
+    """Decoded steps are shared values; more distinct steps than the table holds still decode exactly."""
+    for version in range(1, 120):
+        steps = tuple(TariffStep(m, version * 1_000 + m) for m in range(0, 1440, 30))
+        tariff = SetTariff(version, 0, TariffKind.TIME_OF_USE, 30, steps)
+        frame = encode_frame(tariff, meter_code=METER_CODE, key=KEY, key_id=1, counter=version)
+        assert decode_frame(frame, key=KEY, meter_code=METER_CODE).message == tariff

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,14 @@ from meter_protocol import (
     wrap_key,
 )
 from meter_protocol.codec import encode_payload
+from meter_protocol.conformance import Bench, Expect, run_reference
 from meter_protocol.documents import compress_document, message_to_xml
 from meter_protocol.frame import HEADER_BYTES, nonce_for
-from meter_protocol.messages import MESSAGE_CLASSES
-from tests.unit.protocol.samples import KEY, METER_CODE, NEW_KEY, SAMPLES
+from meter_protocol.messages import MESSAGE_CLASSES, LoadProfile
+from meter_protocol.reference_meter import new_meter
+from tests.unit.protocol.samples import KEY, METER_CODE, NEW_KEY, SAMPLES, T0
+
+KEY_SEED = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")  # the master of §13.5 makes the new keys
 
 VECTORS = Path(__file__).parents[2] / "vectors"
 
@@ -80,8 +84,10 @@ def message_from_json(data: dict[str, Any]) -> Message:
     return cls(**kwargs)
 
 
-def frame_vector(name: str, counter: int, profile: Profile = Profile.BINARY, key_id: int = 1) -> dict[str, Any]:
-    message = SAMPLES[name]
+def frame_vector(
+    name: str, counter: int, profile: Profile = Profile.BINARY, key_id: int = 1, message: Message | None = None
+) -> dict[str, Any]:
+    message = SAMPLES[name] if message is None else message
     frame = encode_frame(message, meter_code=METER_CODE, key=KEY, key_id=key_id, counter=counter, profile=profile)
     if profile is Profile.XML:
         document = message_to_xml(message, compact=True)
@@ -113,8 +119,13 @@ def build() -> dict[str, Any]:
     files: dict[str, Any] = {}
     for counter, name in enumerate(sorted(SAMPLES), start=1):
         files[f"frame_{name}.json"] = frame_vector(name, counter)
-    for name in ("top_up", "set_tariff_block", "ack"):
+    for name in ("top_up", "set_tariff_block", "ack", "key_change", "load_profile"):
         files[f"frame_{name}_xml.json"] = frame_vector(name, 100, Profile.XML)
+    # §11.1: a load profile without intervals is an element without children
+    empty = frame_vector("load_profile_empty", 101, Profile.XML, message=LoadProfile(T0, 3600, ()))
+    files["frame_load_profile_empty_xml.json"] = empty
+    for takes_xml in (True, False):
+        files[f"conformance_{'xml' if takes_xml else 'binary'}.json"] = conformance_vector(takes_xml)
     long_frame = bytes.fromhex(files["frame_set_tariff_time_of_use.json"]["frame"])
     files["segmentation.json"] = {
         "frame": long_frame.hex(),
@@ -163,6 +174,56 @@ def build() -> dict[str, Any]:
         "steps": _replay_steps(),
     }
     return files
+
+
+def _value_to_json(value: Any) -> Any:
+    return value.name.lower() if isinstance(value, enum.Enum) else value
+
+
+def expect_to_json(expect: Expect) -> dict[str, Any]:
+    fields_json = {name: _value_to_json(value) for name, value in expect.fields.items()}
+    return {
+        "type": expect.message_type.name.lower(),
+        "key_id": expect.key_id,
+        "profile": expect.profile.name.lower(),
+        "fields": fields_json,
+    }
+
+
+def conformance_vector(takes_xml: bool) -> dict[str, Any]:
+    """The checklist (docs/protocol.md §14) run against a factory-fresh reference meter: every frame sent,
+    the exact replies, and what each reply must say."""
+    meter = replace(new_meter(METER_CODE, KEY, key_id=1), accepts_xml=takes_xml)
+    bench = Bench(METER_CODE, 1, KEY, KEY_SEED, xml=takes_xml)
+    _, runs = run_reference(meter, bench, T0)
+    return {
+        "meter": {
+            "meter_code": METER_CODE,
+            "key": KEY.hex(),
+            "key_id": 1,
+            "credit_minor": 0,
+            "takes_xml": takes_xml,
+            "clock": T0,
+            "key_seed": KEY_SEED.hex(),
+        },
+        "lines": [
+            {
+                "id": run.line.id,
+                "title": run.line.title,
+                "section": run.line.section,
+                "exchanges": [
+                    {
+                        "note": x.exchange.note,
+                        "send": x.exchange.frame.hex(),
+                        "replies": [r.hex() for r in x.replies],
+                        "expect": [expect_to_json(e) for e in x.exchange.expect],
+                    }
+                    for x in run.exchanges
+                ],
+            }
+            for run in runs
+        ],
+    }
 
 
 def _replay_steps() -> list[dict[str, Any]]:

@@ -1,0 +1,46 @@
+"""STS keypad tokens (IEC 62055-41): the fallback when an SMS cannot reach a meter with a keypad.
+
+Pure functions only: keys, times and random numbers come in as arguments.
+"""
+
+from meter_protocol.sts.tokens import (
+    BASE_DATE_1993,
+    BASE_DATE_2014,
+    CreditKind,
+    DecodedToken,
+    DecoderKeyParameters,
+    ManagementKind,
+    StsError,
+    TokenRejected,
+    decode_amount,
+    decode_token,
+    decoder_key_dkga02,
+    encode_amount,
+    encode_credit_token,
+    encode_management_token,
+    sta_decrypt,
+    sta_encrypt,
+    token_crc,
+    token_identifier,
+)
+
+__all__ = [
+    "BASE_DATE_1993",
+    "BASE_DATE_2014",
+    "CreditKind",
+    "DecodedToken",
+    "DecoderKeyParameters",
+    "ManagementKind",
+    "StsError",
+    "TokenRejected",
+    "decode_amount",
+    "decode_token",
+    "decoder_key_dkga02",
+    "encode_amount",
+    "encode_credit_token",
+    "encode_management_token",
+    "sta_decrypt",
+    "sta_encrypt",
+    "token_crc",
+    "token_identifier",
+]

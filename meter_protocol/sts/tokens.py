@@ -1,0 +1,248 @@
+"""STS token codec (IEC 62055-41): the 66-bit token, its CRC, the STA cipher (EA07) and DKGA02.
+
+The token data block is 64 bits, most significant first: subclass (4), random (4), TID (24),
+a 16-bit field (the amount for class 0, the register or limit for class 2) and CRC-16 (16).
+The CRC covers the class (2) above those 48 bits, packed into 7 bytes, with the reflected
+polynomial 0xA001 from 0xFFFF, its two bytes exchanged. The block is encrypted with the
+decoder key; the 2 class bits then replace ciphertext bits 28 and 27, and the two bits they
+displace become bits 65 and 64 of the token, written as 20 decimal digits.
+
+The STA (EA07) is 16 rounds of nibble substitution (one of two tables, chosen by a key bit),
+a bit permutation, and a one-bit left rotation of the key register. The key register is loaded
+from the decoder key's bytes least significant first (the order the published conformance
+numbers require), complemented and rotated right by 12 bits.
+
+DKGA02: the PAN block (the IIN's last digits and the DRN, 16 digits) XOR the control block
+(KT, SGC, TI, KRN, FFFFFF) is encrypted with single DES under the 64-bit vending key; the
+result XOR that input XOR the vending key, bytes in reverse order, is the decoder key.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from Crypto.Cipher import DES
+
+_MASK64 = (1 << 64) - 1
+_SUBSTITUTION_1 = (14, 10, 7, 9, 12, 3, 2, 5, 13, 0, 15, 1, 4, 8, 6, 11)
+_SUBSTITUTION_2 = (12, 8, 2, 13, 7, 6, 1, 3, 11, 5, 9, 15, 0, 4, 10, 14)
+_INVERSE_1 = tuple(_SUBSTITUTION_1.index(v) for v in range(16))
+_INVERSE_2 = tuple(_SUBSTITUTION_2.index(v) for v in range(16))
+_PERMUTATION = (
+    55, 42, 10, 18, 24, 21, 44, 35, 2, 22, 56, 43, 27, 58, 9, 50,
+    6, 36, 12, 61, 37, 38, 53, 16, 62, 3, 7, 4, 32, 20, 63, 25,
+    51, 52, 54, 33, 49, 19, 46, 29, 48, 31, 23, 30, 41, 28, 13, 5,
+    40, 60, 39, 11, 15, 17, 1, 0, 57, 34, 59, 8, 47, 14, 45, 26,
+)  # fmt: skip
+
+BASE_DATE_1993 = datetime(1993, 1, 1, tzinfo=UTC)
+BASE_DATE_2014 = datetime(2014, 1, 1, tzinfo=UTC)
+_TID_LIMIT = 1 << 24
+_POWERS_OF_TEN = (1, 10, 100, 1000)
+
+
+class StsError(Exception):
+    """Root of the STS codec's errors; `reason` is a short text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TokenRejected(StsError):
+    """A typed token that does not decode: wrong digits, wrong key or a failed CRC."""
+
+
+class CreditKind(enum.IntEnum):
+    """Class 0 subclasses: what the credit buys."""
+
+    ELECTRICITY = 0
+    WATER = 1
+    GAS = 2
+    TIME = 3
+
+
+class ManagementKind(enum.IntEnum):
+    """Class 2 subclasses this codec issues."""
+
+    SET_MAXIMUM_POWER = 0
+    CLEAR_CREDIT = 1
+    CLEAR_TAMPER = 5
+
+
+@dataclass(frozen=True, slots=True)
+class DecoderKeyParameters:
+    """What DKGA02 diversifies a vending key with. `drn` is the meter's 11-digit number."""
+
+    iin: str
+    drn: str
+    key_type: int
+    supply_group_code: str
+    tariff_index: str
+    key_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedToken:
+    token_class: int
+    subclass: int
+    random: int
+    tid: int
+    field: int
+
+
+def _rotl(value: int, bits: int) -> int:
+    bits %= 64
+    return ((value << bits) | (value >> (64 - bits))) & _MASK64
+
+
+def _key_register(decoder_key: bytes) -> int:
+    if len(decoder_key) != 8:
+        raise StsError("an STA decoder key is 8 bytes")
+    return _rotl(~int.from_bytes(decoder_key, "little") & _MASK64, 64 - 12)
+
+
+def _substitute(block: int, key: int, offset: int, first: tuple[int, ...], second: tuple[int, ...]) -> int:
+    out = 0
+    for i in range(16):
+        nibble = (block >> (4 * i)) & 15
+        table = second if (key >> (4 * i + offset)) & 1 else first
+        out |= table[nibble] << (4 * i)
+    return out
+
+
+def _permute(block: int) -> int:
+    out = 0
+    for i, target in enumerate(_PERMUTATION):
+        if (block >> i) & 1:
+            out |= 1 << target
+    return out
+
+
+def _unpermute(block: int) -> int:
+    out = 0
+    for i, source in enumerate(_PERMUTATION):
+        if (block >> source) & 1:
+            out |= 1 << i
+    return out
+
+
+def sta_encrypt(decoder_key: bytes, block: int) -> int:
+    """EA07 over one 64-bit block."""
+    key = _key_register(decoder_key)
+    for _ in range(16):
+        block = _permute(_substitute(block, key, 3, _SUBSTITUTION_1, _SUBSTITUTION_2))
+        key = _rotl(key, 1)
+    return block
+
+
+def sta_decrypt(decoder_key: bytes, block: int) -> int:
+    key = _rotl(_key_register(decoder_key), 16)
+    for _ in range(16):
+        key = _rotl(key, 63)
+        block = _substitute(_unpermute(block), key, 3, _INVERSE_1, _INVERSE_2)
+    return block
+
+
+def token_crc(token_class: int, upper48: int) -> int:
+    """CRC-16 over class (2 bits) and the data block's upper 48 bits."""
+    crc = 0xFFFF
+    for byte in ((token_class << 48) | upper48).to_bytes(7, "big"):
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return ((crc & 0xFF) << 8) | (crc >> 8)
+
+
+def token_identifier(issued_at: datetime, base_date: datetime = BASE_DATE_1993) -> int:
+    """Minutes since the base date (24 bits); raises StsError past the range (the 2024 rollover)."""
+    minutes = int((issued_at - base_date).total_seconds()) // 60
+    if not 0 <= minutes < _TID_LIMIT:
+        raise StsError("the issue time is outside the base date's TID range")
+    return minutes
+
+
+def encode_amount(units: int) -> int:
+    """16-bit amount field (2-bit exponent, 14-bit mantissa) for `units` (0.1 kWh, ...)."""
+    offset = 0
+    for exponent in range(4):
+        scale = _POWERS_OF_TEN[exponent]
+        mantissa, remainder = divmod(units - offset, scale)
+        if mantissa < 1 << 14:
+            if remainder or mantissa < 0:
+                raise StsError(f"{units} cannot be carried exactly in a token amount")
+            return (exponent << 14) | mantissa
+        offset += (1 << 14) * scale
+    raise StsError(f"{units} is above the largest token amount")
+
+
+def decode_amount(field: int) -> int:
+    exponent, mantissa = field >> 14, field & 0x3FFF
+    return mantissa * _POWERS_OF_TEN[exponent] + sum((1 << 14) * _POWERS_OF_TEN[n] for n in range(exponent))
+
+
+def _token_number(token_class: int, subclass: int, random: int, tid: int, field: int, decoder_key: bytes) -> str:
+    if not (0 <= random < 16 and 0 <= tid < _TID_LIMIT and 0 <= field < 1 << 16):
+        raise StsError("a token field is out of range")
+    upper48 = (subclass << 44) | (random << 40) | (tid << 16) | field
+    block = (upper48 << 16) | token_crc(token_class, upper48)
+    cipher = sta_encrypt(decoder_key, block)
+    displaced = (cipher >> 27) & 3
+    number = (cipher & ~(3 << 27)) | (token_class << 27)
+    number |= ((displaced >> 1) << 65) | ((displaced & 1) << 64)
+    return f"{number:020d}"
+
+
+def encode_credit_token(kind: CreditKind, units: int, tid: int, random: int, decoder_key: bytes) -> str:
+    """A class 0 credit token, 20 digits."""
+    return _token_number(0, kind, random, tid, encode_amount(units), decoder_key)
+
+
+def encode_management_token(kind: ManagementKind, value: int, tid: int, random: int, decoder_key: bytes) -> str:
+    """A class 2 token: the maximum power in W, the register to clear, or 0 for clear tamper."""
+    return _token_number(2, kind, random, tid, value, decoder_key)
+
+
+def decode_token(digits: str, decoder_key: bytes) -> DecodedToken:
+    """What a meter does with 20 typed digits; raises TokenRejected."""
+    digits = "".join(digits.split())
+    if len(digits) != 20 or not digits.isdigit() or int(digits) >= 1 << 66:
+        raise TokenRejected("a token is 20 digits")
+    number = int(digits)
+    token_class = (number >> 27) & 3
+    displaced = (((number >> 65) & 1) << 1) | ((number >> 64) & 1)
+    cipher = (number & _MASK64 & ~(3 << 27)) | (displaced << 27)
+    block = sta_decrypt(decoder_key, cipher)
+    upper48 = block >> 16
+    if token_crc(token_class, upper48) != block & 0xFFFF:
+        raise TokenRejected("the token does not decode with this meter's key")
+    return DecodedToken(
+        token_class=token_class,
+        subclass=upper48 >> 44,
+        random=(upper48 >> 40) & 15,
+        tid=(upper48 >> 16) & 0xFFFFFF,
+        field=upper48 & 0xFFFF,
+    )
+
+
+def _pan_block(parameters: DecoderKeyParameters) -> str:
+    if len(parameters.drn) == 13 and parameters.iin == "0000":
+        return (parameters.iin + parameters.drn)[-16:]
+    if len(parameters.drn) != 11 or not parameters.drn.isdigit():
+        raise StsError("a DRN is 11 digits (13 with the IIN 0000)")
+    return (parameters.iin + parameters.drn)[-16:]
+
+
+def decoder_key_dkga02(vending_key: bytes, parameters: DecoderKeyParameters) -> bytes:
+    """DKGA02 (single DES vending key) → the 8-byte decoder key, in its published byte order."""
+    control = (
+        f"{parameters.key_type:1d}{parameters.supply_group_code:0>6}{parameters.tariff_index:0>2}"
+        f"{parameters.key_revision:1d}FFFFFF"
+    )
+    if len(control) != 16 or len(vending_key) != 8:
+        raise StsError("the key parameters do not fit DKGA02")
+    data = bytes(a ^ b for a, b in zip(bytes.fromhex(_pan_block(parameters)), bytes.fromhex(control), strict=True))
+    encrypted = DES.new(vending_key, DES.MODE_ECB).encrypt(data)
+    return bytes(e ^ d ^ k for e, d, k in zip(encrypted, data, vending_key, strict=True))[::-1]

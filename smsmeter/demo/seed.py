@@ -1,0 +1,343 @@
+"""Writing the demo utility (`smsmeter.demo.data`) through the registry's, the tariffs' and the ledger's own
+services, step by step.
+
+A step is `async def step(demo: Demo) -> None`. `IN_ONE_TRANSACTION` steps run in order inside one
+transaction on `demo.conn` (the registry, the history and the cases); `THROUGH_USE_CASES` steps run after
+it commits, each calling billing's use cases through `demo.uow` as an operator would (cash top-ups, the
+transformer balances). To show something more in the demo, write a step here and list it: it finds what
+the earlier steps made in `demo` (tariff, transformer, subscriber and meter ids by their demo keys).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing import ledger, losses, topup
+from billing import registry as billing_registry
+from billing import tariffs as billing_tariffs
+from billing.rules.ledger import Book, EntryType, Posting
+from billing.rules.money import Money
+from billing.rules.tariffs import Step, TariffBody, TariffKind
+from billing.topup import TopUpPolicy
+from gateway.keys import KeyRing
+from smsmeter.demo import data
+from smsmeter.demo.data import Case, DemoSubscriber
+from store.audit import Actor
+from store.schema import auth
+from store.schema.commands import alarms, balance_reports, readings
+from store.schema.ledger import arrears
+from store.schema.registry import transformers
+from store.uow import UnitOfWork
+from web.auth import set_portal_password
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """A demo subscriber as written: its ids."""
+
+    person: DemoSubscriber
+    subscriber_id: int
+    account_id: int
+    meter_id: int
+
+
+@dataclass
+class Demo:
+    """What the steps share: where to write, when "now" is, and what earlier steps made."""
+
+    uow: UnitOfWork
+    keys: KeyRing
+    master_key: bytes
+    currency: str
+    policy: TopUpPolicy
+    now: datetime
+    actor: Actor = field(default_factory=lambda: Actor("system", "demo"))
+    conn: AsyncConnection | None = None  # inside IN_ONE_TRANSACTION
+    people: tuple[DemoSubscriber, ...] = field(default_factory=data.subscribers)
+    tariff_ids: dict[data.TariffCode, int] = field(default_factory=dict)
+    transformer_ids: dict[str, int] = field(default_factory=dict)
+    balance_meter_ids: dict[str, int] = field(default_factory=dict)
+    placed: dict[int, Placed] = field(default_factory=dict)  # by serial
+    logins: dict[str, str] = field(default_factory=dict)  # user name or subscriber code -> password
+
+    @property
+    def db(self) -> AsyncConnection:
+        assert self.conn is not None, "a step of IN_ONE_TRANSACTION"
+        return self.conn
+
+    @property
+    def midnight(self) -> datetime:
+        return self.now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+DemoStep = Callable[[Demo], Awaitable[None]]
+
+
+async def addresses(demo: Demo) -> None:
+    region, region_name = data.REGION
+    await billing_registry.add_region(demo.db, demo.actor, region, region_name, demo.now)
+    for code, name in data.SETTLEMENTS:
+        await billing_registry.add_settlement(demo.db, demo.actor, region, code, name, demo.now)
+    for street in data.STREETS:
+        await billing_registry.add_street(
+            demo.db, demo.actor, region, street.settlement, street.code, street.name, demo.now
+        )
+
+
+async def tariffs(demo: Demo) -> None:
+    since = demo.now - timedelta(days=data.DAYS_OF_READINGS + 30)
+    for tariff in data.TARIFFS:
+        kind = TariffKind(tariff.kind)
+        tariff_id = await billing_tariffs.create_tariff(demo.db, demo.actor, tariff.code, tariff.name, kind, demo.now)
+        body = TariffBody(
+            kind, tuple(Step(start, price) for start, price in tariff.steps), tariff.standing_minor_per_day
+        )
+        await billing_tariffs.add_version(demo.db, demo.actor, tariff_id, body, since, demo.now)
+        demo.tariff_ids[tariff.code] = tariff_id
+
+
+async def transformers_with_balance_meters(demo: Demo) -> None:
+    for index, t in enumerate(data.TRANSFORMERS, start=1):
+        transformer_id = await billing_registry.add_transformer(
+            demo.db, demo.actor, t.code, t.name, demo.now, feeder=t.feeder
+        )
+        await demo.db.execute(
+            transformers.update()
+            .where(transformers.c.id == transformer_id)
+            .values(loss_alarm_percent=data.LOSS_ALARM_PERCENT)
+        )
+        meter = await billing_registry.install_meter(
+            demo.db,
+            demo.actor,
+            None,
+            billing_registry.NewMeter(
+                code=data.balance_meter_code(index),
+                msisdn=f"3736990{index:04d}",
+                make="Demo",
+                model="BM-3",
+                phases=3,
+                transformer_id=transformer_id,
+                is_balance_meter=True,
+            ),
+            master_key=demo.master_key,
+            now=demo.now - timedelta(days=data.DAYS_OF_READINGS + 1),
+        )
+        demo.transformer_ids[t.code] = transformer_id
+        demo.balance_meter_ids[t.code] = meter.id
+
+
+async def subscribers_with_meters(demo: Demo) -> None:
+    installed = demo.now - timedelta(days=data.DAYS_OF_READINGS + 1)
+    for p in demo.people:
+        subscriber = await billing_registry.create_subscriber(
+            demo.db,
+            demo.actor,
+            p.code,
+            {
+                "name": p.name,
+                "father_name": p.father_name or None,
+                "phone": p.phone,
+                "language": p.language,
+                "contract_number": p.contract_number,
+                "tariff_id": demo.tariff_ids[p.tariff],
+            },
+            currency=demo.currency,
+            now=installed,
+        )
+        meter = await billing_registry.install_meter(
+            demo.db,
+            demo.actor,
+            subscriber.id,
+            billing_registry.NewMeter(
+                code=p.meter_code,
+                msisdn=p.msisdn,
+                make="Demo",
+                model="SM-1",
+                transformer_id=demo.transformer_ids[data.transformer_of(p).code],
+            ),
+            master_key=demo.master_key,
+            now=installed,
+        )
+        demo.placed[p.serial] = Placed(p, subscriber.id, subscriber.account_id, meter.id)
+
+
+async def readings_of_90_days(demo: Demo) -> None:
+    """A daily import register reading at midnight UTC for every meter, for DAYS_OF_READINGS days; each
+    balance meter reads its subscribers' sum plus the transformer's losses."""
+    first = demo.midnight - timedelta(days=data.DAYS_OF_READINGS)
+    rows = []
+    supplied: dict[str, list[int]] = {t.code: [0] * (data.DAYS_OF_READINGS + 1) for t in data.TRANSFORMERS}
+    for placed in demo.placed.values():
+        p = placed.person
+        register = 1_000_000 + p.serial * 37_000  # what the meter showed when the demo's history begins
+        transformer = data.transformer_of(p)
+        for day in range(data.DAYS_OF_READINGS + 1):
+            if day:
+                register += data.daily_energy_wh(p, day - 1)
+            at = first + timedelta(days=day)
+            rows.append(
+                {
+                    "meter_id": placed.meter_id,
+                    "read_at": at,
+                    "register": "import_wh",
+                    "value": register,
+                    "received_at": at,
+                }
+            )
+            supplied[transformer.code][day] += register
+    for t in data.TRANSFORMERS:
+        start = supplied[t.code][0]
+        for day, total in enumerate(supplied[t.code]):
+            at = first + timedelta(days=day)
+            value = start + (total - start) * (100 + t.loss_percent) // 100
+            rows.append(
+                {
+                    "meter_id": demo.balance_meter_ids[t.code],
+                    "read_at": at,
+                    "register": "import_wh",
+                    "value": value,
+                    "received_at": at,
+                }
+            )
+    for start in range(0, len(rows), 2000):
+        await demo.db.execute(insert(readings), rows[start : start + 2000])
+
+
+async def no_credit_meters_cut_off(demo: Demo) -> None:
+    """A subscriber who never paid: the meter reported credit 0 and its relay open (it cut the supply)."""
+    rows = [
+        {
+            "meter_id": placed.meter_id,
+            "reported_at": demo.now - timedelta(days=3),
+            "credit_minor": 0,
+            "relay_closed": 0,
+            "received_at": demo.now - timedelta(days=3),
+        }
+        for placed in demo.placed.values()
+        if placed.person.case is Case.NO_CREDIT
+    ]
+    if rows:
+        await demo.db.execute(insert(balance_reports), rows)
+
+
+async def debts_in_arrears(demo: Demo) -> None:
+    """A debt (an unpaid connection fee) overdue for 1, 4, 11 and 16 days: the arrears sweep, which runs
+    when the service starts, sends the notices and the disconnect that are due."""
+    for placed in demo.placed.values():
+        p = placed.person
+        days = data.ARREARS_DAYS.get(p.case)
+        if days is None:
+            continue
+        since = demo.now - timedelta(days=days)
+        posting = Posting(
+            EntryType.FIXED_CHARGE,
+            Book.DEBT,
+            Money(-p.credit_minor, demo.currency),
+            f"demo:debt:{p.code}",
+            memo="connection fee, unpaid",
+        )
+        await ledger.post(demo.db, placed.account_id, [posting], created_by=str(demo.actor), now=since)
+        await demo.db.execute(
+            insert(arrears).values(account_id=placed.account_id, overdue_since=since, stage="none", updated_at=since)
+        )
+
+
+async def meter_alarms(demo: Demo) -> None:
+    rows = [
+        {
+            "meter_id": demo.placed[serial].meter_id,
+            "kind": kind,
+            "severity": severity,
+            "raised_at": demo.now - timedelta(days=days_ago, hours=3),
+            "detail": detail,
+        }
+        for serial, kind, severity, days_ago, detail in data.ALARMS
+    ]
+    await demo.db.execute(insert(alarms), rows)
+
+
+async def logins(demo: Demo) -> None:
+    """The operator (admin) and one subscriber's portal password, both random, printed at start."""
+    password = secrets.token_urlsafe(9)
+    await demo.db.execute(
+        insert(auth.operators).values(
+            username=data.OPERATOR,
+            display_name="Demo administrator",
+            password_hash=PasswordHasher().hash(password),
+            role="admin",
+            created_at=demo.now,
+        )
+    )
+    demo.logins[data.OPERATOR] = password
+    subscriber = next(p for p in demo.placed.values() if p.person.code == data.PORTAL_SUBSCRIBER)
+    portal_password = secrets.token_urlsafe(9)
+    await set_portal_password(demo.db, subscriber.subscriber_id, portal_password)
+    demo.logins[data.PORTAL_SUBSCRIBER] = portal_password
+
+
+async def cash_top_ups(demo: Demo) -> None:
+    """Everyone with credit (and those in arrears, a little) paid at the cashier: the credit commands go
+    to the meters as soon as the service runs, and debt recovery takes its share of the arrears."""
+    for placed in demo.placed.values():
+        p = placed.person
+        if p.case is Case.CREDIT:
+            amount = p.credit_minor
+        elif p.case in data.ARREARS_DAYS:
+            amount = 2_000
+        else:
+            continue
+        await topup.cash_top_up(
+            demo.uow,
+            demo.actor,
+            p.code,
+            amount,
+            demo.currency,
+            demo.now,
+            keys=demo.keys,
+            request_id=f"demo-cash-{p.serial:04d}",
+            policy=demo.policy,
+        )
+
+
+async def transformer_balances(demo: Demo) -> None:
+    """The last two calendar months' energy balance per transformer (one of them above the alarm)."""
+    end = demo.midnight.replace(day=1)
+    for _ in range(2):
+        start = (end - timedelta(days=1)).replace(day=1)
+        await losses.record_transformer_balances(demo.uow, start, end, demo.now)
+        end = start
+
+
+IN_ONE_TRANSACTION: list[DemoStep] = [
+    addresses,
+    tariffs,
+    transformers_with_balance_meters,
+    subscribers_with_meters,
+    readings_of_90_days,
+    no_credit_meters_cut_off,
+    debts_in_arrears,
+    meter_alarms,
+    logins,
+]
+THROUGH_USE_CASES: list[DemoStep] = [cash_top_ups, transformer_balances]
+
+
+async def seed(demo: Demo) -> None:
+    async with demo.uow.begin() as conn:
+        demo.conn = conn
+        for step in IN_ONE_TRANSACTION:
+            await step(demo)
+    demo.conn = None
+    for step in THROUGH_USE_CASES:
+        await step(demo)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
