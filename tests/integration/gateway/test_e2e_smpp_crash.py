@@ -52,6 +52,7 @@ def service(tmp_path: Path, db_url: str, smpp_port: int, name: str) -> Iterator[
             "SMSMETER_GATEWAY_LEASE_S": "1",
             "SMSMETER_GATEWAY_ACK_TIMEOUT_S": "3",
             "SMSMETER_GATEWAY_RETRY_BASE_S": "0.5",
+            "SMSMETER_BILLING_TIME_SYNC_DAYS": "0",  # only the burst of top-ups goes through the SMSC
         }
     )
     with (tmp_path / f"{name}.log").open("w") as log:
