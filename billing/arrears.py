@@ -217,7 +217,7 @@ async def _batch(
         )
     if penalties:
         await conn.execute(
-            insert_ignoring_duplicates(L.ledger_entries, ["idempotency_key"], conn.dialect.name == "postgresql"),
+            insert_ignoring_duplicates(L.ledger_entries, ["idempotency_key"], conn.dialect.name),
             penalties,
         )
         report.penalties += len(penalties)

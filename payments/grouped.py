@@ -42,10 +42,10 @@ class ClaimedConfirmation:
 
 
 @functools.cache
-def _claim_events(postgres: bool) -> Any:
+def _claim_events(dialect: str) -> Any:
     """Record event ids, skipping those recorded already; returns the rows it wrote."""
     w = webhook_events.c
-    return insert_ignoring_duplicates(webhook_events, ["provider", "event_id"], postgres).returning(
+    return insert_ignoring_duplicates(webhook_events, ["provider", "event_id"], dialect).returning(
         w.id, w.provider, w.event_id
     )
 
@@ -78,7 +78,7 @@ async def claim_confirmations(
         }
         for (provider, event_id), i in sorted(first.items())  # one order: concurrent batches never deadlock
     ]
-    inserted = await conn.execute(_claim_events(conn.dialect.name == "postgresql"), rows)
+    inserted = await conn.execute(_claim_events(conn.dialect.name), rows)
     row_ids = {(p, e): int(i) for i, p, e in inserted}
     claimed = []
     for key, i in first.items():

@@ -35,9 +35,10 @@ def among_param(column: Any, name: str, postgres: bool) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
 
-def insert_ignoring_duplicates(table: Any, index_elements: list[str], postgres: bool) -> Any:
-    """`INSERT … ON CONFLICT (index_elements) DO NOTHING` on either database."""
-    insert = postgresql.insert if postgres else sqlite.insert
+def insert_ignoring_duplicates(table: Any, index_elements: list[str], dialect: str) -> Any:
+    """`INSERT … ON CONFLICT (index_elements) DO NOTHING` on either database; `dialect` is the connection's
+    `dialect.name`, so no caller branches on it."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
