@@ -3,6 +3,8 @@
 Pure functions only: keys, times and random numbers come in as arguments.
 """
 
+from meter_protocol.sts.errors import StsError, TokenRejected
+from meter_protocol.sts.misty1 import misty1_decrypt, misty1_encrypt
 from meter_protocol.sts.tokens import (
     BASE_DATE_1993,
     BASE_DATE_2014,
@@ -10,8 +12,6 @@ from meter_protocol.sts.tokens import (
     DecodedToken,
     DecoderKeyParameters,
     ManagementKind,
-    StsError,
-    TokenRejected,
     decode_amount,
     decode_token,
     decoder_key_dkga02,
@@ -39,6 +39,8 @@ __all__ = [
     "encode_amount",
     "encode_credit_token",
     "encode_management_token",
+    "misty1_decrypt",
+    "misty1_encrypt",
     "sta_decrypt",
     "sta_encrypt",
     "token_crc",

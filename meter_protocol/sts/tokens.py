@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 
 from Crypto.Cipher import DES
 
+from meter_protocol.sts.errors import StsError, TokenRejected
+
 _MASK64 = (1 << 64) - 1
 _SUBSTITUTION_1 = (14, 10, 7, 9, 12, 3, 2, 5, 13, 0, 15, 1, 4, 8, 6, 11)
 _SUBSTITUTION_2 = (12, 8, 2, 13, 7, 6, 1, 3, 11, 5, 9, 15, 0, 4, 10, 14)
@@ -41,18 +43,6 @@ BASE_DATE_1993 = datetime(1993, 1, 1, tzinfo=UTC)
 BASE_DATE_2014 = datetime(2014, 1, 1, tzinfo=UTC)
 _TID_LIMIT = 1 << 24
 _POWERS_OF_TEN = (1, 10, 100, 1000)
-
-
-class StsError(Exception):
-    """Root of the STS codec's errors; `reason` is a short text."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TokenRejected(StsError):
-    """A typed token that does not decode: wrong digits, wrong key or a failed CRC."""
 
 
 class CreditKind(enum.IntEnum):
