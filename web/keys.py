@@ -13,6 +13,7 @@ import aiohttp_jinja2  # noqa: F401 - the templates' environment lives under aio
 from aiohttp import web
 
 from billing.service import BillingService
+from billing.sts_vending import TokenGenerator
 from config import RadiusSettings, WebSettings
 from gateway.keys import KeyRing
 from store.uow import UnitOfWork
@@ -43,6 +44,7 @@ class Services:
     radius: PasswordChecker | None = None
     otp_sender: OtpSender | None = None
     billing: BillingService | None = None  # the utility's billing policies (emergency credit, meter settings)
+    sts: TokenGenerator | None = None  # STS keypad tokens (billing.sts_vending: software, or a security module)
     # Use cases of other areas, wired by the composition root by name (e.g. "issue_command").
     use_cases: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

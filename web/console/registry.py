@@ -19,6 +19,7 @@ from web.params import bounded_int, choice, path_id, text
 from web.permissions import requires
 from web.queries import lists
 from web.queries import meters as meter_queries
+from web.queries import sts as sts_queries
 from web.render import render
 from web.security import client_address
 
@@ -52,9 +53,10 @@ async def meter_card(request: web.Request) -> web.Response:
     meter_id = path_id(request, what="meter")
     async with uow_of(request).connect() as conn:
         card = await meter_queries.meter_card(conn, meter_id)
+        keypad = (await sts_queries.keypads(conn, [meter_id])).get(meter_id)
     if card is None:
         raise NotFound("meter", meter_id)
-    return render(request, "console/meter.html", {"m": card})
+    return render(request, "console/meter.html", {"m": card, "keypad": keypad})
 
 
 @requires("meters.read")
