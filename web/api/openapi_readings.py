@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from web.api.openapi_registry import _ID, _INT, _NSTR, _STR, _TIME, _body, _list_of, _obj, _ok, _problem, operation
+from web.api.openapi import _ID, _INT, _NSTR, _STR, _TIME, _obj, _ok, _page_of, _problem
+from web.api.openapi_registry import _body, operation
 
 _READING = _obj(
     id=_INT,
@@ -73,7 +74,7 @@ PATHS: dict[str, Any] = {
             "A meter's readings, oldest first, with their source and validation status",
             "readings",
             "meters.read",
-            {**_ok(_list_of("Reading")), **_problem("404", "no such meter")},
+            {**_ok(_page_of("Reading")), **_problem("404", "no such meter")},
             parameters=[*_ID, *_WINDOW, *_REGISTER, *_PAGING],
         ),
         "post": operation(
