@@ -2,8 +2,8 @@
 `status` (ok | gap | backwards | spike | estimated) and who entered it; `consumption_daily`, the per-day
 pre-aggregate in the utility's time zone; `job_watermarks` for incremental jobs.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
