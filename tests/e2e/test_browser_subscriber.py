@@ -125,7 +125,8 @@ def test_a_subscriber_signs_in_with_the_sms_code_tops_up_online_and_downloads_th
             portal.reload()
         invoice = portal.locator("[data-testid=invoice]").first
         href = invoice.get_attribute("href")
-        assert href and re.fullmatch(r"/portal/invoices/\d+\.pdf", href)
+        assert href
+        assert re.fullmatch(r"/portal/invoices/\d+\.pdf", href)
         pdf = context.request.get(service.base_url + href)  # type: ignore[attr-defined]
         assert pdf.status == 200
         assert pdf.headers["content-type"] == "application/pdf"
