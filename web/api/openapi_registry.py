@@ -173,7 +173,7 @@ PATHS: dict[str, Any] = {
             "Registered streets; `prefix` is the first 7 digits of the subscriber codes on each",
             "subscribers",
             "subscribers.read",
-            _ok(_list_of("Street")),
+            _ok(_page_of("Street")),
         ),
         "post": operation(
             "addStreet",
