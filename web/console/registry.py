@@ -20,7 +20,7 @@ from web.permissions import requires
 from web.queries import lists
 from web.queries import meters as meter_queries
 from web.queries import readings as readings_queries
-from web.render import render
+from web.render import render, translate_code
 from web.security import client_address
 
 
@@ -70,7 +70,10 @@ async def meter_states(request: web.Request) -> web.Response:
         card = await meter_queries.meter_card(conn, meter_id)
     if card is None:
         raise NotFound("meter", meter_id)
-    items = [{"id": c["id"], "state": c["state"], "kind": c["kind"]} for c in card["commands"]]
+    items = [
+        {"id": c["id"], "state": c["state"], "label": translate_code(c["state"]), "kind": c["kind"]}
+        for c in card["commands"]
+    ]
     return web.json_response({"items": items})
 
 
