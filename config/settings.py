@@ -159,6 +159,9 @@ class PaymentsSettings:
     reconcile_enabled: bool = True
     delivery_check_h: int = 6  # a paid top-up whose credit command is not at 1:1 after this is reported
     reports_dir: str = "reports"  # under data_dir unless absolute
+    # the built-in payment simulator in place of Stripe Checkout (docs/payments-integration.md): "auto" is on
+    # only with the simulated SMS network and no stripe.api_key; "on" asks for it whatever the rest says
+    simulator: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         for name, secret in self.providers.items():

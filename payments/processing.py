@@ -74,7 +74,7 @@ async def _process_one(
     conn: AsyncConnection, event: PaymentEvent, applier: PaymentApplier, received_at: datetime, now: datetime
 ) -> EventResult:
     stmt = (
-        insert_ignoring_duplicates(webhook_events, ["provider", "event_id"], conn.dialect.name)
+        insert_ignoring_duplicates(webhook_events, ["provider", "event_id"], conn)
         .values(
             provider=provider_of(event),
             event_id=event.event_id,

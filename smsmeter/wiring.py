@@ -25,12 +25,13 @@ from gateway.events import EventHandler
 from gateway.fleet import Fleet, fleet_responder, load_fleet, report_readings
 from gateway.inbound import Inbound
 from gateway.keys import KeyRing
+from gateway.outbox import COMMANDS_CHANNEL
 from gateway.ports import InboundHandler, ReceiptHandler, Transport
 from gateway.simulator import SimulatorTransport
 from gateway.states import RetryPolicy
 from gateway.writegate import WriteGate
 from smsmeter.metrics import Metrics
-from smsmeter.wakeup import listen_for_commands
+from store.wakeup import wake_on_notify
 
 log = logging.getLogger("smsmeter")
 
@@ -161,8 +162,9 @@ async def running_gateway(
                 )
             )
         listener = None
-        if engine.dialect.name == "postgresql":  # commands enqueued by other processes wake the dispatcher
-            listener = asyncio.create_task(listen_for_commands(engine.url, dispatcher.wake), name="gateway-listen")
+        notified = wake_on_notify(engine, COMMANDS_CHANNEL, dispatcher.wake)  # commands of other processes
+        if notified is not None:
+            listener = asyncio.create_task(notified, name="gateway-listen")
         try:
             yield GatewayRuntime(transport, dispatcher, inbound, fleet, simulator)
         finally:

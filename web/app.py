@@ -66,7 +66,13 @@ def create_app(
     payment_services: webhooks.PaymentServices | None = None,
 ) -> web.Application:
     """The application. `services` may be filled in later (at start-up) by the composition root."""
-    from web import api, checkout, console, portal  # the route modules import the renderer, which needs the app keys
+    from web import (
+        api,
+        checkout,
+        checkout_simulator,
+        console,
+        portal,
+    )  # the route modules import the renderer, which needs the app keys
 
     settings = web_settings or WebSettings()
     app = web.Application(
@@ -92,5 +98,6 @@ def create_app(
     api.setup_routes(app)
     webhooks.setup_routes(app)
     checkout.setup_routes(app)
+    checkout_simulator.setup_routes(app)
     app.router.add_static("/static/", STATIC, name="static", append_version=True)
     return app
