@@ -31,7 +31,7 @@ async def raise_open_alarm(
     """Raise the alarm unless one for the same condition (`key`, default the kind) is open. Returns the
     event of the alarm raised, None when one was open already."""
     result = await conn.execute(
-        insert_ignoring_duplicates(alarms, ["open_key"], conn.dialect.name),
+        insert_ignoring_duplicates(alarms, ["open_key"], conn),
         [{"kind": kind, "severity": severity, "raised_at": now, "detail": detail[:500], "open_key": key or kind}],
     )
     if result.rowcount == 0:

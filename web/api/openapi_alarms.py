@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from web.api.openapi_registry import _ERRORS, _ID, _body, _list_of, _ok, _problem, _ref, operation
+from web.api.openapi import _ERRORS, _ID, _ok, _page_of, _problem
+from web.api.openapi_registry import _body, _ref, operation
 
 _RULE_FIELDS: dict[str, Any] = {
     "name": {"type": "string", "maxLength": 100},
@@ -52,7 +53,7 @@ PATHS: dict[str, Any] = {
             "The alarm rules (who is told of which alarm)",
             "alarms",
             "alarms.read",
-            _ok(_list_of("AlarmRule")),
+            _ok(_page_of("AlarmRule")),
         ),
         "post": operation(
             "createAlarmRule",
