@@ -111,6 +111,7 @@ class Meter:
     archived_at: datetime | None
     replaced_by_id: int | None
     key_id: int
+    firmware: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -627,9 +628,13 @@ async def install_meter(
 ) -> Meter:
     """A meter with a fresh random key (or `meter_key`, the one the factory loaded), wrapped at rest under
     the master key (given as bytes, or as the running service's KeyRing). `subscriber_id` None: a
-    transformer's balance meter."""
-    values = _check_new_meter(new)
+    transformer's balance meter. A meter in stock (received with its key file) is installed as it is:
+    it keeps its key, SIM number, profile, firmware and kind."""
     m = R.meters.c
+    stocked = (await conn.execute(select(m.id, m.status).where(m.code == new.code.replace(" ", "")))).first()
+    if stocked is not None and stocked.status == "stock":
+        return await _install_from_stock(conn, actor, subscriber_id, int(stocked.id), new, now, meter_key)
+    values = _check_new_meter(new)
     if await conn.scalar(select(m.id).where(m.code == values["code"])) is not None:
         raise Conflict("meter", f"code {values['code']} is registered")
     if subscriber_id is not None:
@@ -655,6 +660,47 @@ async def install_meter(
     await _history(conn, int(meter_id), actor, "installed", {**detail, "subscriber_id": subscriber_id}, now)
     await audit.record(conn, actor, "meter.install", now, target=f"meter:{values['code']}", after=detail)
     return await get_meter(conn, int(meter_id))
+
+
+async def _install_from_stock(
+    conn: AsyncConnection,
+    actor: Actor,
+    subscriber_id: int | None,
+    meter_id: int,
+    new: NewMeter,
+    now: datetime,
+    meter_key: bytes | None,
+) -> Meter:
+    if meter_key is not None:
+        raise InvalidField("key", "the meter is in stock with the key of its key file; leave the key empty")
+    if subscriber_id is not None:
+        await get_subscriber(conn, subscriber_id)
+    stock = await get_meter(conn, meter_id)
+    if not stock.msisdn:
+        raise InvalidField("msisdn", f"meter {stock.code} is in stock without a SIM number: import its key file")
+    values: dict[str, Any] = {
+        "subscriber_id": subscriber_id,
+        "status": "active",
+        "installed_at": now,
+        "make": new.make,
+        "model": new.model,
+        "phases": new.phases,
+        "transformer_id": new.transformer_id,
+        "is_balance_meter": 1 if new.is_balance_meter else 0,
+    }
+    if new.phases not in (1, 3):
+        raise InvalidField("phases", "1 or 3")
+    if new.transformer_id is not None and (
+        await conn.scalar(select(R.transformers.c.id).where(R.transformers.c.id == new.transformer_id)) is None
+    ):
+        raise NotFound("transformer", new.transformer_id)
+    await conn.execute(update(R.meters).where(R.meters.c.id == meter_id).values(**values))
+    detail = {k: _jsonable(v) for k, v in values.items() if v is not None and k != "installed_at"}
+    await _history(conn, meter_id, actor, "installed", {**detail, "from": "stock"}, now)
+    await audit.record(
+        conn, actor, "meter.install", now, target=f"meter:{stock.code}", before={"status": "stock"}, after=detail
+    )
+    return await get_meter(conn, meter_id)
 
 
 async def archive_meter(conn: AsyncConnection, actor: Actor, meter_id: int, reason: str, now: datetime) -> Meter:

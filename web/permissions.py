@@ -46,6 +46,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "notices.read": _STAFF,
     "invoices.read": _STAFF,
     "communication.read": _WATCHERS,  # communication log and wrong SMS
+    "sms_outbox.read": frozenset({ADMIN, OPERATOR}),  # the simulated network's SMS to people, sign-in codes too
     "alarms.read": _WATCHERS,
     "alarms.ack": frozenset({ADMIN, OPERATOR}),
     "alarms.rules": frozenset({ADMIN}),  # who is told of which alarm, and what is done automatically

@@ -54,7 +54,7 @@ class StsMeterState:
     tariff_index: int = 1
     key_expiry: int = 255
     base_date: datetime = BASE_DATE_1993
-    credit_units: tuple[int, int, int, int] = (0, 0, 0, 0)
+    credit_units: tuple[int, ...] = (0,) * 8
     tids: tuple[int, ...] = ()
     maximum_power_w: int | None = None
     tampered: bool = False
@@ -97,22 +97,22 @@ def enter_token(state: StsMeterState, digits: str) -> tuple[StsMeterState, Enter
 
 
 def _apply(state: StsMeterState, token: DecodedToken) -> tuple[StsMeterState | None, int]:
-    if token.token_class == 0 and token.subclass < 4:
+    if token.token_class == 0 and token.subclass < len(state.credit_units):
         units = decode_amount(token.field)
         credit = list(state.credit_units)
         credit[token.subclass] += units
-        return replace(state, credit_units=(credit[0], credit[1], credit[2], credit[3])), units
+        return replace(state, credit_units=tuple(credit)), units
     if token.token_class != 2:
         return None, 0
     if token.subclass == ManagementKind.SET_MAXIMUM_POWER:
         return replace(state, maximum_power_w=token.field), 0
     if token.subclass == ManagementKind.CLEAR_CREDIT:
         if token.field == _ALL_REGISTERS:
-            return replace(state, credit_units=(0, 0, 0, 0)), 0
+            return replace(state, credit_units=(0,) * len(state.credit_units)), 0
         credit = list(state.credit_units)
-        if token.field < 4:
+        if token.field < len(credit):
             credit[token.field] = 0
-        return replace(state, credit_units=(credit[0], credit[1], credit[2], credit[3])), 0
+        return replace(state, credit_units=tuple(credit)), 0
     if token.subclass == ManagementKind.CLEAR_TAMPER:
         return replace(state, tampered=False), 0
     return None, 0

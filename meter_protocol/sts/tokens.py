@@ -30,6 +30,8 @@ result XOR that input XOR the vending key, bytes in reverse order, is the decode
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,10 +61,14 @@ _POWERS_OF_TEN = (1, 10, 100, 1000)
 class CreditKind(enum.IntEnum):
     """Class 0 subclasses: what the credit buys."""
 
-    ELECTRICITY = 0
+    ELECTRICITY = 0  # 0.1 kWh
     WATER = 1
     GAS = 2
     TIME = 3
+    ELECTRICITY_CURRENCY = 4  # in the meter's currency unit (here: minor units)
+    WATER_CURRENCY = 5
+    GAS_CURRENCY = 6
+    TIME_CURRENCY = 7
 
 
 class ManagementKind(enum.IntEnum):
@@ -223,6 +229,20 @@ def encode_amount(units: int) -> int:
     raise StsError(f"{units} is above the largest token amount")
 
 
+def largest_amount_at_most(units: int) -> int:
+    """The largest amount a token carries exactly that is not above `units` (the rest stays behind)."""
+    if units < 0:
+        raise StsError("an amount is not negative")
+    offset = 0
+    for exponent in range(4):
+        scale = _POWERS_OF_TEN[exponent]
+        top = offset + ((1 << 14) - 1) * scale
+        if units <= top:
+            return offset + ((units - offset) // scale) * scale
+        offset += (1 << 14) * scale
+    return offset - 1000
+
+
 def decode_amount(field: int) -> int:
     exponent, mantissa = field >> 14, field & 0x3FFF
     return mantissa * _POWERS_OF_TEN[exponent] + sum((1 << 14) * _POWERS_OF_TEN[n] for n in range(exponent))
@@ -354,3 +374,28 @@ def decoder_key_dkga02(vending_key: bytes, parameters: DecoderKeyParameters) -> 
     data = bytes(a ^ b for a, b in zip(bytes.fromhex(_pan_block(parameters)), bytes.fromhex(control), strict=True))
     encrypted = DES.new(vending_key, DES.MODE_ECB).encrypt(data)
     return bytes(e ^ d ^ k for e, d, k in zip(encrypted, data, vending_key, strict=True))[::-1]
+
+
+def decoder_key_dkga04(
+    vending_key: bytes, parameters: DecoderKeyParameters, *, base_date: datetime, key_bits: int = 128
+) -> bytes:
+    """DKGA04 as the standard describes it: KDF-HMAC-SHA-256 (NIST SP 800-108, feedback mode, no IV and
+    no counter, so one HMAC), keyed with the vending key (at least 160 bits), over Label || 0x00 ||
+    Context || L (32 bits, most significant first); the first `key_bits` of the output are the decoder key
+    (128 for EA11/MISTY1, 64 for EA07, byte-reversed as DKGA02's).
+
+    The Label and Context layout used here (Label "STS", Context the PAN block and the control fields
+    KT, SGC, TI, KRN and the base date year as ASCII digits) is this codec's reading: it does NOT yet
+    reproduce the published STS6 token 59386323472137426967 (docs/sts.md)."""
+    if len(vending_key) < 20:
+        raise StsError("a DKGA04 vending key is at least 160 bits")
+    if key_bits not in (64, 128):
+        raise StsError("a DKGA04 decoder key is 64 (EA07) or 128 (EA11) bits")
+    context = (
+        _pan_block(parameters)
+        + f"{parameters.key_type:1d}{parameters.supply_group_code:0>6}{parameters.tariff_index:0>2}"
+        + f"{parameters.key_revision:1d}{base_date.year:04d}"
+    ).encode("ascii")
+    data = b"STS" + b"\x00" + context + key_bits.to_bytes(4, "big")
+    output = hmac.new(vending_key, data, hashlib.sha256).digest()[: key_bits // 8]
+    return output[::-1] if key_bits == 64 else output

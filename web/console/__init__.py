@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.console import actions, alarm_rules, lists, login, money, operations, pages, registry, tariffs
+from web.console import actions, alarm_rules, lists, login, money, operations, outbox, pages, registry, tariffs
 
 
 def setup_routes(app: web.Application) -> None:
@@ -16,4 +16,5 @@ def setup_routes(app: web.Application) -> None:
     actions.setup_routes(app)
     operations.setup_routes(app)
     lists.setup_routes(app)
+    outbox.setup_routes(app)
     alarm_rules.setup_routes(app)

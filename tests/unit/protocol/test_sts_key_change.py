@@ -87,12 +87,12 @@ def test_the_meter_credits_a_token_once_and_refuses_old_and_foreign_ones() -> No
 
 
 def test_management_tokens_apply_and_an_expired_key_is_refused() -> None:
-    meter = replace(_meter(), tampered=True, credit_units=(50, 0, 0, 0))
+    meter = replace(_meter(), tampered=True, credit_units=(50, 0, 0, 0, 0, 0, 0, 0))
     key = meter.decoder_key
     meter, _ = enter_token(meter, encode_management_token(ManagementKind.SET_MAXIMUM_POWER, 1000, 10, 0, key))
     meter, _ = enter_token(meter, encode_management_token(ManagementKind.CLEAR_TAMPER, 0, 11, 0, key))
     meter, _ = enter_token(meter, encode_management_token(ManagementKind.CLEAR_CREDIT, 0xFFFF, 12, 0, key))
-    assert (meter.maximum_power_w, meter.tampered, meter.credit_units) == (1000, False, (0, 0, 0, 0))
+    assert (meter.maximum_power_w, meter.tampered, meter.credit_units) == (1000, False, (0,) * 8)
     short_lived = replace(_meter(), key_expiry=1)
     assert enter_token(short_lived, encode_credit_token(CreditKind.ELECTRICITY, 1, 2 << 16, 0, key))[1].outcome == (
         Outcome.EXPIRED
