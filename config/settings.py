@@ -123,9 +123,11 @@ class SimulatorSettings:
     ack_delay_s: float = 0.5
     seed: int = 1
     report_interval_s: float = 60.0  # the simulated meters report their readings this often; 0: never
+    fleet_capacity: int = 50_000  # simulated meters held in memory at once; others are loaded when reached
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.loss_rate <= 1.0, "loss_rate", "must be between 0 and 1")
+        _require(self.fleet_capacity >= 1, "fleet_capacity", "must be at least 1")
         _require(self.receipt_delay_s >= 0, "receipt_delay_s", "must not be negative")
         _require(self.ack_delay_s >= 0, "ack_delay_s", "must not be negative")
 

@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_meters.add_parsers(sub)
 
+    from smsmeter import readings_cli
+
+    readings_cli.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -327,6 +330,12 @@ async def _masterkey(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _readings(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import readings_cli
+
+    return readings_cli.run(settings, args)
+
+
 def _meters(settings: Settings, args: argparse.Namespace) -> int:
     from smsmeter import cli_meters
 
@@ -360,6 +369,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "backup": lambda: asyncio.run(_backup(settings, args)),
         "restore": lambda: asyncio.run(_restore(settings, args)),
         "masterkey": lambda: asyncio.run(_masterkey(settings, args)),
+        "readings": lambda: _readings(settings, args),
         "meters": lambda: _meters(settings, args),
     }
     try:

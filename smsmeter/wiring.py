@@ -22,7 +22,7 @@ from config import Settings
 from config.settings import TransportKind
 from gateway.dispatcher import DispatchConfig, Dispatcher, default_worker_id
 from gateway.events import EventHandler
-from gateway.fleet import Fleet, fleet_responder, load_fleet, report_readings
+from gateway.fleet import Fleet, fleet_responder, load_fleet, load_meter, report_readings
 from gateway.inbound import Inbound
 from gateway.keys import KeyRing
 from gateway.outbox import COMMANDS_CHANNEL
@@ -126,16 +126,16 @@ async def running_gateway(
     refresh = None
     report_interval_s = round(settings.simulator.report_interval_s)
     if settings.transport is TransportKind.SIMULATOR:
-        fleet = Fleet()
+        fleet = Fleet(capacity=settings.simulator.fleet_capacity)
 
-        async def refresh() -> None:
+        async def refresh(number: str) -> None:
             assert fleet is not None
             async with engine.connect() as conn:
-                added = await load_fleet(conn, keys, fleet, report_interval_s=report_interval_s)
-            if added:
-                log.info("simulated network: %d reference meters answer", len(fleet))
+                await load_meter(conn, keys, fleet, number, report_interval_s=report_interval_s)
 
-        await refresh()
+        async with engine.connect() as conn:
+            await load_fleet(conn, keys, fleet, report_interval_s=report_interval_s)
+        log.info("simulated network: %d reference meters answer (more are loaded when reached)", len(fleet))
     on_receipt: ReceiptHandler = dispatcher.on_receipt
     on_sms: InboundHandler = inbound.on_sms
     if metrics is not None:

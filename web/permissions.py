@@ -31,6 +31,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "ledger.read": _STAFF,
     "ledger.charge": frozenset({ADMIN, OPERATOR}),  # a penalty or fixed charge on the debt
     "ledger.adjust": frozenset({ADMIN}),  # a correction on a book; a write-off of debt
+    "readings.write": frozenset({ADMIN, OPERATOR}),  # a reading typed in; a CSV file of readings
     "commands.read": _STAFF,
     "commands.issue": frozenset({ADMIN, OPERATOR}),  # relay off/on, read request, tariff push
     "commands.cancel": frozenset({ADMIN, OPERATOR}),  # a command that has not left yet (0:0)

@@ -30,6 +30,15 @@ CODES = (
     N_("configure"),
     N_("clear_tamper"),
     N_("ping"),
+    # reading sources and validation statuses
+    N_("meter_report"),
+    N_("manual"),
+    N_("import"),
+    N_("ok"),
+    N_("gap"),
+    N_("backwards"),
+    N_("spike"),
+    N_("estimated"),
     # final command states
     N_("rejected_smsc"),
     N_("undeliverable"),

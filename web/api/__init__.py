@@ -6,12 +6,13 @@ from aiohttp import web
 
 
 def setup_routes(app: web.Application) -> None:
-    from web.api import alarm_rules, money, operations, outbox, registry, tariffs, v1
+    from web.api import alarm_rules, money, operations, outbox, readings, registry, tariffs, v1
 
     v1.setup_routes(app)
     operations.setup_routes(app)
     registry.setup_routes(app)
     tariffs.setup_routes(app)
     money.setup_routes(app)
+    readings.setup_routes(app)
     outbox.setup_routes(app)
     alarm_rules.setup_routes(app)

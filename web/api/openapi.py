@@ -635,12 +635,13 @@ def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    from web.api import openapi_alarms, openapi_registry, outbox
+    from web.api import openapi_alarms, openapi_readings, openapi_registry, outbox
     from web.api.openapi_operations import PATHS as OPERATION_PATHS
 
     paths = {**{path: dict(item) for path, item in PATHS.items()}, **OPERATION_PATHS}
     schemas = dict(SCHEMAS)
     openapi_registry.merge_into(paths, schemas)
+    openapi_readings.merge_into(paths, schemas)
     outbox.merge_into(paths, schemas)
     openapi_alarms.merge_into(paths, schemas)
     return {

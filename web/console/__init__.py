@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.console import actions, alarm_rules, lists, login, money, operations, outbox, pages, registry, tariffs
+from web.console import (
+    actions,
+    alarm_rules,
+    lists,
+    login,
+    money,
+    operations,
+    outbox,
+    pages,
+    readings,
+    registry,
+    tariffs,
+)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -16,5 +28,6 @@ def setup_routes(app: web.Application) -> None:
     actions.setup_routes(app)
     operations.setup_routes(app)
     lists.setup_routes(app)
+    readings.setup_routes(app)
     outbox.setup_routes(app)
     alarm_rules.setup_routes(app)

@@ -4,8 +4,8 @@ operator about an alarm (`subscriber_id` NULL, `alarm_id`); alarms gain `open_ke
 repeated condition), `notified_at` and the automatic action's state. Alarms raised before this revision count
 as notified, so an upgrade sends nothing about the past.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 from collections.abc import Sequence
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
