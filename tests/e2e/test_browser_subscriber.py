@@ -140,8 +140,13 @@ def test_a_subscriber_signs_in_with_the_sms_code_tops_up_online_and_downloads_th
 
 
 def test_a_declined_card_returns_to_the_portal_with_the_message(service: RunningService) -> None:
+    """Signed in with the subscriber login `serve --demo` prints (and keeps in var/demo-login.txt)."""
     shots = Shots("subscriber-declined-card")
-    _, _, code, password = _logins(service)
+    operator, operator_password, code, password = _logins(service)
+    log = service.log()
+    assert f"Operator login: {operator} / {operator_password}" in log
+    assert f"Subscriber login: {code} / {password}   at /portal/login" in log
+    assert "payments: Stripe Checkout replaced by the built-in payment simulator" in log
     with chromium() as browser:
         portal = new_context(browser).new_page()  # type: ignore[attr-defined]
         portal.goto(service.base_url + "/portal/login")

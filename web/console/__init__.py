@@ -12,9 +12,11 @@ from web.console import (
     money,
     operations,
     outbox,
+    outcomes,
     pages,
     readings,
     registry,
+    sts,
     tariffs,
 )
 
@@ -30,4 +32,6 @@ def setup_routes(app: web.Application) -> None:
     lists.setup_routes(app)
     readings.setup_routes(app)
     outbox.setup_routes(app)
+    outcomes.setup_routes(app)
+    sts.setup_routes(app)
     alarm_rules.setup_routes(app)
