@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.console import actions, lists, login, money, operations, outbox, outcomes, pages, readings, registry, tariffs
+from web.console import (
+    actions,
+    lists,
+    login,
+    money,
+    operations,
+    outbox,
+    outcomes,
+    pages,
+    readings,
+    registry,
+    sts,
+    tariffs,
+)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -19,3 +32,4 @@ def setup_routes(app: web.Application) -> None:
     readings.setup_routes(app)
     outbox.setup_routes(app)
     outcomes.setup_routes(app)
+    sts.setup_routes(app)
