@@ -293,6 +293,7 @@ class BillingSettings:
     utility_tax_id: str = ""
     sweep_interval_s: float = 3600.0  # the arrears sweep
     notice_interval_s: float = 60.0  # sending queued notices
+    consumption_interval_s: float = 300.0  # the daily consumption pre-aggregate, from new readings
     time_sync_days: int = 7  # a scheduled time sync to every meter whose clock was not set for this long; 0: none
 
     def __post_init__(self) -> None:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.console import actions, lists, login, money, operations, outbox, pages, readings, registry, tariffs
+from web.console import (
+    actions,
+    consumption,
+    lists,
+    login,
+    money,
+    operations,
+    outbox,
+    pages,
+    readings,
+    registry,
+    tariffs,
+)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -17,4 +29,5 @@ def setup_routes(app: web.Application) -> None:
     operations.setup_routes(app)
     lists.setup_routes(app)
     readings.setup_routes(app)
+    consumption.setup_routes(app)
     outbox.setup_routes(app)
