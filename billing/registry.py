@@ -212,6 +212,12 @@ async def add_street(
     found = await conn.scalar(select(s.code).where(s.region_code == region_code, s.code == settlement_code))
     if found is None:
         raise NotFound("settlement", f"{region_code}{settlement_code}")
+    st = R.streets.c
+    taken = await conn.scalar(
+        select(st.name).where(st.region_code == region_code, st.settlement_code == settlement_code, st.code == code)
+    )
+    if taken is not None:
+        raise Conflict("street", f"{region_code}{settlement_code}{code} is registered ({taken})")
     await conn.execute(
         insert(R.streets).values(region_code=region_code, settlement_code=settlement_code, code=code, name=name)
     )
@@ -421,8 +427,8 @@ async def create_subscriber(
     currency: str,
     now: datetime,
 ) -> Subscriber:
-    """A subscriber and its account. `fields`: any of EDITABLE (name required). Raises InvalidField,
-    InvalidSubscriberCode, NotFound (street), Conflict (code taken)."""
+    """A subscriber and its account. `fields`: any of EDITABLE (name required). Raises InvalidField (also
+    for a code whose street is not registered), InvalidSubscriberCode, Conflict (code taken)."""
     parsed = parse_subscriber_code(code)
     values = _validate({"language": "en", "status": "active", **fields})
     if not values.get("name"):
@@ -433,8 +439,13 @@ async def create_subscriber(
             st.region_code == parsed.region, st.settlement_code == parsed.settlement, st.code == parsed.street
         )
     )
-    if street is None:
-        raise NotFound("street", f"{parsed.region}{parsed.settlement}{parsed.street}")
+    if street is None:  # part of the code the caller sent: a field that is not valid, not a missing resource
+        raise InvalidField(
+            "code",
+            f"street {parsed.region}{parsed.settlement}{parsed.street} (region {parsed.region}, settlement "
+            f"{parsed.settlement}, street {parsed.street}) is not registered; the code's first 7 digits must "
+            "name a registered street",
+        )
     if await conn.scalar(select(R.subscribers.c.id).where(R.subscribers.c.code == str(parsed))) is not None:
         raise Conflict("subscriber", f"code {parsed} is taken")
     sid = await conn.scalar(

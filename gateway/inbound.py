@@ -66,6 +66,11 @@ _ALARM_KIND = {mp.EventKind.MAGNETIC_FIELD: "magnetic"}
 _REPORT, _ANSWER = "meter_report", "read_request"
 
 
+def alarm_kind(event: mp.EventKind) -> str:
+    """The alarm kind an event report raises: the event's name in lower case ("magnetic" for the field)."""
+    return _ALARM_KIND.get(event, event.name.lower())
+
+
 def digits(number: str) -> str:
     """An address as plain digits: '+373 69-000 001' → '37369000001'."""
     if number.isascii() and number.isdigit():  # the usual case, on every SMS
@@ -332,7 +337,7 @@ class Inbound:
                 at = epoch_to_utc(message.start_at + i * message.interval_s)
                 self._reading(work, meter.id, at, "profile_wh", energy_wh, now, _ANSWER)
         elif isinstance(message, mp.EventReport):
-            kind = _ALARM_KIND.get(message.event, message.event.name.lower())
+            kind = alarm_kind(message.event)
             severity = _SEVERITY.get(message.event, "info")
             at = epoch_to_utc(message.occurred_at)
             detail = f"{message.event.name.lower()} value {message.value}"

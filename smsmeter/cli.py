@@ -82,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--out", metavar="DIR", help="folder for the reports (default: <data_dir>/reports)")
 
-    from smsmeter import cli_meters
+    from smsmeter import cli_meters, conformance_cli
 
     cli_meters.add_parsers(sub)
+    conformance_cli.add_parser(sub)
 
     from smsmeter import readings_cli
 
@@ -342,6 +343,12 @@ def _meters(settings: Settings, args: argparse.Namespace) -> int:
     return cli_meters.run(settings, args)
 
 
+def _conformance(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import conformance_cli
+
+    return conformance_cli.run(settings, args)
+
+
 def _run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -371,6 +378,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "masterkey": lambda: asyncio.run(_masterkey(settings, args)),
         "readings": lambda: _readings(settings, args),
         "meters": lambda: _meters(settings, args),
+        "conformance": lambda: _conformance(settings, args),
     }
     try:
         return commands[args.command]() or 0

@@ -25,6 +25,7 @@ from web.keys import (
     Services,
 )
 from web.middleware import access_middleware, context_middleware
+from web.permissions import public
 from web.problems import error_middleware
 from web.render import setup_templates
 from web.security import THROTTLE, make_throttle
@@ -48,6 +49,12 @@ async def _security_headers(
         response.headers.setdefault("Content-Security-Policy", _CSP)
         response.headers.setdefault("X-Frame-Options", "DENY")
     return response
+
+
+@public
+async def _favicon(request: web.Request) -> web.FileResponse:
+    """Browsers ask for /favicon.ico whatever the page says; the same icon the pages link."""
+    return web.FileResponse(STATIC / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
 def _utc_now() -> datetime:
@@ -100,4 +107,5 @@ def create_app(
     checkout.setup_routes(app)
     checkout_simulator.setup_routes(app)
     app.router.add_static("/static/", STATIC, name="static", append_version=True)
+    app.router.add_get("/favicon.ico", _favicon)
     return app

@@ -89,6 +89,9 @@ SCHEMAS: dict[str, Any] = {
         history={"type": "array", "items": _ref("MeterHistoryEntry")},
     ),
     "MeterHistoryEntry": _obj(at=_TIME, by=_STR, event=_STR, detail={"type": "object"}),
+    "Street": _obj(
+        region_code=_STR, region=_STR, settlement_code=_STR, settlement=_STR, code=_STR, name=_STR, prefix=_STR
+    ),
     "Transformer": _obj(
         id=_INT,
         code=_STR,
@@ -163,6 +166,40 @@ PATHS: dict[str, Any] = {
             {**_ok(_page_of("MeterHistoryEntry")), **_problem("404", "no such meter")},
             parameters=_ID,
         )
+    },
+    "/api/v1/streets": {
+        "get": operation(
+            "listStreets",
+            "Registered streets; `prefix` is the first 7 digits of the subscriber codes on each",
+            "subscribers",
+            "subscribers.read",
+            _ok(_page_of("Street")),
+        ),
+        "post": operation(
+            "addStreet",
+            "Register a street of a registered settlement",
+            "subscribers",
+            "registry.write",
+            {
+                **_ok(_ref("Street"), "registered", "201"),
+                **_problem("404", "no such settlement"),
+                **_problem("409", "the street exists"),
+                **_problem("422", "a field is not valid"),
+            },
+            body=_body(
+                {
+                    "type": "object",
+                    "properties": {
+                        "region_code": {"type": "string", "pattern": "^[0-9]{2}$"},
+                        "settlement_code": {"type": "string", "pattern": "^[0-9]{2}$"},
+                        "code": {"type": "string", "pattern": "^[0-9]{3}$"},
+                        "name": _STR,
+                    },
+                    "required": ["region_code", "settlement_code", "code", "name"],
+                    "additionalProperties": False,
+                }
+            ),
+        ),
     },
     "/api/v1/transformers": {
         "get": operation(

@@ -12,9 +12,11 @@ from web.console import (
     money,
     operations,
     outbox,
+    outcomes,
     pages,
     readings,
     registry,
+    sts,
     tariffs,
 )
 
@@ -31,3 +33,5 @@ def setup_routes(app: web.Application) -> None:
     readings.setup_routes(app)
     consumption.setup_routes(app)
     outbox.setup_routes(app)
+    outcomes.setup_routes(app)
+    sts.setup_routes(app)
