@@ -161,7 +161,7 @@ class SimulatorSmsOutbox:
 
     def __call__(self) -> list[SentText]:
         return read_sent_texts(
-            SentPart(s.sms, s.accepted_at, s.lost) for s in self._smsc.submitted if s.sms.data_coding in TEXT_CODINGS
+            SentPart(s.sms, s.accepted_at, s.lost) for s in self._smsc.texts if s.sms.data_coding in TEXT_CODINGS
         )
 
 

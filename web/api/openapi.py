@@ -111,7 +111,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Page": {
         "type": "object",
-        "properties": {"items": {"type": "array"}, "total": _INT, "limit": _INT, "offset": _INT},
+        "properties": {"items": {"type": "array", "items": {}}, "total": _INT, "limit": _INT, "offset": _INT},
         "required": ["items", "total", "limit", "offset"],
     },
     "Me": _obj(kind=_STR, name=_STR, role=_STR, actions={"type": "array", "items": _STR}),
