@@ -110,27 +110,25 @@ PATHS: dict[str, Any] = {
 
 SCHEMAS["ProfileInterval"] = _obj(start_at=_TIME, energy_wh=_INT, source=_STR)
 _QUANTITY = _obj(period=_STR, quantity=_INT, estimated={**_INT, "description": "the part of it that is estimated"})
+SCHEMAS["ConsumptionMember"] = _obj(
+    key={**_STR, "description": "region-settlement-street-building codes, or the transformer or meter id"},
+    quantity=_INT,
+    estimated=_INT,
+    periods={"type": "array", "items": {"$ref": "#/components/schemas/ConsumptionPeriod"}},
+)
+SCHEMAS["ConsumptionPeriod"] = _QUANTITY
 SCHEMAS["Consumption"] = {
-    "allOf": [
-        {"$ref": "#/components/schemas/Page"},
-        _obj(
-            items={
-                "type": "array",
-                "items": _obj(
-                    key={
-                        **_STR,
-                        "description": "region-settlement-street-building codes, or the transformer or meter id",
-                    },
-                    quantity=_INT,
-                    estimated=_INT,
-                    periods={"type": "array", "items": _QUANTITY},
-                ),
-            },
-            by=_STR,
-            granularity=_STR,
-            register=_STR,
-        ),
-    ]
+    "type": "object",
+    "properties": {
+        "items": {"type": "array", "items": {"$ref": "#/components/schemas/ConsumptionMember"}},
+        "total": _INT,
+        "limit": _INT,
+        "offset": _INT,
+        "by": _STR,
+        "granularity": _STR,
+        "register": _STR,
+    },
+    "required": ["items", "total", "limit", "offset"],
 }
 _DAY = {"type": "string", "format": "date"}
 PATHS["/api/v1/readings"] = {
