@@ -6,7 +6,8 @@ sends a keyword and gets the answer by SMS from the short number.
 - `LAST` — the last top-up, its amount and state (and how it was delivered: SMS or token);
 - `HELP` — the keywords.
 
-Keywords are read in every shipped language (SOLD, DATORIE, ULTIM, AJUTOR; БАЛАНС, ДОЛГ, ПОСЛЕДНИЙ, ПОМОЩЬ),
+Keywords are read in every shipped language (ro SOLD, DATORIE, ULTIM, AJUTOR; ru БАЛАНС, ДОЛГ, ПОСЛЕДНИЙ, ПОМОЩЬ;
+es SALDO, DEUDA, ULTIMO, AYUDA; az BALANS, BORC, SON, KÖMƏK),
 any case, with any text after them. The answer is in the subscriber's language and is a `notices` row (the
 log of what was answered; the notices worker sends it from the short number). Answers are rate-limited per
 number (`SelfServicePolicy.answers_per_hour`). What is not taken comes back as the wrong-SMS reason the
@@ -41,6 +42,8 @@ KEYWORDS = {
     "DEBT": "DEBT", "DATORIE": "DEBT", "ДОЛГ": "DEBT",
     "LAST": "LAST", "ULTIM": "LAST", "ПОСЛЕДНИЙ": "LAST",
     "HELP": "HELP", "AJUTOR": "HELP", "ПОМОЩЬ": "HELP", "?": "HELP",
+    "SALDO": "BAL", "DEUDA": "DEBT", "ULTIMO": "LAST", "ÚLTIMO": "LAST", "AYUDA": "HELP",
+    "BORC": "DEBT", "SON": "LAST", "KÖMƏK": "HELP",
 }  # fmt: skip
 
 _TEXTS = {
@@ -71,6 +74,24 @@ _TEXTS = {
         "LAST_NONE": "Счёт {code}: пополнений ещё нет.",
         "HELP": "Отправьте БАЛАНС, ДОЛГ, ПОСЛЕДНИЙ или ПОМОЩЬ на этот номер.",
     },
+}
+_TEXTS["es"] = {
+    "BAL": "Cuenta {code}: {balance} en la cuenta; crédito del contador {credit}.",
+    "BAL_NO_METER": "Cuenta {code}: {balance} en la cuenta; el contador aún no ha informado su crédito.",
+    "DEBT": "Cuenta {code}: debe {owed}. Etapa: {stage}. Siguiente: {next} el {date}.",
+    "DEBT_NONE": "Cuenta {code}: sin deuda.",
+    "LAST": "Cuenta {code}: última recarga {amount} el {date}: {state}.",
+    "LAST_NONE": "Cuenta {code}: aún no hay recargas.",
+    "HELP": "Envíe SALDO, DEUDA, ULTIMO o AYUDA a este número.",
+}
+_TEXTS["az"] = {
+    "BAL": "Hesab {code}: hesabda {balance}; sayğacın krediti {credit}.",
+    "BAL_NO_METER": "Hesab {code}: hesabda {balance}; sayğac hələ kreditini bildirməyib.",
+    "DEBT": "Hesab {code}: borcunuz {owed}. Mərhələ: {stage}. Növbəti: {next}, {date}.",
+    "DEBT_NONE": "Hesab {code}: borc yoxdur.",
+    "LAST": "Hesab {code}: son ödəniş {amount}, {date}: {state}.",
+    "LAST_NONE": "Hesab {code}: hələ ödəniş yoxdur.",
+    "HELP": "Bu nömrəyə BALANS, BORC, SON və ya KÖMƏK göndərin.",
 }
 _NEXT = {"none": "reminder", "reminder": "final", "final": "disconnect"}
 
