@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.console import actions, lists, login, money, operations, outbox, outcomes, pages, readings, registry, tariffs
+from web.console import (
+    actions,
+    key_files,
+    lists,
+    login,
+    money,
+    operations,
+    outbox,
+    outcomes,
+    pages,
+    readings,
+    registry,
+    tariffs,
+)
 
 
 def setup_routes(app: web.Application) -> None:
     login.setup_routes(app)
+    key_files.setup_routes(app)
     registry.setup_routes(app)  # before pages: /console/subscribers/new is not a subscriber id
     pages.setup_routes(app)
     tariffs.setup_routes(app)
