@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.notices import TextSender
 from billing.sms_text import TEXT_CODINGS, SentPart, SentText, TransportTextSender, read_sent_texts
+from billing.sts_vending import SoftwareTokenGenerator
 from config import Settings
 from gateway.errors import GatewayError
 from gateway.events import GatewayEvent
@@ -160,7 +161,7 @@ class SimulatorSmsOutbox:
 
     def __call__(self) -> list[SentText]:
         return read_sent_texts(
-            SentPart(s.sms, s.accepted_at, s.lost) for s in self._smsc.submitted if s.sms.data_coding in TEXT_CODINGS
+            SentPart(s.sms, s.accepted_at, s.lost) for s in self._smsc.texts if s.sms.data_coding in TEXT_CODINGS
         )
 
 
@@ -218,7 +219,9 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             services.uow = uow
             if settings.radius.enabled:
                 services.radius = RadiusPasswordChecker(settings.radius)
-            keys = app[KEYS] = services.keys = KeyRing(load_master_key(settings))
+            master_key = load_master_key(settings)
+            keys = app[KEYS] = services.keys = KeyRing(master_key)
+            services.sts = SoftwareTokenGenerator(master_key)
             billing = app[BILLING] = services.billing = build_billing(settings, uow, keys, runtime.metrics)
 
             async def on_gateway_event(event: GatewayEvent) -> None:

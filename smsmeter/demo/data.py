@@ -246,3 +246,9 @@ ALARMS = (
 
 OPERATOR = "admin"
 PORTAL_SUBSCRIBER = "640100100010001"  # Ana Popescu: the portal login printed at start
+# STS keypads (docs/sts.md): these subscribers' meters have one; Maria Rusu's last credit is stuck (its SMS
+# timed out), waiting for an operator, a cashier or the portal to turn it into a token
+STS_SUPPLY_GROUP = "123456"
+STS_KEYPAD_SUBSCRIBERS = ("640100100010001", "640100100010003", "640100100020001")
+STS_STUCK_SUBSCRIBER = "640100100010003"
+STS_STUCK_CREDIT_MINOR = 2_500

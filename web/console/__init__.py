@@ -16,6 +16,7 @@ from web.console import (
     pages,
     readings,
     registry,
+    sts,
     tariffs,
 )
 
@@ -33,3 +34,4 @@ def setup_routes(app: web.Application) -> None:
     readings.setup_routes(app)
     outbox.setup_routes(app)
     outcomes.setup_routes(app)
+    sts.setup_routes(app)
