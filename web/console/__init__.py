@@ -6,6 +6,7 @@ from aiohttp import web
 
 from web.console import (
     actions,
+    alarm_rules,
     key_files,
     lists,
     login,
@@ -35,3 +36,4 @@ def setup_routes(app: web.Application) -> None:
     outbox.setup_routes(app)
     outcomes.setup_routes(app)
     sts.setup_routes(app)
+    alarm_rules.setup_routes(app)
