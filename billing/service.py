@@ -14,7 +14,18 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from sqlalchemy import func, select
 
 import meter_protocol as mp
-from billing import alarm_rules, arrears, bulk, control, invoices, losses, meter_keys, notices, topup
+from billing import (
+    alarm_rules,
+    arrears,
+    bulk,
+    consumption_daily,
+    control,
+    invoices,
+    losses,
+    meter_keys,
+    notices,
+    topup,
+)
 from billing.errors import InvalidField
 from billing.notices import EmailSender, Recipient, TextSender, queue_notice
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, low_credit
@@ -162,6 +173,12 @@ class BillingService:
         if self.time_sync_every is None:
             return None
         return await control.sync_clocks(self.uow, now, keys=self.keys, every=self.time_sync_every)
+
+    async def aggregate_consumption(
+        self, now: datetime, progress: JobProgress = UNWATCHED
+    ) -> consumption_daily.AggregationReport:
+        """The daily consumption pre-aggregate, from the readings stored since its last run."""
+        return await consumption_daily.aggregate_consumption(self.uow, self.tz, now, progress)
 
     async def sweep(self, now: datetime, progress: JobProgress = UNWATCHED) -> arrears.SweepReport:
         return await arrears.run_arrears_sweep(

@@ -297,6 +297,7 @@ class BillingSettings:
     utility_tax_id: str = ""
     sweep_interval_s: float = 3600.0  # the arrears sweep
     notice_interval_s: float = 60.0  # sending queued notices
+    consumption_interval_s: float = 300.0  # the daily consumption pre-aggregate, from new readings
     time_sync_days: int = 7  # a scheduled time sync to every meter whose clock was not set for this long; 0: none
     alarm_interval_s: float = 60.0  # applying the alarm rules (notices, automatic actions), stuck commands
     alarm_actions: bool = False  # alarm rules may act (relay off on tamper, in friendly hours) only when true

@@ -199,6 +199,7 @@ def start_billing_jobs(
         jobs.append(("monthly invoices", 3600.0, billing.monthly))
         jobs.append(("key changes", 60.0, billing.settle_key_changes))
         jobs.append(("time sync", 3600.0, billing.sync_clocks))
+        jobs.append(("consumption", b.consumption_interval_s, billing.aggregate_consumption))
         stuck_after = timedelta(minutes=settings.gateway.stuck_after_min)
 
         async def stuck_commands(now: datetime, progress: JobProgress) -> object:

@@ -7,6 +7,7 @@ from aiohttp import web
 from web.console import (
     actions,
     alarm_rules,
+    consumption,
     key_files,
     lists,
     login,
@@ -33,6 +34,7 @@ def setup_routes(app: web.Application) -> None:
     operations.setup_routes(app)
     lists.setup_routes(app)
     readings.setup_routes(app)
+    consumption.setup_routes(app)
     outbox.setup_routes(app)
     outcomes.setup_routes(app)
     sts.setup_routes(app)
