@@ -49,7 +49,9 @@ async def test_a_resend_after_the_lease_ran_out_is_a_new_attempt_and_both_sends_
     fleet = fleet_of(meters)
     clock = Clock()
     network = ScriptedNetwork(fleet, hold=asyncio.Event())
-    ids = await enqueue(engine, [CommandRequest(m.id, mp.TopUp(1, 100 + i), "system:topup") for i, m in enumerate(meters)])
+    ids = await enqueue(
+        engine, [CommandRequest(m.id, mp.TopUp(1, 100 + i), "system:topup") for i, m in enumerate(meters)]
+    )
     async with running_gateway(engine, fleet, network=network, clock=clock, lease_s=3) as gw:
         await gw.wait_for(lambda: network.held == 3)
         clock.advance(4)  # the SMSC's responses are late, the leases run out: the commands are sent again
@@ -97,7 +99,9 @@ async def test_a_batch_that_cannot_be_recorded_is_split_and_what_fails_alone_rai
     async with running_gateway(engine, fleet, network=network) as gw:
         await gw.wait_for(lambda: network.held == 4)
         # a send result the database refuses (its command is not there): it travels with the good ones
-        ghost = Claimed(10**9, meters[0].id, "top_up", CommandState.SENDING, 1, b"x", 1, meters[0].msisdn, None, None, None)
+        ghost = Claimed(
+            10**9, meters[0].id, "top_up", CommandState.SENDING, 1, b"x", 1, meters[0].msisdn, None, None, None
+        )
         network.hold.set()
         gw.dispatcher._recorder.add_result(SendResult(ghost, 1, [(b"x", False)], ["ghost-1"], [0], None, gw.clock()))
         await gw.wait_final(ids)
