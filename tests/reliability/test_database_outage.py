@@ -40,7 +40,7 @@ async def test_the_database_away_longer_than_the_lease_with_meters_that_do_not_a
     tmp_path: Path, private_postgres: PrivateCluster, smsc: NodeSmsc
 ) -> None:
     url = private_postgres.url
-    n_top_ups = harness.top_ups(120, 5_000)
+    n_top_ups = harness.top_ups(120)
     engine = create_engine(url)
     try:
         await migrate.upgrade(engine)
