@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
@@ -38,7 +37,7 @@ from store import audit
 from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
-from store.sql import insert_ignoring_duplicates
+from store.sql import insert_ignoring_duplicates, insert_or_update
 from store.uow import UnitOfWork
 from telemetry import UNWATCHED, JobProgress
 
@@ -48,12 +47,8 @@ _NOTICE = {Stage.REMINDER: NoticeKind.REMINDER, Stage.FINAL: NoticeKind.FINAL, S
 
 
 def _upsert_arrears(conn: AsyncConnection, rows: list[dict[str, Any]]) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(L.arrears)
     columns = [c for c in rows[0] if c != "account_id"]
-    return stmt.on_conflict_do_update(
-        index_elements=["account_id"], set_={c: getattr(stmt.excluded, c) for c in columns}
-    ), rows
+    return insert_or_update(L.arrears, ["account_id"], columns, conn), rows
 
 
 def _episode(since: datetime) -> str:
@@ -217,7 +212,7 @@ async def _batch(
         )
     if penalties:
         await conn.execute(
-            insert_ignoring_duplicates(L.ledger_entries, ["idempotency_key"], conn.dialect.name),
+            insert_ignoring_duplicates(L.ledger_entries, ["idempotency_key"], conn),
             penalties,
         )
         report.penalties += len(penalties)

@@ -150,7 +150,9 @@ async def control_meter(
         meter = await registry.get_meter(conn, meter_id)
         if meter.status != "active":
             raise InvalidField("meter", f"{meter.code} is {meter.status}")
-        request = CommandRequest(meter_id, control.message(now), str(actor), idempotency_key=idempotency_key)
+        request = CommandRequest(
+            meter_id, control.message(now), str(actor), idempotency_key=idempotency_key, note=control.note or None
+        )
         before = await _settings_sent(conn, meter_id) if control.action is Action.CONFIGURE else None
         command_id = await enqueue_command(conn, keys, request, now)
         await audit.record(
@@ -199,7 +201,9 @@ async def control_group(
     message = control.message(now)
 
     def build(meter_id: int) -> CommandRequest:
-        return CommandRequest(meter_id, message, str(actor), idempotency_key=f"job:{job_id}:meter:{meter_id}")
+        return CommandRequest(
+            meter_id, message, str(actor), idempotency_key=f"job:{job_id}:meter:{meter_id}", note=control.note or None
+        )
 
     return await bulk.run_job(uow, job_id, meter_ids, build, now, keys=keys)
 
@@ -235,7 +239,10 @@ async def send_command(
             if existing is not None:  # a retry or a double submit: the same command, nothing new to audit
                 return int(existing)
         command_id = await enqueue_command(
-            conn, keys, CommandRequest(meter_id, message, str(actor), idempotency_key=idempotency_key), now
+            conn,
+            keys,
+            CommandRequest(meter_id, message, str(actor), idempotency_key=idempotency_key, note=note or None),
+            now,
         )
         after: dict[str, Any] = {"command_id": command_id, **message_payload(message)}
         if note:

@@ -15,7 +15,6 @@ written; a database error propagates (the caller's transaction rolls back).
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -42,7 +41,7 @@ from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
 from store.schema import payments as P  # noqa: N812
 from store.schema import registry as R  # noqa: N812
-from store.sql import among_param
+from store.sql import among_param, per_dialect
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +126,7 @@ def _key(credit: Credit) -> str:
     return topup_key(credit.payment.provider, credit.payment.provider_ref)
 
 
-@functools.cache
+@per_dialect
 def _payers_query(postgres: bool) -> Any:
     """The subscribers of `ids` and `codes` with their account (locked, in id order), whether a
     disconnection waits to be undone, and each of their meters (a row per meter)."""
@@ -170,7 +169,7 @@ async def _payers(conn: AsyncConnection, credits: Sequence[Credit]) -> dict[int 
     codes = sorted({code for c in credits if (code := _code_of(c.payment))})
     if not ids and not codes:
         return {}
-    rows = list(await conn.execute(_payers_query(conn.dialect.name == "postgresql"), {"ids": ids, "codes": codes}))
+    rows = list(await conn.execute(_payers_query(conn), {"ids": ids, "codes": codes}))
     meters: dict[int, list[Any]] = {}
     for row in rows:
         meters.setdefault(int(row.subscriber_id), []).extend([row] if row.meter_id is not None else [])

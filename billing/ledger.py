@@ -6,7 +6,6 @@ none: if one of its keys is stored already, the operation happened before and no
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,7 @@ from billing.errors import InvalidPosting, NotFound
 from billing.rules.ledger import Balances, Book, EntryType, Posting
 from billing.rules.money import Money
 from store.schema import ledger as L  # noqa: N812
-from store.sql import among_param
+from store.sql import among_param, per_dialect
 
 _CHUNK = 1000
 
@@ -64,7 +63,7 @@ async def balances(conn: AsyncConnection, account_id: int, *, before: datetime |
     return Balances(Money(sums.get("wallet", 0), currency), Money(sums.get("debt", 0), currency))
 
 
-@functools.cache
+@per_dialect
 def _sums_by_book(postgres: bool) -> Any:
     e = L.ledger_entries.c
     return (
@@ -80,7 +79,7 @@ async def balances_many(conn: AsyncConnection, currencies: Mapping[int, str]) ->
         return {}
     sums: dict[tuple[int, str], int] = {}
     ids = sorted(currencies)
-    query = _sums_by_book(conn.dialect.name == "postgresql")
+    query = _sums_by_book(conn)
     for start in range(0, len(ids), _CHUNK):
         rows = await conn.execute(query, {"ids": ids[start : start + _CHUNK]})
         sums.update({(int(a), str(b)): int(total) for a, b, total in rows})

@@ -84,7 +84,7 @@ def notice_rows(
 
 async def queue_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert_ignoring_duplicates(N, ["cause_key"], conn.dialect.name), list(rows))
+        await conn.execute(insert_ignoring_duplicates(N, ["cause_key"], conn), list(rows))
 
 
 async def queue_notice(

@@ -111,6 +111,7 @@ class Meter:
     archived_at: datetime | None
     replaced_by_id: int | None
     key_id: int
+    firmware: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +212,12 @@ async def add_street(
     found = await conn.scalar(select(s.code).where(s.region_code == region_code, s.code == settlement_code))
     if found is None:
         raise NotFound("settlement", f"{region_code}{settlement_code}")
+    st = R.streets.c
+    taken = await conn.scalar(
+        select(st.name).where(st.region_code == region_code, st.settlement_code == settlement_code, st.code == code)
+    )
+    if taken is not None:
+        raise Conflict("street", f"{region_code}{settlement_code}{code} is registered ({taken})")
     await conn.execute(
         insert(R.streets).values(region_code=region_code, settlement_code=settlement_code, code=code, name=name)
     )
@@ -420,8 +427,8 @@ async def create_subscriber(
     currency: str,
     now: datetime,
 ) -> Subscriber:
-    """A subscriber and its account. `fields`: any of EDITABLE (name required). Raises InvalidField,
-    InvalidSubscriberCode, NotFound (street), Conflict (code taken)."""
+    """A subscriber and its account. `fields`: any of EDITABLE (name required). Raises InvalidField (also
+    for a code whose street is not registered), InvalidSubscriberCode, Conflict (code taken)."""
     parsed = parse_subscriber_code(code)
     values = _validate({"language": "en", "status": "active", **fields})
     if not values.get("name"):
@@ -432,8 +439,13 @@ async def create_subscriber(
             st.region_code == parsed.region, st.settlement_code == parsed.settlement, st.code == parsed.street
         )
     )
-    if street is None:
-        raise NotFound("street", f"{parsed.region}{parsed.settlement}{parsed.street}")
+    if street is None:  # part of the code the caller sent: a field that is not valid, not a missing resource
+        raise InvalidField(
+            "code",
+            f"street {parsed.region}{parsed.settlement}{parsed.street} (region {parsed.region}, settlement "
+            f"{parsed.settlement}, street {parsed.street}) is not registered; the code's first 7 digits must "
+            "name a registered street",
+        )
     if await conn.scalar(select(R.subscribers.c.id).where(R.subscribers.c.code == str(parsed))) is not None:
         raise Conflict("subscriber", f"code {parsed} is taken")
     sid = await conn.scalar(
@@ -627,9 +639,13 @@ async def install_meter(
 ) -> Meter:
     """A meter with a fresh random key (or `meter_key`, the one the factory loaded), wrapped at rest under
     the master key (given as bytes, or as the running service's KeyRing). `subscriber_id` None: a
-    transformer's balance meter."""
-    values = _check_new_meter(new)
+    transformer's balance meter. A meter in stock (received with its key file) is installed as it is:
+    it keeps its key, SIM number, profile, firmware and kind."""
     m = R.meters.c
+    stocked = (await conn.execute(select(m.id, m.status).where(m.code == new.code.replace(" ", "")))).first()
+    if stocked is not None and stocked.status == "stock":
+        return await _install_from_stock(conn, actor, subscriber_id, int(stocked.id), new, now, meter_key)
+    values = _check_new_meter(new)
     if await conn.scalar(select(m.id).where(m.code == values["code"])) is not None:
         raise Conflict("meter", f"code {values['code']} is registered")
     if subscriber_id is not None:
@@ -655,6 +671,47 @@ async def install_meter(
     await _history(conn, int(meter_id), actor, "installed", {**detail, "subscriber_id": subscriber_id}, now)
     await audit.record(conn, actor, "meter.install", now, target=f"meter:{values['code']}", after=detail)
     return await get_meter(conn, int(meter_id))
+
+
+async def _install_from_stock(
+    conn: AsyncConnection,
+    actor: Actor,
+    subscriber_id: int | None,
+    meter_id: int,
+    new: NewMeter,
+    now: datetime,
+    meter_key: bytes | None,
+) -> Meter:
+    if meter_key is not None:
+        raise InvalidField("key", "the meter is in stock with the key of its key file; leave the key empty")
+    if subscriber_id is not None:
+        await get_subscriber(conn, subscriber_id)
+    stock = await get_meter(conn, meter_id)
+    if not stock.msisdn:
+        raise InvalidField("msisdn", f"meter {stock.code} is in stock without a SIM number: import its key file")
+    values: dict[str, Any] = {
+        "subscriber_id": subscriber_id,
+        "status": "active",
+        "installed_at": now,
+        "make": new.make,
+        "model": new.model,
+        "phases": new.phases,
+        "transformer_id": new.transformer_id,
+        "is_balance_meter": 1 if new.is_balance_meter else 0,
+    }
+    if new.phases not in (1, 3):
+        raise InvalidField("phases", "1 or 3")
+    if new.transformer_id is not None and (
+        await conn.scalar(select(R.transformers.c.id).where(R.transformers.c.id == new.transformer_id)) is None
+    ):
+        raise NotFound("transformer", new.transformer_id)
+    await conn.execute(update(R.meters).where(R.meters.c.id == meter_id).values(**values))
+    detail = {k: _jsonable(v) for k, v in values.items() if v is not None and k != "installed_at"}
+    await _history(conn, meter_id, actor, "installed", {**detail, "from": "stock"}, now)
+    await audit.record(
+        conn, actor, "meter.install", now, target=f"meter:{stock.code}", before={"status": "stock"}, after=detail
+    )
+    return await get_meter(conn, meter_id)
 
 
 async def archive_meter(conn: AsyncConnection, actor: Actor, meter_id: int, reason: str, now: datetime) -> Meter:

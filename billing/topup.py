@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import ledger, numbers, registry, reversals
+from billing import ledger, numbers, registry, reversals, sts
 from billing.crediting import Credit, credit_payments
 from billing.errors import BillingError, InvalidField, NotFound
 from billing.rules.ledger import plan_vend
@@ -297,13 +297,19 @@ async def on_command_settled(uow: UnitOfWork, event: CommandSettled, now: dateti
     async with uow.begin() as conn:
         t = L.topups.c
         row = (await conn.execute(select(L.topups).where(t.command_id == event.command_id))).first()
-        if row is None or row.state in ("delivered",):
+        if row is None:
+            return
+        if row.delivered_by == "token":  # one transfer: the token delivered it (docs/sts.md)
+            if event.state == "1:1" and row.sms_acked_at is None:
+                await sts.on_sms_credit_acknowledged(conn, row, event.meter_id, now)
+            return
+        if row.state in ("delivered",):
             return
         if event.state == "1:1":
             await conn.execute(
                 update(L.topups)
                 .where(t.id == row.id)
-                .values(state="delivered", delivered_at=event.at or now, updated_at=now)
+                .values(state="delivered", delivered_by="sms", delivered_at=event.at or now, updated_at=now)
             )
             return
         await conn.execute(update(L.topups).where(t.id == row.id).values(state="failed", updated_at=now))

@@ -54,6 +54,8 @@ class TopUpResult:
     duplicate: bool  # True: this payment was applied before; nothing new happened
     reconnect_command_id: int | None = None
     receipt_number: str | None = None
+    delivered_by: str | None = None  # sms | token (docs/sts.md)
+    sts_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,8 @@ def result_of(row: Any, *, duplicate: bool) -> TopUpResult:
         duplicate=duplicate,
         reconnect_command_id=row.reconnect_command_id,
         receipt_number=row.receipt_number,
+        delivered_by=row.delivered_by,
+        sts_token=row.sts_token,
     )
 
 

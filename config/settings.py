@@ -123,9 +123,11 @@ class SimulatorSettings:
     ack_delay_s: float = 0.5
     seed: int = 1
     report_interval_s: float = 60.0  # the simulated meters report their readings this often; 0: never
+    fleet_capacity: int = 50_000  # simulated meters held in memory at once; others are loaded when reached
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.loss_rate <= 1.0, "loss_rate", "must be between 0 and 1")
+        _require(self.fleet_capacity >= 1, "fleet_capacity", "must be at least 1")
         _require(self.receipt_delay_s >= 0, "receipt_delay_s", "must not be negative")
         _require(self.ack_delay_s >= 0, "ack_delay_s", "must not be negative")
 
@@ -159,6 +161,9 @@ class PaymentsSettings:
     reconcile_enabled: bool = True
     delivery_check_h: int = 6  # a paid top-up whose credit command is not at 1:1 after this is reported
     reports_dir: str = "reports"  # under data_dir unless absolute
+    # the built-in payment simulator in place of Stripe Checkout (docs/payments-integration.md): "auto" is on
+    # only with the simulated SMS network and no stripe.api_key; "on" asks for it whatever the rest says
+    simulator: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         for name, secret in self.providers.items():

@@ -62,6 +62,13 @@ _SEVERITY = {
     mp.EventKind.OUTAGE: "warning",
 }
 _ALARM_KIND = {mp.EventKind.MAGNETIC_FIELD: "magnetic"}
+# A reading's source: what the meter sent on its own, or its answer to a read request (readings, load profile).
+_REPORT, _ANSWER = "meter_report", "read_request"
+
+
+def alarm_kind(event: mp.EventKind) -> str:
+    """The alarm kind an event report raises: the event's name in lower case ("magnetic" for the field)."""
+    return _ALARM_KIND.get(event, event.name.lower())
 
 
 def digits(number: str) -> str:
@@ -306,7 +313,7 @@ class Inbound:
                 ("power_w", message.power_w),
                 ("voltage_dv", message.voltage_dv),
             ):
-                self._reading(work, meter.id, at, register, value, now)
+                self._reading(work, meter.id, at, register, value, now, _ANSWER)
         elif isinstance(message, mp.BalanceReport):
             self._balance(
                 work,
@@ -328,9 +335,9 @@ class Inbound:
         elif isinstance(message, mp.LoadProfile):
             for i, energy_wh in enumerate(message.energies_wh):
                 at = epoch_to_utc(message.start_at + i * message.interval_s)
-                self._reading(work, meter.id, at, "profile_wh", energy_wh, now)
+                self._reading(work, meter.id, at, "profile_wh", energy_wh, now, _ANSWER)
         elif isinstance(message, mp.EventReport):
-            kind = _ALARM_KIND.get(message.event, message.event.name.lower())
+            kind = alarm_kind(message.event)
             severity = _SEVERITY.get(message.event, "info")
             at = epoch_to_utc(message.occurred_at)
             detail = f"{message.event.name.lower()} value {message.value}"
@@ -343,9 +350,25 @@ class Inbound:
                 _wrong_row(meter.id, "", self._short_number, b"", "not_a_report", type(message).__name__, now)
             )
 
-    def _reading(self, work: _Work, meter_id: int, at: datetime, register: str, value: int, now: datetime) -> None:
+    def _reading(
+        self,
+        work: _Work,
+        meter_id: int,
+        at: datetime,
+        register: str,
+        value: int,
+        now: datetime,
+        source: str = _REPORT,
+    ) -> None:
         work.readings.append(
-            {"meter_id": meter_id, "read_at": at, "register": register, "value": value, "received_at": now}
+            {
+                "meter_id": meter_id,
+                "read_at": at,
+                "register": register,
+                "value": value,
+                "received_at": now,
+                "source": source,
+            }
         )
         work.events.append(ReadingReceived(meter_id, at, register, value))
 

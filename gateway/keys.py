@@ -38,6 +38,10 @@ class KeyRing:
         """A new meter key wrapped under the master key, as `meter_keys.wrapped_key` stores it."""
         return wrap_for_storage(self._master_key, key)
 
+    def unwrap(self, wrapped: bytes) -> bytes:
+        """A stored key unwrapped under the master key. Raises store's KeyUnwrapError."""
+        return unwrap_from_storage(self._master_key, wrapped)
+
     def _remember(self, meter_id: int, key_id: int, key: bytes) -> None:
         self._cache[(meter_id, key_id)] = key
         if len(self._cache) > self._cache_size:

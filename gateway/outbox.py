@@ -54,6 +54,7 @@ class CommandRequest:
     created_by: str  # "operator:alice", "system:topup", "api:cis" …
     idempotency_key: str | None = None  # unique; a second request with the same key returns the first command
     depends_on_id: int | None = None  # not sent before that command is final (and cancelled if it failed)
+    note: str | None = None  # the person's words (a relay reason typed by an operator), kept in the payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,14 @@ def message_payload(message: mp.Message) -> dict[str, Any]:
     fields = _plain(message)
     assert isinstance(fields, dict)
     return fields
+
+
+def _payload(request: CommandRequest) -> dict[str, Any]:
+    """The command's stored fields: the message's, and the note a person gave with it (`note`)."""
+    payload = message_payload(request.message)
+    if request.note:
+        payload["note"] = request.note
+    return payload
 
 
 def _profile(name: str) -> mp.Profile:
@@ -249,7 +258,7 @@ async def _insert_fresh(
                 "counter": counter,
                 "key_id": key_id,
                 "frame": frame,
-                "payload": message_payload(request.message),
+                "payload": _payload(request),
                 "state": CommandState.SENDING.value,
                 "attempts": 0,
                 "next_attempt_at": now,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,9 +27,11 @@ from payments.one_event import credit_request
 from payments.outcomes import Conflict, EventResult, Outcome, event_facts, record_conflict
 from payments.ports import PaymentApplier
 from payments.rows import link_ids
+from store.bulk import OnConflict, insert_rows, select_among
+from store.schema.ledger import accounts
 from store.schema.payments import payment_disputes, payments, webhook_events
 from store.schema.registry import meters, subscribers
-from store.sql import among_param, insert_ignoring_duplicates
+from store.sql import insert_ignoring_duplicates
 
 log = logging.getLogger("smsmeter.payments")
 
@@ -91,49 +93,125 @@ async def claim_confirmations(
     return claimed
 
 
-@functools.cache
-def _payments_to_credit(postgres: bool) -> Any:
-    """The payments of our references (`refs`), locked in id order, with what `_plain_credit` needs."""
-    disputed = select(payment_disputes.c.id).where(payment_disputes.c.payment_id == payments.c.id).exists()
-    return (
-        select(
-            payments,
-            subscribers.c.code.label("subscriber_code"),
-            meters.c.code.label("meter_code"),
-            disputed.label("has_disputes"),
-        )
-        .select_from(
-            payments.join(subscribers, subscribers.c.id == payments.c.subscriber_id).outerjoin(
-                meters, meters.c.id == payments.c.meter_id
-            )
-        )
-        .where(among_param(payments.c.reference, "refs", postgres))
-        .order_by(payments.c.id)
-        .with_for_update(of=payments)
-    )
+_DISPUTED = select(payment_disputes.c.id).where(payment_disputes.c.payment_id == payments.c.id).exists()
+# the payment rows with what `_plain_credit` needs (locked in id order); built once
+_TO_CREDIT = (
+    *payments.c,
+    subscribers.c.code.label("subscriber_code"),
+    meters.c.code.label("meter_code"),
+    _DISPUTED.label("has_disputes"),
+)
+_TO_CREDIT_FROM = payments.join(subscribers, subscribers.c.id == payments.c.subscriber_id).outerjoin(
+    meters, meters.c.id == payments.c.meter_id
+)
+_BY_ID = (payments.c.id,)
+_PROVIDER_KEY = (payments.c.provider, payments.c.provider_ref)
+
+
+async def _payments_to_credit(conn: AsyncConnection, key: Any, values: Collection[Any]) -> list[Row[Any]]:
+    return await select_among(conn, _TO_CREDIT, key, values, order_by=_BY_ID, lock_of=payments, from_=_TO_CREDIT_FROM)
+
+
+def _at_the_provider(event: PaymentSucceeded) -> bool:
+    """A payment made at a provider's side (not a Checkout of ours): found by the provider's own id."""
+    return event.payment.provider != "stripe" and not event.payment.reference
 
 
 async def sort_out(
-    conn: AsyncConnection, claimed: list[ClaimedConfirmation]
+    conn: AsyncConnection, claimed: list[ClaimedConfirmation], now: datetime
 ) -> tuple[list[tuple[ClaimedConfirmation, Row[Any]]], list[ClaimedConfirmation]]:
-    """Which confirmations are credited set-based (their payment rows locked, in id order), which one by one."""
+    """Which confirmations are credited set-based (their payment rows locked, in id order), which one by one.
+    Our Checkouts' payments are found by our reference; payments made at a provider's side by the provider's
+    id, registered first when this is the provider's first word about them (`register_provider_payments`)."""
     references = sorted({r for c in claimed if (r := c.event.payment.reference)})
     by_reference: dict[str, Row[Any]] = {}
     if references:
-        rows = await conn.execute(_payments_to_credit(conn.dialect.name == "postgresql"), {"refs": references})
-        by_reference = {row.reference: row for row in rows}
+        by_reference = {row.reference: row for row in await _payments_to_credit(conn, payments.c.reference, references)}
+    at_provider = [c for c in claimed if _at_the_provider(c.event)]
+    by_key: dict[tuple[str, str], Row[Any]] = {}
+    if at_provider:
+        await register_provider_payments(conn, [c.event for c in at_provider], now)
+        keys = {(c.event.payment.provider, c.event.payment.provider_ref) for c in at_provider}
+        by_key = {(row.provider, row.provider_ref): row for row in await _payments_to_credit(conn, _PROVIDER_KEY, keys)}
     fast: list[tuple[ClaimedConfirmation, Row[Any]]] = []
     slow: list[ClaimedConfirmation] = []
     taken: set[int] = set()
     for item in claimed:
         event = item.event
-        payment = by_reference.get(event.payment.reference or "")
+        if _at_the_provider(event):
+            payment = by_key.get((event.payment.provider, event.payment.provider_ref))
+        else:
+            payment = by_reference.get(event.payment.reference or "")
         if payment is None or payment.id in taken or not _plain_credit(payment, event):
             slow.append(item)
             continue
         taken.add(payment.id)
         fast.append((item, payment))
     return fast, slow
+
+
+_PAYER = (
+    subscribers.c.id,
+    subscribers.c.code,
+    accounts.c.currency,
+    meters.c.id.label("meter_id"),
+    meters.c.code.label("meter_code"),
+    meters.c.status.label("meter_status"),
+)
+_PAYER_FROM = subscribers.outerjoin(accounts, accounts.c.subscriber_id == subscribers.c.id).outerjoin(
+    meters, meters.c.subscriber_id == subscribers.c.id
+)
+_BY_METER = (meters.c.id,)
+
+
+async def register_provider_payments(conn: AsyncConnection, events: Sequence[PaymentSucceeded], now: datetime) -> None:
+    """A provider's first word about payments made at its side, for many at once: the payment rows of those
+    whose first confirmation in `events` names a known account, in its currency, a positive amount and a meter
+    of that account, as `one_event` registers a single one (one read of the accounts, one insert; rows known
+    already are left as they are). The others are left to the one-by-one path, which records why not."""
+    first: dict[tuple[str, str], PaymentSucceeded] = {}
+    for event in events:
+        first.setdefault((event.payment.provider, event.payment.provider_ref), event)
+    codes = {e.subscriber_code for e in first.values() if e.subscriber_code}
+    if not codes:
+        return
+    payers: dict[str, list[Row[Any]]] = {}
+    for row in await select_among(conn, _PAYER, subscribers.c.code, codes, order_by=_BY_METER, from_=_PAYER_FROM):
+        payers.setdefault(row.code, []).append(row)
+    rows = []
+    for (provider, provider_ref), event in sorted(first.items()):  # one order: concurrent batches never deadlock
+        meter_ids = _meters_paid_for(event, payers.get(event.subscriber_code or ""))
+        if meter_ids is None:
+            continue
+        payer = payers[event.subscriber_code or ""][0]
+        rows.append(
+            {
+                "provider": provider,
+                "provider_ref": provider_ref,
+                "subscriber_id": payer.id,
+                "meter_id": meter_ids[0] if len(meter_ids) == 1 else None,
+                "amount_minor": event.amount_minor,
+                "currency": event.currency,
+                "status": "pending",
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    await insert_rows(conn, payments, rows, OnConflict(("provider", "provider_ref")))
+
+
+def _meters_paid_for(event: PaymentSucceeded, payer: list[Row[Any]] | None) -> list[int] | None:
+    """The ids of the meters a provider's payment may be for (the one it names, or the account's active ones),
+    or None when it is not to be registered here (`one_event._register_provider_payment` says why)."""
+    if not payer or event.amount_minor <= 0:
+        return None
+    currency = payer[0].currency
+    if currency is not None and currency != event.currency:
+        return None
+    if event.meter_code:
+        named = [r.meter_id for r in payer if r.meter_code == event.meter_code]
+        return named or None
+    return [r.meter_id for r in payer if r.meter_id is not None and r.meter_status == "active"]
 
 
 def _plain_credit(payment: Row[Any], event: PaymentSucceeded) -> bool:

@@ -173,7 +173,7 @@ async def _record_dispute(
     else:
         state, closed_at = ("won" if event.won else "lost"), now
     inserted = await conn.execute(
-        insert_ignoring_duplicates(payment_disputes, ["provider", "dispute_id"], conn.dialect.name)
+        insert_ignoring_duplicates(payment_disputes, ["provider", "dispute_id"], conn)
         .values(
             provider=event.payment.provider,
             dispute_id=event.dispute_id,
@@ -224,7 +224,7 @@ async def _register_provider_payment(conn: AsyncConnection, event: PaymentSuccee
     if event.meter_code and not meter_ids:
         raise Conflict("meter is not the subscriber's", event_facts(event))
     await conn.execute(
-        insert_ignoring_duplicates(payments, ["provider", "provider_ref"], conn.dialect.name).values(
+        insert_ignoring_duplicates(payments, ["provider", "provider_ref"], conn).values(
             provider=loc.provider,
             provider_ref=loc.provider_ref,
             subscriber_id=subscriber.id,

@@ -74,7 +74,7 @@ async def _process_one(
     conn: AsyncConnection, event: PaymentEvent, applier: PaymentApplier, received_at: datetime, now: datetime
 ) -> EventResult:
     stmt = (
-        insert_ignoring_duplicates(webhook_events, ["provider", "event_id"], conn.dialect.name)
+        insert_ignoring_duplicates(webhook_events, ["provider", "event_id"], conn)
         .values(
             provider=provider_of(event),
             event_id=event.event_id,
@@ -146,7 +146,7 @@ async def _process_batch(
 ) -> None:
     claimed = await claim_confirmations(conn, events, results)
     outcomes: dict[int, EventResult] = {}  # event row id → its result
-    fast, slow = await sort_out(conn, claimed)
+    fast, slow = await sort_out(conn, claimed, now)
     if fast:
         outcomes.update(await credit_many(conn, fast, applier, now, results))
     for item in slow:

@@ -19,12 +19,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.notices import TextSender
-from billing.sms_text import TransportTextSender
+from billing.sms_text import TEXT_CODINGS, SentPart, SentText, TransportTextSender, read_sent_texts
 from config import Settings
 from gateway.errors import GatewayError
 from gateway.events import GatewayEvent
 from gateway.keys import KeyRing
 from gateway.ports import Transport, TransportState
+from gateway.simulator import SimulatorTransport
 from smsmeter import __version__
 from smsmeter.billing_setup import BILLING, build_billing, start_billing_jobs
 from smsmeter.masterkey import load_master_key
@@ -150,6 +151,19 @@ class OtpBySms:
             log.warning("sign-in code to %s not sent: %s", phone, exc)
 
 
+class SimulatorSmsOutbox:
+    """The simulated network's SMS outbox (`web.keys.SmsOutbox`): the text SMS its SMSC took, joined into the
+    texts the phones received."""
+
+    def __init__(self, network: SimulatorTransport) -> None:
+        self._smsc = network.simulator
+
+    def __call__(self) -> list[SentText]:
+        return read_sent_texts(
+            SentPart(s.sms, s.accepted_at, s.lost) for s in self._smsc.submitted if s.sms.data_coding in TEXT_CODINGS
+        )
+
+
 async def _migrate(engine: AsyncEngine) -> None:
     """Bring the schema up to date; with several processes starting at once on PostgreSQL, one at a time."""
     if engine.dialect.name != "postgresql":
@@ -236,6 +250,8 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     runtime.transport = gateway.transport
                     billing.text_sender = TransportTextSender(gateway.transport, validity_s=settings.gateway.validity_s)
                     services.otp_sender = OtpBySms(billing.text_sender)
+                    if gateway.simulator is not None:
+                        services.sms_outbox = SimulatorSmsOutbox(gateway.simulator)
                 elif Role.WEB in roles:
                     log.warning(
                         "portal sign-in codes by SMS are not sent by this process: it runs no gateway "
@@ -263,6 +279,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                 finally:
                     log.info("smsmeter stopping: releasing the transport and the database")
                     services.otp_sender = None
+                    services.sms_outbox = None
                     await billing_jobs.stop()
         finally:
             runtime.transport = None

@@ -82,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--out", metavar="DIR", help="folder for the reports (default: <data_dir>/reports)")
 
+    from smsmeter import cli_meters, conformance_cli
+
+    cli_meters.add_parsers(sub)
+    conformance_cli.add_parser(sub)
+
+    from smsmeter import readings_cli
+
+    readings_cli.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -323,6 +331,24 @@ async def _masterkey(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _readings(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import readings_cli
+
+    return readings_cli.run(settings, args)
+
+
+def _meters(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import cli_meters
+
+    return cli_meters.run(settings, args)
+
+
+def _conformance(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import conformance_cli
+
+    return conformance_cli.run(settings, args)
+
+
 def _run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -350,6 +376,9 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "backup": lambda: asyncio.run(_backup(settings, args)),
         "restore": lambda: asyncio.run(_restore(settings, args)),
         "masterkey": lambda: asyncio.run(_masterkey(settings, args)),
+        "readings": lambda: _readings(settings, args),
+        "meters": lambda: _meters(settings, args),
+        "conformance": lambda: _conformance(settings, args),
     }
     try:
         return commands[args.command]() or 0

@@ -8,15 +8,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from billing.topup import TopUpPolicy
 from config import Settings
+from config.settings import TransportKind
 from gateway.keys import KeyRing
-from payments.checkout import TopUpLimits, TopUpService
+from payments.checkout import CheckoutGateway, TopUpLimits, TopUpService
+from payments.checkout_simulator import CheckoutSimulator, new_webhook_secret
 from payments.reconcile import (
     ReconciliationReport,
     format_console,
@@ -44,10 +46,11 @@ def top_up_policy(settings: Settings) -> TopUpPolicy:
     )
 
 
-def webhook_secrets(settings: Settings) -> WebhookSecrets:
+def webhook_secrets(settings: Settings, *, stripe_secret: str | None = None) -> WebhookSecrets:
+    """The webhook verifiers' secrets; `stripe_secret` (the payment simulator's) when no Stripe one is set."""
     stripe = settings.stripe
     return WebhookSecrets(
-        stripe_secret=stripe.webhook_secret.reveal() if stripe.webhook_secret else None,
+        stripe_secret=stripe.webhook_secret.reveal() if stripe.webhook_secret else stripe_secret,
         stripe_tolerance_s=stripe.webhook_tolerance_s,
         provider_secrets={name: secret.reveal() for name, secret in settings.payments.providers.items()},
         replay_window_s=settings.payments.replay_window_s,
@@ -57,6 +60,15 @@ def webhook_secrets(settings: Settings) -> WebhookSecrets:
 
 def public_url(settings: Settings) -> str:
     return (settings.http.public_url or f"http://{settings.http.host}:{settings.http.port}").rstrip("/")
+
+
+def payment_simulator_on(settings: Settings) -> bool:
+    """The built-in payment simulator stands in for Stripe Checkout on the embedded default only: the simulated
+    SMS network and no Stripe key (`payments.simulator = "auto"`), or wherever it is asked for ("on")."""
+    mode = settings.payments.simulator
+    if mode == "auto":
+        return settings.transport is TransportKind.SIMULATOR and settings.stripe.api_key is None
+    return mode == "on"
 
 
 def stripe_api(settings: Settings) -> StripeApi | None:
@@ -157,17 +169,24 @@ async def running_payments(
         return
     api = stripe_api(settings)
     p = settings.payments
+    resources = AsyncExitStack()
+    simulator: CheckoutSimulator | None = None
+    if web_role and payment_simulator_on(settings):  # its webhooks are signed under a per-process secret
+        secret = settings.stripe.webhook_secret.reveal() if settings.stripe.webhook_secret else new_webhook_secret()
+        simulator = await resources.enter_async_context(CheckoutSimulator(secret, clock=clock))
+    services.simulator = simulator
+    checkout: CheckoutGateway | None = simulator or api
     services.webhooks = WebhookService(
         uow,
         BillingApplier(keys, top_up_policy(settings)),
-        webhook_secrets(settings),
+        webhook_secrets(settings, stripe_secret=simulator.webhook_secret if simulator else None),
         clock=clock,
         on_credit=(lambda _command_id: wake_dispatcher()) if wake_dispatcher else None,
         observer=observer,
     )
     services.topups = TopUpService(
         uow,
-        api,
+        checkout,
         TopUpLimits(p.topup_min_minor, p.topup_max_minor, settings.utility.currency),
         return_url=public_url(settings) + "/topup",
         amounts_minor=p.topup_amounts,
@@ -186,8 +205,12 @@ async def running_payments(
         task = asyncio.create_task(run_daily(time(hour, minute), daily, clock, "daily reconciliation"))
     log.info(
         "payments: Stripe %s, webhook secret %s, providers %s, reconciliation %s",
-        "on" if api else "off (no stripe.api_key)",
-        "set" if settings.stripe.webhook_secret else "NOT set: Stripe webhooks are refused",
+        "Checkout replaced by the built-in payment simulator"
+        if simulator
+        else ("on" if api else "off (no stripe.api_key)"),
+        "set"
+        if settings.stripe.webhook_secret
+        else ("the simulator's, made for this process" if simulator else "NOT set: Stripe webhooks are refused"),
         ", ".join(sorted(p.providers)) or "none",
         f"daily at {p.reconcile_at} UTC" if task else "off",
     )
@@ -200,5 +223,7 @@ async def running_payments(
                 await task
         services.webhooks = None
         services.topups = None
+        services.simulator = None
+        await resources.aclose()
         if api is not None:
             await api.close()

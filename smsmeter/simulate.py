@@ -14,7 +14,7 @@ import random
 import signal
 
 from config import Settings
-from gateway.fleet import Fleet, fleet_responder, load_fleet
+from gateway.fleet import Fleet, fleet_responder, load_fleet, load_meter
 from gateway.keys import KeyRing
 from gateway.simulator import SimulatedSmsc, SimulatorConfig
 from gateway.smpp_server import SmppServerConfig, SmppSimulatorServer
@@ -28,7 +28,7 @@ log = logging.getLogger("smsmeter")
 async def run_simulator(settings: Settings, *, host: str, port: int) -> None:
     engine = create_engine(settings.database.url)
     keys = KeyRing(load_master_key(settings))
-    fleet = Fleet()
+    fleet = Fleet(capacity=settings.simulator.fleet_capacity)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -36,12 +36,12 @@ async def run_simulator(settings: Settings, *, host: str, port: int) -> None:
     try:
         await migrate.upgrade(engine)
 
-        async def refresh() -> None:
+        async def refresh(number: str) -> None:
             async with engine.connect() as conn:
-                if await load_fleet(conn, keys, fleet):
-                    log.info("simulated network: %d reference meters answer", len(fleet))
+                await load_meter(conn, keys, fleet, number)
 
-        await refresh()
+        async with engine.connect() as conn:
+            await load_fleet(conn, keys, fleet)
         sim = settings.simulator
         smsc = SimulatedSmsc(
             SimulatorConfig(

@@ -22,15 +22,16 @@ from config import Settings
 from config.settings import TransportKind
 from gateway.dispatcher import DispatchConfig, Dispatcher, default_worker_id
 from gateway.events import EventHandler
-from gateway.fleet import Fleet, fleet_responder, load_fleet, report_readings
+from gateway.fleet import Fleet, fleet_responder, load_fleet, load_meter, report_readings
 from gateway.inbound import Inbound
 from gateway.keys import KeyRing
+from gateway.outbox import COMMANDS_CHANNEL
 from gateway.ports import InboundHandler, ReceiptHandler, Transport
 from gateway.simulator import SimulatorTransport
 from gateway.states import RetryPolicy
 from gateway.writegate import WriteGate
 from smsmeter.metrics import Metrics
-from smsmeter.wakeup import listen_for_commands
+from store.wakeup import wake_on_notify
 
 log = logging.getLogger("smsmeter")
 
@@ -125,16 +126,16 @@ async def running_gateway(
     refresh = None
     report_interval_s = round(settings.simulator.report_interval_s)
     if settings.transport is TransportKind.SIMULATOR:
-        fleet = Fleet()
+        fleet = Fleet(capacity=settings.simulator.fleet_capacity)
 
-        async def refresh() -> None:
+        async def refresh(number: str) -> None:
             assert fleet is not None
             async with engine.connect() as conn:
-                added = await load_fleet(conn, keys, fleet, report_interval_s=report_interval_s)
-            if added:
-                log.info("simulated network: %d reference meters answer", len(fleet))
+                await load_meter(conn, keys, fleet, number, report_interval_s=report_interval_s)
 
-        await refresh()
+        async with engine.connect() as conn:
+            await load_fleet(conn, keys, fleet, report_interval_s=report_interval_s)
+        log.info("simulated network: %d reference meters answer (more are loaded when reached)", len(fleet))
     on_receipt: ReceiptHandler = dispatcher.on_receipt
     on_sms: InboundHandler = inbound.on_sms
     if metrics is not None:
@@ -161,8 +162,9 @@ async def running_gateway(
                 )
             )
         listener = None
-        if engine.dialect.name == "postgresql":  # commands enqueued by other processes wake the dispatcher
-            listener = asyncio.create_task(listen_for_commands(engine.url, dispatcher.wake), name="gateway-listen")
+        notified = wake_on_notify(engine, COMMANDS_CHANNEL, dispatcher.wake)  # commands of other processes
+        if notified is not None:
+            listener = asyncio.create_task(notified, name="gateway-listen")
         try:
             yield GatewayRuntime(transport, dispatcher, inbound, fleet, simulator)
         finally:

@@ -25,6 +25,7 @@ from web.keys import (
     Services,
 )
 from web.middleware import access_middleware, context_middleware
+from web.permissions import public
 from web.problems import error_middleware
 from web.render import setup_templates
 from web.security import THROTTLE, make_throttle
@@ -50,6 +51,12 @@ async def _security_headers(
     return response
 
 
+@public
+async def _favicon(request: web.Request) -> web.FileResponse:
+    """Browsers ask for /favicon.ico whatever the page says; the same icon the pages link."""
+    return web.FileResponse(STATIC / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -66,7 +73,13 @@ def create_app(
     payment_services: webhooks.PaymentServices | None = None,
 ) -> web.Application:
     """The application. `services` may be filled in later (at start-up) by the composition root."""
-    from web import api, checkout, console, portal  # the route modules import the renderer, which needs the app keys
+    from web import (
+        api,
+        checkout,
+        checkout_simulator,
+        console,
+        portal,
+    )  # the route modules import the renderer, which needs the app keys
 
     settings = web_settings or WebSettings()
     app = web.Application(
@@ -92,5 +105,7 @@ def create_app(
     api.setup_routes(app)
     webhooks.setup_routes(app)
     checkout.setup_routes(app)
+    checkout_simulator.setup_routes(app)
     app.router.add_static("/static/", STATIC, name="static", append_version=True)
+    app.router.add_get("/favicon.ico", _favicon)
     return app

@@ -118,7 +118,12 @@ async def topup_page(request: web.Request) -> web.Response:
     return render(
         request,
         "payments/return.html",
-        {"s": status, "status_json": status.as_json(), "cancelled": request.query.get("cancelled") == "1"},
+        {
+            "s": status,
+            "status_json": status.as_json(),
+            "cancelled": request.query.get("cancelled") == "1",
+            "declined": request.query.get("declined") == "1",
+        },
     )
 
 

@@ -4,7 +4,7 @@ workers are resources of the cleanup context, made after the application is buil
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -13,6 +13,7 @@ import aiohttp_jinja2  # noqa: F401 - the templates' environment lives under aio
 from aiohttp import web
 
 from billing.service import BillingService
+from billing.sms_text import SentText
 from config import RadiusSettings, WebSettings
 from gateway.keys import KeyRing
 from store.uow import UnitOfWork
@@ -26,6 +27,13 @@ class OtpSender(Protocol):
     """Sends a one-time sign-in code to a subscriber's phone by SMS."""
 
     async def __call__(self, phone: str, text: str) -> None: ...
+
+
+class SmsOutbox(Protocol):
+    """Every text SMS the simulated network was given for a person (sign-in codes, notices, receipts),
+    newest first. Only with the simulated SMS network."""
+
+    def __call__(self) -> Sequence[SentText]: ...
 
 
 class PasswordChecker(Protocol):
@@ -43,6 +51,7 @@ class Services:
     radius: PasswordChecker | None = None
     otp_sender: OtpSender | None = None
     billing: BillingService | None = None  # the utility's billing policies (emergency credit, meter settings)
+    sms_outbox: SmsOutbox | None = None  # the simulated SMS network's texts to people (its SMS outbox page)
     # Use cases of other areas, wired by the composition root by name (e.g. "issue_command").
     use_cases: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -31,6 +31,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "ledger.read": _STAFF,
     "ledger.charge": frozenset({ADMIN, OPERATOR}),  # a penalty or fixed charge on the debt
     "ledger.adjust": frozenset({ADMIN}),  # a correction on a book; a write-off of debt
+    "readings.write": frozenset({ADMIN, OPERATOR}),  # a reading typed in; a CSV file of readings
     "commands.read": _STAFF,
     "commands.issue": frozenset({ADMIN, OPERATOR}),  # relay off/on, read request, tariff push
     "commands.cancel": frozenset({ADMIN, OPERATOR}),  # a command that has not left yet (0:0)
@@ -46,6 +47,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "notices.read": _STAFF,
     "invoices.read": _STAFF,
     "communication.read": _WATCHERS,  # communication log and wrong SMS
+    "sms_outbox.read": frozenset({ADMIN, OPERATOR}),  # the simulated network's SMS to people, sign-in codes too
     "alarms.read": _WATCHERS,
     "alarms.ack": frozenset({ADMIN, OPERATOR}),
     "alarms.rules": frozenset({ADMIN}),  # who is told of which alarm, and what is done automatically

@@ -15,7 +15,7 @@ from aiohttp import web
 from babel.numbers import get_currency_precision
 
 from web import i18n
-from web.keys import CURRENCY, UTILITY_NAME
+from web.keys import CURRENCY, SERVICES, UTILITY_NAME
 from web.messages import flash_message
 from web.middleware import LANGUAGE, principal_of
 from web.permissions import PERMISSIONS
@@ -108,6 +108,7 @@ def base_context(request: web.Request) -> dict[str, Any]:
         "can": can,
         "path": request.path,
         "query": request.query,
+        "sms_outbox": request.app[SERVICES].sms_outbox is not None,  # the simulated network's outbox page
     }
 
 

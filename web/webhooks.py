@@ -25,6 +25,7 @@ from billing.topup import TopUpPolicy, apply_payment, apply_payments, reinstate_
 from billing.values import PaymentConfirmed, PaymentReinstated, PaymentReversed, ReversalKind
 from gateway.keys import KeyRing
 from payments.checkout import TopUpService
+from payments.checkout_simulator import CheckoutSimulator
 from payments.errors import PaymentNotYetKnown, PaymentRefused, WebhookRejected
 from payments.ports import CreditApplied, CreditRequest, ReversalRequest
 from payments.processing import EventResult
@@ -43,6 +44,7 @@ class PaymentServices:
 
     webhooks: WebhookService | None = None
     topups: TopUpService | None = None
+    simulator: CheckoutSimulator | None = None  # the built-in payment simulator's card page, when it is on
 
 
 PAYMENT_SERVICES = web.AppKey("payment_services", PaymentServices)

@@ -1,4 +1,5 @@
-"""STS token codec (IEC 62055-41): the 66-bit token, its CRC, the STA cipher (EA07) and DKGA02.
+"""STS token codec (IEC 62055-41): the 66-bit token, its CRC, the ciphers (EA07 STA, EA11 MISTY1),
+DKGA02 and the key change token pair.
 
 The token data block is 64 bits, most significant first: subclass (4), random (4), TID (24),
 a 16-bit field (the amount for class 0, the register or limit for class 2) and CRC-16 (16).
@@ -12,6 +13,15 @@ a bit permutation, and a one-bit left rotation of the key register. The key regi
 from the decoder key's bytes least significant first (the order the published conformance
 numbers require), complemented and rotated right by 12 bits.
 
+A decoder key of 8 bytes selects EA07, one of 16 bytes EA11 (MISTY1 over the block as 8 bytes,
+most significant first).
+
+Key change (class 2, subclasses 3 and 4, encrypted with the meter's CURRENT decoder key): the first
+section carries the key expiry number's high nibble, the new KRN, the rollover bit (the meter starts
+its TID memory again: the base date moves on), a reserved bit, the new KT and the new key's high 32
+bits; the second the expiry number's low nibble, the new TI and the low 32 bits. The new key is
+taken as a number from its bytes least significant first, as the STA key register is.
+
 DKGA02: the PAN block (the IIN's last digits and the DRN, 16 digits) XOR the control block
 (KT, SGC, TI, KRN, FFFFFF) is encrypted with single DES under the 64-bit vending key; the
 result XOR that input XOR the vending key, bytes in reverse order, is the decoder key.
@@ -20,10 +30,15 @@ result XOR that input XOR the vending key, bytes in reverse order, is the decode
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from Crypto.Cipher import DES
+
+from meter_protocol.sts.errors import StsError, TokenRejected
+from meter_protocol.sts.misty1 import decrypt_block, encrypt_block, expand_key
 
 _MASK64 = (1 << 64) - 1
 _SUBSTITUTION_1 = (14, 10, 7, 9, 12, 3, 2, 5, 13, 0, 15, 1, 4, 8, 6, 11)
@@ -43,25 +58,17 @@ _TID_LIMIT = 1 << 24
 _POWERS_OF_TEN = (1, 10, 100, 1000)
 
 
-class StsError(Exception):
-    """Root of the STS codec's errors; `reason` is a short text."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TokenRejected(StsError):
-    """A typed token that does not decode: wrong digits, wrong key or a failed CRC."""
-
-
 class CreditKind(enum.IntEnum):
     """Class 0 subclasses: what the credit buys."""
 
-    ELECTRICITY = 0
+    ELECTRICITY = 0  # 0.1 kWh
     WATER = 1
     GAS = 2
     TIME = 3
+    ELECTRICITY_CURRENCY = 4  # in the meter's currency unit (here: minor units)
+    WATER_CURRENCY = 5
+    GAS_CURRENCY = 6
+    TIME_CURRENCY = 7
 
 
 class ManagementKind(enum.IntEnum):
@@ -69,6 +76,8 @@ class ManagementKind(enum.IntEnum):
 
     SET_MAXIMUM_POWER = 0
     CLEAR_CREDIT = 1
+    SET_FIRST_SECTION_DECODER_KEY = 3
+    SET_SECOND_SECTION_DECODER_KEY = 4
     CLEAR_TAMPER = 5
 
 
@@ -86,11 +95,41 @@ class DecoderKeyParameters:
 
 @dataclass(frozen=True, slots=True)
 class DecodedToken:
+    """The decrypted data block. `payload` is its 48 bits below the subclass; `random`, `tid` and
+    `field` read it with the credit/register layout (a key change section reads it with
+    `read_key_change`)."""
+
     token_class: int
     subclass: int
     random: int
     tid: int
     field: int
+    payload: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """What a key change token pair sets: the new decoder key (8 bytes, EA07) and its parameters."""
+
+    new_key: bytes
+    key_revision: int
+    key_type: int
+    tariff_index: int
+    key_expiry: int = 255
+    rollover: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChangeSection:
+    """One decoded key change token: section 1 carries revision/type/rollover, section 2 the tariff index."""
+
+    section: int
+    key_expiry_nibble: int
+    key_half: int
+    key_revision: int = 0
+    key_type: int = 0
+    rollover: bool = False
+    tariff_index: int = 0
 
 
 def _rotl(value: int, bits: int) -> int:
@@ -138,6 +177,18 @@ def sta_encrypt(decoder_key: bytes, block: int) -> int:
     return block
 
 
+def _encrypt(decoder_key: bytes, block: int) -> int:
+    if len(decoder_key) == 16:
+        return encrypt_block(expand_key(decoder_key), block)
+    return sta_encrypt(decoder_key, block)
+
+
+def _decrypt(decoder_key: bytes, block: int) -> int:
+    if len(decoder_key) == 16:
+        return decrypt_block(expand_key(decoder_key), block)
+    return sta_decrypt(decoder_key, block)
+
+
 def sta_decrypt(decoder_key: bytes, block: int) -> int:
     key = _rotl(_key_register(decoder_key), 16)
     for _ in range(16):
@@ -178,6 +229,20 @@ def encode_amount(units: int) -> int:
     raise StsError(f"{units} is above the largest token amount")
 
 
+def largest_amount_at_most(units: int) -> int:
+    """The largest amount a token carries exactly that is not above `units` (the rest stays behind)."""
+    if units < 0:
+        raise StsError("an amount is not negative")
+    offset = 0
+    for exponent in range(4):
+        scale = _POWERS_OF_TEN[exponent]
+        top = offset + ((1 << 14) - 1) * scale
+        if units <= top:
+            return offset + ((units - offset) // scale) * scale
+        offset += (1 << 14) * scale
+    return offset - 1000
+
+
 def decode_amount(field: int) -> int:
     exponent, mantissa = field >> 14, field & 0x3FFF
     return mantissa * _POWERS_OF_TEN[exponent] + sum((1 << 14) * _POWERS_OF_TEN[n] for n in range(exponent))
@@ -186,9 +251,12 @@ def decode_amount(field: int) -> int:
 def _token_number(token_class: int, subclass: int, random: int, tid: int, field: int, decoder_key: bytes) -> str:
     if not (0 <= random < 16 and 0 <= tid < _TID_LIMIT and 0 <= field < 1 << 16):
         raise StsError("a token field is out of range")
-    upper48 = (subclass << 44) | (random << 40) | (tid << 16) | field
+    return _sealed(token_class, (subclass << 44) | (random << 40) | (tid << 16) | field, decoder_key)
+
+
+def _sealed(token_class: int, upper48: int, decoder_key: bytes) -> str:
     block = (upper48 << 16) | token_crc(token_class, upper48)
-    cipher = sta_encrypt(decoder_key, block)
+    cipher = _encrypt(decoder_key, block)
     displaced = (cipher >> 27) & 3
     number = (cipher & ~(3 << 27)) | (token_class << 27)
     number |= ((displaced >> 1) << 65) | ((displaced & 1) << 64)
@@ -214,7 +282,7 @@ def decode_token(digits: str, decoder_key: bytes) -> DecodedToken:
     token_class = (number >> 27) & 3
     displaced = (((number >> 65) & 1) << 1) | ((number >> 64) & 1)
     cipher = (number & _MASK64 & ~(3 << 27)) | (displaced << 27)
-    block = sta_decrypt(decoder_key, cipher)
+    block = _decrypt(decoder_key, cipher)
     upper48 = block >> 16
     if token_crc(token_class, upper48) != block & 0xFFFF:
         raise TokenRejected("the token does not decode with this meter's key")
@@ -224,6 +292,66 @@ def decode_token(digits: str, decoder_key: bytes) -> DecodedToken:
         random=(upper48 >> 40) & 15,
         tid=(upper48 >> 16) & 0xFFFFFF,
         field=upper48 & 0xFFFF,
+        payload=upper48 & ((1 << 44) - 1),
+    )
+
+
+def encode_key_change_tokens(current_key: bytes, change: KeyChange) -> tuple[str, str]:
+    """The key change pair (class 2 subclasses 3 then 4), both encrypted with the meter's current key."""
+    if len(change.new_key) != 8:
+        raise StsError("a key change pair carries a 64-bit decoder key (EA07)")
+    if not (0 <= change.key_revision < 16 and 0 <= change.key_type < 4):
+        raise StsError("the key revision is 0-15 and the key type 0-3")
+    if not (0 <= change.tariff_index < 100 and 0 <= change.key_expiry < 256):
+        raise StsError("the tariff index is 00-99 and the key expiry number 0-255")
+    new = int.from_bytes(change.new_key, "little")
+    first = (
+        (ManagementKind.SET_FIRST_SECTION_DECODER_KEY << 44)
+        | ((change.key_expiry >> 4) << 40)
+        | (change.key_revision << 36)
+        | (int(change.rollover) << 35)
+        | (change.key_type << 32)
+        | (new >> 32)
+    )
+    second = (
+        (ManagementKind.SET_SECOND_SECTION_DECODER_KEY << 44)
+        | ((change.key_expiry & 15) << 40)
+        | (change.tariff_index << 32)
+        | (new & 0xFFFFFFFF)
+    )
+    return _sealed(2, first, current_key), _sealed(2, second, current_key)
+
+
+def read_key_change(decoded: DecodedToken) -> KeyChangeSection:
+    """The fields of a decoded key change token; raises StsError for any other token."""
+    payload = decoded.payload
+    nibble, half = (payload >> 40) & 15, payload & 0xFFFFFFFF
+    if decoded.token_class == 2 and decoded.subclass == ManagementKind.SET_FIRST_SECTION_DECODER_KEY:
+        return KeyChangeSection(
+            section=1,
+            key_expiry_nibble=nibble,
+            key_half=half,
+            key_revision=(payload >> 36) & 15,
+            rollover=bool((payload >> 35) & 1),
+            key_type=(payload >> 32) & 3,
+        )
+    if decoded.token_class == 2 and decoded.subclass == ManagementKind.SET_SECOND_SECTION_DECODER_KEY:
+        return KeyChangeSection(section=2, key_expiry_nibble=nibble, key_half=half, tariff_index=(payload >> 32) & 0xFF)
+    raise StsError("not a key change token")
+
+
+def combine_key_change(first: KeyChangeSection, second: KeyChangeSection) -> KeyChange:
+    """The key change the two sections carry, in the order they must be entered."""
+    if (first.section, second.section) != (1, 2):
+        raise StsError("a key change is the first section, then the second")
+    key = ((first.key_half << 32) | second.key_half).to_bytes(8, "little")
+    return KeyChange(
+        new_key=key,
+        key_revision=first.key_revision,
+        key_type=first.key_type,
+        tariff_index=second.tariff_index,
+        key_expiry=(first.key_expiry_nibble << 4) | second.key_expiry_nibble,
+        rollover=first.rollover,
     )
 
 
@@ -246,3 +374,28 @@ def decoder_key_dkga02(vending_key: bytes, parameters: DecoderKeyParameters) -> 
     data = bytes(a ^ b for a, b in zip(bytes.fromhex(_pan_block(parameters)), bytes.fromhex(control), strict=True))
     encrypted = DES.new(vending_key, DES.MODE_ECB).encrypt(data)
     return bytes(e ^ d ^ k for e, d, k in zip(encrypted, data, vending_key, strict=True))[::-1]
+
+
+def decoder_key_dkga04(
+    vending_key: bytes, parameters: DecoderKeyParameters, *, base_date: datetime, key_bits: int = 128
+) -> bytes:
+    """DKGA04 as the standard describes it: KDF-HMAC-SHA-256 (NIST SP 800-108, feedback mode, no IV and
+    no counter, so one HMAC), keyed with the vending key (at least 160 bits), over Label || 0x00 ||
+    Context || L (32 bits, most significant first); the first `key_bits` of the output are the decoder key
+    (128 for EA11/MISTY1, 64 for EA07, byte-reversed as DKGA02's).
+
+    The Label and Context layout used here (Label "STS", Context the PAN block and the control fields
+    KT, SGC, TI, KRN and the base date year as ASCII digits) is this codec's reading: it does NOT yet
+    reproduce the published STS6 token 59386323472137426967 (docs/sts.md)."""
+    if len(vending_key) < 20:
+        raise StsError("a DKGA04 vending key is at least 160 bits")
+    if key_bits not in (64, 128):
+        raise StsError("a DKGA04 decoder key is 64 (EA07) or 128 (EA11) bits")
+    context = (
+        _pan_block(parameters)
+        + f"{parameters.key_type:1d}{parameters.supply_group_code:0>6}{parameters.tariff_index:0>2}"
+        + f"{parameters.key_revision:1d}{base_date.year:04d}"
+    ).encode("ascii")
+    data = b"STS" + b"\x00" + context + key_bits.to_bytes(4, "big")
+    output = hmac.new(vending_key, data, hashlib.sha256).digest()[: key_bits // 8]
+    return output[::-1] if key_bits == 64 else output

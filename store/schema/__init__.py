@@ -2,6 +2,6 @@
 `metadata` is complete (Alembic and the schema test rely on it)."""
 
 from store.metadata import metadata
-from store.schema import auth, commands, ledger, notices, payments, registry
+from store.schema import auth, commands, consumption, ledger, notices, payments, registry, sts
 
-__all__ = ["auth", "commands", "ledger", "metadata", "notices", "payments", "registry"]
+__all__ = ["auth", "commands", "consumption", "ledger", "metadata", "notices", "payments", "registry", "sts"]

@@ -98,8 +98,14 @@ readings = Table(
     Column("register", String(30), nullable=False),  # e.g. import_wh, export_wh, t1_wh
     Column("value", BigInteger, nullable=False),  # Wh, or the register's own integer unit
     Column("received_at", UtcDateTime, nullable=False),
+    # meter_report | read_request | manual | import (billing.rules.readings.Source)
+    Column("source", String(20), nullable=False, server_default="meter_report"),
+    # ok | gap | backwards | spike | estimated (billing.rules.readings.Status)
+    Column("status", String(12), nullable=False, server_default="ok"),
+    Column("entered_by", String(100)),  # the operator or file of a manual or imported reading
     UniqueConstraint("meter_id", "register", "read_at"),
 )
+Index("ix_readings_read_at", readings.c.read_at)
 
 balance_reports = Table(
     "balance_reports",

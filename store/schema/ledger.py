@@ -105,6 +105,12 @@ topups = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime),
+    # one transfer, two paths (docs/sts.md): sms (the credit command reached 1:1) | token (an STS token was
+    # issued for it); a later 1:1 of the SMS of a transfer delivered by token is kept in sms_acked_at
+    Column("delivered_by", String(8)),
+    Column("sts_token", String(20)),
+    Column("token_issued_at", UtcDateTime),
+    Column("sms_acked_at", UtcDateTime),
 )
 
 # The arrears state of an account between sweeps. Absent or overdue_since NULL: no arrears episode.

@@ -109,12 +109,13 @@ meters = Table(
     Column("make", String(100)),
     Column("model", String(100)),
     Column("profile", String(30), nullable=False, server_default="binary"),  # binary | xml; see meter_protocol
+    Column("firmware", String(50)),  # as the manufacturer's key file gives it
     Column("app_port", Integer),  # destination application port (UDH IEI 0x05), when the radio module wants one
     Column("kind", String(12), nullable=False, server_default="electricity"),  # electricity|water|gas|heat
     Column("phases", Integer, nullable=False, server_default="1"),
     Column("transformer_id", ID, ForeignKey("transformers.id"), index=True),
     Column("is_balance_meter", Integer, nullable=False, server_default="0"),
-    Column("status", String(12), nullable=False, server_default="active"),  # active | archived
+    Column("status", String(12), nullable=False, server_default="active"),  # stock | active | archived
     Column("installed_at", UtcDateTime, nullable=False),
     Column("archived_at", UtcDateTime),
     Column("replaced_by_id", ID, ForeignKey("meters.id")),

@@ -129,7 +129,7 @@ def test_operator_finds_a_subscriber_and_disconnects_the_meter(service: RunningS
         page.wait_for_url(re.compile(r"ok=relay_off"))
         assert dialogs
         assert "relay command" in dialogs[0]
-        assert "Relay off sent" in page.inner_text("[data-testid=flash]")
+        assert "Relay off queued" in page.inner_text("[data-testid=flash]")
         badge = page.locator("[data-testid=commands] [data-command-id]").first
         shots.take(page, "relay-off-sent")
         page.wait_for_function(

@@ -6,10 +6,12 @@ from aiohttp import web
 
 
 def setup_routes(app: web.Application) -> None:
-    from web.api import money, operations, registry, tariffs, v1
+    from web.api import money, operations, outbox, readings, registry, tariffs, v1
 
     v1.setup_routes(app)
     operations.setup_routes(app)
     registry.setup_routes(app)
     tariffs.setup_routes(app)
     money.setup_routes(app)
+    readings.setup_routes(app)
+    outbox.setup_routes(app)

@@ -4,6 +4,7 @@ payment. Handlers parse and call one use case of `billing.conflicts` or `billing
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -100,46 +101,48 @@ async def resolve_conflict(request: web.Request) -> web.Response:
     )
 
 
-@requires("ledger.charge")
-async def charge(request: web.Request) -> web.Response:
-    """`{"kind": "fixed_charge" | "penalty", "amount_minor", "memo"}` onto the debt."""
+async def _post_to_ledger(
+    request: web.Request, field: str, choices: tuple[str, ...], post: Callable[..., Awaitable[Any]]
+) -> web.Response:
+    """A charge or an adjustment: `field` one of `choices`, `amount_minor`, `memo`, handed to `post`."""
     subscriber_id = path_id(request, what="subscriber")
     body = await read_json(request)
-    kind = body.get("kind")
-    if kind not in ("fixed_charge", "penalty"):
-        raise InvalidInput("kind", "fixed_charge or penalty")
-    posted = await adjustments.charge(
+    choice = body.get(field)
+    if choice not in choices:
+        raise InvalidInput(field, " or ".join(choices))
+    posted = await post(
         uow_of(request),
         _actor(request),
         subscriber_id,
-        EntryType(kind),
+        choice,
         _int(body, "amount_minor") or 0,
         _str(body, "memo"),
         request.app[CLOCK](),
         request_id=_request_id(request),
     )
     return respond(posted_json(posted), status=200 if posted.duplicate else 201)
+
+
+@requires("ledger.charge")
+async def charge(request: web.Request) -> web.Response:
+    """`{"kind": "fixed_charge" | "penalty", "amount_minor", "memo"}` onto the debt."""
+    return await _post_to_ledger(
+        request,
+        "kind",
+        ("fixed_charge", "penalty"),
+        lambda uow, actor, sid, kind, *rest, **kw: adjustments.charge(uow, actor, sid, EntryType(kind), *rest, **kw),
+    )
 
 
 @requires("ledger.adjust")
 async def adjust(request: web.Request) -> web.Response:
     """`{"book": "wallet" | "debt", "amount_minor" (signed), "memo"}`; a positive debt amount writes debt off."""
-    subscriber_id = path_id(request, what="subscriber")
-    body = await read_json(request)
-    book = body.get("book")
-    if book not in ("wallet", "debt"):
-        raise InvalidInput("book", "wallet or debt")
-    posted = await adjustments.adjust(
-        uow_of(request),
-        _actor(request),
-        subscriber_id,
-        Book(book),
-        _int(body, "amount_minor") or 0,
-        _str(body, "memo"),
-        request.app[CLOCK](),
-        request_id=_request_id(request),
+    return await _post_to_ledger(
+        request,
+        "book",
+        ("wallet", "debt"),
+        lambda uow, actor, sid, book, *rest, **kw: adjustments.adjust(uow, actor, sid, Book(book), *rest, **kw),
     )
-    return respond(posted_json(posted), status=200 if posted.duplicate else 201)
 
 
 @requires("payments.refund")

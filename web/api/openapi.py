@@ -524,7 +524,15 @@ _SUBSCRIBER_FIELDS = {
 SCHEMAS["SubscriberFields"] = {"type": "object", "properties": _SUBSCRIBER_FIELDS, "additionalProperties": False}
 SCHEMAS["NewSubscriber"] = {
     "type": "object",
-    "properties": {"code": {"type": "string", "pattern": "^[0-9]{15}$"}, **_SUBSCRIBER_FIELDS},
+    "properties": {
+        "code": {
+            "type": "string",
+            "pattern": "^[0-9]{15}$",
+            "description": "region (2 digits), settlement (2), street (3), building (4), apartment (4); the street "
+            "must be registered (listStreets). A JSON number of 15 digits is taken too.",
+        },
+        **_SUBSCRIBER_FIELDS,
+    },
     "required": ["code", "name"],
     "additionalProperties": False,
 }
@@ -568,7 +576,7 @@ PATHS["/api/v1/subscribers"]["post"] = {
     "responses": {
         **_ok({"$ref": "#/components/schemas/Subscriber"}, "created", "201"),
         **_problem("409", "the code is taken"),
-        **_problem("422", "a field is not valid"),
+        **_problem("422", "a field is not valid (also: the code's street is not registered)"),
     },
 }
 PATHS["/api/v1/subscribers/{id}"]["patch"] = {
@@ -635,12 +643,14 @@ def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    from web.api import openapi_registry
+    from web.api import openapi_readings, openapi_registry, outbox
     from web.api.openapi_operations import PATHS as OPERATION_PATHS
 
     paths = {**{path: dict(item) for path, item in PATHS.items()}, **OPERATION_PATHS}
     schemas = dict(SCHEMAS)
     openapi_registry.merge_into(paths, schemas)
+    openapi_readings.merge_into(paths, schemas)
+    outbox.merge_into(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {

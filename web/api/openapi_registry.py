@@ -6,49 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from web.api.openapi import _ERRORS, _ID, _INT, _MINOR, _NSTR, _NTIME, _STR, _TIME, _obj, _ok, _page_of, _problem
 from web.permissions import PERMISSIONS
 
-_INT = {"type": "integer"}
 _NINT = {"type": ["integer", "null"]}
-_STR = {"type": "string"}
-_NSTR = {"type": ["string", "null"]}
-_TIME = {"type": "string", "format": "date-time"}
-_NTIME = {"type": ["string", "null"], "format": "date-time"}
-_MINOR = {"type": "integer", "description": "an amount in minor units of the currency (cents), never a float"}
-_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}]
-
-
-def _obj(**properties: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "additionalProperties": True}
-
-
-def _problem(status: str, description: str) -> dict[str, Any]:
-    return {
-        status: {
-            "description": description,
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-    }
-
-
-_ERRORS = {**_problem("401", "no or unknown credentials"), **_problem("403", "the role may not do this")}
-
-
-def _ok(schema: dict[str, Any], description: str = "OK", status: str = "200") -> dict[str, Any]:
-    return {status: {"description": description, "content": {"application/json": {"schema": schema}}}, **_ERRORS}
 
 
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _list_of(name: str) -> dict[str, Any]:
-    return {
-        "allOf": [
-            _ref("Page"),
-            {"type": "object", "properties": {"items": {"type": "array", "items": _ref(name)}}},
-        ]
-    }
 
 
 def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
@@ -124,6 +89,9 @@ SCHEMAS: dict[str, Any] = {
         history={"type": "array", "items": _ref("MeterHistoryEntry")},
     ),
     "MeterHistoryEntry": _obj(at=_TIME, by=_STR, event=_STR, detail={"type": "object"}),
+    "Street": _obj(
+        region_code=_STR, region=_STR, settlement_code=_STR, settlement=_STR, code=_STR, name=_STR, prefix=_STR
+    ),
     "Transformer": _obj(
         id=_INT,
         code=_STR,
@@ -195,9 +163,43 @@ PATHS: dict[str, Any] = {
             "A meter's history: installed, replaced, archived, attached to a transformer",
             "meters",
             "meters.read",
-            {**_ok(_list_of("MeterHistoryEntry")), **_problem("404", "no such meter")},
+            {**_ok(_page_of("MeterHistoryEntry")), **_problem("404", "no such meter")},
             parameters=_ID,
         )
+    },
+    "/api/v1/streets": {
+        "get": operation(
+            "listStreets",
+            "Registered streets; `prefix` is the first 7 digits of the subscriber codes on each",
+            "subscribers",
+            "subscribers.read",
+            _ok(_page_of("Street")),
+        ),
+        "post": operation(
+            "addStreet",
+            "Register a street of a registered settlement",
+            "subscribers",
+            "registry.write",
+            {
+                **_ok(_ref("Street"), "registered", "201"),
+                **_problem("404", "no such settlement"),
+                **_problem("409", "the street exists"),
+                **_problem("422", "a field is not valid"),
+            },
+            body=_body(
+                {
+                    "type": "object",
+                    "properties": {
+                        "region_code": {"type": "string", "pattern": "^[0-9]{2}$"},
+                        "settlement_code": {"type": "string", "pattern": "^[0-9]{2}$"},
+                        "code": {"type": "string", "pattern": "^[0-9]{3}$"},
+                        "name": _STR,
+                    },
+                    "required": ["region_code", "settlement_code", "code", "name"],
+                    "additionalProperties": False,
+                }
+            ),
+        ),
     },
     "/api/v1/transformers": {
         "get": operation(
@@ -205,7 +207,7 @@ PATHS: dict[str, Any] = {
             "Transformers with their meter counts and balance meters",
             "transformers",
             "meters.read",
-            _ok(_list_of("Transformer")),
+            _ok(_page_of("Transformer")),
         ),
         "post": operation(
             "addTransformer",
@@ -275,7 +277,7 @@ PATHS: dict[str, Any] = {
             "The holiday calendar (no automatic disconnect on these days)",
             "holidays",
             "meters.read",
-            _ok(_list_of("Holiday")),
+            _ok(_page_of("Holiday")),
         )
     },
     "/api/v1/holidays/{day}": {
@@ -483,7 +485,7 @@ PATHS["/api/v1/payment-conflicts"] = {
         "Payments that did not match what was asked, waiting for a person (`open=true`: unresolved)",
         "payments",
         "payments.read",
-        {**_ok(_list_of("PaymentConflict")), **_problem("422", "a filter is malformed")},
+        {**_ok(_page_of("PaymentConflict")), **_problem("422", "a filter is malformed")},
         parameters=[
             {"name": "open", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},

@@ -242,8 +242,34 @@ async def remove_holiday(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@requires("subscribers.read")
+async def streets(request: web.Request) -> web.Response:
+    """The registered streets: the first 7 digits of a subscriber code (region, settlement, street)."""
+    async with uow_of(request).connect() as conn:
+        items = await registry_service.list_streets(conn)
+    for item in items:
+        item["prefix"] = f"{item['region_code']}{item['settlement_code']}{item['code']}"
+    return respond({"items": items, "total": len(items), "limit": len(items), "offset": 0})
+
+
+@requires("registry.write")
+async def add_street(request: web.Request) -> web.Response:
+    """A street of a registered settlement, so that subscriber codes on it can be created."""
+    body = await read_json(request)
+    region, settlement, code = (_required_str(body, name, 3) for name in ("region_code", "settlement_code", "code"))
+    async with uow_of(request).begin() as conn:
+        await registry_service.add_street(
+            conn, _actor(request), region, settlement, code, _required_str(body, "name", 200), request.app[CLOCK]()
+        )
+        items = await registry_service.list_streets(conn)
+    [added] = [s for s in items if (s["region_code"], s["settlement_code"], s["code"]) == (region, settlement, code)]
+    return respond({**added, "prefix": f"{region}{settlement}{code}"}, status=201)
+
+
 def setup_routes(app: web.Application) -> None:
     r = app.router
+    r.add_get(f"{PREFIX}/streets", streets)
+    r.add_post(f"{PREFIX}/streets", add_street)
     r.add_post(f"{PREFIX}/meters", install_meter)
     r.add_post(f"{PREFIX}/meters/{{id}}/replace", replace_meter)
     r.add_post(f"{PREFIX}/meters/{{id}}/archive", archive_meter)

@@ -80,8 +80,10 @@ def _subscriber_fields(body: dict[str, object]) -> dict[str, object]:
 async def create_subscriber(request: web.Request) -> web.Response:
     body = await read_json(request)
     code = body.get("code")
+    if isinstance(code, int) and not isinstance(code, bool) and len(str(code)) == 15:
+        code = str(code)  # a JSON number of 15 digits (no leading zero) is the same code
     if not isinstance(code, str):
-        raise InvalidInput("code", "must be the 15-digit subscriber code")
+        raise InvalidInput("code", "must be the 15-digit subscriber code, a string")
     principal = require_principal(request)
     async with uow_of(request).begin() as conn:
         created = await registry_service.create_subscriber(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.console import actions, lists, login, money, operations, pages, registry, tariffs
+from web.console import actions, lists, login, money, operations, outbox, outcomes, pages, readings, registry, tariffs
 
 
 def setup_routes(app: web.Application) -> None:
@@ -16,3 +16,6 @@ def setup_routes(app: web.Application) -> None:
     actions.setup_routes(app)
     operations.setup_routes(app)
     lists.setup_routes(app)
+    readings.setup_routes(app)
+    outbox.setup_routes(app)
+    outcomes.setup_routes(app)

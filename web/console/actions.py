@@ -15,6 +15,7 @@ from web.keys import CLOCK, CURRENCY, UTILITY_NAME
 from web.middleware import keys_of, require_principal, uow_of
 from web.params import amount_minor, bounded_int, choice, path_id, text
 from web.permissions import requires
+from web.queries import outcomes
 from web.queries import portal as portal_queries
 from web.security import client_address
 
@@ -32,8 +33,15 @@ async def _subscriber_of_meter(request: web.Request, meter_id: int) -> int | Non
     return meter.subscriber_id
 
 
-async def _control(request: web.Request, meter_id: int, control: Control, form: object) -> None:
-    await control_meter(
+async def _back_to_card(request: web.Request, meter_id: int, ok: str, command_id: int) -> web.HTTPSeeOther:
+    """To the subscriber's card (the meter's, for a meter without one), where the command's outcome shows live."""
+    subscriber_id = await _subscriber_of_meter(request, meter_id)
+    card = f"/console/subscribers/{subscriber_id}" if subscriber_id else f"/console/meters/{meter_id}"
+    return web.HTTPSeeOther(f"{card}?ok={ok}&command={command_id}")
+
+
+async def _control(request: web.Request, meter_id: int, control: Control, form: object) -> int:
+    return await control_meter(
         uow_of(request),
         require_principal(request).actor(client_address(request)),
         meter_id,
@@ -50,20 +58,18 @@ async def relay(request: web.Request) -> web.Response:
     form = await request.post()
     action = choice(form, "action", ("off", "on"))
     reason = text(form, "reason", max_length=200)
-    await _control(
+    command_id = await _control(
         request, meter_id, Control(Action.RELAY_OFF if action == "off" else Action.RELAY_ON, note=reason), form
     )
-    subscriber_id = await _subscriber_of_meter(request, meter_id)
-    raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=relay_{action}" if subscriber_id else "/console")
+    raise await _back_to_card(request, meter_id, f"relay_{action}", command_id)
 
 
 @requires("commands.issue")
 async def read(request: web.Request) -> web.Response:
     meter_id = path_id(request, what="meter")
     form = await request.post()
-    await _control(request, meter_id, Control(Action.READ), form)
-    subscriber_id = await _subscriber_of_meter(request, meter_id)
-    raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=read" if subscriber_id else "/console")
+    command_id = await _control(request, meter_id, Control(Action.READ), form)
+    raise await _back_to_card(request, meter_id, "read", command_id)
 
 
 @requires("payments.cash")
@@ -84,7 +90,8 @@ async def cash_top_up(request: web.Request) -> web.Response:
         keys=keys_of(request),
         request_id=_request_id(form),
     )
-    raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=topup&receipt={result.topup_id}")
+    follow = f"&command={result.command_id}" if result.command_id else ""
+    raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=topup{follow}&receipt={result.topup_id}")
 
 
 @requires("tariffs.assign")
@@ -102,7 +109,10 @@ async def change_tariff(request: web.Request) -> web.Response:
         keys=keys_of(request),
         subscriber_ids=[subscriber_id],
     )
-    raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=tariff")
+    async with uow_of(request).connect() as conn:
+        command_id = await outcomes.latest_command_of_subscriber(conn, subscriber_id, "set_tariff")
+    follow = f"&command={command_id}" if command_id else ""
+    raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=tariff{follow}")
 
 
 @requires("payments.read")

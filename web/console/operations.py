@@ -28,8 +28,9 @@ ENGINEERING = ("set_power_limit", "time_sync", "ping", "clear_tamper")
 GROUP_ACTIONS = ("relay_off", "relay_on", "read", "time_sync", "power_limit", "configure")
 
 
-def _card_of_meter(meter_id: int, ok: str) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(f"/console/meters/{meter_id}?ok={ok}")
+def _card_of_meter(meter_id: int, ok: str, command_id: int) -> web.HTTPSeeOther:
+    """To the meter's card, where the command's outcome shows live."""
+    return web.HTTPSeeOther(f"/console/meters/{meter_id}?ok={ok}&command={command_id}")
 
 
 @requires("commands.cancel")
@@ -43,7 +44,7 @@ async def cancel(request: web.Request) -> web.Response:
         request.app[CLOCK](),
         reason=text(form, "reason", max_length=200),
     )
-    raise web.HTTPSeeOther(f"/console/commands/{command_id}?ok=cancelled")
+    raise web.HTTPSeeOther(f"/console/commands/{command_id}?ok=cancelled&command={command_id}")
 
 
 @requires("topups.reissue")
@@ -57,7 +58,7 @@ async def reissue(request: web.Request) -> web.Response:
         request.app[CLOCK](),
         keys=keys_of(request),
     )
-    raise web.HTTPSeeOther(f"/console/commands/{command_id}?ok=reissued")
+    raise web.HTTPSeeOther(f"/console/commands/{command_id}?ok=reissued&command={command_id}")
 
 
 @requires("commands.issue")
@@ -70,7 +71,7 @@ async def engineering(request: web.Request) -> web.Response:
     fields: dict[str, object] = {"kind": kind}
     if kind == "set_power_limit":
         fields["limit_w"] = bounded_int(form, "limit_w", -1, 0, 10**9)
-    await send_command(
+    command_id = await send_command(
         uow_of(request),
         require_principal(request).actor(client_address(request)),
         meter_id,
@@ -79,7 +80,7 @@ async def engineering(request: web.Request) -> web.Response:
         keys=keys_of(request),
         idempotency_key=f"web:{request_id_of(form)}",
     )
-    raise _card_of_meter(meter_id, kind)
+    raise _card_of_meter(meter_id, kind, command_id)
 
 
 @requires("meters.configure")
@@ -95,7 +96,7 @@ async def configure(request: web.Request) -> web.Response:
         friendly_start_min=optional_minute_of_day(form, "friendly_start"),
         friendly_end_min=optional_minute_of_day(form, "friendly_end"),
     )
-    await control_meter(
+    command_id = await control_meter(
         uow_of(request),
         require_principal(request).actor(client_address(request)),
         meter_id,
@@ -104,14 +105,14 @@ async def configure(request: web.Request) -> web.Response:
         keys=keys_of(request),
         idempotency_key=f"web:{request_id_of(form)}",
     )
-    raise _card_of_meter(meter_id, "configure")
+    raise _card_of_meter(meter_id, "configure", command_id)
 
 
 @requires("meters.keys")
 async def key_change(request: web.Request) -> web.Response:
     meter_id = path_id(request, what="meter")
     form = await request.post()
-    await meter_keys.change_meter_key(
+    started = await meter_keys.change_meter_key(
         uow_of(request),
         require_principal(request).actor(client_address(request)),
         meter_id,
@@ -119,14 +120,14 @@ async def key_change(request: web.Request) -> web.Response:
         keys=keys_of(request),
         idempotency_key=f"web:{request_id_of(form)}",
     )
-    raise _card_of_meter(meter_id, "key_change")
+    raise _card_of_meter(meter_id, "key_change", started.command_id)
 
 
 @requires("credit.emergency")
 async def emergency_credit(request: web.Request) -> web.Response:
     subscriber_id = path_id(request, what="subscriber")
     await request.post()
-    await arrears.grant_emergency_credit(
+    command_id = await arrears.grant_emergency_credit(
         uow_of(request),
         require_principal(request).actor(client_address(request)),
         subscriber_id,
@@ -134,7 +135,7 @@ async def emergency_credit(request: web.Request) -> web.Response:
         request.app[CLOCK](),
         keys=keys_of(request),
     )
-    raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=emergency")
+    raise web.HTTPSeeOther(f"/console/subscribers/{subscriber_id}?ok=emergency&command={command_id}")
 
 
 @requires("commands.group")

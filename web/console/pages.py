@@ -10,7 +10,7 @@ from web.middleware import uow_of
 from web.params import paging, path_id
 from web.permissions import requires
 from web.queries import lists, registry
-from web.render import render
+from web.render import render, translate_code
 
 
 @requires("console.view")
@@ -48,7 +48,10 @@ async def subscriber_command_states(request: web.Request) -> web.Response:
         card = await registry.subscriber_card(conn, subscriber_id, limit=20)
     if card is None:
         raise NotFound("subscriber", subscriber_id)
-    items = [{"id": c["id"], "state": c["state"], "kind": c["kind"]} for c in card["commands"]]
+    items = [
+        {"id": c["id"], "state": c["state"], "label": translate_code(c["state"]), "kind": c["kind"]}
+        for c in card["commands"]
+    ]
     return web.json_response({"items": items})
 
 

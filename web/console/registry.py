@@ -14,12 +14,13 @@ from web.api.registry import new_meter_from
 from web.errors import InvalidInput, NotFound
 from web.i18n import LANGUAGES
 from web.keys import CLOCK, CURRENCY
-from web.middleware import keys_of, require_principal, uow_of
+from web.middleware import billing_of, keys_of, require_principal, uow_of
 from web.params import bounded_int, choice, path_id, text
 from web.permissions import requires
 from web.queries import lists
 from web.queries import meters as meter_queries
-from web.render import render
+from web.queries import readings as readings_queries
+from web.render import render, translate_code
 from web.security import client_address
 
 
@@ -50,11 +51,15 @@ def _meter_fields(form: Any) -> dict[str, Any]:
 @requires("meters.read")
 async def meter_card(request: web.Request) -> web.Response:
     meter_id = path_id(request, what="meter")
+    offset = bounded_int(request.query, "readings_offset", 0, 0, 10**9)
     async with uow_of(request).connect() as conn:
         card = await meter_queries.meter_card(conn, meter_id)
+        panel = await readings_queries.readings_panel(
+            conn, meter_id, billing_of(request).tz, request.app[CLOCK](), offset=offset
+        )
     if card is None:
         raise NotFound("meter", meter_id)
-    return render(request, "console/meter.html", {"m": card})
+    return render(request, "console/meter.html", {"m": card, "readings": panel})
 
 
 @requires("meters.read")
@@ -65,7 +70,10 @@ async def meter_states(request: web.Request) -> web.Response:
         card = await meter_queries.meter_card(conn, meter_id)
     if card is None:
         raise NotFound("meter", meter_id)
-    items = [{"id": c["id"], "state": c["state"], "kind": c["kind"]} for c in card["commands"]]
+    items = [
+        {"id": c["id"], "state": c["state"], "label": translate_code(c["state"]), "kind": c["kind"]}
+        for c in card["commands"]
+    ]
     return web.json_response({"items": items})
 
 

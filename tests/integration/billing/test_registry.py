@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from billing import ledger, registry
-from billing.errors import Conflict, InvalidField, InvalidSubscriberCode, NotFound
+from billing.errors import Conflict, InvalidField, InvalidSubscriberCode
 from store.crypto import unwrap_from_storage
 from store.schema import auth
 from store.schema import registry as R  # noqa: N812
@@ -51,8 +51,10 @@ async def test_bad_input_is_refused_with_a_reason(uow: UnitOfWork) -> None:
     async with uow.begin() as conn:
         with pytest.raises(InvalidSubscriberCode):
             await registry.create_subscriber(conn, OPERATOR, "64010010001", {"name": "X"}, currency="USD", now=NOW)
-        with pytest.raises(NotFound):
+        with pytest.raises(InvalidField) as unknown_street:
             await registry.create_subscriber(conn, OPERATOR, "640100900010001", {"name": "X"}, currency="USD", now=NOW)
+        assert unknown_street.value.field == "code"
+        assert "street 6401009" in unknown_street.value.detail
         with pytest.raises(InvalidField) as err:
             await registry.create_subscriber(
                 conn, OPERATOR, "640100100010001", {"name": "X", "email": "nope"}, currency="USD", now=NOW

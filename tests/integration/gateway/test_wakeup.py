@@ -16,10 +16,10 @@ from sqlalchemy.engine import URL, make_url
 import meter_protocol as mp
 from gateway.dispatcher import DispatchConfig, Dispatcher
 from gateway.keys import KeyRing
-from gateway.outbox import CommandRequest, enqueue_commands
+from gateway.outbox import COMMANDS_CHANNEL, CommandRequest, enqueue_commands
 from gateway.ports import OutboundSms
-from smsmeter.wakeup import APPLICATION_NAME, connect_args, listen_for_commands
 from store.engine import create_engine
+from store.wakeup import APPLICATION_NAME, connect_args, listen_for_commands
 from tests.integration.gateway.gateway_harness import ScriptedNetwork, fleet_of
 from tests.integration.gateway.outbox_fixtures import MASTER_KEY, add_meters
 
@@ -29,7 +29,7 @@ NOW = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
 @asynccontextmanager
 async def listening(url: URL, wake: Callable[[], None]) -> AsyncIterator[asyncio.Task[None]]:
     """The command listener running for the block, cancelled after it."""
-    listener = asyncio.create_task(listen_for_commands(url, wake))
+    listener = asyncio.create_task(listen_for_commands(url, COMMANDS_CHANNEL, wake))
     try:
         yield listener
     finally:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import datetime
 
 from sqlalchemy import insert, select
 
+from payments.events import PaymentSucceeded
+from payments.provider_webhook import sign_provider_webhook
 from payments.service import WebhookSecrets, WebhookService
 from store.schema.payments import payments
 from store.uow import UnitOfWork
@@ -57,3 +60,13 @@ async def payment_row(uow: UnitOfWork, reference: str):  # type: ignore[no-untyp
 def stripe_body(kind: str, obj: dict[str, object], evt_id: str | None = None) -> tuple[bytes, str]:
     t = int(NOW.timestamp())
     return se.signed(se.event(kind, obj, created=t, evt_id=evt_id), t)
+
+
+def signed_provider_body(paid: PaymentSucceeded) -> tuple[bytes, str, str]:
+    """The raw body of a provider's `payment.succeeded` saying `paid`, with its timestamp and signature headers."""
+    t = int(NOW.timestamp())
+    payment = {"id": paid.payment.provider_ref, "amount_minor": paid.amount_minor, "currency": paid.currency}
+    payment.update(account=paid.subscriber_code, meter=paid.meter_code)
+    body = {"id": paid.event_id, "type": paid.event_type, "created": t, "payment": payment}
+    raw = json.dumps(body).encode()
+    return raw, str(t), sign_provider_webhook(PROVIDER_SECRET, t, raw)

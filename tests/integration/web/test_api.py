@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from meter_protocol.meter_code import meter_code_with_check_digit
 from store.schema.auth import audit_log
 from store.uow import UnitOfWork
 from tests.integration.web.helpers import Seeded
@@ -92,3 +93,50 @@ async def test_lists_page_and_filter(client: TestClient, seeded: Seeded, uow: Un
     missing = await client.get("/api/v1/nothing-here", headers=headers)
     assert missing.status == 404
     assert missing.content_type == "application/problem+json"
+
+
+async def test_admin_and_operator_create_subscribers_and_meters_as_documented(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    """A code is region, settlement, street, building, apartment: a code on a street that is not registered is a
+    field that is not valid (422, naming the street), not a missing page; the street can be registered first."""
+    keys = {role: await _key(uow, client, role) for role in ("admin", "operator")}
+    for n, (role, headers) in enumerate(keys.items(), start=1):
+        body = {"code": f"64010010001009{n}", "name": f"Created by {role}"}
+        response = await client.post("/api/v1/subscribers", json=body, headers=headers)
+        assert response.status == 201, await response.text()
+        created = await response.json()
+        meter_code = meter_code_with_check_digit(f"880000000000000099{n}")
+        meter = await client.post(
+            "/api/v1/meters",
+            json={"code": meter_code, "msisdn": f"3736900099{n}", "subscriber_id": created["id"]},
+            headers=headers,
+        )
+        assert meter.status == 201, await meter.text()
+        assert (await meter.json())["subscriber"]["code"] == body["code"]
+    headers = keys["operator"]
+    as_number = await client.post("/api/v1/subscribers", json={"code": 640100100010093, "name": "N"}, headers=headers)
+    assert as_number.status == 201, await as_number.text()
+    assert (await as_number.json())["code"] == "640100100010093"
+    unknown = await client.post("/api/v1/subscribers", json={"code": "640100900010001", "name": "X"}, headers=headers)
+    assert unknown.status == 422
+    problem = await unknown.json()
+    assert problem["field"] == "code"
+    assert "street 6401009" in problem["detail"]
+    streets = await (await client.get("/api/v1/streets", headers=headers)).json()
+    assert "6401001" in {s["prefix"] for s in streets["items"]}
+    added = await client.post(
+        "/api/v1/streets",
+        json={"region_code": "64", "settlement_code": "01", "code": "009", "name": "Florilor"},
+        headers=headers,
+    )
+    assert added.status == 201, await added.text()
+    assert (await added.json())["prefix"] == "6401009"
+    again = await client.post(
+        "/api/v1/streets",
+        json={"region_code": "64", "settlement_code": "01", "code": "009", "name": "Florilor"},
+        headers=headers,
+    )
+    assert again.status == 409
+    now_known = await client.post("/api/v1/subscribers", json={"code": "640100900010001", "name": "X"}, headers=headers)
+    assert now_known.status == 201, await now_known.text()

@@ -36,18 +36,27 @@ async def test_relay_off_from_the_card_is_queued_and_audited(
         allow_redirects=False,
     )
     assert response.status == 303, await response.text()
-    assert response.headers["Location"] == f"/console/subscribers/{sid}?ok=relay_off"
+    location = response.headers["Location"]
+    assert location.startswith(f"/console/subscribers/{sid}?ok=relay_off&command=")
+    command_id = int(location.rsplit("=", 1)[1])
     again = await client.post(  # a double submit of the same form is the same command
         f"/console/meters/{mid}/relay",
         data={**fields, "action": "off", "reason": "unpaid since March"},
         allow_redirects=False,
     )
     assert again.status == 303
-    card = await (await client.get(f"/console/subscribers/{sid}?ok=relay_off")).text()
-    assert "Relay off sent to the meter" in card
+    card = await (await client.get(location)).text()
+    assert "Relay off queued for the meter" in card  # not "sent": nothing has reached the meter yet
+    assert f'data-live-command="/console/commands/{command_id}/outcome.json"' in card
     states = await (await client.get(f"/console/subscribers/{sid}/commands.json")).json()
-    assert [(c["kind"], c["state"]) for c in states["items"]] == [("relay_off", "0:0")]
+    assert [(c["id"], c["kind"], c["state"]) for c in states["items"]] == [(command_id, "relay_off", "0:0")]
+    outcome = await (await client.get(f"/console/commands/{command_id}/outcome.json")).json()
+    assert (outcome["state"], outcome["final"], outcome["failed"]) == ("0:0", False, False)
+    assert outcome["words"].startswith("Sending")
+    detail = await (await client.get(f"/console/commands/{command_id}")).text()
+    assert "unpaid since March" in detail
     async with uow.connect() as conn:
+        payload = await conn.scalar(select(commands.c.payload).where(commands.c.id == command_id))
         rows = (await conn.execute(select(commands.c.kind, commands.c.created_by))).all()
         audit = (await conn.execute(select(audit_log).where(audit_log.c.action == "meter.relay_off"))).mappings().all()
         meter_code = await conn.scalar(select(meters.c.code).where(meters.c.id == mid))
@@ -56,6 +65,7 @@ async def test_relay_off_from_the_card_is_queued_and_audited(
     assert audit[0]["after"]["note"] == "unpaid since March"
     assert audit[0]["after"]["command_id"] == states["items"][0]["id"]
     assert audit[0]["target"] == f"meter:{meter_code}"
+    assert payload == {"reason": "OPERATOR", "note": "unpaid since March"}  # the operator's words, on the command
 
 
 async def test_relay_on_and_read_from_the_card_go_through_billing(
@@ -69,12 +79,12 @@ async def test_relay_on_and_read_from_the_card_go_through_billing(
         data={**_form_fields(card, f"/console/meters/{mid}/relay"), "action": "on", "reason": "paid at the desk"},
         allow_redirects=False,
     )
-    assert response.headers["Location"] == f"/console/subscribers/{sid}?ok=relay_on"
+    assert response.headers["Location"] == f"/console/subscribers/{sid}?ok=relay_on&command=1"
     card = await (await client.get(response.headers["Location"])).text()
     response = await client.post(
         f"/console/meters/{mid}/read", data=_form_fields(card, f"/console/meters/{mid}/read"), allow_redirects=False
     )
-    assert response.headers["Location"] == f"/console/subscribers/{sid}?ok=read"
+    assert response.headers["Location"] == f"/console/subscribers/{sid}?ok=read&command=2"
     async with uow.connect() as conn:
         sent = (await conn.execute(select(commands.c.kind, commands.c.state).order_by(commands.c.id))).all()
         actions = (await conn.scalars(select(audit_log.c.action).order_by(audit_log.c.id))).all()

@@ -147,7 +147,7 @@ async def test_meter_settings_are_sent_from_the_utility_policy(
         action, data={**form_fields(card, action), "emergency_credit": "2.50"}, allow_redirects=False
     )
     assert response.status == 303, await response.text()
-    assert "Settings sent" in await (await client.get(response.headers["Location"])).text()
+    assert "Settings queued" in await (await client.get(response.headers["Location"])).text()
     assert (await _actions(uow, "meter.configure"))[-1][2]["emergency_credit_minor"] == 250  # type: ignore[index]
 
 
@@ -185,7 +185,7 @@ async def test_emergency_credit_from_the_card_and_the_api(client: TestClient, se
     action = f"/console/subscribers/{sid}/emergency-credit"
     response = await client.post(action, data=form_fields(card, action), allow_redirects=False)
     assert response.status == 303, await response.text()
-    assert "Emergency credit sent" in await (await client.get(response.headers["Location"])).text()
+    assert "Emergency credit, on loan, queued" in await (await client.get(response.headers["Location"])).text()
     operator = await api_key(uow, client, "operator")
     again = await client.post(f"/api/v1/subscribers/{sid}/emergency-credit", headers=operator)
     assert again.status == 422  # once per arrears episode

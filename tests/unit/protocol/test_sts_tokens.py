@@ -19,6 +19,7 @@ from meter_protocol.sts import (
     encode_amount,
     encode_credit_token,
     encode_management_token,
+    largest_amount_at_most,
     sta_decrypt,
     sta_encrypt,
     token_crc,
@@ -97,6 +98,11 @@ def test_amounts_use_the_exponent_and_refuse_what_they_cannot_carry() -> None:
     assert encode_amount(16383) == 0x3FFF
     with pytest.raises(StsError):
         encode_amount(16385)
+    for units in (0, 16383, 16384, 16385, 20000, 180_223, 180_224, 180_250, 1_818_623, 18_201_624, 10**9):
+        carried = largest_amount_at_most(units)
+        assert carried <= units
+        assert decode_amount(encode_amount(carried)) == carried
+    assert (largest_amount_at_most(20000), largest_amount_at_most(180_250)) == (19994, 180_224)
 
 
 def test_the_1993_tid_rolls_over_in_2024_and_the_2014_base_date_carries_on() -> None:

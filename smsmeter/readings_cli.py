@@ -1,0 +1,64 @@
+"""`smsmeter readings ...`: import a CSV file of readings taken by hand or with an optical probe, and
+(`export`) write a day's readings for an MDM as CSV and IEC 61968-9 MeterReadings XML."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from config import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    readings = sub.add_parser("readings", help="meter readings: import a CSV file")
+    r_sub = readings.add_subparsers(dest="readings_command", required=True)
+    imp = r_sub.add_parser("import", help="store the readings of a CSV file (meter_code, read_at, register, value)")
+    imp.add_argument("file", metavar="FILE", help="CSV: meter_code, read_at, [register,] value (or kwh, m3)")
+    imp.add_argument("--operator", default="import", help="the name the audit log records (default: import)")
+
+
+async def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from billing.errors import BillingError
+    from billing.meter_readings import import_readings
+    from store import migrate
+    from store.audit import Actor
+    from store.engine import create_engine
+    from store.uow import UnitOfWork
+
+    path = Path(args.file)
+    try:
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"smsmeter readings import: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    engine = create_engine(settings.database.url)
+    try:
+        await migrate.upgrade(engine)
+        async with UnitOfWork(engine).begin() as conn:
+            report = await import_readings(
+                conn,
+                Actor("operator", args.operator),
+                text,
+                datetime.now(UTC),
+                ZoneInfo(settings.utility.timezone),
+                file_name=path.name,
+            )
+    except BillingError as exc:
+        print(f"smsmeter readings import: {exc.reason}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    statuses = ", ".join(f"{k} {v}" for k, v in report.statuses.items() if v)
+    rejected = len(report.rejected)
+    print(f"imported {report.imported} of {report.rows} readings ({statuses or 'none'}); {rejected} rejected")
+    for line, reason in report.rejected[:20]:
+        print(f"  line {line}: {reason}", file=sys.stderr)
+    return 1 if report.rejected else 0
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(_import(settings, args))

@@ -1,0 +1,30 @@
+"""`smsmeter readings import` as a process: a file of readings taken by hand lands on the meter, bad lines
+are reported and make the exit code 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.integration.billing.conftest import meter_code
+from tests.integration.billing.test_importer import GOOD, _csv
+from tests.support.service import run_cli
+
+
+def test_the_readings_import_command(tmp_path: Path) -> None:
+    env = {"SMSMETER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", "SMSMETER_DATA_DIR": str(tmp_path)}
+    assert run_cli(["import", str(_csv(tmp_path, *GOOD))], tmp_path, env, timeout_s=120).returncode == 0
+    path = tmp_path / "round.csv"
+    path.write_text(
+        "meter_code,read_at,register,kwh\n"
+        f"{meter_code(1)},2026-01-01T08:00:00Z,import_wh,100\n"
+        f"{meter_code(1)},2026-01-02T08:00:00Z,import_wh,104.5\n"
+        f"{meter_code(1)},2026-01-03T08:00:00Z,import_wh,90\n",
+        encoding="utf-8",
+    )
+    done = run_cli(["readings", "import", str(path)], tmp_path, env, timeout_s=120)
+    assert done.returncode == 0, done.stderr
+    assert "imported 3 of 3 readings (ok 2, backwards 1); 0 rejected" in done.stdout
+    again = run_cli(["readings", "import", str(path)], tmp_path, env, timeout_s=120)
+    assert again.returncode == 1
+    assert "line 2: the meter has this reading already" in again.stderr
+    assert run_cli(["readings", "import", str(tmp_path / "nope.csv")], tmp_path, env).returncode == 1

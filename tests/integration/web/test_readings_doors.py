@@ -1,0 +1,157 @@
+"""Readings' doors: a reading entered on the meter card and through the API (validated against the meter's
+history, with its source, status and who entered it, audited), a CSV file of readings uploaded in the
+console and posted to the API, and the meter card showing the register history and its charts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from aiohttp import FormData
+from aiohttp.test_utils import TestClient
+from sqlalchemy import insert, select
+
+from store.schema.commands import readings
+from store.schema.registry import meters
+from store.uow import UnitOfWork
+from tests.integration.web.helpers import START, Seeded, login
+from tests.integration.web.test_registry_doors import api_key, audit_rows
+
+
+async def _history(uow: UnitOfWork, meter_id: int, days: int = 5, per_day_wh: int = 4_000) -> None:
+    """A meter that reported its import register once a day up to START."""
+    async with uow.begin() as conn:
+        await conn.execute(
+            insert(readings),
+            [
+                {
+                    "meter_id": meter_id,
+                    "register": "import_wh",
+                    "read_at": START - timedelta(days=days - d),
+                    "value": 100_000 + d * per_day_wh,
+                    "received_at": START,
+                }
+                for d in range(days)
+            ],
+        )
+
+
+async def _code(uow: UnitOfWork, meter_id: int) -> str:
+    async with uow.connect() as conn:
+        return str(await conn.scalar(select(meters.c.code).where(meters.c.id == meter_id)))
+
+
+async def test_a_reading_entered_through_the_api_is_validated_stored_and_audited(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    meter_id = seeded.meter_ids[0]
+    await _history(uow, meter_id)
+    headers = await api_key(uow, client, "operator")
+    url = f"/api/v1/meters/{meter_id}/readings"
+    ok = {"register": "import_wh", "read_at": (START - timedelta(hours=1)).isoformat(), "value": 120_500}
+    response = await client.post(url, json=ok, headers=headers)
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    assert (body["source"], body["status"], body["value"]) == ("manual", "ok", 120_500)
+    assert body["entered_by"] == "api_key:key-operator"
+    assert (await client.post(url, json=ok, headers=headers)).status == 409
+
+    backwards = {"read_at": (START - timedelta(minutes=30)).isoformat(), "value": 90_000}
+    assert (await (await client.post(url, json=backwards, headers=headers)).json())["status"] == "backwards"
+    future = {"read_at": (START + timedelta(days=1)).isoformat(), "value": 130_000}
+    assert (await client.post(url, json=future, headers=headers)).status == 422
+    assert (await client.post(url, json={**ok, "register": "power_w"}, headers=headers)).status == 422
+    viewer = await api_key(uow, client, "viewer")
+    assert (await client.post(url, json=ok, headers=viewer)).status == 403
+
+    listed = await (await client.get(url, headers=viewer)).json()
+    assert listed["total"] == 7
+    assert [(r["source"], r["status"]) for r in listed["items"][-2:]] == [("manual", "ok"), ("manual", "backwards")]
+    since = (START - timedelta(hours=2)).isoformat()
+    page = await (await client.get(url, params={"from": since, "limit": 1}, headers=viewer)).json()
+    assert (page["total"], len(page["items"]), page["items"][0]["value"]) == (2, 1, 120_500)
+    assert (await client.get("/api/v1/meters/999999/readings", headers=viewer)).status == 404
+
+    audited = await audit_rows(uow, "reading.enter")
+    assert [a["after"]["status"] for a in audited] == ["ok", "backwards"]  # type: ignore[index]
+
+
+async def test_a_csv_file_of_readings_through_the_api_reports_each_bad_line(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    meter_id = seeded.meter_ids[0]
+    await _history(uow, meter_id)
+    code = await _code(uow, meter_id)
+    day = (START - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S")
+    text = (
+        "meter_code,read_at,register,kwh\n"
+        f"{code},{day},import_wh,120.1\n"
+        f"{code},{day},import_wh,120.1\n"
+        f"{code},{(START - timedelta(hours=2)).strftime('%Y-%m-%dT%H:%M:%S')},import_wh,50\n"
+        "99999999999999999999,2026-01-10T08:00:00,import_wh,1\n"
+        f"{code},not a time,import_wh,1\n"
+    )
+    headers = await api_key(uow, client, "operator")
+    response = await client.post(
+        "/api/v1/readings/import?file_name=round-7.csv", data=text, headers={**headers, "Content-Type": "text/csv"}
+    )
+    assert response.status == 200, await response.text()
+    report = await response.json()
+    assert (report["rows"], report["imported"]) == (5, 2)
+    assert [r["line"] for r in report["rejected"]] == [3, 5, 6]
+    assert (report["statuses"]["ok"], report["statuses"]["backwards"]) == (1, 1)
+    listed = await (await client.get(f"/api/v1/meters/{meter_id}/readings", headers=headers)).json()
+    assert {r["source"] for r in listed["items"][-2:]} == {"import"}
+    assert "round-7.csv" in listed["items"][-1]["entered_by"]
+    (audited,) = await audit_rows(uow, "readings.import")
+    assert audited["target"] == "file:round-7.csv"
+    wrong_type = await client.post("/api/v1/readings/import", json={}, headers=headers)
+    assert wrong_type.status == 415
+
+
+async def test_the_meter_card_shows_readings_and_takes_one_typed_in(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    meter_id = seeded.meter_ids[0]
+    await _history(uow, meter_id)
+    token = await login(client, "operator")
+    page = await (await client.get(f"/console/meters/{meter_id}")).text()
+    assert 'data-testid="daily-chart"' in page
+    assert 'data-testid="reading-form"' in page
+    assert page.count('data-status="ok"') == 5
+    local = (START - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")  # the utility's zone is UTC here
+    response = await client.post(
+        f"/console/meters/{meter_id}/readings",
+        data={"register": "import_wh", "read_at": local, "reading": "200,5", "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert response.status == 303, await response.text()
+    assert "ok=reading_entered" in response.headers["Location"]
+    page = await (await client.get(f"/console/meters/{meter_id}")).text()
+    assert 'data-status="spike" data-source="manual"' in page
+    assert "operator:operator" in page
+
+    form = FormData()
+    form.add_field("csrf_token", token)
+    code = await _code(uow, meter_id)
+    form.add_field("file", f"meter_code,read_at,value\n{code},{local[:10]}T06:00,1\n", filename="probe.csv")
+    response = await client.post("/console/readings/import", data=form)
+    text = await response.text()
+    assert response.status == 200, text
+    assert 'data-testid="import-report"' in text
+    assert 'data-testid="status-backwards"' in text
+
+
+async def test_a_viewer_sees_the_readings_but_cannot_enter_one(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    meter_id = seeded.meter_ids[0]
+    token = await login(client, "viewer")
+    page = await (await client.get(f"/console/meters/{meter_id}")).text()
+    assert 'data-testid="readings"' in page
+    assert 'data-testid="reading-form"' not in page
+    response = await client.post(
+        f"/console/meters/{meter_id}/readings",
+        data={"register": "import_wh", "read_at": "2026-01-15T10:00", "reading": "1", "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert response.status == 403
