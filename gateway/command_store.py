@@ -224,6 +224,26 @@ async def release(conn: AsyncConnection, command_ids: Sequence[int], worker: str
     await update_rows(conn, _RELEASE, [{"id": i} for i in command_ids], worker=worker)
 
 
+_RENEW = RowUpdate(
+    commands,
+    {"id": None, "attempts": None},
+    lambda _t, _v: {"claimed_until": bindparam("until", type_=commands.c.claimed_until.type)},
+    lambda t, v: [
+        t.c.claimed_by == bindparam("worker", type_=commands.c.claimed_by.type),
+        t.c.attempts == v.c.attempts,
+        one_of(t.c.state, _OPEN),
+    ],
+)
+
+
+async def renew(conn: AsyncConnection, sends: Sequence[tuple[int, int]], worker: str, until: datetime) -> None:
+    """Extend the leases of (command, attempt) sends this worker still has under way (in the transport's
+    window, or their results not recorded yet), so a live dispatcher's slow send is not claimed again."""
+    await lock(conn, {command_id for command_id, _attempt in sends})
+    rows = [{"id": command_id, "attempts": attempt} for command_id, attempt in sorted(sends)]
+    await update_rows(conn, _RENEW, rows, worker=worker, until=until)
+
+
 async def lock(conn: AsyncConnection, command_ids: set[int]) -> None:
     """Lock every command row this transaction will change, in id order, before changing any: the inbound
     path locks in the same order, so the two never deadlock."""
@@ -529,6 +549,7 @@ __all__ = [
     "raise_alarm",
     "record_parts",
     "release",
+    "renew",
     "reschedule",
     "retry_later",
     "sending_part_rows",

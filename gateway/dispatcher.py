@@ -161,9 +161,13 @@ class Dispatcher:
     async def run(self) -> None:
         self._stopping.clear()
         recorder = asyncio.create_task(self._recorder.run(), name="dispatch-recorder")
+        renewer = asyncio.create_task(self._renew_leases(), name="dispatch-lease-renewer")
         try:
             await self._claim_loop()
         finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
             for task in list(self._sends):
                 task.cancel()
             for sending in list(self._in_flight):
@@ -224,6 +228,23 @@ class Dispatcher:
         finally:
             if ahead is not None:
                 await self._release(ahead[0])
+
+    async def _renew_leases(self) -> None:
+        """Every third of the lease, extend the leases of the sends still under way here (a slow SMSC window,
+        a result not recorded yet): only a dead dispatcher's claims run out. While the database is away the
+        leases do run out; a command claimed again then is sent as a new attempt."""
+        interval_s = self.config.lease_s / 3
+        while True:
+            await asyncio.sleep(interval_s)
+            sends = self._recorder.unrecorded()
+            if not sends:
+                continue
+            until = self._clock() + timedelta(seconds=self.config.lease_s)
+            try:
+                async with self._gate, self._engine.begin() as conn:
+                    await store.renew(conn, sends, self.config.worker_id, until)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("renewing %d leases failed (%s)", len(sends), type(exc).__name__)
 
     async def _release(self, claiming: asyncio.Task[_Claim]) -> None:
         """Stopping with a claim under way: let it finish and give its commands back (lease cleared, the

@@ -157,6 +157,10 @@ class Recorder:
         self._tickets += 1
         self._unrecorded[(command_id, attempt)] = self._tickets
 
+    def unrecorded(self) -> list[tuple[int, int]]:
+        """The (command, attempt) sends under way or not recorded yet."""
+        return list(self._unrecorded)
+
     def not_sent(self, command_id: int, attempt: int) -> None:
         """An attempt stopped before its result came back: nothing of it will be recorded here."""
         self._unrecorded.pop((command_id, attempt), None)

@@ -52,9 +52,10 @@ async def test_a_resend_after_the_lease_ran_out_is_a_new_attempt_and_both_sends_
     ids = await enqueue(
         engine, [CommandRequest(m.id, mp.TopUp(1, 100 + i), "system:topup") for i, m in enumerate(meters)]
     )
-    async with running_gateway(engine, fleet, network=network, clock=clock, lease_s=3) as gw:
+    # a lease long enough that this dispatcher's renewal (every third of it) does not come round in the test
+    async with running_gateway(engine, fleet, network=network, clock=clock, lease_s=30) as gw:
         await gw.wait_for(lambda: network.held == 3)
-        clock.advance(4)  # the SMSC's responses are late, the leases run out: the commands are sent again
+        clock.advance(31)  # the responses are late and the leases run out (renewal failed, the database away)
         await gw.wait_for(lambda: network.held == 6)
         network.hold.set()  # both sends of each command are answered together: one recording batch
         await gw.wait_final(ids)
@@ -126,3 +127,21 @@ async def test_a_receipt_that_overtakes_a_slow_record_of_its_submit_is_matched(e
         view = await gw.wait_view(command_id, lambda v: v.state is CommandState.DELIVERED)
     assert [(p.attempt, p.state) for p in view.parts] == [(1, "1:0")]
     assert gw.dispatcher.stats.receipts_unknown == 0
+
+
+async def test_a_live_dispatcher_renews_the_leases_of_its_slow_sends(engine: AsyncEngine) -> None:
+    (meter,) = await seed(engine, 1)
+    fleet = fleet_of([meter])
+    clock = Clock()
+    network = ScriptedNetwork(fleet, hold=asyncio.Event())
+    (command_id,) = await enqueue(engine, [CommandRequest(meter.id, mp.TopUp(1, 400), "system:topup")])
+    async with running_gateway(engine, fleet, network=network, clock=clock, lease_s=0.6) as gw:
+        await gw.wait_for(lambda: network.held == 1)
+        for _ in range(12):  # 2.4 s of the clock, four leases, while the SMSC sits on the response
+            clock.advance(0.2)
+            await asyncio.sleep(0.3)
+        assert network.held == 1  # never claimed again: the lease was renewed
+        network.hold.set()
+        view = await gw.wait_view(command_id, lambda v: v.state is CommandState.PROCESSED)
+    assert view.attempts == 1
+    assert len(network.submitted) == 1
