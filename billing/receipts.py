@@ -1,4 +1,5 @@
-"""Printable cash receipts for cashier top-ups: text (for a receipt printer) and PDF."""
+"""Printable receipts for cashier top-ups and for STS tokens: text (for a receipt printer) and PDF. A top-up
+delivered by token prints its 20 digits (a token for a non-cash top-up prints as a token slip, "T-<id>")."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing import registry, topup
 from billing.errors import NotFound
 from billing.pdf import render_receipt
+from billing.sts import grouped
 from store.schema import ledger as L  # noqa: N812
 
 
 async def _lines(conn: AsyncConnection, topup_id: int) -> tuple[str, list[tuple[str, str]]]:
     result = await topup.get_top_up(conn, topup_id)
-    if result.receipt_number is None:
+    if result.receipt_number is None and result.sts_token is None:
         raise NotFound("cash receipt for top-up", topup_id)
     row = (
         await conn.execute(select(L.topups.c.created_at, L.topups.c.created_by).where(L.topups.c.id == topup_id))
@@ -32,7 +34,9 @@ async def _lines(conn: AsyncConnection, topup_id: int) -> tuple[str, list[tuple[
         ("Credit to the meter", result.vended.format()),
         ("Transfer", str(result.transfer_id or "-")),
     ]
-    return result.receipt_number, lines
+    if result.sts_token is not None:
+        lines.append(("STS token", grouped(result.sts_token)))
+    return result.receipt_number or f"T-{topup_id:08d}", lines
 
 
 async def receipt_text(conn: AsyncConnection, topup_id: int, *, utility: str) -> str:

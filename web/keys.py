@@ -14,6 +14,7 @@ from aiohttp import web
 
 from billing.service import BillingService
 from billing.sms_text import SentText
+from billing.sts_vending import TokenGenerator
 from config import RadiusSettings, WebSettings
 from gateway.keys import KeyRing
 from store.uow import UnitOfWork
@@ -52,6 +53,7 @@ class Services:
     otp_sender: OtpSender | None = None
     billing: BillingService | None = None  # the utility's billing policies (emergency credit, meter settings)
     sms_outbox: SmsOutbox | None = None  # the simulated SMS network's texts to people (its SMS outbox page)
+    sts: TokenGenerator | None = None  # STS keypad tokens (billing.sts_vending: software, or a security module)
     # Use cases of other areas, wired by the composition root by name (e.g. "issue_command").
     use_cases: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from billing.service import BillingService
+from billing.sts_vending import TokenGenerator
 from gateway.keys import KeyRing
 from store.uow import UnitOfWork
 from web import auth
@@ -49,6 +50,14 @@ def keys_of(request: web.Request) -> KeyRing:
     if keys is None:
         raise ServiceUnavailable("meter keys are not loaded")
     return keys
+
+
+def sts_of(request: web.Request) -> TokenGenerator:
+    """The STS token generator; 503 until the service has started it."""
+    generator = request.app[SERVICES].sts
+    if generator is None:
+        raise ServiceUnavailable("the token generator has not started")
+    return generator
 
 
 def billing_of(request: web.Request) -> BillingService:

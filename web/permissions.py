@@ -40,6 +40,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "meters.keys": frozenset({ADMIN}),  # key change over the air, one meter or a group
     "credit.emergency": frozenset({ADMIN, OPERATOR}),  # emergency credit on loan
     "topups.reissue": frozenset({ADMIN, OPERATOR}),  # a failed credit sent again, same transfer id
+    "sts.token": frozenset({ADMIN, OPERATOR, CASHIER}),  # an STS keypad token for a credit stuck before 1:1
     "payments.read": _STAFF,
     "payments.cash": frozenset({ADMIN, CASHIER}),  # cashier top-up; payments a CIS took at a bank
     "payments.refund": frozenset({ADMIN, CASHIER}),  # give back a cash payment
@@ -60,6 +61,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "apikeys.manage": frozenset({ADMIN}),
     "portal.view": frozenset({SUBSCRIBER}),
     "portal.topup": frozenset({SUBSCRIBER}),
+    "portal.sts_token": frozenset({SUBSCRIBER}),  # the keypad token of one's own stuck top-up
 }
 
 PUBLIC: Final = "public"  # the marker of routes anyone may call (login pages, health, the OpenAPI document)

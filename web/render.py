@@ -14,6 +14,7 @@ import jinja2
 from aiohttp import web
 from babel.numbers import get_currency_precision
 
+from billing.sts import grouped as sts_grouped
 from web import i18n
 from web.keys import CURRENCY, SERVICES, UTILITY_NAME
 from web.messages import flash_message
@@ -77,6 +78,7 @@ def setup_templates(app: web.Application) -> jinja2.Environment:
     env.filters["consumption_point"] = consumption_point
     env.filters["money_point"] = money_point
     env.filters["code"] = translate_code
+    env.filters["sts_grouped"] = sts_grouped
     env.globals["LANGUAGES"] = i18n.LANGUAGES
     env.globals["CSRF_FIELD"] = CSRF_FIELD
     env.globals["flash_message"] = flash_message

@@ -6,6 +6,12 @@ from __future__ import annotations
 from web.i18n import N_
 
 CODES = (
+    # the path that delivered a transfer, and an STS key change's state (docs/sts.md)
+    N_("sms"),
+    N_("token"),
+    N_("issued"),
+    N_("accepted"),
+    N_("double_delivery"),
     # roles
     N_("admin"),
     N_("operator"),

@@ -6,7 +6,8 @@ Stripe key — the built-in payment simulator in place of Stripe Checkout):
   reads it on the console's SMS outbox; the subscriber signs in with it, sees the balance and a consumption
   chart with points, tops up online through the simulator's card page, watches the credit walk to 1:1 without
   reloading, and downloads an invoice PDF;
-- a declined card brings the subscriber back to the portal with the message, and nothing is charged.
+- a declined card brings the subscriber back to the portal with the message, and nothing is charged; so does
+  cancelling on the card page.
 Ana Popescu reads the portal in Romanian (her profile's language). Screenshots, the last page's included, and
 the downloaded PDF are written to tests/artifacts/<journey>/."""
 
@@ -170,3 +171,20 @@ def test_a_declined_card_returns_to_the_portal_with_the_message(service: Running
         shots.take(portal, "last-page-declined")
     status, state = service.get_json(f"/api/topups/{reference}")
     assert (status, state["payment_status"], state["command_state"]) == (200, "failed", None)
+
+
+def test_cancelling_on_the_simulator_returns_to_the_portal_with_the_message(service: RunningService) -> None:
+    shots = Shots("subscriber-cancelled-checkout")
+    _, _, code, _ = _logins(service)
+    with chromium() as browser:
+        portal = new_context(browser, locale="en-US").new_page()  # type: ignore[attr-defined]
+        portal.goto(service.base_url + f"/topup?account={code}")  # paying needs no sign-in
+        portal.click("[data-testid=topup-form] button[type=submit]")
+        portal.wait_for_url(re.compile(r"/checkout/simulator/"))
+        reference = portal.inner_text("[data-testid=checkout-reference]")
+        portal.click("[data-testid=checkout-cancel]")
+        portal.wait_for_url(re.compile(rf"/topup/{reference}\?cancelled=1$"))
+        assert "nothing was charged" in portal.inner_text("[data-testid=topup-cancelled]")
+        shots.take(portal, "last-page-cancelled")
+    status, state = service.get_json(f"/api/topups/{reference}")
+    assert (status, state["payment_status"]) == (200, "pending")

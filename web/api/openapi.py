@@ -111,7 +111,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Page": {
         "type": "object",
-        "properties": {"items": {"type": "array"}, "total": _INT, "limit": _INT, "offset": _INT},
+        "properties": {"items": {"type": "array", "items": {}}, "total": _INT, "limit": _INT, "offset": _INT},
         "required": ["items", "total", "limit", "offset"],
     },
     "Me": _obj(kind=_STR, name=_STR, role=_STR, actions={"type": "array", "items": _STR}),
@@ -643,14 +643,16 @@ def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    from web.api import openapi_readings, openapi_registry, outbox
+    from web.api import openapi_alarms, openapi_readings, openapi_registry, outbox
     from web.api.openapi_operations import PATHS as OPERATION_PATHS
+    from web.api.openapi_sts import PATHS as STS_PATHS
 
-    paths = {**{path: dict(item) for path, item in PATHS.items()}, **OPERATION_PATHS}
+    paths = {**{path: dict(item) for path, item in PATHS.items()}, **OPERATION_PATHS, **STS_PATHS}
     schemas = dict(SCHEMAS)
     openapi_registry.merge_into(paths, schemas)
     openapi_readings.merge_into(paths, schemas)
     outbox.merge_into(paths, schemas)
+    openapi_alarms.merge_into(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.console import actions, lists, login, money, operations, outbox, outcomes, pages, readings, registry, tariffs
+from web.console import (
+    actions,
+    alarm_rules,
+    consumption,
+    lists,
+    login,
+    money,
+    operations,
+    outbox,
+    outcomes,
+    pages,
+    readings,
+    registry,
+    sts,
+    tariffs,
+)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -17,5 +32,8 @@ def setup_routes(app: web.Application) -> None:
     operations.setup_routes(app)
     lists.setup_routes(app)
     readings.setup_routes(app)
+    consumption.setup_routes(app)
     outbox.setup_routes(app)
     outcomes.setup_routes(app)
+    sts.setup_routes(app)
+    alarm_rules.setup_routes(app)

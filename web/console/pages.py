@@ -10,6 +10,7 @@ from web.middleware import uow_of
 from web.params import paging, path_id
 from web.permissions import requires
 from web.queries import lists, registry
+from web.queries import sts as sts_queries
 from web.render import render, translate_code
 
 
@@ -35,9 +36,11 @@ async def subscriber_card(request: web.Request) -> web.Response:
     async with uow_of(request).connect() as conn:
         card = await registry.subscriber_card(conn, subscriber_id)
         tariffs = await lists.tariffs_list(conn)
+        pads = await sts_queries.keypads(conn, [m["id"] for m in card["meters"]]) if card else {}
     if card is None:
         raise NotFound("subscriber", subscriber_id)
-    return render(request, "console/subscriber.html", {"card": card, "tariffs": tariffs, "now": request.app[CLOCK]()})
+    context = {"card": card, "tariffs": tariffs, "now": request.app[CLOCK](), "keypads": pads}
+    return render(request, "console/subscriber.html", context)
 
 
 @requires("commands.read")

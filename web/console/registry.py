@@ -20,6 +20,7 @@ from web.permissions import requires
 from web.queries import lists
 from web.queries import meters as meter_queries
 from web.queries import readings as readings_queries
+from web.queries import sts as sts_queries
 from web.render import render, translate_code
 from web.security import client_address
 
@@ -57,9 +58,10 @@ async def meter_card(request: web.Request) -> web.Response:
         panel = await readings_queries.readings_panel(
             conn, meter_id, billing_of(request).tz, request.app[CLOCK](), offset=offset
         )
+        keypad = (await sts_queries.keypads(conn, [meter_id])).get(meter_id)
     if card is None:
         raise NotFound("meter", meter_id)
-    return render(request, "console/meter.html", {"m": card, "readings": panel})
+    return render(request, "console/meter.html", {"m": card, "readings": panel, "keypad": keypad})
 
 
 @requires("meters.read")

@@ -7,14 +7,16 @@ import logging
 
 from aiohttp import web
 
+from billing import sts as billing_sts
 from web import auth
 from web.errors import NotFound, TooManyAttempts
 from web.i18n import N_, _, gettext
 from web.keys import CLOCK, SERVICES, WEB_SETTINGS
-from web.middleware import principal_of, require_principal, uow_of
+from web.middleware import principal_of, require_principal, sts_of, uow_of
 from web.params import path_id, text
 from web.permissions import public, requires
 from web.queries import portal as queries
+from web.queries import sts as sts_queries
 from web.render import render, translate_code
 from web.security import PRE_CSRF_COOKIE, THROTTLE, client_address, session_key, set_session_cookie
 
@@ -142,8 +144,31 @@ async def home(request: web.Request) -> web.Response:
     assert principal.subscriber_id is not None
     async with uow_of(request).connect() as conn:
         overview = await queries.overview(conn, principal.subscriber_id, request.app[CLOCK]())
+        pads = await sts_queries.keypads(conn, [t["meter_id"] for t in overview["top_ups"] if t["meter_id"]])
     topup = "/topup" if any(r.canonical == "/topup" for r in request.app.router.resources()) else ""
-    return render(request, "portal/home.html", {"o": overview, "topup_url": topup, "labels": STATE_LABELS})
+    context = {"o": overview, "topup_url": topup, "labels": STATE_LABELS, "keypad_ids": sorted(pads)}
+    return render(request, "portal/home.html", context)
+
+
+@requires("portal.sts_token")
+async def sts_token(request: web.Request) -> web.Response:
+    """The keypad token of one of the subscriber's own stuck top-ups (billing.sts decides whether it is stuck)."""
+    principal = require_principal(request)
+    assert principal.subscriber_id is not None
+    topup_id = path_id(request, what="top-up")
+    await request.post()
+    async with uow_of(request).connect() as conn:
+        own = await queries.top_up(conn, principal.subscriber_id, topup_id)
+    if own is None:
+        raise NotFound("top-up", topup_id)
+    await billing_sts.issue_credit_token(
+        uow_of(request),
+        principal.actor(client_address(request)),
+        topup_id,
+        request.app[CLOCK](),
+        generator=sts_of(request),
+    )
+    raise web.HTTPSeeOther(f"/portal?ok=portal_sts_token#topup-{topup_id}")
 
 
 @requires("portal.view")
@@ -206,4 +231,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/portal", home)
     app.router.add_get("/portal/consumption.json", consumption)
     app.router.add_get("/portal/topups/{id}.json", top_up_status)
+    app.router.add_post("/portal/topups/{id}/sts-token", sts_token)
     app.router.add_get("/portal/invoices/{id}.pdf", invoice)

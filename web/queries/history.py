@@ -25,6 +25,9 @@ async def top_ups(conn: AsyncConnection, subscriber_id: int, *, limit: int = 20)
             topups.c.provider,
             topups.c.state,
             topups.c.receipt_number,
+            topups.c.meter_id,
+            topups.c.delivered_by,
+            topups.c.sts_token,
             commands.c.state.label("command_state"),
         )
         .outerjoin(commands, commands.c.id == topups.c.command_id)

@@ -8,6 +8,7 @@ import pytest
 from aiohttp import CookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
+from billing.sts_vending import SoftwareTokenGenerator
 from config import Secret, WebSettings, load_settings
 from gateway.keys import KeyRing
 from smsmeter.billing_setup import build_billing
@@ -36,7 +37,8 @@ def billing_settings() -> dict[str, str]:
 @pytest.fixture
 def services(uow: UnitOfWork, billing_settings: dict[str, str]) -> Services:
     keys = KeyRing(MASTER_KEY)
-    return Services(uow=uow, keys=keys, billing=build_billing(load_settings(None, billing_settings), uow, keys))
+    billing = build_billing(load_settings(None, billing_settings), uow, keys)
+    return Services(uow=uow, keys=keys, billing=billing, sts=SoftwareTokenGenerator(MASTER_KEY))
 
 
 @pytest.fixture
