@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,10 @@ from gateway.ports import (
 )
 
 log = logging.getLogger("smsmeter.gateway.simulator")
+
+EIGHT_BIT = 0x04  # the data coding of the meters' frames
+SUBMITTED_KEPT = 20_000  # parts remembered (for tests and the SMS outbox), the oldest forgotten first
+TEXTS_KEPT = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +104,10 @@ class SimulatedSmsc:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._rejects: list[int] = []
-        self.submitted: list[Submitted] = []
+        # what it took, newest last, bounded so that memory stays flat however long it runs: every part, and
+        # apart from them the parts that are not 8-bit data (text for people, few among the meters' frames)
+        self.submitted: deque[Submitted] = deque(maxlen=SUBMITTED_KEPT)
+        self.texts: deque[Submitted] = deque(maxlen=TEXTS_KEPT)
 
     def reject_next(self, count: int, status: int) -> None:
         """Answer the next `count` submits with `status` (0x58: throttled)."""
@@ -119,6 +127,8 @@ class SimulatedSmsc:
         message_id = str(next(self._ids))
         record = Submitted(message_id, sms, lost, receipt_lost, self._clock())
         self.submitted.append(record)
+        if sms.data_coding != EIGHT_BIT:
+            self.texts.append(record)
         self._spawn(self._deliver(record, _Outlets(on_receipt, on_inbound)))
         return message_id
 

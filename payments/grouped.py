@@ -1,21 +1,20 @@
 """The set-based path for payment confirmations of the common shape: a payment found by our reference,
 not credited yet, matching what was asked, with nothing to take back. For a batch: the event ids recorded in
 one statement, the payment rows locked in id order in one, billing's credit for all of them through the
-applier's `credit_many`, and the payments marked credited (with their events' outcomes, on PostgreSQL) in one.
+applier's `credit_many`, and the payments marked credited with their events' outcomes (`store.bulk`'s
+`update_rows_together`: one statement on PostgreSQL).
 Every other confirmation is sorted out to the one-by-one path (`payments.one_event`).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Row, String, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.errors import PaymentNotYetKnown, PaymentRefused
@@ -24,14 +23,21 @@ from payments.events import (
     ProviderEvent,
 )
 from payments.one_event import credit_request
-from payments.outcomes import Conflict, EventResult, Outcome, event_facts, record_conflict
+from payments.outcomes import (
+    RECORD_OUTCOMES,
+    Conflict,
+    EventResult,
+    Outcome,
+    event_facts,
+    outcome_rows,
+    record_conflict,
+)
 from payments.ports import PaymentApplier
 from payments.rows import link_ids
-from store.bulk import OnConflict, insert_rows, select_among
+from store.bulk import OnConflict, RowUpdate, insert_new, insert_rows, select_among, update_rows_together
 from store.schema.ledger import accounts
 from store.schema.payments import payment_disputes, payments, webhook_events
 from store.schema.registry import meters, subscribers
-from store.sql import insert_ignoring_duplicates
 
 log = logging.getLogger("smsmeter.payments")
 
@@ -41,15 +47,6 @@ class ClaimedConfirmation:
     index: int
     event: PaymentSucceeded
     row_id: int
-
-
-@functools.cache
-def _claim_events(dialect: str) -> Any:
-    """Record event ids, skipping those recorded already; returns the rows it wrote."""
-    w = webhook_events.c
-    return insert_ignoring_duplicates(webhook_events, ["provider", "event_id"], dialect).returning(
-        w.id, w.provider, w.event_id
-    )
 
 
 async def claim_confirmations(
@@ -80,7 +77,7 @@ async def claim_confirmations(
         }
         for (provider, event_id), i in sorted(first.items())  # one order: concurrent batches never deadlock
     ]
-    inserted = await conn.execute(_claim_events(conn.dialect.name), rows)
+    inserted = await insert_new(conn, webhook_events, rows, ("provider", "event_id"), ("id", "provider", "event_id"))
     row_ids = {(p, e): int(i) for i, p, e in inserted}
     claimed = []
     for key, i in first.items():
@@ -235,9 +232,9 @@ async def credit_many(
     now: datetime,
     results: list[EventResult | PaymentNotYetKnown | None],
 ) -> dict[int, EventResult]:
-    """Credit the plain confirmations through the applier and mark their payments credited; returns the
-    results of their events (by event row id) that are still to be recorded (on PostgreSQL those credited
-    are recorded here, with the payments, in one statement)."""
+    """Credit the plain confirmations through the applier and mark their payments credited, recording their
+    events' outcomes with them; returns the results of their events (by event row id) that are still to be
+    recorded (the conflicts)."""
     requests = [
         credit_request(payment, payment.subscriber_code, payment.meter_code, item.event.event_id)
         for item, payment in fast
@@ -254,97 +251,34 @@ async def credit_many(
             loc = item.event.payment
             paid.append(
                 {
-                    "p_id": payment.id,
-                    "p_command": answer.command_id,
-                    "p_intent": payment.payment_intent_id or loc.payment_intent_id,
-                    "p_session": payment.checkout_session_id or loc.checkout_session_id,
-                    "p_charge": payment.charge_id or loc.charge_id,
-                    "p_now": now,
+                    "id": payment.id,
+                    "credit_command_id": answer.command_id,
+                    "payment_intent_id": payment.payment_intent_id or loc.payment_intent_id,
+                    "checkout_session_id": payment.checkout_session_id or loc.checkout_session_id,
+                    "charge_id": payment.charge_id or loc.charge_id,
                 }
             )
             result = EventResult(Outcome.APPLIED, payment.id, f"credited {payment.amount_minor}", answer.command_id)
         results[item.index] = outcomes[item.row_id] = result
-    if paid and conn.dialect.name == "postgresql":
-        # one statement marks the payments credited and records their events' outcomes
-        applied = {row_id: r for row_id, r in outcomes.items() if r.outcome is Outcome.APPLIED}
-        await conn.execute(_MARK_CREDITED_AND_RECORD, _credited_arrays(paid, applied, now))
-        return {row_id: r for row_id, r in outcomes.items() if row_id not in applied}
-    if paid:
-        await conn.execute(_MARK_CREDITED, paid)
-    return outcomes
+    # the payments marked credited and their events' outcomes recorded together (one statement on PostgreSQL)
+    applied = {row_id: r for row_id, r in outcomes.items() if r.outcome is Outcome.APPLIED}
+    await update_rows_together(conn, [(_MARK_CREDITED, paid), (RECORD_OUTCOMES, outcome_rows(applied))], now=now)
+    return {row_id: r for row_id, r in outcomes.items() if row_id not in applied}
 
 
-def _credited_arrays(paid: list[dict[str, Any]], applied: Mapping[int, EventResult], now: datetime) -> dict[str, Any]:
-    return {
-        "now": now,
-        "p_ids": [p["p_id"] for p in paid],
-        "p_commands": [p["p_command"] for p in paid],
-        "p_intents": [p["p_intent"] for p in paid],
-        "p_sessions": [p["p_session"] for p in paid],
-        "p_charges": [p["p_charge"] for p in paid],
-        "w_ids": list(applied),
-        "w_outcomes": [r.outcome.value for r in applied.values()],
-        "w_payments": [r.payment_id for r in applied.values()],
-        "w_details": [r.detail[:500] or None for r in applied.values()],
-    }
-
-
-def _mark_credited_and_record() -> Any:
-    """PostgreSQL: `_MARK_CREDITED` and `_RECORD_OUTCOMES` for the credited ones in one round trip — WITH
-    marked AS (UPDATE payments … FROM unnest(…)) UPDATE webhook_events … FROM unnest(…), the values bound as
-    one array per column (an element per payment, an element per event); built once."""
-    p, now = payments.c, bindparam("now", type_=payments.c.paid_at.type)
-    v = func.unnest(
-        bindparam("p_ids", type_=ARRAY(BigInteger)),
-        bindparam("p_commands", type_=ARRAY(BigInteger)),
-        bindparam("p_intents", type_=ARRAY(String)),
-        bindparam("p_sessions", type_=ARRAY(String)),
-        bindparam("p_charges", type_=ARRAY(String)),
-    ).table_valued("id", "command", "intent", "session", "charge")
-    v = v.render_derived(name="v")
-    marked = (
-        update(payments)
-        .where(p.id == v.c.id)
-        .values(
-            status="paid",
-            paid_at=now,
-            updated_at=now,
-            failure_reason=None,
-            credit_command_id=v.c.command,
-            payment_intent_id=v.c.intent,
-            checkout_session_id=v.c.session,
-            charge_id=v.c.charge,
-        )
-    )
-    w = func.unnest(
-        bindparam("w_ids", type_=ARRAY(BigInteger)),
-        bindparam("w_outcomes", type_=ARRAY(String)),
-        bindparam("w_payments", type_=ARRAY(BigInteger)),
-        bindparam("w_details", type_=ARRAY(String)),
-    ).table_valued("id", "outcome", "payment", "detail")
-    w = w.render_derived(name="w")
-    return (
-        update(webhook_events)
-        .where(webhook_events.c.id == w.c.id)
-        .values(outcome=w.c.outcome, payment_id=w.c.payment, detail=w.c.detail)
-        .add_cte(marked.cte("marked"))
-    )
-
-
-_MARK_CREDITED_AND_RECORD = _mark_credited_and_record()
-
-
-_MARK_CREDITED = (
-    update(payments)
-    .where(payments.c.id == bindparam("p_id"))
-    .values(
-        status="paid",
-        paid_at=bindparam("p_now"),
-        updated_at=bindparam("p_now"),
-        failure_reason=None,
-        credit_command_id=bindparam("p_command"),
-        payment_intent_id=bindparam("p_intent"),
-        checkout_session_id=bindparam("p_session"),
-        charge_id=bindparam("p_charge"),
-    )
+_NOW = bindparam("now", type_=payments.c.paid_at.type)
+_MARK_CREDITED = RowUpdate(
+    payments,
+    dict.fromkeys(("id", "credit_command_id", "payment_intent_id", "checkout_session_id", "charge_id")),
+    lambda _t, v: {
+        "status": "paid",
+        "paid_at": _NOW,
+        "updated_at": _NOW,
+        "failure_reason": None,
+        "credit_command_id": v.c.credit_command_id,
+        "payment_intent_id": v.c.payment_intent_id,
+        "checkout_session_id": v.c.checkout_session_id,
+        "charge_id": v.c.charge_id,
+    },
+    prefix="p",
 )

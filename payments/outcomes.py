@@ -18,7 +18,8 @@ from payments.events import (
     PaymentEvent,
     PaymentSucceeded,
 )
-from store.schema.payments import payment_conflicts
+from store.bulk import RowUpdate
+from store.schema.payments import payment_conflicts, webhook_events
 
 log = logging.getLogger("smsmeter.payments")
 
@@ -44,6 +45,23 @@ class Conflict(Exception):
         super().__init__(reason)
         self.reason = reason
         self.details = dict(details)
+
+
+# the outcomes of events, by their webhook_events row: `update_rows(conn, RECORD_OUTCOMES, outcome_rows(…))`
+RECORD_OUTCOMES = RowUpdate(
+    webhook_events,
+    dict.fromkeys(("id", "outcome", "payment_id", "detail")),
+    lambda _t, v: {"outcome": v.c.outcome, "payment_id": v.c.payment_id, "detail": v.c.detail},
+    prefix="w",
+)
+
+
+def outcome_rows(outcomes: Mapping[int, EventResult]) -> list[dict[str, Any]]:
+    """The rows of `RECORD_OUTCOMES` for results by event row id."""
+    return [
+        {"id": row_id, "outcome": r.outcome.value, "payment_id": r.payment_id, "detail": r.detail[:500] or None}
+        for row_id, r in outcomes.items()
+    ]
 
 
 def event_facts(event: PaymentEvent) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.errors import PaymentNotYetKnown
@@ -33,8 +33,9 @@ from payments.events import (
 )
 from payments.grouped import claim_confirmations, credit_many, sort_out
 from payments.one_event import apply_event
-from payments.outcomes import EventResult, Outcome
+from payments.outcomes import RECORD_OUTCOMES, EventResult, Outcome, outcome_rows
 from payments.ports import PaymentApplier
+from store.bulk import update_rows
 from store.schema.payments import webhook_events
 from store.sql import insert_ignoring_duplicates
 from store.uow import UnitOfWork, sqlite_write_lock
@@ -130,13 +131,6 @@ async def process_events(
     return [r for r in results if r is not None]
 
 
-_RECORD_OUTCOMES = (
-    update(webhook_events)
-    .where(webhook_events.c.id == bindparam("w_id"))
-    .values(outcome=bindparam("w_outcome"), payment_id=bindparam("w_payment"), detail=bindparam("w_detail"))
-)
-
-
 async def _process_batch(
     conn: AsyncConnection,
     events: Sequence[tuple[ProviderEvent, datetime]],
@@ -160,19 +154,7 @@ async def _process_batch(
                 results[i] = await _process_one(conn, event, applier, received_at, now)
         except PaymentNotYetKnown as exc:
             results[i] = exc
-    if outcomes:
-        await conn.execute(
-            _RECORD_OUTCOMES,
-            [
-                {
-                    "w_id": row_id,
-                    "w_outcome": r.outcome.value,
-                    "w_payment": r.payment_id,
-                    "w_detail": r.detail[:500] or None,
-                }
-                for row_id, r in outcomes.items()
-            ],
-        )
+    await update_rows(conn, RECORD_OUTCOMES, outcome_rows(outcomes))
 
 
 __all__ = ["EventResult", "Outcome", "process_event", "process_events"]

@@ -177,7 +177,7 @@ class WebhookService:
         self.clock = clock
         self.on_credit = on_credit  # called with the credit command's id after its transaction committed
         self.observer = observer
-        if parallel is None or uow.dialect == "sqlite":
+        if parallel is None or uow.one_writer:
             parallel = 1  # more at once pays only where the database, not the process, is what is waited on
         self._batcher = _Batcher(uow, applier, max_batch, parallel)
 

@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     from smsmeter import readings_cli
 
     readings_cli.add_parser(sub)
+    from smsmeter import sts_cli
+
+    sts_cli.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -343,6 +346,12 @@ def _meters(settings: Settings, args: argparse.Namespace) -> int:
     return cli_meters.run(settings, args)
 
 
+def _sts(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import sts_cli
+
+    return sts_cli.run(settings, args)
+
+
 def _conformance(settings: Settings, args: argparse.Namespace) -> int:
     from smsmeter import conformance_cli
 
@@ -378,6 +387,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "masterkey": lambda: asyncio.run(_masterkey(settings, args)),
         "readings": lambda: _readings(settings, args),
         "meters": lambda: _meters(settings, args),
+        "sts": lambda: _sts(settings, args),
         "conformance": lambda: _conformance(settings, args),
     }
     try:

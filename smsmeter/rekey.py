@@ -1,4 +1,5 @@
-"""Master-key rotation: re-wrap every stored meter key under a new master key, in one transaction.
+"""Master-key rotation: re-wrap every stored meter key (and every STS vending key) under a new master key,
+in one transaction.
 
 Meter keys themselves do not change (the meters never notice); only their wrapping at rest does. All or
 nothing: if any stored key does not unwrap under the current master key, nothing is written. Keys already
@@ -13,9 +14,15 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from store.crypto import unwrap_from_storage, wrap_for_storage
+from store.crypto import (
+    unwrap_from_storage,
+    unwrap_padded_from_storage,
+    wrap_for_storage,
+    wrap_padded_for_storage,
+)
 from store.errors import KeyUnwrapError
 from store.schema.registry import meter_keys
+from store.schema.sts import sts_vending_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,27 @@ async def rotate_master_key(engine: AsyncEngine, old_key: bytes, new_key: bytes)
                 continue
             await conn.execute(
                 update(meter_keys).where(meter_keys.c.id == row_id).values(wrapped_key=wrap_for_storage(new_key, key))
+            )
+            rewrapped += 1
+        vending = (
+            await conn.execute(select(sts_vending_keys.c.id, sts_vending_keys.c.wrapped_key).with_for_update())
+        ).all()
+        for row_id, wrapped in vending:
+            try:
+                key = unwrap_padded_from_storage(old_key, wrapped)
+            except KeyUnwrapError:
+                try:
+                    unwrap_padded_from_storage(new_key, wrapped)
+                except KeyUnwrapError:
+                    raise RotationError(
+                        f"STS vending key {row_id} unwraps under neither the current nor the new master key"
+                    ) from None
+                already += 1
+                continue
+            await conn.execute(
+                update(sts_vending_keys)
+                .where(sts_vending_keys.c.id == row_id)
+                .values(wrapped_key=wrap_padded_for_storage(new_key, key))
             )
             rewrapped += 1
     return RotationResult(rewrapped, already)

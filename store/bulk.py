@@ -99,6 +99,7 @@ class RowUpdate:
     key: str = "id"
     returning: Sequence[str] = ()
     before: Sequence[str] = ()
+    prefix: str = "a"  # of its parameters' names: statements run together (`update_rows_together`) differ in it
     _built: dict[str, Update] = field(default_factory=dict, repr=False)
 
     def _type(self, name: str) -> TypeEngine[Any]:
@@ -115,11 +116,11 @@ class RowUpdate:
         t = self.table
         names = list(self.values)
         if postgres:
-            arrays = [bindparam(f"a_{n}", type_=ARRAY(self._type(n))) for n in names]
+            arrays = [bindparam(f"{self.prefix}_{n}", type_=ARRAY(self._type(n))) for n in names]
             derived = func.unnest(*arrays).table_valued(*(column(n, self._type(n)) for n in names)).render_derived("v")
             v = Values({n: derived.c[n] for n in names})
         else:
-            v = Values({n: bindparam(f"a_{n}", type_=self._type(n)) for n in names})
+            v = Values({n: bindparam(f"{self.prefix}_{n}", type_=self._type(n)) for n in names})
         stmt = update(t).where(t.c[self.key] == v.c[self.key], *self.where(t, v)).values(dict(self.set_(t, v)))
         returned: list[Any] = [t.c[self.key]]
         if postgres and self.before:
@@ -142,9 +143,8 @@ async def update_rows(
         return []
     names = list(spec.values)
     if is_postgres(conn):  # one statement, however many rows: an array is one parameter
-        arrays = {f"a_{n}": [r[n] for r in rows] for n in names}
-        return [tuple(r) for r in await conn.execute(spec.statement(True), {**arrays, **params})]
-    bound = [{**{f"a_{n}": r[n] for n in names}, **params} for r in rows]
+        return [tuple(r) for r in await conn.execute(spec.statement(True), {**_arrays(spec, rows), **params})]
+    bound = [{**{f"{spec.prefix}_{n}": r[n] for n in names}, **params} for r in rows]
     stmt = spec.statement(False)
     if not spec.returning and not spec.before:
         await conn.execute(stmt, bound)
@@ -161,6 +161,35 @@ async def update_rows(
         for r in await conn.execute(stmt, b):
             changed.append((r[0], *before.get(r[0], (None,) * len(spec.before)), *r[1:]))
     return changed
+
+
+def _arrays(spec: RowUpdate, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    return {f"{spec.prefix}_{n}": [r[n] for r in rows] for n in spec.values}
+
+
+async def update_rows_together(
+    conn: AsyncConnection, parts: Sequence[tuple[RowUpdate, Sequence[Mapping[str, Any]]]], **params: Any
+) -> None:
+    """`update_rows` for each (spec, rows) of `parts`, nothing read back, in one round trip where the database
+    allows: on PostgreSQL one statement (`WITH u0 AS (UPDATE …), u1 AS (UPDATE …) UPDATE …`, the specs' prefixes
+    differing), on SQLite an executemany each, in order. The parts must not change the same rows."""
+    parts = [(spec, rows) for spec, rows in parts if rows]
+    if len(parts) <= 1 or not is_postgres(conn):
+        for spec, rows in parts:
+            await update_rows(conn, spec, rows, **params)
+        return
+    arrays: dict[str, list[Any]] = {}
+    for spec, rows in parts:
+        arrays.update(_arrays(spec, rows))
+    await conn.execute(_together(tuple(spec for spec, _ in parts)), {**arrays, **params})
+
+
+@functools.cache
+def _together(specs: tuple[RowUpdate, ...]) -> Update:
+    stmt = specs[-1].statement(True)
+    for i, spec in enumerate(specs[:-1]):
+        stmt = stmt.add_cte(spec.statement(True).cte(f"u{i}"))
+    return stmt
 
 
 @functools.cache
@@ -288,6 +317,27 @@ def _insert_statement(table: Table, columns: tuple[str, ...], on_conflict: OnCon
 def ignoring_duplicates(conn: AsyncConnection, table: Table, keys: Sequence[str]) -> Insert:
     """`INSERT … ON CONFLICT (keys) DO NOTHING` in the dialect of `conn`."""
     return _insert_statement(table, (), OnConflict(tuple(keys)), is_postgres(conn))
+
+
+async def insert_new(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> list[Any]:
+    """Insert `rows` (all with the same keys), skipping those whose `keys` exist already (`INSERT … ON CONFLICT
+    (keys) DO NOTHING`, in one statement a chunk on either database); returns the `returning` columns of the
+    rows written — a claim: what is returned was new."""
+    if not rows:
+        return []
+    return list(await conn.execute(_insert_new(table, keys, returning, is_postgres(conn)), list(rows)))
+
+
+@functools.cache
+def _insert_new(table: Table, keys: tuple[str, ...], returning: tuple[str, ...], postgres: bool) -> Insert:
+    stmt = _insert_statement(table, (), OnConflict(keys), postgres)
+    return stmt.returning(*(table.c[c] for c in returning))
 
 
 @dataclass(frozen=True, eq=False)
@@ -462,6 +512,7 @@ __all__ = [
     "Values",
     "add_in_id_order",
     "ignoring_duplicates",
+    "insert_new",
     "insert_returning",
     "insert_rows",
     "is_postgres",
@@ -470,4 +521,5 @@ __all__ = [
     "one_statement",
     "select_among",
     "update_rows",
+    "update_rows_together",
 ]

@@ -38,6 +38,11 @@ class UnitOfWork:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def one_writer(self) -> bool:
+        """The database takes one write transaction at a time (SQLite): more writers at once gain nothing."""
+        return sqlite_write_lock(self.engine) is not None
+
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.begin() as conn:

@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from billing.alarm_rules import RuleFields
 from meter_protocol import meter_code_with_check_digit
 
 REGION = ("64", "Nord")
@@ -245,4 +246,23 @@ ALARMS = (
 )
 
 OPERATOR = "admin"
+OPERATOR_EMAIL = "duty-desk@demo-utility.example"
+ALARM_RULES = (
+    RuleFields(name="Critical alarms to the admins", kind="*", min_severity="critical", role="admin"),
+    RuleFields(
+        name="Relay off on tamper",
+        kind="tamper",
+        min_severity="critical",
+        email=True,
+        sms=True,
+        recipients=("security@demo-utility.example", "+37369000999"),
+        action="relay_off",
+    ),
+)
 PORTAL_SUBSCRIBER = "640100100010001"  # Ana Popescu: the portal login printed at start
+# STS keypads (docs/sts.md): these subscribers' meters have one; Maria Rusu's last credit is stuck (its SMS
+# timed out), waiting for an operator, a cashier or the portal to turn it into a token
+STS_SUPPLY_GROUP = "123456"
+STS_KEYPAD_SUBSCRIBERS = ("640100100010001", "640100100010003", "640100100020001")
+STS_STUCK_SUBSCRIBER = "640100100010003"
+STS_STUCK_CREDIT_MINOR = 2_500

@@ -16,22 +16,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing import ledger, losses, topup
+from billing import alarm_rules, ledger, losses, topup
 from billing import registry as billing_registry
+from billing import sts as billing_sts
 from billing import tariffs as billing_tariffs
 from billing.rules.ledger import Book, EntryType, Posting
 from billing.rules.money import Money
 from billing.rules.tariffs import Step, TariffBody, TariffKind
+from billing.sts_vending import add_vending_key
 from billing.topup import TopUpPolicy
+from gateway.events import CommandSettled
 from gateway.keys import KeyRing
 from smsmeter.demo import data
 from smsmeter.demo.data import Case, DemoSubscriber
 from store.audit import Actor
 from store.schema import auth
-from store.schema.commands import alarms, balance_reports, readings
+from store.schema.commands import alarms, balance_reports, commands, readings
 from store.schema.ledger import arrears
 from store.schema.registry import transformers
 from store.uow import UnitOfWork
@@ -272,6 +275,7 @@ async def logins(demo: Demo) -> None:
             display_name="Demo administrator",
             password_hash=PasswordHasher().hash(password),
             role="admin",
+            email=data.OPERATOR_EMAIL,
             created_at=demo.now,
         )
     )
@@ -315,6 +319,42 @@ async def transformer_balances(demo: Demo) -> None:
         end = start
 
 
+async def sts_keypads(demo: Demo) -> None:
+    """A vending key (random, wrapped under the master key), keypads on a few meters, and one credit stuck
+    before 1:1: its command timed out, as the gateway reports a meter that never answered."""
+    async with demo.uow.begin() as conn:
+        await add_vending_key(
+            conn, demo.actor, demo.master_key, data.STS_SUPPLY_GROUP, 1, secrets.token_bytes(8), demo.now
+        )
+    by_code = {p.person.code: p for p in demo.placed.values()}
+    for code in data.STS_KEYPAD_SUBSCRIBERS:
+        await billing_sts.register_keypad(
+            demo.uow, demo.actor, by_code[code].meter_id, demo.now, supply_group_code=data.STS_SUPPLY_GROUP
+        )
+    placed = by_code[data.STS_STUCK_SUBSCRIBER]
+    sent_at = demo.now - timedelta(hours=3)
+    stuck = await topup.cash_top_up(
+        demo.uow,
+        demo.actor,
+        placed.person.code,
+        data.STS_STUCK_CREDIT_MINOR,
+        demo.currency,
+        sent_at,
+        keys=demo.keys,
+        request_id="demo-sts-stuck",
+        policy=demo.policy,
+    )
+    assert stuck.command_id is not None
+    async with demo.uow.begin() as conn:
+        await conn.execute(
+            update(commands)
+            .where(commands.c.id == stuck.command_id)
+            .values(state="timed_out", result_reason="no acknowledgement", final_at=sent_at + timedelta(hours=1))
+        )
+    settled = CommandSettled(stuck.command_id, placed.meter_id, "top_up", "timed_out", at=sent_at + timedelta(hours=1))
+    await topup.on_command_settled(demo.uow, settled, demo.now)
+
+
 IN_ONE_TRANSACTION: list[DemoStep] = [
     addresses,
     tariffs,
@@ -326,7 +366,16 @@ IN_ONE_TRANSACTION: list[DemoStep] = [
     meter_alarms,
     logins,
 ]
-THROUGH_USE_CASES: list[DemoStep] = [cash_top_ups, transformer_balances]
+
+
+async def alarm_rules_for_the_duty_desk(demo: Demo) -> None:
+    """Critical alarms to the admins by e-mail, and a relay off on tamper (it runs only where the utility turns
+    on `billing.alarm_actions`; the demo leaves it off, so the alarms page says why it did not run)."""
+    for fields in data.ALARM_RULES:
+        await alarm_rules.create_rule(demo.uow, demo.actor, fields, demo.now)
+
+
+THROUGH_USE_CASES: list[DemoStep] = [cash_top_ups, transformer_balances, sts_keypads, alarm_rules_for_the_duty_desk]
 
 
 async def seed(demo: Demo) -> None:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 
 def setup_routes(app: web.Application) -> None:
-    from web.api import money, operations, outbox, readings, registry, sts, tariffs, v1
+    from web.api import alarm_rules, money, operations, outbox, readings, registry, sts, tariffs, v1
 
     v1.setup_routes(app)
     operations.setup_routes(app)
@@ -16,3 +16,4 @@ def setup_routes(app: web.Application) -> None:
     readings.setup_routes(app)
     outbox.setup_routes(app)
     sts.setup_routes(app)
+    alarm_rules.setup_routes(app)

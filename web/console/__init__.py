@@ -6,6 +6,8 @@ from aiohttp import web
 
 from web.console import (
     actions,
+    alarm_rules,
+    consumption,
     lists,
     login,
     money,
@@ -30,6 +32,8 @@ def setup_routes(app: web.Application) -> None:
     operations.setup_routes(app)
     lists.setup_routes(app)
     readings.setup_routes(app)
+    consumption.setup_routes(app)
     outbox.setup_routes(app)
     outcomes.setup_routes(app)
     sts.setup_routes(app)
+    alarm_rules.setup_routes(app)

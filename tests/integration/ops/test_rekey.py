@@ -80,3 +80,33 @@ def test_rotate_from_the_command_line(tmp_path: Path) -> None:
     refused = run_cli(["masterkey", "rotate", str(bad)], tmp_path, env)
     assert refused.returncode == 1
     assert "cannot read a hexadecimal key" in refused.stderr
+
+
+async def test_rotation_rewraps_the_sts_vending_keys_too(engine: AsyncEngine) -> None:
+    from billing.sts_vending import add_vending_key
+    from store.audit import SYSTEM
+    from store.crypto import unwrap_padded_from_storage
+    from store.schema.sts import sts_vending_keys
+
+    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
+    vending = secrets.token_bytes(8)
+    async with engine.begin() as conn:
+        await add_vending_key(conn, SYSTEM, old, "123456", 1, vending, T0)
+    result = await rotate_master_key(engine, old, new)
+    assert (result.rewrapped, result.already_new) == (1, 0)
+    async with engine.connect() as conn:
+        wrapped = await conn.scalar(select(sts_vending_keys.c.wrapped_key))
+    assert unwrap_padded_from_storage(new, wrapped) == vending
+
+
+def test_a_vending_key_is_added_from_the_command_line(tmp_path: Path) -> None:
+    env = {"SMSMETER_DATABASE_URL": databases.sqlite_url(tmp_path)}
+    key_file = tmp_path / "vending.key"
+    key_file.write_text(secrets.token_hex(8) + "\n")
+    args = ["sts", "add-vending-key", "--supply-group", "600100", "--revision", "2", str(key_file)]
+    result = run_cli(args, tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert "revision 2 (wrapped)" in result.stdout
+    again = run_cli(args, tmp_path, env)
+    assert again.returncode == 1
+    assert "already has revision 2" in again.stderr
