@@ -33,7 +33,7 @@ from billing.notices import TextSender, send_due_notices
 from billing.rules import self_service as rules
 from billing.rules.arrears import ArrearsPolicy, ArrearsState, Stage, next_step
 from billing.rules.money import Money
-from billing.rules.notices import decode_text
+from billing.sms_text import read_text
 from billing.topup_records import TopUpPolicy, TopUpResult
 from billing.values import PaymentConfirmed
 from gateway.inbound import digits, wrong_sms_row
@@ -97,7 +97,7 @@ async def answer_text_sms(
 ) -> Answered:
     """Read one text SMS, answer it (queued in the notices, from the short number) and log it."""
     number = digits(sms.source)
-    text = decode_text(sms.body, sms.data_coding)
+    text = read_text(sms.body, sms.data_coding)
     async with uow.begin() as conn:
         subscriber = await _subscriber_of(conn, number)
         if subscriber is None:

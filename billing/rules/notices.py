@@ -40,41 +40,6 @@ def sms_sizing(text: str) -> SmsSizing:
     return SmsSizing(encoding, units, parts)
 
 
-_GSM7_EXT_CODES = {
-    0x14: "^",
-    0x28: "{",
-    0x29: "}",
-    0x2F: "\\",
-    0x3C: "[",
-    0x3D: "~",
-    0x3E: "]",
-    0x40: "|",
-    0x65: "€",
-    0x0A: "\f",
-}
-
-
-def decode_text(body: bytes, data_coding: int) -> str:
-    """A text SMS's user data (no header) as a string: UCS-2 (0x08), Latin-1 (0x03), else GSM-7 unpacked
-    (one septet an octet, as SMPP carries it; 0x1B escapes to the extension table). Never raises."""
-    if data_coding == 0x08:
-        return body[: len(body) // 2 * 2].decode("utf-16-be", "replace")
-    if data_coding == 0x03:
-        return body.decode("latin-1")
-    out: list[str] = []
-    escape = False
-    for octet in body:
-        septet = octet & 0x7F
-        if escape:
-            out.append(_GSM7_EXT_CODES.get(septet, " "))
-            escape = False
-        elif septet == 0x1B:
-            escape = True
-        else:
-            out.append(GSM7_BASIC[septet])
-    return "".join(out)
-
-
 class NoticeKind(enum.StrEnum):
     REMINDER = "reminder"
     FINAL = "final"

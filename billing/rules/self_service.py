@@ -34,14 +34,14 @@ KEYWORDS: Mapping[str, Mapping[Keyword, tuple[str, ...]]] = {
         Keyword.PAY: ("PAY",),
         Keyword.TOKEN: ("TOKEN",),
         Keyword.LAST: ("LAST",),
-        Keyword.HELP: ("HELP",),
+        Keyword.HELP: ("HELP", "?"),
     },
     "ro": {
         Keyword.BAL: ("SOLD",),
         Keyword.DEBT: ("DATORIE",),
         Keyword.PAY: ("PLATA", "PLATESTE"),
         Keyword.TOKEN: ("TOKEN", "COD"),
-        Keyword.LAST: ("ULTIMA",),
+        Keyword.LAST: ("ULTIMA", "ULTIM"),
         Keyword.HELP: ("AJUTOR",),
     },
     "ru": {

@@ -5,7 +5,8 @@ subscribers' text SMS over and keeps meters' frames to itself."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -14,7 +15,7 @@ from billing import ledger, topup
 from billing.rules.arrears import ArrearsPolicy
 from billing.rules.ledger import EntryType, plan_charge
 from billing.rules.money import Money
-from billing.self_service import Answered, SelfServicePolicy, answer_text_sms, generate_vouchers
+from billing.self_service import Answered, SelfServicePolicy, TextRequests, answer_text_sms, generate_vouchers
 from billing.topup_records import TopUpPolicy
 from billing.values import PaymentConfirmed
 from gateway.inbound import Inbound
@@ -182,3 +183,49 @@ async def test_inbound_hands_subscribers_text_sms_over_and_keeps_meter_frames(uo
     async with uow.connect() as conn:
         reasons = sorted((await conn.execute(select(wrong_sms.c.reason))).scalars())
     assert reasons == ["malformed", "unknown_sender"]
+
+
+class _Phones:
+    """A text sender that keeps what it sent (the short number's SMS to people)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    async def send_text(self, msisdn: str, text: str) -> None:
+        self.sent.append((msisdn, text))
+
+
+async def test_from_the_inbound_path_to_the_answer_on_the_phone(uow: UnitOfWork) -> None:
+    await new_subscriber(uow)  # Ana Popescu, 37360000001, Romanian
+    await new_subscriber(uow, "640100100010002", meter=2, name="Ivan Petrov", phone="37360000002", language="ru")
+    phones = _Phones()
+
+    async def answer(sms: InboundSms, now: datetime) -> Answered:
+        return await answer_text_sms(
+            uow, sms, now, keys=KEYS, topup_policy=TopUpPolicy(), arrears_policy=ArrearsPolicy(), policy=POLICY
+        )
+
+    requests = TextRequests(uow, answer, sender=phones, clock=lambda: NOW)
+    inbound = Inbound(uow.engine, KEYS, SHORT, clock=lambda: NOW, on_text=requests.on_texts)
+    worker = asyncio.create_task(requests.run())
+    await inbound.process(
+        [
+            text("sold"),
+            text("ULTIM please", source="+373 60 000 001"),
+            text("БАЛАНС", source="37360000002", ucs2=True),
+            text("HELLO"),
+            text("BAL", source="37399999999"),
+        ]
+    )
+    await requests.idle()
+    requests.stop()
+    await worker
+    assert [number for number, _ in phones.sent] == [PHONE, PHONE, "37360000002"]
+    assert phones.sent[0][1].startswith("Demo: contul 640100100010001: sold 0.00 USD")
+    assert phones.sent[1][1] == "Demo: contul 640100100010001 nu are inca nicio reincarcare."
+    assert phones.sent[2][1].startswith("Demo: счёт 640100100010002: баланс 0.00 USD")
+    assert inbound.stats.texts == 5
+    assert await _count(uow, notices, notices.c.status == "sent") == 3
+    async with uow.connect() as conn:
+        reasons = (await conn.execute(select(wrong_sms.c.source, wrong_sms.c.reason).order_by(wrong_sms.c.id))).all()
+    assert [tuple(r) for r in reasons] == [(PHONE, "unknown_keyword"), ("37399999999", "unknown_sender")]

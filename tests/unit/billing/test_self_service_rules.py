@@ -9,7 +9,7 @@ import pytest
 from billing.rules import self_service as r
 from billing.rules.arrears import ArrearsPolicy, ArrearsState, Stage, next_step
 from billing.rules.money import Money
-from billing.rules.notices import decode_text
+from billing.sms_text import read_text
 
 SHIPPED = ("en", "ro", "ru", "az", "es")
 
@@ -123,7 +123,7 @@ def test_the_next_arrears_step_and_its_date() -> None:
 
 
 def test_text_sms_are_read_in_their_coding() -> None:
-    assert decode_text(b"PAY 1234", 0x00) == "PAY 1234"
-    assert decode_text("БАЛ".encode("utf-16-be"), 0x08) == "БАЛ"
-    assert decode_text(bytes([0x1B, 0x65]), 0x00) == "€"
-    assert decode_text("Plată".encode("latin-1", "replace"), 0x03) == "Plat?"
+    assert read_text(b"PAY 1234", 0x00) == "PAY 1234"
+    assert read_text("БАЛ".encode("utf-16-be"), 0x08) == "БАЛ"
+    assert read_text(bytes([0x1B, 0x65]), 0x00) == "€"
+    assert read_text("Plată".encode("latin-1", "replace"), 0x03) == "Plat?"

@@ -1,8 +1,8 @@
 """Subscriber self-service on the short number: `sms_requests` (every keyword SMS and its answer) and the
 scratch-card vouchers (`voucher_batches`, `vouchers`, each code kept only as its SHA-256).
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013"
-down_revision: str | None = "0012"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
