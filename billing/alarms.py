@@ -39,7 +39,7 @@ async def acknowledge_alarm(
         changed = await conn.execute(
             update(alarms)
             .where(a.id == alarm_id, a.acknowledged_at.is_(None))
-            .values(acknowledged_at=now, acknowledged_by=str(actor))
+            .values(acknowledged_at=now, acknowledged_by=str(actor), open_key=None)  # the condition may alarm again
         )
         row = (await conn.execute(select(alarms).where(a.id == alarm_id))).first()
         if row is None:

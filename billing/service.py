@@ -5,6 +5,7 @@ tasks that run its jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -13,14 +14,25 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from sqlalchemy import func, select
 
 import meter_protocol as mp
-from billing import arrears, bulk, control, invoices, losses, meter_keys, notices, topup
+from billing import (
+    alarm_rules,
+    arrears,
+    bulk,
+    consumption_daily,
+    control,
+    invoices,
+    losses,
+    meter_keys,
+    notices,
+    topup,
+)
 from billing.errors import InvalidField
 from billing.notices import EmailSender, Recipient, TextSender, queue_notice
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, low_credit
 from billing.rules.invoice import Party
 from billing.rules.money import Money
 from billing.rules.notices import NoticeKind
-from gateway.events import BalanceReported, CommandSettled, GatewayEvent
+from gateway.events import AlarmRaised, BalanceReported, CommandSettled, GatewayEvent
 from gateway.keys import KeyRing
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
@@ -47,7 +59,10 @@ class BillingService:
     email_sender: EmailSender | None = None
     observer: Observer = NO_METRICS  # notices sent and failed, by channel
     time_sync_every: timedelta | None = None  # the scheduled time sync; None: none
+    alarm_actions: bool = False  # alarm rules may act on their own (relay off), in friendly hours
     last_invoice_month: date | None = field(default=None)
+    _alarms_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _alarms_again: bool = field(default=False, repr=False)
 
     # --- what the gateway reports -------------------------------------------------------------------
 
@@ -59,6 +74,36 @@ class BillingService:
             await topup.on_command_settled(self.uow, event, now)
         elif isinstance(event, BalanceReported):
             await self.on_balance_reported(event, now)
+        if isinstance(event, AlarmRaised):
+            await self.notify_alarms(now)
+
+    async def notify_alarms(self, now: datetime, progress: JobProgress = UNWATCHED) -> alarm_rules.AlarmReport:
+        """Apply the alarm rules to the alarms not yet notified. Calls that come while a run is under way (a
+        burst of alarms) add up to one more run, not one each."""
+        if self._alarms_lock.locked():
+            self._alarms_again = True
+            return alarm_rules.AlarmReport()
+        total = alarm_rules.AlarmReport()
+        async with self._alarms_lock:
+            self._alarms_again = True
+            while self._alarms_again:
+                self._alarms_again = False
+                report = await alarm_rules.notify_alarms(
+                    self.uow,
+                    now,
+                    keys=self.keys,
+                    calendar=self.calendar,
+                    actions_enabled=self.alarm_actions,
+                    utility=self.utility.name,
+                )
+                progress.advanced(report.alarms)
+                total = alarm_rules.AlarmReport(
+                    total.alarms + report.alarms,
+                    total.notices + report.notices,
+                    total.actions + report.actions,
+                    total.pending + report.pending,
+                )
+        return total
 
     async def on_balance_reported(self, event: BalanceReported, now: datetime) -> None:
         """A low-credit alert once per top-up cycle: the cause is the meter and its last credit transfer."""
@@ -128,6 +173,12 @@ class BillingService:
         if self.time_sync_every is None:
             return None
         return await control.sync_clocks(self.uow, now, keys=self.keys, every=self.time_sync_every)
+
+    async def aggregate_consumption(
+        self, now: datetime, progress: JobProgress = UNWATCHED
+    ) -> consumption_daily.AggregationReport:
+        """The daily consumption pre-aggregate, from the readings stored since its last run."""
+        return await consumption_daily.aggregate_consumption(self.uow, self.tz, now, progress)
 
     async def sweep(self, now: datetime, progress: JobProgress = UNWATCHED) -> arrears.SweepReport:
         return await arrears.run_arrears_sweep(

@@ -200,10 +200,14 @@ class GatewaySettings:
     validity_s: int = 86400
     claim_batch: int = 500
     lease_s: float = 120.0  # a dispatcher's claim on a command; after a crash others take it over then
+    stuck_after_min: int = 15  # commands in 0:0 longer than this raise a `commands_stuck` alarm
+    bind_down_after_s: float = 120.0  # the SMS channel unbound this long raises an `smsc_down` alarm
 
     def __post_init__(self) -> None:
         _require(self.max_attempts >= 1, "max_attempts", "must be at least 1")
         _require(self.lease_s > 0, "lease_s", "must be positive")
+        _require(self.stuck_after_min >= 1, "stuck_after_min", "must be at least 1")
+        _require(self.bind_down_after_s > 0, "bind_down_after_s", "must be positive")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -230,7 +234,7 @@ class WebSettings:
     login_max_failures: int = 5  # failed logins in a row before the account is locked
     lockout_min: int = 15
     login_attempts_per_min: int = 20  # per client address, all accounts together
-    default_language: Literal["en", "ro", "ru"] = "en"
+    default_language: Literal["en", "ro", "ru", "az", "es"] = "en"
     otp_ttl_s: int = 300  # one-time sign-in codes sent by SMS
 
     def __post_init__(self) -> None:
@@ -293,7 +297,10 @@ class BillingSettings:
     utility_tax_id: str = ""
     sweep_interval_s: float = 3600.0  # the arrears sweep
     notice_interval_s: float = 60.0  # sending queued notices
+    consumption_interval_s: float = 300.0  # the daily consumption pre-aggregate, from new readings
     time_sync_days: int = 7  # a scheduled time sync to every meter whose clock was not set for this long; 0: none
+    alarm_interval_s: float = 60.0  # applying the alarm rules (notices, automatic actions), stuck commands
+    alarm_actions: bool = False  # alarm rules may act (relay off on tamper, in friendly hours) only when true
 
     def __post_init__(self) -> None:
         _require(0 <= self.debt_recovery_percent <= 100, "debt_recovery_percent", "must be 0-100")

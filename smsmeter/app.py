@@ -10,9 +10,10 @@ import asyncio
 import enum
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from sqlalchemy import text
@@ -27,8 +28,9 @@ from gateway.events import GatewayEvent
 from gateway.keys import KeyRing
 from gateway.ports import Transport, TransportState
 from gateway.simulator import SimulatorTransport
+from gateway.watch import BindWatch
 from smsmeter import __version__
-from smsmeter.billing_setup import BILLING, build_billing, start_billing_jobs
+from smsmeter.billing_setup import BILLING, Job, build_billing, run_jobs, start_billing_jobs
 from smsmeter.masterkey import load_master_key
 from smsmeter.metrics import FleetCollector, Metrics, MetricsExporter
 from smsmeter.payments_wiring import running_payments
@@ -36,7 +38,7 @@ from smsmeter.wiring import GatewayRuntime, running_gateway
 from store import migrate
 from store.engine import create_engine
 from store.uow import UnitOfWork
-from telemetry import bind_ids
+from telemetry import JobProgress, bind_ids
 from web import health as web_health
 from web import ops as web_ops
 from web.app import create_app
@@ -179,6 +181,23 @@ async def _migrate(engine: AsyncEngine) -> None:
             await lock.commit()
 
 
+def _bind_watch(
+    uow: UnitOfWork, gateway: GatewayRuntime, settings: Settings, on_event: Callable[[GatewayEvent], Awaitable[None]]
+) -> Job:
+    """The SMS channel's state watched: unbound for `gateway.bind_down_after_s`, an alarm row (told to billing,
+    whose alarm rules notify people)."""
+    bind = BindWatch(
+        uow, lambda: gateway.transport.state, down_after=timedelta(seconds=settings.gateway.bind_down_after_s)
+    )
+
+    async def check(now: datetime, progress: JobProgress) -> None:
+        event = await bind.check(now)
+        if event is not None:
+            await on_event(event)
+
+    return check
+
+
 def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.Application:
     runtime = Runtime(settings, roles)
     health_check = _HealthCheck(runtime)
@@ -268,6 +287,12 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     notices=Role.GATEWAY in roles,
                     observer=runtime.metrics,
                 )
+                watch_jobs = run_jobs(
+                    [("smsc watch", 15.0, _bind_watch(uow, gateway, settings, on_gateway_event))]
+                    if gateway is not None
+                    else [],
+                    observer=runtime.metrics,
+                )
                 log.info(
                     "smsmeter %s ready (%s): database %s, transport %s (%s), short number %s",
                     __version__,
@@ -283,6 +308,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     log.info("smsmeter stopping: releasing the transport and the database")
                     services.otp_sender = None
                     services.sms_outbox = None
+                    await watch_jobs.stop()
                     await billing_jobs.stop()
         finally:
             runtime.transport = None

@@ -21,6 +21,7 @@ from billing.rules.invoice import Party
 from billing.service import BillingService
 from billing.topup import TopUpPolicy
 from config import Settings
+from gateway import watch
 from gateway.keys import KeyRing
 from store.uow import UnitOfWork
 from telemetry import NO_METRICS, JobProgress, Observer
@@ -85,6 +86,7 @@ def build_billing(
         email_sender=email,
         observer=observer,
         time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,
+        alarm_actions=b.alarm_actions,
     )
 
 
@@ -197,6 +199,14 @@ def start_billing_jobs(
         jobs.append(("monthly invoices", 3600.0, billing.monthly))
         jobs.append(("key changes", 60.0, billing.settle_key_changes))
         jobs.append(("time sync", 3600.0, billing.sync_clocks))
+        jobs.append(("consumption", b.consumption_interval_s, billing.aggregate_consumption))
+        stuck_after = timedelta(minutes=settings.gateway.stuck_after_min)
+
+        async def stuck_commands(now: datetime, progress: JobProgress) -> object:
+            return await watch.check_stuck_commands(billing.uow, now, older_than=stuck_after)
+
+        jobs.append(("stuck commands", b.alarm_interval_s, stuck_commands))
+        jobs.append(("alarm rules", b.alarm_interval_s, billing.notify_alarms))
     if notices:
         jobs.append(("notices", b.notice_interval_s, billing.send_notices))
     return run_jobs(jobs, observer=observer, clock=clock)

@@ -16,10 +16,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing.rules.alarms import is_email, is_phone
 from config import WebSettings
 from store import audit
 from store.schema.auth import api_keys, operators, portal_logins, web_sessions
 from store.schema.registry import subscribers
+from web.errors import InvalidInput, NotFound
 from web.keys import PasswordChecker
 from web.permissions import STAFF_ROLES, SUBSCRIBER
 from web.security import new_token, token_digest
@@ -267,8 +269,11 @@ async def create_operator(
     now: datetime,
     language: str | None = None,
     password_hash: str | None = None,
+    email: str | None = None,
+    phone: str | None = None,
 ) -> int:
-    """A local operator. `password_hash` (an argon2 hash made earlier) may stand in for `password`."""
+    """A local operator. `password_hash` (an argon2 hash made earlier) may stand in for `password`; `email` and
+    `phone` are where alarm rules naming the operator's role reach them."""
     if role not in STAFF_ROLES:
         raise ValueError(f"unknown role {role!r}")
     if password:
@@ -281,11 +286,37 @@ async def create_operator(
             password_hash=password_hash,
             role=role,
             language=language,
+            email=email or None,
+            phone=phone or None,
             created_at=now,
         )
         .returning(operators.c.id)
     )
     return int(operator_id)
+
+
+async def set_operator_contact(
+    conn: AsyncConnection, actor: audit.Actor, operator_id: int, *, email: str | None, phone: str | None, now: datetime
+) -> None:
+    """Where alarm notices reach the operator; audited with before and after. Raises InvalidInput."""
+    if email and not is_email(email):
+        raise InvalidInput("email", "is not an e-mail address")
+    if phone and not is_phone(phone):
+        raise InvalidInput("phone", "digits only, 6 to 15, an optional leading +")
+    o = operators.c
+    row = (await conn.execute(select(o.username, o.email, o.phone).where(o.id == operator_id))).first()
+    if row is None:
+        raise NotFound("operator", operator_id)
+    await conn.execute(update(operators).where(o.id == operator_id).values(email=email or None, phone=phone or None))
+    await audit.record(
+        conn,
+        actor,
+        "operator.contact",
+        now,
+        target=f"operator:{row.username}",
+        before={"email": row.email, "phone": row.phone},
+        after={"email": email or None, "phone": phone or None},
+    )
 
 
 # --- API keys -----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from billing.alarm_rules import RuleFields
 from meter_protocol import meter_code_with_check_digit
 
 REGION = ("64", "Nord")
@@ -144,6 +145,15 @@ def demo_meter_code(serial: int) -> str:
     return meter_code_with_check_digit(f"8800{serial:015d}")
 
 
+def stock_meter_code(index: int) -> str:
+    """A meter of the factory's last delivery, in stock (received with its key file, not installed)."""
+    return meter_code_with_check_digit(f"8877{index:015d}")
+
+
+STOCK_METERS = 6
+DEMO_TRANSPORT_KEY = bytes.fromhex("d3e0a1b2c3d4e5f60718293a4b5c6d7e")  # what the demo's factory wraps keys under
+
+
 def balance_meter_code(index: int) -> str:
     return meter_code_with_check_digit(f"8899{index:015d}")
 
@@ -245,6 +255,19 @@ ALARMS = (
 )
 
 OPERATOR = "admin"
+OPERATOR_EMAIL = "duty-desk@demo-utility.example"
+ALARM_RULES = (
+    RuleFields(name="Critical alarms to the admins", kind="*", min_severity="critical", role="admin"),
+    RuleFields(
+        name="Relay off on tamper",
+        kind="tamper",
+        min_severity="critical",
+        email=True,
+        sms=True,
+        recipients=("security@demo-utility.example", "+37369000999"),
+        action="relay_off",
+    ),
+)
 PORTAL_SUBSCRIBER = "640100100010001"  # Ana Popescu: the portal login printed at start
 # STS keypads (docs/sts.md): these subscribers' meters have one; Maria Rusu's last credit is stuck (its SMS
 # timed out), waiting for an operator, a cashier or the portal to turn it into a token

@@ -19,10 +19,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing import ledger, losses, topup
+from billing import alarm_rules, ledger, losses, provisioning, topup
 from billing import registry as billing_registry
 from billing import sts as billing_sts
 from billing import tariffs as billing_tariffs
+from billing.rules.key_file import ExportRow, write_key_file
 from billing.rules.ledger import Book, EntryType, Posting
 from billing.rules.money import Money
 from billing.rules.tariffs import Step, TariffBody, TariffKind
@@ -275,6 +276,7 @@ async def logins(demo: Demo) -> None:
             display_name="Demo administrator",
             password_hash=PasswordHasher().hash(password),
             role="admin",
+            email=data.OPERATOR_EMAIL,
             created_at=demo.now,
         )
     )
@@ -365,7 +367,48 @@ IN_ONE_TRANSACTION: list[DemoStep] = [
     meter_alarms,
     logins,
 ]
-THROUGH_USE_CASES: list[DemoStep] = [cash_top_ups, transformer_balances, sts_keypads]
+
+
+async def alarm_rules_for_the_duty_desk(demo: Demo) -> None:
+    """Critical alarms to the admins by e-mail, and a relay off on tamper (it runs only where the utility turns
+    on `billing.alarm_actions`; the demo leaves it off, so the alarms page says why it did not run)."""
+    for fields in data.ALARM_RULES:
+        await alarm_rules.create_rule(demo.uow, demo.actor, fields, demo.now)
+
+
+async def meters_in_stock(demo: Demo) -> None:
+    """The factory's last delivery, imported from its key file: meters in stock on the meters page."""
+    rows = [
+        ExportRow(
+            data.stock_meter_code(n),
+            f"3736988{n:04d}",
+            0,
+            secrets.token_bytes(16),
+            "xml" if n % 3 == 0 else "binary",
+            "2.4.1",
+            "electricity",
+        )
+        for n in range(1, data.STOCK_METERS + 1)
+    ]
+    key_file = write_key_file(rows, data.DEMO_TRANSPORT_KEY)
+    await provisioning.import_key_file(
+        demo.uow,
+        demo.actor,
+        key_file,
+        data.DEMO_TRANSPORT_KEY,
+        file_name="factory-delivery-1.csv",
+        master_key=demo.keys,
+        now=demo.now,
+    )
+
+
+THROUGH_USE_CASES: list[DemoStep] = [
+    cash_top_ups,
+    transformer_balances,
+    sts_keypads,
+    alarm_rules_for_the_duty_desk,
+    meters_in_stock,
+]
 
 
 async def seed(demo: Demo) -> None:

@@ -21,6 +21,8 @@ operators = Table(
     Column("password_hash", String(200)),  # NULL for RADIUS-only accounts
     Column("role", String(20), ForeignKey("roles.name"), nullable=False),
     Column("language", String(5)),  # NULL: the browser's language (Accept-Language)
+    Column("email", String(320)),  # where alarm notices reach the operator (alarm rules naming their role)
+    Column("phone", String(30)),
     Column("active", Integer, nullable=False, server_default="1"),
     Column("failed_logins", Integer, nullable=False, server_default="0"),
     Column("locked_until", UtcDateTime),

@@ -130,4 +130,10 @@ alarms = Table(
     Column("detail", String(500)),
     Column("acknowledged_at", UtcDateTime),
     Column("acknowledged_by", String(100)),
+    # Set while the alarm is open for conditions raised again and again (commands stuck, the SMSC down): one
+    # open alarm per condition. Acknowledging clears it, so the next occurrence raises a new alarm.
+    Column("open_key", String(100), unique=True),
+    Column("notified_at", UtcDateTime, index=True),  # the alarm rules were applied (notices queued)
+    Column("action_state", String(20), index=True),  # the automatic action: pending | sent | skipped (NULL: none)
+    Column("action_detail", String(200)),
 )

@@ -71,3 +71,27 @@ def test_the_meter_card_shows_readings_and_takes_a_reading_by_hand(service: Runn
         assert "1 of 2" in report.inner_text()
         assert page.locator("[data-testid=import-rejected] tbody tr").count() == 1
         shots.take(page, "import-report")
+
+
+def test_the_consumption_dashboard_goes_down_the_hierarchy(service: RunningService) -> None:
+    shots = Shots("consumption-dashboard")
+    with chromium() as browser:
+        page = new_context(browser).new_page()  # type: ignore[attr-defined]
+        _sign_in(page, service)
+        deadline = time.monotonic() + 60  # the pre-aggregate job takes in the demo's readings at start
+        page.goto(service.base_url + "/console/consumption?days=30")
+        while page.locator("[data-testid=consumption-chart] rect").count() == 0 and time.monotonic() < deadline:
+            page.wait_for_timeout(2000)
+            page.reload()
+        assert page.locator("[data-testid=consumption-chart] rect").count() >= 25
+        shots.take(page, "settlements")
+        page.locator("[data-testid=drill]").first.click()
+        page.wait_for_url(re.compile(r"by=street"))
+        assert page.locator("[data-testid=consumption-members] tbody tr").count() >= 1
+        page.locator("[data-testid=drill]").first.click()
+        page.wait_for_url(re.compile(r"by=building"))
+        page.locator("[data-testid=drill]").first.click()
+        page.wait_for_url(re.compile(r"by=meter"))
+        shots.take(page, "meters-of-a-building")
+        page.locator("[data-testid=consumption-members] tbody a").first.click()
+        page.wait_for_url(re.compile(r"/console/meters/\d+"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from billing.consumption_daily import LEVELS
 from web.api.openapi import _ID, _INT, _NSTR, _STR, _TIME, _obj, _ok, _page_of, _problem
 from web.api.openapi_registry import _body, operation
 
@@ -104,6 +105,71 @@ PATHS: dict[str, Any] = {
             description="Good rows are stored, each validated; bad rows are reported with their line number.",
         )
     },
+}
+
+
+SCHEMAS["ProfileInterval"] = _obj(start_at=_TIME, energy_wh=_INT, source=_STR)
+_QUANTITY = _obj(period=_STR, quantity=_INT, estimated={**_INT, "description": "the part of it that is estimated"})
+SCHEMAS["ConsumptionMember"] = _obj(
+    key={**_STR, "description": "region-settlement-street-building codes, or the transformer or meter id"},
+    quantity=_INT,
+    estimated=_INT,
+    periods={"type": "array", "items": {"$ref": "#/components/schemas/ConsumptionPeriod"}},
+)
+SCHEMAS["ConsumptionPeriod"] = _QUANTITY
+SCHEMAS["Consumption"] = {
+    "type": "object",
+    "properties": {
+        "items": {"type": "array", "items": {"$ref": "#/components/schemas/ConsumptionMember"}},
+        "total": _INT,
+        "limit": _INT,
+        "offset": _INT,
+        "by": _STR,
+        "granularity": _STR,
+        "register": _STR,
+    },
+    "required": ["items", "total", "limit", "offset"],
+}
+_DAY = {"type": "string", "format": "date"}
+PATHS["/api/v1/readings"] = {
+    "get": operation(
+        "listReadings",
+        "Readings of a group of meters (by address, transformer or meter) in a time window",
+        "readings",
+        "meters.read",
+        _ok(_page_of("Reading")),
+        parameters=[*GROUP, *_WINDOW, *_REGISTER, *_PAGING],
+    )
+}
+PATHS["/api/v1/meters/{id}/load-profile"] = {
+    "get": operation(
+        "getLoadProfile",
+        "A meter's load profile: energy per interval, oldest first",
+        "readings",
+        "meters.read",
+        {**_ok(_page_of("ProfileInterval")), **_problem("404", "no such meter")},
+        parameters=[*_ID, *_WINDOW, *_PAGING],
+    )
+}
+PATHS["/api/v1/consumption"] = {
+    "get": operation(
+        "getConsumption",
+        "Consumption per local day or month, per region, settlement, street, building, transformer or meter",
+        "readings",
+        "meters.read",
+        _ok({"$ref": "#/components/schemas/Consumption"}),
+        parameters=[
+            {"name": "by", "in": "query", "schema": {"type": "string", "enum": list(LEVELS), "default": "settlement"}},
+            {"name": "granularity", "in": "query", "schema": {"type": "string", "enum": ["day", "month"]}},
+            {"name": "from", "in": "query", "schema": _DAY, "description": "first local day (default 30 days ago)"},
+            {"name": "to", "in": "query", "schema": _DAY, "description": "last local day, included (default today)"},
+            {"name": "register", "in": "query", "schema": _STR, "description": "default import_wh"},
+            *GROUP,
+            *_PAGING,
+        ],
+        description="From the daily pre-aggregate, in the utility's time zone; balance meters never count; "
+        "days a meter said nothing about are estimated from the subscriber's normative consumption.",
+    )
 }
 
 

@@ -4,11 +4,12 @@ Handlers parse, call one function of `billing`, answer JSON."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
+from billing import consumption_daily
 from billing import meter_readings as readings_service
 from billing import registry as registry_service
 from billing.meter_readings import Group
@@ -16,7 +17,7 @@ from web.api.json import parse_time, read_json, respond
 from web.errors import InvalidInput, UnsupportedMediaType
 from web.keys import CLOCK
 from web.middleware import billing_of, require_principal, uow_of
-from web.params import bounded_int, paging, path_id
+from web.params import bounded_int, choice, paging, path_id
 from web.permissions import requires
 from web.security import client_address
 
@@ -151,8 +152,86 @@ async def import_readings(request: web.Request) -> web.Response:
     return respond(report.as_dict())
 
 
+@requires("meters.read")
+async def readings_of_group(request: web.Request) -> web.Response:
+    """Readings of a group of meters (address codes, transformer, meter) in a time window, page by page."""
+    start, end = _window(request)
+    limit, offset = paging(request.query, 100)
+    async with uow_of(request).connect() as conn:
+        items, total = await meter_readings_list(conn, group_of(request), start, end, request, limit, offset)
+    return _page(items, total, limit, offset)
+
+
+@requires("meters.read")
+async def load_profile(request: web.Request) -> web.Response:
+    """The meter's load profile: energy per interval (`profile_wh`), oldest first."""
+    meter_id = path_id(request, what="meter")
+    start, end = _window(request)
+    limit, offset = paging(request.query, 200)
+    async with uow_of(request).connect() as conn:
+        await registry_service.get_meter(conn, meter_id)
+        items, total = await readings_service.list_readings(
+            conn, Group(meter_id=meter_id), start, end, registers=("profile_wh",), limit=limit, offset=offset
+        )
+    out = [{"start_at": i["read_at"], "energy_wh": i["value"], "source": i["source"]} for i in items]
+    return _page(out, total, limit, offset)
+
+
+def _day(request: web.Request, name: str, default: date) -> date:
+    raw = request.query.get(name)
+    if not raw:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(name, "must be a date, YYYY-MM-DD (the utility's local day)") from None
+
+
+@requires("meters.read")
+async def consumption(request: web.Request) -> web.Response:
+    """Consumption per local day or month from the daily pre-aggregate, per member of a level (region,
+    settlement, street, building, transformer, meter) within the group filter."""
+    today = request.app[CLOCK]().astimezone(billing_of(request).tz).date()
+    first = _day(request, "from", today - timedelta(days=30))
+    last = _day(request, "to", today)
+    if last < first or (last - first).days > 731:
+        raise InvalidInput("to", "must be on or after from, at most two years later")
+    level = choice(request.query, "by", consumption_daily.LEVELS, "settlement")
+    granularity = choice(request.query, "granularity", ("day", "month"), "day")
+    register = request.query.get("register") or "import_wh"
+    limit, offset = paging(request.query, 50)
+    async with uow_of(request).connect() as conn:
+        items, total = await consumption_daily.consumption_by(
+            conn,
+            level,
+            group_of(request),
+            first,
+            last,
+            register=register[:30],
+            monthly=granularity == "month",
+            limit=limit,
+            offset=offset,
+        )
+    return respond(
+        {
+            "items": items,
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "by": level,
+            "granularity": granularity,
+            "from": first,
+            "to": last,
+            "register": register,
+        }
+    )
+
+
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{PREFIX}/meters/{{id}}/readings", meter_readings)
     r.add_post(f"{PREFIX}/meters/{{id}}/readings", enter_reading)
     r.add_post(f"{PREFIX}/readings/import", import_readings)
+    r.add_get(f"{PREFIX}/readings", readings_of_group)
+    r.add_get(f"{PREFIX}/meters/{{id}}/load-profile", load_profile)
+    r.add_get(f"{PREFIX}/consumption", consumption)

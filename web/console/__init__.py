@@ -6,6 +6,9 @@ from aiohttp import web
 
 from web.console import (
     actions,
+    alarm_rules,
+    consumption,
+    key_files,
     lists,
     login,
     money,
@@ -22,6 +25,7 @@ from web.console import (
 
 def setup_routes(app: web.Application) -> None:
     login.setup_routes(app)
+    key_files.setup_routes(app)
     registry.setup_routes(app)  # before pages: /console/subscribers/new is not a subscriber id
     pages.setup_routes(app)
     tariffs.setup_routes(app)
@@ -30,6 +34,8 @@ def setup_routes(app: web.Application) -> None:
     operations.setup_routes(app)
     lists.setup_routes(app)
     readings.setup_routes(app)
+    consumption.setup_routes(app)
     outbox.setup_routes(app)
     outcomes.setup_routes(app)
     sts.setup_routes(app)
+    alarm_rules.setup_routes(app)

@@ -206,6 +206,8 @@ async def create_operator(request: web.Request) -> web.Response:
             role=role,
             password=password or None,
             now=now,
+            email=text(form, "email", required=False, max_length=320) or None,
+            phone=text(form, "phone", required=False, max_length=30) or None,
         )
         await audit.record(
             conn,
@@ -216,6 +218,21 @@ async def create_operator(request: web.Request) -> web.Response:
             after={"id": operator_id, "role": role, "local_password": bool(password)},
         )
     raise web.HTTPSeeOther("/console/operators?ok=operator_created")
+
+
+@requires("operators.manage")
+async def set_operator_contact(request: web.Request) -> web.Response:
+    form = await request.post()
+    async with uow_of(request).begin() as conn:
+        await auth.set_operator_contact(
+            conn,
+            require_principal(request).actor(client_address(request)),
+            path_id(request, what="operator"),
+            email=text(form, "email", required=False, max_length=320) or None,
+            phone=text(form, "phone", required=False, max_length=30) or None,
+            now=request.app[CLOCK](),
+        )
+    raise web.HTTPSeeOther("/console/operators?ok=operator_contact")
 
 
 @requires("apikeys.manage")
@@ -279,6 +296,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/console/audit.{fmt}", audit_export)
     r.add_get("/console/operators", operators_page)
     r.add_post("/console/operators", create_operator)
+    r.add_post("/console/operators/{id}/contact", set_operator_contact)
     r.add_get("/console/api-keys", api_keys_page)
     r.add_post("/console/api-keys", create_api_key)
     r.add_post("/console/api-keys/{id}/revoke", revoke_api_key)

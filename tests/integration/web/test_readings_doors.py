@@ -4,7 +4,7 @@ console and posted to the API, and the meter card showing the register history a
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
@@ -155,3 +155,70 @@ async def test_a_viewer_sees_the_readings_but_cannot_enter_one(
         allow_redirects=False,
     )
     assert response.status == 403
+
+
+async def test_readings_load_profiles_and_consumption_by_group_through_the_api_and_the_dashboard(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    from billing.consumption_daily import aggregate_consumption
+
+    first, second = seeded.meter_ids
+    await _history(uow, first, per_day_wh=4_000)
+    await _history(uow, second, per_day_wh=1_000)
+    async with uow.begin() as conn:
+        await conn.execute(
+            insert(readings),
+            [
+                {
+                    "meter_id": first,
+                    "register": "profile_wh",
+                    "read_at": START - timedelta(hours=3 - h),
+                    "value": 100 + h,
+                    "received_at": START,
+                }
+                for h in range(3)
+            ],
+        )
+    await aggregate_consumption(uow, UTC, START + timedelta(minutes=1))
+    headers = await api_key(uow, client, "viewer")
+
+    group = await (await client.get("/api/v1/readings", params={"street": "1", "limit": 3}, headers=headers)).json()
+    assert (group["total"], len(group["items"])) == (10, 3)  # both meters' registers, not their load profile
+    since = (START - timedelta(days=2, hours=1)).isoformat()
+    one = await (
+        await client.get("/api/v1/readings", params={"meter_id": first, "from": since}, headers=headers)
+    ).json()
+    assert [r["value"] for r in one["items"]] == [112_000, 116_000]
+    assert (await client.get("/api/v1/readings", params={"street": "abc"}, headers=headers)).status == 422
+
+    profile = await (await client.get(f"/api/v1/meters/{first}/load-profile", headers=headers)).json()
+    assert [p["energy_wh"] for p in profile["items"]] == [100, 101, 102]
+
+    by_meter = await (
+        await client.get(
+            "/api/v1/consumption",
+            params={"by": "meter", "from": "2026-01-01", "to": "2026-01-31", "building": "1"},
+            headers=headers,
+        )
+    ).json()
+    assert {m["key"]: m["quantity"] for m in by_meter["items"]} == {str(first): 16_000, str(second): 4_000}
+    monthly = await (
+        await client.get(
+            "/api/v1/consumption",
+            params={"by": "settlement", "granularity": "month", "from": "2026-01-01", "to": "2026-01-31"},
+            headers=headers,
+        )
+    ).json()
+    (settlement,) = monthly["items"]
+    assert settlement["key"] == "64-01"
+    assert settlement["periods"] == [{"period": "2026-01", "quantity": 20_000, "estimated": 0}]
+    bad = await client.get("/api/v1/consumption", params={"by": "planet"}, headers=headers)
+    assert bad.status == 422
+
+    await login(client, "viewer")
+    page = await (await client.get("/console/consumption", params={"by": "street", "days": "30"})).text()
+    assert 'data-testid="consumption-chart"' in page
+    assert "Independentei" in page
+    assert "by=building" in page
+    buildings = await (await client.get("/console/consumption?by=meter&region=64&building=1")).text()
+    assert f"/console/meters/{first}" in buildings

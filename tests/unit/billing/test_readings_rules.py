@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from billing.errors import InvalidField
+from billing.rules.consumption import daily_quantities, estimate_days, spread_over_days
 from billing.rules.readings import (
     Status,
     ValidationPolicy,
@@ -102,3 +103,31 @@ def test_a_csv_without_the_columns_is_refused_at_line_one() -> None:
 
 def test_status_counts_name_every_status() -> None:
     assert status_counts(["ok", "ok", "gap"]) == {"ok": 2, "gap": 1, "backwards": 0, "spike": 0, "estimated": 0}
+
+
+# --- the daily pre-aggregate's rule (billing.rules.consumption) -------------------------------------------
+
+
+def test_use_between_two_readings_is_spread_over_the_local_days_in_proportion() -> None:
+    tz = ZoneInfo("Europe/Chisinau")  # UTC+2 in winter
+    start = datetime(2026, 1, 10, 22, 0, tzinfo=tz)
+    parts = spread_over_days(start, start + timedelta(hours=30), 3_001, tz)
+    assert parts == {date(2026, 1, 10): 200, date(2026, 1, 11): 2_401, date(2026, 1, 12): 400}
+    assert sum(parts.values()) == 3_001
+
+
+def test_daily_quantities_count_readings_skip_a_reset_and_keep_quiet_days() -> None:
+    series = [(at(0), 1_000), (at(1), 3_000), (at(1.5), 500), (at(2), 500), (at(3), 1_500)]
+    days = daily_quantities(series, UTC)
+    assert {d.isoformat(): (q.quantity, q.readings) for d, q in days.items()} == {
+        "2026-03-01": (2_000, 1),
+        "2026-03-02": (0, 2),
+        "2026-03-03": (1_000, 1),
+        "2026-03-04": (0, 1),
+    }
+
+
+def test_estimates_come_from_the_normative_consumption() -> None:
+    days = estimate_days(date(2026, 3, 1), date(2026, 3, 3), 152_083)  # 5 kWh a day, by month
+    assert [(q.quantity, q.estimated) for q in days.values()] == [(4_999, True)] * 3
+    assert estimate_days(date(2026, 3, 1), date(2026, 3, 3), None) == {}

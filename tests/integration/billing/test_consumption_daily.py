@@ -1,0 +1,106 @@
+"""The daily consumption pre-aggregate on both databases: the watermarked job takes in new readings, spreads
+use over the utility's local days, recomputes what a late reading changes, estimates silent meters from
+the normative consumption (replaced when the reading comes), and sums across a meter replacement by street."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert, select
+
+from billing import registry
+from billing.consumption_daily import aggregate_consumption, consumption_by, totals_by_day
+from billing.meter_readings import Group
+from store.schema.commands import readings
+from store.schema.consumption import consumption_daily, job_watermarks
+from store.uow import UnitOfWork
+from tests.integration.billing.conftest import MASTER_KEY, NOW, OPERATOR, meter_code, new_subscriber
+
+TZ = ZoneInfo("Europe/Chisinau")  # UTC+2 in March
+
+
+def local_midnight(day: int) -> datetime:
+    return datetime(2026, 3, day, tzinfo=TZ).astimezone(UTC)
+
+
+async def _read(uow: UnitOfWork, meter_id: int, *points: tuple[datetime, int], received_at: datetime = NOW) -> None:
+    async with uow.begin() as conn:
+        await conn.execute(
+            insert(readings),
+            [
+                {"meter_id": meter_id, "register": "import_wh", "read_at": at, "value": v, "received_at": received_at}
+                for at, v in points
+            ],
+        )
+
+
+async def _days(uow: UnitOfWork, meter_id: int) -> dict[str, tuple[int, int, int]]:
+    d = consumption_daily.c
+    async with uow.connect() as conn:
+        rows = await conn.execute(
+            select(d.day, d.quantity, d.readings, d.estimated).where(d.meter_id == meter_id).order_by(d.day)
+        )
+        return {r.day.isoformat(): (int(r.quantity), int(r.readings), int(r.estimated)) for r in rows}
+
+
+async def test_the_job_aggregates_by_local_day_estimates_and_recomputes(uow: UnitOfWork, streets: None) -> None:
+    _, m1 = await new_subscriber(uow, "640100100010001", meter=1, normative_wh_month=152_083)
+    _, m2 = await new_subscriber(uow, "640100200010001", meter=2)
+    assert m1 is not None
+    assert m2 is not None
+    await _read(uow, m1.id, (local_midnight(2), 1_000), (local_midnight(3), 6_000))
+    await _read(uow, m2.id, (local_midnight(2), 50_000), (local_midnight(3), 52_000))
+    async with uow.begin() as conn:
+        m3 = await registry.replace_meter(
+            conn,
+            OPERATOR,
+            m2.id,
+            registry.NewMeter(code=meter_code(3), msisdn="37369000003"),
+            master_key=MASTER_KEY,
+            now=NOW,
+        )
+    await _read(uow, m3.id, (local_midnight(3), 0), (local_midnight(4), 300))
+
+    now = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
+    report = await aggregate_consumption(uow, TZ, now)
+    assert (report.readings, report.series) == (6, 3)
+    assert await _days(uow, m1.id) == {
+        "2026-03-02": (5_000, 1, 0),
+        "2026-03-03": (0, 1, 0),
+        "2026-03-04": (4_999, 0, 1),  # estimated: silent since, normative 152,083 Wh a month
+    }
+    assert (await aggregate_consumption(uow, TZ, now)).readings == 0  # the watermark moved
+
+    later = now + timedelta(minutes=5)
+    await _read(uow, m1.id, (local_midnight(5), 16_000), received_at=now)
+    assert (await aggregate_consumption(uow, TZ, later)).readings == 1
+    days = await _days(uow, m1.id)
+    assert days["2026-03-03"] == (5_000, 1, 0)
+    assert days["2026-03-04"] == (5_000, 0, 0)  # the estimate gave way to what was measured
+    assert days["2026-03-05"] == (0, 1, 0)
+
+    async with uow.connect() as conn:
+        position = await conn.scalar(select(job_watermarks.c.position))
+        assert position == await conn.scalar(select(readings.c.id).order_by(readings.c.id.desc()).limit(1))
+        streets, total = await consumption_by(conn, "street", Group(), date(2026, 3, 1), date(2026, 3, 31))
+        assert total == 2
+        assert [(s["key"], s["quantity"], s["estimated"]) for s in streets] == [
+            ("64-01-001", 15_000, 0),
+            ("64-01-002", 2_300, 0),  # the replaced meter and its successor, each its own register
+        ]
+        monthly = await totals_by_day(conn, Group(street="002"), date(2026, 3, 1), date(2026, 3, 31), monthly=True)
+        assert monthly == [{"period": "2026-03", "quantity": 2_300, "estimated": 0}]
+        by_meter, _ = await consumption_by(
+            conn, "meter", Group(building="0001", street="002"), date(2026, 3, 1), date(2026, 3, 31)
+        )
+        assert {m["key"]: m["quantity"] for m in by_meter} == {str(m2.id): 2_000, str(m3.id): 300}
+
+
+async def test_readings_younger_than_the_settling_time_wait_for_the_next_run(uow: UnitOfWork, streets: None) -> None:
+    _, m1 = await new_subscriber(uow, meter=1)
+    assert m1 is not None
+    now = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
+    await _read(uow, m1.id, (local_midnight(2), 1_000), (local_midnight(3), 2_000), received_at=now)
+    assert (await aggregate_consumption(uow, TZ, now)).readings == 0
+    assert (await aggregate_consumption(uow, TZ, now + timedelta(minutes=1))).readings == 2
