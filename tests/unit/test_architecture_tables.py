@@ -42,6 +42,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "balance_reports": ("gateway", "smsmeter"),
     "readings": ("gateway", "billing", "smsmeter"),  # billing: readings entered by hand or imported
     "alarms": ("gateway", "billing", "smsmeter"),  # billing: losses, STS and top-up alarms
+    "alarm_rules": ("billing",),
     # billing: the registry, tariffs, the ledger and everything billed
     "regions": ("billing",),
     "settlements": ("billing",),
@@ -67,7 +68,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "consumption_daily": ("billing",),
     "job_watermarks": ("billing",),
     "sts_meters": ("billing",),
-    "sts_vending_keys": ("billing",),
+    "sts_vending_keys": ("billing", "smsmeter"),
     # the web shell: who may log in
     "operators": ("web", "smsmeter"),
     "roles": ("web",),
