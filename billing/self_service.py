@@ -4,6 +4,8 @@ sends a keyword and gets the answer by SMS from the short number.
 - `BAL` — the balance in the account and the meter's last reported credit;
 - `DEBT` — what is owed, the arrears step and the next step with its date;
 - `LAST` — the last top-up, its amount and state (and how it was delivered: SMS or token);
+- `TOKEN` — the last credit as an STS keypad token, where the meter has a keypad: the token issued before,
+  or, for a credit stuck before 1:1, one issued now under the one-transfer rule (`billing.sts`);
 - `HELP` — the keywords.
 
 Keywords are read in every shipped language (ro SOLD, DATORIE, ULTIM, AJUTOR; ru БАЛАНС, ДОЛГ, ПОСЛЕДНИЙ, ПОМОЩЬ;
@@ -24,15 +26,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing import ledger
+from billing import ledger, sts
+from billing.errors import BillingError
 from billing.notices import queue_rows
 from billing.rules.arrears import ArrearsPolicy
 from billing.rules.money import Money
 from billing.sms_text import gsm7_text
+from billing.sts import grouped
+from billing.sts_vending import TokenGenerator
+from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
 from store.schema.commands import balance_reports
 from store.schema.notices import notices
 from store.schema.registry import meters, subscribers
+from store.schema.sts import sts_meters
 
 log = logging.getLogger("smsmeter.billing.self_service")
 
@@ -44,6 +51,7 @@ KEYWORDS = {
     "HELP": "HELP", "AJUTOR": "HELP", "ПОМОЩЬ": "HELP", "?": "HELP",
     "SALDO": "BAL", "DEUDA": "DEBT", "ULTIMO": "LAST", "ÚLTIMO": "LAST", "AYUDA": "HELP",
     "BORC": "DEBT", "SON": "LAST", "KÖMƏK": "HELP",
+    "TOKEN": "TOKEN", "ТОКЕН": "TOKEN",
 }  # fmt: skip
 
 _TEXTS = {
@@ -55,6 +63,8 @@ _TEXTS = {
         "LAST": "Account {code}: last top-up {amount} on {date}: {state}.",
         "LAST_NONE": "Account {code}: no top-up yet.",
         "HELP": "Send BAL (balance), DEBT (debt), LAST (last top-up) or HELP to this number.",
+        "TOKEN": "Account {code}: keypad token for {amount}: {token}",
+        "TOKEN_NONE": "Account {code}: no credit is waiting for a keypad token.",
     },
     "ro": {
         "BAL": "Contul {code}: {balance} în cont; creditul contorului {credit}.",
@@ -64,6 +74,8 @@ _TEXTS = {
         "LAST": "Contul {code}: ultima alimentare {amount} la {date}: {state}.",
         "LAST_NONE": "Contul {code}: nicio alimentare încă.",
         "HELP": "Trimiteți SOLD, DATORIE, ULTIM sau AJUTOR la acest număr.",
+        "TOKEN": "Contul {code}: token pentru tastatură pentru {amount}: {token}",
+        "TOKEN_NONE": "Contul {code}: niciun credit nu așteaptă un token pentru tastatură.",
     },
     "ru": {
         "BAL": "Счёт {code}: на счёте {balance}; кредит счётчика {credit}.",
@@ -73,6 +85,8 @@ _TEXTS = {
         "LAST": "Счёт {code}: последнее пополнение {amount} {date}: {state}.",
         "LAST_NONE": "Счёт {code}: пополнений ещё нет.",
         "HELP": "Отправьте БАЛАНС, ДОЛГ, ПОСЛЕДНИЙ или ПОМОЩЬ на этот номер.",
+        "TOKEN": "Счёт {code}: токен для клавиатуры на {amount}: {token}",
+        "TOKEN_NONE": "Счёт {code}: нет кредита, ожидающего токена для клавиатуры.",
     },
 }
 _TEXTS["es"] = {
@@ -83,6 +97,8 @@ _TEXTS["es"] = {
     "LAST": "Cuenta {code}: última recarga {amount} el {date}: {state}.",
     "LAST_NONE": "Cuenta {code}: aún no hay recargas.",
     "HELP": "Envíe SALDO, DEUDA, ULTIMO o AYUDA a este número.",
+    "TOKEN": "Cuenta {code}: token de teclado por {amount}: {token}",
+    "TOKEN_NONE": "Cuenta {code}: ningún crédito espera un token de teclado.",
 }
 _TEXTS["az"] = {
     "BAL": "Hesab {code}: hesabda {balance}; sayğacın krediti {credit}.",
@@ -92,6 +108,8 @@ _TEXTS["az"] = {
     "LAST": "Hesab {code}: son ödəniş {amount}, {date}: {state}.",
     "LAST_NONE": "Hesab {code}: hələ ödəniş yoxdur.",
     "HELP": "Bu nömrəyə BALANS, BORC, SON və ya KÖMƏK göndərin.",
+    "TOKEN": "Hesab {code}: {amount} üçün klaviatura tokeni: {token}",
+    "TOKEN_NONE": "Hesab {code}: klaviatura tokeni gözləyən kredit yoxdur.",
 }
 _NEXT = {"none": "reminder", "reminder": "final", "final": "disconnect"}
 
@@ -146,6 +164,7 @@ async def _answer(
     keyword: str,
     texts: dict[str, str],
     policy: SelfServicePolicy,
+    generator: TokenGenerator | None,
     now: datetime,
 ) -> str:
     account_id = await ledger.account_of(conn, subscriber_id)
@@ -192,7 +211,45 @@ async def _answer(
         state = last.state + (f" ({last.delivered_by})" if last.delivered_by else "")
         amount = Money(int(last.amount_minor), last.currency).format()
         return texts["LAST"].format(code=code, amount=amount, date=last.created_at.strftime("%Y-%m-%d"), state=state)
+    if keyword == "TOKEN":
+        return await _token(conn, subscriber_id, code, texts, generator, now)
     return texts["HELP"]
+
+
+async def _token(
+    conn: AsyncConnection,
+    subscriber_id: int,
+    code: str,
+    texts: dict[str, str],
+    generator: TokenGenerator | None,
+    now: datetime,
+) -> str:
+    """The keypad token of the last credit: the one issued before, or issued now if it is stuck (billing.sts)."""
+    t = L.topups.c
+    last = (
+        await conn.execute(
+            select(t.id, t.sts_token, t.vend_minor, t.currency)
+            .join(sts_meters, sts_meters.c.meter_id == t.meter_id)
+            .where(t.subscriber_id == subscriber_id)
+            .order_by(t.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if last is None:
+        return texts["TOKEN_NONE"].format(code=code)
+    if last.sts_token is not None:
+        amount = Money(int(last.vend_minor), last.currency).format()
+        return texts["TOKEN"].format(code=code, amount=amount, token=grouped(last.sts_token))
+    if generator is None:
+        return texts["TOKEN_NONE"].format(code=code)
+    try:
+        issued = await sts.issue_credit_token_in(
+            conn, Actor("subscriber", code), int(last.id), now, generator=generator
+        )
+    except BillingError as exc:
+        log.info("no token by SMS for %s: %s", code, exc)
+        return texts["TOKEN_NONE"].format(code=code)
+    return texts["TOKEN"].format(code=code, amount=issued.amount.format(), token=grouped(issued.token))
 
 
 async def answer_keyword(
@@ -204,6 +261,7 @@ async def answer_keyword(
     now: datetime,
     *,
     policy: SelfServicePolicy = SelfServicePolicy(),
+    generator: TokenGenerator | None = None,
 ) -> tuple[str, str] | None:
     """Answer a keyword from a subscriber's phone, in the caller's transaction: None when answered (the
     answer is queued as a notice), else (wrong-SMS reason, detail)."""
@@ -220,7 +278,7 @@ async def answer_keyword(
     language = str(subscriber["language"])
     texts = _TEXTS.get(language, _TEXTS["en"])
     subscriber_id, code = int(str(subscriber["id"])), str(subscriber["code"])
-    answer = await _answer(conn, subscriber_id, code, keyword, texts, policy, now)
+    answer = await _answer(conn, subscriber_id, code, keyword, texts, policy, generator, now)
     await queue_rows(
         conn,
         [

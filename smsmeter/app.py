@@ -250,7 +250,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     await billing.on_gateway_event(event)
 
             gateway_part: AbstractAsyncContextManager[GatewayRuntime | None] = (
-                running_gateway(settings, engine, keys, on_gateway_event, runtime.metrics)
+                running_gateway(settings, engine, keys, on_gateway_event, runtime.metrics, sts_generator=services.sts)
                 if Role.GATEWAY in roles
                 else nullcontext(None)
             )

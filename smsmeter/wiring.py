@@ -16,6 +16,7 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -24,7 +25,7 @@ from config.settings import TransportKind
 from gateway.dispatcher import DispatchConfig, Dispatcher, default_worker_id
 from gateway.events import EventHandler
 from gateway.fleet import Fleet, fleet_responder, load_fleet, load_meter, report_readings
-from gateway.inbound import Inbound
+from gateway.inbound import Inbound, TextHandler
 from gateway.keys import KeyRing
 from gateway.outbox import COMMANDS_CHANNEL
 from gateway.ports import InboundHandler, InboundSms, ReceiptHandler, Transport
@@ -32,6 +33,9 @@ from gateway.simulator import SimulatorTransport
 from gateway.states import RetryPolicy
 from gateway.writegate import WriteGate
 from smsmeter.metrics import Metrics
+
+if TYPE_CHECKING:
+    from billing.sts_vending import TokenGenerator
 from store.wakeup import wake_on_notify
 
 log = logging.getLogger("smsmeter")
@@ -116,20 +120,34 @@ def build_transport(
     )
 
 
-async def _self_service(conn: AsyncConnection, sms: InboundSms, now: datetime) -> tuple[str, str] | None:
+def _self_service(sts_generator: TokenGenerator | None) -> TextHandler:
     """A subscriber's keyword to the short number, answered by billing (the gateway never imports billing)."""
-    from billing.self_service import answer_keyword
 
-    return await answer_keyword(conn, sms.source, sms.body, sms.data_coding, sms.received_at, now)
+    async def answer(conn: AsyncConnection, sms: InboundSms, now: datetime) -> tuple[str, str] | None:
+        from billing.self_service import answer_keyword
+
+        return await answer_keyword(
+            conn, sms.source, sms.body, sms.data_coding, sms.received_at, now, generator=sts_generator
+        )
+
+    return answer
 
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, engine: AsyncEngine, keys: KeyRing, on_event: EventHandler, metrics: Metrics | None = None
+    settings: Settings,
+    engine: AsyncEngine,
+    keys: KeyRing,
+    on_event: EventHandler,
+    metrics: Metrics | None = None,
+    *,
+    sts_generator: TokenGenerator | None = None,
 ) -> AsyncIterator[GatewayRuntime]:
     gate = WriteGate.for_engine(engine)
     dispatcher = Dispatcher(engine, None, config=dispatch_config(settings), on_event=on_event, gate=gate)
-    inbound = Inbound(engine, keys, settings.short_number, on_event=on_event, gate=gate, on_text=_self_service)
+    inbound = Inbound(
+        engine, keys, settings.short_number, on_event=on_event, gate=gate, on_text=_self_service(sts_generator)
+    )
     fleet: Fleet | None = None
     refresh = None
     report_interval_s = round(settings.simulator.report_interval_s)

@@ -102,3 +102,39 @@ async def test_answers_are_rate_limited_per_number(uow: UnitOfWork, engine: Asyn
         await gateway.process([sms])
     assert len(await _answers(engine)) == 2
     assert await _wrong(engine) == [("37360000001", "rate_limited"), ("37360000001", "rate_limited")]
+
+
+async def test_token_sends_the_last_stuck_credit_as_an_sts_token_once(uow: UnitOfWork, engine: AsyncEngine) -> None:
+    import re
+
+    from billing import sts
+    from billing.sts_vending import SoftwareTokenGenerator, add_vending_key
+    from store.audit import SYSTEM
+
+    _, meter = await new_subscriber(uow)
+    assert meter is not None
+    async with uow.begin() as conn:
+        await add_vending_key(conn, SYSTEM, MASTER_KEY, "123456", 1, bytes.fromhex("abababababababab"), NOW)
+    payment = PaymentConfirmed("stripe", "pi_t", 700, "USD", NOW, subscriber_code="640100100010001")
+    credit = await topup.apply_payment(uow, payment, NOW, keys=KEYS)
+    generator = SoftwareTokenGenerator(MASTER_KEY)
+
+    async def on_text(conn: AsyncConnection, sms: InboundSms, now: datetime) -> tuple[str, str] | None:
+        return await answer_keyword(
+            conn, sms.source, sms.body, sms.data_coding, sms.received_at, now, generator=generator
+        )
+
+    gateway = Inbound(engine, KEYS, SHORT, clock=lambda: NOW, on_text=on_text)
+    await gateway.process([text("37360000001", "TOKEN")])  # no keypad yet
+    await sts.register_keypad(uow, SYSTEM, meter.id, NOW, supply_group_code="123456")
+    await gateway.process([InboundSms("37360000001", SHORT, b"token", False, 0, NOW.replace(second=1))])
+    await gateway.process([InboundSms("37360000001", SHORT, b"TOKEN", False, 0, NOW.replace(second=2))])
+    answers = await _answers(engine)
+    assert answers[0][2] == "Contul 640100100010001: niciun credit nu așteaptă un token pentru tastatură."
+    sent = [re.search(r"\d{4}( \d{4}){4}", body) for _, _, body in answers[1:]]
+    assert sent[0] is not None
+    assert sent[1] is not None
+    assert sent[0].group(0) == sent[1].group(0)
+    async with uow.connect() as conn:
+        row = await topup.get_top_up(conn, credit.topup_id)
+    assert (row.delivered_by, sts.grouped(row.sts_token or "")) == ("token", sent[0].group(0))
