@@ -173,94 +173,78 @@ async def issue_credit_token(
 ) -> IssuedToken:
     """The token for a top-up's credit (see the module's rules). Raises NotFound, Conflict, InvalidField."""
     async with uow.begin() as conn:
-        return await issue_credit_token_in(
-            conn, actor, topup_id, now, generator=generator, policy=policy, random_nibble=random_nibble
+        t = L.topups.c
+        row = (await conn.execute(select(L.topups).where(t.id == topup_id).with_for_update())).first()
+        if row is None:
+            raise NotFound("top-up", topup_id)
+        currency = row.currency
+        if row.sts_token is not None:
+            return IssuedToken(
+                row.id, row.meter_id, row.sts_token, Money(int(row.vend_minor), currency), Money.zero(currency),
+                None, duplicate=True,
+            )  # fmt: skip
+        if row.meter_id is None or row.state not in ("queued", "failed") or int(row.vend_minor) <= 0:
+            raise Conflict("top-up", f"only an undelivered credit gets a token (this one is {row.state})")
+        meter = await find_sts_meter(conn, int(row.meter_id))
+        if meter is None:
+            raise Conflict("top-up", "the meter has no STS keypad")
+        if meter.base_date_year == 1993 and now >= ROLLOVER_AT:
+            raise Conflict("meter", "its 1993 base date has run out: issue the key change pair first")
+        cancelled = await _command_gone(conn, row.command_id, now, actor, policy)
+        vend = int(row.vend_minor)
+        carried = sts.largest_amount_at_most(vend)
+        try:
+            token = await generator.credit_token(
+                conn, meter, sts.CreditKind.ELECTRICITY_CURRENCY, carried, now, random_nibble()
+            )
+        except sts.StsError as exc:
+            raise InvalidField("token", exc.reason) from None
+        remainder = Money(vend - carried, currency)
+        if remainder.minor:
+            await ledger.post(
+                conn,
+                int(row.account_id),
+                [
+                    Posting(
+                        EntryType.CREDIT_SENT,
+                        Book.WALLET,
+                        remainder,
+                        f"sts:remainder:{row.id}",
+                        memo="what the STS token cannot carry stays in the wallet",
+                    )
+                ],
+                created_by=str(actor),
+                now=now,
+            )
+        await conn.execute(
+            update(L.topups)
+            .where(t.id == row.id)
+            .values(
+                state="delivered",
+                delivered_by="token",
+                delivered_at=now,
+                sts_token=token,
+                token_issued_at=now,
+                vend_minor=carried,
+                updated_at=now,
+            )
         )
-
-
-async def issue_credit_token_in(
-    conn: AsyncConnection,
-    actor: Actor,
-    topup_id: int,
-    now: datetime,
-    *,
-    generator: TokenGenerator,
-    policy: TokenPolicy = TokenPolicy(),
-    random_nibble: RandomNibble = _random_nibble,
-) -> IssuedToken:
-    """`issue_credit_token` in the caller's open transaction (the SMS keyword TOKEN answers in the gateway's)."""
-    t = L.topups.c
-    row = (await conn.execute(select(L.topups).where(t.id == topup_id).with_for_update())).first()
-    if row is None:
-        raise NotFound("top-up", topup_id)
-    currency = row.currency
-    if row.sts_token is not None:
-        return IssuedToken(
-            row.id, row.meter_id, row.sts_token, Money(int(row.vend_minor), currency), Money.zero(currency),
-            None, duplicate=True,
-        )  # fmt: skip
-    if row.meter_id is None or row.state not in ("queued", "failed") or int(row.vend_minor) <= 0:
-        raise Conflict("top-up", f"only an undelivered credit gets a token (this one is {row.state})")
-    meter = await find_sts_meter(conn, int(row.meter_id))
-    if meter is None:
-        raise Conflict("top-up", "the meter has no STS keypad")
-    if meter.base_date_year == 1993 and now >= ROLLOVER_AT:
-        raise Conflict("meter", "its 1993 base date has run out: issue the key change pair first")
-    cancelled = await _command_gone(conn, row.command_id, now, actor, policy)
-    vend = int(row.vend_minor)
-    carried = sts.largest_amount_at_most(vend)
-    try:
-        token = await generator.credit_token(
-            conn, meter, sts.CreditKind.ELECTRICITY_CURRENCY, carried, now, random_nibble()
-        )
-    except sts.StsError as exc:
-        raise InvalidField("token", exc.reason) from None
-    remainder = Money(vend - carried, currency)
-    if remainder.minor:
-        await ledger.post(
+        await audit.record(
             conn,
-            int(row.account_id),
-            [
-                Posting(
-                    EntryType.CREDIT_SENT,
-                    Book.WALLET,
-                    remainder,
-                    f"sts:remainder:{row.id}",
-                    memo="what the STS token cannot carry stays in the wallet",
-                )
-            ],
-            created_by=str(actor),
-            now=now,
+            actor,
+            "sts.token_issue",
+            now,
+            target=f"topup:{row.id}",
+            before={"state": row.state, "command_id": row.command_id},
+            after={
+                "state": "delivered",
+                "delivered_by": "token",
+                "amount_minor": carried,
+                "remainder_minor": remainder.minor,
+                "cancelled_command_id": cancelled,
+                "meter_id": row.meter_id,
+            },
         )
-    await conn.execute(
-        update(L.topups)
-        .where(t.id == row.id)
-        .values(
-            state="delivered",
-            delivered_by="token",
-            delivered_at=now,
-            sts_token=token,
-            token_issued_at=now,
-            vend_minor=carried,
-            updated_at=now,
-        )
-    )
-    await audit.record(
-        conn,
-        actor,
-        "sts.token_issue",
-        now,
-        target=f"topup:{row.id}",
-        before={"state": row.state, "command_id": row.command_id},
-        after={
-            "state": "delivered",
-            "delivered_by": "token",
-            "amount_minor": carried,
-            "remainder_minor": remainder.minor,
-            "cancelled_command_id": cancelled,
-            "meter_id": row.meter_id,
-        },
-    )
     return IssuedToken(row.id, int(row.meter_id), token, Money(carried, currency), remainder, cancelled, False)
 
 

@@ -15,27 +15,22 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import Settings
 from config.settings import TransportKind
 from gateway.dispatcher import DispatchConfig, Dispatcher, default_worker_id
 from gateway.events import EventHandler
 from gateway.fleet import Fleet, fleet_responder, load_fleet, load_meter, report_readings
-from gateway.inbound import Inbound, TextHandler
+from gateway.inbound import Inbound
 from gateway.keys import KeyRing
 from gateway.outbox import COMMANDS_CHANNEL
-from gateway.ports import InboundHandler, InboundSms, ReceiptHandler, Transport
+from gateway.ports import InboundHandler, ReceiptHandler, Transport
 from gateway.simulator import SimulatorTransport
 from gateway.states import RetryPolicy
 from gateway.writegate import WriteGate
 from smsmeter.metrics import Metrics
-
-if TYPE_CHECKING:
-    from billing.sts_vending import TokenGenerator
 from store.wakeup import wake_on_notify
 
 log = logging.getLogger("smsmeter")
@@ -120,34 +115,13 @@ def build_transport(
     )
 
 
-def _self_service(sts_generator: TokenGenerator | None) -> TextHandler:
-    """A subscriber's keyword to the short number, answered by billing (the gateway never imports billing)."""
-
-    async def answer(conn: AsyncConnection, sms: InboundSms, now: datetime) -> tuple[str, str] | None:
-        from billing.self_service import answer_keyword
-
-        return await answer_keyword(
-            conn, sms.source, sms.body, sms.data_coding, sms.received_at, now, generator=sts_generator
-        )
-
-    return answer
-
-
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings,
-    engine: AsyncEngine,
-    keys: KeyRing,
-    on_event: EventHandler,
-    metrics: Metrics | None = None,
-    *,
-    sts_generator: TokenGenerator | None = None,
+    settings: Settings, engine: AsyncEngine, keys: KeyRing, on_event: EventHandler, metrics: Metrics | None = None
 ) -> AsyncIterator[GatewayRuntime]:
     gate = WriteGate.for_engine(engine)
     dispatcher = Dispatcher(engine, None, config=dispatch_config(settings), on_event=on_event, gate=gate)
-    inbound = Inbound(
-        engine, keys, settings.short_number, on_event=on_event, gate=gate, on_text=_self_service(sts_generator)
-    )
+    inbound = Inbound(engine, keys, settings.short_number, on_event=on_event, gate=gate)
     fleet: Fleet | None = None
     refresh = None
     report_interval_s = round(settings.simulator.report_interval_s)
