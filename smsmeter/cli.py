@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     from smsmeter import cli_registry
 
     cli_registry.add_parsers(sub)
+    from smsmeter import vouchers_cli
+
+    vouchers_cli.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -396,6 +399,12 @@ def _conformance(settings: Settings, args: argparse.Namespace) -> int:
     return conformance_cli.run(settings, args)
 
 
+def _vouchers(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import vouchers_cli
+
+    return vouchers_cli.run(settings, args)
+
+
 def _run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -430,6 +439,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "tariffs": lambda: _registry(settings, args),
         "alarm-rules": lambda: _registry(settings, args),
         "conformance": lambda: _conformance(settings, args),
+        "vouchers": lambda: _vouchers(settings, args),
     }
     try:
         return commands[args.command]() or 0

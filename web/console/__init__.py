@@ -20,6 +20,7 @@ from web.console import (
     registry,
     sts,
     tariffs,
+    wallet,
 )
 
 
@@ -39,3 +40,4 @@ def setup_routes(app: web.Application) -> None:
     outcomes.setup_routes(app)
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)
+    wallet.setup_routes(app)
