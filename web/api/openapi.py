@@ -211,6 +211,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "items": {"type": "array", "items": {"type": "string", "enum": ["registers", "balance", "load_profile"]}},
             "limit_w": {"type": "integer", "minimum": 0},
+            "note": {
+                "type": "string",
+                "maxLength": 200,
+                "description": "why, in the sender's words: kept on the command (its payload) and in the audit log",
+            },
         },
         "required": ["meter_id", "kind"],
     },
