@@ -8,7 +8,9 @@ key id is looked up (`unknown_key`); the frame is verified (`bad_tag`) and its c
 the meter's inbound replay window (`replay`), which is updated in the same transaction
 (meters.in_highest / in_bitmap); a payload that does not parse is `malformed`.
 
-Anything refused becomes a wrong_sms row with its reason and a log line — never an exception.
+Anything refused becomes a wrong_sms row with its reason and a log line — never an exception. With a
+`on_text` handler, a text SMS (no user-data header) from a number that is not a meter's is not refused here:
+it is handed to the handler after the commit (subscriber self-service answers it, or refuses it itself).
 Accepted messages: an acknowledgement moves its command (matched by meter and counter) to 1:1 or
 rejected_meter; readings, balance reports and events are stored and handed to the event callback after
 the commit. SMS that arrive together are handled in one transaction.
@@ -49,6 +51,10 @@ from store.types import UtcDateTime
 
 log = logging.getLogger("smsmeter.gateway.inbound")
 
+# text SMS from numbers that are not meters, handed over after the commit; it must not block (queue them)
+TextHandler = Callable[[Sequence[InboundSms]], None]
+
+_TEXT_CODINGS = frozenset({0x00, 0x01, 0x03, 0x08})  # GSM-7, IA5, Latin-1, UCS-2 (a meter's frame is 0x04)
 _YIELD_EVERY = 200  # frames decoded between two turns of the event loop
 
 _SEVERITY = {
@@ -89,6 +95,7 @@ class InboundStats:
     acks: int = 0
     reports: int = 0
     wrong: int = 0
+    texts: int = 0  # handed to the text handler
     batches: int = 0
     wrong_by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -112,6 +119,7 @@ class _Work:
     balances: list[dict[str, Any]] = field(default_factory=list)
     alarms: list[dict[str, Any]] = field(default_factory=list)
     events: list[GatewayEvent] = field(default_factory=list)
+    texts: list[InboundSms] = field(default_factory=list)
 
 
 # the replay window is read, checked and written here: the meters are locked FOR NO KEY UPDATE, not FOR
@@ -163,12 +171,14 @@ class Inbound:
         gate: WriteGate | None = None,
         reassembler: mp.Reassembler | None = None,
         batch_interval_s: float = 0.02,
+        on_text: TextHandler | None = None,
     ) -> None:
         self._engine = engine
         self._keys = keys
         self._short_number = digits(short_number)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._on_event = on_event
+        self.on_text = on_text
         self._gate = gate or WriteGate.for_engine(engine)
         self._reassembler = reassembler or mp.Reassembler()
         self._pacer = Pacer(batch_interval_s)  # under load, at most one transaction per interval
@@ -231,6 +241,9 @@ class Inbound:
                     continue
                 meter = senders.get(digits(sms.source))
                 if meter is None:
+                    if self.on_text is not None and not sms.has_udh and sms.data_coding in _TEXT_CODINGS:
+                        work.texts.append(sms)
+                        continue
                     self._wrong(work, sms, sms.body, "unknown_sender", "not a registered meter's number", None)
                     continue
                 try:
@@ -246,6 +259,9 @@ class Inbound:
                 await self._decode(conn, frames, work, now)
             await self._write(conn, work, now)
         self.stats.batches += 1
+        if work.texts and self.on_text is not None:
+            self.stats.texts += len(work.texts)
+            self.on_text(work.texts)
         if work.events:
             await publish(self._on_event, work.events)
 
@@ -347,7 +363,7 @@ class Inbound:
             work.events.append(AlarmRaised(meter.id, kind, severity, at, detail))
         else:  # a head-end message type cannot get here (direction checked), but never crash on one
             work.wrong.append(
-                _wrong_row(meter.id, "", self._short_number, b"", "not_a_report", type(message).__name__, now)
+                wrong_sms_row(meter.id, "", self._short_number, b"", "not_a_report", type(message).__name__, now)
             )
 
     def _reading(
@@ -400,7 +416,7 @@ class Inbound:
         log.warning("wrong SMS from %s to %s: %s (%s)", sms.source, sms.destination, reason, detail)
         self.stats.wrong += 1
         self.stats.wrong_by_reason[reason] = self.stats.wrong_by_reason.get(reason, 0) + 1
-        work.wrong.append(_wrong_row(meter_id, sms.source, sms.destination, body, reason, detail, sms.received_at))
+        work.wrong.append(wrong_sms_row(meter_id, sms.source, sms.destination, body, reason, detail, sms.received_at))
 
     async def _write(self, conn: AsyncConnection, work: _Work, now: datetime) -> None:
         windows = [{"id": m, "in_highest": w.highest, "in_bitmap": w.bitmap} for m, w in sorted(work.windows.items())]
@@ -431,7 +447,7 @@ class Inbound:
             if row is None:
                 log.warning("acknowledgement from meter %s for unknown counter %s", meter_id, ack.acked_counter)
                 work.wrong.append(
-                    _wrong_row(
+                    wrong_sms_row(
                         meter_id,
                         "",
                         self._short_number,
@@ -469,7 +485,7 @@ class Inbound:
         await insert_rows(conn, command_history, history)
 
 
-def _wrong_row(
+def wrong_sms_row(
     meter_id: int | None, source: str, destination: str, body: bytes, reason: str, detail: str, at: datetime
 ) -> dict[str, Any]:
     return {
@@ -483,4 +499,4 @@ def _wrong_row(
     }
 
 
-__all__ = ["Inbound", "InboundStats", "digits", "epoch_to_utc"]
+__all__ = ["Inbound", "InboundStats", "TextHandler", "digits", "epoch_to_utc", "wrong_sms_row"]

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -63,14 +64,17 @@ def _parser() -> argparse.ArgumentParser:
 
     backup = sub.add_parser("backup", help="write the whole database to FILE (pg_dump custom format / SQLite copy)")
     backup.add_argument("file", metavar="FILE")
+    _operator_option(backup)
     restore = sub.add_parser("restore", help="replace the database with the backup in FILE (stop the service first)")
     restore.add_argument("file", metavar="FILE")
     restore.add_argument("--replace", action="store_true", help="confirm that a non-empty database is replaced")
+    _operator_option(restore)
 
     masterkey = sub.add_parser("masterkey", help="the master key that wraps meter keys at rest")
     mk_sub = masterkey.add_subparsers(dest="masterkey_command", required=True)
     rotate = mk_sub.add_parser("rotate", help="re-wrap every meter key under the new key in NEW_KEY_FILE (hex)")
     rotate.add_argument("new_key_file", metavar="NEW_KEY_FILE")
+    _operator_option(rotate)
 
     rec = sub.add_parser(
         "reconcile",
@@ -93,8 +97,35 @@ def _parser() -> argparse.ArgumentParser:
     from smsmeter import sts_cli
 
     sts_cli.add_parser(sub)
+    from smsmeter import cli_registry
+
+    cli_registry.add_parsers(sub)
+    from smsmeter import vouchers_cli
+
+    vouchers_cli.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _operator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--operator", default=None, help="the name the audit log records (default: the system user running it)"
+    )
+
+
+def _cli_actor(args: argparse.Namespace) -> Any:
+    """Who the audit log names for a command run from the command line."""
+    import getpass
+
+    from store.audit import Actor
+
+    name = getattr(args, "operator", None)
+    if not name:
+        try:
+            name = f"cli:{getpass.getuser()}"
+        except (KeyError, OSError):
+            name = "cli"
+    return Actor("operator", name)
 
 
 def _roles(args: argparse.Namespace) -> str:
@@ -287,7 +318,7 @@ async def _backup(settings: Settings, args: argparse.Namespace) -> int:
     from smsmeter.backup import BackupError, backup_database
 
     try:
-        result = await backup_database(settings.database.url, Path(args.file))
+        result = await backup_database(settings.database.url, Path(args.file), actor=_cli_actor(args))
     except BackupError as exc:
         print(f"smsmeter: backup failed: {exc.reason}", file=sys.stderr)
         return EXIT_FAILED
@@ -300,7 +331,9 @@ async def _restore(settings: Settings, args: argparse.Namespace) -> int:
     from smsmeter.backup import BackupError, restore_database
 
     try:
-        revision = await restore_database(settings.database.url, Path(args.file), replace=args.replace)
+        revision = await restore_database(
+            settings.database.url, Path(args.file), replace=args.replace, actor=_cli_actor(args)
+        )
     except BackupError as exc:
         print(f"smsmeter: restore failed: {exc.reason}", file=sys.stderr)
         return EXIT_FAILED
@@ -323,7 +356,7 @@ async def _masterkey(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     engine = create_engine(settings.database.url)
     try:
-        result = await rotate_master_key(engine, load_master_key(settings), new_key)
+        result = await rotate_master_key(engine, load_master_key(settings), new_key, actor=_cli_actor(args))
     except RotationError as exc:
         print(f"smsmeter: master key not rotated: {exc.reason}", file=sys.stderr)
         return EXIT_FAILED
@@ -341,9 +374,17 @@ def _readings(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _meters(settings: Settings, args: argparse.Namespace) -> int:
-    from smsmeter import cli_meters
+    from smsmeter import cli_meters, cli_registry
 
+    if args.meters_command in cli_registry.REGISTRY_METER_COMMANDS:
+        return cli_registry.run(settings, args)
     return cli_meters.run(settings, args)
+
+
+def _registry(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import cli_registry
+
+    return cli_registry.run(settings, args)
 
 
 def _sts(settings: Settings, args: argparse.Namespace) -> int:
@@ -356,6 +397,12 @@ def _conformance(settings: Settings, args: argparse.Namespace) -> int:
     from smsmeter import conformance_cli
 
     return conformance_cli.run(settings, args)
+
+
+def _vouchers(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import vouchers_cli
+
+    return vouchers_cli.run(settings, args)
 
 
 def _run(coro: object) -> None:
@@ -388,7 +435,11 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "readings": lambda: _readings(settings, args),
         "meters": lambda: _meters(settings, args),
         "sts": lambda: _sts(settings, args),
+        "subscribers": lambda: _registry(settings, args),
+        "tariffs": lambda: _registry(settings, args),
+        "alarm-rules": lambda: _registry(settings, args),
         "conformance": lambda: _conformance(settings, args),
+        "vouchers": lambda: _vouchers(settings, args),
     }
     try:
         return commands[args.command]() or 0

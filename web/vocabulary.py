@@ -12,6 +12,9 @@ CODES = (
     N_("issued"),
     N_("accepted"),
     N_("double_delivery"),
+    # wrong SMS from people (subscriber self-service on the short number)
+    N_("unknown_keyword"),
+    N_("rate_limited"),
     # roles
     N_("admin"),
     N_("operator"),
@@ -24,6 +27,7 @@ CODES = (
     N_("suspended"),
     N_("closed"),
     N_("archived"),
+    N_("stock"),
     # command kinds
     N_("top_up"),
     N_("set_tariff"),

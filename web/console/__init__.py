@@ -8,6 +8,7 @@ from web.console import (
     actions,
     alarm_rules,
     consumption,
+    key_files,
     lists,
     login,
     money,
@@ -19,11 +20,14 @@ from web.console import (
     registry,
     sts,
     tariffs,
+    vouchers,
+    wallet,
 )
 
 
 def setup_routes(app: web.Application) -> None:
     login.setup_routes(app)
+    key_files.setup_routes(app)
     registry.setup_routes(app)  # before pages: /console/subscribers/new is not a subscriber id
     pages.setup_routes(app)
     tariffs.setup_routes(app)
@@ -37,3 +41,5 @@ def setup_routes(app: web.Application) -> None:
     outcomes.setup_routes(app)
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)
+    wallet.setup_routes(app)
+    vouchers.setup_routes(app)
