@@ -38,11 +38,14 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "commands": ("gateway", "billing", "smsmeter"),  # billing spaces a key-change job's commands out
     "command_parts": ("gateway",),
     "command_history": ("gateway",),
-    "wrong_sms": ("gateway",),
+    "wrong_sms": ("gateway", "billing"),  # billing: an SMS keyword it could not read
     "balance_reports": ("gateway", "smsmeter"),
     "readings": ("gateway", "billing", "smsmeter"),  # billing: readings entered by hand or imported
     "alarms": ("gateway", "billing", "smsmeter"),  # billing: losses, STS and top-up alarms
     "alarm_rules": ("billing",),
+    "sms_requests": ("billing",),
+    "vouchers": ("billing",),
+    "voucher_batches": ("billing",),
     # billing: the registry, tariffs, the ledger and everything billed
     "regions": ("billing",),
     "settlements": ("billing",),
