@@ -20,6 +20,7 @@ from web.console import (
     registry,
     sts,
     tariffs,
+    vouchers,
     wallet,
 )
 
@@ -41,3 +42,4 @@ def setup_routes(app: web.Application) -> None:
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)
     wallet.setup_routes(app)
+    vouchers.setup_routes(app)
