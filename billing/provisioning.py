@@ -497,3 +497,30 @@ async def record_conformance(
                 "next_counter": values["next_counter"],
             },
         )
+
+
+async def set_meter_profile(conn: AsyncConnection, actor: Actor, meter_id: int, profile: str, now: datetime) -> None:
+    """An operator changes how the head end talks to the meter (docs/protocol.md §11.3): binary | xml.
+    Commands sealed from now on use it; a history row and an audit row record the change."""
+    if profile not in PROFILES:
+        raise InvalidField("profile", f"one of {', '.join(PROFILES)}")
+    row = (await conn.execute(select(meters.c.code, meters.c.profile).where(meters.c.id == meter_id))).first()
+    if row is None:
+        raise NotFound("meter", meter_id)
+    if row.profile == profile:
+        return
+    await conn.execute(update(meters).where(meters.c.id == meter_id).values(profile=profile))
+    await conn.execute(
+        insert(meter_history).values(
+            meter_id=meter_id, at=now, by=str(actor), event="updated", detail={"profile": [row.profile, profile]}
+        )
+    )
+    await audit.record(
+        conn,
+        actor,
+        "meter.profile",
+        now,
+        target=f"meter:{row.code}",
+        before={"profile": row.profile},
+        after={"profile": profile},
+    )

@@ -166,7 +166,7 @@ def _validate(fields: Mapping[str, Any]) -> dict[str, Any]:
         if name == "language":
             value = value or "en"
             if not re.fullmatch(r"[a-z]{2}(-[A-Z]{2})?", value):
-                raise InvalidField("language", "a language code such as en, ro, ru")
+                raise InvalidField("language", "a language code such as en, ro, ru, az, es")
         if name == "status" and value not in STATUSES:
             raise InvalidField("status", f"one of {', '.join(STATUSES)}")
         numeric = name in ("family_size", "rooms", "normative_wh_month", "tariff_id")

@@ -234,7 +234,7 @@ class WebSettings:
     login_max_failures: int = 5  # failed logins in a row before the account is locked
     lockout_min: int = 15
     login_attempts_per_min: int = 20  # per client address, all accounts together
-    default_language: Literal["en", "ro", "ru"] = "en"
+    default_language: Literal["en", "ro", "ru", "az", "es"] = "en"
     otp_ttl_s: int = 300  # one-time sign-in codes sent by SMS
 
     def __post_init__(self) -> None:

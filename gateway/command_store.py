@@ -10,6 +10,8 @@ claim holds it. The claim is one `UPDATE … WHERE id IN (SELECT … LIMIT n FOR
 (several dispatcher processes share one PostgreSQL database; SQLite, one process, has no lock clause),
 returning each command's meter address and the state of the command it depends on. A claim is a lease
 (`claimed_until`): if the process dies, the lease runs out and another dispatcher picks the command up.
+A claim is also the next attempt (`attempts + 1`), and the attempt's part rows are written before its SMS
+leave (`sending_part_rows`), so every send that went out has its own (command, attempt, part) rows.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import Integer, Update, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import TransportError
@@ -37,7 +39,8 @@ _dependency = commands.alias("dependency")
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """A command claimed for sending, with its meter's address and the state of the command it depends on."""
+    """A command claimed for sending, with its meter's address and the state of the command it depends on.
+    `attempts` counts this claim: it is the number of the attempt the claim is for."""
 
     id: int
     meter_id: int
@@ -76,18 +79,24 @@ class Final:
     source: Source
     detail: str
     smsc_status: int | None = None
+    attempts: int | None = None  # the command's attempts to keep (a claim that ended it sent nothing)
 
 
 @dataclass(frozen=True, slots=True)
 class Reschedule:
-    """A command's row after an attempt: its attempts, when to look at it again, its last SMSC status and
-    the state its attempt moved it to (None: keep its state)."""
+    """A command's row after attempt `attempts`: when to look at it again, its last SMSC status and the state
+    the attempt moved it to (None: keep its state). `undo`: the attempt did not count (throttled, nothing
+    taken by the SMSC), so the attempts go back one — unless a later claim has begun another since.
+
+    A result for an attempt older than the command's newest (its lease ran out and it was claimed and sent
+    again before this result was recorded) moves the state forward and leaves the newer claim alone."""
 
     command_id: int
     attempts: int
     next_attempt_at: datetime | None
     smsc_status: int | None
     to_state: CommandState | None = None
+    undo: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +147,9 @@ def _claim_statement() -> Update:
     lease = {
         "claimed_by": bindparam("worker", type_=commands.c.claimed_by.type),
         "claimed_until": bindparam("until", type_=commands.c.claimed_until.type),
+        # a claim is the next attempt: a command sent again after its lease ran out (its first send never
+        # recorded) is a new attempt, never a second send under the same number
+        "attempts": commands.c.attempts + 1,
     }
 
     # looked up through subqueries whose columns are named apart from those of `commands`: SQLite writes
@@ -202,14 +214,34 @@ async def claim(conn: AsyncConnection, *, now: datetime, until: datetime, worker
 _RELEASE = RowUpdate(
     commands,
     {"id": None},
-    lambda _t, _v: {"claimed_by": None, "claimed_until": None},
+    lambda t, _v: {"claimed_by": None, "claimed_until": None, "attempts": t.c.attempts - 1},
     lambda t, _v: [t.c.claimed_by == bindparam("worker", type_=commands.c.claimed_by.type)],
 )
 
 
 async def release(conn: AsyncConnection, command_ids: Sequence[int], worker: str) -> None:
-    """Give claimed commands back (lease cleared) that were not sent."""
+    """Give claimed commands back that were not sent: lease cleared, the attempt the claim counted taken back."""
     await update_rows(conn, _RELEASE, [{"id": i} for i in command_ids], worker=worker)
+
+
+_RENEW = RowUpdate(
+    commands,
+    {"id": None, "attempts": None},
+    lambda _t, _v: {"claimed_until": bindparam("until", type_=commands.c.claimed_until.type)},
+    lambda t, v: [
+        t.c.claimed_by == bindparam("worker", type_=commands.c.claimed_by.type),
+        t.c.attempts == v.c.attempts,
+        one_of(t.c.state, _OPEN),
+    ],
+)
+
+
+async def renew(conn: AsyncConnection, sends: Sequence[tuple[int, int]], worker: str, until: datetime) -> None:
+    """Extend the leases of (command, attempt) sends this worker still has under way (in the transport's
+    window, or their results not recorded yet), so a live dispatcher's slow send is not claimed again."""
+    await lock(conn, {command_id for command_id, _attempt in sends})
+    rows = [{"id": command_id, "attempts": attempt} for command_id, attempt in sorted(sends)]
+    await update_rows(conn, _RENEW, rows, worker=worker, until=until)
 
 
 async def lock(conn: AsyncConnection, command_ids: set[int]) -> None:
@@ -236,6 +268,25 @@ def _advance(t: Any, v: Values) -> Any:
     return case(*steps, else_=t.c.state)
 
 
+def _after_attempt(t: Any, v: Values) -> dict[str, Any]:
+    newest = t.c.attempts <= v.c.attempts  # no later claim of the command has begun since this attempt
+    return {
+        "attempts": case(
+            (and_(v.c.undo == 1, t.c.attempts == v.c.attempts), v.c.attempts - 1),
+            (newest, v.c.attempts),
+            else_=t.c.attempts,
+        ),
+        "next_attempt_at": case(
+            (~newest, t.c.next_attempt_at), (one_of(t.c.state, _OPEN), v.c.next_attempt_at), else_=None
+        ),
+        "smsc_status": func.coalesce(v.c.status, t.c.smsc_status),
+        "claimed_by": case((newest, None), else_=t.c.claimed_by),
+        "claimed_until": case((newest, None), else_=t.c.claimed_until),
+        "updated_at": bindparam("now", type_=UtcDateTime()),
+        "state": _advance(t, v),
+    }
+
+
 _RESCHEDULE = RowUpdate(
     commands,
     {
@@ -244,17 +295,9 @@ _RESCHEDULE = RowUpdate(
         "next_attempt_at": None,
         "status": commands.c.smsc_status.type,
         "to_state": commands.c.state.type,
+        "undo": Integer(),
     },
-    lambda t, v: {
-        # the attempt counts even when the meter's answer already settled the command
-        "attempts": v.c.attempts,
-        "next_attempt_at": case((one_of(t.c.state, _OPEN), v.c.next_attempt_at), else_=None),
-        "smsc_status": func.coalesce(v.c.status, t.c.smsc_status),
-        "claimed_by": None,
-        "claimed_until": None,
-        "updated_at": bindparam("now", type_=UtcDateTime()),
-        "state": _advance(t, v),
-    },
+    _after_attempt,
     before=("state",),
     returning=("state",),
 )
@@ -265,8 +308,39 @@ _PARTS_ON_CONFLICT = OnConflict(
 
 
 async def record_parts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """The parts of attempts, one row per (command, attempt, part); a row already there takes the new values."""
-    await insert_rows(conn, command_parts, rows, _PARTS_ON_CONFLICT)
+    """The parts of attempts, one row per (command, attempt, part); a row already there takes the new values.
+    One statement never names a key twice (PostgreSQL refuses that): of two rows for one part the later
+    wins, unless only the earlier carries the SMSC's message id."""
+    unique: dict[tuple[int, int, int], Mapping[str, Any]] = {}
+    for row in rows:
+        key = (row["command_id"], row["attempt"], row["seq"])
+        earlier = unique.get(key)
+        if earlier is None or row.get("message_id") is not None or earlier.get("message_id") is None:
+            unique[key] = row
+    await insert_rows(conn, command_parts, list(unique.values()), _PARTS_ON_CONFLICT)
+
+
+def sending_part_rows(
+    attempts: Sequence[tuple[Claimed, Sequence[tuple[bytes, bool]]]], now: datetime
+) -> list[dict[str, Any]]:
+    """The part rows of attempts about to go out (state 0:0, no message id yet), written before the first SMS
+    leaves: whatever happens next (a crash, a result never recorded), the command shows the attempt."""
+    return [
+        {
+            "command_id": c.id,
+            "seq": seq,
+            "body": body,
+            "has_udh": int(has_udh),
+            "attempt": c.attempts,
+            "message_id": None,
+            "state": CommandState.SENDING.value,
+            "smsc_status": None,
+            "submitted_at": now,
+            "delivered_at": None,
+        }
+        for c, bodies in attempts
+        for seq, (body, has_udh) in enumerate(bodies, start=1)
+    ]
 
 
 async def reschedule(conn: AsyncConnection, rows: Sequence[Reschedule], now: datetime) -> dict[int, tuple[str, str]]:
@@ -279,6 +353,7 @@ async def reschedule(conn: AsyncConnection, rows: Sequence[Reschedule], now: dat
             "next_attempt_at": r.next_attempt_at,
             "status": r.smsc_status,
             "to_state": r.to_state.value if r.to_state is not None else None,
+            "undo": int(r.undo),
         }
         for r in rows
     ]
@@ -293,9 +368,16 @@ async def add_history(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) 
 
 _FINISH = RowUpdate(
     commands,
-    {"id": None, "state": None, "reason": commands.c.result_reason.type, "status": commands.c.smsc_status.type},
+    {
+        "id": None,
+        "state": None,
+        "reason": commands.c.result_reason.type,
+        "status": commands.c.smsc_status.type,
+        "attempts": commands.c.attempts.type,
+    },
     lambda t, v: {
         "state": v.c.state,
+        "attempts": func.coalesce(v.c.attempts, t.c.attempts),
         "result_reason": v.c.reason,
         "smsc_status": func.coalesce(v.c.status, t.c.smsc_status),
         "next_attempt_at": None,
@@ -320,7 +402,14 @@ async def finish(conn: AsyncConnection, finals: Sequence[Final], now: datetime) 
         return []
     ordered = [first[i] for i in sorted(first)]
     values = [
-        {"id": f.command_id, "state": f.state.value, "reason": f.detail[:200], "status": f.smsc_status} for f in ordered
+        {
+            "id": f.command_id,
+            "state": f.state.value,
+            "reason": f.detail[:200],
+            "status": f.smsc_status,
+            "attempts": f.attempts,
+        }
+        for f in ordered
     ]
     moved = {int(i): str(was) for i, was in await update_rows(conn, _FINISH, values, now=now)}
     events: list[GatewayEvent] = []
@@ -351,7 +440,7 @@ async def finish(conn: AsyncConnection, finals: Sequence[Final], now: datetime) 
 
 
 async def raise_alarm(
-    conn: AsyncConnection, meter_id: int, command_id: int | None, kind: str, detail: str, now: datetime
+    conn: AsyncConnection, meter_id: int | None, command_id: int | None, kind: str, detail: str, now: datetime
 ) -> None:
     await insert_rows(
         conn,
@@ -460,6 +549,8 @@ __all__ = [
     "raise_alarm",
     "record_parts",
     "release",
+    "renew",
     "reschedule",
     "retry_later",
+    "sending_part_rows",
 ]

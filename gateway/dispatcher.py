@@ -4,8 +4,9 @@ comes back goes to the recorder (`gateway.recorder`), which writes it in batches
 
 Parts are followed by done-callbacks when the transport hands back futures (as gateway.smpp does), in a
 task per command otherwise. A claim is a lease (`claimed_until`): if the process dies, the lease runs out
-and another dispatcher (or this one restarted) picks the command up and sends the same frame again — the
-meter's replay window makes that harmless. Nothing is lost at any instant: a command is final only once a
+and another dispatcher (or this one restarted) picks the command up and sends the same frame again, as the
+next attempt (the claim counts it, and its part rows are committed before its SMS leave) — the meter's
+replay window makes that harmless. Nothing is lost at any instant: a command is final only once a
 final state is committed.
 
 Due 0:0 commands are sent. A due 0:1 / 1:0 command has waited `ack_timeout_s` for the meter's
@@ -44,7 +45,6 @@ from gateway.ports import OutboundSms, Receipt, Transport, TransportState
 from gateway.recorder import DispatchStats, Recorder, RecorderConfig
 from gateway.states import CommandState, RetryPolicy, Source, after_ack_deadline
 from gateway.writegate import WriteGate
-from store.bulk import one_statement
 
 log = logging.getLogger("smsmeter.gateway.dispatcher")
 
@@ -68,6 +68,15 @@ class DispatchConfig:
     receipt_park_s: float = 30.0  # how long a receipt for an unknown message id waits for its submit
     origin_port: int | None = None  # UDH origin port when a meter has an application port (default: the same)
     record_interval_s: float = 0.02  # under load, at most one recording transaction per this interval (Pacer)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """One claim: the commands claimed, those of them to send with their SMS parts, and the others' finals."""
+
+    commands: list[Claimed]
+    sends: list[tuple[Claimed, list[tuple[bytes, bool]]]]
+    finals: list[Final]
 
 
 @dataclass(eq=False, slots=True)
@@ -152,9 +161,13 @@ class Dispatcher:
     async def run(self) -> None:
         self._stopping.clear()
         recorder = asyncio.create_task(self._recorder.run(), name="dispatch-recorder")
+        renewer = asyncio.create_task(self._renew_leases(), name="dispatch-lease-renewer")
         try:
             await self._claim_loop()
         finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
             for task in list(self._sends):
                 task.cancel()
             for sending in list(self._in_flight):
@@ -169,7 +182,7 @@ class Dispatcher:
                 await recorder
 
     async def _claim_loop(self) -> None:
-        ahead: tuple[asyncio.Task[list[Claimed]], int] | None = None  # the next claim, already under way
+        ahead: tuple[asyncio.Task[_Claim], int] | None = None  # the next claim, already under way
         try:
             while not self._stopping.is_set():
                 # cleared before looking, not before sleeping: a wake-up that arrives while a claim is under
@@ -187,24 +200,27 @@ class Dispatcher:
                 else:
                     (claiming, limit), ahead = ahead, None
                 try:
-                    claimed = await claiming
+                    claim = await claiming
                 except (SQLAlchemyError, OSError) as exc:
                     # The database is away: the commands wait in the outbox; keep trying (found by the operations
                     # reliability run, tests/reliability/test_database_outage.py).
                     log.warning("claiming commands failed (%s); trying again", type(exc).__name__)
                     await self._sleep(max(1.0, self.config.poll_s))
                     continue
+                claimed = claim.commands
                 if not claimed:
                     await self._sleep(self.config.poll_s)
                     continue
                 self.stats.claimed += len(claimed)
+                for final in claim.finals:
+                    self._recorder.add_final(final)
                 room = self.config.max_in_flight - len(self._sends) - len(self._in_flight) - len(claimed)
                 if len(claimed) == limit and room > 0 and not self._stopping.is_set():
                     # more is due: the next claim runs while these parts are handed to the transport
                     next_limit = min(room, self.config.claim_batch)
                     ahead = (asyncio.ensure_future(self._claim(next_limit)), next_limit)
-                for n, command in enumerate(claimed, start=1):
-                    self._start(command)
+                for n, (command, bodies) in enumerate(claim.sends, start=1):
+                    self._begin_send(command, bodies)
                     if n % _YIELD_EVERY == 0:
                         await asyncio.sleep(0)  # let the transport's reads and writes in between a large claim
                 if len(claimed) < limit:  # nothing else was due: wait for a wake-up rather than claim nothing
@@ -213,11 +229,28 @@ class Dispatcher:
             if ahead is not None:
                 await self._release(ahead[0])
 
-    async def _release(self, claiming: asyncio.Task[list[Claimed]]) -> None:
-        """Stopping with a claim under way: let it finish and give its commands back (lease cleared), so
-        they do not wait out the lease."""
+    async def _renew_leases(self) -> None:
+        """Every third of the lease, extend the leases of the sends still under way here (a slow SMSC window,
+        a result not recorded yet): only a dead dispatcher's claims run out. While the database is away the
+        leases do run out; a command claimed again then is sent as a new attempt."""
+        interval_s = self.config.lease_s / 3
+        while True:
+            await asyncio.sleep(interval_s)
+            sends = self._recorder.unrecorded()
+            if not sends:
+                continue
+            until = self._clock() + timedelta(seconds=self.config.lease_s)
+            try:
+                async with self._gate, self._engine.begin() as conn:
+                    await store.renew(conn, sends, self.config.worker_id, until)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("renewing %d leases failed (%s)", len(sends), type(exc).__name__)
+
+    async def _release(self, claiming: asyncio.Task[_Claim]) -> None:
+        """Stopping with a claim under way: let it finish and give its commands back (lease cleared, the
+        attempt it counted taken back), so they do not wait out the lease."""
         try:
-            claimed = await asyncio.shield(claiming)
+            claimed = (await asyncio.shield(claiming)).commands
         except Exception:  # the database is away: the lease runs out as after a crash
             return
         if not claimed:
@@ -231,31 +264,40 @@ class Dispatcher:
             async with asyncio.timeout(seconds):
                 await self._wake_claimer.wait()
 
-    async def _claim(self, limit: int) -> list[Claimed]:
+    async def _claim(self, limit: int) -> _Claim:
+        """Claim due commands and, in the same transaction, write the part rows of the attempts about to go
+        out: committed before the first SMS leaves, or (the database failing) neither is."""
         now = self._clock()
         until = now + timedelta(seconds=self.config.lease_s)
-        async with self._gate, one_statement(self._engine) as conn:  # one statement, atomic on its own
-            return await store.claim(conn, now=now, until=until, worker=self.config.worker_id, limit=limit)
+        async with self._gate, self._engine.begin() as conn:
+            claimed = await store.claim(conn, now=now, until=until, worker=self.config.worker_id, limit=limit)
+            claim = self._sort_out(claimed)
+            if claim.sends:
+                await store.record_parts(conn, store.sending_part_rows(claim.sends, now))
+        return claim
 
-    def _start(self, command: Claimed) -> None:
-        policy = self.config.policy
-        if command.dependency_state is not None and command.dependency_state != CommandState.PROCESSED:
-            self._finish(
-                command,
-                CommandState.CANCELLED,
-                Source.DISPATCHER,
-                f"command {command.depends_on_id} it depends on ended {command.dependency_state}",
-            )
-            return
-        if command.state is not CommandState.SENDING:
-            decision = after_ack_deadline(command.state, command.attempts, policy)
-            if decision.state is not None:
-                self._finish(command, decision.state, Source.TIMER, decision.detail)
-                return
-        self._begin_send(command, command.attempts + 1)
+    def _sort_out(self, claimed: list[Claimed]) -> _Claim:
+        """The claimed commands to send, each with its SMS parts, and final states for the others (a
+        predecessor that did not succeed, no acknowledgement after the last attempt)."""
+        claim = _Claim(claimed, [], [])
+        for command in claimed:
+            done = command.attempts - 1  # the claim counted the attempt it is for
+            if command.dependency_state is not None and command.dependency_state != CommandState.PROCESSED:
+                detail = f"command {command.depends_on_id} it depends on ended {command.dependency_state}"
+                claim.finals.append(self._final(command, CommandState.CANCELLED, Source.DISPATCHER, detail))
+                continue
+            if command.state is not CommandState.SENDING:
+                decision = after_ack_deadline(command.state, done, self.config.policy)
+                if decision.state is not None:
+                    claim.finals.append(self._final(command, decision.state, Source.TIMER, decision.detail))
+                    continue
+            claim.sends.append((command, self.parts_of(command)))
+        return claim
 
-    def _finish(self, command: Claimed, state: CommandState, source: Source, detail: str) -> None:
-        self._recorder.add_final(Final(command.id, command.meter_id, command.kind, state, source, detail))
+    @staticmethod
+    def _final(command: Claimed, state: CommandState, source: Source, detail: str) -> Final:
+        """A claimed command ended without a send: the attempt its claim counted is taken back."""
+        return Final(command.id, command.meter_id, command.kind, state, source, detail, attempts=command.attempts - 1)
 
     def parts_of(self, command: Claimed) -> list[tuple[bytes, bool]]:
         ports = None
@@ -266,12 +308,14 @@ class Dispatcher:
         has_udh = len(parts) > 1 or ports is not None
         return [(p, has_udh) for p in parts]
 
-    def _begin_send(self, command: Claimed, attempt: int) -> None:
-        """Submit every part of `command`. A transport that hands back futures (gateway.smpp) is followed
-        by done-callbacks, without a task per command; one whose submit is a coroutine runs in a task."""
+    def _begin_send(self, command: Claimed, bodies: list[tuple[bytes, bool]]) -> None:
+        """Submit every part of `command` (attempt `command.attempts`). A transport that hands back futures
+        (gateway.smpp) is followed by done-callbacks, without a task per command; one whose submit is a
+        coroutine runs in a task."""
         transport = self.transport
         assert transport is not None
-        bodies = self.parts_of(command)
+        attempt = command.attempts
+        self._recorder.sending(command.id, attempt)
         waits: list[object] = []
         for body, has_udh in bodies:
             try:
@@ -298,7 +342,6 @@ class Dispatcher:
         task.add_done_callback(self._sends.discard)
         task.add_done_callback(self._freed)
         task.add_done_callback(functools.partial(_close_unstarted, waits))
-        task.add_done_callback(functools.partial(_close_unstarted, waits))
 
     def _part_sent(self, sending: _Sending, index: int, fut: asyncio.Future[str]) -> None:
         if fut.cancelled():
@@ -314,6 +357,7 @@ class Dispatcher:
         self._in_flight.discard(sending)
         self._freed()
         if sending.cancelled:  # stopped: nothing recorded, the lease runs out as after a crash
+            self._recorder.not_sent(sending.command.id, sending.attempt)
             return
         self._record_outcomes(sending.command, sending.attempt, sending.bodies, sending.outcomes)
 
@@ -330,7 +374,11 @@ class Dispatcher:
         self, command: Claimed, attempt: int, bodies: list[tuple[bytes, bool]], waits: list[object]
     ) -> None:
         pending = [w for w in waits if isinstance(w, Awaitable)]
-        outcomes = iter(await asyncio.gather(*pending, return_exceptions=True))
+        try:
+            outcomes = iter(await asyncio.gather(*pending, return_exceptions=True))
+        except asyncio.CancelledError:  # stopped: nothing recorded, the lease runs out as after a crash
+            self._recorder.not_sent(command.id, attempt)
+            raise
         self._record_outcomes(
             command, attempt, bodies, [w if isinstance(w, BaseException) else next(outcomes) for w in waits]
         )

@@ -8,6 +8,11 @@ key id is looked up (`unknown_key`); the frame is verified (`bad_tag`) and its c
 the meter's inbound replay window (`replay`), which is updated in the same transaction
 (meters.in_highest / in_bitmap); a payload that does not parse is `malformed`.
 
+A text SMS (GSM-7 or UCS-2, no user-data header) from a number that is not a meter goes to the injected
+`on_text` handler in the same transaction (the composition root wires subscriber self-service to it): it
+answers and returns None, or returns the wrong-SMS reason to record (`unknown_sender`, `unknown_keyword`,
+`rate_limited`, ...). Without a handler such an SMS is `unknown_sender`.
+
 Anything refused becomes a wrong_sms row with its reason and a log line — never an exception.
 Accepted messages: an acknowledgement moves its command (matched by meter and counter) to 1:1 or
 rejected_meter; readings, balance reports and events are stored and handed to the event callback after
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +95,7 @@ class InboundStats:
     reports: int = 0
     wrong: int = 0
     batches: int = 0
+    texts_answered: int = 0  # text SMS a person sent, taken by `on_text`
     wrong_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -149,6 +155,11 @@ _SETTLE = RowUpdate(
 _READINGS_ONCE = OnConflict(("meter_id", "register", "read_at"))
 
 
+# (connection, the SMS, now) -> None when taken, else (wrong-SMS reason, detail)
+TextHandler = Callable[[AsyncConnection, InboundSms, datetime], Awaitable[tuple[str, str] | None]]
+_TEXT_CODINGS = frozenset({0x00, 0x01, 0x03, 0x08})  # GSM default, IA5/ASCII, Latin-1, UCS-2
+
+
 class Inbound:
     """`on_sms` is the transport's inbound handler; `run()` records what arrives, in batches."""
 
@@ -163,8 +174,10 @@ class Inbound:
         gate: WriteGate | None = None,
         reassembler: mp.Reassembler | None = None,
         batch_interval_s: float = 0.02,
+        on_text: TextHandler | None = None,
     ) -> None:
         self._engine = engine
+        self._on_text = on_text
         self._keys = keys
         self._short_number = digits(short_number)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -231,7 +244,14 @@ class Inbound:
                     continue
                 meter = senders.get(digits(sms.source))
                 if meter is None:
-                    self._wrong(work, sms, sms.body, "unknown_sender", "not a registered meter's number", None)
+                    refused = ("unknown_sender", "not a registered meter's number")
+                    if self._on_text is not None and not sms.has_udh and sms.data_coding in _TEXT_CODINGS:
+                        answered = await self._on_text(conn, sms, now)
+                        if answered is None:
+                            self.stats.texts_answered += 1
+                            continue
+                        refused = answered
+                    self._wrong(work, sms, sms.body, refused[0], refused[1], None)
                     continue
                 try:
                     self._reassembler, frame = self._reassembler.add(

@@ -8,8 +8,12 @@ the part is written once, already delivered, and the command moves 0:0 → 1:0 i
 history rows (`_match_in_batch`).
 
 Receipts are matched to parts by the SMSC message id. A receipt that arrives before its submit_sm_resp
-has been recorded (SMSCs do that) is parked and matched again after each batch, for `receipt_park_s`,
-before it is logged as unknown.
+has been recorded (SMSCs do that) is parked and matched again after each batch; it is logged as unknown
+only after `receipt_park_s` and once every attempt sent before it was parked has been recorded.
+
+Faults. A batch the database refuses while it answers is recorded in halves down to single items; one that
+still fails alone becomes a `recording_failed` alarm and never holds up the batches behind it. While the
+database does not answer, the batch is kept, its receipts waiting with it (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import command_store as store
@@ -58,6 +63,7 @@ class DispatchStats:
     retries: int = 0
     finals: int = 0
     batches: int = 0
+    recording_failed: int = 0  # items the database refused on their own (each an alarm row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,45 @@ class RecorderConfig:
     throttle_pause_s: float = 1.0
     receipt_park_s: float = 30.0
     record_interval_s: float = 0.02
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one recording transaction takes: send results, final states, receipts with their SMSC's futures."""
+
+    results: list[SendResult]
+    finals: list[Final]
+    receipts: list[tuple[Receipt, asyncio.Future[None] | None]]
+
+    @property
+    def size(self) -> int:
+        return len(self.results) + len(self.finals) + len(self.receipts)
+
+    def receipt_values(self) -> list[Receipt]:
+        return [r for r, _ in self.receipts]
+
+    def halves(self) -> tuple[_Batch, _Batch]:
+        items: list[tuple[str, Any]] = [
+            *(("r", x) for x in self.results),
+            *(("f", x) for x in self.finals),
+            *(("d", x) for x in self.receipts),
+        ]
+        middle = len(items) // 2
+        return _Batch.of(items[:middle]), _Batch.of(items[middle:])
+
+    @staticmethod
+    def of(items: Sequence[tuple[str, Any]]) -> _Batch:
+        return _Batch(
+            [x for k, x in items if k == "r"], [x for k, x in items if k == "f"], [x for k, x in items if k == "d"]
+        )
+
+    @staticmethod
+    def joined(batches: Sequence[_Batch]) -> _Batch:
+        return _Batch(
+            [x for b in batches for x in b.results],
+            [x for b in batches for x in b.finals],
+            [x for b in batches for x in b.receipts],
+        )
 
 
 class Recorder:
@@ -93,7 +138,9 @@ class Recorder:
         self._results: list[SendResult] = []
         self._finals: list[Final] = []
         self._receipts: list[tuple[Receipt, asyncio.Future[None] | None]] = []
-        self._parked: dict[str, tuple[Receipt, float]] = {}
+        self._parked: dict[str, tuple[Receipt, float, int]] = {}  # message id: receipt, since, ticket then
+        self._unrecorded: dict[tuple[int, int], int] = {}  # (command, attempt) sent, not recorded: its ticket
+        self._tickets = 0
         self._wake = asyncio.Event()
         self._pacer = Pacer(config.record_interval_s)
         self._stopping = stopping  # set by the dispatcher: finish what is under way, then return
@@ -104,6 +151,19 @@ class Recorder:
         self._receipts.append((receipt, fut))
         self._wake.set()
         return fut
+
+    def sending(self, command_id: int, attempt: int) -> None:
+        """An attempt's parts are going out: a receipt parked from now on may be for one of them."""
+        self._tickets += 1
+        self._unrecorded[(command_id, attempt)] = self._tickets
+
+    def unrecorded(self) -> list[tuple[int, int]]:
+        """The (command, attempt) sends under way or not recorded yet."""
+        return list(self._unrecorded)
+
+    def not_sent(self, command_id: int, attempt: int) -> None:
+        """An attempt stopped before its result came back: nothing of it will be recorded here."""
+        self._unrecorded.pop((command_id, attempt), None)
 
     def add_result(self, result: SendResult) -> None:
         self._results.append(result)
@@ -132,23 +192,99 @@ class Recorder:
                 continue
             if not self._stopping.is_set():
                 await self._pacer.turn()  # busy: what arrives meanwhile joins this transaction
-            results, self._results = self._results, []
-            finals, self._finals = self._finals, []
-            receipts, self._receipts = self._receipts, []
+            batch = _Batch(self._results, self._finals, self._receipts)
+            self._results, self._finals, self._receipts = [], [], []
             try:
-                await self._flush(results, finals, [r for r, _ in receipts])
-            except Exception as exc:
-                log.exception("recording a batch failed; it is retried")
-                self._results[:0] = results
-                self._finals[:0] = finals
-                for _, fut in receipts:
-                    if fut is not None and not fut.done():
-                        fut.set_exception(exc)  # the SMSC redelivers the receipt
-                await asyncio.sleep(1.0)
+                await self._flush(batch.results, batch.finals, batch.receipt_values())
+            except Exception:
+                log.exception("recording a batch of %d failed", batch.size)
+                if await self._database_answers():
+                    await self._record_apart(batch)
+                else:
+                    self._hold(batch)
+                    await asyncio.sleep(1.0)
                 continue
-            for _, fut in receipts:
-                if fut is not None and not fut.done():
-                    fut.set_result(None)
+            self._recorded(batch)
+
+    def _recorded(self, batch: _Batch) -> None:
+        for r in batch.results:
+            self._unrecorded.pop((r.command.id, r.attempt), None)
+        for _, fut in batch.receipts:
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def _hold(self, batch: _Batch) -> None:
+        """The database is away: keep the batch, in front of what came since, and record it when it is back.
+        Receipts wait with it (their SMSC is answered once they are recorded, or with a temporary error by
+        the transport's handler timeout, and redelivers them): none is refused that can still be matched."""
+        self._results[:0] = batch.results
+        self._finals[:0] = batch.finals
+        self._receipts[:0] = batch.receipts
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(5.0), self._engine.connect() as conn:
+                await conn.execute(select(literal(1)))
+        except Exception:
+            return False
+        return True
+
+    async def _record_apart(self, batch: _Batch) -> None:
+        """The database answers but refused the batch: record it in halves, down to single items, so that what
+        can be recorded is, and whatever still fails alone becomes an alarm a person sees (`_give_up`) instead
+        of holding up every batch behind it. Parked receipts are set aside meanwhile and matched after."""
+        parked, self._parked = self._parked, {}
+        try:
+            pending = [batch]
+            while pending:
+                part = pending.pop()
+                try:
+                    await self._flush(part.results, part.finals, part.receipt_values())
+                except Exception as exc:
+                    if part.size == 1 and await self._database_answers():
+                        await self._give_up(part, exc)
+                    elif part.size == 1 or not await self._database_answers():
+                        self._hold(_Batch.joined([part, *pending]))
+                        return
+                    else:
+                        pending.extend(reversed(part.halves()))
+                    continue
+                self._recorded(part)
+        finally:
+            parked.update(self._parked)
+            self._parked = parked
+
+    async def _give_up(self, item: _Batch, exc: Exception) -> None:
+        """One send result, final state or receipt the database refuses on its own: logged, and an alarm row
+        for the operator (a send result's command is sent again, as a new attempt, once its lease runs out)."""
+        now = self._clock()
+        meter_id: int | None = None
+        command_id: int | None = None
+        if item.results:
+            r = item.results[0]
+            self._unrecorded.pop((r.command.id, r.attempt), None)
+            meter_id, command_id = r.command.meter_id, r.command.id
+            ids = ", ".join(m or "-" for m in r.message_ids)
+            what = f"attempt {r.attempt} of command {r.command.id} (message ids {ids})"
+        elif item.finals:
+            f = item.finals[0]
+            meter_id, command_id = f.meter_id, f.command_id
+            what = f"final state {f.state.value} of command {f.command_id}"
+        else:
+            what = f"receipt for message id {item.receipts[0][0].message_id}"
+        detail = f"recording the {what} failed: {type(exc).__name__}: {exc}"
+        log.error("%s; an alarm is raised", detail)
+        self.stats.recording_failed += 1
+        for command in (command_id, None) if command_id is not None else (None,):
+            try:
+                async with self._gate, self._engine.begin() as conn:
+                    await store.raise_alarm(conn, meter_id, command, "recording_failed", detail, now)
+                break
+            except Exception:  # e.g. the command itself is not there: the alarm names it in its detail
+                continue
+        for _, fut in item.receipts:  # nothing a redelivery would change
+            if fut is not None and not fut.done():
+                fut.set_result(None)
 
     async def _wait(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -156,9 +292,13 @@ class Recorder:
                 await self._wake.wait()
 
     def _drop_parked(self, *, force: bool) -> None:
+        """Drop receipts parked longer than `receipt_park_s` that no send can match any more: every attempt
+        sent before the receipt was parked has been recorded (or stopped). One whose submit is still being
+        recorded waits, however long that takes (the database away, a large backlog)."""
         limit = time.monotonic() - self._config.receipt_park_s
-        for message_id, (receipt, since) in list(self._parked.items()):
-            if force or since < limit:
+        oldest_unrecorded = next(iter(self._unrecorded.values()), None)
+        for message_id, (receipt, since, ticket) in list(self._parked.items()):
+            if force or (since < limit and (oldest_unrecorded is None or oldest_unrecorded > ticket)):
                 del self._parked[message_id]
                 self.stats.receipts_unknown += 1
                 log.warning(
@@ -173,7 +313,7 @@ class Recorder:
         now = self._clock()
         events: list[GatewayEvent] = []
         early: dict[str, Receipt] = {}
-        unparked: dict[str, tuple[Receipt, float]] = {}
+        unparked: dict[str, tuple[Receipt, float, int]] = {}
         if results and (receipts or self._parked):
             early, receipts, unparked = self._match_in_batch(results, receipts)
         try:
@@ -194,7 +334,7 @@ class Recorder:
         now: datetime,
         events: list[GatewayEvent],
     ) -> None:
-        all_receipts = [*receipts, *(r for r, _ in self._parked.values())]
+        all_receipts = [*receipts, *(r for r, _since, _ticket in self._parked.values())]
         async with self._gate, self._engine.begin() as conn:
             wanted = {r.message_id for r in all_receipts}
             parts = await store.parts_by_message_id(conn, wanted) if all_receipts else {}
@@ -220,7 +360,7 @@ class Recorder:
 
     def _match_in_batch(
         self, results: Sequence[SendResult], receipts: Sequence[Receipt]
-    ) -> tuple[dict[str, Receipt], list[Receipt], dict[str, tuple[Receipt, float]]]:
+    ) -> tuple[dict[str, Receipt], list[Receipt], dict[str, tuple[Receipt, float, int]]]:
         """Delivery receipts for parts accepted in this same batch (the SMSC sent the receipt with, or
         before, its submit_sm_resp): matched here, so each part is written once, already delivered, and
         its command moves once, 0:0 → 1:0, instead of a write per step. Returns {message id: receipt},
@@ -249,8 +389,8 @@ class Recorder:
             else:
                 rest.extend(copies)
         fresh = {r.message_id for r in rest}
-        unparked: dict[str, tuple[Receipt, float]] = {}
-        for message_id, (receipt, _since) in list(self._parked.items()):
+        unparked: dict[str, tuple[Receipt, float, int]] = {}
+        for message_id, (receipt, _since, _ticket) in list(self._parked.items()):
             if (
                 accepted.get(message_id) == 1
                 and message_id not in fresh
@@ -319,8 +459,10 @@ class Recorder:
             if r.error is None:
                 accepted.append(r)
             elif isinstance(r.error, Throttled | NotConnected):
+                # not an attempt when the SMSC took none of its parts: the attempts go back one
                 d = after_throttle(now, self._config.throttle_pause_s)
-                reschedule.append(Reschedule(c.id, c.attempts, d.retry_at, None))
+                undo = all(m is None for m in r.message_ids)
+                reschedule.append(Reschedule(c.id, r.attempt, d.retry_at, None, undo=undo))
             elif isinstance(r.error, InvalidPart):  # it can never be one SMS: resending will not help
                 detail = f"not sendable: {r.error.reason}"
                 finals.append(Final(c.id, c.meter_id, c.kind, CommandState.FAILED, Source.DISPATCHER, detail))
@@ -363,7 +505,7 @@ class Recorder:
             part = parts.get(message_id)
             if part is None:
                 if parked is None:
-                    self._parked[message_id] = (fresh[-1], monotonic)
+                    self._parked[message_id] = (fresh[-1], monotonic, self._tickets)
                     self.stats.receipts_parked += 1
                 continue
             self._parked.pop(message_id, None)
@@ -436,12 +578,11 @@ def _accepted_history(r: SendResult, moved: bool, now: datetime) -> list[dict[st
 
 
 def _part_rows(results: Sequence[SendResult], now: datetime, early: Mapping[str, Receipt]) -> list[dict[str, Any]]:
-    """The command_parts rows of one attempt per result (none for a throttled one: not an attempt, its parts
-    are sent again with the rest); a part whose receipt is in `early` is already 1:0."""
+    """The command_parts rows of one attempt per result (a part the SMSC did not take is "rejected", or
+    "throttled" when it was only not taken now); a part whose receipt is in `early` is already 1:0."""
     part_rows: list[dict[str, Any]] = []
     for r in results:
-        if r.error is not None and isinstance(r.error, Throttled | NotConnected):
-            continue
+        not_taken = "throttled" if isinstance(r.error, Throttled | NotConnected) else "rejected"
         for seq, ((body, has_udh), message_id, status) in enumerate(
             zip(r.bodies, r.message_ids, r.statuses, strict=True), start=1
         ):
@@ -450,7 +591,7 @@ def _part_rows(results: Sequence[SendResult], now: datetime, early: Mapping[str,
                 state, delivered_at = CommandState.DELIVERED.value, receipt.done_at or now
                 smsc_status = receipt.error_code if receipt.error_code is not None else status
             else:
-                state = CommandState.ACCEPTED.value if message_id is not None else "rejected"
+                state = CommandState.ACCEPTED.value if message_id is not None else not_taken
                 delivered_at, smsc_status = None, status
             part_rows.append(
                 {

@@ -28,7 +28,6 @@ from gateway.pdu_smpp import (
     ESME_ROK,
     HEADER,
     MAX_PDU_LENGTH,
-    NUMBER_BY_STATE,
     SUBMIT_SM_ID,
     SUBMIT_SM_RESP_ID,
     PduDecodeError,
@@ -39,11 +38,11 @@ from gateway.pdu_smpp import (
     encode_pdu,
     encode_response,
     make_pdu,
-    receipt_text,
     text_field,
 )
 from gateway.ports import InboundSms, OutboundSms, Receipt, ReceiptState
 from gateway.simulator import SimulatedSmsc
+from gateway.smpp_receipts import NUMBER_BY_STATE, receipt_text
 
 log = logging.getLogger("smsmeter.gateway.smpp_server")
 

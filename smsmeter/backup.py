@@ -8,6 +8,10 @@ A backup is written to `FILE.partial` and renamed into place only when complete,
 leaves a truncated file under the name an operator will restore from. The master key is NOT in the backup:
 meter keys are stored wrapped under it, so keep the key (SMSMETER_MASTER_KEY or `<data_dir>/master.key`) in a
 separate, safer place — a backup without its key cannot seal or open a single frame.
+
+Each backup and restore is written to the audit log (`database.backup`, `database.restore`) of the database it
+was taken from or restored into: a backup's row comes after the copy (the backup does not hold it), a restore's
+row goes into the restored database, with the revision it replaced.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import os
 import shutil
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-from store import migrate
+from store import audit, migrate
+from store.audit import Actor
 from store.engine import create_engine
 
 PG_MAGIC = b"PGDMP"  # the first bytes of a pg_dump custom-format archive
@@ -200,8 +207,21 @@ def _put_in_place(partial: Path, path: Path) -> int:
     return path.stat().st_size
 
 
-async def backup_database(database_url: str, path: Path) -> BackupResult:
-    """Write a complete backup of the database at `database_url` to `path` (replaced if it exists).
+async def _audit(database_url: str, actor: Actor, action: str, **values: Any) -> None:
+    """One audit row in the database at `database_url`, when it holds a schema."""
+    engine = create_engine(database_url)
+    try:
+        if await migrate.current_revision(engine) is None:
+            return
+        async with engine.begin() as conn:
+            await audit.record(conn, actor, action, datetime.now(UTC), target="database", **values)
+    finally:
+        await engine.dispose()
+
+
+async def backup_database(database_url: str, path: Path, *, actor: Actor | None = None) -> BackupResult:
+    """Write a complete backup of the database at `database_url` to `path` (replaced if it exists), and audit
+    it as `actor` (`database.backup`).
 
     Raises `BackupError`."""
     url = make_url(database_url)
@@ -220,6 +240,9 @@ async def backup_database(database_url: str, path: Path) -> BackupResult:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    if actor is not None:
+        after = {"file": str(path), "backend": backend, "size_bytes": size_bytes}
+        await _audit(database_url, actor, "database.backup", after=after)
     return BackupResult(path, backend, size_bytes)
 
 
@@ -254,15 +277,19 @@ async def _pg_empty_public_schema(database_url: str) -> None:
         await engine.dispose()
 
 
-async def restore_database(database_url: str, path: Path, *, replace: bool = False) -> str | None:
-    """Make the database at `database_url` hold exactly the backup at `path`; return the restored revision.
+async def restore_database(
+    database_url: str, path: Path, *, replace: bool = False, actor: Actor | None = None
+) -> str | None:
+    """Make the database at `database_url` hold exactly the backup at `path`; return the restored revision, and
+    audit it as `actor` in the restored database (`database.restore`, with the revision it replaced).
 
     A database that already holds a schema is replaced only with `replace=True`. Stop the service first:
     restoring under a running service swaps the data beneath it. Raises `BackupError`."""
     url = make_url(database_url)
     backend = _backend(url)
     _check_archive(path, backend)
-    if not replace and await database_revision(database_url) is not None:
+    replaced = await database_revision(database_url)
+    if not replace and replaced is not None:
         raise BackupError("the database is not empty; restoring replaces all of it (use --replace to confirm)")
     if backend == "postgresql":
         if replace:
@@ -273,4 +300,13 @@ async def restore_database(database_url: str, path: Path, *, replace: bool = Fal
             await asyncio.to_thread(_sqlite_restore, url, path)
         except sqlite3.Error as exc:
             raise BackupError(f"restore failed: {exc}") from exc
-    return await database_revision(database_url)
+    revision = await database_revision(database_url)
+    if actor is not None:
+        await _audit(
+            database_url,
+            actor,
+            "database.restore",
+            before={"revision": replaced},
+            after={"file": str(path), "backend": backend, "revision": revision},
+        )
+    return revision

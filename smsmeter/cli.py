@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -63,14 +64,17 @@ def _parser() -> argparse.ArgumentParser:
 
     backup = sub.add_parser("backup", help="write the whole database to FILE (pg_dump custom format / SQLite copy)")
     backup.add_argument("file", metavar="FILE")
+    _operator_option(backup)
     restore = sub.add_parser("restore", help="replace the database with the backup in FILE (stop the service first)")
     restore.add_argument("file", metavar="FILE")
     restore.add_argument("--replace", action="store_true", help="confirm that a non-empty database is replaced")
+    _operator_option(restore)
 
     masterkey = sub.add_parser("masterkey", help="the master key that wraps meter keys at rest")
     mk_sub = masterkey.add_subparsers(dest="masterkey_command", required=True)
     rotate = mk_sub.add_parser("rotate", help="re-wrap every meter key under the new key in NEW_KEY_FILE (hex)")
     rotate.add_argument("new_key_file", metavar="NEW_KEY_FILE")
+    _operator_option(rotate)
 
     rec = sub.add_parser(
         "reconcile",
@@ -95,6 +99,27 @@ def _parser() -> argparse.ArgumentParser:
     sts_cli.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _operator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--operator", default=None, help="the name the audit log records (default: the system user running it)"
+    )
+
+
+def _cli_actor(args: argparse.Namespace) -> Any:
+    """Who the audit log names for a command run from the command line."""
+    import getpass
+
+    from store.audit import Actor
+
+    name = getattr(args, "operator", None)
+    if not name:
+        try:
+            name = f"cli:{getpass.getuser()}"
+        except (KeyError, OSError):
+            name = "cli"
+    return Actor("operator", name)
 
 
 def _roles(args: argparse.Namespace) -> str:
@@ -287,7 +312,7 @@ async def _backup(settings: Settings, args: argparse.Namespace) -> int:
     from smsmeter.backup import BackupError, backup_database
 
     try:
-        result = await backup_database(settings.database.url, Path(args.file))
+        result = await backup_database(settings.database.url, Path(args.file), actor=_cli_actor(args))
     except BackupError as exc:
         print(f"smsmeter: backup failed: {exc.reason}", file=sys.stderr)
         return EXIT_FAILED
@@ -300,7 +325,9 @@ async def _restore(settings: Settings, args: argparse.Namespace) -> int:
     from smsmeter.backup import BackupError, restore_database
 
     try:
-        revision = await restore_database(settings.database.url, Path(args.file), replace=args.replace)
+        revision = await restore_database(
+            settings.database.url, Path(args.file), replace=args.replace, actor=_cli_actor(args)
+        )
     except BackupError as exc:
         print(f"smsmeter: restore failed: {exc.reason}", file=sys.stderr)
         return EXIT_FAILED
@@ -323,7 +350,7 @@ async def _masterkey(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     engine = create_engine(settings.database.url)
     try:
-        result = await rotate_master_key(engine, load_master_key(settings), new_key)
+        result = await rotate_master_key(engine, load_master_key(settings), new_key, actor=_cli_actor(args))
     except RotationError as exc:
         print(f"smsmeter: master key not rotated: {exc.reason}", file=sys.stderr)
         return EXIT_FAILED

@@ -5,15 +5,21 @@ Meter keys themselves do not change (the meters never notice); only their wrappi
 nothing: if any stored key does not unwrap under the current master key, nothing is written. Keys already
 wrapped under the new master key are left as they are, so running the rotation again is harmless.
 Stop the gateway processes first, rotate, put the new key in their configuration, start them again.
+The rotation is in the audit log (`masterkey.rotate`), in the same transaction, with the fingerprints (the
+first 16 hex digits of SHA-256) of the key replaced and of the new one — never the keys.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from store import audit
+from store.audit import SYSTEM, Actor
 from store.crypto import (
     unwrap_from_storage,
     unwrap_padded_from_storage,
@@ -37,7 +43,13 @@ class RotationError(Exception):
         self.reason = reason
 
 
-async def rotate_master_key(engine: AsyncEngine, old_key: bytes, new_key: bytes) -> RotationResult:
+def key_fingerprint(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+async def rotate_master_key(
+    engine: AsyncEngine, old_key: bytes, new_key: bytes, *, actor: Actor = SYSTEM
+) -> RotationResult:
     if old_key == new_key:
         raise RotationError("the new master key is the current one")
     rewrapped = already = 0
@@ -80,4 +92,13 @@ async def rotate_master_key(engine: AsyncEngine, old_key: bytes, new_key: bytes)
                 .values(wrapped_key=wrap_padded_for_storage(new_key, key))
             )
             rewrapped += 1
+        await audit.record(
+            conn,
+            actor,
+            "masterkey.rotate",
+            datetime.now(UTC),
+            target="masterkey",
+            before={"key": key_fingerprint(old_key)},
+            after={"key": key_fingerprint(new_key), "rewrapped": rewrapped, "already_new": already},
+        )
     return RotationResult(rewrapped, already)

@@ -1,4 +1,4 @@
-"""Interface languages through gettext catalogs (Babel): English, Romanian, Russian.
+"""Interface languages through gettext catalogs (Babel): English, Romanian, Russian, Azerbaijani, Spanish.
 
 The `.po` files under web/locale are the sources; they are compiled in memory when the application is
 built (a few milliseconds), so a catalog can never be stale. The language of a request: the signed-in
@@ -24,7 +24,7 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal, get_currency_precision
 from babel.support import Translations
 
-LANGUAGES: dict[str, str] = {"en": "English", "ro": "Română", "ru": "Русский"}
+LANGUAGES: dict[str, str] = {"en": "English", "ro": "Română", "ru": "Русский", "az": "Azərbaycanca", "es": "Español"}
 LOCALE_DIR = Path(__file__).with_name("locale")
 DOMAIN = "messages"
 

@@ -40,6 +40,7 @@ FLASH = {
     "meter_installed": N_("Meter installed."),
     "meter_replaced": N_("Meter replaced; the old one is archived."),
     "meter_archived": N_("Meter archived."),
+    "meter_profile": N_("Profile saved: commands are sealed in it from now on."),
     "transformer_added": N_("Transformer registered."),
     "meters_attached": N_("Meters attached to the transformer."),
     "holiday_set": N_("Holiday saved."),

@@ -12,6 +12,9 @@ CODES = (
     N_("issued"),
     N_("accepted"),
     N_("double_delivery"),
+    # wrong SMS from people (subscriber self-service on the short number)
+    N_("unknown_keyword"),
+    N_("rate_limited"),
     # roles
     N_("admin"),
     N_("operator"),

@@ -117,6 +117,51 @@ _TEXTS: Mapping[str, Mapping[NoticeKind, tuple[str, str]]] = {
             "{utility}: на счётчике по счёту {code} мало кредита ({amount}). Пополните.",
         ),
     },
+    "az": {
+        NoticeKind.REMINDER: (
+            "Ödəniş xatırlatması",
+            "{utility}: {code} hesabının {amount} borcu var. Cərimədən qaçmaq üçün zəhmət olmasa ödəyin.",
+        ),
+        NoticeKind.FINAL: (
+            "Son xəbərdarlıq",
+            "{utility}: SON XƏBƏRDARLIQ. {code} hesabının borcu {amount}. İndi ödəyin, əks halda təchizat ayrılacaq.",
+        ),
+        NoticeKind.DISCONNECT: (
+            "Təchizat ayrıldı",
+            "{utility}: {code} hesabının təchizatı {amount} borca görə ayrıldı. Ödənişdən sonra bərpa olunacaq.",
+        ),
+        NoticeKind.RECONNECT: (
+            "Təchizat bərpa olundu",
+            "{utility}: təşəkkür edirik. {code} hesabının borcu yoxdur və təchizat bərpa olundu.",
+        ),
+        NoticeKind.LOW_CREDIT: (
+            "Az kredit",
+            "{utility}: {code} hesabının sayğacında kredit azdır ({amount}). Tezliklə balansı artırın.",
+        ),
+    },
+    "es": {
+        NoticeKind.REMINDER: (
+            "Recordatorio de pago",
+            "{utility}: la cuenta {code} debe {amount}. Pague para evitar un recargo.",
+        ),
+        NoticeKind.FINAL: (
+            "Último aviso",
+            "{utility}: ÚLTIMO AVISO. La cuenta {code} debe {amount}. Pague ya o se cortará el suministro.",
+        ),
+        NoticeKind.DISCONNECT: (
+            "Suministro cortado",
+            "{utility}: el suministro de la cuenta {code} está cortado por una deuda de {amount}. "
+            "Vuelve una vez pagada.",
+        ),
+        NoticeKind.RECONNECT: (
+            "Suministro restablecido",
+            "{utility}: gracias. La cuenta {code} está al día y el suministro restablecido.",
+        ),
+        NoticeKind.LOW_CREDIT: (
+            "Crédito bajo",
+            "{utility}: el crédito del contador de la cuenta {code} es bajo ({amount}). Recargue pronto.",
+        ),
+    },
 }
 
 

@@ -38,7 +38,7 @@ from billing.values import PaymentConfirmed
 from gateway.keys import KeyRing
 from gateway.states import OPEN_STATES, CommandState
 from store.audit import Actor
-from store.schema.commands import commands
+from store.schema.commands import command_parts, commands
 from store.uow import UnitOfWork
 from tests.peers.smsc import MobileOriginated, NodeSmsc, SmscError, Submit
 from tests.support.net import free_port
@@ -50,12 +50,28 @@ SHORT_NUMBER = "7220"
 CURRENCY = "USD"
 NOW = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
 ACTOR = Actor("system", "reliability")
-FULL = os.environ.get("SMSMETER_RELIABILITY_FULL", "") not in ("", "0", "false", "no")
+FULL = os.environ.get("SMSMETER_RELIABILITY_SIZE", "").lower() == "full" or os.environ.get(
+    "SMSMETER_RELIABILITY_FULL", ""
+) not in ("", "0", "false", "no")
+# at full size, SMSMETER_RELIABILITY_TOP_UPS=N runs N top-ups instead of 10,000 (e.g. a moderate 2,000)
+_TOP_UPS = int(os.environ.get("SMSMETER_RELIABILITY_TOP_UPS", "0") or 0)
 
 
 def size(reduced: _N, full: _N) -> _N:
-    """The run's size: `reduced` by default, `full` with SMSMETER_RELIABILITY_FULL=1."""
+    """The run's size: `reduced` by default, `full` with SMSMETER_RELIABILITY_SIZE=full."""
     return full if FULL else reduced
+
+
+def top_ups(reduced: int, full: int = 10_000) -> int:
+    """How many top-ups a run pays: `reduced` by default, `full` (or SMSMETER_RELIABILITY_TOP_UPS) at full size."""
+    if not FULL:
+        return reduced
+    return _TOP_UPS or full
+
+
+def meters_for(n_top_ups: int) -> int:
+    """A fleet of about one meter per ten top-ups, at least 40."""
+    return max(40, n_top_ups // 10)
 
 
 # --- the utility -------------------------------------------------------------------------------------------------
@@ -164,6 +180,7 @@ class Fleet:
     frames: int = 0
     unanswered: list[MobileOriginated] = field(default_factory=list)
     delivered_replies: int = 0
+    silent: frozenset[str] = frozenset()  # meters that take what they get and never answer (a dead uplink)
 
     def __post_init__(self) -> None:
         for c in self.customers:
@@ -190,6 +207,8 @@ class Fleet:
             message = decoded.message
             if isinstance(message, mp.Ack) and message.result is mp.AckResult.DUPLICATE:
                 self.duplicates_refused += 1
+        if submit.destination in self.silent:
+            return []
         return [MobileOriginated(source=submit.destination, destination=SHORT_NUMBER, body=r) for r in replies]
 
     def _reassemble(self, submit: Submit) -> bytes | None:
@@ -434,6 +453,57 @@ def count(run: str, burst: Burst, fleet: Fleet, submits: int, seconds: float, ex
 
 def final_states_are_processed(states: Mapping[str, int]) -> bool:
     return set(states) == {CommandState.PROCESSED.value}
+
+
+_CARRIED = (CommandState.DELIVERED.value, CommandState.PROCESSED.value, CommandState.TIMED_OUT.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Sends:
+    """What the database says was sent, for the commands that reached the meter (1:0, 1:1, or timed out
+    after being delivered): `without_attempt` have no part rows for their latest attempt, `without_message_id`
+    no part with the SMSC's message id at all — of which `cut_off` were sent only before a kill -9 (their
+    submit_sm_resp died with the process, so only the attempt shows); `stuck` commands are still open."""
+
+    delivered: int
+    without_attempt: int
+    without_message_id: int
+    cut_off: int
+    stuck: int
+
+    def line(self) -> str:
+        return (
+            f"{self.delivered} delivered commands: {self.without_attempt} without their attempt recorded, "
+            f"{self.without_message_id} without a message id ({self.cut_off} sent only before the kill); "
+            f"stuck {self.stuck}"
+        )
+
+
+async def recorded_sends(engine: AsyncEngine, killed_at: datetime | None = None) -> Sends:
+    """Check every delivered command against its part rows (`command_parts`: one row per part per attempt)."""
+    p = command_parts.c
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(commands.c.id, commands.c.state, commands.c.attempts))).all()
+        parts = (await conn.execute(select(p.command_id, p.attempt, p.message_id, p.submitted_at))).all()
+    attempts_of: dict[int, set[int]] = defaultdict(set)
+    with_id: set[int] = set()
+    last_sent: dict[int, datetime] = {}
+    for command_id, attempt, message_id, submitted_at in parts:
+        attempts_of[command_id].add(attempt)
+        if message_id is not None:
+            with_id.add(command_id)
+        if submitted_at is not None and (command_id not in last_sent or submitted_at > last_sent[command_id]):
+            last_sent[command_id] = submitted_at
+    open_states = {s.value for s in OPEN_STATES}
+    delivered = [(i, n) for i, state, n in rows if state in _CARRIED]
+    no_id = [i for i, _n in delivered if i not in with_id]
+    return Sends(
+        delivered=len(delivered),
+        without_attempt=sum(1 for i, n in delivered if n not in attempts_of[i]),
+        without_message_id=len(no_id),
+        cut_off=sum(1 for i in no_id if killed_at is not None and i in last_sent and last_sent[i] <= killed_at),
+        stuck=sum(1 for _i, state, _n in rows if state in open_states),
+    )
 
 
 __all__ = ["ROOT"]

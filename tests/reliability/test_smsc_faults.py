@@ -28,12 +28,12 @@ async def _paced(engine: AsyncEngine, burst: harness.Burst, per_second: float) -
 async def test_the_smsc_drops_the_connection_every_few_seconds(
     tmp_path: Path, postgres_url: str, smsc: NodeSmsc
 ) -> None:
-    n_top_ups = harness.size(100, 10_000)
+    n_top_ups = harness.top_ups(100)
     rate = harness.size(25, 100)  # top-ups a second: a reduced run lasts ~4 s or more, a full one ~100 s
-    drop_every_s = harness.size(1.5, 3.0)
+    drop_every_s = harness.size(1.5, 5.0)
     engine = create_engine(postgres_url)
     try:
-        customers = await harness.make_utility(engine, harness.size(40, 1000))
+        customers = await harness.make_utility(engine, harness.size(40, harness.meters_for(n_top_ups)))
         fleet = harness.Fleet(customers)
         burst = harness.plan_burst(customers, n_top_ups, "drop")
         service = harness.ServiceProcess(tmp_path, harness.service_env(postgres_url, smsc))
@@ -55,14 +55,18 @@ async def test_the_smsc_drops_the_connection_every_few_seconds(
                 await asyncio.sleep(1.0)
             submits = len(await smsc.submits())
             binds = sum(1 for e in await smsc.events() if e["command"] == "bind_transceiver")
+        sends = await harness.recorded_sends(engine)
         figures = harness.count(
-            "SMSC drops",
+            f"SMSC drops every {drop_every_s:g} s",
             burst,
             fleet,
             submits,
             time.monotonic() - started,
-            f"{drops} connection drops, {binds} binds; final states {states}",
+            f"{drops} connection drops, {binds} binds; {sends.line()}; final states {states}",
         )
+        assert sends.stuck == 0
+        assert sends.without_attempt == 0
+        assert sends.without_message_id == 0
         assert drops >= 3
         assert figures.lost == 0
         assert figures.applied_twice == 0
@@ -73,10 +77,10 @@ async def test_the_smsc_drops_the_connection_every_few_seconds(
 
 
 async def test_receipts_early_twice_missing_and_unknown(tmp_path: Path, postgres_url: str, smsc: NodeSmsc) -> None:
-    n_top_ups = harness.size(120, 6_000)
+    n_top_ups = harness.top_ups(120, 6_000)
     engine = create_engine(postgres_url)
     try:
-        customers = await harness.make_utility(engine, harness.size(40, 900))
+        customers = await harness.make_utility(engine, harness.size(40, harness.meters_for(n_top_ups)))
         fleet = harness.Fleet(customers)
         thirds = [
             harness.plan_burst(customers, n_top_ups // 3, f"receipts-{phase}") for phase in ("early", "lost", "twice")
@@ -106,14 +110,18 @@ async def test_receipts_early_twice_missing_and_unknown(tmp_path: Path, postgres
                 assert service.process is not None
                 assert service.process.poll() is None  # nothing crashed it
             submits = len(await smsc.submits())
+        sends = await harness.recorded_sends(engine)
         figures = harness.count(
             "receipts early / lost / twice / unknown",
             burst,
             fleet,
             submits,
             time.monotonic() - started,
-            f"final states {states}",
+            f"{sends.line()}; final states {states}",
         )
+        assert sends.stuck == 0
+        assert sends.without_attempt == 0
+        assert sends.without_message_id == 0
         assert figures.lost == 0
         assert figures.applied_twice == 0
         assert figures.applied == len(burst.payments)

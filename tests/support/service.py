@@ -68,14 +68,18 @@ def _bound_port(log_path: Path) -> int | None:
 
 
 def _wait_started(process: subprocess.Popen[str], service: RunningService, port: int, deadline: float) -> bool:
-    """True once the child's own log says it listens on `port` and /healthz answers; False if it could not bind
-    the port (another process took it); raises if it exits otherwise or is not ready by `deadline`."""
+    """True once the child's own log says it listens on `port` (port 0: on whichever port it was given, which
+    then becomes `service.base_url`) and /healthz answers; False if it could not bind the port (another process
+    took it); raises if it exits otherwise or is not ready by `deadline`."""
     while True:
         if process.poll() is not None:
             if "address already in use" in service.log().lower():
                 return False
             raise RuntimeError(f"smsmeter exited with {process.returncode}:\n{service.log()}")
-        if _bound_port(service.log_path) == port:
+        bound = _bound_port(service.log_path)
+        if port == 0 and bound:
+            service.base_url = f"http://127.0.0.1:{bound}"
+        if bound is not None and bound == (port or bound):
             try:
                 status, _ = service.get_json("/healthz", timeout_s=2)
                 if status == 200:
@@ -93,7 +97,9 @@ def running_service(
 ) -> Iterator[RunningService]:
     """`smsmeter serve` as a process, yielded once /healthz answers.
 
-    The port is chosen here (the service builds its public URL, e.g. Checkout's return address, from it), so
+    With `SMSMETER_HTTP_PORT=0` the service binds a free port itself and the log says which (no race; its public
+    URL, e.g. Checkout's return address, is then not the bound one: fine where no payment provider is used).
+    Otherwise the port is chosen here (the service builds its public URL from it), so
     another process may take it before the child binds it: the child then fails to bind and is started again on
     another port. The service counts as started only when its own log says it listens on that port, so the
     health check never reaches someone else's server."""

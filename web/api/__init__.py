@@ -6,8 +6,9 @@ from aiohttp import web
 
 
 def setup_routes(app: web.Application) -> None:
-    from web.api import alarm_rules, money, operations, outbox, readings, registry, sts, tariffs, v1
+    from web.api import alarm_rules, key_files, money, operations, outbox, readings, registry, sts, tariffs, v1
 
+    key_files.setup_routes(app)  # before v1: /api/v1/meters/stock is not a meter id
     v1.setup_routes(app)
     operations.setup_routes(app)
     registry.setup_routes(app)

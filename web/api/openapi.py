@@ -643,7 +643,7 @@ def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    from web.api import openapi_alarms, openapi_readings, openapi_registry, outbox
+    from web.api import key_files, openapi_alarms, openapi_readings, openapi_registry, outbox
     from web.api.openapi_operations import PATHS as OPERATION_PATHS
     from web.api.openapi_sts import PATHS as STS_PATHS
 
@@ -652,6 +652,7 @@ def document() -> dict[str, Any]:
     openapi_registry.merge_into(paths, schemas)
     openapi_readings.merge_into(paths, schemas)
     outbox.merge_into(paths, schemas)
+    key_files.merge_into(paths, schemas)
     openapi_alarms.merge_into(paths, schemas)
     return {
         "openapi": "3.1.0",

@@ -8,6 +8,7 @@ from web.console import (
     actions,
     alarm_rules,
     consumption,
+    key_files,
     lists,
     login,
     money,
@@ -24,6 +25,7 @@ from web.console import (
 
 def setup_routes(app: web.Application) -> None:
     login.setup_routes(app)
+    key_files.setup_routes(app)
     registry.setup_routes(app)  # before pages: /console/subscribers/new is not a subscriber id
     pages.setup_routes(app)
     tariffs.setup_routes(app)

@@ -67,6 +67,11 @@ class ScriptedNetwork:
     on_inbound: Callable[[InboundSms], object] | None = None
     state: TransportState = TransportState.BOUND
     engine: AsyncEngine | None = None  # when set, answers wait until the part's submit is recorded
+    # when set, every submit_sm_resp waits for it (a slow SMSC); `answer_while_held` lets the meter get the
+    # part and answer meanwhile, as when the SMSC delivered it and only its response to us is late
+    hold: asyncio.Event | None = None
+    answer_while_held: bool = False
+    held: int = 0  # submits waiting for `hold` now
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -90,8 +95,16 @@ class ScriptedNetwork:
         self.submitted.append(record)
         if self.receipt_before_resp:
             await self._receipt(record)  # the SMSC's receipt overtakes its own submit_sm_resp
+        elif self.hold is not None and self.answer_while_held:
+            self._spawn(self._deliver(record, recorded_first=False))
         elif self.auto_receipts or self.auto_replies:
             self._spawn(self._deliver(record))
+        if self.hold is not None:
+            self.held += 1
+            try:
+                await self.hold.wait()
+            finally:
+                self.held -= 1
         return message_id
 
     def _spawn(self, coro: object) -> None:
@@ -99,8 +112,8 @@ class ScriptedNetwork:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, record: Submitted) -> None:
-        if self.engine is not None:  # as on a real network: the answer comes after the submit was recorded
+    async def _deliver(self, record: Submitted, *, recorded_first: bool = True) -> None:
+        if self.engine is not None and recorded_first:  # as on a real network: the answer comes after the record
             await self._recorded(record.message_id)
         if self.auto_receipts:
             await self._receipt(record)
@@ -212,6 +225,7 @@ async def running_gateway(
     worker_id: str = "test",
     network: ScriptedNetwork | None = None,
     start: bool = True,
+    receipt_park_s: float = 5.0,
 ) -> AsyncIterator[Gateway]:
     clock = clock or Clock()
     network = network or ScriptedNetwork(fleet)
@@ -227,7 +241,7 @@ async def running_gateway(
         worker_id=worker_id,
         poll_s=0.02,
         lease_s=lease_s,
-        receipt_park_s=5.0,
+        receipt_park_s=receipt_park_s,
     )
     dispatcher = Dispatcher(engine, network, config=config, clock=clock, on_event=collect, gate=gate)
     inbound = Inbound(engine, KeyRing(MASTER_KEY), SHORT_NUMBER, clock=clock, on_event=collect, gate=gate)

@@ -10,9 +10,9 @@ from dataclasses import replace
 import pytest
 
 from gateway.errors import BindRejected, InvalidPart, NotConnected, SmscRejected, Throttled
-from gateway.pdu_smpp import IdFormat, normalise_message_id
 from gateway.ports import InboundSms, OutboundSms, ReceiptState, TransportState
 from gateway.smpp import SmppConfig, SmppTransport
+from gateway.smpp_receipts import IdFormat, normalise_message_id
 from tests.integration.gateway.inbox import Inbox
 from tests.peers.bounds import until
 from tests.peers.smsc import MobileOriginated, NodeSmsc, Submit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,8 +11,11 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from smsmeter.rekey import RotationError, rotate_master_key
+from smsmeter.rekey import RotationError, key_fingerprint, rotate_master_key
+from store.audit import Actor
 from store.crypto import unwrap_from_storage, wrap_for_storage
+from store.engine import create_engine
+from store.schema.auth import audit_log
 from store.schema.registry import meter_keys, meters
 from tests.support import databases
 from tests.support.service import run_cli
@@ -49,11 +53,26 @@ async def _unwrapped(engine: AsyncEngine, master: bytes) -> list[bytes]:
 async def test_rotation_rewraps_every_key_and_can_be_run_again(engine: AsyncEngine) -> None:
     old, new = secrets.token_bytes(32), secrets.token_bytes(32)
     keys = await _meters_with_keys(engine, old, 5)
-    result = await rotate_master_key(engine, old, new)
+    result = await rotate_master_key(engine, old, new, actor=Actor("operator", "cli:root"))
     assert (result.rewrapped, result.already_new) == (5, 0)
     assert await _unwrapped(engine, new) == keys
     again = await rotate_master_key(engine, old, new)
     assert (again.rewrapped, again.already_new) == (0, 5)
+    rows = await _audit(engine)
+    assert [(r["actor_kind"], r["actor"], r["action"], r["target"]) for r in rows] == [
+        ("operator", "cli:root", "masterkey.rotate", "masterkey"),
+        ("system", "smsmeter", "masterkey.rotate", "masterkey"),
+    ]
+    assert rows[0]["before"] == {"key": key_fingerprint(old)}
+    assert rows[0]["after"] == {"key": key_fingerprint(new), "rewrapped": 5, "already_new": 0}
+    assert old.hex() not in str(rows)  # fingerprints only, never a key
+    assert new.hex() not in str(rows)
+
+
+async def _audit(engine: AsyncEngine) -> list[dict[str, object]]:
+    async with engine.connect() as conn:
+        query = select(audit_log).where(audit_log.c.action == "masterkey.rotate").order_by(audit_log.c.id)
+        return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
 async def test_a_wrong_current_key_changes_nothing(engine: AsyncEngine) -> None:
@@ -64,6 +83,7 @@ async def test_a_wrong_current_key_changes_nothing(engine: AsyncEngine) -> None:
     assert await _unwrapped(engine, old) == keys
     with pytest.raises(RotationError, match="is the current one"):
         await rotate_master_key(engine, old, old)
+    assert await _audit(engine) == []  # nothing rotated, nothing audited
 
 
 def test_rotate_from_the_command_line(tmp_path: Path) -> None:
@@ -71,10 +91,21 @@ def test_rotate_from_the_command_line(tmp_path: Path) -> None:
     assert run_cli(["demo"], tmp_path, env).returncode == 0
     new_key = tmp_path / "new.key"
     new_key.write_text(secrets.token_hex(32) + "\n")
-    result = run_cli(["masterkey", "rotate", str(new_key)], tmp_path, env)
+    result = run_cli(["masterkey", "rotate", "--operator", "alice", str(new_key)], tmp_path, env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("meter keys re-wrapped: ")
     assert int(result.stdout.split(":")[1].split()[0]) > 0
+
+    async def audited() -> list[dict[str, object]]:
+        engine = create_engine(env["SMSMETER_DATABASE_URL"])
+        try:
+            return await _audit(engine)
+        finally:
+            await engine.dispose()
+
+    [row] = asyncio.run(audited())
+    assert row["actor"] == "alice"
+    assert row["after"]["rewrapped"] == int(result.stdout.split(":")[1].split()[0])  # type: ignore[index]
     bad = tmp_path / "bad.key"
     bad.write_text("not hex")
     refused = run_cli(["masterkey", "rotate", str(bad)], tmp_path, env)

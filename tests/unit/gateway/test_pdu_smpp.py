@@ -10,9 +10,7 @@ import pytest
 from gateway.pdu_smpp import (
     DELIVER_SM_RESP_ID,
     SUBMIT_SM_RESP_ID,
-    IdFormat,
     PduDecodeError,
-    ReceiptFormatError,
     SequenceCounter,
     decode_deliver_sm,
     decode_message_id,
@@ -23,12 +21,10 @@ from gateway.pdu_smpp import (
     encode_response,
     encode_submit_sm,
     make_pdu,
-    normalise_message_id,
-    parse_receipt,
-    receipt_text,
     relative_validity,
 )
 from gateway.ports import ReceiptState
+from gateway.smpp_receipts import IdFormat, ReceiptFormatError, normalise_message_id, parse_receipt, receipt_text
 
 UDH = bytes.fromhex("0500034203 01".replace(" ", ""))
 SUBMIT_FIELDS = dict(

@@ -1,0 +1,147 @@
+"""Recording sends under faults, on both databases: a re-send after the lease ran out is a new attempt, every
+send shows its attempt before it goes out, a batch that cannot be recorded does not hold up the ones behind it,
+and a receipt that overtakes its submit's record is matched however long that record takes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import meter_protocol as mp
+from gateway.command_store import Claimed, SendResult
+from gateway.keys import KeyRing
+from gateway.outbox import CommandRequest, enqueue_commands
+from gateway.states import CommandState
+from store.schema.commands import alarms, command_parts
+from tests.integration.gateway.gateway_harness import Clock, ScriptedNetwork, fleet_of, running_gateway
+from tests.integration.gateway.outbox_fixtures import MASTER_KEY, SeededMeter, add_meters
+
+NOW = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
+KEYS = KeyRing(MASTER_KEY)
+
+
+async def enqueue(engine: AsyncEngine, requests: list[CommandRequest]) -> list[int]:
+    async with engine.begin() as conn:
+        return await enqueue_commands(conn, KEYS, requests, NOW)
+
+
+async def seed(engine: AsyncEngine, count: int) -> list[SeededMeter]:
+    async with engine.begin() as conn:
+        return await add_meters(conn, count, NOW)
+
+
+async def parts_of(engine: AsyncEngine, command_id: int) -> list[tuple[int, str | None, str]]:
+    p = command_parts.c
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(p.attempt, p.message_id, p.state).where(p.command_id == command_id).order_by(p.attempt, p.seq)
+        )
+        return [(r.attempt, r.message_id, r.state) for r in rows]
+
+
+async def test_a_resend_after_the_lease_ran_out_is_a_new_attempt_and_both_sends_are_recorded(
+    engine: AsyncEngine,
+) -> None:
+    meters = await seed(engine, 3)
+    fleet = fleet_of(meters)
+    clock = Clock()
+    network = ScriptedNetwork(fleet, hold=asyncio.Event())
+    ids = await enqueue(
+        engine, [CommandRequest(m.id, mp.TopUp(1, 100 + i), "system:topup") for i, m in enumerate(meters)]
+    )
+    # a lease long enough that this dispatcher's renewal (every third of it) does not come round in the test
+    async with running_gateway(engine, fleet, network=network, clock=clock, lease_s=30) as gw:
+        await gw.wait_for(lambda: network.held == 3)
+        clock.advance(31)  # the responses are late and the leases run out (renewal failed, the database away)
+        await gw.wait_for(lambda: network.held == 6)
+        network.hold.set()  # both sends of each command are answered together: one recording batch
+        await gw.wait_final(ids)
+        for command_id in ids:
+            view = await gw.view(command_id)
+            assert view.state is CommandState.PROCESSED
+            assert view.attempts == 2
+    by_command: dict[int, list[tuple[int, str | None, str]]] = {}
+    for command_id in ids:
+        by_command[command_id] = await parts_of(engine, command_id)
+    recorded = {m for parts in by_command.values() for _a, m, _s in parts}
+    assert recorded == {s.message_id for s in network.submitted}  # every SMS that went out, with its message id
+    for parts in by_command.values():
+        assert [a for a, _m, _s in parts] == [1, 2]
+    for i, m in enumerate(meters):
+        assert fleet.meter(m.msisdn).credit_minor == 100 + i  # credited once
+
+
+async def test_every_command_shows_the_attempt_that_carried_it_even_if_its_send_was_never_recorded(
+    engine: AsyncEngine,
+) -> None:
+    (meter,) = await seed(engine, 1)
+    fleet = fleet_of([meter])
+    # the SMSC delivers the part and the meter answers, but its submit_sm_resp never reaches us: the process dies
+    network = ScriptedNetwork(fleet, hold=asyncio.Event(), answer_while_held=True)
+    (command_id,) = await enqueue(engine, [CommandRequest(meter.id, mp.TopUp(1, 300), "system:topup")])
+    async with running_gateway(engine, fleet, network=network) as gw:
+        view = await gw.wait_view(command_id, lambda v: v.state is CommandState.PROCESSED)
+        gw.dispatcher.stop()  # its send is cut off unrecorded, as by kill -9
+    assert view.attempts == 1
+    assert [(a, s) for a, _m, s in await parts_of(engine, command_id)] == [(1, "0:0")]
+    assert fleet.meter(meter.msisdn).credit_minor == 300
+
+
+async def test_a_batch_that_cannot_be_recorded_is_split_and_what_fails_alone_raises_an_alarm(
+    engine: AsyncEngine,
+) -> None:
+    meters = await seed(engine, 4)
+    fleet = fleet_of(meters)
+    network = ScriptedNetwork(fleet, hold=asyncio.Event())
+    ids = await enqueue(engine, [CommandRequest(m.id, mp.TopUp(1, 200), "system:topup") for m in meters])
+    async with running_gateway(engine, fleet, network=network) as gw:
+        await gw.wait_for(lambda: network.held == 4)
+        # a send result the database refuses (its command is not there): it travels with the good ones
+        ghost = Claimed(
+            10**9, meters[0].id, "top_up", CommandState.SENDING, 1, b"x", 1, meters[0].msisdn, None, None, None
+        )
+        network.hold.set()
+        gw.dispatcher._recorder.add_result(SendResult(ghost, 1, [(b"x", False)], ["ghost-1"], [0], None, gw.clock()))
+        await gw.wait_final(ids)
+        async with engine.connect() as conn:
+            raised = (await conn.execute(select(alarms.c.kind, alarms.c.meter_id, alarms.c.detail))).all()
+    assert [(k, m) for k, m, _d in raised] == [("recording_failed", meters[0].id)]
+    assert str(10**9) in raised[0][2]
+    for m in meters:
+        assert fleet.meter(m.msisdn).credit_minor == 200
+
+
+async def test_a_receipt_that_overtakes_a_slow_record_of_its_submit_is_matched(engine: AsyncEngine) -> None:
+    (meter,) = await seed(engine, 1)
+    fleet = fleet_of([meter])
+    # the receipt comes before the submit_sm_resp, and that response is late by more than the parking time
+    network = ScriptedNetwork(fleet, receipt_before_resp=True, auto_replies=False, hold=asyncio.Event())
+    (command_id,) = await enqueue(engine, [CommandRequest(meter.id, mp.Ping(), "operator:x")])
+    async with running_gateway(engine, fleet, network=network, receipt_park_s=0.2) as gw:
+        await gw.wait_for(lambda: network.held == 1)
+        await asyncio.sleep(1.0)  # five times the parking time
+        network.hold.set()
+        view = await gw.wait_view(command_id, lambda v: v.state is CommandState.DELIVERED)
+    assert [(p.attempt, p.state) for p in view.parts] == [(1, "1:0")]
+    assert gw.dispatcher.stats.receipts_unknown == 0
+
+
+async def test_a_live_dispatcher_renews_the_leases_of_its_slow_sends(engine: AsyncEngine) -> None:
+    (meter,) = await seed(engine, 1)
+    fleet = fleet_of([meter])
+    clock = Clock()
+    network = ScriptedNetwork(fleet, hold=asyncio.Event())
+    (command_id,) = await enqueue(engine, [CommandRequest(meter.id, mp.TopUp(1, 400), "system:topup")])
+    async with running_gateway(engine, fleet, network=network, clock=clock, lease_s=0.6) as gw:
+        await gw.wait_for(lambda: network.held == 1)
+        for _ in range(12):  # 2.4 s of the clock, four leases, while the SMSC sits on the response
+            clock.advance(0.2)
+            await asyncio.sleep(0.3)
+        assert network.held == 1  # never claimed again: the lease was renewed
+        network.hold.set()
+        view = await gw.wait_view(command_id, lambda v: v.state is CommandState.PROCESSED)
+    assert view.attempts == 1
+    assert len(network.submitted) == 1
