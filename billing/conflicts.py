@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing import topup
 from billing.errors import Conflict, InvalidField, NotFound
 from billing.values import PaymentConfirmed
 from gateway.keys import KeyRing
+from payments.recorded import mark_conflict_resolved, record_paid_as_credited
 from store import audit
 from store.audit import Actor
 from store.schema import payments as P  # noqa: N812
@@ -122,33 +123,20 @@ async def resolve_conflict(
             uow, payment, now, keys=keys, policy=policy or topup.TopUpPolicy(), actor=actor
         )
     async with uow.begin() as conn:
-        c = P.payment_conflicts.c
-        marked = await conn.execute(
-            update(P.payment_conflicts)
-            .where(c.id == conflict_id, c.resolved_at.is_(None))
-            .values(
-                resolved_at=now,
-                resolved_by=str(actor),
-                resolution=resolution.value,
-                resolution_note=note,
-                topup_id=applied.topup_id if applied else None,
-            )
+        marked = await mark_conflict_resolved(
+            conn,
+            conflict_id,
+            now,
+            resolved_by=str(actor),
+            resolution=resolution.value,
+            note=note,
+            topup_id=applied.topup_id if applied else None,
         )
-        if marked.rowcount == 0:
+        if not marked:
             again = await get_conflict(conn, conflict_id)
             return Resolved(conflict_id, Resolution(again.resolution or "dismiss"), again.topup_id, None, True)
         if applied is not None and applied.payment_id is not None:
-            # What the provider took is what the payment is: later refunds and disputes converge on it.
-            await conn.execute(
-                update(P.payments)
-                .where(P.payments.c.id == applied.payment_id)
-                .values(amount_minor=applied.amount.minor, status="paid", updated_at=now)
-            )
-            await conn.execute(
-                update(P.payments)
-                .where(P.payments.c.id == applied.payment_id, P.payments.c.paid_at.is_(None))
-                .values(paid_at=now)
-            )
+            await record_paid_as_credited(conn, applied.payment_id, applied.amount.minor, now)
         await audit.record(
             conn,
             actor,

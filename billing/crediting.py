@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
@@ -36,10 +36,10 @@ from billing.transfers import next_transfer_ids
 from billing.values import PaymentConfirmed
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_commands
+from payments.recorded import record_paid
 from store import audit
 from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
-from store.schema import payments as P  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.sql import among_param, per_dialect
 
@@ -276,40 +276,18 @@ async def _planned(
         raise InvalidField("amount", f"at most {MAX_CREDIT_MINOR} minor units in one credit")
     payment_id = payment.payment_id
     if payment_id is None:
-        payment_id = await _record_payment(conn, payment, payer.subscriber_id, meter_id, now)
-    return _Planned(index, credit, key, payer, meter_id, payment_id, plan)
-
-
-async def _record_payment(
-    conn: AsyncConnection, payment: PaymentConfirmed, subscriber_id: int, meter_id: int | None, now: datetime
-) -> int:
-    p = P.payments.c
-    row = (
-        await conn.execute(select(p.id).where(p.provider == payment.provider, p.provider_ref == payment.provider_ref))
-    ).first()
-    if row is not None:
-        await conn.execute(
-            update(P.payments).where(p.id == row.id).values(status="paid", paid_at=payment.paid_at, updated_at=now)
-        )
-        return int(row.id)
-    pid = await conn.scalar(
-        insert(P.payments)
-        .values(
+        payment_id = await record_paid(  # payments owns the payment rows; billing asks it to write this one
+            conn,
             provider=payment.provider,
             provider_ref=payment.provider_ref,
-            subscriber_id=subscriber_id,
+            subscriber_id=payer.subscriber_id,
             meter_id=meter_id,
             amount_minor=payment.amount_minor,
             currency=payment.currency,
-            status="paid",
-            created_at=now,
             paid_at=payment.paid_at,
-            updated_at=now,
+            now=now,
         )
-        .returning(p.id)
-    )
-    assert pid is not None
-    return int(pid)
+    return _Planned(index, credit, key, payer, meter_id, payment_id, plan)
 
 
 async def _send_credits(conn: AsyncConnection, keys: KeyRing, planned: list[_Planned], now: datetime) -> None:

@@ -5,6 +5,7 @@ subscriber (at most once) and download."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -17,7 +18,7 @@ from billing.errors import NotFound
 from billing.notices import EmailSender
 from billing.pdf import render_invoice
 from billing.rules.consumption import Granularity
-from billing.rules.invoice import InvoiceContent, Party, build_invoice, format_number
+from billing.rules.invoice import InvoiceContent, InvoiceLine, Party, build_invoice, format_number
 from billing.rules.money import Money
 from billing.rules.tariffs import cost_of, version_at
 from billing.tariffs import get_tariff
@@ -42,6 +43,40 @@ def _jsonable(content: InvoiceContent) -> dict[str, Any]:
         return value
 
     return conv(asdict(content))  # type: ignore[no-any-return]
+
+
+def _content_of(stored: Mapping[str, Any]) -> InvoiceContent:
+    """The invoice content `_jsonable` stored (amounts in minor units of the invoice's currency)."""
+    currency = str(stored["currency"])
+
+    def money(minor: Any) -> Money:
+        return Money(int(minor), currency)
+
+    return InvoiceContent(
+        number=stored["number"],
+        issued_on=date.fromisoformat(stored["issued_on"]),
+        period_start=date.fromisoformat(stored["period_start"]),
+        period_end=date.fromisoformat(stored["period_end"]),
+        utility=Party(**stored["utility"]),
+        subscriber=Party(**stored["subscriber"]),
+        consumption_wh=int(stored["consumption_wh"]),
+        energy_value=money(stored["energy_value"]),
+        vat_included=money(stored["vat_included"]),
+        lines=tuple(
+            InvoiceLine(ln["description"], money(ln["amount"]), ln.get("quantity", "")) for ln in stored["lines"]
+        ),
+        payments=money(stored["payments"]),
+        charges=money(stored["charges"]),
+        opening_debt=money(stored["opening_debt"]),
+        closing_debt=money(stored["closing_debt"]),
+        currency=currency,
+    )
+
+
+def _pdf(pdf: bytes | None, content: Mapping[str, Any]) -> bytes:
+    """The invoice's PDF: the one drawn at issue (invoices issued before PDFs were drawn on demand), or drawn
+    now from its content."""
+    return bytes(pdf) if pdf else render_invoice(_content_of(content))
 
 
 def previous_month(today: date) -> tuple[date, date]:
@@ -106,7 +141,6 @@ async def _issue_one(
             period_end=period_end,
             issued_at=now,
             content=_jsonable(content),
-            pdf=render_invoice(content),
         )
         .returning(i.id)
     )
@@ -167,10 +201,23 @@ async def issue_invoices(
 
 
 async def invoice_pdf(conn: AsyncConnection, number: str) -> bytes:
-    pdf = await conn.scalar(select(L.invoices.c.pdf).where(L.invoices.c.number == number))
-    if pdf is None:
+    i = L.invoices.c
+    row = (await conn.execute(select(i.pdf, i.content).where(i.number == number))).first()
+    if row is None:
         raise NotFound("invoice", number)
-    return bytes(pdf)
+    return _pdf(row.pdf, row.content)
+
+
+async def invoice_document(
+    conn: AsyncConnection, invoice_id: int, *, subscriber_id: int | None = None
+) -> tuple[str, bytes] | None:
+    """(number, PDF) of an invoice — only of `subscriber_id`'s own when given (the portal)."""
+    i = L.invoices.c
+    query = select(i.number, i.pdf, i.content).where(i.id == invoice_id)
+    if subscriber_id is not None:
+        query = query.where(i.subscriber_id == subscriber_id)
+    row = (await conn.execute(query)).first()
+    return None if row is None else (row.number, _pdf(row.pdf, row.content))
 
 
 async def invoices_of(conn: AsyncConnection, subscriber_id: int) -> list[dict[str, Any]]:
@@ -205,7 +252,7 @@ async def _email_batch(uow: UnitOfWork, sender: EmailSender, now: datetime, batc
     async with uow.begin() as conn:
         rows = (
             await conn.execute(
-                select(i.id, i.number, i.pdf, i.period_start, i.period_end, s.email, s.name)
+                select(i.id, i.number, i.pdf, i.content, i.period_start, i.period_end, s.email, s.name)
                 .join(R.subscribers, s.id == i.subscriber_id)
                 .where(i.emailed_at.is_(None), s.email.is_not(None))
                 .order_by(i.id)
@@ -221,7 +268,7 @@ async def _email_batch(uow: UnitOfWork, sender: EmailSender, now: datetime, batc
                 r.email,
                 f"Invoice {r.number}",
                 f"Dear {r.name},\n\nyour invoice {r.number} for {r.period_start} - {r.period_end} is attached.\n",
-                [(f"{r.number}.pdf", bytes(r.pdf), "application/pdf")],
+                [(f"{r.number}.pdf", _pdf(r.pdf, r.content), "application/pdf")],
             )
             sent += 1
         except Exception as exc:  # released for the next run; the reason is logged

@@ -118,8 +118,10 @@ async def send_due_notices(
     batch: int = 200,
     observer: Observer = NO_METRICS,
     progress: JobProgress = UNWATCHED,
+    ids: Sequence[int] | None = None,
 ) -> SendReport:
-    """Claim due queued notices, send them, record the outcome. Channels without a sender stay queued."""
+    """Claim due queued notices (only those of `ids` when given), send them, record the outcome. Channels
+    without a sender stay queued."""
     channels = [c for c, s in (("sms", sms), ("email", email)) if s is not None]
     if not channels:
         return SendReport(0, 0, 0, 0)
@@ -130,6 +132,7 @@ async def send_due_notices(
                 N.c.status == "queued",
                 N.c.channel.in_(channels),
                 or_(N.c.next_attempt_at.is_(None), N.c.next_attempt_at <= now),
+                *(() if ids is None else (N.c.id.in_(list(ids)),)),
             )
             .order_by(N.c.id)
             .limit(batch)

@@ -1,244 +1,526 @@
-"""Subscriber self-service on the short number (docs/self-service.md): a registered subscriber's phone
-sends a keyword and gets the answer by SMS from the short number.
+"""Subscriber self-service on the short number (docs/self-service.md): a text SMS from a subscriber's
+registered phone is read as a keyword (billing.rules.self_service), answered by SMS from the short number,
+and logged as a row (`sms_requests`) with the answer's row in the notices.
 
-- `BAL` — the balance in the account and the meter's last reported credit;
-- `DEBT` — what is owed, the arrears step and the next step with its date;
-- `LAST` — the last top-up, its amount and state (and how it was delivered: SMS or token);
-- `HELP` — the keywords.
+What is not a subscriber's number stays a wrong SMS (`unknown_sender`), and so does a text that starts with
+no keyword (`unknown_keyword`). Answers are rate-limited per number; `PAY <code>` redeems a scratch-card
+voucher through the one top-up path (billing.crediting.credit_payments, like a cash payment), and wrong codes
+are limited per number a day: past the limit PAY is refused, logged and audited.
 
-Keywords are read in every shipped language (ro SOLD, DATORIE, ULTIM, AJUTOR; ru БАЛАНС, ДОЛГ, ПОСЛЕДНИЙ, ПОМОЩЬ;
-es SALDO, DEUDA, ULTIMO, AYUDA; az BALANS, BORC, SON, KÖMƏK),
-any case, with any text after them. The answer is in the subscriber's language and is a `notices` row (the
-log of what was answered; the notices worker sends it from the short number). Answers are rate-limited per
-number (`SelfServicePolicy.answers_per_hour`). What is not taken comes back as the wrong-SMS reason the
-gateway records: `unknown_sender` (neither a meter nor a subscriber's phone), `unknown_keyword`,
-`rate_limited`.
+`TextRequests` is the inbound side: the gateway hands it the text SMS of numbers that are not meters; it
+answers them in its own task, so the meters' path never waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing import ledger
-from billing.notices import queue_rows
-from billing.rules.arrears import ArrearsPolicy
+from billing.crediting import Credit, credit_payments
+from billing.errors import BillingError, InvalidField
+from billing.notices import TextSender, send_due_notices
+from billing.rules import self_service as rules
+from billing.rules.arrears import ArrearsPolicy, ArrearsState, Stage, next_step
 from billing.rules.money import Money
-from billing.sms_text import gsm7_text
+from billing.sms_text import read_text
+from billing.topup_records import TopUpPolicy, TopUpResult
+from billing.values import PaymentConfirmed
+from gateway.inbound import digits, wrong_sms_row
+from gateway.keys import KeyRing
+from gateway.ports import InboundSms
+from store import audit
+from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
-from store.schema.commands import balance_reports
-from store.schema.notices import notices
-from store.schema.registry import meters, subscribers
+from store.schema import registry as R  # noqa: N812
+from store.schema.commands import balance_reports, wrong_sms
+from store.schema.notices import notices as N  # noqa: N812
+from store.schema.self_service import sms_requests, voucher_batches, vouchers
+from store.uow import UnitOfWork
 
 log = logging.getLogger("smsmeter.billing.self_service")
 
-STAGE = "self_service"
-KEYWORDS = {
-    "BAL": "BAL", "SOLD": "BAL", "БАЛАНС": "BAL", "BALANS": "BAL",
-    "DEBT": "DEBT", "DATORIE": "DEBT", "ДОЛГ": "DEBT",
-    "LAST": "LAST", "ULTIM": "LAST", "ПОСЛЕДНИЙ": "LAST",
-    "HELP": "HELP", "AJUTOR": "HELP", "ПОМОЩЬ": "HELP", "?": "HELP",
-    "SALDO": "BAL", "DEUDA": "DEBT", "ULTIMO": "LAST", "ÚLTIMO": "LAST", "AYUDA": "HELP",
-    "BORC": "DEBT", "SON": "LAST", "KÖMƏK": "HELP",
-}  # fmt: skip
-
-_TEXTS = {
-    "en": {
-        "BAL": "Account {code}: {balance} in the account; meter credit {credit}.",
-        "BAL_NO_METER": "Account {code}: {balance} in the account; the meter has not reported its credit yet.",
-        "DEBT": "Account {code}: you owe {owed}. Step: {stage}. Next: {next} on {date}.",
-        "DEBT_NONE": "Account {code}: no debt.",
-        "LAST": "Account {code}: last top-up {amount} on {date}: {state}.",
-        "LAST_NONE": "Account {code}: no top-up yet.",
-        "HELP": "Send BAL (balance), DEBT (debt), LAST (last top-up) or HELP to this number.",
-    },
-    "ro": {
-        "BAL": "Contul {code}: {balance} în cont; creditul contorului {credit}.",
-        "BAL_NO_METER": "Contul {code}: {balance} în cont; contorul nu și-a raportat încă creditul.",
-        "DEBT": "Contul {code}: datorați {owed}. Etapa: {stage}. Urmează: {next} la {date}.",
-        "DEBT_NONE": "Contul {code}: nicio datorie.",
-        "LAST": "Contul {code}: ultima alimentare {amount} la {date}: {state}.",
-        "LAST_NONE": "Contul {code}: nicio alimentare încă.",
-        "HELP": "Trimiteți SOLD, DATORIE, ULTIM sau AJUTOR la acest număr.",
-    },
-    "ru": {
-        "BAL": "Счёт {code}: на счёте {balance}; кредит счётчика {credit}.",
-        "BAL_NO_METER": "Счёт {code}: на счёте {balance}; счётчик ещё не сообщил свой кредит.",
-        "DEBT": "Счёт {code}: долг {owed}. Этап: {stage}. Далее: {next} {date}.",
-        "DEBT_NONE": "Счёт {code}: долга нет.",
-        "LAST": "Счёт {code}: последнее пополнение {amount} {date}: {state}.",
-        "LAST_NONE": "Счёт {code}: пополнений ещё нет.",
-        "HELP": "Отправьте БАЛАНС, ДОЛГ, ПОСЛЕДНИЙ или ПОМОЩЬ на этот номер.",
-    },
-}
-_TEXTS["es"] = {
-    "BAL": "Cuenta {code}: {balance} en la cuenta; crédito del contador {credit}.",
-    "BAL_NO_METER": "Cuenta {code}: {balance} en la cuenta; el contador aún no ha informado su crédito.",
-    "DEBT": "Cuenta {code}: debe {owed}. Etapa: {stage}. Siguiente: {next} el {date}.",
-    "DEBT_NONE": "Cuenta {code}: sin deuda.",
-    "LAST": "Cuenta {code}: última recarga {amount} el {date}: {state}.",
-    "LAST_NONE": "Cuenta {code}: aún no hay recargas.",
-    "HELP": "Envíe SALDO, DEUDA, ULTIMO o AYUDA a este número.",
-}
-_TEXTS["az"] = {
-    "BAL": "Hesab {code}: hesabda {balance}; sayğacın krediti {credit}.",
-    "BAL_NO_METER": "Hesab {code}: hesabda {balance}; sayğac hələ kreditini bildirməyib.",
-    "DEBT": "Hesab {code}: borcunuz {owed}. Mərhələ: {stage}. Növbəti: {next}, {date}.",
-    "DEBT_NONE": "Hesab {code}: borc yoxdur.",
-    "LAST": "Hesab {code}: son ödəniş {amount}, {date}: {state}.",
-    "LAST_NONE": "Hesab {code}: hələ ödəniş yoxdur.",
-    "HELP": "Bu nömrəyə BALANS, BORC, SON və ya KÖMƏK göndərin.",
-}
-_NEXT = {"none": "reminder", "reminder": "final", "final": "disconnect"}
+MAX_BATCH = 10_000  # vouchers in one batch
 
 
 @dataclass(frozen=True, slots=True)
 class SelfServicePolicy:
-    answers_per_hour: int = 5
-    arrears: ArrearsPolicy = ArrearsPolicy()  # noqa: RUF009 - frozen, shared
+    utility: str = ""
+    answers_per_window: int = 5  # answers to one number within `window`; more are logged, not answered
+    window: timedelta = timedelta(minutes=10)
+    wrong_codes_per_day: int = 5  # wrong voucher codes from one number in 24 h before PAY is refused
 
 
-def read_text(body: bytes, data_coding: int) -> str:
-    """An incoming text SMS's words: UCS-2 (0x08), else GSM 7-bit unpacked (one septet a byte)."""
-    if data_coding == 0x08:
-        return body.decode("utf-16-be", errors="replace")
-    return gsm7_text(body)
+# a token for the last stuck credit: (top-up id) -> the 20 digits, or None (billing.sts.issue_credit_token)
+TokenIssuer = Callable[[int], Awaitable[str | None]]
 
 
-def keyword_of(text: str) -> str | None:
-    words = text.strip().split()
-    return KEYWORDS.get(words[0].upper()) if words else None
+@dataclass(frozen=True, slots=True)
+class Answered:
+    outcome: str  # answered | rate_limited | credited | wrong_code | used | locked | no_code | wrong
+    answer: str | None
+    request_id: int | None
+    notice_id: int | None
 
 
-def _digits(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
+@dataclass(frozen=True, slots=True)
+class _Subscriber:
+    id: int
+    code: str
+    language: str
 
 
-async def _subscriber_by_phone(conn: AsyncConnection, number: str) -> dict[str, object] | None:
-    row = (
-        await conn.execute(
-            select(subscribers.c.id, subscribers.c.code, subscribers.c.language, subscribers.c.phone).where(
-                subscribers.c.phone == number, subscribers.c.status == "active"
+def code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode("ascii")).hexdigest()
+
+
+async def answer_text_sms(
+    uow: UnitOfWork,
+    sms: InboundSms,
+    now: datetime,
+    *,
+    keys: KeyRing,
+    topup_policy: TopUpPolicy,
+    arrears_policy: ArrearsPolicy,
+    policy: SelfServicePolicy,
+    tokens: TokenIssuer | None = None,
+) -> Answered:
+    """Read one text SMS, answer it (queued in the notices, from the short number) and log it."""
+    number = digits(sms.source)
+    text = read_text(sms.body, sms.data_coding)
+    async with uow.begin() as conn:
+        subscriber = await _subscriber_of(conn, number)
+        if subscriber is None:
+            await _wrong(conn, sms, "unknown_sender", "neither a meter's nor a subscriber's number")
+            return Answered("wrong", None, None, None)
+        request = rules.parse_request(text)
+        if request is None:
+            await _wrong(conn, sms, "unknown_keyword", f"subscriber {subscriber.code}: {text[:60]!r}")
+            return Answered("wrong", None, None, None)
+        language = rules.answer_language(request, subscriber.language)
+        logged = _logged_text(request)
+        if await _answered_lately(conn, number, now - policy.window) >= policy.answers_per_window:
+            rid = await _log(conn, now, number, subscriber, request, logged, "rate_limited", None, language)
+            log.info("self-service: %s rate-limited (%s)", number, request.keyword)
+            return Answered("rate_limited", None, rid, None)
+        if request.keyword is not rules.Keyword.TOKEN:
+            outcome, answer, topup_id = await _answer(
+                conn, subscriber, number, request, now, keys, topup_policy, arrears_policy, policy
             )
-        )
-    ).first()
-    return None if row is None else dict(row._mapping)
-
-
-async def _answers_in_the_last_hour(conn: AsyncConnection, number: str, now: datetime) -> int:
-    n = notices.c
-    count = await conn.scalar(
-        select(func.count())
-        .select_from(notices)
-        .where(n.recipient == number, n.stage.like(f"{STAGE}%"), n.created_at > now - timedelta(hours=1))
-    )
-    return int(count or 0)
+            return await _reply(
+                conn, now, number, subscriber, request, logged, outcome, answer, language, policy, topup_id
+            )
+        stuck = await _last_top_up(conn, subscriber.id)
+    token: rules.Token = rules.Token(None)
+    if stuck is not None and stuck.sts_token:
+        token = rules.Token(stuck.sts_token, Money(int(stuck.vend_minor), stuck.currency))
+    elif stuck is not None and tokens is not None and stuck.state in ("queued", "failed"):
+        digits20 = await tokens(int(stuck.id))
+        if digits20 is not None:
+            async with uow.connect() as conn:
+                row = (await conn.execute(select(L.topups).where(L.topups.c.id == stuck.id))).one()
+            token = rules.Token(digits20, Money(int(row.vend_minor), row.currency))
+    async with uow.begin() as conn:
+        return await _reply(
+            conn, now, number, subscriber, request, logged, "answered", token, language, policy,
+            None if stuck is None else int(stuck.id),
+        )  # fmt: skip
 
 
 async def _answer(
     conn: AsyncConnection,
-    subscriber_id: int,
-    code: str,
-    keyword: str,
-    texts: dict[str, str],
-    policy: SelfServicePolicy,
+    subscriber: _Subscriber,
+    number: str,
+    request: rules.Request,
     now: datetime,
-) -> str:
-    account_id = await ledger.account_of(conn, subscriber_id)
-    currency = await ledger.account_currency(conn, account_id)
-    if keyword == "BAL":
-        balance = (await ledger.balances(conn, account_id)).wallet
-        credit = await conn.scalar(
-            select(balance_reports.c.credit_minor)
-            .join(meters, meters.c.id == balance_reports.c.meter_id)
-            .where(meters.c.subscriber_id == subscriber_id)
-            .order_by(balance_reports.c.reported_at.desc())
+    keys: KeyRing,
+    topup_policy: TopUpPolicy,
+    arrears_policy: ArrearsPolicy,
+    policy: SelfServicePolicy,
+) -> tuple[str, rules.Answer, int | None]:
+    keyword = request.keyword
+    if keyword is rules.Keyword.HELP:
+        return "answered", rules.Help(), None
+    if keyword is rules.Keyword.LAST:
+        row = await _last_top_up(conn, subscriber.id)
+        if row is None:
+            return "answered", rules.LastTopUp(None), None
+        amount = Money(int(row.amount_minor), row.currency)
+        return "answered", rules.LastTopUp(amount, row.created_at.date(), row.state), int(row.id)
+    account_id = await ledger.account_of(conn, subscriber.id)
+    balances = await ledger.balances(conn, account_id)
+    if keyword is rules.Keyword.BAL:
+        credit = await _meter_credit(conn, subscriber.id)
+        if credit is None:
+            return "answered", rules.Balance(balances.total, None), None
+        minor, at = credit
+        return "answered", rules.Balance(balances.total, Money(minor, balances.wallet.currency), at.date()), None
+    if keyword is rules.Keyword.DEBT:
+        row = (await conn.execute(select(L.arrears).where(L.arrears.c.account_id == account_id))).first()
+        state = ArrearsState(
+            owed=balances.owed,
+            overdue_since=None if row is None else row.overdue_since,
+            stage=Stage.NONE if row is None else Stage(row.stage),
+            disconnected=row is not None and row.disconnected_at is not None,
+        )
+        step = next_step(arrears_policy, state)
+        if step is None:
+            return "answered", rules.Debt(balances.owed), None
+        return "answered", rules.Debt(balances.owed, step[0].value, step[1].date()), None
+    return await _pay(conn, subscriber, number, request, now, keys, topup_policy, policy)
+
+
+async def _pay(
+    conn: AsyncConnection,
+    subscriber: _Subscriber,
+    number: str,
+    request: rules.Request,
+    now: datetime,
+    keys: KeyRing,
+    topup_policy: TopUpPolicy,
+    policy: SelfServicePolicy,
+) -> tuple[str, rules.Answer, int | None]:
+    if not request.argument:
+        return "no_code", rules.Paid("no_code"), None
+    actor = Actor("subscriber", subscriber.code, number)
+    wrong = await conn.scalar(
+        select(func.count())
+        .select_from(sms_requests)
+        .where(
+            sms_requests.c.msisdn == number,
+            sms_requests.c.outcome == "wrong_code",
+            sms_requests.c.received_at > now - timedelta(hours=24),
+        )
+    )
+    if int(wrong or 0) >= policy.wrong_codes_per_day:
+        log.warning("self-service: %s sent %s wrong voucher codes in 24 h; PAY refused", number, wrong)
+        await audit.record(
+            conn, actor, "voucher.refused", now, target=f"subscriber:{subscriber.code}",
+            after={"msisdn": number, "wrong_codes_24h": int(wrong or 0)},
+        )  # fmt: skip
+        return "locked", rules.Paid("locked"), None
+    code = rules.read_voucher_code(request.argument)
+    v = vouchers.c
+    row = None
+    if code is not None:
+        row = (await conn.execute(select(vouchers).where(v.code_hash == code_hash(code)).with_for_update())).first()
+    if row is None:
+        return "wrong_code", rules.Paid("wrong_code"), None
+    if row.status != "new":
+        return "used", rules.Paid("used"), None
+    payment = PaymentConfirmed(
+        "voucher", f"voucher:{row.id}", int(row.amount_minor), row.currency, now, subscriber_id=subscriber.id
+    )
+    (answer,) = await credit_payments(conn, [Credit(payment, actor)], now, keys=keys, policy=topup_policy)
+    if isinstance(answer, BillingError):
+        raise answer
+    assert isinstance(answer, TopUpResult)
+    await conn.execute(
+        update(vouchers)
+        .where(v.id == row.id, v.status == "new")
+        .values(status="used", used_at=now, used_by=subscriber.id, topup_id=answer.topup_id)
+    )
+    await audit.record(
+        conn, actor, "voucher.redeem", now, target=f"voucher:{row.id}",
+        before={"status": "new"}, after={"status": "used", "topup_id": answer.topup_id, "last4": row.last4},
+    )  # fmt: skip
+    return "credited", rules.Paid("credited", answer.amount, answer.state), answer.topup_id
+
+
+async def _reply(
+    conn: AsyncConnection,
+    now: datetime,
+    number: str,
+    subscriber: _Subscriber,
+    request: rules.Request,
+    logged: str,
+    outcome: str,
+    answer: rules.Answer,
+    language: str,
+    policy: SelfServicePolicy,
+    topup_id: int | None,
+) -> Answered:
+    text = rules.answer_text(answer, language, utility=policy.utility, code=subscriber.code)
+    rid = await _log(conn, now, number, subscriber, request, logged, outcome, text, language, topup_id)
+    notice_id = await conn.scalar(
+        insert(N)
+        .values(
+            subscriber_id=subscriber.id,
+            channel="sms",
+            stage="answer",
+            cause_key=f"sms_request:{rid}",
+            status="queued",
+            subject=None,
+            body=text,
+            created_at=now,
+            recipient=number,
+            language=language,
+            attempts=0,
+            next_attempt_at=now,
+        )
+        .returning(N.c.id)
+    )
+    await conn.execute(update(sms_requests).where(sms_requests.c.id == rid).values(notice_id=notice_id))
+    return Answered(outcome, text, rid, None if notice_id is None else int(notice_id))
+
+
+def _logged_text(request: rules.Request) -> str:
+    """What is kept of the SMS: a voucher code only as its last four digits."""
+    if request.keyword is rules.Keyword.PAY and request.argument:
+        kept = "".join(c for c in request.argument if c.isdigit())[-4:]
+        return f"{request.keyword.value.upper()} …{kept}"
+    return f"{request.keyword.value.upper()} {request.argument}".strip()[:200]
+
+
+async def _log(
+    conn: AsyncConnection,
+    now: datetime,
+    number: str,
+    subscriber: _Subscriber,
+    request: rules.Request,
+    text: str,
+    outcome: str,
+    answer: str | None,
+    language: str,
+    topup_id: int | None = None,
+) -> int:
+    rid = await conn.scalar(
+        insert(sms_requests)
+        .values(
+            received_at=now,
+            msisdn=number,
+            subscriber_id=subscriber.id,
+            keyword=request.keyword.value,
+            text=text,
+            outcome=outcome,
+            answer=answer,
+            language=language,
+            topup_id=topup_id,
+        )
+        .returning(sms_requests.c.id)
+    )
+    assert rid is not None
+    return int(rid)
+
+
+async def _wrong(conn: AsyncConnection, sms: InboundSms, reason: str, detail: str) -> None:
+    log.warning("wrong SMS from %s to %s: %s (%s)", sms.source, sms.destination, reason, detail)
+    await conn.execute(
+        insert(wrong_sms).values(
+            **wrong_sms_row(None, sms.source, sms.destination, sms.body, reason, detail, sms.received_at)
+        )
+    )
+
+
+async def _subscriber_of(conn: AsyncConnection, number: str) -> _Subscriber | None:
+    s = R.subscribers.c
+    row = (
+        await conn.execute(
+            select(s.id, s.code, s.language)
+            .where(or_(s.phone == number, s.phone == f"+{number}"), s.status == "active")
+            .order_by(s.id)
             .limit(1)
         )
-        if credit is None:
-            return texts["BAL_NO_METER"].format(code=code, balance=balance.format())
-        return texts["BAL"].format(code=code, balance=balance.format(), credit=Money(int(credit), currency).format())
-    if keyword == "DEBT":
-        owed = (await ledger.balances(conn, account_id)).owed
-        if not owed.minor:
-            return texts["DEBT_NONE"].format(code=code)
-        row = (await conn.execute(select(L.arrears).where(L.arrears.c.account_id == account_id))).first()
-        stage = row.stage if row is not None else "none"
-        since = row.overdue_since if row is not None and row.overdue_since is not None else now
-        days = {
-            "reminder": policy.arrears.reminder_after_days,
-            "final": policy.arrears.final_after_days,
-            "disconnect": policy.arrears.disconnect_after_days,
-        }
-        step = _NEXT.get(stage, "disconnect")
-        date = (since + timedelta(days=days[step])).strftime("%Y-%m-%d")
-        return texts["DEBT"].format(code=code, owed=owed.format(), stage=stage, next=step, date=date)
-    if keyword == "LAST":
-        t = L.topups.c
-        last = (
-            await conn.execute(
-                select(t.vend_minor, t.amount_minor, t.currency, t.created_at, t.state, t.delivered_by)
-                .where(t.subscriber_id == subscriber_id)
-                .order_by(t.id.desc())
-                .limit(1)
-            )
-        ).first()
-        if last is None:
-            return texts["LAST_NONE"].format(code=code)
-        state = last.state + (f" ({last.delivered_by})" if last.delivered_by else "")
-        amount = Money(int(last.amount_minor), last.currency).format()
-        return texts["LAST"].format(code=code, amount=amount, date=last.created_at.strftime("%Y-%m-%d"), state=state)
-    return texts["HELP"]
+    ).first()
+    return None if row is None else _Subscriber(int(row.id), row.code, row.language or "en")
 
 
-async def answer_keyword(
-    conn: AsyncConnection,
-    source: str,
-    body: bytes,
-    data_coding: int,
-    received_at: datetime,
+async def _answered_lately(conn: AsyncConnection, number: str, since: datetime) -> int:
+    q = sms_requests.c
+    count = await conn.scalar(
+        select(func.count())
+        .select_from(sms_requests)
+        .where(q.msisdn == number, q.received_at > since, q.outcome != "rate_limited")
+    )
+    return int(count or 0)
+
+
+async def _last_top_up(conn: AsyncConnection, subscriber_id: int) -> Any:
+    t = L.topups.c
+    return (
+        await conn.execute(select(L.topups).where(t.subscriber_id == subscriber_id).order_by(t.id.desc()).limit(1))
+    ).first()
+
+
+async def _meter_credit(conn: AsyncConnection, subscriber_id: int) -> tuple[int, datetime] | None:
+    m, b = R.meters.c, balance_reports.c
+    row = (
+        await conn.execute(
+            select(b.credit_minor, b.reported_at)
+            .join(R.meters, m.id == b.meter_id)
+            .where(m.subscriber_id == subscriber_id, m.status == "active")
+            .order_by(b.reported_at.desc(), b.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else (int(row.credit_minor), row.reported_at)
+
+
+# --- vouchers -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherBatch:
+    id: int
+    amount: Money
+    codes: tuple[str, ...]  # shown once, to print; only their SHA-256 is kept
+
+
+def _random_digits() -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(rules.VOUCHER_DIGITS - 1))
+
+
+async def generate_vouchers(
+    uow: UnitOfWork,
+    actor: Actor,
+    count: int,
+    amount: Money,
     now: datetime,
     *,
-    policy: SelfServicePolicy = SelfServicePolicy(),
-) -> tuple[str, str] | None:
-    """Answer a keyword from a subscriber's phone, in the caller's transaction: None when answered (the
-    answer is queued as a notice), else (wrong-SMS reason, detail)."""
-    number = _digits(source)
-    subscriber = await _subscriber_by_phone(conn, number)
-    if subscriber is None:
-        return "unknown_sender", "neither a meter's nor a subscriber's number"
-    text = read_text(body, data_coding)
-    keyword = keyword_of(text)
-    if keyword is None:
-        return "unknown_keyword", f"not a keyword: {text.strip()[:40]!r}"
-    if await _answers_in_the_last_hour(conn, number, now) >= policy.answers_per_hour:
-        return "rate_limited", f"more than {policy.answers_per_hour} answers an hour"
-    language = str(subscriber["language"])
-    texts = _TEXTS.get(language, _TEXTS["en"])
-    subscriber_id, code = int(str(subscriber["id"])), str(subscriber["code"])
-    answer = await _answer(conn, subscriber_id, code, keyword, texts, policy, now)
-    await queue_rows(
-        conn,
-        [
-            {
-                "subscriber_id": subscriber_id,
-                "channel": "sms",
-                "stage": f"{STAGE}:{keyword.lower()}",
-                "cause_key": f"{STAGE}:{number}:{received_at.isoformat()}:{keyword}"[:200],
-                "status": "queued",
-                "subject": None,
-                "body": answer,
-                "created_at": now,
-                "recipient": number,
-                "language": language,
-                "attempts": 0,
-                "next_attempt_at": now,
-            }
-        ],
+    note: str | None = None,
+    draw: Callable[[], str] = _random_digits,
+) -> VoucherBatch:
+    """A batch of `count` single-use codes worth `amount` each, audited. Raises InvalidField."""
+    if not 1 <= count <= MAX_BATCH:
+        raise InvalidField("count", f"1 to {MAX_BATCH} vouchers a batch")
+    if amount.minor <= 0:
+        raise InvalidField("amount", "a voucher is worth more than nothing")
+    codes: list[str] = []
+    seen: set[str] = set()
+    while len(codes) < count:
+        code = rules.voucher_code(draw())
+        if code not in seen:
+            seen.add(code)
+            codes.append(code)
+    async with uow.begin() as conn:
+        batch_id = await conn.scalar(
+            insert(voucher_batches)
+            .values(
+                amount_minor=amount.minor, currency=amount.currency, count=count, note=note,
+                created_by=str(actor), created_at=now,
+            )
+            .returning(voucher_batches.c.id)
+        )  # fmt: skip
+        assert batch_id is not None
+        taken = set(
+            (
+                await conn.execute(
+                    select(vouchers.c.code_hash).where(vouchers.c.code_hash.in_([code_hash(c) for c in codes]))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if taken:  # a code already issued (1 in 10^13 a code): draw again rather than fail
+            raise InvalidField("count", "a drawn code was already issued; generate the batch again")
+        await conn.execute(
+            insert(vouchers),
+            [
+                {
+                    "batch_id": batch_id, "code_hash": code_hash(c), "last4": c[-4:], "amount_minor": amount.minor,
+                    "currency": amount.currency, "status": "new", "created_at": now,
+                }
+                for c in codes
+            ],
+        )  # fmt: skip
+        await audit.record(
+            conn, actor, "voucher.generate", now, target=f"voucher_batch:{batch_id}",
+            after={"count": count, "amount_minor": amount.minor, "currency": amount.currency, "note": note},
+        )  # fmt: skip
+    return VoucherBatch(int(batch_id), amount, tuple(codes))
+
+
+async def voucher_batches_list(conn: AsyncConnection, *, limit: int = 50) -> list[dict[str, Any]]:
+    b, v = voucher_batches.c, vouchers.c
+    used = select(v.batch_id, func.count().label("used")).where(v.status == "used").group_by(v.batch_id).subquery()
+    rows = await conn.execute(
+        select(voucher_batches, func.coalesce(used.c.used, 0).label("used"))
+        .outerjoin(used, used.c.batch_id == b.id)
+        .order_by(b.id.desc())
+        .limit(limit)
     )
-    log.info("self-service %s from %s answered", keyword, number)
-    return None
+    return [dict(r._mapping) for r in rows]
+
+
+async def sms_requests_of(conn: AsyncConnection, *, limit: int = 100) -> list[dict[str, Any]]:
+    q = sms_requests.c
+    rows = await conn.execute(select(sms_requests).order_by(q.id.desc()).limit(limit))
+    return [dict(r._mapping) for r in rows]
+
+
+# --- the inbound side --------------------------------------------------------------------------------
+
+Answerer = Callable[[InboundSms, datetime], Awaitable[Answered]]
+
+
+class TextRequests:
+    """Takes the text SMS the gateway hands over (`on_texts`, never blocking) and answers them one after
+    another in `run()`; each answer is sent at once when a text sender is given (else the notices job
+    sends it)."""
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        answer: Answerer,
+        *,
+        sender: TextSender | None = None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._uow = uow
+        self._answer = answer
+        self._sender = sender
+        self._clock = clock
+        self._queue: asyncio.Queue[InboundSms | None] = asyncio.Queue()
+        self.answered = 0
+
+    def on_texts(self, batch: Sequence[InboundSms]) -> None:
+        for sms in batch:
+            self._queue.put_nowait(sms)
+
+    def stop(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def idle(self) -> None:
+        await self._queue.join()
+
+    async def run(self) -> None:
+        while True:
+            sms = await self._queue.get()
+            try:
+                if sms is None:
+                    return
+                now = self._clock()
+                try:
+                    done = await self._answer(sms, now)
+                except Exception:  # one SMS that fails to be answered never stops the others
+                    log.exception("self-service: answering an SMS from %s failed", sms.source)
+                    continue
+                self.answered += 1
+                if done.notice_id is not None and self._sender is not None:
+                    with contextlib.suppress(Exception):  # a failed send stays queued for the notices job
+                        await send_due_notices(self._uow, now, sms=self._sender, email=None, ids=[done.notice_id])
+            finally:
+                self._queue.task_done()
+
+
+__all__ = [
+    "Answered",
+    "SelfServicePolicy",
+    "TextRequests",
+    "VoucherBatch",
+    "answer_text_sms",
+    "code_hash",
+    "generate_vouchers",
+    "sms_requests_of",
+    "voucher_batches_list",
+]

@@ -122,6 +122,16 @@ def gsm7_text(septets: bytes) -> str:
     return "".join(out)
 
 
+def read_text(body: bytes, data_coding: int) -> str:
+    """A text SMS's user data (no header) as a string: UCS-2 (0x08), Latin-1 (0x03), else GSM-7 unpacked.
+    Never raises."""
+    if data_coding == 0x08:
+        return body[: len(body) // 2 * 2].decode("utf-16-be", "replace")
+    if data_coding == 0x03:
+        return body.decode("latin-1")
+    return gsm7_text(body)
+
+
 def _concatenation(header: bytes) -> tuple[int, int, int] | None:
     """(reference, total, sequence) from a user-data header's concatenation element (8- or 16-bit reference)."""
     i = 0

@@ -303,6 +303,10 @@ class BillingSettings:
     time_sync_days: int = 7  # a scheduled time sync to every meter whose clock was not set for this long; 0: none
     alarm_interval_s: float = 60.0  # applying the alarm rules (notices, automatic actions), stuck commands
     alarm_actions: bool = False  # alarm rules may act (relay off on tamper, in friendly hours) only when true
+    sms_answers_per_window: int = 5  # keyword answers to one number within sms_answer_window_s; more are logged only
+    sms_answer_window_s: float = 600.0
+    voucher_wrong_codes_per_day: int = 5  # wrong voucher codes from one number in 24 h before PAY is refused
+    payment_notice: Literal["none", "sms", "email", "both"] = "none"  # told when a top-up is credited
 
     def __post_init__(self) -> None:
         _require(0 <= self.debt_recovery_percent <= 100, "debt_recovery_percent", "must be 0-100")
@@ -312,6 +316,8 @@ class BillingSettings:
             "reminder <= final <= disconnect days",
         )
         _require(0 <= self.penalty_percent_bp <= 10000, "penalty_percent_bp", "must be 0-10000")
+        _require(self.sms_answers_per_window >= 1, "sms_answers_per_window", "must be at least 1")
+        _require(self.voucher_wrong_codes_per_day >= 1, "voucher_wrong_codes_per_day", "must be at least 1")
         _require(self.penalty_period_days >= 1, "penalty_period_days", "must be at least 1")
         for name in ("night_start", "night_end"):
             _require(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", getattr(self, name)) is not None, name, "must be HH:MM")

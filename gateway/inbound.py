@@ -8,12 +8,9 @@ key id is looked up (`unknown_key`); the frame is verified (`bad_tag`) and its c
 the meter's inbound replay window (`replay`), which is updated in the same transaction
 (meters.in_highest / in_bitmap); a payload that does not parse is `malformed`.
 
-A text SMS (GSM-7 or UCS-2, no user-data header) from a number that is not a meter goes to the injected
-`on_text` handler in the same transaction (the composition root wires subscriber self-service to it): it
-answers and returns None, or returns the wrong-SMS reason to record (`unknown_sender`, `unknown_keyword`,
-`rate_limited`, ...). Without a handler such an SMS is `unknown_sender`.
-
-Anything refused becomes a wrong_sms row with its reason and a log line — never an exception.
+Anything refused becomes a wrong_sms row with its reason and a log line — never an exception. With a
+`on_text` handler, a text SMS (no user-data header) from a number that is not a meter's is not refused here:
+it is handed to the handler after the commit (subscriber self-service answers it, or refuses it itself).
 Accepted messages: an acknowledgement moves its command (matched by meter and counter) to 1:1 or
 rejected_meter; readings, balance reports and events are stored and handed to the event callback after
 the commit. SMS that arrive together are handled in one transaction.
@@ -24,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +51,10 @@ from store.types import UtcDateTime
 
 log = logging.getLogger("smsmeter.gateway.inbound")
 
+# text SMS from numbers that are not meters, handed over after the commit; it must not block (queue them)
+TextHandler = Callable[[Sequence[InboundSms]], None]
+
+_TEXT_CODINGS = frozenset({0x00, 0x01, 0x03, 0x08})  # GSM-7, IA5, Latin-1, UCS-2 (a meter's frame is 0x04)
 _YIELD_EVERY = 200  # frames decoded between two turns of the event loop
 
 _SEVERITY = {
@@ -94,8 +95,8 @@ class InboundStats:
     acks: int = 0
     reports: int = 0
     wrong: int = 0
+    texts: int = 0  # handed to the text handler
     batches: int = 0
-    texts_answered: int = 0  # text SMS a person sent, taken by `on_text`
     wrong_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -118,6 +119,7 @@ class _Work:
     balances: list[dict[str, Any]] = field(default_factory=list)
     alarms: list[dict[str, Any]] = field(default_factory=list)
     events: list[GatewayEvent] = field(default_factory=list)
+    texts: list[InboundSms] = field(default_factory=list)
 
 
 # the replay window is read, checked and written here: the meters are locked FOR NO KEY UPDATE, not FOR
@@ -155,11 +157,6 @@ _SETTLE = RowUpdate(
 _READINGS_ONCE = OnConflict(("meter_id", "register", "read_at"))
 
 
-# (connection, the SMS, now) -> None when taken, else (wrong-SMS reason, detail)
-TextHandler = Callable[[AsyncConnection, InboundSms, datetime], Awaitable[tuple[str, str] | None]]
-_TEXT_CODINGS = frozenset({0x00, 0x01, 0x03, 0x08})  # GSM default, IA5/ASCII, Latin-1, UCS-2
-
-
 class Inbound:
     """`on_sms` is the transport's inbound handler; `run()` records what arrives, in batches."""
 
@@ -177,11 +174,11 @@ class Inbound:
         on_text: TextHandler | None = None,
     ) -> None:
         self._engine = engine
-        self._on_text = on_text
         self._keys = keys
         self._short_number = digits(short_number)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._on_event = on_event
+        self.on_text = on_text
         self._gate = gate or WriteGate.for_engine(engine)
         self._reassembler = reassembler or mp.Reassembler()
         self._pacer = Pacer(batch_interval_s)  # under load, at most one transaction per interval
@@ -244,14 +241,10 @@ class Inbound:
                     continue
                 meter = senders.get(digits(sms.source))
                 if meter is None:
-                    refused = ("unknown_sender", "not a registered meter's number")
-                    if self._on_text is not None and not sms.has_udh and sms.data_coding in _TEXT_CODINGS:
-                        answered = await self._on_text(conn, sms, now)
-                        if answered is None:
-                            self.stats.texts_answered += 1
-                            continue
-                        refused = answered
-                    self._wrong(work, sms, sms.body, refused[0], refused[1], None)
+                    if self.on_text is not None and not sms.has_udh and sms.data_coding in _TEXT_CODINGS:
+                        work.texts.append(sms)
+                        continue
+                    self._wrong(work, sms, sms.body, "unknown_sender", "not a registered meter's number", None)
                     continue
                 try:
                     self._reassembler, frame = self._reassembler.add(
@@ -266,6 +259,9 @@ class Inbound:
                 await self._decode(conn, frames, work, now)
             await self._write(conn, work, now)
         self.stats.batches += 1
+        if work.texts and self.on_text is not None:
+            self.stats.texts += len(work.texts)
+            self.on_text(work.texts)
         if work.events:
             await publish(self._on_event, work.events)
 
@@ -367,7 +363,7 @@ class Inbound:
             work.events.append(AlarmRaised(meter.id, kind, severity, at, detail))
         else:  # a head-end message type cannot get here (direction checked), but never crash on one
             work.wrong.append(
-                _wrong_row(meter.id, "", self._short_number, b"", "not_a_report", type(message).__name__, now)
+                wrong_sms_row(meter.id, "", self._short_number, b"", "not_a_report", type(message).__name__, now)
             )
 
     def _reading(
@@ -420,7 +416,7 @@ class Inbound:
         log.warning("wrong SMS from %s to %s: %s (%s)", sms.source, sms.destination, reason, detail)
         self.stats.wrong += 1
         self.stats.wrong_by_reason[reason] = self.stats.wrong_by_reason.get(reason, 0) + 1
-        work.wrong.append(_wrong_row(meter_id, sms.source, sms.destination, body, reason, detail, sms.received_at))
+        work.wrong.append(wrong_sms_row(meter_id, sms.source, sms.destination, body, reason, detail, sms.received_at))
 
     async def _write(self, conn: AsyncConnection, work: _Work, now: datetime) -> None:
         windows = [{"id": m, "in_highest": w.highest, "in_bitmap": w.bitmap} for m, w in sorted(work.windows.items())]
@@ -451,7 +447,7 @@ class Inbound:
             if row is None:
                 log.warning("acknowledgement from meter %s for unknown counter %s", meter_id, ack.acked_counter)
                 work.wrong.append(
-                    _wrong_row(
+                    wrong_sms_row(
                         meter_id,
                         "",
                         self._short_number,
@@ -489,7 +485,7 @@ class Inbound:
         await insert_rows(conn, command_history, history)
 
 
-def _wrong_row(
+def wrong_sms_row(
     meter_id: int | None, source: str, destination: str, body: bytes, reason: str, detail: str, at: datetime
 ) -> dict[str, Any]:
     return {
@@ -503,4 +499,4 @@ def _wrong_row(
     }
 
 
-__all__ = ["Inbound", "InboundStats", "digits", "epoch_to_utc"]
+__all__ = ["Inbound", "InboundStats", "TextHandler", "digits", "epoch_to_utc", "wrong_sms_row"]

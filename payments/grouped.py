@@ -22,7 +22,7 @@ from payments.events import (
     PaymentSucceeded,
     ProviderEvent,
 )
-from payments.one_event import credit_request
+from payments.one_event import credit_request, meters_paid_for
 from payments.outcomes import (
     RECORD_OUTCOMES,
     Conflict,
@@ -35,9 +35,7 @@ from payments.outcomes import (
 from payments.ports import PaymentApplier
 from payments.rows import link_ids
 from store.bulk import OnConflict, RowUpdate, insert_new, insert_rows, select_among, update_rows_together
-from store.schema.ledger import accounts
 from store.schema.payments import payment_disputes, payments, webhook_events
-from store.schema.registry import meters, subscribers
 
 log = logging.getLogger("smsmeter.payments")
 
@@ -92,21 +90,22 @@ async def claim_confirmations(
 
 _DISPUTED = select(payment_disputes.c.id).where(payment_disputes.c.payment_id == payments.c.id).exists()
 # the payment rows with what `_plain_credit` needs (locked in id order); built once
-_TO_CREDIT = (
-    *payments.c,
-    subscribers.c.code.label("subscriber_code"),
-    meters.c.code.label("meter_code"),
-    _DISPUTED.label("has_disputes"),
-)
-_TO_CREDIT_FROM = payments.join(subscribers, subscribers.c.id == payments.c.subscriber_id).outerjoin(
-    meters, meters.c.id == payments.c.meter_id
-)
+_TO_CREDIT = (*payments.c, _DISPUTED.label("has_disputes"))
 _BY_ID = (payments.c.id,)
 _PROVIDER_KEY = (payments.c.provider, payments.c.provider_ref)
 
 
+@dataclass(frozen=True, slots=True)
+class ToCredit:
+    """A payment row (locked) with the codes, as billing names them, of whom it was asked for."""
+
+    row: Row[Any]
+    subscriber_code: str
+    meter_code: str | None
+
+
 async def _payments_to_credit(conn: AsyncConnection, key: Any, values: Collection[Any]) -> list[Row[Any]]:
-    return await select_among(conn, _TO_CREDIT, key, values, order_by=_BY_ID, lock_of=payments, from_=_TO_CREDIT_FROM)
+    return await select_among(conn, _TO_CREDIT, key, values, order_by=_BY_ID, lock_of=payments)
 
 
 def _at_the_provider(event: PaymentSucceeded) -> bool:
@@ -115,8 +114,8 @@ def _at_the_provider(event: PaymentSucceeded) -> bool:
 
 
 async def sort_out(
-    conn: AsyncConnection, claimed: list[ClaimedConfirmation], now: datetime
-) -> tuple[list[tuple[ClaimedConfirmation, Row[Any]]], list[ClaimedConfirmation]]:
+    conn: AsyncConnection, claimed: list[ClaimedConfirmation], applier: PaymentApplier, now: datetime
+) -> tuple[list[tuple[ClaimedConfirmation, ToCredit]], list[ClaimedConfirmation]]:
     """Which confirmations are credited set-based (their payment rows locked, in id order), which one by one.
     Our Checkouts' payments are found by our reference; payments made at a provider's side by the provider's
     id, registered first when this is the provider's first word about them (`register_provider_payments`)."""
@@ -127,65 +126,64 @@ async def sort_out(
     at_provider = [c for c in claimed if _at_the_provider(c.event)]
     by_key: dict[tuple[str, str], Row[Any]] = {}
     if at_provider:
-        await register_provider_payments(conn, [c.event for c in at_provider], now)
+        await register_provider_payments(conn, [c.event for c in at_provider], applier, now)
         keys = {(c.event.payment.provider, c.event.payment.provider_ref) for c in at_provider}
         by_key = {(row.provider, row.provider_ref): row for row in await _payments_to_credit(conn, _PROVIDER_KEY, keys)}
-    fast: list[tuple[ClaimedConfirmation, Row[Any]]] = []
+    found = [*by_reference.values(), *by_key.values()]
+    subscriber_codes, meter_codes = await applier.codes(
+        conn, {r.subscriber_id for r in found}, {r.meter_id for r in found if r.meter_id is not None}
+    )
+    fast: list[tuple[ClaimedConfirmation, ToCredit]] = []
     slow: list[ClaimedConfirmation] = []
     taken: set[int] = set()
     for item in claimed:
         event = item.event
         if _at_the_provider(event):
-            payment = by_key.get((event.payment.provider, event.payment.provider_ref))
+            row = by_key.get((event.payment.provider, event.payment.provider_ref))
         else:
-            payment = by_reference.get(event.payment.reference or "")
-        if payment is None or payment.id in taken or not _plain_credit(payment, event):
+            row = by_reference.get(event.payment.reference or "")
+        if row is None or row.id in taken:
             slow.append(item)
             continue
-        taken.add(payment.id)
+        payment = ToCredit(row, subscriber_codes[row.subscriber_id], meter_codes.get(row.meter_id))
+        if not _plain_credit(payment, event):
+            slow.append(item)
+            continue
+        taken.add(row.id)
         fast.append((item, payment))
     return fast, slow
 
 
-_PAYER = (
-    subscribers.c.id,
-    subscribers.c.code,
-    accounts.c.currency,
-    meters.c.id.label("meter_id"),
-    meters.c.code.label("meter_code"),
-    meters.c.status.label("meter_status"),
-)
-_PAYER_FROM = subscribers.outerjoin(accounts, accounts.c.subscriber_id == subscribers.c.id).outerjoin(
-    meters, meters.c.subscriber_id == subscribers.c.id
-)
-_BY_METER = (meters.c.id,)
-
-
-async def register_provider_payments(conn: AsyncConnection, events: Sequence[PaymentSucceeded], now: datetime) -> None:
+async def register_provider_payments(
+    conn: AsyncConnection, events: Sequence[PaymentSucceeded], applier: PaymentApplier, now: datetime
+) -> None:
     """A provider's first word about payments made at its side, for many at once: the payment rows of those
     whose first confirmation in `events` names a known account, in its currency, a positive amount and a meter
-    of that account, as `one_event` registers a single one (one read of the accounts, one insert; rows known
-    already are left as they are). The others are left to the one-by-one path, which records why not."""
+    of that account, as `one_event` registers a single one (one question to billing for the accounts, one
+    insert; rows known already are left as they are). The others are left to the one-by-one path, which
+    records why not."""
     first: dict[tuple[str, str], PaymentSucceeded] = {}
     for event in events:
         first.setdefault((event.payment.provider, event.payment.provider_ref), event)
     codes = {e.subscriber_code for e in first.values() if e.subscriber_code}
     if not codes:
         return
-    payers: dict[str, list[Row[Any]]] = {}
-    for row in await select_among(conn, _PAYER, subscribers.c.code, codes, order_by=_BY_METER, from_=_PAYER_FROM):
-        payers.setdefault(row.code, []).append(row)
+    payers = await applier.payers(conn, codes)
     rows = []
     for (provider, provider_ref), event in sorted(first.items()):  # one order: concurrent batches never deadlock
-        meter_ids = _meters_paid_for(event, payers.get(event.subscriber_code or ""))
+        payer = payers.get(event.subscriber_code or "")
+        if payer is None or event.amount_minor <= 0:
+            continue
+        if payer.currency is not None and payer.currency != event.currency:
+            continue
+        meter_ids = meters_paid_for(event, payer)
         if meter_ids is None:
             continue
-        payer = payers[event.subscriber_code or ""][0]
         rows.append(
             {
                 "provider": provider,
                 "provider_ref": provider_ref,
-                "subscriber_id": payer.id,
+                "subscriber_id": payer.subscriber_id,
                 "meter_id": meter_ids[0] if len(meter_ids) == 1 else None,
                 "amount_minor": event.amount_minor,
                 "currency": event.currency,
@@ -197,29 +195,16 @@ async def register_provider_payments(conn: AsyncConnection, events: Sequence[Pay
     await insert_rows(conn, payments, rows, OnConflict(("provider", "provider_ref")))
 
 
-def _meters_paid_for(event: PaymentSucceeded, payer: list[Row[Any]] | None) -> list[int] | None:
-    """The ids of the meters a provider's payment may be for (the one it names, or the account's active ones),
-    or None when it is not to be registered here (`one_event._register_provider_payment` says why)."""
-    if not payer or event.amount_minor <= 0:
-        return None
-    currency = payer[0].currency
-    if currency is not None and currency != event.currency:
-        return None
-    if event.meter_code:
-        named = [r.meter_id for r in payer if r.meter_code == event.meter_code]
-        return named or None
-    return [r.meter_id for r in payer if r.meter_id is not None and r.meter_status == "active"]
-
-
-def _plain_credit(payment: Row[Any], event: PaymentSucceeded) -> bool:
+def _plain_credit(payment: ToCredit, event: PaymentSucceeded) -> bool:
     """Not credited yet, nothing to take back, and exactly what was asked."""
+    row = payment.row
     return (
-        payment.paid_at is None
-        and payment.refunded_minor == 0
-        and not payment.has_disputes
+        row.paid_at is None
+        and row.refunded_minor == 0
+        and not row.has_disputes
         and payment.meter_code is not None
-        and event.amount_minor == payment.amount_minor
-        and event.currency == payment.currency
+        and event.amount_minor == row.amount_minor
+        and event.currency == row.currency
         and (event.subscriber_code is None or event.subscriber_code == payment.subscriber_code)
         and (event.meter_code is None or event.meter_code == payment.meter_code)
     )
@@ -227,7 +212,7 @@ def _plain_credit(payment: Row[Any], event: PaymentSucceeded) -> bool:
 
 async def credit_many(
     conn: AsyncConnection,
-    fast: list[tuple[ClaimedConfirmation, Row[Any]]],
+    fast: list[tuple[ClaimedConfirmation, ToCredit]],
     applier: PaymentApplier,
     now: datetime,
     results: list[EventResult | PaymentNotYetKnown | None],
@@ -236,13 +221,14 @@ async def credit_many(
     events' outcomes with them; returns the results of their events (by event row id) that are still to be
     recorded (the conflicts)."""
     requests = [
-        credit_request(payment, payment.subscriber_code, payment.meter_code, item.event.event_id)
+        credit_request(payment.row, payment.subscriber_code, payment.meter_code, item.event.event_id)
         for item, payment in fast
     ]
     answers = await applier.credit_many(conn, requests, now)
     outcomes: dict[int, EventResult] = {}
     paid: list[dict[str, Any]] = []
-    for (item, payment), answer in zip(fast, answers, strict=True):
+    for (item, to_credit), answer in zip(fast, answers, strict=True):
+        payment = to_credit.row
         if isinstance(answer, PaymentRefused):
             await link_ids(conn, payment, item.event.payment, now)
             conflict = Conflict(f"refused by the ledger: {answer.reason}", event_facts(item.event))

@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.errors import PaymentNotYetKnown, PaymentRefused
@@ -26,12 +26,10 @@ from payments.events import (
     PaymentSucceeded,
 )
 from payments.outcomes import Conflict, EventResult, Outcome, event_facts, record_conflict
-from payments.ports import CreditRequest, PaymentApplier
+from payments.ports import CreditRequest, Payer, PaymentApplier
 from payments.rows import codes_of, find_payment, link_ids
 from payments.settling import settle_reversals
-from store.schema.ledger import accounts
 from store.schema.payments import payment_disputes, payments
-from store.schema.registry import meters, subscribers
 from store.sql import insert_ignoring_duplicates
 
 log = logging.getLogger("smsmeter.payments")
@@ -44,7 +42,7 @@ async def apply_event(
     payment = await find_payment(conn, loc)
     if payment is None and isinstance(event, PaymentSucceeded) and loc.provider != "stripe":
         try:
-            payment = await _register_provider_payment(conn, event, now)
+            payment = await _register_provider_payment(conn, applier, event, now)
         except Conflict as conflict:
             return await record_conflict(conn, event, None, conflict, now)
     if payment is None:
@@ -57,7 +55,7 @@ async def apply_event(
     await link_ids(conn, payment, loc, now)
     if isinstance(event, PaymentSucceeded):
         try:
-            await _check_matches(conn, payment, event)
+            await _check_matches(conn, applier, payment, event)
         except Conflict as conflict:
             return await record_conflict(conn, event, payment, conflict, now)
         return await _credit(conn, payment, event, applier, now)
@@ -77,7 +75,9 @@ async def apply_event(
     return await settle_reversals(conn, payment.id, applier, now, detail=event.event_type, event_id=event.event_id)
 
 
-async def _check_matches(conn: AsyncConnection, payment: Row[Any], event: PaymentSucceeded) -> None:
+async def _check_matches(
+    conn: AsyncConnection, applier: PaymentApplier, payment: Row[Any], event: PaymentSucceeded
+) -> None:
     """Raise Conflict when the provider's payment differs from what was asked."""
     problems = []
     if event.amount_minor != payment.amount_minor:
@@ -87,7 +87,7 @@ async def _check_matches(conn: AsyncConnection, payment: Row[Any], event: Paymen
     if event.payment.reference and payment.reference and event.payment.reference != payment.reference:
         problems.append("reference differs")
     if event.subscriber_code is not None or event.meter_code is not None:
-        subscriber_code, meter_code = await codes_of(conn, payment)
+        subscriber_code, meter_code = await codes_of(conn, applier, payment)
         if event.subscriber_code is not None and event.subscriber_code != subscriber_code:
             problems.append("subscriber differs")
         if event.meter_code is not None and event.meter_code != meter_code:
@@ -123,7 +123,7 @@ async def _credit(
 ) -> EventResult:
     if payment.paid_at is not None:
         return EventResult(Outcome.RECORDED, payment.id, "already credited")
-    subscriber_code, meter_code = await codes_of(conn, payment)
+    subscriber_code, meter_code = await codes_of(conn, applier, payment)
     try:
         async with conn.begin_nested():  # a refusal by the ledger side undoes only this part
             await conn.execute(
@@ -197,37 +197,28 @@ async def _record_dispute(
         )
 
 
-async def _register_provider_payment(conn: AsyncConnection, event: PaymentSucceeded, now: datetime) -> Row[Any]:
+async def _register_provider_payment(
+    conn: AsyncConnection, applier: PaymentApplier, event: PaymentSucceeded, now: datetime
+) -> Row[Any]:
     """A provider's first word about a payment made at its side: check who it is for, then record it."""
     loc = event.payment
     if not event.subscriber_code:
         raise Conflict("no subscriber account in the payment", event_facts(event))
-    subscriber = (
-        await conn.execute(
-            select(subscribers.c.id, subscribers.c.status, accounts.c.currency)
-            .select_from(subscribers.outerjoin(accounts, accounts.c.subscriber_id == subscribers.c.id))
-            .where(subscribers.c.code == event.subscriber_code)
-        )
-    ).first()
-    if subscriber is None:
+    payer = (await applier.payers(conn, [event.subscriber_code])).get(event.subscriber_code)
+    if payer is None:
         raise Conflict("unknown subscriber account", event_facts(event))
-    if subscriber.currency is not None and subscriber.currency != event.currency:
-        raise Conflict("currency differs from the account's", {"asked": subscriber.currency, **event_facts(event)})
+    if payer.currency is not None and payer.currency != event.currency:
+        raise Conflict("currency differs from the account's", {"asked": payer.currency, **event_facts(event)})
     if event.amount_minor <= 0:
         raise Conflict("amount must be positive", event_facts(event))
-    meter_query = select(meters.c.id).where(meters.c.subscriber_id == subscriber.id, meters.c.status == "active")
-    if event.meter_code:
-        meter_query = select(meters.c.id).where(
-            and_(meters.c.code == event.meter_code, meters.c.subscriber_id == subscriber.id)
-        )
-    meter_ids = (await conn.execute(meter_query.order_by(meters.c.id))).scalars().all()
-    if event.meter_code and not meter_ids:
+    meter_ids = meters_paid_for(event, payer)
+    if meter_ids is None:
         raise Conflict("meter is not the subscriber's", event_facts(event))
     await conn.execute(
         insert_ignoring_duplicates(payments, ["provider", "provider_ref"], conn).values(
             provider=loc.provider,
             provider_ref=loc.provider_ref,
-            subscriber_id=subscriber.id,
+            subscriber_id=payer.subscriber_id,
             meter_id=meter_ids[0] if len(meter_ids) == 1 else None,
             amount_minor=event.amount_minor,
             currency=event.currency,
@@ -238,3 +229,12 @@ async def _register_provider_payment(conn: AsyncConnection, event: PaymentSuccee
     )
     query = select(payments).where(payments.c.provider == loc.provider, payments.c.provider_ref == loc.provider_ref)
     return (await conn.execute(query.with_for_update())).one()
+
+
+def meters_paid_for(event: PaymentSucceeded, payer: Payer) -> list[int] | None:
+    """The meters a provider's payment for `payer` may be for: the one it names (None when that is not theirs),
+    or else the account's active ones (one: the payment is for it; none or several: for the account)."""
+    if event.meter_code:
+        named = [m.id for m in payer.meters if m.code == event.meter_code]
+        return named or None
+    return [m.id for m in payer.meters if m.active]

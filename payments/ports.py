@@ -1,13 +1,14 @@
 """The ports payments needs from the rest of smsmeter, as small Protocols.
 
-`PaymentApplier` is how a verified payment reaches the ledger: the composition root hands in billing's
-top-up use cases (through the web glue); tests hand in a small fake. Both calls run on the connection of
+`PaymentApplier` is how a verified payment reaches the ledger, and how payments learns whom a payment is for
+(the accounts and meters are billing's tables): the composition root hands in billing's top-up use cases and
+its read model of payers (through the web glue); tests hand in a small fake. Both calls run on the connection of
 the transaction that also records the webhook event and the payment row, so they commit together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -61,6 +62,30 @@ class CreditApplied:
     command_id: int | None  # the credit command sent to the meter, when one was sent
 
 
+class PayerMeter(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def active(self) -> bool: ...
+
+
+class Payer(Protocol):
+    """A subscriber account as billing describes it to payments."""
+
+    @property
+    def subscriber_id(self) -> int: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def meters(self) -> Sequence[PayerMeter]: ...
+
+
 class PaymentApplier(Protocol):
     """`credit` raises payments.errors.PaymentRefused when the ledger side will not take the payment
     (`reverse` when it will not take back what is asked, e.g. more than it holds of the payment);
@@ -75,3 +100,13 @@ class PaymentApplier(Protocol):
     ) -> list[CreditApplied | PaymentRefused]: ...
 
     async def reverse(self, conn: AsyncConnection, request: ReversalRequest, now: datetime) -> None: ...
+
+    async def payers(self, conn: AsyncConnection, codes: Collection[str]) -> Mapping[str, Payer]:
+        """The accounts of subscriber `codes` that exist, by code (payments reads no table of billing's)."""
+        ...
+
+    async def codes(
+        self, conn: AsyncConnection, subscriber_ids: Collection[int], meter_ids: Collection[int]
+    ) -> tuple[Mapping[int, str], Mapping[int, str]]:
+        """The codes of subscribers and of meters by id."""
+        ...

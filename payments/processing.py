@@ -140,7 +140,7 @@ async def _process_batch(
 ) -> None:
     claimed = await claim_confirmations(conn, events, results)
     outcomes: dict[int, EventResult] = {}  # event row id → its result
-    fast, slow = await sort_out(conn, claimed, now)
+    fast, slow = await sort_out(conn, claimed, applier, now)
     if fast:
         outcomes.update(await credit_many(conn, fast, applier, now, results))
     for item in slow:

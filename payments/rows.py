@@ -1,5 +1,5 @@
 """The payment row's own reads and writes that every path shares: find it by any of its ids (locked),
-link the provider's ids to it, and the codes of whom it was asked for."""
+link the provider's ids to it, and the codes of whom it was asked for (asked of billing, through the applier)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.events import PaymentLocator
+from payments.ports import PaymentApplier
 from store.schema.payments import payments
-from store.schema.registry import meters, subscribers
 
 
 async def find_payment(conn: AsyncConnection, loc: PaymentLocator) -> Row[Any] | None:
@@ -41,12 +41,8 @@ async def link_ids(conn: AsyncConnection, payment: Row[Any], loc: PaymentLocator
         await conn.execute(update(payments).where(payments.c.id == payment.id).values(updated_at=now, **values))
 
 
-async def codes_of(conn: AsyncConnection, payment: Row[Any]) -> tuple[str, str | None]:
-    row = (
-        await conn.execute(
-            select(subscribers.c.code, meters.c.code.label("meter_code"))
-            .select_from(subscribers.outerjoin(meters, meters.c.id == payment.meter_id))
-            .where(subscribers.c.id == payment.subscriber_id)
-        )
-    ).one()
-    return str(row.code), row.meter_code
+async def codes_of(conn: AsyncConnection, applier: PaymentApplier, payment: Row[Any]) -> tuple[str, str | None]:
+    """The codes of the subscriber and meter `payment` was asked for, as billing names them."""
+    meter_ids = [payment.meter_id] if payment.meter_id is not None else []
+    subscriber_codes, meter_codes = await applier.codes(conn, [payment.subscriber_id], meter_ids)
+    return subscriber_codes[payment.subscriber_id], meter_codes.get(payment.meter_id)

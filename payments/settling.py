@@ -59,7 +59,7 @@ async def settle_reversals(
     if delta != 0:
         n = payment.adjustments + 1
         values.update(reversed_minor=target, adjustments=n)
-        subscriber_code, meter_code = await codes_of(conn, payment)
+        subscriber_code, meter_code = await codes_of(conn, applier, payment)
         common = {
             "payment_id": payment_id,
             "subscriber_id": payment.subscriber_id,

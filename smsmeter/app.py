@@ -13,13 +13,14 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.notices import TextSender
+from billing.self_service import TextRequests
 from billing.sms_text import TEXT_CODINGS, SentPart, SentText, TransportTextSender, read_sent_texts
 from billing.sts_vending import SoftwareTokenGenerator
 from config import Settings
@@ -30,7 +31,14 @@ from gateway.ports import Transport, TransportState
 from gateway.simulator import SimulatorTransport
 from gateway.watch import BindWatch
 from smsmeter import __version__
-from smsmeter.billing_setup import BILLING, Job, build_billing, run_jobs, start_billing_jobs
+from smsmeter.billing_setup import (
+    BILLING,
+    Job,
+    build_billing,
+    run_jobs,
+    self_service_answerer,
+    start_billing_jobs,
+)
 from smsmeter.masterkey import load_master_key
 from smsmeter.metrics import FleetCollector, Metrics, MetricsExporter
 from smsmeter.payments_wiring import running_payments
@@ -267,6 +275,8 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     observer=runtime.metrics,
                 ),
             ):
+                texts: TextRequests | None = None
+                text_task: asyncio.Task[None] | None = None
                 if gateway is not None:
                     app[GATEWAY] = gateway
                     runtime.transport = gateway.transport
@@ -274,6 +284,15 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     services.otp_sender = OtpBySms(billing.text_sender)
                     if gateway.simulator is not None:
                         services.sms_outbox = SimulatorSmsOutbox(gateway.simulator)
+                    # text SMS from subscribers' phones: answered in a task of their own (self-service)
+                    texts = TextRequests(
+                        uow,
+                        self_service_answerer(settings, billing, services.sts),
+                        sender=billing.text_sender,
+                        clock=lambda: datetime.now(UTC),
+                    )
+                    gateway.inbound.on_text = texts.on_texts
+                    text_task = asyncio.create_task(texts.run(), name="self-service")
                 elif Role.WEB in roles:
                     log.warning(
                         "portal sign-in codes by SMS are not sent by this process: it runs no gateway "
@@ -308,6 +327,11 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     log.info("smsmeter stopping: releasing the transport and the database")
                     services.otp_sender = None
                     services.sms_outbox = None
+                    if text_task is not None and texts is not None:
+                        assert gateway is not None
+                        gateway.inbound.on_text = None
+                        texts.stop()
+                        await asyncio.gather(text_task, return_exceptions=True)
                     await watch_jobs.stop()
                     await billing_jobs.stop()
         finally:

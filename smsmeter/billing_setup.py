@@ -16,15 +16,20 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from billing import self_service, sts
+from billing.errors import BillingError
 from billing.mdm_export import export_finished_days
 from billing.notices import SmtpEmailSender
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, PenaltyRule
 from billing.rules.invoice import Party
 from billing.service import BillingService
+from billing.sts_vending import TokenGenerator
 from billing.topup import TopUpPolicy
 from config import Settings
 from gateway import watch
 from gateway.keys import KeyRing
+from gateway.ports import InboundSms
+from store.audit import Actor
 from store.uow import UnitOfWork
 from telemetry import NO_METRICS, JobProgress, Observer
 
@@ -239,3 +244,41 @@ def run_jobs(
         asyncio.create_task(_every(job, stopping, observer, clock), name=f"billing {job.name}") for job in scheduled
     ]
     return BillingJobs(tasks, stopping, scheduled)
+
+
+def self_service_answerer(
+    settings: Settings, billing: BillingService, generator: TokenGenerator | None
+) -> Callable[[InboundSms, datetime], Awaitable[self_service.Answered]]:
+    """The keyword answerer of the short number, with the policies the settings give."""
+    b = settings.billing
+    policy = self_service.SelfServicePolicy(
+        utility=settings.utility.name,
+        answers_per_window=b.sms_answers_per_window,
+        window=timedelta(seconds=b.sms_answer_window_s),
+        wrong_codes_per_day=b.voucher_wrong_codes_per_day,
+    )
+    actor = Actor("system", "self-service")
+
+    async def answer(sms: InboundSms, now: datetime) -> self_service.Answered:
+        async def token_of(topup_id: int) -> str | None:
+            if generator is None:
+                return None
+            try:
+                issued = await sts.issue_credit_token(billing.uow, actor, topup_id, now, generator=generator)
+            except BillingError as exc:
+                log.info("self-service: no token for top-up %s: %s", topup_id, exc)
+                return None
+            return issued.token
+
+        return await self_service.answer_text_sms(
+            billing.uow,
+            sms,
+            now,
+            keys=billing.keys,
+            topup_policy=billing.topup_policy,
+            arrears_policy=billing.arrears_policy,
+            policy=policy,
+            tokens=token_of,
+        )
+
+    return answer

@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     from smsmeter import sts_cli
 
     sts_cli.add_parser(sub)
+    from smsmeter import cli_registry
+
+    cli_registry.add_parsers(sub)
+    from smsmeter import vouchers_cli
+
+    vouchers_cli.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -368,9 +374,17 @@ def _readings(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _meters(settings: Settings, args: argparse.Namespace) -> int:
-    from smsmeter import cli_meters
+    from smsmeter import cli_meters, cli_registry
 
+    if args.meters_command in cli_registry.REGISTRY_METER_COMMANDS:
+        return cli_registry.run(settings, args)
     return cli_meters.run(settings, args)
+
+
+def _registry(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import cli_registry
+
+    return cli_registry.run(settings, args)
 
 
 def _sts(settings: Settings, args: argparse.Namespace) -> int:
@@ -383,6 +397,12 @@ def _conformance(settings: Settings, args: argparse.Namespace) -> int:
     from smsmeter import conformance_cli
 
     return conformance_cli.run(settings, args)
+
+
+def _vouchers(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import vouchers_cli
+
+    return vouchers_cli.run(settings, args)
 
 
 def _run(coro: object) -> None:
@@ -415,7 +435,11 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "readings": lambda: _readings(settings, args),
         "meters": lambda: _meters(settings, args),
         "sts": lambda: _sts(settings, args),
+        "subscribers": lambda: _registry(settings, args),
+        "tariffs": lambda: _registry(settings, args),
+        "alarm-rules": lambda: _registry(settings, args),
         "conformance": lambda: _conformance(settings, args),
+        "vouchers": lambda: _vouchers(settings, args),
     }
     try:
         return commands[args.command]() or 0

@@ -39,6 +39,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     exp.add_argument("--report", metavar="FILE", help="write the problems (line, field, reason) to this CSV file")
     exp.add_argument("--operator", default="export", help="the name the audit log records (default: export)")
 
+    from smsmeter import cli_registry
+
+    cli_registry.add_meter_parsers(m_sub)  # install, replace, archive: the registry's doors
+
 
 def _transport_key_arguments(parser: argparse.ArgumentParser) -> None:
     given = parser.add_mutually_exclusive_group(required=True)

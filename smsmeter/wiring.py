@@ -15,9 +15,8 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import Settings
 from config.settings import TransportKind
@@ -27,7 +26,7 @@ from gateway.fleet import Fleet, fleet_responder, load_fleet, load_meter, report
 from gateway.inbound import Inbound
 from gateway.keys import KeyRing
 from gateway.outbox import COMMANDS_CHANNEL
-from gateway.ports import InboundHandler, InboundSms, ReceiptHandler, Transport
+from gateway.ports import InboundHandler, ReceiptHandler, Transport
 from gateway.simulator import SimulatorTransport
 from gateway.states import RetryPolicy
 from gateway.writegate import WriteGate
@@ -116,20 +115,13 @@ def build_transport(
     )
 
 
-async def _self_service(conn: AsyncConnection, sms: InboundSms, now: datetime) -> tuple[str, str] | None:
-    """A subscriber's keyword to the short number, answered by billing (the gateway never imports billing)."""
-    from billing.self_service import answer_keyword
-
-    return await answer_keyword(conn, sms.source, sms.body, sms.data_coding, sms.received_at, now)
-
-
 @contextlib.asynccontextmanager
 async def running_gateway(
     settings: Settings, engine: AsyncEngine, keys: KeyRing, on_event: EventHandler, metrics: Metrics | None = None
 ) -> AsyncIterator[GatewayRuntime]:
     gate = WriteGate.for_engine(engine)
     dispatcher = Dispatcher(engine, None, config=dispatch_config(settings), on_event=on_event, gate=gate)
-    inbound = Inbound(engine, keys, settings.short_number, on_event=on_event, gate=gate, on_text=_self_service)
+    inbound = Inbound(engine, keys, settings.short_number, on_event=on_event, gate=gate)
     fleet: Fleet | None = None
     refresh = None
     report_interval_s = round(settings.simulator.report_interval_s)

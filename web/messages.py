@@ -14,6 +14,7 @@ FLASH = {
     "tariff": N_("Tariff changed in billing; the meter's copy is queued: its outcome shows below."),
     "alarm_ack": N_("Alarm acknowledged."),
     "alarm_rule_saved": N_("Alarm rule saved."),
+    "held_credit_sent": N_("The credit the wallet held is on its way to the meter."),
     "alarm_rule_removed": N_("Alarm rule removed."),
     "cancelled": N_("Command cancelled: it will not be sent."),
     "set_power_limit": N_("Power limit queued for the meter: its outcome shows below."),

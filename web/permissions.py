@@ -44,6 +44,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "payments.read": _STAFF,
     "payments.cash": frozenset({ADMIN, CASHIER}),  # cashier top-up; payments a CIS took at a bank
     "payments.refund": frozenset({ADMIN, CASHIER}),  # give back a cash payment
+    "vouchers.read": _STAFF,
+    "vouchers.generate": frozenset({ADMIN, CASHIER}),  # a batch of scratch-card vouchers, paid by SMS
     "payments.resolve": frozenset({ADMIN, OPERATOR}),  # credit or dismiss a payment conflict
     "notices.read": _STAFF,
     "invoices.read": _STAFF,

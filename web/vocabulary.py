@@ -27,6 +27,7 @@ CODES = (
     N_("suspended"),
     N_("closed"),
     N_("archived"),
+    N_("stock"),
     # command kinds
     N_("top_up"),
     N_("set_tariff"),

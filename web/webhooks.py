@@ -12,7 +12,7 @@ conflict, duplicate); 400 with the reason for a forged, stale, future or malform
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,13 +21,14 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.errors import BillingError
+from billing.payers import codes_by_id, payers_by_code
 from billing.topup import TopUpPolicy, apply_payment, apply_payments, reinstate_payment, reverse_payment
 from billing.values import PaymentConfirmed, PaymentReinstated, PaymentReversed, ReversalKind
 from gateway.keys import KeyRing
 from payments.checkout import TopUpService
 from payments.checkout_simulator import CheckoutSimulator
 from payments.errors import PaymentNotYetKnown, PaymentRefused, WebhookRejected
-from payments.ports import CreditApplied, CreditRequest, ReversalRequest
+from payments.ports import CreditApplied, CreditRequest, Payer, ReversalRequest
 from payments.processing import EventResult
 from payments.provider_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from payments.service import WebhookService
@@ -189,6 +190,14 @@ class BillingApplier:
             PaymentRefused(r.reason) if isinstance(r, BillingError) else CreditApplied(command_id=r.command_id)
             for r in results
         ]
+
+    async def payers(self, conn: AsyncConnection, codes: Collection[str]) -> Mapping[str, Payer]:
+        return await payers_by_code(conn, codes)
+
+    async def codes(
+        self, conn: AsyncConnection, subscriber_ids: Collection[int], meter_ids: Collection[int]
+    ) -> tuple[Mapping[int, str], Mapping[int, str]]:
+        return await codes_by_id(conn, subscriber_ids, meter_ids)
 
     async def reverse(self, conn: AsyncConnection, request: ReversalRequest, now: datetime) -> None:
         reversal = PaymentReversed(

@@ -177,3 +177,19 @@ def emergency_credit_allowed(policy: ArrearsPolicy, state: ArrearsState, now: da
 
 def low_credit(credit_minor: int, threshold_minor: int) -> bool:
     return credit_minor <= threshold_minor
+
+
+def next_step(policy: ArrearsPolicy, state: ArrearsState) -> tuple[Stage, datetime] | None:
+    """The next arrears stage after the one reached and when it falls due; None when none follows (no
+    overdue debt, or disconnected already). A disconnect may then wait for friendly hours."""
+    if state.overdue_since is None or state.disconnected or state.owed.minor < max(policy.min_debt_minor, 1):
+        return None
+    after = {
+        Stage.REMINDER: policy.reminder_after_days,
+        Stage.FINAL: policy.final_after_days,
+        Stage.DISCONNECT: policy.disconnect_after_days,
+    }
+    for stage, days in after.items():
+        if stage.rank > state.stage.rank:
+            return stage, state.overdue_since + timedelta(days=days)
+    return None

@@ -145,6 +145,15 @@ def demo_meter_code(serial: int) -> str:
     return meter_code_with_check_digit(f"8800{serial:015d}")
 
 
+def stock_meter_code(index: int) -> str:
+    """A meter of the factory's last delivery, in stock (received with its key file, not installed)."""
+    return meter_code_with_check_digit(f"8877{index:015d}")
+
+
+STOCK_METERS = 6
+DEMO_TRANSPORT_KEY = bytes.fromhex("d3e0a1b2c3d4e5f60718293a4b5c6d7e")  # what the demo's factory wraps keys under
+
+
 def balance_meter_code(index: int) -> str:
     return meter_code_with_check_digit(f"8899{index:015d}")
 

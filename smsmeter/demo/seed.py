@@ -19,10 +19,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing import alarm_rules, ledger, losses, topup
+from billing import alarm_rules, ledger, losses, provisioning, topup
 from billing import registry as billing_registry
 from billing import sts as billing_sts
 from billing import tariffs as billing_tariffs
+from billing.rules.key_file import ExportRow, write_key_file
 from billing.rules.ledger import Book, EntryType, Posting
 from billing.rules.money import Money
 from billing.rules.tariffs import Step, TariffBody, TariffKind
@@ -375,7 +376,39 @@ async def alarm_rules_for_the_duty_desk(demo: Demo) -> None:
         await alarm_rules.create_rule(demo.uow, demo.actor, fields, demo.now)
 
 
-THROUGH_USE_CASES: list[DemoStep] = [cash_top_ups, transformer_balances, sts_keypads, alarm_rules_for_the_duty_desk]
+async def meters_in_stock(demo: Demo) -> None:
+    """The factory's last delivery, imported from its key file: meters in stock on the meters page."""
+    rows = [
+        ExportRow(
+            data.stock_meter_code(n),
+            f"3736988{n:04d}",
+            0,
+            secrets.token_bytes(16),
+            "xml" if n % 3 == 0 else "binary",
+            "2.4.1",
+            "electricity",
+        )
+        for n in range(1, data.STOCK_METERS + 1)
+    ]
+    key_file = write_key_file(rows, data.DEMO_TRANSPORT_KEY)
+    await provisioning.import_key_file(
+        demo.uow,
+        demo.actor,
+        key_file,
+        data.DEMO_TRANSPORT_KEY,
+        file_name="factory-delivery-1.csv",
+        master_key=demo.keys,
+        now=demo.now,
+    )
+
+
+THROUGH_USE_CASES: list[DemoStep] = [
+    cash_top_ups,
+    transformer_balances,
+    sts_keypads,
+    alarm_rules_for_the_duty_desk,
+    meters_in_stock,
+]
 
 
 async def seed(demo: Demo) -> None:

@@ -2,6 +2,17 @@
 `metadata` is complete (Alembic and the schema test rely on it)."""
 
 from store.metadata import metadata
-from store.schema import auth, commands, consumption, ledger, notices, payments, registry, sts
+from store.schema import auth, commands, consumption, ledger, notices, payments, registry, self_service, sts
 
-__all__ = ["auth", "commands", "consumption", "ledger", "metadata", "notices", "payments", "registry", "sts"]
+__all__ = [
+    "auth",
+    "commands",
+    "consumption",
+    "ledger",
+    "metadata",
+    "notices",
+    "payments",
+    "registry",
+    "self_service",
+    "sts",
+]

@@ -167,7 +167,7 @@ invoices = Table(
     Column("period_end", Date, nullable=False),
     Column("issued_at", UtcDateTime, nullable=False),
     Column("content", JSON, nullable=False),
-    Column("pdf", LargeBinary, nullable=False),
+    Column("pdf", LargeBinary),  # drawn from `content` when first asked for
     Column("emailed_at", UtcDateTime),
     UniqueConstraint("subscriber_id", "period_start"),
 )

@@ -6,7 +6,20 @@ from aiohttp import web
 
 
 def setup_routes(app: web.Application) -> None:
-    from web.api import alarm_rules, key_files, money, operations, outbox, readings, registry, sts, tariffs, v1
+    from web.api import (
+        alarm_rules,
+        key_files,
+        money,
+        operations,
+        outbox,
+        readings,
+        registry,
+        sts,
+        tariffs,
+        v1,
+        vouchers,
+        wallet,
+    )
 
     key_files.setup_routes(app)  # before v1: /api/v1/meters/stock is not a meter id
     v1.setup_routes(app)
@@ -18,3 +31,5 @@ def setup_routes(app: web.Application) -> None:
     outbox.setup_routes(app)
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)
+    wallet.setup_routes(app)
+    vouchers.setup_routes(app)

@@ -211,6 +211,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "items": {"type": "array", "items": {"type": "string", "enum": ["registers", "balance", "load_profile"]}},
             "limit_w": {"type": "integer", "minimum": 0},
+            "note": {
+                "type": "string",
+                "maxLength": 200,
+                "description": "why, in the sender's words: kept on the command (its payload) and in the audit log",
+            },
         },
         "required": ["meter_id", "kind"],
     },
@@ -643,7 +648,7 @@ def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    from web.api import key_files, openapi_alarms, openapi_readings, openapi_registry, outbox
+    from web.api import key_files, openapi_alarms, openapi_readings, openapi_registry, outbox, vouchers, wallet
     from web.api.openapi_operations import PATHS as OPERATION_PATHS
     from web.api.openapi_sts import PATHS as STS_PATHS
 
@@ -654,6 +659,8 @@ def document() -> dict[str, Any]:
     outbox.merge_into(paths, schemas)
     key_files.merge_into(paths, schemas)
     openapi_alarms.merge_into(paths, schemas)
+    wallet.merge_into(paths, schemas)
+    vouchers.merge_into(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -48,7 +48,7 @@ _NEW_METER = {
     "type": "object",
     "properties": {
         "code": {"type": "string", "pattern": "^[0-9 ]{20,30}$", "description": "the 20-digit meter code"},
-        "msisdn": {"type": "string", "description": "the meter SIM's number"},
+        "msisdn": {"type": "string", "description": "the meter SIM's number (a meter in stock keeps its own)"},
         "subscriber_id": {**_NINT, "description": "the subscriber; none for a transformer's balance meter"},
         "make": _NSTR,
         "model": _NSTR,
@@ -65,7 +65,7 @@ _NEW_METER = {
         },
         "carried_credit_minor": {**_MINOR, "description": "replace only: credit left on the old meter"},
     },
-    "required": ["code", "msisdn"],
+    "required": ["code"],
 }
 
 SCHEMAS: dict[str, Any] = {

@@ -68,7 +68,7 @@ def new_meter_from(body: dict[str, Any]) -> tuple[registry_service.NewMeter, byt
         raise InvalidInput("is_balance_meter", "must be true or false")
     new = registry_service.NewMeter(
         code=_required_str(body, "code", 30),
-        msisdn=_required_str(body, "msisdn", 20),
+        msisdn=_optional_str(body, "msisdn", 20) or "",  # a meter in stock has its own
         make=_optional_str(body, "make", 100),
         model=_optional_str(body, "model", 100),
         profile=_optional_str(body, "profile", 10) or "binary",

@@ -184,6 +184,7 @@ async def issue(request: web.Request) -> web.Response:
     """A command to one meter, as JSON ({"meter_id", "kind", ...}) or as the protocol's XML document
     (`?meter_id=`; validated against the protocol's XSD). `Idempotency-Key` makes a retry safe."""
     now = request.app[CLOCK]()
+    note: str | None = None
     if request.content_type in XML_TYPES:
         meter_id = bounded_int(request.query, "meter_id", 0, 1, 10**18)
         if not meter_id:
@@ -199,6 +200,9 @@ async def issue(request: web.Request) -> web.Response:
             raise InvalidInput("meter_id", "must be a meter id")
         meter_id = given
         message = command_from_fields(body, now)
+        note = body.get("note")
+        if note is not None and (not isinstance(note, str) or len(note) > 200):
+            raise InvalidInput("note", "must be a string of at most 200 characters")
     else:
         raise UnsupportedMediaType(request.content_type)
     key = request.headers.get("Idempotency-Key")
@@ -214,6 +218,7 @@ async def issue(request: web.Request) -> web.Response:
         now,
         keys=keys,
         idempotency_key=f"api:{principal.kind}:{principal.id}:{key}" if key else None,
+        note=(note.strip() or None) if note else None,
     )
     async with uow_of(request).connect() as conn:
         row = await lists.command(conn, command_id)

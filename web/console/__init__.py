@@ -20,6 +20,8 @@ from web.console import (
     registry,
     sts,
     tariffs,
+    vouchers,
+    wallet,
 )
 
 
@@ -39,3 +41,5 @@ def setup_routes(app: web.Application) -> None:
     outcomes.setup_routes(app)
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)
+    wallet.setup_routes(app)
+    vouchers.setup_routes(app)

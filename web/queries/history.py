@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing import invoices as invoices_service
 from store.schema.commands import commands
 from store.schema.ledger import invoices, topups
 
@@ -64,8 +65,4 @@ async def invoices_of(conn: AsyncConnection, subscriber_id: int) -> list[dict[st
 
 async def invoice_pdf(conn: AsyncConnection, subscriber_id: int | None, invoice_id: int) -> tuple[str, bytes] | None:
     """(number, PDF) of an invoice — only of `subscriber_id`'s own when given (the portal)."""
-    query = select(invoices.c.number, invoices.c.pdf).where(invoices.c.id == invoice_id)
-    if subscriber_id is not None:
-        query = query.where(invoices.c.subscriber_id == subscriber_id)
-    row = (await conn.execute(query)).first()
-    return None if row is None else (row.number, bytes(row.pdf))
+    return await invoices_service.invoice_document(conn, invoice_id, subscriber_id=subscriber_id)

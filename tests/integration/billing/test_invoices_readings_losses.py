@@ -21,6 +21,7 @@ from billing.rules.tariffs import TariffBody, TariffKind
 from billing.values import PaymentConfirmed
 from gateway.keys import KeyRing
 from store.schema import commands as C  # noqa: N812
+from store.schema import ledger as L  # noqa: N812
 from store.uow import UnitOfWork
 from tests.integration.billing.conftest import MASTER_KEY, NOW, OPERATOR, meter_code, new_subscriber
 from tests.support.net import free_port
@@ -154,6 +155,8 @@ async def test_monthly_invoices_numbered_without_gaps_emailed_once_and_downloada
     assert content["energy_value"] == 2000
     assert content["payments"] == 5000
     assert pdf.startswith(b"%PDF")
+    async with uow.connect() as conn:  # the job drew no PDF: it is drawn from the content when asked for
+        assert (await conn.scalars(select(L.invoices.c.pdf))).all() == [None, None]
     mail = SmtpEmailSender("127.0.0.1", port, "billing@utility.example", timeout_s=5)
     assert await invoices.email_invoices(uow, mail, april) == 1
     assert await invoices.email_invoices(uow, mail, april) == 0

@@ -11,9 +11,10 @@ import secrets
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from billing import provisioning, registry
+from billing.errors import InvalidField
 from billing.rules.key_file import (
     ExportRow,
     KeyFileRejected,
@@ -24,6 +25,7 @@ from billing.rules.key_file import (
 )
 from gateway.keys import KeyRing
 from store.crypto import unwrap_from_storage
+from store.schema import metadata
 from store.schema import registry as R  # noqa: N812
 from store.schema.auth import audit_log
 from store.uow import UnitOfWork
@@ -85,15 +87,17 @@ async def test_an_imported_key_file_registers_the_meters_in_stock_with_their_key
         status, profile, key_id, wrapped = await _stored_key(uow, row.meter_code)
         assert (status, profile, key_id) == ("stock", row.profile, 0)
         assert unwrap_from_storage(MASTER_KEY, wrapped) == row.key
-    # no key in the clear anywhere: not in meter_keys, not in the audit log, not in the history
+    # no key in the clear anywhere: every cell of every table, as bytes and as hexadecimal
+    cells: list[bytes] = []
     async with uow.connect() as conn:
-        stored = b"".join(w for (w,) in await conn.execute(select(R.meter_keys.c.wrapped_key)))
-        texts = " ".join(str(r) for r in await conn.execute(text("SELECT * FROM audit_log")))
-        texts += " ".join(str(r) for r in await conn.execute(text("SELECT * FROM meter_history")))
+        for table in metadata.sorted_tables:
+            for record in await conn.execute(select(table)):
+                cells.extend(v if isinstance(v, bytes) else str(v).lower().encode() for v in record)
+    dump = b"\x00".join(cells)
+    assert len(dump) > 1000
     for row in rows:
-        assert row.key not in stored
-        assert row.key.hex() not in texts
-        assert row.key.hex().upper() not in texts
+        assert row.key not in dump
+        assert row.key.hex().encode() not in dump
     [entry] = await _audit(uow, "meter.keys_import")
     assert entry["target"] == "key_file:batch-7.csv"
     assert entry["actor"] == OPERATOR.name
@@ -318,3 +322,72 @@ def test_the_key_file_commands(tmp_path: Path) -> None:
     )
     assert good.returncode == 0, good.stderr
     assert "imported 2 meters: 2 registered in stock" in good.stdout
+
+
+async def test_a_conformance_run_leaves_a_meter_in_stock_under_the_key_it_was_given(
+    uow: UnitOfWork, streets: None
+) -> None:
+    from dataclasses import replace
+
+    from meter_protocol import new_meter
+    from meter_protocol.conformance import Bench, run_reference
+
+    [row] = _meters(1, start=91, keys=[bytes(range(48, 64))])
+    await provisioning.import_key_file(
+        uow,
+        OPERATOR,
+        write_key_file([row], TRANSPORT_KEY),
+        TRANSPORT_KEY,
+        file_name="f",
+        master_key=MASTER_KEY,
+        now=NOW,
+    )
+    sample = await provisioning.sample_meter(uow, row.meter_code, MASTER_KEY)
+    assert (sample.key_id, sample.key, sample.next_counter) == (0, row.key, 1)
+    meter = replace(new_meter(sample.code, sample.key), accepts_xml=False)
+    bench = Bench(sample.code, 0, sample.key, bytes(16), xml=False, next_counter=sample.next_counter)
+    _, runs = run_reference(meter, bench, int(NOW.timestamp()))
+    assert all(r.passed for r in runs)
+    outcome = provisioning.ConformanceOutcome(
+        True, (), bench.key_id, dict(bench.keys), bench.next_counter, bench.uplink.highest, bench.uplink.bitmap
+    )
+    await provisioning.record_conformance(uow, OPERATOR, sample, outcome, master_key=MASTER_KEY, now=NOW)
+    async with uow.connect() as conn:
+        assert await KeyRing(MASTER_KEY).key_for(conn, sample.id) == (3, bench.keys[3])
+        stored = dict((await conn.execute(select(R.meter_keys.c.key_id, R.meter_keys.c.status))).all())
+        counters = (await conn.execute(select(R.meters.c.next_counter, R.meters.c.in_highest))).one()
+    assert stored == {0: "retired", 1: "retired", 2: "retired", 3: "active"}
+    assert counters == (bench.next_counter, bench.uplink.highest)
+    [entry] = await _audit(uow, "meter.conformance")
+    assert entry["after"]["passed"] is True
+    # a second run would give key ids 4..6; a meter installed at a subscriber is refused
+    again = await provisioning.sample_meter(uow, row.meter_code, MASTER_KEY)
+    assert (again.key_id, again.next_counter) == (3, bench.next_counter)
+    _, installed = await new_subscriber(uow, meter=92)
+    assert installed is not None
+    with pytest.raises(InvalidField, match="runs on a meter in stock"):
+        await provisioning.sample_meter(uow, installed.code, MASTER_KEY)
+
+
+async def test_a_failed_conformance_run_keeps_the_key_in_force_and_the_keys_it_gave(uow: UnitOfWork) -> None:
+    [row] = _meters(1, start=95)
+    await provisioning.import_key_file(
+        uow,
+        OPERATOR,
+        write_key_file([row], TRANSPORT_KEY),
+        TRANSPORT_KEY,
+        file_name="f",
+        master_key=MASTER_KEY,
+        now=NOW,
+    )
+    sample = await provisioning.sample_meter(uow, row.meter_code, MASTER_KEY)
+    given = {0: row.key, 1: bytes([1]) * 16, 2: bytes([2]) * 16}
+    outcome = provisioning.ConformanceOutcome(False, ("C15",), 2, given, 30, 12, 1)
+    await provisioning.record_conformance(uow, OPERATOR, sample, outcome, master_key=MASTER_KEY, now=NOW)
+    async with uow.connect() as conn:
+        assert await KeyRing(MASTER_KEY).key_for(conn, sample.id) == (0, row.key)
+        assert await KeyRing(MASTER_KEY).key_by_id(conn, sample.id, 2) == bytes([2]) * 16
+        stored = dict((await conn.execute(select(R.meter_keys.c.key_id, R.meter_keys.c.status))).all())
+    assert stored == {0: "active", 1: "failed", 2: "failed"}
+    [entry] = await _audit(uow, "meter.conformance")
+    assert entry["after"]["failed_lines"] == ["C15"]

@@ -7,7 +7,7 @@ On SQLite, webhooks and the gateway share one write gate."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import pytest
@@ -19,7 +19,7 @@ from billing.rules.ledger import EntryType, plan_charge
 from billing.rules.money import Money
 from gateway.writegate import WriteGate
 from payments.errors import PaymentNotYetKnown, PaymentRefused
-from payments.ports import CreditApplied, CreditRequest
+from payments.ports import CreditApplied, CreditRequest, Payer
 from payments.processing import EventResult
 from store.schema.commands import commands
 from store.schema.ledger import topups
@@ -152,6 +152,14 @@ class _FailingOnce:
 
     async def reverse(self, conn: AsyncConnection, request: object, now: datetime) -> None:
         raise AssertionError("not used here")
+
+    async def payers(self, conn: AsyncConnection, codes: Collection[str]) -> Mapping[str, Payer]:
+        return await self.inner.payers(conn, codes)
+
+    async def codes(
+        self, conn: AsyncConnection, subscriber_ids: Collection[int], meter_ids: Collection[int]
+    ) -> tuple[Mapping[int, str], Mapping[int, str]]:
+        return await self.inner.codes(conn, subscriber_ids, meter_ids)
 
 
 async def test_a_failed_batch_is_applied_one_by_one(uow: UnitOfWork, applier: BillingApplier) -> None:

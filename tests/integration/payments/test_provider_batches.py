@@ -144,7 +144,10 @@ async def test_provider_webhooks_together_have_the_effects_of_each_alone(
 
 
 async def test_a_lone_provider_webhook_is_a_batch_of_one(uow: UnitOfWork, applier: BillingApplier) -> None:
-    (alice,) = await add_subscribers(uow, 1)
+    alice, bob = await add_subscribers(uow, 2)
     one, results = await _statements_of_batch(uow, applier, [_paid_at_kiosk(alice, "tx-1")])
     assert [r.outcome.value for r in results] == ["applied"]
-    assert one < 20, one
+    ref, cs = await pending_topup(uow, bob, 1000)
+    stripe_one, stripe_results = await _statements_of_batch(uow, applier, [_stripe_paid(ref, cs, 1)])
+    assert [r.outcome.value for r in stripe_results] == ["applied"]
+    assert one == stripe_one + 2, (stripe_one, one)  # one by one, it cost some ten statements more

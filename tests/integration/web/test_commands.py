@@ -124,6 +124,13 @@ async def test_the_api_takes_json_and_xml_commands(client: TestClient, seeded: S
         headers={**headers, "Idempotency-Key": "r-1"},
     )
     assert (await retry.json())["id"] == body["id"]
+    noted = await client.post(
+        "/api/v1/commands",
+        json={"meter_id": mid, "kind": "relay_off", "reason": "maintenance", "note": "transformer works on Tuesday"},
+        headers=headers,
+    )
+    assert noted.status == 201, await noted.text()
+    assert (await noted.json())["payload"] == {"reason": "MAINTENANCE", "note": "transformer works on Tuesday"}
 
     xml = b'<relayOn xmlns="urn:smsmeter:protocol:1" reason="customer_request"/>'
     response = await client.post(
@@ -150,7 +157,7 @@ async def test_the_api_takes_json_and_xml_commands(client: TestClient, seeded: S
     response = await client.post("/api/v1/commands", data="x", headers={**headers, "Content-Type": "text/plain"})
     assert response.status == 415
     listing = await (await client.get(f"/api/v1/commands?meter_id={mid}&limit=1", headers=headers)).json()
-    assert (listing["total"], len(listing["items"])) == (2, 1)
+    assert (listing["total"], len(listing["items"])) == (3, 1)
 
 
 async def test_a_cashier_tops_up_and_prints_the_receipt(client: TestClient, seeded: Seeded, uow: UnitOfWork) -> None:

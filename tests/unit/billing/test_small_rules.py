@@ -118,3 +118,25 @@ def test_invoice_content() -> None:
     assert any(line.quantity == "123.456 kWh" for line in inv.lines)
     assert inv.vat_included == vat_included(Money(2774, "USD"), 2000) == Money(462, "USD")
     assert Balances.zero("USD").total == Money(0, "USD")
+
+
+def test_an_invoice_stored_as_json_reads_back_as_the_same_content() -> None:
+    from billing.invoices import _content_of, _jsonable
+
+    ledger = Ledger("USD")
+    opening = ledger.balances
+    postings = plan_top_up(opening, Money(1000, "USD"), key="p", recovery_bp=5000).postings
+    content = build_invoice(
+        number=format_number("INV", 9),
+        issued_on=date(2026, 4, 1),
+        period_start=date(2026, 3, 1),
+        period_end=date(2026, 3, 31),
+        utility=Party("Demo", "", "Main st 1", "TX1"),
+        subscriber=Party("Ana", "640100100010001", "Independentei 1/1"),
+        opening=opening,
+        postings=postings,
+        consumption_wh=5_000,
+        energy_value=Money(1000, "USD"),
+        vat_bp=2000,
+    )
+    assert _content_of(_jsonable(content)) == content

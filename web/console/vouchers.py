@@ -1,0 +1,37 @@
+"""Console page of scratch-card vouchers: the batches, and a form that makes one; the codes are shown once, on
+a page to print. Parses the form, calls the use case (shared with /api/v1), renders."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from billing import self_service
+from billing.rules.self_service import printed
+from web.api.vouchers import generate
+from web.middleware import uow_of
+from web.params import amount_minor, bounded_int, text
+from web.permissions import requires
+from web.render import render
+
+
+@requires("vouchers.read")
+async def vouchers_page(request: web.Request) -> web.Response:
+    async with uow_of(request).connect() as conn:
+        batches = await self_service.voucher_batches_list(conn)
+    return render(request, "console/vouchers.html", {"batches": batches, "made": None})
+
+
+@requires("vouchers.generate")
+async def create_batch(request: web.Request) -> web.Response:
+    form = await request.post()
+    count = bounded_int(form, "count", 0, 1, self_service.MAX_BATCH)
+    batch = await generate(request, count, amount_minor(form, "amount"), text(form, "note", required=False) or None)
+    async with uow_of(request).connect() as conn:
+        batches = await self_service.voucher_batches_list(conn)
+    made = {"id": batch.id, "amount": batch.amount, "codes": [printed(c) for c in batch.codes]}
+    return render(request, "console/vouchers.html", {"batches": batches, "made": made})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/console/vouchers", vouchers_page)
+    app.router.add_post("/console/vouchers", create_batch)
