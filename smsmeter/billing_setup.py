@@ -36,6 +36,7 @@ from telemetry import NO_METRICS, JobProgress, Observer
 log = logging.getLogger("smsmeter.billing")
 
 BILLING = web.AppKey("billing", BillingService)
+_NOTICE_CHANNELS = {"none": (), "sms": ("sms",), "email": ("email",), "both": ("sms", "email")}
 _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
 
@@ -82,7 +83,10 @@ def build_billing(
         currency=settings.utility.currency,
         utility=Party(settings.utility.name, "", b.utility_address, b.utility_tax_id),
         topup_policy=TopUpPolicy(
-            recovery_bp=b.debt_recovery_percent * 100, min_debt_minor=b.min_debt_minor, utility=settings.utility.name
+            recovery_bp=b.debt_recovery_percent * 100,
+            min_debt_minor=b.min_debt_minor,
+            utility=settings.utility.name,
+            payment_notice=_NOTICE_CHANNELS[b.payment_notice],
         ),
         arrears_policy=arrears_policy,
         calendar=calendar,

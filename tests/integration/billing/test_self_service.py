@@ -229,3 +229,22 @@ async def test_from_the_inbound_path_to_the_answer_on_the_phone(uow: UnitOfWork)
     async with uow.connect() as conn:
         reasons = (await conn.execute(select(wrong_sms.c.source, wrong_sms.c.reason).order_by(wrong_sms.c.id))).all()
     assert [tuple(r) for r in reasons] == [(PHONE, "unknown_keyword"), ("37399999999", "unknown_sender")]
+
+
+async def test_a_credited_top_up_tells_the_subscriber_on_the_channels_the_utility_chose(uow: UnitOfWork) -> None:
+    sub, _meter = await new_subscriber(uow, email="ana@example.org")
+    told = TopUpPolicy(utility="Demo", payment_notice=("sms",))
+    await topup.apply_payment(
+        uow, PaymentConfirmed("cash", "r9", 1200, "USD", NOW, subscriber_id=sub.id), NOW, keys=KEYS, policy=told
+    )
+    await topup.apply_payment(  # the same payment again: no second notice
+        uow, PaymentConfirmed("cash", "r9", 1200, "USD", NOW, subscriber_id=sub.id), NOW, keys=KEYS, policy=told
+    )
+    await topup.apply_payment(
+        uow, PaymentConfirmed("cash", "r10", 100, "USD", NOW, subscriber_id=sub.id), NOW, keys=KEYS
+    )
+    async with uow.connect() as conn:
+        rows = (await conn.execute(select(notices).where(notices.c.stage == "payment"))).all()
+    assert [(r.channel, r.recipient, r.body) for r in rows] == [
+        ("sms", PHONE, "Demo: plata de 12.00 USD pentru contul 640100100010001 a fost primita. Multumim.")
+    ]
