@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from billing import self_service, sts
 from billing.errors import BillingError
+from billing.mdm_export import export_finished_days
 from billing.notices import SmtpEmailSender
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, PenaltyRule
 from billing.rules.invoice import Party
@@ -97,6 +99,11 @@ def build_billing(
         time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,
         alarm_actions=b.alarm_actions,
     )
+
+
+def mdm_export_dir(settings: Settings) -> Path:
+    folder = Path(settings.billing.mdm_export_dir)
+    return folder if folder.is_absolute() else Path(settings.data_dir) / folder
 
 
 JOB_STALL_S = 10.0  # a job that is stopping and commits nothing for this long is cancelled
@@ -209,6 +216,13 @@ def start_billing_jobs(
         jobs.append(("key changes", 60.0, billing.settle_key_changes))
         jobs.append(("time sync", 3600.0, billing.sync_clocks))
         jobs.append(("consumption", b.consumption_interval_s, billing.aggregate_consumption))
+        if b.mdm_export:
+            export_dir = mdm_export_dir(settings)
+
+            async def mdm_export(now: datetime, progress: JobProgress) -> object:
+                return await export_finished_days(billing.uow, billing.tz, export_dir, now, progress)
+
+            jobs.append(("mdm export", 3600.0, mdm_export))
         stuck_after = timedelta(minutes=settings.gateway.stuck_after_min)
 
         async def stuck_commands(now: datetime, progress: JobProgress) -> object:
