@@ -248,3 +248,33 @@ async def test_a_credited_top_up_tells_the_subscriber_on_the_channels_the_utilit
     assert [(r.channel, r.recipient, r.body) for r in rows] == [
         ("sms", PHONE, "Demo: plata de 12.00 USD pentru contul 640100100010001 a fost primita. Multumim.")
     ]
+
+
+async def test_token_answers_the_stuck_credit_as_an_sts_token_on_a_keypad_meter(uow: UnitOfWork) -> None:
+    from billing import sts
+    from billing.sts_vending import SoftwareTokenGenerator
+    from store.audit import Actor
+    from tests.integration.billing.test_sts_tokens import _keypad_meter
+
+    generator = SoftwareTokenGenerator(MASTER_KEY)
+    await _keypad_meter(uow)
+    await topup.apply_payment(
+        uow, PaymentConfirmed("cash", "r1", 1000, "USD", NOW, subscriber_code="640100100010001"), NOW, keys=KEYS
+    )
+
+    async def issue(topup_id: int) -> str | None:
+        issued = await sts.issue_credit_token(uow, Actor("system", "self-service"), topup_id, NOW, generator=generator)
+        return issued.token
+
+    done = await answer_text_sms(
+        uow, text("TOKEN"), NOW, keys=KEYS, topup_policy=TopUpPolicy(), arrears_policy=ArrearsPolicy(),
+        policy=POLICY, tokens=issue,
+    )  # fmt: skip
+    assert done.answer is not None
+    assert done.answer.startswith("Demo: cod pentru tastatura, 10.00 USD: ")
+    async with uow.connect() as conn:
+        top = (await conn.execute(select(L.topups))).one()
+    assert (top.delivered_by, top.state) == ("token", "delivered")
+    assert " ".join(top.sts_token[i : i + 4] for i in range(0, 20, 4)) in done.answer
+    again = await ask(uow, text("TOKEN"))  # asked again: the same token, no second one
+    assert again.answer == done.answer
