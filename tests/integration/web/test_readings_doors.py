@@ -257,3 +257,34 @@ async def test_the_mdm_export_of_a_day_through_the_api_and_the_console(
     download = await client.get("/console/exports/readings", params={"day": day, "format": "csv"})
     assert download.status == 200
     assert "attachment" in download.headers["Content-Disposition"]
+
+
+async def test_the_portal_charts_each_meter_beside_the_same_month_a_year_ago(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    from billing.consumption_daily import aggregate_consumption
+    from tests.integration.web.helpers import portal_login
+
+    meter_id = seeded.meter_ids[0]
+    await _history(uow, meter_id, days=10, per_day_wh=4_000)  # 5–15 January 2026
+    async with uow.begin() as conn:
+        await conn.execute(
+            insert(readings),
+            [
+                {
+                    "meter_id": meter_id,
+                    "register": "import_wh",
+                    "read_at": START.replace(year=2025, day=1 + d),
+                    "value": 94_000 + d * 3_000,  # up to where the 2026 history starts
+                    "received_at": START,
+                }
+                for d in range(3)  # 1–3 January 2025: 6 kWh
+            ],
+        )
+    await aggregate_consumption(uow, UTC, START + timedelta(minutes=1))
+    await portal_login(client, seeded.subscriber_codes[0])
+    page = await (await client.get("/portal")).text()
+    assert page.count('data-testid="meter-chart"') == 1
+    assert 'data-testid="meter-daily"' in page
+    assert "This month so far: 36 kWh." in page
+    assert "The same days a year ago: 6 kWh." in page
