@@ -8,7 +8,7 @@ payments one after another. Its steps, each one statement for the whole batch:
 3. each payment's postings, planned on its account's running balance (debt recovery first);
 4. the meters' transfer ids, then the credit commands (sealed, in the outbox);
 5. the ledger entries; a reconnect where a payment cleared the debt of a disconnected meter;
-6. the top-up rows and their audit rows.
+6. the top-up rows and their audit rows, and the payment-received notices the utility chose.
 A payment that cannot be credited is answered with the BillingError it raises, before anything is
 written; a database error propagates (the caller's transaction rolls back).
 """
@@ -28,9 +28,11 @@ import meter_protocol as mp
 from billing import ledger, registry
 from billing.arrears import reconnect_if_cleared
 from billing.errors import BillingError, CurrencyMismatch, InvalidField, NotFound
+from billing.notices import Recipient, notice_rows, queue_rows
 from billing.rules.codes import parse_subscriber_code
 from billing.rules.ledger import Balances, TopUpPlan, plan_top_up
 from billing.rules.money import Money
+from billing.rules.notices import NoticeKind
 from billing.topup_records import MAX_CREDIT_MINOR, TopUpPolicy, TopUpResult, find_topups, result_of, topup_key
 from billing.transfers import next_transfer_ids
 from billing.values import PaymentConfirmed
@@ -100,8 +102,11 @@ async def credit_payments(
     planned = await _plan(conn, credits, payers, seen, now, policy, answers)
     await _send_credits(conn, keys, planned, now)
     await _book(conn, keys, planned, now, policy)
-    for item, result in zip(planned, await _record_top_ups(conn, planned, now), strict=True):
+    recorded = await _record_top_ups(conn, planned, now)
+    for item, result in zip(planned, recorded, strict=True):
         answers[item.index] = result
+    if policy.payment_notice and recorded:
+        await _tell_payments(conn, recorded, now, policy)
     done: list[Answer] = []
     for answer in answers:
         if isinstance(answer, _SameAs):  # the same payment twice in the batch: the second is a duplicate
@@ -379,6 +384,36 @@ async def _record_top_ups(conn: AsyncConnection, planned: list[_Planned], now: d
         )
         for item, topup_id, row in zip(planned, topup_ids, rows, strict=True)
     ]
+
+
+async def _tell_payments(
+    conn: AsyncConnection, results: Sequence[TopUpResult], now: datetime, policy: TopUpPolicy
+) -> None:
+    """The payment-received notice of each credited top-up, on the channels the utility chose (one read of
+    the subscribers, one insert; once per top-up)."""
+    s = R.subscribers.c
+    ids = sorted({r.subscriber_id for r in results})
+    people = {
+        row.id: row
+        for row in await conn.execute(select(s.id, s.code, s.language, s.phone, s.email).where(s.id.in_(ids)))
+    }
+    rows: list[dict[str, Any]] = []
+    for result in results:
+        who = people[result.subscriber_id]
+        recipient = Recipient(who.id, who.code, who.language or "en", who.phone, who.email)
+        rows += [
+            row
+            for row in notice_rows(
+                recipient,
+                NoticeKind.PAYMENT,
+                f"payment:{result.topup_id}",
+                utility=policy.utility,
+                amount=result.amount.format(),
+                now=now,
+            )
+            if row["channel"] in policy.payment_notice
+        ]
+    await queue_rows(conn, rows)
 
 
 def _top_up_row(item: _Planned, now: datetime) -> dict[str, Any]:

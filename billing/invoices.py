@@ -76,7 +76,7 @@ def _content_of(stored: Mapping[str, Any]) -> InvoiceContent:
 def _pdf(pdf: bytes | None, content: Mapping[str, Any]) -> bytes:
     """The invoice's PDF: the one drawn at issue (invoices issued before PDFs were drawn on demand), or drawn
     now from its content."""
-    return bytes(pdf) if pdf else render_invoice(_content_of(content))
+    return bytes(pdf) if pdf else render_invoice(_content_of(content), str(content.get("language", "en")))
 
 
 def previous_month(today: date) -> tuple[date, date]:
@@ -140,7 +140,7 @@ async def _issue_one(
             period_start=period_start,
             period_end=period_end,
             issued_at=now,
-            content=_jsonable(content),
+            content={**_jsonable(content), "language": sub.language},
         )
         .returning(i.id)
     )

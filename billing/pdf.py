@@ -14,6 +14,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
 from billing.rules.invoice import InvoiceContent
+from billing.rules.invoice_text import say
 
 _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -40,53 +41,60 @@ def _safe(text: str) -> str:
     return text
 
 
-def render_invoice(content: InvoiceContent) -> bytes:
+def render_invoice(content: InvoiceContent, language: str = "en") -> bytes:
+    """The invoice as an A4 PDF, its labels and lines in `language` (billing.rules.invoice_text)."""
+
+    def t(text: str) -> str:
+        return say(text, language)
+
     font = _font()
     buffer = io.BytesIO()
     pdf = canvas.Canvas(buffer, pagesize=A4, invariant=True)
-    pdf.setTitle(f"Invoice {content.number}")
+    pdf.setTitle(f"{t('Invoice')} {content.number}")
     width, height = A4
     y = height - 20 * mm
     pdf.setFont(font, 16)
-    pdf.drawString(20 * mm, y, _safe(f"Tax invoice {content.number}"))
+    pdf.drawString(20 * mm, y, _safe(f"{t('Tax invoice')} {content.number}"))
     pdf.setFont(font, 10)
     y -= 8 * mm
-    pdf.drawString(20 * mm, y, _safe(f"Issued {content.issued_on.isoformat()}"))
-    pdf.drawString(110 * mm, y, _safe(f"Period {content.period_start.isoformat()} – {content.period_end.isoformat()}"))
+    pdf.drawString(20 * mm, y, _safe(f"{t('Issued')} {content.issued_on.isoformat()}"))
+    pdf.drawString(
+        110 * mm, y, _safe(f"{t('Period')} {content.period_start.isoformat()} – {content.period_end.isoformat()}")
+    )
     y -= 10 * mm
-    for title, party in (("From", content.utility), ("To", content.subscriber)):
+    for title, party in ((t("From"), content.utility), (t("To"), content.subscriber)):
         pdf.setFont(font, 11)
         pdf.drawString(20 * mm, y, _safe(f"{title}: {party.name}"))
         pdf.setFont(font, 9)
         details = [party.address]
         if party.code:
-            details.append(f"Account {party.code}")
+            details.append(f"{t('Account')} {party.code}")
         if party.tax_id:
-            details.append(f"Tax id {party.tax_id}")
+            details.append(f"{t('Tax id')} {party.tax_id}")
         for detail in details:
             y -= 5 * mm
             pdf.drawString(28 * mm, y, _safe(detail))
         y -= 8 * mm
     y -= 4 * mm
     pdf.setFont(font, 10)
-    pdf.drawString(20 * mm, y, "Description")
-    pdf.drawString(120 * mm, y, "Quantity")
-    pdf.drawRightString(width - 20 * mm, y, "Amount")
+    pdf.drawString(20 * mm, y, _safe(t("Description")))
+    pdf.drawString(120 * mm, y, _safe(t("Quantity")))
+    pdf.drawRightString(width - 20 * mm, y, _safe(t("Amount")))
     y -= 2 * mm
     pdf.line(20 * mm, y, width - 20 * mm, y)
     for line in content.lines:
         y -= 6 * mm
-        pdf.drawString(20 * mm, y, _safe(line.description))
+        pdf.drawString(20 * mm, y, _safe(t(line.description)))
         pdf.drawString(120 * mm, y, _safe(line.quantity))
         pdf.drawRightString(width - 20 * mm, y, line.amount.format())
     y -= 4 * mm
     pdf.line(20 * mm, y, width - 20 * mm, y)
     y -= 8 * mm
     pdf.setFont(font, 11)
-    pdf.drawString(20 * mm, y, _safe(f"Debt at the end of the period: {content.closing_debt.format()}"))
+    pdf.drawString(20 * mm, y, _safe(f"{t('Debt at the end of the period')}: {content.closing_debt.format()}"))
     y -= 6 * mm
     pdf.setFont(font, 9)
-    pdf.drawString(20 * mm, y, _safe(f"VAT included: {content.vat_included.format()}"))
+    pdf.drawString(20 * mm, y, _safe(f"{t('VAT included')}: {content.vat_included.format()}"))
     pdf.showPage()
     pdf.save()
     return buffer.getvalue()

@@ -33,6 +33,7 @@ class TopUpPolicy:
     recovery_bp: int = 2500  # share of every payment that repays arrears first
     min_debt_minor: int = 100  # a debt below this counts as cleared (reconnect)
     utility: str = ""  # the utility's name, for the reconnect notice
+    payment_notice: tuple[str, ...] = ()  # the channels (sms, email) a credited top-up is told on
 
 
 DEFAULT_POLICY = TopUpPolicy()

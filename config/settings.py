@@ -298,6 +298,8 @@ class BillingSettings:
     sweep_interval_s: float = 3600.0  # the arrears sweep
     notice_interval_s: float = 60.0  # sending queued notices
     consumption_interval_s: float = 300.0  # the daily consumption pre-aggregate, from new readings
+    mdm_export: bool = True  # write each finished day's readings as CSV and MeterReadings XML for an MDM
+    mdm_export_dir: str = "exports"  # under data_dir unless absolute
     time_sync_days: int = 7  # a scheduled time sync to every meter whose clock was not set for this long; 0: none
     alarm_interval_s: float = 60.0  # applying the alarm rules (notices, automatic actions), stuck commands
     alarm_actions: bool = False  # alarm rules may act (relay off on tamper, in friendly hours) only when true

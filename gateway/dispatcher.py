@@ -37,8 +37,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import meter_protocol as mp
-from gateway import command_store as store
-from gateway.command_store import Claimed, Final, SendResult
+from gateway import claims
+from gateway.claims import Claimed
+from gateway.command_store import Final, SendResult, record_parts
 from gateway.errors import InvalidPart, NotConnected, SmscRejected, Throttled, TransportError
 from gateway.events import EventHandler, ignore_event
 from gateway.ports import OutboundSms, Receipt, Transport, TransportState
@@ -242,7 +243,7 @@ class Dispatcher:
             until = self._clock() + timedelta(seconds=self.config.lease_s)
             try:
                 async with self._gate, self._engine.begin() as conn:
-                    await store.renew(conn, sends, self.config.worker_id, until)
+                    await claims.renew(conn, sends, self.config.worker_id, until)
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("renewing %d leases failed (%s)", len(sends), type(exc).__name__)
 
@@ -257,7 +258,7 @@ class Dispatcher:
             return
         with contextlib.suppress(SQLAlchemyError, OSError):
             async with self._gate, self._engine.begin() as conn:
-                await store.release(conn, [c.id for c in claimed], self.config.worker_id)
+                await claims.release(conn, [c.id for c in claimed], self.config.worker_id)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -270,10 +271,10 @@ class Dispatcher:
         now = self._clock()
         until = now + timedelta(seconds=self.config.lease_s)
         async with self._gate, self._engine.begin() as conn:
-            claimed = await store.claim(conn, now=now, until=until, worker=self.config.worker_id, limit=limit)
+            claimed = await claims.claim(conn, now=now, until=until, worker=self.config.worker_id, limit=limit)
             claim = self._sort_out(claimed)
             if claim.sends:
-                await store.record_parts(conn, store.sending_part_rows(claim.sends, now))
+                await record_parts(conn, claims.sending_part_rows(claim.sends, now))
         return claim
 
     def _sort_out(self, claimed: list[Claimed]) -> _Claim:

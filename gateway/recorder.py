@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,17 +32,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import command_store as store
 from gateway.command_store import Final, PartMark, Reschedule, SendResult, history_row
-from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled
 from gateway.events import CommandSettled, EventHandler, GatewayEvent, publish
 from gateway.ports import Receipt
+from gateway.record_batch import Batch, accepted_history, classify, part_rows
 from gateway.states import (
     CommandState,
     ReceiptOutcome,
     RetryPolicy,
     Source,
     after_failed_receipt,
-    after_submit_failure,
-    after_throttle,
     receipt_outcome,
 )
 from gateway.writegate import Pacer, WriteGate
@@ -72,45 +70,6 @@ class RecorderConfig:
     throttle_pause_s: float = 1.0
     receipt_park_s: float = 30.0
     record_interval_s: float = 0.02
-
-
-@dataclass(slots=True)
-class _Batch:
-    """What one recording transaction takes: send results, final states, receipts with their SMSC's futures."""
-
-    results: list[SendResult]
-    finals: list[Final]
-    receipts: list[tuple[Receipt, asyncio.Future[None] | None]]
-
-    @property
-    def size(self) -> int:
-        return len(self.results) + len(self.finals) + len(self.receipts)
-
-    def receipt_values(self) -> list[Receipt]:
-        return [r for r, _ in self.receipts]
-
-    def halves(self) -> tuple[_Batch, _Batch]:
-        items: list[tuple[str, Any]] = [
-            *(("r", x) for x in self.results),
-            *(("f", x) for x in self.finals),
-            *(("d", x) for x in self.receipts),
-        ]
-        middle = len(items) // 2
-        return _Batch.of(items[:middle]), _Batch.of(items[middle:])
-
-    @staticmethod
-    def of(items: Sequence[tuple[str, Any]]) -> _Batch:
-        return _Batch(
-            [x for k, x in items if k == "r"], [x for k, x in items if k == "f"], [x for k, x in items if k == "d"]
-        )
-
-    @staticmethod
-    def joined(batches: Sequence[_Batch]) -> _Batch:
-        return _Batch(
-            [x for b in batches for x in b.results],
-            [x for b in batches for x in b.finals],
-            [x for b in batches for x in b.receipts],
-        )
 
 
 class Recorder:
@@ -192,7 +151,7 @@ class Recorder:
                 continue
             if not self._stopping.is_set():
                 await self._pacer.turn()  # busy: what arrives meanwhile joins this transaction
-            batch = _Batch(self._results, self._finals, self._receipts)
+            batch = Batch(self._results, self._finals, self._receipts)
             self._results, self._finals, self._receipts = [], [], []
             try:
                 await self._flush(batch.results, batch.finals, batch.receipt_values())
@@ -206,14 +165,14 @@ class Recorder:
                 continue
             self._recorded(batch)
 
-    def _recorded(self, batch: _Batch) -> None:
+    def _recorded(self, batch: Batch) -> None:
         for r in batch.results:
             self._unrecorded.pop((r.command.id, r.attempt), None)
         for _, fut in batch.receipts:
             if fut is not None and not fut.done():
                 fut.set_result(None)
 
-    def _hold(self, batch: _Batch) -> None:
+    def _hold(self, batch: Batch) -> None:
         """The database is away: keep the batch, in front of what came since, and record it when it is back.
         Receipts wait with it (their SMSC is answered once they are recorded, or with a temporary error by
         the transport's handler timeout, and redelivers them): none is refused that can still be matched."""
@@ -229,7 +188,7 @@ class Recorder:
             return False
         return True
 
-    async def _record_apart(self, batch: _Batch) -> None:
+    async def _record_apart(self, batch: Batch) -> None:
         """The database answers but refused the batch: record it in halves, down to single items, so that what
         can be recorded is, and whatever still fails alone becomes an alarm a person sees (`_give_up`) instead
         of holding up every batch behind it. Parked receipts are set aside meanwhile and matched after."""
@@ -244,7 +203,7 @@ class Recorder:
                     if part.size == 1 and await self._database_answers():
                         await self._give_up(part, exc)
                     elif part.size == 1 or not await self._database_answers():
-                        self._hold(_Batch.joined([part, *pending]))
+                        self._hold(Batch.joined([part, *pending]))
                         return
                     else:
                         pending.extend(reversed(part.halves()))
@@ -254,7 +213,7 @@ class Recorder:
             parked.update(self._parked)
             self._parked = parked
 
-    async def _give_up(self, item: _Batch, exc: Exception) -> None:
+    async def _give_up(self, item: Batch, exc: Exception) -> None:
         """One send result, final state or receipt the database refuses on its own: logged, and an alarm row
         for the operator (a send result's command is sent again, as a new attempt, once its lease runs out)."""
         now = self._clock()
@@ -412,8 +371,9 @@ class Recorder:
     ) -> None:
         """Parts, attempts and the 0:1 step of `results`, and the 1:0 step of commands whose every part
         has its receipt in `early` (`_match_in_batch`), in the same statements."""
-        accepted, rows, history, finals = self._classify(results, now)
-        await store.record_parts(conn, _part_rows(results, now, early))
+        accepted, rows, history, finals = classify(results, now, self._config.policy, self._config.throttle_pause_s)
+        self.stats.retries += sum(1 for h in history if h["source"] == Source.SMSC.value)
+        await store.record_parts(conn, part_rows(results, now, early))
         deadline = now + timedelta(seconds=self._config.policy.ack_timeout_s)
         by_id: dict[int, SendResult] = {}
         for r in accepted:
@@ -427,7 +387,7 @@ class Recorder:
             result = by_id.get(command_id)
             if result is None:
                 continue
-            history.extend(_accepted_history(result, was == CommandState.SENDING.value and state != was, now))
+            history.extend(accepted_history(result, was == CommandState.SENDING.value and state != was, now))
             if state == CommandState.DELIVERED.value and was != state:
                 history.append(
                     history_row(
@@ -443,44 +403,6 @@ class Recorder:
         await store.add_history(conn, history)
         if finals:
             await self._finish(conn, finals, now, events)
-
-    def _classify(
-        self, results: Sequence[SendResult], now: datetime
-    ) -> tuple[list[SendResult], list[Reschedule], list[dict[str, Any]], list[Final]]:
-        """Split send results: accepted ones, and for the others the reschedule rows, history rows and
-        finals their failure calls for (`gateway.states`)."""
-        policy = self._config.policy
-        accepted: list[SendResult] = []
-        reschedule: list[Reschedule] = []
-        history: list[dict[str, Any]] = []
-        finals: list[Final] = []
-        for r in results:
-            c = r.command
-            if r.error is None:
-                accepted.append(r)
-            elif isinstance(r.error, Throttled | NotConnected):
-                # not an attempt when the SMSC took none of its parts: the attempts go back one
-                d = after_throttle(now, self._config.throttle_pause_s)
-                undo = all(m is None for m in r.message_ids)
-                reschedule.append(Reschedule(c.id, r.attempt, d.retry_at, None, undo=undo))
-            elif isinstance(r.error, InvalidPart):  # it can never be one SMS: resending will not help
-                detail = f"not sendable: {r.error.reason}"
-                finals.append(Final(c.id, c.meter_id, c.kind, CommandState.FAILED, Source.DISPATCHER, detail))
-                reschedule.append(Reschedule(c.id, r.attempt, None, None))
-            else:
-                status = r.error.status if isinstance(r.error, SmscRejected) else None
-                reason = r.error.name if isinstance(r.error, SmscRejected) else type(r.error).__name__
-                if isinstance(r.error, SubmitTimeout):
-                    reason = "no submit_sm_resp"
-                d = after_submit_failure(r.attempt, policy, now, status=status, reason=reason)
-                if d.state is not None:
-                    finals.append(Final(c.id, c.meter_id, c.kind, d.state, Source.SMSC, d.detail, status))
-                    reschedule.append(Reschedule(c.id, r.attempt, None, status))
-                else:
-                    self.stats.retries += 1
-                    reschedule.append(Reschedule(c.id, r.attempt, d.retry_at, status))
-                    history.append(history_row(c.id, c.state, c.state, now, Source.SMSC, d.detail))
-        return accepted, reschedule, history, finals
 
     # -- receipts ------------------------------------------------------------------------------------
     async def _record_receipts(
@@ -561,53 +483,6 @@ class Recorder:
         await store.add_history(conn, history)
         if finals:
             await self._finish(conn, finals, now, events)
-
-
-def _accepted_history(r: SendResult, moved: bool, now: datetime) -> list[dict[str, Any]]:
-    """The history row of an accepted attempt: 0:0 → 0:1 when it `moved` the command, a same-state row for a
-    resend (attempt > 1) that did not, none otherwise."""
-    n = len(r.bodies)
-    if moved:
-        detail = f"attempt {r.attempt}: {n} part{'s' if n > 1 else ''} accepted, "
-        detail += f"id {', '.join(m or '' for m in r.message_ids)}"
-        return [history_row(r.command.id, CommandState.SENDING, CommandState.ACCEPTED, now, Source.SMSC, detail)]
-    if r.attempt > 1:
-        detail = f"attempt {r.attempt} accepted (same frame, counter {r.command.counter})"
-        return [history_row(r.command.id, r.command.state, r.command.state, now, Source.SMSC, detail)]
-    return []
-
-
-def _part_rows(results: Sequence[SendResult], now: datetime, early: Mapping[str, Receipt]) -> list[dict[str, Any]]:
-    """The command_parts rows of one attempt per result (a part the SMSC did not take is "rejected", or
-    "throttled" when it was only not taken now); a part whose receipt is in `early` is already 1:0."""
-    part_rows: list[dict[str, Any]] = []
-    for r in results:
-        not_taken = "throttled" if isinstance(r.error, Throttled | NotConnected) else "rejected"
-        for seq, ((body, has_udh), message_id, status) in enumerate(
-            zip(r.bodies, r.message_ids, r.statuses, strict=True), start=1
-        ):
-            receipt = early.get(message_id) if message_id is not None and r.error is None else None
-            if receipt is not None:
-                state, delivered_at = CommandState.DELIVERED.value, receipt.done_at or now
-                smsc_status = receipt.error_code if receipt.error_code is not None else status
-            else:
-                state = CommandState.ACCEPTED.value if message_id is not None else not_taken
-                delivered_at, smsc_status = None, status
-            part_rows.append(
-                {
-                    "command_id": r.command.id,
-                    "seq": seq,
-                    "body": body,
-                    "has_udh": int(has_udh),
-                    "attempt": r.attempt,
-                    "message_id": message_id,
-                    "state": state,
-                    "smsc_status": smsc_status,
-                    "submitted_at": r.at,
-                    "delivered_at": delivered_at,
-                }
-            )
-    return part_rows
 
 
 __all__ = ["DispatchStats", "Recorder", "RecorderConfig"]

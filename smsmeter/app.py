@@ -20,8 +20,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.notices import TextSender
+from billing.rules.notices import SmsEncoding, sms_sizing
 from billing.self_service import TextRequests
-from billing.sms_text import TEXT_CODINGS, SentPart, SentText, TransportTextSender, read_sent_texts
+from billing.sms_text import TEXT_CODINGS, SentPart, SentText, TransportTextSender, gsm7_septets, read_sent_texts
 from billing.sts_vending import SoftwareTokenGenerator
 from config import Settings
 from gateway.errors import GatewayError
@@ -162,6 +163,21 @@ class OtpBySms:
             log.warning("sign-in code to %s not sent: %s", phone, exc)
 
 
+class SimulatedHandset:
+    """A phone of the simulated network texting the short number (`web.keys.Handset`): GSM-7 when the text
+    fits the alphabet, else UCS-2, as a handset sends it."""
+
+    def __init__(self, network: SimulatorTransport) -> None:
+        self._network = network
+
+    def __call__(self, phone: str, text: str) -> None:
+        if sms_sizing(text).encoding is SmsEncoding.GSM7:
+            body, coding = b"".join(gsm7_septets(text)), 0x00
+        else:
+            body, coding = text.encode("utf-16-be"), 0x08
+        self._network.receive_from(phone.lstrip("+"), body, False, coding)
+
+
 class SimulatorSmsOutbox:
     """The simulated network's SMS outbox (`web.keys.SmsOutbox`): the text SMS its SMSC took, joined into the
     texts the phones received."""
@@ -284,6 +300,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     services.otp_sender = OtpBySms(billing.text_sender)
                     if gateway.simulator is not None:
                         services.sms_outbox = SimulatorSmsOutbox(gateway.simulator)
+                        services.handset = SimulatedHandset(gateway.simulator)
                     # text SMS from subscribers' phones: answered in a task of their own (self-service)
                     texts = TextRequests(
                         uow,
@@ -327,6 +344,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     log.info("smsmeter stopping: releasing the transport and the database")
                     services.otp_sender = None
                     services.sms_outbox = None
+                    services.handset = None
                     if text_task is not None and texts is not None:
                         assert gateway is not None
                         gateway.inbound.on_text = None

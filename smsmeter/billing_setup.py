@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from billing import self_service, sts
 from billing.errors import BillingError
+from billing.mdm_export import export_finished_days
 from billing.notices import SmtpEmailSender
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, PenaltyRule
 from billing.rules.invoice import Party
@@ -34,6 +36,7 @@ from telemetry import NO_METRICS, JobProgress, Observer
 log = logging.getLogger("smsmeter.billing")
 
 BILLING = web.AppKey("billing", BillingService)
+_NOTICE_CHANNELS = {"none": (), "sms": ("sms",), "email": ("email",), "both": ("sms", "email")}
 _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
 
@@ -80,7 +83,10 @@ def build_billing(
         currency=settings.utility.currency,
         utility=Party(settings.utility.name, "", b.utility_address, b.utility_tax_id),
         topup_policy=TopUpPolicy(
-            recovery_bp=b.debt_recovery_percent * 100, min_debt_minor=b.min_debt_minor, utility=settings.utility.name
+            recovery_bp=b.debt_recovery_percent * 100,
+            min_debt_minor=b.min_debt_minor,
+            utility=settings.utility.name,
+            payment_notice=_NOTICE_CHANNELS[b.payment_notice],
         ),
         arrears_policy=arrears_policy,
         calendar=calendar,
@@ -93,6 +99,11 @@ def build_billing(
         time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,
         alarm_actions=b.alarm_actions,
     )
+
+
+def mdm_export_dir(settings: Settings) -> Path:
+    folder = Path(settings.billing.mdm_export_dir)
+    return folder if folder.is_absolute() else Path(settings.data_dir) / folder
 
 
 JOB_STALL_S = 10.0  # a job that is stopping and commits nothing for this long is cancelled
@@ -205,6 +216,13 @@ def start_billing_jobs(
         jobs.append(("key changes", 60.0, billing.settle_key_changes))
         jobs.append(("time sync", 3600.0, billing.sync_clocks))
         jobs.append(("consumption", b.consumption_interval_s, billing.aggregate_consumption))
+        if b.mdm_export:
+            export_dir = mdm_export_dir(settings)
+
+            async def mdm_export(now: datetime, progress: JobProgress) -> object:
+                return await export_finished_days(billing.uow, billing.tz, export_dir, now, progress)
+
+            jobs.append(("mdm export", 3600.0, mdm_export))
         stuck_after = timedelta(minutes=settings.gateway.stuck_after_min)
 
         async def stuck_commands(now: datetime, progress: JobProgress) -> object:

@@ -1,5 +1,5 @@
-"""`smsmeter readings ...`: import a CSV file of readings taken by hand or with an optical probe, and
-(`export`) write a day's readings for an MDM as CSV and IEC 61968-9 MeterReadings XML."""
+"""`smsmeter readings ...`: `import` a CSV file of readings taken by hand or with an optical probe;
+`export` one day's readings for an MDM as CSV and IEC 61968-9 MeterReadings XML."""
 
 from __future__ import annotations
 
@@ -14,11 +14,16 @@ from config import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    readings = sub.add_parser("readings", help="meter readings: import a CSV file")
+    readings = sub.add_parser("readings", help="meter readings: import a CSV file, export a day for an MDM")
     r_sub = readings.add_subparsers(dest="readings_command", required=True)
     imp = r_sub.add_parser("import", help="store the readings of a CSV file (meter_code, read_at, register, value)")
     imp.add_argument("file", metavar="FILE", help="CSV: meter_code, read_at, [register,] value (or kwh, m3)")
     imp.add_argument("--operator", default="import", help="the name the audit log records (default: import)")
+    exp = r_sub.add_parser(
+        "export", help="write one local day's readings for an MDM: CSV and IEC 61968-9 MeterReadings XML"
+    )
+    exp.add_argument("--day", required=True, metavar="YYYY-MM-DD", help="the day, in the utility's time zone")
+    exp.add_argument("--out", metavar="DIR", help="folder for the files (default: billing.mdm_export_dir)")
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
@@ -60,5 +65,38 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.rejected else 0
 
 
+async def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from billing.mdm import validate
+    from billing.mdm_export import export_day
+    from smsmeter.billing_setup import mdm_export_dir
+    from store import migrate
+    from store.engine import create_engine
+    from store.uow import UnitOfWork
+
+    try:
+        day = date.fromisoformat(args.day)
+    except ValueError:
+        print("smsmeter readings export: --day takes YYYY-MM-DD", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else mdm_export_dir(settings)
+    engine = create_engine(settings.database.url)
+    try:
+        await migrate.upgrade(engine)
+        files = await export_day(UnitOfWork(engine), day, ZoneInfo(settings.utility.timezone), out)
+    finally:
+        await engine.dispose()
+    problems = await asyncio.to_thread(validate, files.xml)
+    print(f"{files.readings} readings of {files.meters} meters on {day.isoformat()}")
+    print(f"csv: {files.csv}")
+    print(f"xml: {files.xml} ({'valid' if not problems else 'NOT valid'} against the MeterReadings schema)")
+    for problem in problems[:10]:
+        print(f"  {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.readings_command == "export":
+        return asyncio.run(_export(settings, args))
     return asyncio.run(_import(settings, args))

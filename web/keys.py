@@ -37,6 +37,12 @@ class SmsOutbox(Protocol):
     def __call__(self) -> Sequence[SentText]: ...
 
 
+class Handset(Protocol):
+    """A simulated phone sends a text SMS to the short number (only with the simulated SMS network)."""
+
+    def __call__(self, phone: str, text: str) -> None: ...
+
+
 class PasswordChecker(Protocol):
     """Checks a user name and password against RADIUS; returns the granted role or None when refused."""
 
@@ -53,6 +59,7 @@ class Services:
     otp_sender: OtpSender | None = None
     billing: BillingService | None = None  # the utility's billing policies (emergency credit, meter settings)
     sms_outbox: SmsOutbox | None = None  # the simulated SMS network's texts to people (its SMS outbox page)
+    handset: Handset | None = None  # a simulated phone texting the short number (the SMS outbox page's form)
     sts: TokenGenerator | None = None  # STS keypad tokens (billing.sts_vending: software, or a security module)
     # Use cases of other areas, wired by the composition root by name (e.g. "issue_command").
     use_cases: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)

@@ -57,6 +57,7 @@ FLASH = {
     "tariff_version": N_("Price version added. Push it to send it to the meters."),
     "tariff_push": N_("The version is on its way to every meter on the tariff."),
     "reading_entered": N_("Reading saved and checked against the meter's history."),
+    "handset_sent": N_("Sent to the short number; the answer shows here once it is sent (refresh)."),
 }
 
 # Role names as people read them (the role codes stay English in data and API).

@@ -51,6 +51,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "invoices.read": _STAFF,
     "communication.read": _WATCHERS,  # communication log and wrong SMS
     "sms_outbox.read": frozenset({ADMIN, OPERATOR}),  # the simulated network's SMS to people, sign-in codes too
+    "handset.send": frozenset({ADMIN, OPERATOR}),  # a simulated phone texts the short number (simulator only)
     "alarms.read": _WATCHERS,
     "alarms.ack": frozenset({ADMIN, OPERATOR}),
     "alarms.rules": frozenset({ADMIN}),  # who is told of which alarm, and what is done automatically

@@ -46,6 +46,7 @@ class NoticeKind(enum.StrEnum):
     DISCONNECT = "disconnect"
     RECONNECT = "reconnect"
     LOW_CREDIT = "low_credit"
+    PAYMENT = "payment"  # a top-up credited (billing.payment_notice)
 
 
 _TEXTS: Mapping[str, Mapping[NoticeKind, tuple[str, str]]] = {
@@ -70,6 +71,10 @@ _TEXTS: Mapping[str, Mapping[NoticeKind, tuple[str, str]]] = {
             "Low credit",
             "{utility}: meter credit for account {code} is low ({amount}). Top up soon.",
         ),
+        NoticeKind.PAYMENT: (
+            "Payment received",
+            "{utility}: payment of {amount} received for account {code}. Thank you.",
+        ),
     },
     "ro": {
         NoticeKind.REMINDER: (
@@ -92,6 +97,10 @@ _TEXTS: Mapping[str, Mapping[NoticeKind, tuple[str, str]]] = {
         NoticeKind.LOW_CREDIT: (
             "Credit redus",
             "{utility}: creditul contorului pentru contul {code} este redus ({amount}). Reincarcati.",
+        ),
+        NoticeKind.PAYMENT: (
+            "Plata primita",
+            "{utility}: plata de {amount} pentru contul {code} a fost primita. Multumim.",
         ),
     },
     "ru": {
@@ -116,6 +125,10 @@ _TEXTS: Mapping[str, Mapping[NoticeKind, tuple[str, str]]] = {
             "Мало кредита",
             "{utility}: на счётчике по счёту {code} мало кредита ({amount}). Пополните.",
         ),
+        NoticeKind.PAYMENT: (
+            "Платёж получен",
+            "{utility}: платёж {amount} по счёту {code} получен. Спасибо.",
+        ),
     },
     "az": {
         NoticeKind.REMINDER: (
@@ -137,6 +150,10 @@ _TEXTS: Mapping[str, Mapping[NoticeKind, tuple[str, str]]] = {
         NoticeKind.LOW_CREDIT: (
             "Az kredit",
             "{utility}: {code} hesabının sayğacında kredit azdır ({amount}). Tezliklə balansı artırın.",
+        ),
+        NoticeKind.PAYMENT: (
+            "Ödəniş alındı",
+            "{utility}: {code} hesabı üçün {amount} ödəniş alındı. Təşəkkür edirik.",
         ),
     },
     "es": {
@@ -160,6 +177,10 @@ _TEXTS: Mapping[str, Mapping[NoticeKind, tuple[str, str]]] = {
         NoticeKind.LOW_CREDIT: (
             "Crédito bajo",
             "{utility}: el crédito del contador de la cuenta {code} es bajo ({amount}). Recargue pronto.",
+        ),
+        NoticeKind.PAYMENT: (
+            "Pago recibido",
+            "{utility}: pago de {amount} recibido para la cuenta {code}. Gracias.",
         ),
     },
 }

@@ -172,11 +172,33 @@ async def subscribers_with_meters(demo: Demo) -> None:
         demo.placed[p.serial] = Placed(p, subscriber.id, subscriber.account_id, meter.id)
 
 
+_DAY_SHAPE = (40, 35, 30, 30, 35, 50, 80, 110, 100, 90, 85, 90, 95, 90, 85, 90, 110, 140, 170, 180, 160, 130, 90, 60)
+
+
+def _load_profile(meter_id: int, day_start: datetime, energy_wh: int) -> list[dict[str, object]]:
+    """The day's energy as the meter's hourly load profile (low at night, an evening peak), as a read request
+    for the load profile would have brought it."""
+    total = sum(_DAY_SHAPE)
+    return [
+        {
+            "meter_id": meter_id,
+            "read_at": day_start + timedelta(hours=h),
+            "register": "profile_wh",
+            "value": energy_wh * w // total,
+            "received_at": day_start + timedelta(days=1),
+            "source": "read_request",
+        }
+        for h, w in enumerate(_DAY_SHAPE)
+    ]
+
+
 async def readings_of_90_days(demo: Demo) -> None:
-    """A daily import register reading at midnight UTC for every meter, for DAYS_OF_READINGS days; each
-    balance meter reads its subscribers' sum plus the transformer's losses."""
+    """A daily import register reading at midnight UTC for every meter, for DAYS_OF_READINGS days, and the
+    hourly load profile of the last two of them; each balance meter reads its subscribers' sum plus the
+    transformer's losses."""
     first = demo.midnight - timedelta(days=data.DAYS_OF_READINGS)
     rows = []
+    profiles: list[dict[str, object]] = []
     supplied: dict[str, list[int]] = {t.code: [0] * (data.DAYS_OF_READINGS + 1) for t in data.TRANSFORMERS}
     for placed in demo.placed.values():
         p = placed.person
@@ -196,6 +218,8 @@ async def readings_of_90_days(demo: Demo) -> None:
                 }
             )
             supplied[transformer.code][day] += register
+        for day in range(data.DAYS_OF_READINGS - 2, data.DAYS_OF_READINGS):
+            profiles.extend(_load_profile(placed.meter_id, first + timedelta(days=day), data.daily_energy_wh(p, day)))
     for t in data.TRANSFORMERS:
         start = supplied[t.code][0]
         for day, total in enumerate(supplied[t.code]):
@@ -212,6 +236,8 @@ async def readings_of_90_days(demo: Demo) -> None:
             )
     for start in range(0, len(rows), 2000):
         await demo.db.execute(insert(readings), rows[start : start + 2000])
+    if profiles:
+        await demo.db.execute(insert(readings), profiles)
 
 
 async def no_credit_meters_cut_off(demo: Demo) -> None:

@@ -126,3 +126,32 @@ def test_a_credit_is_cancelled_and_reissued_with_the_same_transfer_id(web_only: 
         assert re.findall(r"\d+", transfer.split("·")[-2]) == re.findall(r"\d+", reissued.split("·")[-2])
         assert page.locator("[data-state='0:0']").count() >= 1
         shots.take(page, "reissued")
+
+
+def test_an_admin_adds_an_alarm_rule_and_the_demo_tamper_says_what_its_rule_did(service: RunningService) -> None:
+    shots = Shots("alarm-rules")
+    with chromium() as browser:
+        page = new_context(browser).new_page()  # type: ignore[attr-defined]
+        page.on("dialog", lambda dialog: dialog.accept())
+        _sign_in(page, service)
+        page.goto(service.base_url + "/console/alarms")
+        page.click("[data-testid=alarm-rules-link]")
+        assert page.locator("[data-testid=alarm-rules] tr[data-rule-id]").count() == 2  # the demo's two rules
+        page.fill("[data-testid=alarm-rule-form] input[name=name]", "Stuck commands to the NOC")
+        page.fill("[data-testid=alarm-rule-form] input[name=kind]", "commands_stuck")
+        page.fill("[data-testid=alarm-rule-form] input[name=recipients]", "noc@demo-utility.example")
+        page.click("[data-testid=save-rule]")
+        page.wait_for_url(re.compile(r"ok=alarm_rule_saved"))
+        assert "noc@demo-utility.example" in page.inner_text("[data-testid=alarm-rules]")
+        shots.take(page, "rules")
+
+        deadline = time.monotonic() + 60  # the scheduler applies the rules to the demo's alarms at start
+        while True:
+            page.goto(service.base_url + "/console/alarms?open=true")
+            actions = page.locator("[data-testid^=alarm-action-]")
+            if actions.count():
+                break
+            assert time.monotonic() < deadline, "no alarm shows what its rule did"
+            time.sleep(1)
+        assert "automatic actions are not enabled" in actions.first.inner_text()
+        shots.take(page, "tamper-action-not-enabled")

@@ -172,6 +172,30 @@ PATHS["/api/v1/consumption"] = {
     )
 }
 
+PATHS["/api/v1/exports/readings"] = {
+    "get": operation(
+        "exportReadings",
+        "One local day's readings for an MDM: CSV, or IEC 61968-9 MeterReadings XML (valid against the shipped XSD)",
+        "readings",
+        "reports.export",
+        {
+            "200": {
+                "description": "the file",
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/xml": {"schema": {"type": "string"}},
+                },
+            },
+            **{k: v for k, v in _ok({"type": "object"}).items() if k != "200"},
+            **_problem("422", "not a day"),
+        },
+        parameters=[
+            {"name": "day", "in": "query", "schema": _DAY, "description": "the local day (default yesterday)"},
+            {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "xml"], "default": "xml"}},
+        ],
+    )
+}
+
 
 def merge_into(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
     for path, item in PATHS.items():

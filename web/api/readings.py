@@ -177,7 +177,7 @@ async def load_profile(request: web.Request) -> web.Response:
     return _page(out, total, limit, offset)
 
 
-def _day(request: web.Request, name: str, default: date) -> date:
+def local_day(request: web.Request, name: str, default: date) -> date:
     raw = request.query.get(name)
     if not raw:
         return default
@@ -192,8 +192,8 @@ async def consumption(request: web.Request) -> web.Response:
     """Consumption per local day or month from the daily pre-aggregate, per member of a level (region,
     settlement, street, building, transformer, meter) within the group filter."""
     today = request.app[CLOCK]().astimezone(billing_of(request).tz).date()
-    first = _day(request, "from", today - timedelta(days=30))
-    last = _day(request, "to", today)
+    first = local_day(request, "from", today - timedelta(days=30))
+    last = local_day(request, "to", today)
     if last < first or (last - first).days > 731:
         raise InvalidInput("to", "must be on or after from, at most two years later")
     level = choice(request.query, "by", consumption_daily.LEVELS, "settlement")
@@ -235,3 +235,44 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/readings", readings_of_group)
     r.add_get(f"{PREFIX}/meters/{{id}}/load-profile", load_profile)
     r.add_get(f"{PREFIX}/consumption", consumption)
+    r.add_get(f"{PREFIX}/exports/readings", export_readings)
+
+
+async def export_file(request: web.Request, day: date, fmt: str) -> web.Response:
+    """One local day's MDM export as CSV or MeterReadings XML, made now (the job keeps the daily files)."""
+    import asyncio
+    import tempfile
+    from pathlib import Path
+
+    from billing.mdm_export import export_day
+    from store import audit
+
+    with tempfile.TemporaryDirectory(prefix="smsmeter-export-") as folder:
+        files = await export_day(uow_of(request), day, billing_of(request).tz, Path(folder))
+        body = await asyncio.to_thread((files.csv if fmt == "csv" else files.xml).read_bytes)
+    async with uow_of(request).begin() as conn:
+        await audit.record(
+            conn,
+            _actor(request),
+            "readings.export",
+            request.app[CLOCK](),
+            target=f"day:{day.isoformat()}",
+            after={"format": fmt, "meters": files.meters, "readings": files.readings},
+        )
+    return web.Response(
+        body=body,
+        content_type="text/csv" if fmt == "csv" else "application/xml",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="readings-{day.isoformat()}.{fmt}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@requires("reports.export")
+async def export_readings(request: web.Request) -> web.Response:
+    today = request.app[CLOCK]().astimezone(billing_of(request).tz).date()
+    day = local_day(request, "day", today - timedelta(days=1))
+    fmt = choice(request.query, "format", ("csv", "xml"), "xml")
+    return await export_file(request, day, fmt)

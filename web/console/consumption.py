@@ -3,10 +3,12 @@ by transformer), from the daily pre-aggregate in the utility's time zone."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp import web
 
 from billing.consumption_daily import LEVELS
-from web.api.readings import group_of
+from web.api.readings import export_file, group_of, local_day
 from web.keys import CLOCK
 from web.middleware import billing_of, uow_of
 from web.params import bounded_int, choice
@@ -26,12 +28,18 @@ async def dashboard(request: web.Request) -> web.Response:
     async with uow_of(request).connect() as conn:
         view = await consumption_queries.dashboard(conn, level, group, today, days)
     kept = {k: request.query[k] for k in FILTERS if request.query.get(k)}
-    return render(
-        request,
-        "console/consumption.html",
-        {"view": view, "level": level, "days": days, "kept": kept, "levels": LEVELS},
-    )
+    context = {"view": view, "level": level, "days": days, "kept": kept, "levels": LEVELS}
+    return render(request, "console/consumption.html", {**context, "yesterday": today - timedelta(days=1)})
+
+
+@requires("reports.export")
+async def export_readings(request: web.Request) -> web.Response:
+    """The MDM export of one day, downloaded from the dashboard (audited like any export)."""
+    today = request.app[CLOCK]().astimezone(billing_of(request).tz).date()
+    day = local_day(request, "day", today - timedelta(days=1))
+    return await export_file(request, day, choice(request.query, "format", ("csv", "xml"), "xml"))
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/console/consumption", dashboard)
+    app.router.add_get("/console/exports/readings", export_readings)

@@ -12,7 +12,7 @@ from web import auth
 from web.errors import NotFound, TooManyAttempts
 from web.i18n import N_, _, gettext
 from web.keys import CLOCK, SERVICES, WEB_SETTINGS
-from web.middleware import principal_of, require_principal, sts_of, uow_of
+from web.middleware import billing_of, principal_of, require_principal, sts_of, uow_of
 from web.params import path_id, text
 from web.permissions import public, requires
 from web.queries import portal as queries
@@ -144,6 +144,8 @@ async def home(request: web.Request) -> web.Response:
     assert principal.subscriber_id is not None
     async with uow_of(request).connect() as conn:
         overview = await queries.overview(conn, principal.subscriber_id, request.app[CLOCK]())
+        today = request.app[CLOCK]().astimezone(billing_of(request).tz).date()
+        overview["meters_charts"] = await queries.meter_charts(conn, principal.subscriber_id, today)
         pads = await sts_queries.keypads(conn, [t["meter_id"] for t in overview["top_ups"] if t["meter_id"]])
     topup = "/topup" if any(r.canonical == "/topup" for r in request.app.router.resources()) else ""
     context = {"o": overview, "topup_url": topup, "labels": STATE_LABELS, "keypad_ids": sorted(pads)}

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.schema.commands import readings
+from store.schema.consumption import consumption_daily
 from store.schema.payments import payments
 from store.schema.registry import meters
 from web.queries import registry
 from web.queries.history import invoice_pdf, invoices_of, top_up, top_ups
 
-__all__ = ["consumption", "invoice_pdf", "invoices_of", "overview", "top_up", "top_ups"]
+__all__ = ["consumption", "invoice_pdf", "invoices_of", "meter_charts", "overview", "top_up", "top_ups"]
 
 
 async def overview(conn: AsyncConnection, subscriber_id: int, now: datetime) -> dict[str, Any]:
@@ -61,3 +62,52 @@ async def consumption(conn: AsyncConnection, subscriber_id: int, period: str, no
                 energy[key] = energy.get(key, 0) + max(0, value - previous)
             previous = value
     return [{"period": key, "energy_wh": energy[key]} for key in sorted(energy)]
+
+
+async def meter_charts(conn: AsyncConnection, subscriber_id: int, today: date) -> list[dict[str, Any]]:
+    """Per meter of the subscriber (a replaced one too, while it has days in the window): its use per local
+    day for the last 30 days, and this month so far beside the same days of that month a year ago, from the
+    daily pre-aggregate (estimated days included and said)."""
+    m, d = meters.c, consumption_daily.c
+    first = today - timedelta(days=29)
+    month_start = today.replace(day=1)
+    year_ago_start = month_start.replace(year=month_start.year - 1)
+    year_ago_end = _same_day_last_year(today)
+    out = []
+    for meter in await conn.execute(
+        select(m.id, m.code, m.status).where(m.subscriber_id == subscriber_id).order_by(m.status, m.id)
+    ):
+        rows = (
+            await conn.execute(
+                select(d.day, d.quantity, d.estimated).where(
+                    d.meter_id == meter.id,
+                    d.register == "import_wh",
+                    ((d.day >= first) & (d.day <= today)) | ((d.day >= year_ago_start) & (d.day <= year_ago_end)),
+                )
+            )
+        ).all()
+        recent = sorted((r for r in rows if r.day >= first), key=lambda r: r.day)
+        if not recent and meter.status != "active":
+            continue
+        this_month = sum(int(r.quantity) for r in rows if r.day >= month_start)
+        last_year = [r for r in rows if year_ago_start <= r.day <= year_ago_end]
+        out.append(
+            {
+                "id": meter.id,
+                "code": meter.code,
+                "status": meter.status,
+                "daily": [{"period": r.day.isoformat(), "energy_wh": int(r.quantity)} for r in recent],
+                "estimated_days": sum(1 for r in recent if r.estimated),
+                "this_month_wh": this_month,
+                "last_year_wh": sum(int(r.quantity) for r in last_year) if last_year else None,
+                "month": month_start.strftime("%Y-%m"),
+            }
+        )
+    return out
+
+
+def _same_day_last_year(day: date) -> date:
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - 1, day=28)

@@ -28,3 +28,10 @@ def test_the_readings_import_command(tmp_path: Path) -> None:
     assert again.returncode == 1
     assert "line 2: the meter has this reading already" in again.stderr
     assert run_cli(["readings", "import", str(tmp_path / "nope.csv")], tmp_path, env).returncode == 1
+    out = tmp_path / "mdm"
+    exported = run_cli(["readings", "export", "--day", "2026-01-02", "--out", str(out)], tmp_path, env, timeout_s=120)
+    assert exported.returncode == 0, exported.stderr
+    assert "1 readings of 1 meters on 2026-01-02" in exported.stdout
+    assert "valid against the MeterReadings schema" in exported.stdout
+    assert (out / "readings-2026-01-02.xml").is_file()
+    assert run_cli(["readings", "export", "--day", "soon"], tmp_path, env).returncode == 2

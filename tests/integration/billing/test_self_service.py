@@ -229,3 +229,52 @@ async def test_from_the_inbound_path_to_the_answer_on_the_phone(uow: UnitOfWork)
     async with uow.connect() as conn:
         reasons = (await conn.execute(select(wrong_sms.c.source, wrong_sms.c.reason).order_by(wrong_sms.c.id))).all()
     assert [tuple(r) for r in reasons] == [(PHONE, "unknown_keyword"), ("37399999999", "unknown_sender")]
+
+
+async def test_a_credited_top_up_tells_the_subscriber_on_the_channels_the_utility_chose(uow: UnitOfWork) -> None:
+    sub, _meter = await new_subscriber(uow, email="ana@example.org")
+    told = TopUpPolicy(utility="Demo", payment_notice=("sms",))
+    await topup.apply_payment(
+        uow, PaymentConfirmed("cash", "r9", 1200, "USD", NOW, subscriber_id=sub.id), NOW, keys=KEYS, policy=told
+    )
+    await topup.apply_payment(  # the same payment again: no second notice
+        uow, PaymentConfirmed("cash", "r9", 1200, "USD", NOW, subscriber_id=sub.id), NOW, keys=KEYS, policy=told
+    )
+    await topup.apply_payment(
+        uow, PaymentConfirmed("cash", "r10", 100, "USD", NOW, subscriber_id=sub.id), NOW, keys=KEYS
+    )
+    async with uow.connect() as conn:
+        rows = (await conn.execute(select(notices).where(notices.c.stage == "payment"))).all()
+    assert [(r.channel, r.recipient, r.body) for r in rows] == [
+        ("sms", PHONE, "Demo: plata de 12.00 USD pentru contul 640100100010001 a fost primita. Multumim.")
+    ]
+
+
+async def test_token_answers_the_stuck_credit_as_an_sts_token_on_a_keypad_meter(uow: UnitOfWork) -> None:
+    from billing import sts
+    from billing.sts_vending import SoftwareTokenGenerator
+    from store.audit import Actor
+    from tests.integration.billing.test_sts_tokens import _keypad_meter
+
+    generator = SoftwareTokenGenerator(MASTER_KEY)
+    await _keypad_meter(uow)
+    await topup.apply_payment(
+        uow, PaymentConfirmed("cash", "r1", 1000, "USD", NOW, subscriber_code="640100100010001"), NOW, keys=KEYS
+    )
+
+    async def issue(topup_id: int) -> str | None:
+        issued = await sts.issue_credit_token(uow, Actor("system", "self-service"), topup_id, NOW, generator=generator)
+        return issued.token
+
+    done = await answer_text_sms(
+        uow, text("TOKEN"), NOW, keys=KEYS, topup_policy=TopUpPolicy(), arrears_policy=ArrearsPolicy(),
+        policy=POLICY, tokens=issue,
+    )  # fmt: skip
+    assert done.answer is not None
+    assert done.answer.startswith("Demo: cod pentru tastatura, 10.00 USD: ")
+    async with uow.connect() as conn:
+        top = (await conn.execute(select(L.topups))).one()
+    assert (top.delivered_by, top.state) == ("token", "delivered")
+    assert " ".join(top.sts_token[i : i + 4] for i in range(0, 20, 4)) in done.answer
+    again = await ask(uow, text("TOKEN"))  # asked again: the same token, no second one
+    assert again.answer == done.answer

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import meter_protocol as mp
-from gateway.command_store import Claimed, SendResult
+from gateway.claims import Claimed
+from gateway.command_store import SendResult
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_commands
 from gateway.states import CommandState

@@ -5,6 +5,7 @@ console and posted to the API, and the meter card showing the register history a
 from __future__ import annotations
 
 from datetime import UTC, timedelta
+from pathlib import Path
 
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
@@ -222,3 +223,68 @@ async def test_readings_load_profiles_and_consumption_by_group_through_the_api_a
     assert "by=building" in page
     buildings = await (await client.get("/console/consumption?by=meter&region=64&building=1")).text()
     assert f"/console/meters/{first}" in buildings
+
+
+async def test_the_mdm_export_of_a_day_through_the_api_and_the_console(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork, tmp_path: Path
+) -> None:
+    from billing.mdm import validate
+
+    await _history(uow, seeded.meter_ids[0])
+    headers = await api_key(uow, client, "auditor")
+    day = (START - timedelta(days=1)).date().isoformat()
+    response = await client.get("/api/v1/exports/readings", params={"day": day}, headers=headers)
+    assert response.status == 200, await response.text()
+    assert response.content_type == "application/xml"
+    path = tmp_path / "export.xml"
+    path.write_bytes(await response.read())
+    assert validate(path) == []
+    assert b"<mRID>" in path.read_bytes()
+    text = await (
+        await client.get("/api/v1/exports/readings", params={"day": day, "format": "csv"}, headers=headers)
+    ).text()
+    assert text.splitlines()[0].startswith("meter_code,subscriber_code,register")
+    assert len(text.splitlines()) == 2
+    assert (await client.get("/api/v1/exports/readings", params={"day": "x"}, headers=headers)).status == 422
+    cashier = await api_key(uow, client, "cashier")
+    assert (await client.get("/api/v1/exports/readings", headers=cashier)).status == 403
+    (audited,) = [a for a in await audit_rows(uow, "readings.export") if a["after"]["format"] == "csv"]  # type: ignore[index]
+    assert audited["target"] == f"day:{day}"
+
+    await login(client, "viewer")
+    page = await (await client.get("/console/consumption")).text()
+    assert 'data-testid="mdm-export"' in page
+    download = await client.get("/console/exports/readings", params={"day": day, "format": "csv"})
+    assert download.status == 200
+    assert "attachment" in download.headers["Content-Disposition"]
+
+
+async def test_the_portal_charts_each_meter_beside_the_same_month_a_year_ago(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    from billing.consumption_daily import aggregate_consumption
+    from tests.integration.web.helpers import portal_login
+
+    meter_id = seeded.meter_ids[0]
+    await _history(uow, meter_id, days=10, per_day_wh=4_000)  # 5–15 January 2026
+    async with uow.begin() as conn:
+        await conn.execute(
+            insert(readings),
+            [
+                {
+                    "meter_id": meter_id,
+                    "register": "import_wh",
+                    "read_at": START.replace(year=2025, day=1 + d),
+                    "value": 94_000 + d * 3_000,  # up to where the 2026 history starts
+                    "received_at": START,
+                }
+                for d in range(3)  # 1–3 January 2025: 6 kWh
+            ],
+        )
+    await aggregate_consumption(uow, UTC, START + timedelta(minutes=1))
+    await portal_login(client, seeded.subscriber_codes[0])
+    page = await (await client.get("/portal")).text()
+    assert page.count('data-testid="meter-chart"') == 1
+    assert 'data-testid="meter-daily"' in page
+    assert "This month so far: 36 kWh." in page
+    assert "The same days a year ago: 6 kWh." in page
