@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import resource
 import sys
 import time
@@ -28,6 +27,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import generated as bench_billing  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from gateway.keys import KeyRing  # noqa: E402
 from smsmeter.billing_setup import JobRun, build_billing  # noqa: E402
@@ -35,12 +35,6 @@ from store import migrate  # noqa: E402
 from store.engine import create_engine  # noqa: E402
 from store.uow import UnitOfWork  # noqa: E402
 from telemetry import NO_METRICS  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("bench_billing", ROOT / "bench" / "billing.py")
-assert _spec is not None
-assert _spec.loader is not None
-bench_billing = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_billing)
 
 NOW = datetime(2026, 4, 7, 10, 0, tzinfo=UTC)  # a Tuesday morning, a month after the generated payments
 

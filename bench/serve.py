@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import random
 import socket
@@ -36,16 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import meter_protocol as mp  # noqa: E402
+from bench import generated as bench_billing  # noqa: E402
 from gateway.keys import KeyRing  # noqa: E402
 from gateway.outbox import CommandRequest, enqueue_commands  # noqa: E402
 from store import migrate  # noqa: E402
 from store.engine import create_engine  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("bench_billing", ROOT / "bench" / "billing.py")
-assert _spec is not None
-assert _spec.loader is not None
-bench_billing = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_billing)
 
 
 def _status(pid: int, field: str) -> float:

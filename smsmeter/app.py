@@ -63,7 +63,6 @@ UOW = web.AppKey("uow", UnitOfWork)
 KEYS = web.AppKey("keys", KeyRing)
 GATEWAY = web.AppKey("gateway", GatewayRuntime)
 OTP_SEND_TIMEOUT_S = 15.0
-MIGRATION_LOCK = 0x736D736D  # PostgreSQL advisory lock: one process migrates, the others wait for it
 
 
 def settle_heap() -> None:
@@ -191,20 +190,6 @@ class SimulatorSmsOutbox:
         )
 
 
-async def _migrate(engine: AsyncEngine) -> None:
-    """Bring the schema up to date; with several processes starting at once on PostgreSQL, one at a time."""
-    if engine.dialect.name != "postgresql":
-        await migrate.upgrade(engine)
-        return
-    async with engine.connect() as lock:
-        await lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
-        try:
-            await migrate.upgrade(engine)
-        finally:
-            await lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
-            await lock.commit()
-
-
 def _bind_watch(
     uow: UnitOfWork, gateway: GatewayRuntime, settings: Settings, on_event: Callable[[GatewayEvent], Awaitable[None]]
 ) -> Job:
@@ -253,7 +238,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             settings.database.url, pool_size=settings.database.pool_size, echo=settings.database.echo
         )
         try:
-            await _migrate(engine)
+            await migrate.upgrade_one_at_a_time(engine)
             runtime.engine = engine
             if Role.WEB in roles:
                 exporter.attach(FleetCollector(engine))
