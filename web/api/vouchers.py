@@ -1,6 +1,7 @@
-"""/api/v1 for scratch-card vouchers (docs/self-service.md): make a batch (the codes are answered this once,
-only their hash is kept) and list the batches. Handlers parse, call `billing.self_service`, answer JSON; the
-console page shares `generate`. Their OpenAPI description is `PATHS`."""
+"""/api/v1 for self-service on the short number (docs/self-service.md): scratch-card vouchers (make a batch:
+the codes are answered this once, only their hash is kept; list the batches) and the keyword SMS log.
+Handlers parse, call `billing.self_service`, answer JSON; the console page shares `generate`.
+Their OpenAPI description is `PATHS`."""
 
 from __future__ import annotations
 
@@ -67,7 +68,15 @@ async def list_batches(request: web.Request) -> web.Response:
     return respond({"items": rows})
 
 
+@requires("communication.read")
+async def list_sms_requests(request: web.Request) -> web.Response:
+    async with uow_of(request).connect() as conn:
+        rows = await self_service.sms_requests_of(conn, limit=200)
+    return respond({"items": rows})
+
+
 def setup_routes(app: web.Application) -> None:
+    app.router.add_get(f"{PREFIX}/sms-requests", list_sms_requests)
     app.router.add_post(f"{PREFIX}/voucher-batches", create_batch)
     app.router.add_get(f"{PREFIX}/voucher-batches", list_batches)
 
@@ -120,7 +129,18 @@ PATHS: dict[str, Any] = {
                 **_ERRORS,
             },
         },
-    }
+    },
+    "/api/v1/sms-requests": {
+        "get": {
+            "operationId": "listSmsRequests",
+            "summary": "The latest keyword SMS from subscribers' phones: keyword, outcome, the answer sent",
+            "tags": ["communication"],
+            "responses": {
+                **_ok({"type": "object", "properties": {"items": {"type": "array", "items": {}}}}, "newest first"),
+                **_ERRORS,
+            },
+        }
+    },
 }
 
 

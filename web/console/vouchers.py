@@ -1,5 +1,6 @@
-"""Console page of scratch-card vouchers: the batches, and a form that makes one; the codes are shown once, on
-a page to print. Parses the form, calls the use case (shared with /api/v1), renders."""
+"""Console pages of self-service on the short number: scratch-card vouchers (the batches, and a form that makes
+one; the codes are shown once, on a page to print) and the keyword SMS subscribers sent, with what was
+answered. Parses the form, calls the use case (shared with /api/v1), renders."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ async def create_batch(request: web.Request) -> web.Response:
     return render(request, "console/vouchers.html", {"batches": batches, "made": made})
 
 
+@requires("communication.read")
+async def sms_requests_page(request: web.Request) -> web.Response:
+    async with uow_of(request).connect() as conn:
+        rows = await self_service.sms_requests_of(conn, limit=200)
+    return render(request, "console/sms_requests.html", {"rows": rows})
+
+
 def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/console/sms-requests", sms_requests_page)
     app.router.add_get("/console/vouchers", vouchers_page)
     app.router.add_post("/console/vouchers", create_batch)

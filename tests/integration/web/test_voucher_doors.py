@@ -46,3 +46,14 @@ async def test_the_console_shows_the_codes_once_to_print(client: TestClient, uow
     again = await (await client.get("/console/vouchers")).text()
     assert codes[0] not in again  # shown once
     assert 'data-testid="voucher-batches"' in again
+
+
+async def test_the_keyword_sms_log_through_its_doors(client: TestClient, uow: UnitOfWork, seeded: Seeded) -> None:
+    viewer = await api_key(uow, client, "viewer")
+    listed = await client.get("/api/v1/sms-requests", headers=viewer)
+    assert listed.status == 200
+    assert (await listed.json())["items"] == []
+    await login(client, "admin")
+    page = await (await client.get("/console/sms-requests")).text()
+    assert 'data-testid="sms-requests"' in page
+    assert 'href="/console/sms-requests"' in page
