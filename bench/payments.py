@@ -50,6 +50,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from billing import places
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
@@ -94,9 +96,9 @@ async def _seed(uow: UnitOfWork, count: int) -> list[tuple[int, int, str, str]]:
     now = datetime.now(UTC)
     out = []
     async with uow.begin() as conn:
-        await registry.add_region(conn, ACTOR, "64", "Nord", now)
-        await registry.add_settlement(conn, ACTOR, "64", "01", "Balti", now)
-        await registry.add_street(conn, ACTOR, "64", "01", "001", "Independentei", now)
+        await places.add_region(conn, ACTOR, "64", "Nord", now)
+        await places.add_settlement(conn, ACTOR, "64", "01", "Balti", now)
+        await places.add_street(conn, ACTOR, "64", "01", "001", "Independentei", now)
         for i in range(count):
             sub = await registry.create_subscriber(
                 conn, ACTOR, f"6401001{i + 1:04d}0001", {"name": f"Bench {i}"}, currency="USD", now=now

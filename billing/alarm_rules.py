@@ -17,7 +17,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import registry
+from billing import places
 from billing.errors import InvalidField, NotFound
 from billing.notices import queue_rows
 from billing.rules.alarms import (
@@ -235,7 +235,7 @@ async def notify_alarms(
             ).all()
             rules = [_rule(r) for r in await conn.execute(select(alarm_rules).order_by(R.id))]
             contacts = await _contacts(conn)
-            holidays = await registry.holidays(conn)
+            holidays = await places.holidays(conn)
             today = FriendlyCalendar(
                 calendar.tz,
                 calendar.night_start_min,

@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import ledger, registry
+from billing import ledger, places, registry
 from billing.errors import InvalidField
 from billing.notices import Recipient, notice_rows, queue_notice, queue_rows
 from billing.rules.arrears import (
@@ -274,7 +274,7 @@ async def run_arrears_sweep(
     while not progress.stop_requested:  # a stopped sweep is re-run whole next time: it is idempotent
         async with uow.begin() as conn:
             if holidays is None:
-                holidays = await registry.holidays(conn)
+                holidays = await places.holidays(conn)
                 if holidays:
                     calendar = FriendlyCalendar(
                         calendar.tz,

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing import registry
+from billing import places, registry
 from billing.errors import BillingError, ImportRejected, InvalidField
 from billing.rules.codes import parse_subscriber_code
 from store.audit import Actor
@@ -131,12 +131,12 @@ async def _ensure_address(conn: AsyncConnection, actor: Actor, code: str, cells:
     if await conn.scalar(select(R.regions.c.code).where(R.regions.c.code == parsed.region)) is None:
         if not cells.get("region_name"):
             raise InvalidField("region_name", f"region {parsed.region} is unknown and the row does not name it")
-        await registry.add_region(conn, actor, parsed.region, cells["region_name"], now)
+        await places.add_region(conn, actor, parsed.region, cells["region_name"], now)
     st = R.settlements.c
     if await conn.scalar(select(st.code).where(st.region_code == parsed.region, st.code == parsed.settlement)) is None:
         if not cells.get("settlement_name"):
             raise InvalidField("settlement_name", f"settlement {parsed.region}{parsed.settlement} is unknown")
-        await registry.add_settlement(conn, actor, parsed.region, parsed.settlement, cells["settlement_name"], now)
+        await places.add_settlement(conn, actor, parsed.region, parsed.settlement, cells["settlement_name"], now)
     s = R.streets.c
     found = await conn.scalar(
         select(s.code).where(
@@ -146,9 +146,7 @@ async def _ensure_address(conn: AsyncConnection, actor: Actor, code: str, cells:
     if found is None:
         if not cells.get("street_name"):
             raise InvalidField("street_name", f"street {parsed.region}{parsed.settlement}{parsed.street} is unknown")
-        await registry.add_street(
-            conn, actor, parsed.region, parsed.settlement, parsed.street, cells["street_name"], now
-        )
+        await places.add_street(conn, actor, parsed.region, parsed.settlement, parsed.street, cells["street_name"], now)
 
 
 async def _import_row(

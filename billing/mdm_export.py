@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.mdm import ExportReading, MeterDay, meter_reading, write_csv, xml_document
@@ -139,8 +139,3 @@ async def export_finished_days(
         done.append(files)
         day += timedelta(days=1)
     return done
-
-
-async def readings_of_day(conn: AsyncConnection, day: date, tz: tzinfo) -> int:
-    start, end = day_window(day, tz)
-    return int(await conn.scalar(select(func.count()).where(_r.read_at >= start, _r.read_at < end)) or 0)

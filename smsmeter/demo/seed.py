@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing import alarm_rules, ledger, losses, provisioning, topup
+from billing import alarm_rules, ledger, losses, places, provisioning, topup
 from billing import registry as billing_registry
 from billing import sts as billing_sts
 from billing import tariffs as billing_tariffs
@@ -86,13 +86,11 @@ DemoStep = Callable[[Demo], Awaitable[None]]
 
 async def addresses(demo: Demo) -> None:
     region, region_name = data.REGION
-    await billing_registry.add_region(demo.db, demo.actor, region, region_name, demo.now)
+    await places.add_region(demo.db, demo.actor, region, region_name, demo.now)
     for code, name in data.SETTLEMENTS:
-        await billing_registry.add_settlement(demo.db, demo.actor, region, code, name, demo.now)
+        await places.add_settlement(demo.db, demo.actor, region, code, name, demo.now)
     for street in data.STREETS:
-        await billing_registry.add_street(
-            demo.db, demo.actor, region, street.settlement, street.code, street.name, demo.now
-        )
+        await places.add_street(demo.db, demo.actor, region, street.settlement, street.code, street.name, demo.now)
 
 
 async def tariffs(demo: Demo) -> None:
@@ -109,9 +107,7 @@ async def tariffs(demo: Demo) -> None:
 
 async def transformers_with_balance_meters(demo: Demo) -> None:
     for index, t in enumerate(data.TRANSFORMERS, start=1):
-        transformer_id = await billing_registry.add_transformer(
-            demo.db, demo.actor, t.code, t.name, demo.now, feeder=t.feeder
-        )
+        transformer_id = await places.add_transformer(demo.db, demo.actor, t.code, t.name, demo.now, feeder=t.feeder)
         await demo.db.execute(
             transformers.update()
             .where(transformers.c.id == transformer_id)

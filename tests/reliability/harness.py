@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import meter_protocol as mp
-from billing import registry
+from billing import places, registry
 from billing.topup import apply_payment
 from billing.values import PaymentConfirmed
 from gateway.keys import KeyRing
@@ -91,9 +91,9 @@ async def make_utility(engine: AsyncEngine, n_meters: int) -> list[Customer]:
     master_key = bytes.fromhex(MASTER_KEY_HEX)
     customers = []
     async with engine.begin() as conn:
-        await registry.add_region(conn, ACTOR, "01", "North", NOW)
-        await registry.add_settlement(conn, ACTOR, "01", "01", "Riverside", NOW)
-        await registry.add_street(conn, ACTOR, "01", "01", "001", "Main Street", NOW)
+        await places.add_region(conn, ACTOR, "01", "North", NOW)
+        await places.add_settlement(conn, ACTOR, "01", "01", "Riverside", NOW)
+        await places.add_street(conn, ACTOR, "01", "01", "001", "Main Street", NOW)
         for i in range(n_meters):
             building, apartment = divmod(i, 9000)
             code = f"0101001{building + 1:04d}{apartment + 1:04d}"

@@ -20,8 +20,8 @@ INTERNAL = {
     "billing.losses.transformer_balances_of": "a transformer's periods; the console reads them through web/queries",
     "billing.notices.notices_of": "a subscriber's notices; the console and API read them through web/queries",
     "billing.notices.notice_counts": "notices by status; /metrics reads them itself",
-    "billing.registry.list_regions": "reference lists; the console reads addresses through web/queries",
-    "billing.registry.list_settlements": "reference lists; the console reads addresses through web/queries",
+    "billing.places.list_regions": "reference lists; the console reads addresses through web/queries",
+    "billing.places.list_settlements": "reference lists; the console reads addresses through web/queries",
     "billing.registry.meters_of": "a subscriber's meters; the card reads them through web/queries",
 }
 # Rules that exist without the use case that would apply them: work still to do, not internal helpers.

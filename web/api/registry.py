@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from billing import places
 from billing import registry as registry_service
 from web.api.json import read_json, respond
 from web.errors import InvalidInput, NotFound
@@ -162,7 +163,7 @@ async def add_transformer(request: web.Request) -> web.Response:
     body = await read_json(request)
     percent = _optional_int(body, "loss_alarm_percent")
     async with uow_of(request).begin() as conn:
-        transformer_id = await registry_service.add_transformer(
+        transformer_id = await places.add_transformer(
             conn,
             _actor(request),
             _required_str(body, "code", 30),
@@ -211,7 +212,7 @@ async def attach_meters(request: web.Request) -> web.Response:
 @requires("meters.read")
 async def holidays(request: web.Request) -> web.Response:
     async with uow_of(request).connect() as conn:
-        items = await registry_service.list_holidays(conn)
+        items = await places.list_holidays(conn)
     return respond({"items": items, "total": len(items), "limit": len(items), "offset": 0})
 
 
@@ -227,10 +228,8 @@ async def set_holiday(request: web.Request) -> web.Response:
     day = _day(request)
     body = await read_json(request)
     async with uow_of(request).begin() as conn:
-        await registry_service.set_holiday(
-            conn, _actor(request), day, _required_str(body, "name", 200), request.app[CLOCK]()
-        )
-        items = await registry_service.list_holidays(conn)
+        await places.set_holiday(conn, _actor(request), day, _required_str(body, "name", 200), request.app[CLOCK]())
+        items = await places.list_holidays(conn)
     return respond(next(h for h in items if h["day"] == day))
 
 
@@ -238,7 +237,7 @@ async def set_holiday(request: web.Request) -> web.Response:
 async def remove_holiday(request: web.Request) -> web.Response:
     day = _day(request)
     async with uow_of(request).begin() as conn:
-        await registry_service.remove_holiday(conn, _actor(request), day, request.app[CLOCK]())
+        await places.remove_holiday(conn, _actor(request), day, request.app[CLOCK]())
     return web.Response(status=204)
 
 
@@ -246,7 +245,7 @@ async def remove_holiday(request: web.Request) -> web.Response:
 async def streets(request: web.Request) -> web.Response:
     """The registered streets: the first 7 digits of a subscriber code (region, settlement, street)."""
     async with uow_of(request).connect() as conn:
-        items = await registry_service.list_streets(conn)
+        items = await places.list_streets(conn)
     for item in items:
         item["prefix"] = f"{item['region_code']}{item['settlement_code']}{item['code']}"
     return respond({"items": items, "total": len(items), "limit": len(items), "offset": 0})
@@ -258,10 +257,10 @@ async def add_street(request: web.Request) -> web.Response:
     body = await read_json(request)
     region, settlement, code = (_required_str(body, name, 3) for name in ("region_code", "settlement_code", "code"))
     async with uow_of(request).begin() as conn:
-        await registry_service.add_street(
+        await places.add_street(
             conn, _actor(request), region, settlement, code, _required_str(body, "name", 200), request.app[CLOCK]()
         )
-        items = await registry_service.list_streets(conn)
+        items = await places.list_streets(conn)
     [added] = [s for s in items if (s["region_code"], s["settlement_code"], s["code"]) == (region, settlement, code)]
     return respond({**added, "prefix": f"{region}{settlement}{code}"}, status=201)
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from billing import arrears, meter_keys, topup
 from billing import commands as command_service
 from billing.control import Action, Control, control_group, control_meter, send_command
-from billing.registry import list_transformers
+from billing.places import list_transformers
 from web.commands import command_from_fields, group_from_fields, optional_minor, optional_minute_of_day
 from web.console.actions import _request_id as request_id_of
 from web.keys import CLOCK

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from billing import places
 from billing import registry as registry_service
 from web.api.registry import new_meter_from
 from web.errors import InvalidInput, NotFound
@@ -178,7 +179,7 @@ async def transformers_page(request: web.Request) -> web.Response:
 async def add_transformer(request: web.Request) -> web.Response:
     form = await request.post()
     async with uow_of(request).begin() as conn:
-        await registry_service.add_transformer(
+        await places.add_transformer(
             conn,
             _actor(request),
             text(form, "code", max_length=30),
@@ -214,7 +215,7 @@ async def attach_meters(request: web.Request) -> web.Response:
 @requires("meters.read")
 async def holidays_page(request: web.Request) -> web.Response:
     async with uow_of(request).connect() as conn:
-        items = await registry_service.list_holidays(conn)
+        items = await places.list_holidays(conn)
     return render(request, "console/holidays.html", {"holidays": items})
 
 
@@ -229,7 +230,7 @@ def _form_day(form: Any) -> date:
 async def set_holiday(request: web.Request) -> web.Response:
     form = await request.post()
     async with uow_of(request).begin() as conn:
-        await registry_service.set_holiday(
+        await places.set_holiday(
             conn, _actor(request), _form_day(form), text(form, "name", max_length=200), request.app[CLOCK]()
         )
     raise web.HTTPSeeOther("/console/holidays?ok=holiday_set")
@@ -239,7 +240,7 @@ async def set_holiday(request: web.Request) -> web.Response:
 async def remove_holiday(request: web.Request) -> web.Response:
     form = await request.post()
     async with uow_of(request).begin() as conn:
-        await registry_service.remove_holiday(conn, _actor(request), _form_day(form), request.app[CLOCK]())
+        await places.remove_holiday(conn, _actor(request), _form_day(form), request.app[CLOCK]())
     raise web.HTTPSeeOther("/console/holidays?ok=holiday_removed")
 
 
@@ -256,7 +257,7 @@ def _subscriber_fields(form: Any) -> dict[str, Any]:
 
 async def _form_context(request: web.Request, subscriber: registry_service.Subscriber | None) -> dict[str, Any]:
     async with uow_of(request).connect() as conn:
-        streets = await registry_service.list_streets(conn)
+        streets = await places.list_streets(conn)
         tariffs = await lists.tariffs_list(conn)
     return {
         "s": subscriber,

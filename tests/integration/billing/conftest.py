@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from billing import registry
+from billing import places, registry
 from meter_protocol import meter_code_with_check_digit
 from store.audit import Actor
 from store.uow import UnitOfWork
@@ -23,10 +23,10 @@ def meter_code(serial: int) -> str:
 @pytest.fixture
 async def streets(uow: UnitOfWork) -> None:
     async with uow.begin() as conn:
-        await registry.add_region(conn, OPERATOR, "64", "Nord", NOW)
-        await registry.add_settlement(conn, OPERATOR, "64", "01", "Balti", NOW)
-        await registry.add_street(conn, OPERATOR, "64", "01", "001", "Independentei", NOW)
-        await registry.add_street(conn, OPERATOR, "64", "01", "002", "Stefan cel Mare", NOW)
+        await places.add_region(conn, OPERATOR, "64", "Nord", NOW)
+        await places.add_settlement(conn, OPERATOR, "64", "01", "Balti", NOW)
+        await places.add_street(conn, OPERATOR, "64", "01", "001", "Independentei", NOW)
+        await places.add_street(conn, OPERATOR, "64", "01", "002", "Stefan cel Mare", NOW)
 
 
 async def new_subscriber(

@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 import meter_protocol as mp
-from billing import arrears, ledger, registry, topup
+from billing import arrears, ledger, places, registry, topup
 from billing.errors import InvalidField
 from billing.notices import SmtpEmailSender, send_due_notices
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, PenaltyRule
@@ -107,7 +107,7 @@ async def test_escalation_penalties_and_disconnect_in_friendly_hours_only(uow: U
     monday_night = NOW + timedelta(days=20, hours=12)
     assert "night" in (await sweep(uow, monday_night)).deferred
     async with uow.begin() as conn:
-        await registry.set_holiday(conn, OPERATOR, (NOW + timedelta(days=21)).date(), "Independence Day", NOW)
+        await places.set_holiday(conn, OPERATOR, (NOW + timedelta(days=21)).date(), "Independence Day", NOW)
     assert "holiday" in (await sweep(uow, NOW + timedelta(days=21))).deferred
     r4 = await sweep(uow, NOW + timedelta(days=22))
     assert r4.disconnects == 1

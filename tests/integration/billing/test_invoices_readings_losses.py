@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import insert, select
 
-from billing import invoices, losses, readings, registry, tariffs, topup
+from billing import invoices, losses, places, readings, registry, tariffs, topup
 from billing.notices import SmtpEmailSender
 from billing.rules.consumption import Granularity
 from billing.rules.invoice import Party
@@ -50,7 +50,7 @@ async def _readings(uow: UnitOfWork, meter_id: int, wh_per_hour: int, hours: int
 
 async def test_consumption_per_subscriber_building_and_transformer(uow: UnitOfWork) -> None:
     async with uow.begin() as conn:
-        tid = await registry.add_transformer(conn, OPERATOR, "TP-L", "TP L", NOW, loss_alarm_percent=10)
+        tid = await places.add_transformer(conn, OPERATOR, "TP-L", "TP L", NOW, loss_alarm_percent=10)
     s1, m1 = await new_subscriber(uow, "640100100010001", meter=1, transformer_id=tid)
     _s2, m2 = await new_subscriber(uow, "640100100010002", meter=2, transformer_id=tid)
     assert m1
@@ -75,7 +75,7 @@ async def test_consumption_per_subscriber_building_and_transformer(uow: UnitOfWo
 
 async def test_transformer_losses_and_alarm(uow: UnitOfWork) -> None:
     async with uow.begin() as conn:
-        tid = await registry.add_transformer(conn, OPERATOR, "TP-B", "TP B", NOW, loss_alarm_percent=10)
+        tid = await places.add_transformer(conn, OPERATOR, "TP-B", "TP B", NOW, loss_alarm_percent=10)
         balance = await registry.install_meter(
             conn,
             OPERATOR,

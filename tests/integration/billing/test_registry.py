@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from billing import ledger, registry
+from billing import ledger, places, registry
 from billing.errors import Conflict, InvalidField, InvalidSubscriberCode
 from store.crypto import unwrap_from_storage
 from store.schema import auth
@@ -105,7 +105,7 @@ async def test_search_by_code_prefix_name_address_phone_and_meter(uow: UnitOfWor
 
 async def test_meter_replace_moves_the_subscriber_and_gives_a_fresh_key(uow: UnitOfWork) -> None:
     async with uow.begin() as conn:
-        tid = await registry.add_transformer(conn, OPERATOR, "TP-1", "TP 1", NOW)
+        tid = await places.add_transformer(conn, OPERATOR, "TP-1", "TP 1", NOW)
     sub, old = await new_subscriber(uow, transformer_id=tid)
     assert old is not None
     async with uow.begin() as conn:
@@ -158,7 +158,7 @@ async def test_meter_codes_are_checked(uow: UnitOfWork) -> None:
 
 async def test_groups_by_transformer_street_and_building(uow: UnitOfWork) -> None:
     async with uow.begin() as conn:
-        tid = await registry.add_transformer(conn, OPERATOR, "TP-2", "TP 2", NOW)
+        tid = await places.add_transformer(conn, OPERATOR, "TP-2", "TP 2", NOW)
     _, m1 = await new_subscriber(uow, "640100100010001", meter=1, transformer_id=tid)
     _, m2 = await new_subscriber(uow, "640100100010002", meter=2)
     _, m3 = await new_subscriber(uow, "640100100020001", meter=3, transformer_id=tid)
@@ -169,7 +169,7 @@ async def test_groups_by_transformer_street_and_building(uow: UnitOfWork) -> Non
         assert await registry.meters_in_group(conn, transformer_id=tid) == [m1.id, m3.id]
         assert await registry.meters_in_group(conn, street=("64", "01", "001")) == [m1.id, m2.id, m3.id]
         assert await registry.meters_in_group(conn, building=("64", "01", "001", "0001")) == [m1.id, m2.id]
-        assert [t["code"] for t in await registry.list_transformers(conn)] == ["TP-2"]
-        assert [r["name"] for r in await registry.list_regions(conn)] == ["Nord"]
-        assert [s["name"] for s in await registry.list_settlements(conn, "64")] == ["Balti"]
-        assert len(await registry.list_streets(conn)) == 2
+        assert [t["code"] for t in await places.list_transformers(conn)] == ["TP-2"]
+        assert [r["name"] for r in await places.list_regions(conn)] == ["Nord"]
+        assert [s["name"] for s in await places.list_settlements(conn, "64")] == ["Balti"]
+        assert len(await places.list_streets(conn)) == 2

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 import meter_protocol as mp
-from billing import bulk, control, registry, tariffs
+from billing import bulk, control, places, registry, tariffs
 from billing.errors import InvalidField, InvalidTariff
 from billing.rules.tariffs import Step, TariffBody, TariffKind
 from gateway.keys import KeyRing
@@ -25,7 +25,7 @@ KEYS = KeyRing(MASTER_KEY)
 
 async def test_versions_assignment_and_bulk_tariff_commands(uow: UnitOfWork) -> None:
     async with uow.begin() as conn:
-        tid = await registry.add_transformer(conn, OPERATOR, "TP-9", "TP 9", NOW)
+        tid = await places.add_transformer(conn, OPERATOR, "TP-9", "TP 9", NOW)
     subs = []
     for i in range(1, 6):
         sub, _ = await new_subscriber(uow, f"6401001000{i}0001", meter=i, transformer_id=tid if i <= 3 else None)

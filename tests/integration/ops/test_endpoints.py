@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 
 import meter_protocol as mp
-from billing import registry
+from billing import places, registry
 from billing.notices import Recipient, queue_notice
 from billing.rules.notices import NoticeKind
 from payments.provider_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_provider_webhook
@@ -122,9 +122,9 @@ async def _subscribers(url: str) -> tuple[str, list[Recipient]]:
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
-            await registry.add_region(conn, ACTOR, "01", "North", T0)
-            await registry.add_settlement(conn, ACTOR, "01", "01", "Riverside", T0)
-            await registry.add_street(conn, ACTOR, "01", "01", "001", "Main Street", T0)
+            await places.add_region(conn, ACTOR, "01", "North", T0)
+            await places.add_settlement(conn, ACTOR, "01", "01", "Riverside", T0)
+            await places.add_street(conn, ACTOR, "01", "01", "001", "Main Street", T0)
             payer = await registry.create_subscriber(
                 conn, ACTOR, "010100100010001", {"name": "Payer"}, currency="USD", now=T0
             )

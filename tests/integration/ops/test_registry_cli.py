@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing import registry
+from billing import places
 from meter_protocol import meter_code_with_check_digit
 from store.audit import Actor
 from store.schema.auth import audit_log
@@ -37,9 +37,9 @@ async def test_a_script_registers_a_subscriber_a_meter_and_a_tariff(
     engine: AsyncEngine, migrated_db_url: str, tmp_path: Path
 ) -> None:
     async with engine.begin() as conn:
-        await registry.add_region(conn, SETUP, "64", "Nord", NOW)
-        await registry.add_settlement(conn, SETUP, "64", "01", "Balti", NOW)
-        await registry.add_street(conn, SETUP, "64", "01", "001", "Independentei", NOW)
+        await places.add_region(conn, SETUP, "64", "Nord", NOW)
+        await places.add_settlement(conn, SETUP, "64", "01", "Balti", NOW)
+        await places.add_street(conn, SETUP, "64", "01", "001", "Independentei", NOW)
     env = {"SMSMETER_DATABASE_URL": migrated_db_url, "SMSMETER_MASTER_KEY": MASTER_KEY_HEX}
 
     def cli(*args: str) -> dict[str, object]:

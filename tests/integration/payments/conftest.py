@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from billing import ledger, registry
+from billing import ledger, places, registry
 from billing.rules.ledger import Balances
 from billing.topup import TopUpPolicy
 from gateway.keys import KeyRing
@@ -40,9 +40,9 @@ class Subscriber:
 async def add_subscribers(uow: UnitOfWork, count: int, *, currency: str = "USD") -> list[Subscriber]:
     made = []
     async with uow.begin() as conn:
-        await registry.add_region(conn, OPERATOR, "64", "Nord", NOW)
-        await registry.add_settlement(conn, OPERATOR, "64", "01", "Balti", NOW)
-        await registry.add_street(conn, OPERATOR, "64", "01", "001", "Independentei", NOW)
+        await places.add_region(conn, OPERATOR, "64", "Nord", NOW)
+        await places.add_settlement(conn, OPERATOR, "64", "01", "Balti", NOW)
+        await places.add_street(conn, OPERATOR, "64", "01", "001", "Independentei", NOW)
         for i in range(count):
             code = f"6401001{i + 1:04d}0001"
             sub = await registry.create_subscriber(
