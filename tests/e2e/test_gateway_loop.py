@@ -21,7 +21,8 @@ async def _enqueue(db: Path, master_key: bytes) -> list[int]:
     engine = create_engine(f"sqlite+aiosqlite:///{db}")
     try:
         async with engine.begin() as conn:
-            rows = (await conn.execute(meters.select().with_only_columns(meters.c.id, meters.c.next_transfer_id))).all()
+            installed = meters.select().with_only_columns(meters.c.id, meters.c.next_transfer_id)
+            rows = (await conn.execute(installed.where(meters.c.status == "active"))).all()  # not those in stock
             meter_ids = [m for m, _ in rows]
             # transfer ids after those of the demo's own top-ups
             requests = [CommandRequest(m, mp.TopUp(t + 100, 1500), "operator:e2e") for m, t in rows]
