@@ -16,6 +16,8 @@ FLASH = {
     "alarm_rule_saved": N_("Alarm rule saved."),
     "held_credit_sent": N_("The credit the wallet held is on its way to the meter."),
     "alarm_rule_removed": N_("Alarm rule removed."),
+    "reading_plan_saved": N_("Reading plan saved."),
+    "reading_run_started": N_("Reading run started: its read requests go out at the plan's pace."),
     "cancelled": N_("Command cancelled: it will not be sent."),
     "set_power_limit": N_("Power limit queued for the meter: its outcome shows below."),
     "time_sync": N_("Time sync queued for the meter: its outcome shows below."),

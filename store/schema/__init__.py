@@ -2,7 +2,18 @@
 `metadata` is complete (Alembic and the schema test rely on it)."""
 
 from store.metadata import metadata
-from store.schema import auth, commands, consumption, ledger, notices, payments, registry, self_service, sts
+from store.schema import (
+    auth,
+    commands,
+    consumption,
+    ledger,
+    notices,
+    payments,
+    reading_plans,
+    registry,
+    self_service,
+    sts,
+)
 
 __all__ = [
     "auth",
@@ -12,6 +23,7 @@ __all__ = [
     "metadata",
     "notices",
     "payments",
+    "reading_plans",
     "registry",
     "self_service",
     "sts",

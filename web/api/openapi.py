@@ -648,7 +648,16 @@ def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    from web.api import key_files, openapi_alarms, openapi_readings, openapi_registry, outbox, vouchers, wallet
+    from web.api import (
+        key_files,
+        openapi_alarms,
+        openapi_readings,
+        openapi_registry,
+        outbox,
+        reading_plans,
+        vouchers,
+        wallet,
+    )
     from web.api.openapi_operations import PATHS as OPERATION_PATHS
     from web.api.openapi_sts import PATHS as STS_PATHS
 
@@ -661,6 +670,7 @@ def document() -> dict[str, Any]:
     openapi_alarms.merge_into(paths, schemas)
     wallet.merge_into(paths, schemas)
     vouchers.merge_into(paths, schemas)
+    reading_plans.merge_into(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -16,6 +16,7 @@ from web.console import (
     outbox,
     outcomes,
     pages,
+    reading_plans,
     readings,
     registry,
     sts,
@@ -36,6 +37,7 @@ def setup_routes(app: web.Application) -> None:
     operations.setup_routes(app)
     lists.setup_routes(app)
     readings.setup_routes(app)
+    reading_plans.setup_routes(app)
     consumption.setup_routes(app)
     outbox.setup_routes(app)
     outcomes.setup_routes(app)
