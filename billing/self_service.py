@@ -7,18 +7,17 @@ no keyword (`unknown_keyword`). Answers are rate-limited per number; `PAY <code>
 voucher through the one top-up path (billing.crediting.credit_payments, like a cash payment), and wrong codes
 are limited per number a day: past the limit PAY is refused, logged and audited.
 
-`TextRequests` is the inbound side: the gateway hands it the text SMS of numbers that are not meters; it
-answers them in its own task, so the meters' path never waits for it.
+The gateway keeps the text SMS of numbers that are not meters (gateway.inbound_texts); billing.text_requests
+answers them in a task of its own, so the meters' path never waits for it. Given the kept SMS's id, the
+transaction that answers it also marks it handled: an SMS is answered once, even across a restart.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,13 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing import ledger
 from billing.crediting import Credit, credit_payments
 from billing.errors import BillingError, InvalidField
-from billing.notices import TextSender, send_due_notices
 from billing.rules import self_service as rules
 from billing.rules.arrears import ArrearsPolicy, ArrearsState, Stage, next_step
 from billing.rules.money import Money
 from billing.sms_text import read_text
 from billing.topup_records import TopUpPolicy, TopUpResult
 from billing.values import PaymentConfirmed
+from gateway import inbound_texts
 from gateway.inbound import digits, wrong_sms_row
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
@@ -94,22 +93,58 @@ async def answer_text_sms(
     arrears_policy: ArrearsPolicy,
     policy: SelfServicePolicy,
     tokens: TokenIssuer | None = None,
+    text_id: int | None = None,
 ) -> Answered:
-    """Read one text SMS, answer it (queued in the notices, from the short number) and log it."""
+    """Read one text SMS, answer it (queued in the notices, from the short number) and log it. With `text_id`
+    (the SMS as kept by the gateway) the answering transaction marks it handled; one already handled is
+    answered no more (outcome `already`)."""
+    try:
+        return await _answer_text_sms(uow, sms, now, keys, topup_policy, arrears_policy, policy, tokens, text_id)
+    except _AlreadyHandled:
+        log.info("self-service: SMS %s was answered already", text_id)
+        return Answered("already", None, None, None)
+
+
+class _AlreadyHandled(Exception):
+    """Raised inside the answer's transaction to roll it back: another worker answered the SMS first."""
+
+
+async def _handled(conn: AsyncConnection, text_id: int | None, now: datetime) -> None:
+    if text_id is not None and not await inbound_texts.mark_handled(conn, text_id, now):
+        raise _AlreadyHandled
+
+
+async def _answer_text_sms(
+    uow: UnitOfWork,
+    sms: InboundSms,
+    now: datetime,
+    keys: KeyRing,
+    topup_policy: TopUpPolicy,
+    arrears_policy: ArrearsPolicy,
+    policy: SelfServicePolicy,
+    tokens: TokenIssuer | None,
+    text_id: int | None,
+) -> Answered:
     number = digits(sms.source)
     text = read_text(sms.body, sms.data_coding)
     async with uow.begin() as conn:
         subscriber = await _subscriber_of(conn, number)
         if subscriber is None:
+            await _handled(conn, text_id, now)
             await _wrong(conn, sms, "unknown_sender", "neither a meter's nor a subscriber's number")
             return Answered("wrong", None, None, None)
         request = rules.parse_request(text)
         if request is None:
+            await _handled(conn, text_id, now)
             await _wrong(conn, sms, "unknown_keyword", f"subscriber {subscriber.code}: {text[:60]!r}")
             return Answered("wrong", None, None, None)
         language = rules.answer_language(request, subscriber.language)
         logged = _logged_text(request)
+        if request.keyword is not rules.Keyword.TOKEN:  # TOKEN is answered in a transaction of its own below
+            await _handled(conn, text_id, now)
         if await _answered_lately(conn, number, now - policy.window) >= policy.answers_per_window:
+            if request.keyword is rules.Keyword.TOKEN:
+                await _handled(conn, text_id, now)
             rid = await _log(conn, now, number, subscriber, request, logged, "rate_limited", None, language)
             log.info("self-service: %s rate-limited (%s)", number, request.keyword)
             return Answered("rate_limited", None, rid, None)
@@ -131,6 +166,7 @@ async def answer_text_sms(
                 row = (await conn.execute(select(L.topups).where(L.topups.c.id == stuck.id))).one()
             token = rules.Token(digits20, Money(int(row.vend_minor), row.currency))
     async with uow.begin() as conn:
+        await _handled(conn, text_id, now)
         return await _reply(
             conn, now, number, subscriber, request, logged, "answered", token, language, policy,
             None if stuck is None else int(stuck.id),
@@ -458,65 +494,9 @@ async def sms_requests_of(conn: AsyncConnection, *, limit: int = 100) -> list[di
     return [dict(r._mapping) for r in rows]
 
 
-# --- the inbound side --------------------------------------------------------------------------------
-
-Answerer = Callable[[InboundSms, datetime], Awaitable[Answered]]
-
-
-class TextRequests:
-    """Takes the text SMS the gateway hands over (`on_texts`, never blocking) and answers them one after
-    another in `run()`; each answer is sent at once when a text sender is given (else the notices job
-    sends it)."""
-
-    def __init__(
-        self,
-        uow: UnitOfWork,
-        answer: Answerer,
-        *,
-        sender: TextSender | None = None,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._uow = uow
-        self._answer = answer
-        self._sender = sender
-        self._clock = clock
-        self._queue: asyncio.Queue[InboundSms | None] = asyncio.Queue()
-        self.answered = 0
-
-    def on_texts(self, batch: Sequence[InboundSms]) -> None:
-        for sms in batch:
-            self._queue.put_nowait(sms)
-
-    def stop(self) -> None:
-        self._queue.put_nowait(None)
-
-    async def idle(self) -> None:
-        await self._queue.join()
-
-    async def run(self) -> None:
-        while True:
-            sms = await self._queue.get()
-            try:
-                if sms is None:
-                    return
-                now = self._clock()
-                try:
-                    done = await self._answer(sms, now)
-                except Exception:  # one SMS that fails to be answered never stops the others
-                    log.exception("self-service: answering an SMS from %s failed", sms.source)
-                    continue
-                self.answered += 1
-                if done.notice_id is not None and self._sender is not None:
-                    with contextlib.suppress(Exception):  # a failed send stays queued for the notices job
-                        await send_due_notices(self._uow, now, sms=self._sender, email=None, ids=[done.notice_id])
-            finally:
-                self._queue.task_done()
-
-
 __all__ = [
     "Answered",
     "SelfServicePolicy",
-    "TextRequests",
     "VoucherBatch",
     "answer_text_sms",
     "code_hash",

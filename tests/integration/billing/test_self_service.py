@@ -15,7 +15,8 @@ from billing import ledger, topup
 from billing.rules.arrears import ArrearsPolicy
 from billing.rules.ledger import EntryType, plan_charge
 from billing.rules.money import Money
-from billing.self_service import Answered, SelfServicePolicy, TextRequests, answer_text_sms, generate_vouchers
+from billing.self_service import Answered, SelfServicePolicy, answer_text_sms, generate_vouchers
+from billing.text_requests import TextRequests
 from billing.topup_records import TopUpPolicy
 from billing.values import PaymentConfirmed
 from gateway.inbound import Inbound
@@ -200,10 +201,11 @@ async def test_from_the_inbound_path_to_the_answer_on_the_phone(uow: UnitOfWork)
     await new_subscriber(uow, "640100100010002", meter=2, name="Ivan Petrov", phone="37360000002", language="ru")
     phones = _Phones()
 
-    async def answer(sms: InboundSms, now: datetime) -> Answered:
+    async def answer(sms: InboundSms, now: datetime, text_id: int) -> Answered:
         return await answer_text_sms(
-            uow, sms, now, keys=KEYS, topup_policy=TopUpPolicy(), arrears_policy=ArrearsPolicy(), policy=POLICY
-        )
+            uow, sms, now, keys=KEYS, topup_policy=TopUpPolicy(), arrears_policy=ArrearsPolicy(), policy=POLICY,
+            text_id=text_id,
+        )  # fmt: skip
 
     requests = TextRequests(uow, answer, sender=phones, clock=lambda: NOW)
     inbound = Inbound(uow.engine, KEYS, SHORT, clock=lambda: NOW, on_text=requests.on_texts)
