@@ -330,10 +330,11 @@ async def main() -> None:
     print("end to end is timed from the enqueue: counter, sealing and the first write (0:0) are inside it")
     print(f"enqueue alone (counter, seal, write 0:0)   : {n / enqueue_s:9.0f} commands/s")
     print(f"bare smpplib ceiling (submit + receipt)    : {bare:9.0f} messages/s")
-    print(f"end to end over node-smpp SMSC, from enqueue: {e2e:8.0f} commands/s  ({e2e / bare:.2f} of the ceiling)")
+    print(f"end to end over node-smpp SMSC (from enqueue): {e2e:6.0f} commands/s  ({e2e / bare:.2f} of the ceiling)")
     print(f"  drain alone (first claim → last 1:1)     : {n / drain_s:9.0f} commands/s")
-    print(f"  gateway process CPU, from enqueue        : {(enqueue_cpu_s + drain_cpu_s) * 1000 / n:9.3f} s per 1,000")
-    print(f"end to end over gateway.smpp_server, from enqueue: {simulated:3.0f} commands/s")
+    gateway_cpu = (enqueue_cpu_s + drain_cpu_s) * 1000 / n
+    print(f"  gateway process CPU, from enqueue        : {gateway_cpu:9.3f} s per 1,000 commands")
+    print(f"end to end over gateway.smpp_server (from enqueue): {simulated:1.0f} commands/s")
     print(f"  drain alone (first claim → last 1:1)     : {n / sim_drain_s:9.0f} commands/s")
     cpu_per_1000 = (sim_enqueue_cpu_s + sim_drain_cpu_s) * 1000 / n
     print(f"  this process CPU (gateway + simulator)   : {cpu_per_1000:9.3f} s per 1,000 commands")
