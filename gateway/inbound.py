@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
+from gateway.errors import Stopped
 from gateway.events import (
     AlarmRaised,
     BalanceReported,
@@ -196,6 +197,7 @@ class Inbound:
         self._queue: list[tuple[InboundSms, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stopped = False  # run() has returned: nothing queued from now on would be recorded
         self.stats = InboundStats()
 
     def on_sms(self, sms: InboundSms) -> asyncio.Future[None]:
@@ -203,6 +205,9 @@ class Inbound:
         (processed or stored as a wrong SMS), and fails only when the database failed, so the SMSC
         delivers it again. A future rather than a coroutine: no task per SMS in the transport."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._stopped:  # the SMSC gets a temporary error and delivers it again
+            fut.set_exception(Stopped("inbound path"))
+            return fut
         self._queue.append((sms, fut))
         self._wake.set()
         return fut
@@ -212,7 +217,13 @@ class Inbound:
         self._wake.set()
 
     async def run(self) -> None:
-        self._stopping = False
+        self._stopping = self._stopped = False
+        try:
+            await self._loop()
+        finally:
+            self._stopped = True
+
+    async def _loop(self) -> None:
         while True:
             if not self._queue:
                 if self._stopping:
