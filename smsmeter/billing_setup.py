@@ -260,7 +260,7 @@ def run_jobs(
 
 def self_service_answerer(
     settings: Settings, billing: BillingService, generator: TokenGenerator | None
-) -> Callable[[InboundSms, datetime], Awaitable[self_service.Answered]]:
+) -> Callable[[InboundSms, datetime, int], Awaitable[self_service.Answered]]:
     """The keyword answerer of the short number, with the policies the settings give."""
     b = settings.billing
     policy = self_service.SelfServicePolicy(
@@ -271,7 +271,7 @@ def self_service_answerer(
     )
     actor = Actor("system", "self-service")
 
-    async def answer(sms: InboundSms, now: datetime) -> self_service.Answered:
+    async def answer(sms: InboundSms, now: datetime, text_id: int) -> self_service.Answered:
         async def token_of(topup_id: int) -> str | None:
             if generator is None:
                 return None
@@ -291,6 +291,7 @@ def self_service_answerer(
             arrears_policy=billing.arrears_policy,
             policy=policy,
             tokens=token_of,
+            text_id=text_id,
         )
 
     return answer

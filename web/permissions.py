@@ -46,6 +46,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "payments.refund": frozenset({ADMIN, CASHIER}),  # give back a cash payment
     "vouchers.read": _STAFF,
     "vouchers.generate": frozenset({ADMIN, CASHIER}),  # a batch of scratch-card vouchers, paid by SMS
+    "vouchers.void": frozenset({ADMIN, CASHIER}),  # withdraw a batch of vouchers or one code
     "payments.resolve": frozenset({ADMIN, OPERATOR}),  # credit or dismiss a payment conflict
     "notices.read": _STAFF,
     "invoices.read": _STAFF,

@@ -39,6 +39,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "command_parts": ("gateway",),
     "command_history": ("gateway",),
     "wrong_sms": ("gateway", "billing"),  # billing: an SMS keyword it could not read
+    "inbound_texts": ("gateway",),  # billing marks one answered through gateway.inbound_texts.mark_handled
     "balance_reports": ("gateway", "smsmeter"),
     "readings": ("gateway", "billing", "smsmeter"),  # billing: readings entered by hand or imported
     "alarms": ("gateway", "billing", "smsmeter"),  # billing: losses, STS and top-up alarms
