@@ -14,9 +14,7 @@ transaction that answers it also marks it handled: an SMS is answered once, even
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing import ledger
 from billing.crediting import Credit, credit_payments
-from billing.errors import BillingError, InvalidField
+from billing.errors import BillingError
 from billing.rules import self_service as rules
 from billing.rules.arrears import ArrearsPolicy, ArrearsState, Stage, next_step
 from billing.rules.money import Money
 from billing.sms_text import read_text
 from billing.topup_records import TopUpPolicy, TopUpResult
 from billing.values import PaymentConfirmed
+from billing.vouchers import code_hash
 from gateway import inbound_texts
 from gateway.inbound import digits, wrong_sms_row
 from gateway.keys import KeyRing
@@ -44,12 +43,10 @@ from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.schema.commands import balance_reports, wrong_sms
 from store.schema.notices import notices as N  # noqa: N812
-from store.schema.self_service import sms_requests, voucher_batches, vouchers
+from store.schema.self_service import sms_requests, vouchers
 from store.uow import UnitOfWork
 
 log = logging.getLogger("smsmeter.billing.self_service")
-
-MAX_BATCH = 10_000  # vouchers in one batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +74,6 @@ class _Subscriber:
     id: int
     code: str
     language: str
-
-
-def code_hash(code: str) -> str:
-    return hashlib.sha256(code.encode("ascii")).hexdigest()
 
 
 async def answer_text_sms(
@@ -252,6 +245,8 @@ async def _pay(
         row = (await conn.execute(select(vouchers).where(v.code_hash == code_hash(code)).with_for_update())).first()
     if row is None:
         return "wrong_code", rules.Paid("wrong_code"), None
+    if row.status == "void":  # withdrawn by the utility (billing.vouchers.void_vouchers)
+        return "void", rules.Paid("void"), None
     if row.status != "new":
         return "used", rules.Paid("used"), None
     payment = PaymentConfirmed(
@@ -402,92 +397,6 @@ async def _meter_credit(conn: AsyncConnection, subscriber_id: int) -> tuple[int,
     return None if row is None else (int(row.credit_minor), row.reported_at)
 
 
-# --- vouchers -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class VoucherBatch:
-    id: int
-    amount: Money
-    codes: tuple[str, ...]  # shown once, to print; only their SHA-256 is kept
-
-
-def _random_digits() -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(rules.VOUCHER_DIGITS - 1))
-
-
-async def generate_vouchers(
-    uow: UnitOfWork,
-    actor: Actor,
-    count: int,
-    amount: Money,
-    now: datetime,
-    *,
-    note: str | None = None,
-    draw: Callable[[], str] = _random_digits,
-) -> VoucherBatch:
-    """A batch of `count` single-use codes worth `amount` each, audited. Raises InvalidField."""
-    if not 1 <= count <= MAX_BATCH:
-        raise InvalidField("count", f"1 to {MAX_BATCH} vouchers a batch")
-    if amount.minor <= 0:
-        raise InvalidField("amount", "a voucher is worth more than nothing")
-    codes: list[str] = []
-    seen: set[str] = set()
-    while len(codes) < count:
-        code = rules.voucher_code(draw())
-        if code not in seen:
-            seen.add(code)
-            codes.append(code)
-    async with uow.begin() as conn:
-        batch_id = await conn.scalar(
-            insert(voucher_batches)
-            .values(
-                amount_minor=amount.minor, currency=amount.currency, count=count, note=note,
-                created_by=str(actor), created_at=now,
-            )
-            .returning(voucher_batches.c.id)
-        )  # fmt: skip
-        assert batch_id is not None
-        taken = set(
-            (
-                await conn.execute(
-                    select(vouchers.c.code_hash).where(vouchers.c.code_hash.in_([code_hash(c) for c in codes]))
-                )
-            )
-            .scalars()
-            .all()
-        )
-        if taken:  # a code already issued (1 in 10^13 a code): draw again rather than fail
-            raise InvalidField("count", "a drawn code was already issued; generate the batch again")
-        await conn.execute(
-            insert(vouchers),
-            [
-                {
-                    "batch_id": batch_id, "code_hash": code_hash(c), "last4": c[-4:], "amount_minor": amount.minor,
-                    "currency": amount.currency, "status": "new", "created_at": now,
-                }
-                for c in codes
-            ],
-        )  # fmt: skip
-        await audit.record(
-            conn, actor, "voucher.generate", now, target=f"voucher_batch:{batch_id}",
-            after={"count": count, "amount_minor": amount.minor, "currency": amount.currency, "note": note},
-        )  # fmt: skip
-    return VoucherBatch(int(batch_id), amount, tuple(codes))
-
-
-async def voucher_batches_list(conn: AsyncConnection, *, limit: int = 50) -> list[dict[str, Any]]:
-    b, v = voucher_batches.c, vouchers.c
-    used = select(v.batch_id, func.count().label("used")).where(v.status == "used").group_by(v.batch_id).subquery()
-    rows = await conn.execute(
-        select(voucher_batches, func.coalesce(used.c.used, 0).label("used"))
-        .outerjoin(used, used.c.batch_id == b.id)
-        .order_by(b.id.desc())
-        .limit(limit)
-    )
-    return [dict(r._mapping) for r in rows]
-
-
 async def sms_requests_of(conn: AsyncConnection, *, limit: int = 100) -> list[dict[str, Any]]:
     q = sms_requests.c
     rows = await conn.execute(select(sms_requests).order_by(q.id.desc()).limit(limit))
@@ -497,10 +406,6 @@ async def sms_requests_of(conn: AsyncConnection, *, limit: int = 100) -> list[di
 __all__ = [
     "Answered",
     "SelfServicePolicy",
-    "VoucherBatch",
     "answer_text_sms",
-    "code_hash",
-    "generate_vouchers",
     "sms_requests_of",
-    "voucher_batches_list",
 ]

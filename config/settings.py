@@ -307,6 +307,11 @@ class BillingSettings:
     sms_answer_window_s: float = 600.0
     voucher_wrong_codes_per_day: int = 5  # wrong voucher codes from one number in 24 h before PAY is refused
     payment_notice: Literal["none", "sms", "email", "both"] = "none"  # told when a top-up is credited
+    event_interval_s: float = 5.0  # outbound event webhooks: new events fanned out and due deliveries posted
+    event_max_attempts: int = 8  # then a delivery is dead (shown in the console, sent again by a person)
+    event_retry_base_s: float = 30.0  # the first retry after this, doubling
+    event_retry_max_s: float = 3600.0  # the longest wait between two attempts
+    event_timeout_s: float = 10.0  # a receiver that has not answered in this long has failed the attempt
 
     def __post_init__(self) -> None:
         _require(0 <= self.debt_recovery_percent <= 100, "debt_recovery_percent", "must be 0-100")
@@ -328,6 +333,8 @@ class BillingSettings:
             "comma-separated mon,tue,wed,thu,fri,sat,sun",
         )
         _require(0 <= self.vat_bp <= 10000, "vat_bp", "must be 0-10000")
+        _require(self.event_max_attempts >= 1, "event_max_attempts", "must be at least 1")
+        _require(0 < self.event_retry_base_s <= self.event_retry_max_s, "event_retry_base_s", "0 < base <= max")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

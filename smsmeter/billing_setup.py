@@ -18,6 +18,7 @@ from aiohttp import web
 
 from billing import self_service, sts
 from billing.errors import BillingError
+from billing.event_delivery import DeliveryPolicy
 from billing.mdm_export import export_finished_days
 from billing.notices import SmtpEmailSender
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, PenaltyRule
@@ -99,6 +100,12 @@ def build_billing(
         observer=observer,
         time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,
         alarm_actions=b.alarm_actions,
+        delivery_policy=DeliveryPolicy(
+            max_attempts=b.event_max_attempts,
+            retry_base_s=b.event_retry_base_s,
+            retry_max_s=b.event_retry_max_s,
+            timeout_s=b.event_timeout_s,
+        ),
     )
 
 
@@ -217,6 +224,7 @@ def start_billing_jobs(
         jobs.append(("key changes", 60.0, billing.settle_key_changes))
         jobs.append(("time sync", 3600.0, billing.sync_clocks))
         jobs.append(("consumption", b.consumption_interval_s, billing.aggregate_consumption))
+        jobs.append(("event webhooks", b.event_interval_s, billing.deliver_events))
         if b.mdm_export:
             export_dir = mdm_export_dir(settings)
 

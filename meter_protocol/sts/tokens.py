@@ -376,26 +376,58 @@ def decoder_key_dkga02(vending_key: bytes, parameters: DecoderKeyParameters) -> 
     return bytes(e ^ d ^ k for e, d, k in zip(encrypted, data, vending_key, strict=True))[::-1]
 
 
+def _luhn_digit(digits: str) -> str:
+    total = 0
+    for n, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if n % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return str(-total % 10)
+
+
+def _meter_pan(parameters: DecoderKeyParameters) -> str:
+    """The 18-digit MeterPAN: the IIN, the DRN and the Luhn check digit over both (IEC 62055-41, 6.1.4)."""
+    body = parameters.iin + parameters.drn
+    if len(body) != 17 or not body.isdigit():
+        raise StsError("a MeterPAN is the IIN and the DRN in 17 digits, and its check digit")
+    return body + _luhn_digit(body)
+
+
+def _fields(*values: str) -> bytes:
+    """A DKGA04 Label or Context: the number of fields, then each field as its length and its ASCII digits."""
+    out = bytearray([len(values)])
+    for value in values:
+        out.append(len(value))
+        out += value.encode("ascii")
+    return bytes(out)
+
+
 def decoder_key_dkga04(
     vending_key: bytes, parameters: DecoderKeyParameters, *, base_date: datetime, key_bits: int = 128
 ) -> bytes:
-    """DKGA04 as the standard describes it: KDF-HMAC-SHA-256 (NIST SP 800-108, feedback mode, no IV and
-    no counter, so one HMAC), keyed with the vending key (at least 160 bits), over Label || 0x00 ||
-    Context || L (32 bits, most significant first); the first `key_bits` of the output are the decoder key
-    (128 for EA11/MISTY1, 64 for EA07, byte-reversed as DKGA02's).
+    """DKGA04 (IEC 62055-41 ed. 3): KDF-HMAC-SHA-256 (NIST SP 800-108, feedback mode, no IV and no counter, so
+    one HMAC), keyed with the whole vending key (160 bits or more), over Label || 0x00 || Context || L.
 
-    The Label and Context layout used here (Label "STS", Context the PAN block and the control fields
-    KT, SGC, TI, KRN and the base date year as ASCII digits) is this codec's reading: it does NOT yet
-    reproduce the published STS6 token 59386323472137426967 (docs/sts.md)."""
+    Label: the DKGA code "04", the base date's year in two digits ("93", "14", "35"), the EA code ("07" for a
+    64-bit key, "11" for 128-bit MISTY1) and the TI. Context: the SGC, the KT, the KRN and the 18-digit
+    MeterPAN. Each is a count of fields, then every field as one length byte and its ASCII digits; L is the key
+    length in bits, 32 bits most significant first. The decoder key is the first `key_bits` of the HMAC: as
+    they come for EA11, byte-reversed for EA07 (as DKGA02's key). Checked against the published STS6 case
+    (59386323472137426967) and the DKGA04 + STA credit tokens of the compliance suite."""
     if len(vending_key) < 20:
         raise StsError("a DKGA04 vending key is at least 160 bits")
     if key_bits not in (64, 128):
         raise StsError("a DKGA04 decoder key is 64 (EA07) or 128 (EA11) bits")
-    context = (
-        _pan_block(parameters)
-        + f"{parameters.key_type:1d}{parameters.supply_group_code:0>6}{parameters.tariff_index:0>2}"
-        + f"{parameters.key_revision:1d}{base_date.year:04d}"
-    ).encode("ascii")
-    data = b"STS" + b"\x00" + context + key_bits.to_bytes(4, "big")
+    if not (0 <= parameters.key_type < 16 and 0 <= parameters.key_revision < 16):
+        raise StsError("the key type and key revision are one digit each")
+    label = _fields(
+        "04", f"{base_date.year % 100:02d}", "07" if key_bits == 64 else "11", f"{parameters.tariff_index:0>2}"
+    )
+    context = _fields(
+        f"{parameters.supply_group_code:0>6}",
+        f"{parameters.key_type:X}",
+        f"{parameters.key_revision:X}",
+        _meter_pan(parameters),
+    )
+    data = label + b"\x00" + context + key_bits.to_bytes(4, "big")
     output = hmac.new(vending_key, data, hashlib.sha256).digest()[: key_bits // 8]
     return output[::-1] if key_bits == 64 else output

@@ -81,6 +81,12 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "portal_logins": ("web",),
     # store: the audit trail every part writes through store.audit
     "audit_log": ("store",),
+    # store: the event outbox every part writes through store.events (in the transaction of the change)
+    "event_outbox": ("store", "billing"),  # billing: events fanned out to their deliveries
+    # billing: who follows the head end by webhook, and the deliveries to them
+    "event_subscriptions": ("billing",),
+    "event_deliveries": ("billing",),
+    "event_attempts": ("billing",),
 }
 
 _FIRST_ARG = {"insert", "update", "delete", "insert_ignoring_duplicates", "RowUpdate", "Follower"}
