@@ -129,7 +129,7 @@ async def test_a_month_whose_rows_went_to_the_default_partition_takes_them_over(
 async def test_the_migration_keeps_the_rows_of_before_partitioning(empty_db_url_postgres: str) -> None:
     engine = create_engine(empty_db_url_postgres)
     try:
-        await migrate.upgrade(engine, "0015")
+        await migrate.upgrade(engine, "0016")
         await _audit(engine, 3, 4)
         wrong = {"source": "1", "destination": "2", "body": b"x", "reason": "malformed", "received_at": _at(4)}
         async with engine.begin() as conn:  # a table with a foreign key (its meter)
@@ -147,7 +147,7 @@ async def test_the_migration_keeps_the_rows_of_before_partitioning(empty_db_url_
         assert [(r[0], r[1]) for r in rows] == [(1, "month 3"), (2, "month 4"), (3, "month 12")]
         assert rows[0][2] == rows[1][2] == "audit_log_before"
         assert "audit_log_pdefault" in names
-        await migrate.downgrade(engine, "0015")
+        await migrate.downgrade(engine, "0016")
         async with engine.connect() as conn:
             count = await conn.scalar(select(func.count()).select_from(auth.audit_log))
         assert count == 3

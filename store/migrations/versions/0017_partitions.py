@@ -2,8 +2,8 @@
 and the audit log become range-partitioned on their time, their existing rows one partition, with a default
 partition and the months ahead. Nothing changes on SQLite (retention deletes in batches there).
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 """
 
 from collections.abc import Sequence
@@ -13,8 +13,8 @@ from alembic import op
 
 from store.partitions import Growing, partition_existing, unpartition
 
-revision: str = "0016"
-down_revision: str | None = "0015"
+revision: str = "0017"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
