@@ -338,6 +338,40 @@ class BillingSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """How long the tables that grow for years keep their rows: whole months before the current one, 0 keeping
+    everything. Older rows are archived to files under `archive_dir` (gzip JSON lines) when `archive` is true,
+    then removed: PostgreSQL drops the month partitions, SQLite deletes in batches (docs/operations.md)."""
+
+    command_history_months: int = 24
+    command_parts_months: int = 12
+    wrong_sms_months: int = 12
+    webhook_events_months: int = 24
+    audit_log_months: int = 0  # the audit trail: kept unless the utility's rules let it go
+    archive: bool = True
+    archive_dir: str = "archive"  # under data_dir unless absolute
+    batch_rows: int = 5000  # rows a transaction deletes where no partition is dropped
+    months_ahead: int = 3  # PostgreSQL: month partitions created ahead of time
+    interval_s: float = 86400.0  # the scheduled job: partitions ahead, then the retention
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name.endswith("_months"):
+                _require(getattr(self, f.name) >= 0, f.name, "must be 0 (keep everything) or more")
+        _require(self.batch_rows >= 1, "batch_rows", "must be at least 1")
+        _require(1 <= self.months_ahead <= 24, "months_ahead", "must be 1-24")
+        _require(self.interval_s > 0, "interval_s", "must be positive")
+
+    def months(self) -> dict[str, int]:
+        """{table: months kept}."""
+        return {
+            f.name.removesuffix("_months"): getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name.endswith("_months")
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class SmtpSettings:
     """Outgoing e-mail (notices, invoices). An empty host switches e-mail off."""
 
@@ -379,6 +413,7 @@ class Settings:
     radius: RadiusSettings = dataclasses.field(default_factory=RadiusSettings)
     billing: BillingSettings = dataclasses.field(default_factory=BillingSettings)
     smtp: SmtpSettings = dataclasses.field(default_factory=SmtpSettings)
+    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
 
     def __post_init__(self) -> None:

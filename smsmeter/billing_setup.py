@@ -30,6 +30,7 @@ from config import Settings
 from gateway import watch
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
+from smsmeter.retention_cli import keep_tables
 from store.audit import Actor
 from store.uow import UnitOfWork
 from telemetry import NO_METRICS, JobProgress, Observer
@@ -238,6 +239,11 @@ def start_billing_jobs(
 
         jobs.append(("stuck commands", b.alarm_interval_s, stuck_commands))
         jobs.append(("alarm rules", b.alarm_interval_s, billing.notify_alarms))
+
+        async def growing_tables(now: datetime, progress: JobProgress) -> object:
+            return await keep_tables(billing.uow.engine, settings, now, progress)
+
+        jobs.append(("partitions and retention", settings.retention.interval_s, growing_tables))
     if notices:
         jobs.append(("notices", b.notice_interval_s, billing.send_notices))
     return run_jobs(jobs, observer=observer, clock=clock)

@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     from smsmeter import webhooks_cli
 
     webhooks_cli.add_parser(sub)
+    from smsmeter import retention_cli
+
+    retention_cli.add_parsers(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -414,6 +417,12 @@ def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
     return webhooks_cli.run(settings, args)
 
 
+def _retention(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import retention_cli
+
+    return retention_cli.run(settings, args)
+
+
 def _run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -450,6 +459,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "conformance": lambda: _conformance(settings, args),
         "vouchers": lambda: _vouchers(settings, args),
         "webhooks": lambda: _webhooks(settings, args),
+        "partitions": lambda: _retention(settings, args),
+        "retention": lambda: _retention(settings, args),
     }
     try:
         return commands[args.command]() or 0
