@@ -36,7 +36,7 @@ sts_vending_keys = Table(
     Column("id", ID, primary_key=True, autoincrement=True),
     Column("supply_group_code", String(6), nullable=False),
     Column("key_revision", Integer, nullable=False),
-    Column("algorithm", String(8), nullable=False),  # dkga02 (64-bit key)
+    Column("algorithm", String(8), nullable=False),  # dkga02 (64-bit key) | dkga04 (160 bits or more)
     Column("wrapped_key", LargeBinary, nullable=False),  # AES key wrap with padding (RFC 5649), master key
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("supply_group_code", "key_revision"),
