@@ -8,7 +8,7 @@ wrap with padding), and unwraps one only to derive a decoder key in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -92,8 +92,9 @@ class TokenGenerator(Protocol):
 
     async def key_change_tokens(
         self, conn: AsyncConnection, meter: StsMeter, new_revision: int, *, rollover: bool
-    ) -> tuple[str, str]:
-        """The key change pair to the decoder key of `new_revision`, under the meter's current key."""
+    ) -> tuple[str, ...]:
+        """The key change tokens to the decoder key of `new_revision`, under the meter's current key, in the
+        order they are entered: a pair for an 8-byte key, four for a 16-byte (MISTY1) one."""
         ...
 
     async def decoder_key(self, conn: AsyncConnection, meter: StsMeter, key_revision: int | None = None) -> bytes:
@@ -140,12 +141,11 @@ class SoftwareTokenGenerator:
 
     async def key_change_tokens(
         self, conn: AsyncConnection, meter: StsMeter, new_revision: int, *, rollover: bool
-    ) -> tuple[str, str]:
+    ) -> tuple[str, ...]:
         current = await self.decoder_key(conn, meter)
-        new = await self.decoder_key(conn, meter, new_revision)
-        if len(current) != 8 or len(new) != 8:
-            # the four-token set (meter_protocol.sts.encode_key_change_set) is not issued by the product yet
-            raise Conflict("key change", "a 128-bit (DKGA04, MISTY1) meter takes four tokens, not issued here yet")
+        # after a rollover the meter works from the 2014 base date, which DKGA04 diversifies the new key with
+        target = replace(meter, base_date_year=2014) if rollover else meter
+        new = await self.decoder_key(conn, target, new_revision)
         change = sts.KeyChange(
             new_key=new,
             key_revision=new_revision,
@@ -153,7 +153,12 @@ class SoftwareTokenGenerator:
             tariff_index=meter.tariff_index,
             key_expiry=meter.key_expiry,
             rollover=rollover,
+            supply_group_code=int(meter.supply_group_code),
         )
+        if len(current) != len(new):
+            raise Conflict("key change", "the new vending key is of another algorithm than the meter's")
+        if len(current) == 16:
+            return sts.encode_key_change_set(current, change)
         return sts.encode_key_change_tokens(current, change)
 
 

@@ -23,7 +23,8 @@ sts_meters = Table(
     # the key change pair last issued (new KRN, rollover to the next base date) and whether the meter took it
     Column("key_change_state", String(10), nullable=False, server_default="none"),  # none | issued | accepted
     Column("key_change_revision", Integer),
-    Column("key_change_tokens", String(44)),  # "<first> <second>", " R" after them for a rollover
+    # "<first> <second>" (or four tokens for a 16-byte key), " R" after them for a rollover
+    Column("key_change_tokens", String(90)),
     Column("key_change_issued_at", UtcDateTime),
     Column("key_change_accepted_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
