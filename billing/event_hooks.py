@@ -252,3 +252,29 @@ async def resend_delivery(uow: UnitOfWork, actor: Actor, delivery_id: int, now: 
             after={"state": "pending"},
         )
         return await get_delivery(conn, delivery_id)
+
+
+async def resend_dead(uow: UnitOfWork, actor: Actor, now: datetime, subscription_id: int | None = None) -> int:
+    """Send every dead delivery again (of one subscription, or all), e.g. once a receiver that was down is back:
+    one audit row with the count. How many."""
+    where = [D.state == "dead"]
+    if subscription_id is not None:
+        where.append(D.subscription_id == subscription_id)
+    async with uow.begin() as conn:
+        moved = await conn.execute(
+            update(event_deliveries)
+            .where(*where)
+            .values(state="pending", attempts=0, next_attempt_at=now, claimed_until=None, updated_at=now)
+        )
+        count = int(moved.rowcount or 0)
+        if count:
+            await audit.record(
+                conn,
+                actor,
+                "event_delivery.resend",
+                now,
+                target=f"event_subscription:{subscription_id}" if subscription_id else "event_deliveries",
+                before={"state": "dead"},
+                after={"state": "pending", "deliveries": count},
+            )
+    return count

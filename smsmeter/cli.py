@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     from smsmeter import vouchers_cli
 
     vouchers_cli.add_parser(sub)
+    from smsmeter import webhooks_cli
+
+    webhooks_cli.add_parser(sub)
     from smsmeter import retention_cli
 
     retention_cli.add_parsers(sub)
@@ -408,6 +411,12 @@ def _vouchers(settings: Settings, args: argparse.Namespace) -> int:
     return vouchers_cli.run(settings, args)
 
 
+def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import webhooks_cli
+
+    return webhooks_cli.run(settings, args)
+
+
 def _retention(settings: Settings, args: argparse.Namespace) -> int:
     from smsmeter import retention_cli
 
@@ -449,6 +458,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "alarm-rules": lambda: _registry(settings, args),
         "conformance": lambda: _conformance(settings, args),
         "vouchers": lambda: _vouchers(settings, args),
+        "webhooks": lambda: _webhooks(settings, args),
         "partitions": lambda: _retention(settings, args),
         "retention": lambda: _retention(settings, args),
     }

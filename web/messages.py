@@ -19,6 +19,7 @@ FLASH = {
     "webhook_enabled": N_("Subscription enabled: new events are delivered to it again."),
     "webhook_disabled": N_("Subscription disabled: it is told nothing new; its pending deliveries wait."),
     "webhook_resent": N_("The delivery is queued again, with the same event id."),
+    "webhook_resent_dead": N_("Every dead delivery is queued again, each with its event id."),
     "cancelled": N_("Command cancelled: it will not be sent."),
     "set_power_limit": N_("Power limit queued for the meter: its outcome shows below."),
     "time_sync": N_("Time sync queued for the meter: its outcome shows below."),

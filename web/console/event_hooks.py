@@ -81,10 +81,17 @@ async def resend(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/console/webhooks/deliveries/{delivery_id}?ok=webhook_resent")
 
 
+@requires("events.resend")
+async def resend_dead(request: web.Request) -> web.Response:
+    await hooks.resend_dead(uow_of(request), _actor(request), request.app[CLOCK]())
+    raise web.HTTPSeeOther("/console/webhooks?ok=webhook_resent_dead")
+
+
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/console/webhooks", webhooks_page)
     r.add_post("/console/webhooks", create_subscription)
+    r.add_post("/console/webhooks/resend-dead", resend_dead)
     r.add_post("/console/webhooks/{id}/active", set_active)
     r.add_get("/console/webhooks/deliveries/{id}", delivery_page)
     r.add_post("/console/webhooks/deliveries/{id}/resend", resend)

@@ -164,6 +164,14 @@ async def test_an_admin_adds_a_subscription_sees_a_failure_and_sends_it_again_in
     page = await (await client.get(response.headers["Location"])).text()
     assert "queued again" in page
 
+    await _a_dead_delivery(uow, "alarm:8")  # dead again (the resent one too: the receiver still answers 500)
+    page = await (await client.get("/console/webhooks?state=dead")).text()
+    assert 'data-testid="resend-dead"' in page
+    response = await client.post("/console/webhooks/resend-dead", data={"csrf_token": token}, allow_redirects=False)
+    assert response.status == 303
+    assert "Every dead delivery is queued again" in await (await client.get(response.headers["Location"])).text()
+    async with uow.connect() as conn:
+        assert (await list_deliveries(conn, state="dead"))[1] == 0
     response = await client.post(
         f"/console/webhooks/{sub['id']}/active", data={"csrf_token": token, "active": "0"}, allow_redirects=False
     )
