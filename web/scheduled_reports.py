@@ -135,7 +135,7 @@ async def _claim(uow: UnitOfWork, now: datetime) -> list[Any]:
             await conn.execute(
                 update(report_schedules).where(R.id == row.id).values(next_run_at=following, updated_at=now)
             )
-    return due
+    return list(due)
 
 
 async def _send(conn: AsyncConnection, sender: EmailSender, row: Any, now: datetime, currency: str) -> int:
