@@ -268,6 +268,15 @@ async def get_subscriber(conn: AsyncConnection, subscriber_id: int) -> Subscribe
     return _subscriber(row)
 
 
+async def get_subscribers(conn: AsyncConnection, subscriber_ids: Sequence[int]) -> list[Subscriber]:
+    """The subscribers of `subscriber_ids` that exist, in id order."""
+    if not subscriber_ids:
+        return []
+    s = R.subscribers.c
+    rows = await conn.execute(_subscriber_query().where(s.id.in_(list(subscriber_ids))).order_by(s.id))
+    return [_subscriber(row) for row in rows]
+
+
 async def get_subscriber_by_code(conn: AsyncConnection, code: str) -> Subscriber:
     canonical = str(parse_subscriber_code(code))
     row = (await conn.execute(_subscriber_query().where(R.subscribers.c.code == canonical))).first()

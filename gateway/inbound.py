@@ -10,7 +10,9 @@ the meter's inbound replay window (`replay`), which is updated in the same trans
 
 Anything refused becomes a wrong_sms row with its reason and a log line — never an exception. With a
 `on_text` handler, a text SMS (no user-data header) from a number that is not a meter's is not refused here:
-it is handed to the handler after the commit (subscriber self-service answers it, or refuses it itself).
+it is kept in `inbound_texts` in the same transaction (gateway.inbound_texts) and the handler is told after the
+commit (subscriber self-service answers it from there, or refuses it itself; what is not yet answered survives
+a restart).
 Accepted messages: an acknowledgement moves its command (matched by meter and counter) to 1:1 or
 rejected_meter; readings, balance reports and events are stored and handed to the event callback after
 the commit. SMS that arrive together are handled in one transaction.
@@ -40,18 +42,27 @@ from gateway.events import (
     ignore_event,
     publish,
 )
+from gateway.inbound_texts import text_rows
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
 from gateway.states import CommandState, Source, ack_target
 from gateway.writegate import Pacer, WriteGate
 from store.bulk import OnConflict, RowUpdate, insert_rows, select_among, update_rows
-from store.schema.commands import alarms, balance_reports, command_history, commands, readings, wrong_sms
+from store.schema.commands import (
+    alarms,
+    balance_reports,
+    command_history,
+    commands,
+    inbound_texts,
+    readings,
+    wrong_sms,
+)
 from store.schema.registry import meters
 from store.types import UtcDateTime
 
 log = logging.getLogger("smsmeter.gateway.inbound")
 
-# text SMS from numbers that are not meters, handed over after the commit; it must not block (queue them)
+# told of the text SMS from numbers that are not meters after the commit that kept them; it must not block
 TextHandler = Callable[[Sequence[InboundSms]], None]
 
 _TEXT_CODINGS = frozenset({0x00, 0x01, 0x03, 0x08})  # GSM-7, IA5, Latin-1, UCS-2 (a meter's frame is 0x04)
@@ -430,6 +441,8 @@ class Inbound:
             await conn.execute(insert(alarms), work.alarms)
         if work.wrong:
             await conn.execute(insert(wrong_sms), work.wrong)
+        if work.texts:
+            await conn.execute(insert(inbound_texts), text_rows(work.texts))
 
     async def _settle(self, conn: AsyncConnection, work: _Work, now: datetime) -> None:
         """Move acknowledged commands forward: OK / DUPLICATE → 1:1, REJECTED → rejected_meter."""

@@ -19,11 +19,12 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing.event_delivery import AiohttpPoster
 from billing.notices import TextSender
 from billing.rules.notices import SmsEncoding, sms_sizing
-from billing.self_service import TextRequests
 from billing.sms_text import TEXT_CODINGS, SentPart, SentText, TransportTextSender, gsm7_septets, read_sent_texts
 from billing.sts_vending import SoftwareTokenGenerator
+from billing.text_requests import TextRequests
 from config import Settings
 from gateway.errors import GatewayError
 from gateway.events import GatewayEvent
@@ -251,6 +252,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             keys = app[KEYS] = services.keys = KeyRing(master_key)
             services.sts = SoftwareTokenGenerator(master_key)
             billing = app[BILLING] = services.billing = build_billing(settings, uow, keys, runtime.metrics)
+            poster = billing.poster = AiohttpPoster()  # outbound event webhooks; closed at shutdown
 
             async def on_gateway_event(event: GatewayEvent) -> None:
                 """What the gateway learns goes to billing (the arrow points one way: gateway never
@@ -286,7 +288,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     if gateway.simulator is not None:
                         services.sms_outbox = SimulatorSmsOutbox(gateway.simulator)
                         services.handset = SimulatedHandset(gateway.simulator)
-                    # text SMS from subscribers' phones: answered in a task of their own (self-service)
+                    # text SMS from subscribers' phones: kept by the gateway, answered in a task of their own
                     texts = TextRequests(
                         uow,
                         self_service_answerer(settings, billing, services.sts),
@@ -332,11 +334,11 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     services.handset = None
                     if text_task is not None and texts is not None:
                         assert gateway is not None
-                        gateway.inbound.on_text = None
-                        texts.stop()
+                        texts.stop()  # what arrives from now on is kept for the next start
                         await asyncio.gather(text_task, return_exceptions=True)
                     await watch_jobs.stop()
                     await billing_jobs.stop()
+                    await poster.close()
         finally:
             runtime.transport = None
             if isinstance(services.radius, RadiusPasswordChecker):

@@ -148,6 +148,11 @@ CODES = (
     N_("info"),
     N_("warning"),
     N_("critical"),
+    # outbound event webhooks: event kinds and delivery states
+    N_("reading"),
+    N_("alarm"),
+    N_("command"),
+    N_("dead"),
     # error titles
     N_("Sign-in required"),
     N_("Forbidden"),

@@ -45,6 +45,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "command_parts": ("gateway",),
     "command_history": ("gateway",),
     "wrong_sms": ("gateway", "billing"),  # billing: an SMS keyword it could not read
+    "inbound_texts": ("gateway",),  # billing marks one answered through gateway.inbound_texts.mark_handled
     "balance_reports": ("gateway", "smsmeter"),
     "readings": ("gateway", "billing", "smsmeter"),  # billing: readings entered by hand or imported
     "alarms": ("gateway", "billing", "smsmeter"),  # billing: losses, STS and top-up alarms
@@ -86,6 +87,12 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "portal_logins": ("web",),
     # store: the audit trail every part writes through store.audit
     "audit_log": ("store",),
+    # store: the event outbox every part writes through store.events (in the transaction of the change)
+    "event_outbox": ("store", "billing"),  # billing: events fanned out to their deliveries
+    # billing: who follows the head end by webhook, and the deliveries to them
+    "event_subscriptions": ("billing",),
+    "event_deliveries": ("billing",),
+    "event_attempts": ("billing",),
 }
 
 # table → the parts besides its writers that may read it (each says why). The web shell and the composition root

@@ -8,6 +8,7 @@ from web.console import (
     actions,
     alarm_rules,
     consumption,
+    event_hooks,
     key_files,
     lists,
     login,
@@ -41,5 +42,6 @@ def setup_routes(app: web.Application) -> None:
     outcomes.setup_routes(app)
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)
+    event_hooks.setup_routes(app)
     wallet.setup_routes(app)
     vouchers.setup_routes(app)
