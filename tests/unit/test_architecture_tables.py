@@ -102,6 +102,7 @@ READERS: dict[str, tuple[str, ...]] = {
     "roles": ("billing",),  # an alarm rule names a role that must exist
     "balance_reports": ("billing",),  # the balance an SMS keyword answers with
     "meter_keys": ("gateway",),  # the key in force seals a command and opens its reply
+    "command_history": ("billing",),  # the event feed turns the gateway's state changes into outbound events
 }
 READ_ANYTHING = {"web", "smsmeter"}
 
