@@ -106,6 +106,8 @@ _FOREIGN_KEYS = text(
     "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
     "WHERE conrelid = CAST(:t AS regclass) AND contype = 'f'"
 )
+PARTITIONS_LOCK = 0x736D7370  # PostgreSQL advisory lock, held by a transaction that adds or drops partitions
+_LOCK = text(f"SELECT pg_advisory_xact_lock({PARTITIONS_LOCK})")
 _LIST = text(
     "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
     "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
@@ -143,6 +145,7 @@ async def ensure(conn: AsyncConnection, now: datetime, months_ahead: int) -> lis
     Nothing on SQLite."""
     if conn.dialect.name != "postgresql":
         return []
+    await conn.execute(_LOCK)  # two schedulers at once: the second waits, then finds the months made
     this = month_start(now)
     months = [add_months(this, n) for n in range(months_ahead + 1)]
     created = []
@@ -154,10 +157,15 @@ async def ensure(conn: AsyncConnection, now: datetime, months_ahead: int) -> lis
     return created
 
 
-async def drop(conn: AsyncConnection, table: str, partition: str) -> None:
-    """Detach and drop one partition of `table` (its rows archived first by the caller)."""
+async def drop(conn: AsyncConnection, table: str, partition: str) -> bool:
+    """Detach and drop one partition of `table` (its rows archived first by the caller); False when it is gone
+    already (another process dropped it)."""
+    await conn.execute(_LOCK)
+    if partition not in {p.name for p in await partitions(conn, table)}:
+        return False
     await conn.execute(text(f"ALTER TABLE {table} DETACH PARTITION {partition}"))
     await conn.execute(text(f"DROP TABLE {partition}"))
+    return True
 
 
 # --- the migration that splits the tables (store/migrations/versions: partition the growing tables) ---------

@@ -131,10 +131,11 @@ async def _drop_partitions(
         async with engine.begin() as conn:
             if policy.archive_dir is None:
                 count = int(await conn.scalar(select(func.count()).select_from(table).where(*condition)) or 0)
-            await drop(conn, table.name, p.name)
-        report.partitions_dropped.append(p.name)
-        removed += count
-        progress.advanced(count)
+            dropped = await drop(conn, table.name, p.name)
+        if dropped:
+            report.partitions_dropped.append(p.name)
+            removed += count
+            progress.advanced(count)
     return removed
 
 
