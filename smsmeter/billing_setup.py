@@ -106,6 +106,7 @@ def build_billing(
             retry_base_s=b.event_retry_base_s,
             retry_max_s=b.event_retry_max_s,
             timeout_s=b.event_timeout_s,
+            keep_days=b.event_keep_days,
         ),
     )
 
