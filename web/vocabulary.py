@@ -153,6 +153,12 @@ CODES = (
     N_("alarm"),
     N_("command"),
     N_("dead"),
+    # reports by e-mail: periods and outcomes
+    N_("daily"),
+    N_("weekly"),
+    N_("monthly"),
+    N_("sent"),
+    N_("failed"),
     # error titles
     N_("Sign-in required"),
     N_("Forbidden"),

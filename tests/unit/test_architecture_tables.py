@@ -85,6 +85,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "api_keys": ("web",),
     "web_sessions": ("web",),
     "portal_logins": ("web",),
+    "report_schedules": ("web",),  # reports by e-mail: the web shell owns the report queries they run
     # store: the audit trail every part writes through store.audit
     "audit_log": ("store",),
     # store: the event outbox every part writes through store.events (in the transaction of the change)

@@ -271,3 +271,24 @@ async def test_a_disabled_subscription_is_told_nothing_new(
         )
     with pytest.raises(event_hooks.InvalidField):
         await event_hooks.create_subscription(uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["x"]), NOW)
+
+
+async def test_old_settled_events_are_removed_with_their_attempts(
+    uow: UnitOfWork, receiver: Receiver, poster: AiohttpPoster
+) -> None:
+    await new_subscriber(uow)
+    await event_hooks.create_subscription(
+        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1)
+    )
+    await topup.apply_payment(uow, paid("pi_7", 500), NOW, keys=KEYS, policy=POLICY)
+    receiver.fail_first = 1
+    await deliver_events(uow, poster, NOW, QUICK)  # failed once: pending
+    later = NOW + timedelta(days=31)
+    async with uow.connect() as conn:
+        assert await event_hooks.list_deliveries(conn) != ([], 0)
+    report = await deliver_events(uow, poster, later, QUICK)  # delivered now, then (settled, old) removed
+    assert (report.delivered, report.pruned) == (1, 1)
+    async with uow.connect() as conn:
+        assert (await conn.execute(select(event_outbox))).all() == []
+        assert (await conn.execute(select(event_attempts))).all() == []
+        assert await event_hooks.list_deliveries(conn) == ([], 0)
