@@ -12,7 +12,7 @@ and the file's SHA-256, never a key.
 
 Export (`export_key_file`): fresh random keys for a batch of meter codes, the meters registered in
 stock with their keys wrapped under the master key, and the key file for the factory with each key
-wrapped under the transport key. A meter in stock is installed like any new meter (`registry.install_meter`
+wrapped under the transport key. A meter in stock is installed like any new meter (`meter_registry.install_meter`
 with its code): it keeps the key and profile its file gave it.
 """
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import ledger, registry
+from billing import ledger, meter_registry
 from billing.errors import CurrencyMismatch, InvalidField
 from billing.rules.ledger import Book, EntryType, plan_reinstatement, plan_reversal
 from billing.rules.money import Money
@@ -78,7 +78,7 @@ async def reinstate(
         raise InvalidField("amount", f"{reinstated.amount_minor} to give back, {taken} of the payment was taken back")
     amount = Money(reinstated.amount_minor, currency)
     before = await ledger.balances(conn, row.account_id)
-    meter = await registry.active_meter(conn, row.subscriber_id)
+    meter = await meter_registry.active_meter(conn, row.subscriber_id)
     own_debt = await _debt_of_reversals(conn, row.payment_id, currency)
     plan = plan_reinstatement(before, amount, own_debt=own_debt, key=op_key, vend=meter is not None)
     command_id = None

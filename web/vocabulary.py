@@ -130,7 +130,7 @@ CODES = (
     N_("wrong_direction"),
     N_("wrong_meter"),
     N_("unmatched_ack"),
-    # alarms (the kinds event reports raise, gateway.inbound.alarm_kind, and billing's)
+    # alarms (the kinds event reports raise, gateway.inbound_rows.alarm_kind, and billing's)
     N_("tamper"),
     N_("magnetic"),
     N_("cover_open"),

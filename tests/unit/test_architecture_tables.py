@@ -41,10 +41,10 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "payment_disputes": ("payments",),
     "reconciliation_runs": ("payments",),
     # the gateway: the outbox and what it learns from meters
-    "commands": ("gateway", "billing", "smsmeter"),  # billing spaces a key-change job's commands out
+    "commands": ("gateway", "smsmeter"),
     "command_parts": ("gateway",),
     "command_history": ("gateway",),
-    "wrong_sms": ("gateway", "billing"),  # billing: an SMS keyword it could not read
+    "wrong_sms": ("gateway",),
     "inbound_texts": ("gateway",),  # billing marks one answered through gateway.inbound_texts.mark_handled
     "balance_reports": ("gateway", "smsmeter"),
     "readings": ("gateway", "billing", "smsmeter"),  # billing: readings entered by hand or imported
@@ -57,7 +57,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "regions": ("billing",),
     "settlements": ("billing",),
     "streets": ("billing",),
-    "subscribers": ("billing", "web"),  # web: the portal password, a credential on the registry's row
+    "subscribers": ("billing",),
     "subscriber_history": ("billing",),
     "transformers": ("billing", "smsmeter"),
     "meters": ("billing", "gateway"),  # gateway: each meter's replay window and next counter
@@ -103,6 +103,7 @@ READERS: dict[str, tuple[str, ...]] = {
     "roles": ("billing",),  # an alarm rule names a role that must exist
     "balance_reports": ("billing",),  # the balance an SMS keyword answers with
     "meter_keys": ("gateway",),  # the key in force seals a command and opens its reply
+    "commands": ("billing",),  # the state of what billing asked the gateway to send (relay, key change, top-up)
     "command_history": ("billing",),  # the event feed turns the gateway's state changes into outbound events
 }
 READ_ANYTHING = {"web", "smsmeter"}

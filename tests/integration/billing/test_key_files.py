@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from billing import provisioning, registry
+from billing import meter_registry, provisioning
 from billing.errors import InvalidField
 from billing.rules.key_file import (
     ExportRow,
@@ -131,7 +131,7 @@ async def test_export_then_the_file_back_from_the_factory_with_its_sim_numbers(u
     )
     assert (result.created, result.updated) == (0, 3)
     async with uow.connect() as conn:
-        meter = await registry.get_meter_by_code(conn, meter_code(22))
+        meter = await meter_registry.get_meter_by_code(conn, meter_code(22))
     assert (meter.status, meter.msisdn, meter.profile, meter.firmware) == ("stock", "37369200001", "xml", "3.0.1")
     assert len(await _audit(uow, "meter.keys_export")) == 1
     # a file that claims another key for a meter in stock is refused
@@ -161,11 +161,11 @@ async def test_a_meter_in_stock_is_installed_with_the_key_and_profile_of_its_fil
     )
     subscriber, _ = await new_subscriber(uow, meter=None)
     async with uow.begin() as conn:
-        meter = await registry.install_meter(
+        meter = await meter_registry.install_meter(
             conn,
             OPERATOR,
             subscriber.id,
-            registry.NewMeter(code=row.meter_code, msisdn="", make="Acme", phases=1),
+            meter_registry.NewMeter(code=row.meter_code, msisdn="", make="Acme", phases=1),
             master_key=MASTER_KEY,
             now=NOW,
         )
