@@ -471,6 +471,7 @@ def _payment_event(item: _Planned, topup_id: int, now: datetime) -> events.Event
         events.EventKind.PAYMENT,
         now,
         {
+            "action": "credited",
             "topup_id": topup_id,
             "subscriber": item.payer.subscriber_code,
             "meter_id": item.meter_id,
