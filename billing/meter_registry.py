@@ -391,3 +391,27 @@ async def meters_in_group(
     if meter_ids is not None:
         stmt = stmt.where(m.id.in_(list(meter_ids)))
     return list((await conn.scalars(stmt.order_by(m.id))).all())
+
+
+async def set_meter_profile(conn: AsyncConnection, actor: Actor, meter_id: int, profile: str, now: datetime) -> None:
+    """An operator changes how the head end talks to the meter (docs/protocol.md §11.3): binary | xml.
+    Commands sealed from now on use it; a history row and an audit row record the change."""
+    if profile not in PROFILES:
+        raise InvalidField("profile", f"one of {', '.join(PROFILES)}")
+    m = R.meters.c
+    row = (await conn.execute(select(m.code, m.profile).where(m.id == meter_id))).first()
+    if row is None:
+        raise NotFound("meter", meter_id)
+    if row.profile == profile:
+        return
+    await conn.execute(update(R.meters).where(m.id == meter_id).values(profile=profile))
+    await _history(conn, meter_id, actor, "updated", {"profile": [row.profile, profile]}, now)
+    await audit.record(
+        conn,
+        actor,
+        "meter.profile",
+        now,
+        target=f"meter:{row.code}",
+        before={"profile": row.profile},
+        after={"profile": profile},
+    )
