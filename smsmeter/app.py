@@ -372,7 +372,7 @@ def _dump_tasks_on_signal() -> None:
 
 def _awaiting(coro: object) -> list[str]:
     """Where a suspended coroutine waits: its frame, then the frame of what it awaits, down the chain."""
-    where = []
+    where: list[str] = []
     while coro is not None and len(where) < 40:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
         if frame is not None:
