@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -21,7 +21,7 @@ from billing.rules.consumption import Granularity
 from billing.rules.invoice import InvoiceContent, InvoiceLine, Party, build_invoice, format_number
 from billing.rules.money import Money
 from billing.rules.tariffs import cost_of, version_at
-from billing.tariffs import get_tariff
+from billing.tariffs import Tariff, get_tariff
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.uow import UnitOfWork
@@ -85,66 +85,96 @@ def previous_month(today: date) -> tuple[date, date]:
     return end.replace(day=1), end
 
 
-async def _issue_one(
-    conn: AsyncConnection,
-    subscriber_id: int,
-    period_start: date,
-    period_end: date,
-    now: datetime,
-    *,
-    utility: Party,
-    vat_bp: int,
-    series: str,
-    tz: tzinfo,
-) -> int | None:
-    i = L.invoices.c
-    if (
-        await conn.scalar(select(i.id).where(i.subscriber_id == subscriber_id, i.period_start == period_start))
-        is not None
-    ):
-        return None
-    sub = await registry.get_subscriber(conn, subscriber_id)
-    start = datetime.combine(period_start, time(), tz).astimezone(UTC)
-    end = datetime.combine(period_end + timedelta(days=1), time(), tz).astimezone(UTC)
-    opening = await ledger.balances(conn, sub.account_id, before=start)
-    postings = [e.posting() for e in await ledger.entries(conn, sub.account_id, since=start, until=end)]
-    meters = await readings.scope_meters(conn, subscriber_id=subscriber_id)
-    hourly = await readings.meters_consumption(conn, meters, start, end, Granularity.HOUR, tz)
-    consumption_wh = sum(hourly.values())
-    energy = Money.zero(sub.currency)
-    if sub.tariff_id is not None:
-        tariff = await get_tariff(conn, sub.tariff_id)
-        version = version_at(tariff.versions, start) or (tariff.versions[0] if tariff.versions else None)
-        if version is not None:
-            energy = cost_of(version.body, sorted(hourly.items()), sub.currency, tz=tz)
-    number = format_number(series, await numbers.take(conn, f"invoice:{series}"))
-    content = build_invoice(
-        number=number,
-        issued_on=now.astimezone(tz).date(),
-        period_start=period_start,
-        period_end=period_end,
-        utility=utility,
-        subscriber=Party(sub.name, sub.code, sub.address),
-        opening=opening,
-        postings=postings,
-        consumption_wh=consumption_wh,
-        energy_value=energy,
-        vat_bp=vat_bp,
-    )
-    invoice_id = await conn.scalar(
-        insert(L.invoices)
-        .values(
-            number=number,
-            subscriber_id=subscriber_id,
-            account_id=sub.account_id,
-            period_start=period_start,
-            period_end=period_end,
-            issued_at=now,
-            content={**_jsonable(content), "language": sub.language},
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What every page of one invoicing run shares."""
+
+    period_start: date
+    period_end: date
+    now: datetime
+    utility: Party
+    vat_bp: int
+    series: str
+    tz: tzinfo
+    subscriber_ids: list[int] | None
+    tariffs: dict[int, Tariff] = field(default_factory=dict)  # read once a run
+
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        start = datetime.combine(self.period_start, time(), self.tz).astimezone(UTC)
+        return start, datetime.combine(self.period_end + timedelta(days=1), time(), self.tz).astimezone(UTC)
+
+
+async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: int) -> tuple[list[int], int | None]:
+    """The invoices of the next `page_size` subscribers after id `after` (closed ones and those invoiced for the
+    period aside), in one transaction with their numbers: the series is held first, so no other run issues for
+    the same subscribers meanwhile and the numbers have no gaps. Returns (invoice ids, the last subscriber id
+    looked at; None when there are no more)."""
+    s, i = R.subscribers.c, L.invoices.c
+    first_number = await numbers.take(conn, f"invoice:{run.series}", 0)
+    stmt = (
+        select(s.id)
+        .where(
+            s.status != "closed",
+            s.id > after,
+            ~exists().where(i.subscriber_id == s.id, i.period_start == run.period_start),
         )
-        .returning(i.id)
+        .order_by(s.id)
+        .limit(page_size)
     )
-    return int(invoice_id) if invoice_id is not None else None
+    if run.subscriber_ids is not None:
+        stmt = stmt.where(s.id.in_(run.subscriber_ids))
+    ids = list((await conn.scalars(stmt)).all())
+    if not ids:
+        return [], None
+    subscribers = await registry.get_subscribers(conn, ids)
+    currencies = {sub.account_id: sub.currency for sub in subscribers}
+    start, end = run.span
+    opening = await ledger.balances_many(conn, currencies, before=start)
+    postings = await ledger.postings_many(conn, currencies, start, end)
+    meters = await readings.subscribers_meters(conn, ids)
+    hourly = await readings.groups_consumption(conn, meters, start, end, Granularity.HOUR, run.tz)
+    rows = []
+    for n, sub in enumerate(subscribers):
+        energy = Money.zero(sub.currency)
+        if sub.tariff_id is not None:
+            if sub.tariff_id not in run.tariffs:
+                run.tariffs[sub.tariff_id] = await get_tariff(conn, sub.tariff_id)
+            versions = run.tariffs[sub.tariff_id].versions
+            version = version_at(versions, start) or (versions[0] if versions else None)
+            if version is not None:
+                energy = cost_of(version.body, sorted(hourly[sub.id].items()), sub.currency, tz=run.tz)
+        number = format_number(run.series, first_number + n)
+        content = build_invoice(
+            number=number,
+            issued_on=run.now.astimezone(run.tz).date(),
+            period_start=run.period_start,
+            period_end=run.period_end,
+            utility=run.utility,
+            subscriber=Party(sub.name, sub.code, sub.address),
+            opening=opening[sub.account_id],
+            postings=postings[sub.account_id],
+            consumption_wh=sum(hourly[sub.id].values()),
+            energy_value=energy,
+            vat_bp=run.vat_bp,
+        )
+        rows.append(
+            {
+                "number": number,
+                "subscriber_id": sub.id,
+                "account_id": sub.account_id,
+                "period_start": run.period_start,
+                "period_end": run.period_end,
+                "issued_at": run.now,
+                "content": {**_jsonable(content), "language": sub.language},
+            }
+        )
+    await numbers.take(conn, f"invoice:{run.series}", len(rows))
+    issued = await conn.execute(_INSERT_INVOICES, rows) if rows else []
+    return [int(r.id) for r in issued], ids[-1]
+
+
+_INSERT_INVOICES = insert(L.invoices).returning(L.invoices.c.id, sort_by_parameter_order=True)
 
 
 async def issue_invoices(
@@ -162,40 +192,17 @@ async def issue_invoices(
     progress: JobProgress = UNWATCHED,
 ) -> list[int]:
     """One invoice per subscriber (closed ones aside) for the period; re-running issues only the missing
-    ones. Each invoice in its own transaction with its number, so the series has no gaps. Subscribers are read
-    a page at a time (those without an invoice for the period, in id order), so memory does not grow with the
-    utility; a stop between invoices leaves the rest to the next run."""
-    s, i = R.subscribers.c, L.invoices.c
+    ones. A page of subscribers (in id order) at a time, each page in one transaction with its numbers, read
+    with a statement or two per page rather than per subscriber; memory does not grow with the utility, and
+    a stop between pages leaves the rest to the next run."""
+    run = _Run(period_start, period_end, now, utility, vat_bp, series, tz, subscriber_ids)
     issued: list[int] = []
-    after = 0
-    while not progress.stop_requested:
-        async with uow.connect() as conn:
-            stmt = (
-                select(s.id)
-                .where(
-                    s.status != "closed",
-                    s.id > after,
-                    ~exists().where(i.subscriber_id == s.id, i.period_start == period_start),
-                )
-                .order_by(s.id)
-                .limit(page_size)
-            )
-            if subscriber_ids is not None:
-                stmt = stmt.where(s.id.in_(subscriber_ids))
-            ids = list((await conn.scalars(stmt)).all())
-        if not ids:
-            break
-        for sid in ids:
-            if progress.stop_requested:
-                break
-            async with uow.begin() as conn:
-                invoice_id = await _issue_one(
-                    conn, sid, period_start, period_end, now, utility=utility, vat_bp=vat_bp, series=series, tz=tz
-                )
-            if invoice_id is not None:
-                issued.append(invoice_id)
-            progress.advanced(1)
-        after = ids[-1]
+    after: int | None = 0
+    while after is not None and not progress.stop_requested:
+        async with uow.begin() as conn:
+            page, after = await _issue_page(conn, run, after, page_size)
+        issued += page
+        progress.advanced(len(page))
     log.info("issued %s invoices for %s - %s", len(issued), period_start, period_end)
     return issued
 

@@ -10,19 +10,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from store.schema.ledger import number_sequences as S  # noqa: N812
 
 
-async def take(conn: AsyncConnection, name: str) -> int:
-    """The next number of series `name` (1, 2, 3 ...)."""
+async def take(conn: AsyncConnection, name: str, count: int = 1) -> int:
+    """The first of the next `count` numbers of series `name` (1, 2, 3 ...). The series stays locked until the
+    transaction ends; `count=0` takes none and only holds it (e.g. while a page of invoices is drawn up)."""
     taken = await conn.scalar(
-        update(S).where(S.c.name == name).values(next_value=S.c.next_value + 1).returning(S.c.next_value)
+        update(S).where(S.c.name == name).values(next_value=S.c.next_value + count).returning(S.c.next_value)
     )
     if taken is not None:
-        return int(taken) - 1
+        return int(taken) - count
     try:
         async with conn.begin_nested():
-            await conn.execute(insert(S).values(name=name, next_value=2))
+            await conn.execute(insert(S).values(name=name, next_value=1 + count))
         return 1
-    except IntegrityError:  # created concurrently: take the next one
-        return await take(conn, name)
+    except IntegrityError:  # created concurrently: take the next ones
+        return await take(conn, name, count)
 
 
 async def peek(conn: AsyncConnection, name: str) -> int:

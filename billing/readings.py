@@ -7,40 +7,78 @@ arithmetic is `billing.rules.consumption`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, tzinfo
 from itertools import pairwise
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.rules.consumption import Granularity, add_buckets, consumption_buckets
 from store.schema import commands as C  # noqa: N812
 from store.schema import registry as R  # noqa: N812
+from store.sql import among_param, per_dialect
 
 IMPORT = "import_wh"
+K = TypeVar("K")
+_CHUNK = 1000
+
+
+@per_dialect
+def _baselines(postgres: bool) -> Any:
+    """Each meter's last reading of a register before `start`."""
+    r = C.readings.c
+    last = (
+        select(r.meter_id, func.max(r.read_at).label("read_at"))
+        .where(
+            among_param(r.meter_id, "ids", postgres),
+            r.register == bindparam("register"),
+            r.read_at < bindparam("start"),
+        )
+        .group_by(r.meter_id)
+        .subquery()
+    )
+    return select(r.meter_id, r.read_at, r.value).join(
+        last, and_(r.meter_id == last.c.meter_id, r.read_at == last.c.read_at, r.register == bindparam("register"))
+    )
+
+
+@per_dialect
+def _within(postgres: bool) -> Any:
+    r = C.readings.c
+    return (
+        select(r.meter_id, r.read_at, r.value)
+        .where(
+            among_param(r.meter_id, "ids", postgres),
+            r.register == bindparam("register"),
+            r.read_at >= bindparam("start"),
+            r.read_at < bindparam("end"),
+        )
+        .order_by(r.meter_id, r.read_at)
+    )
+
+
+async def series_many(
+    conn: AsyncConnection, meter_ids: Collection[int], start: datetime, end: datetime, register: str = IMPORT
+) -> dict[int, list[tuple[datetime, int]]]:
+    """Each meter's readings of `register` in [start, end), in time order, after its last one before `start`
+    (the baseline): two statements a thousand meters."""
+    out: dict[int, list[tuple[datetime, int]]] = {m: [] for m in meter_ids}
+    ids = sorted(out)
+    for first in range(0, len(ids), _CHUNK):
+        params = {"ids": ids[first : first + _CHUNK], "register": register, "start": start, "end": end}
+        for row in await conn.execute(_baselines(conn), params):
+            out[row.meter_id].append((row.read_at, int(row.value)))
+        for row in await conn.execute(_within(conn), params):
+            out[row.meter_id].append((row.read_at, int(row.value)))
+    return out
 
 
 async def _series(
     conn: AsyncConnection, meter_id: int, start: datetime, end: datetime, register: str
 ) -> list[tuple[datetime, int]]:
-    """The meter's readings in [start, end), with the last one before `start` as the baseline."""
-    r = C.readings.c
-    baseline = (
-        await conn.execute(
-            select(r.read_at, r.value)
-            .where(r.meter_id == meter_id, r.register == register, r.read_at < start)
-            .order_by(r.read_at.desc())
-            .limit(1)
-        )
-    ).first()
-    rows = await conn.execute(
-        select(r.read_at, r.value)
-        .where(r.meter_id == meter_id, r.register == register, r.read_at >= start, r.read_at < end)
-        .order_by(r.read_at)
-    )
-    series = [(row.read_at, int(row.value)) for row in rows]
-    return ([(baseline.read_at, int(baseline.value))] if baseline else []) + series
+    return (await series_many(conn, [meter_id], start, end, register))[meter_id]
 
 
 async def meter_consumption(
@@ -56,6 +94,24 @@ async def meter_consumption(
     return consumption_buckets(await _series(conn, meter_id, start, end, register), granularity, tz)
 
 
+async def groups_consumption(
+    conn: AsyncConnection,
+    groups: Mapping[K, Sequence[int]],
+    start: datetime,
+    end: datetime,
+    granularity: Granularity,
+    tz: tzinfo,
+    *,
+    register: str = IMPORT,
+) -> dict[K, dict[datetime, int]]:
+    """{group: {bucket start: Wh}} for groups of meters (e.g. each subscriber's), read together."""
+    series = await series_many(conn, {m for meters in groups.values() for m in meters}, start, end, register)
+    return {
+        key: add_buckets(*(consumption_buckets(series[m], granularity, tz) for m in meters))
+        for key, meters in groups.items()
+    }
+
+
 async def meters_consumption(
     conn: AsyncConnection,
     meter_ids: Sequence[int],
@@ -66,8 +122,8 @@ async def meters_consumption(
     *,
     register: str = IMPORT,
 ) -> dict[datetime, int]:
-    series = [await meter_consumption(conn, m, start, end, granularity, tz, register=register) for m in meter_ids]
-    return add_buckets(*series)
+    grouped = await groups_consumption(conn, {0: meter_ids}, start, end, granularity, tz, register=register)
+    return grouped[0]
 
 
 async def meter_total_wh(
@@ -106,6 +162,27 @@ async def scope_meters(
             )
         )
     return list((await conn.scalars(stmt.order_by(m.id))).all())
+
+
+async def subscribers_meters(conn: AsyncConnection, subscriber_ids: Collection[int]) -> dict[int, list[int]]:
+    """`scope_meters` of many subscribers: {subscriber id: its meter ids}."""
+    out: dict[int, list[int]] = {s: [] for s in subscriber_ids}
+    ids = sorted(out)
+    for first in range(0, len(ids), _CHUNK):
+        rows = await conn.execute(_subscribers_meters(conn), {"ids": ids[first : first + _CHUNK]})
+        for row in rows:
+            out[row.subscriber_id].append(row.id)
+    return out
+
+
+@per_dialect
+def _subscribers_meters(postgres: bool) -> Any:
+    m = R.meters.c
+    return (
+        select(m.id, m.subscriber_id)
+        .where(m.is_balance_meter == 0, among_param(m.subscriber_id, "ids", postgres))
+        .order_by(m.id)
+    )
 
 
 async def consumption(

@@ -7,18 +7,15 @@ no keyword (`unknown_keyword`). Answers are rate-limited per number; `PAY <code>
 voucher through the one top-up path (billing.crediting.credit_payments, like a cash payment), and wrong codes
 are limited per number a day: past the limit PAY is refused, logged and audited.
 
-`TextRequests` is the inbound side: the gateway hands it the text SMS of numbers that are not meters; it
-answers them in its own task, so the meters' path never waits for it.
+The gateway keeps the text SMS of numbers that are not meters (gateway.inbound_texts); billing.text_requests
+answers them in a task of its own, so the meters' path never waits for it. Given the kept SMS's id, the
+transaction that answers it also marks it handled: an SMS is answered once, even across a restart.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import logging
-import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,29 +25,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing import ledger
 from billing.crediting import Credit, credit_payments
-from billing.errors import BillingError, InvalidField
-from billing.notices import TextSender, send_due_notices
+from billing.errors import BillingError
 from billing.rules import self_service as rules
 from billing.rules.arrears import ArrearsPolicy, ArrearsState, Stage, next_step
 from billing.rules.money import Money
 from billing.sms_text import read_text
 from billing.topup_records import TopUpPolicy, TopUpResult
 from billing.values import PaymentConfirmed
-from gateway.inbound import digits, wrong_sms_row
+from billing.vouchers import code_hash
+from gateway import inbound_texts
+from gateway.inbound import digits
+from gateway.inbound_store import record_wrong_sms
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
 from store import audit
 from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
-from store.schema.commands import balance_reports, wrong_sms
+from store.schema.commands import balance_reports
 from store.schema.notices import notices as N  # noqa: N812
-from store.schema.self_service import sms_requests, voucher_batches, vouchers
+from store.schema.self_service import sms_requests, vouchers
 from store.uow import UnitOfWork
 
 log = logging.getLogger("smsmeter.billing.self_service")
-
-MAX_BATCH = 10_000  # vouchers in one batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +77,6 @@ class _Subscriber:
     language: str
 
 
-def code_hash(code: str) -> str:
-    return hashlib.sha256(code.encode("ascii")).hexdigest()
-
-
 async def answer_text_sms(
     uow: UnitOfWork,
     sms: InboundSms,
@@ -94,22 +87,58 @@ async def answer_text_sms(
     arrears_policy: ArrearsPolicy,
     policy: SelfServicePolicy,
     tokens: TokenIssuer | None = None,
+    text_id: int | None = None,
 ) -> Answered:
-    """Read one text SMS, answer it (queued in the notices, from the short number) and log it."""
+    """Read one text SMS, answer it (queued in the notices, from the short number) and log it. With `text_id`
+    (the SMS as kept by the gateway) the answering transaction marks it handled; one already handled is
+    answered no more (outcome `already`)."""
+    try:
+        return await _answer_text_sms(uow, sms, now, keys, topup_policy, arrears_policy, policy, tokens, text_id)
+    except _AlreadyHandled:
+        log.info("self-service: SMS %s was answered already", text_id)
+        return Answered("already", None, None, None)
+
+
+class _AlreadyHandled(Exception):
+    """Raised inside the answer's transaction to roll it back: another worker answered the SMS first."""
+
+
+async def _handled(conn: AsyncConnection, text_id: int | None, now: datetime) -> None:
+    if text_id is not None and not await inbound_texts.mark_handled(conn, text_id, now):
+        raise _AlreadyHandled
+
+
+async def _answer_text_sms(
+    uow: UnitOfWork,
+    sms: InboundSms,
+    now: datetime,
+    keys: KeyRing,
+    topup_policy: TopUpPolicy,
+    arrears_policy: ArrearsPolicy,
+    policy: SelfServicePolicy,
+    tokens: TokenIssuer | None,
+    text_id: int | None,
+) -> Answered:
     number = digits(sms.source)
     text = read_text(sms.body, sms.data_coding)
     async with uow.begin() as conn:
         subscriber = await _subscriber_of(conn, number)
         if subscriber is None:
+            await _handled(conn, text_id, now)
             await _wrong(conn, sms, "unknown_sender", "neither a meter's nor a subscriber's number")
             return Answered("wrong", None, None, None)
         request = rules.parse_request(text)
         if request is None:
+            await _handled(conn, text_id, now)
             await _wrong(conn, sms, "unknown_keyword", f"subscriber {subscriber.code}: {text[:60]!r}")
             return Answered("wrong", None, None, None)
         language = rules.answer_language(request, subscriber.language)
         logged = _logged_text(request)
+        if request.keyword is not rules.Keyword.TOKEN:  # TOKEN is answered in a transaction of its own below
+            await _handled(conn, text_id, now)
         if await _answered_lately(conn, number, now - policy.window) >= policy.answers_per_window:
+            if request.keyword is rules.Keyword.TOKEN:
+                await _handled(conn, text_id, now)
             rid = await _log(conn, now, number, subscriber, request, logged, "rate_limited", None, language)
             log.info("self-service: %s rate-limited (%s)", number, request.keyword)
             return Answered("rate_limited", None, rid, None)
@@ -131,6 +160,7 @@ async def answer_text_sms(
                 row = (await conn.execute(select(L.topups).where(L.topups.c.id == stuck.id))).one()
             token = rules.Token(digits20, Money(int(row.vend_minor), row.currency))
     async with uow.begin() as conn:
+        await _handled(conn, text_id, now)
         return await _reply(
             conn, now, number, subscriber, request, logged, "answered", token, language, policy,
             None if stuck is None else int(stuck.id),
@@ -216,6 +246,8 @@ async def _pay(
         row = (await conn.execute(select(vouchers).where(v.code_hash == code_hash(code)).with_for_update())).first()
     if row is None:
         return "wrong_code", rules.Paid("wrong_code"), None
+    if row.status == "void":  # withdrawn by the utility (billing.vouchers.void_vouchers)
+        return "void", rules.Paid("void"), None
     if row.status != "new":
         return "used", rules.Paid("used"), None
     payment = PaymentConfirmed(
@@ -315,11 +347,7 @@ async def _log(
 
 async def _wrong(conn: AsyncConnection, sms: InboundSms, reason: str, detail: str) -> None:
     log.warning("wrong SMS from %s to %s: %s (%s)", sms.source, sms.destination, reason, detail)
-    await conn.execute(
-        insert(wrong_sms).values(
-            **wrong_sms_row(None, sms.source, sms.destination, sms.body, reason, detail, sms.received_at)
-        )
-    )
+    await record_wrong_sms(conn, sms, reason, detail)
 
 
 async def _subscriber_of(conn: AsyncConnection, number: str) -> _Subscriber | None:
@@ -366,161 +394,15 @@ async def _meter_credit(conn: AsyncConnection, subscriber_id: int) -> tuple[int,
     return None if row is None else (int(row.credit_minor), row.reported_at)
 
 
-# --- vouchers -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class VoucherBatch:
-    id: int
-    amount: Money
-    codes: tuple[str, ...]  # shown once, to print; only their SHA-256 is kept
-
-
-def _random_digits() -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(rules.VOUCHER_DIGITS - 1))
-
-
-async def generate_vouchers(
-    uow: UnitOfWork,
-    actor: Actor,
-    count: int,
-    amount: Money,
-    now: datetime,
-    *,
-    note: str | None = None,
-    draw: Callable[[], str] = _random_digits,
-) -> VoucherBatch:
-    """A batch of `count` single-use codes worth `amount` each, audited. Raises InvalidField."""
-    if not 1 <= count <= MAX_BATCH:
-        raise InvalidField("count", f"1 to {MAX_BATCH} vouchers a batch")
-    if amount.minor <= 0:
-        raise InvalidField("amount", "a voucher is worth more than nothing")
-    codes: list[str] = []
-    seen: set[str] = set()
-    while len(codes) < count:
-        code = rules.voucher_code(draw())
-        if code not in seen:
-            seen.add(code)
-            codes.append(code)
-    async with uow.begin() as conn:
-        batch_id = await conn.scalar(
-            insert(voucher_batches)
-            .values(
-                amount_minor=amount.minor, currency=amount.currency, count=count, note=note,
-                created_by=str(actor), created_at=now,
-            )
-            .returning(voucher_batches.c.id)
-        )  # fmt: skip
-        assert batch_id is not None
-        taken = set(
-            (
-                await conn.execute(
-                    select(vouchers.c.code_hash).where(vouchers.c.code_hash.in_([code_hash(c) for c in codes]))
-                )
-            )
-            .scalars()
-            .all()
-        )
-        if taken:  # a code already issued (1 in 10^13 a code): draw again rather than fail
-            raise InvalidField("count", "a drawn code was already issued; generate the batch again")
-        await conn.execute(
-            insert(vouchers),
-            [
-                {
-                    "batch_id": batch_id, "code_hash": code_hash(c), "last4": c[-4:], "amount_minor": amount.minor,
-                    "currency": amount.currency, "status": "new", "created_at": now,
-                }
-                for c in codes
-            ],
-        )  # fmt: skip
-        await audit.record(
-            conn, actor, "voucher.generate", now, target=f"voucher_batch:{batch_id}",
-            after={"count": count, "amount_minor": amount.minor, "currency": amount.currency, "note": note},
-        )  # fmt: skip
-    return VoucherBatch(int(batch_id), amount, tuple(codes))
-
-
-async def voucher_batches_list(conn: AsyncConnection, *, limit: int = 50) -> list[dict[str, Any]]:
-    b, v = voucher_batches.c, vouchers.c
-    used = select(v.batch_id, func.count().label("used")).where(v.status == "used").group_by(v.batch_id).subquery()
-    rows = await conn.execute(
-        select(voucher_batches, func.coalesce(used.c.used, 0).label("used"))
-        .outerjoin(used, used.c.batch_id == b.id)
-        .order_by(b.id.desc())
-        .limit(limit)
-    )
-    return [dict(r._mapping) for r in rows]
-
-
 async def sms_requests_of(conn: AsyncConnection, *, limit: int = 100) -> list[dict[str, Any]]:
     q = sms_requests.c
     rows = await conn.execute(select(sms_requests).order_by(q.id.desc()).limit(limit))
     return [dict(r._mapping) for r in rows]
 
 
-# --- the inbound side --------------------------------------------------------------------------------
-
-Answerer = Callable[[InboundSms, datetime], Awaitable[Answered]]
-
-
-class TextRequests:
-    """Takes the text SMS the gateway hands over (`on_texts`, never blocking) and answers them one after
-    another in `run()`; each answer is sent at once when a text sender is given (else the notices job
-    sends it)."""
-
-    def __init__(
-        self,
-        uow: UnitOfWork,
-        answer: Answerer,
-        *,
-        sender: TextSender | None = None,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._uow = uow
-        self._answer = answer
-        self._sender = sender
-        self._clock = clock
-        self._queue: asyncio.Queue[InboundSms | None] = asyncio.Queue()
-        self.answered = 0
-
-    def on_texts(self, batch: Sequence[InboundSms]) -> None:
-        for sms in batch:
-            self._queue.put_nowait(sms)
-
-    def stop(self) -> None:
-        self._queue.put_nowait(None)
-
-    async def idle(self) -> None:
-        await self._queue.join()
-
-    async def run(self) -> None:
-        while True:
-            sms = await self._queue.get()
-            try:
-                if sms is None:
-                    return
-                now = self._clock()
-                try:
-                    done = await self._answer(sms, now)
-                except Exception:  # one SMS that fails to be answered never stops the others
-                    log.exception("self-service: answering an SMS from %s failed", sms.source)
-                    continue
-                self.answered += 1
-                if done.notice_id is not None and self._sender is not None:
-                    with contextlib.suppress(Exception):  # a failed send stays queued for the notices job
-                        await send_due_notices(self._uow, now, sms=self._sender, email=None, ids=[done.notice_id])
-            finally:
-                self._queue.task_done()
-
-
 __all__ = [
     "Answered",
     "SelfServicePolicy",
-    "TextRequests",
-    "VoucherBatch",
     "answer_text_sms",
-    "code_hash",
-    "generate_vouchers",
     "sms_requests_of",
-    "voucher_batches_list",
 ]

@@ -7,9 +7,11 @@ database engine, the transport, the background workers) and releases them in rev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import gc
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -19,11 +21,12 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing.event_delivery import AiohttpPoster
 from billing.notices import TextSender
 from billing.rules.notices import SmsEncoding, sms_sizing
-from billing.self_service import TextRequests
 from billing.sms_text import TEXT_CODINGS, SentPart, SentText, TransportTextSender, gsm7_septets, read_sent_texts
 from billing.sts_vending import SoftwareTokenGenerator
+from billing.text_requests import TextRequests
 from config import Settings
 from gateway.errors import GatewayError
 from gateway.events import GatewayEvent
@@ -234,6 +237,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
     web_ops.setup_routes(app, readiness=_Readiness(runtime), export=exporter)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        _dump_tasks_on_signal()
         engine = create_engine(
             settings.database.url, pool_size=settings.database.pool_size, echo=settings.database.echo
         )
@@ -251,6 +255,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             keys = app[KEYS] = services.keys = KeyRing(master_key)
             services.sts = SoftwareTokenGenerator(master_key)
             billing = app[BILLING] = services.billing = build_billing(settings, uow, keys, runtime.metrics)
+            poster = billing.poster = AiohttpPoster()  # outbound event webhooks; closed at shutdown
 
             async def on_gateway_event(event: GatewayEvent) -> None:
                 """What the gateway learns goes to billing (the arrow points one way: gateway never
@@ -286,7 +291,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     if gateway.simulator is not None:
                         services.sms_outbox = SimulatorSmsOutbox(gateway.simulator)
                         services.handset = SimulatedHandset(gateway.simulator)
-                    # text SMS from subscribers' phones: answered in a task of their own (self-service)
+                    # text SMS from subscribers' phones: kept by the gateway, answered in a task of their own
                     texts = TextRequests(
                         uow,
                         self_service_answerer(settings, billing, services.sts),
@@ -332,11 +337,11 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     services.handset = None
                     if text_task is not None and texts is not None:
                         assert gateway is not None
-                        gateway.inbound.on_text = None
-                        texts.stop()
+                        texts.stop()  # what arrives from now on is kept for the next start
                         await asyncio.gather(text_task, return_exceptions=True)
                     await watch_jobs.stop()
                     await billing_jobs.stop()
+                    await poster.close()
         finally:
             runtime.transport = None
             if isinstance(services.radius, RadiusPasswordChecker):
@@ -349,3 +354,28 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
 
     app.cleanup_ctx.append(resources)
     return app
+
+
+def _dump_tasks_on_signal() -> None:
+    """`kill -USR1 <pid>` logs every asyncio task and where it waits: what an operator needs when a stop hangs
+    (docs/operations.md, "A stop that does not finish")."""
+
+    def dump() -> None:
+        tasks = asyncio.all_tasks()
+        log.warning("SIGUSR1: %d tasks", len(tasks))
+        for task in tasks:
+            log.warning("task %s: %s", task.get_name(), " -> ".join(_awaiting(task.get_coro())) or "(running)")
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+
+def _awaiting(coro: object) -> list[str]:
+    """Where a suspended coroutine waits: its frame, then the frame of what it awaits, down the chain."""
+    where: list[str] = []
+    while coro is not None and len(where) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            where.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return where

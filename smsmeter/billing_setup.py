@@ -18,6 +18,7 @@ from aiohttp import web
 
 from billing import self_service, sts
 from billing.errors import BillingError
+from billing.event_delivery import DeliveryPolicy
 from billing.mdm_export import export_finished_days
 from billing.notices import SmtpEmailSender
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, PenaltyRule
@@ -30,9 +31,11 @@ from config import Settings
 from gateway import watch
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
+from smsmeter.retention_cli import keep_tables
 from store.audit import Actor
 from store.uow import UnitOfWork
 from telemetry import NO_METRICS, JobProgress, Observer
+from web.scheduled_reports import send_due_reports
 
 log = logging.getLogger("smsmeter.billing")
 
@@ -100,6 +103,13 @@ def build_billing(
         time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,
         alarm_actions=b.alarm_actions,
         reading_budget_per_s=reading_budget_per_s(settings.smpp.rate_per_s, b.reading_share_percent),
+        delivery_policy=DeliveryPolicy(
+            max_attempts=b.event_max_attempts,
+            retry_base_s=b.event_retry_base_s,
+            retry_max_s=b.event_retry_max_s,
+            timeout_s=b.event_timeout_s,
+            keep_days=b.event_keep_days,
+        ),
     )
 
 
@@ -219,6 +229,12 @@ def start_billing_jobs(
         jobs.append(("time sync", 3600.0, billing.sync_clocks))
         jobs.append(("consumption", b.consumption_interval_s, billing.aggregate_consumption))
         jobs.append(("reading plans", b.reading_interval_s, billing.run_reading_plans))
+        jobs.append(("event webhooks", b.event_interval_s, billing.deliver_events))
+
+        async def scheduled_reports(now: datetime, progress: JobProgress) -> object:
+            return await send_due_reports(billing.uow, billing.email_sender, now, billing.currency)
+
+        jobs.append(("reports by e-mail", 300.0, scheduled_reports))
         if b.mdm_export:
             export_dir = mdm_export_dir(settings)
 
@@ -233,6 +249,11 @@ def start_billing_jobs(
 
         jobs.append(("stuck commands", b.alarm_interval_s, stuck_commands))
         jobs.append(("alarm rules", b.alarm_interval_s, billing.notify_alarms))
+
+        async def growing_tables(now: datetime, progress: JobProgress) -> object:
+            return await keep_tables(billing.uow.engine, settings, now, progress)
+
+        jobs.append(("partitions and retention", settings.retention.interval_s, growing_tables))
     if notices:
         jobs.append(("notices", b.notice_interval_s, billing.send_notices))
     return run_jobs(jobs, observer=observer, clock=clock)
@@ -255,7 +276,7 @@ def run_jobs(
 
 def self_service_answerer(
     settings: Settings, billing: BillingService, generator: TokenGenerator | None
-) -> Callable[[InboundSms, datetime], Awaitable[self_service.Answered]]:
+) -> Callable[[InboundSms, datetime, int], Awaitable[self_service.Answered]]:
     """The keyword answerer of the short number, with the policies the settings give."""
     b = settings.billing
     policy = self_service.SelfServicePolicy(
@@ -266,7 +287,7 @@ def self_service_answerer(
     )
     actor = Actor("system", "self-service")
 
-    async def answer(sms: InboundSms, now: datetime) -> self_service.Answered:
+    async def answer(sms: InboundSms, now: datetime, text_id: int) -> self_service.Answered:
         async def token_of(topup_id: int) -> str | None:
             if generator is None:
                 return None
@@ -286,6 +307,7 @@ def self_service_answerer(
             arrears_policy=billing.arrears_policy,
             policy=policy,
             tokens=token_of,
+            text_id=text_id,
         )
 
     return answer

@@ -1,6 +1,7 @@
 """`smsmeter vouchers ...`: scratch-card vouchers (docs/self-service.md). `generate` makes a batch of single-use
 codes worth one amount each and writes them, printed in groups of four, as CSV (to a file or standard output):
-the codes are shown this once, only their SHA-256 is kept. `list` shows the batches and how many were used."""
+the codes are shown this once, only their SHA-256 is kept. `list` shows the batches and how many were used or withdrawn;
+`void` withdraws a batch's unused codes or one code (audited)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     gen.add_argument("--note", help="e.g. the kiosk or the print run")
     gen.add_argument("--out", metavar="FILE", help="the CSV file (default: standard output)")
     gen.add_argument("--operator", default="cli", help="the name the audit log records (default: cli)")
-    v_sub.add_parser("list", help="the batches: amount, count, used")
+    v_sub.add_parser("list", help="the batches: amount, count, used, withdrawn")
+    void = v_sub.add_parser("void", help="withdraw a batch's unused codes, or one code: PAY with them is refused")
+    which = void.add_mutually_exclusive_group(required=True)
+    which.add_argument("--batch", type=int, metavar="ID", help="the batch (smsmeter vouchers list)")
+    which.add_argument("--code", help="one code, as printed")
+    void.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    void.add_argument("--operator", default="cli", help="the name the audit log records (default: cli)")
 
 
 async def _vouchers(settings: Settings, args: argparse.Namespace) -> int:
-    from billing import self_service
+    from billing import vouchers as voucher_use
     from billing.errors import BillingError
     from billing.rules.money import Money
     from billing.rules.self_service import printed
@@ -43,11 +50,23 @@ async def _vouchers(settings: Settings, args: argparse.Namespace) -> int:
         uow = UnitOfWork(engine)
         if args.vouchers_command == "list":
             async with uow.connect() as conn:
-                for b in await self_service.voucher_batches_list(conn):
+                for b in await voucher_use.voucher_batches_list(conn):
                     amount = Money(int(b["amount_minor"]), b["currency"]).format()
-                    print(f"batch {b['id']}\t{amount}\t{b['count']} made\t{b['used']} used\t{b['note'] or ''}")
+                    made = f"{b['count']} made\t{b['used']} used\t{b['void']} withdrawn"
+                    print(f"batch {b['id']}\t{amount}\t{made}\t{b['note'] or ''}")
             return 0
-        batch = await self_service.generate_vouchers(
+        if args.vouchers_command == "void":
+            done = await voucher_use.void_vouchers(
+                uow,
+                Actor("operator", args.operator),
+                datetime.now(UTC),
+                reason=args.reason,
+                batch_id=args.batch,
+                code=args.code,
+            )
+            print(f"batch {done.batch_id}: {done.voided} withdrawn, {done.used} already used stay used")
+            return 0
+        batch = await voucher_use.generate_vouchers(
             uow,
             Actor("operator", args.operator),
             args.count,

@@ -47,6 +47,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "payments.refund": frozenset({ADMIN, CASHIER}),  # give back a cash payment
     "vouchers.read": _STAFF,
     "vouchers.generate": frozenset({ADMIN, CASHIER}),  # a batch of scratch-card vouchers, paid by SMS
+    "vouchers.void": frozenset({ADMIN, CASHIER}),  # withdraw a batch of vouchers or one code
     "payments.resolve": frozenset({ADMIN, OPERATOR}),  # credit or dismiss a payment conflict
     "notices.read": _STAFF,
     "invoices.read": _STAFF,
@@ -56,9 +57,13 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "alarms.read": _WATCHERS,
     "alarms.ack": frozenset({ADMIN, OPERATOR}),
     "alarms.rules": frozenset({ADMIN}),  # who is told of which alarm, and what is done automatically
+    "events.read": _WATCHERS,  # outbound event webhooks: subscriptions, deliveries, failures
+    "events.manage": frozenset({ADMIN}),  # add, change or disable a subscription (its secret signs the events)
+    "events.resend": frozenset({ADMIN, OPERATOR}),  # a dead delivery sent again
     "arrears.read": _STAFF,
     "reports.read": _WATCHERS,
     "reports.export": _WATCHERS,
+    "reports.schedule": frozenset({ADMIN}),  # a report sent by e-mail on a schedule, to addresses outside the console
     "audit.read": frozenset({ADMIN, AUDITOR}),
     "audit.export": frozenset({ADMIN, AUDITOR}),
     "operators.manage": frozenset({ADMIN}),

@@ -181,7 +181,7 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class Paid:
-    outcome: str  # credited | wrong_code | used | locked | no_code
+    outcome: str  # credited | wrong_code | used | void | locked | no_code
     amount: Money | None = None
     state: str = ""  # the top-up's state when credited
 
@@ -207,6 +207,7 @@ _T: Mapping[str, Mapping[str, str]] = {
         "credited": "{utility}: voucher accepted, {amount} paid to account {code}: {state}.",
         "wrong_code": "{utility}: this voucher code is not valid.",
         "used": "{utility}: this voucher has been used already.",
+        "void": "{utility}: this voucher was withdrawn by the utility and pays nothing; ask where you bought it.",
         "locked": "{utility}: too many wrong voucher codes; try again tomorrow.",
         "no_code": "{utility}: send PAY and the voucher code, e.g. PAY 1234 5678 9012 34.",
         "help": "{utility}: BAL balance, DEBT debt, PAY <code> voucher, TOKEN keypad token, LAST last top-up.",
@@ -232,6 +233,7 @@ _T: Mapping[str, Mapping[str, str]] = {
         "credited": "{utility}: voucher acceptat, {amount} platit in contul {code}: {state}.",
         "wrong_code": "{utility}: acest cod de voucher nu este valid.",
         "used": "{utility}: acest voucher a fost deja folosit.",
+        "void": "{utility}: acest voucher a fost anulat de furnizor si nu are valoare; intrebati unde l-ati cumparat.",
         "locked": "{utility}: prea multe coduri gresite; incercati din nou maine.",
         "no_code": "{utility}: trimiteti PLATA si codul voucherului, de ex. PLATA 1234 5678 9012 34.",
         "help": "{utility}: SOLD sold, DATORIE datorie, PLATA <cod> voucher, COD cod tastatura, "
@@ -258,6 +260,7 @@ _T: Mapping[str, Mapping[str, str]] = {
         "credited": "{utility}: ваучер принят, {amount} зачислено на счёт {code}: {state}.",
         "wrong_code": "{utility}: этот код ваучера недействителен.",
         "used": "{utility}: этот ваучер уже использован.",
+        "void": "{utility}: этот ваучер аннулирован поставщиком и не действует; обратитесь туда, где его купили.",
         "locked": "{utility}: слишком много неверных кодов; попробуйте завтра.",
         "no_code": "{utility}: отправьте ОПЛАТА и код ваучера, напр. ОПЛАТА 1234 5678 9012 34.",
         "help": "{utility}: БАЛ баланс, ДОЛГ долг, ОПЛАТА <код> ваучер, КОД код клавиатуры, ПОСЛ последнее пополнение.",
@@ -283,6 +286,7 @@ _T: Mapping[str, Mapping[str, str]] = {
         "credited": "{utility}: vauçer qəbul edildi, {amount} {code} hesabına ödənildi: {state}.",
         "wrong_code": "{utility}: bu vauçer kodu etibarsızdır.",
         "used": "{utility}: bu vauçer artıq istifadə edilib.",
+        "void": "{utility}: bu vauçer təchizatçı tərəfindən ləğv edilib və etibarsızdır; aldığınız yerə müraciət edin.",
         "locked": "{utility}: çox sayda yanlış vauçer kodu; sabah yenidən cəhd edin.",
         "no_code": "{utility}: ODE və vauçer kodunu göndərin, məs. ODE 1234 5678 9012 34.",
         "help": "{utility}: BALANS balans, BORC borc, ODE <kod> vauçer, TOKEN klaviatura tokeni, "
@@ -309,6 +313,7 @@ _T: Mapping[str, Mapping[str, str]] = {
         "credited": "{utility}: cupón aceptado, {amount} pagado en la cuenta {code}: {state}.",
         "wrong_code": "{utility}: este código de cupón no es válido.",
         "used": "{utility}: este cupón ya se ha usado.",
+        "void": "{utility}: este cupón fue anulado por la compañía y no tiene valor; consulte donde lo compró.",
         "locked": "{utility}: demasiados códigos erróneos; inténtelo de nuevo mañana.",
         "no_code": "{utility}: envíe PAGO y el código del cupón, p. ej. PAGO 1234 5678 9012 34.",
         "help": "{utility}: SALDO saldo, DEUDA deuda, PAGO <código> cupón, TOKEN token del teclado, "

@@ -79,6 +79,8 @@ class ManagementKind(enum.IntEnum):
     SET_FIRST_SECTION_DECODER_KEY = 3
     SET_SECOND_SECTION_DECODER_KEY = 4
     CLEAR_TAMPER = 5
+    SET_THIRD_SECTION_DECODER_KEY = 8  # 128-bit keys only
+    SET_FOURTH_SECTION_DECODER_KEY = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,8 @@ class DecodedToken:
 
 @dataclass(frozen=True, slots=True)
 class KeyChange:
-    """What a key change token pair sets: the new decoder key (8 bytes, EA07) and its parameters."""
+    """What a key change token set sets: the new decoder key (8 bytes for EA07: a pair of tokens; 16 bytes for
+    EA11/MISTY1: four tokens, which also carry the supply group code) and its parameters."""
 
     new_key: bytes
     key_revision: int
@@ -117,11 +120,14 @@ class KeyChange:
     tariff_index: int
     key_expiry: int = 255
     rollover: bool = False
+    supply_group_code: int = 0  # carried by the four-token set only (sections 3 and 4)
 
 
 @dataclass(frozen=True, slots=True)
 class KeyChangeSection:
-    """One decoded key change token: section 1 carries revision/type/rollover, section 2 the tariff index."""
+    """One decoded key change token: section 1 carries revision/type/rollover, section 2 the tariff index,
+    sections 3 and 4 (128-bit keys) the supply group code's low and high 12 bits. `key_half` is the 32 bits
+    of the new key the section carries (whatever their place in the key)."""
 
     section: int
     key_expiry_nibble: int
@@ -130,6 +136,7 @@ class KeyChangeSection:
     key_type: int = 0
     rollover: bool = False
     tariff_index: int = 0
+    supply_group_part: int = 0
 
 
 def _rotl(value: int, bits: int) -> int:
@@ -296,30 +303,64 @@ def decode_token(digits: str, decoder_key: bytes) -> DecodedToken:
     )
 
 
-def encode_key_change_tokens(current_key: bytes, change: KeyChange) -> tuple[str, str]:
-    """The key change pair (class 2 subclasses 3 then 4), both encrypted with the meter's current key."""
-    if len(change.new_key) != 8:
-        raise StsError("a key change pair carries a 64-bit decoder key (EA07)")
+def _check_change(change: KeyChange) -> None:
     if not (0 <= change.key_revision < 16 and 0 <= change.key_type < 4):
         raise StsError("the key revision is 0-15 and the key type 0-3")
     if not (0 <= change.tariff_index < 100 and 0 <= change.key_expiry < 256):
         raise StsError("the tariff index is 00-99 and the key expiry number 0-255")
-    new = int.from_bytes(change.new_key, "little")
+
+
+def _first_two(change: KeyChange, high32: int, low32: int) -> tuple[int, int]:
     first = (
         (ManagementKind.SET_FIRST_SECTION_DECODER_KEY << 44)
         | ((change.key_expiry >> 4) << 40)
         | (change.key_revision << 36)
         | (int(change.rollover) << 35)
         | (change.key_type << 32)
-        | (new >> 32)
+        | high32
     )
     second = (
         (ManagementKind.SET_SECOND_SECTION_DECODER_KEY << 44)
         | ((change.key_expiry & 15) << 40)
         | (change.tariff_index << 32)
-        | (new & 0xFFFFFFFF)
+        | low32
     )
+    return first, second
+
+
+def encode_key_change_tokens(current_key: bytes, change: KeyChange) -> tuple[str, str]:
+    """The key change pair (class 2 subclasses 3 then 4), both encrypted with the meter's current key."""
+    if len(change.new_key) != 8:
+        raise StsError("a key change pair carries a 64-bit decoder key (EA07)")
+    _check_change(change)
+    new = int.from_bytes(change.new_key, "little")
+    first, second = _first_two(change, new >> 32, new & 0xFFFFFFFF)
     return _sealed(2, first, current_key), _sealed(2, second, current_key)
+
+
+def encode_key_change_set(current_key: bytes, change: KeyChange) -> tuple[str, str, str, str]:
+    """The four-token set for a 128-bit (MISTY1) decoder key, in the order they are entered, all encrypted with
+    the meter's current key. The new key, read most significant byte first, is NKHO (its top 32 bits, in the
+    1st section, subclass 3, with KEN high nibble, KRN, rollover and KT as in the pair), NKMO2 (3rd section,
+    subclass 8, with the SGC's low 12 bits), NKMO1 (4th section, subclass 9, with the SGC's high 12 bits) and
+    NKLO (2nd section, subclass 4, with KEN low nibble and the TI); the SGC is a 24-bit binary number."""
+    if len(change.new_key) != 16:
+        raise StsError("a four-token key change carries a 128-bit decoder key (EA11)")
+    _check_change(change)
+    if not 0 <= change.supply_group_code < 1 << 24:
+        raise StsError("the supply group code is a 24-bit number")
+    new = int.from_bytes(change.new_key, "big")
+    high, middle2, middle1, low = ((new >> shift) & 0xFFFFFFFF for shift in (96, 64, 32, 0))
+    first, second = _first_two(change, high, low)
+    sgc = change.supply_group_code
+    third = (ManagementKind.SET_THIRD_SECTION_DECODER_KEY << 44) | ((sgc & 0xFFF) << 32) | middle2
+    fourth = (ManagementKind.SET_FOURTH_SECTION_DECODER_KEY << 44) | ((sgc >> 12) << 32) | middle1
+    return (
+        _sealed(2, first, current_key),
+        _sealed(2, second, current_key),
+        _sealed(2, third, current_key),
+        _sealed(2, fourth, current_key),
+    )
 
 
 def read_key_change(decoded: DecodedToken) -> KeyChangeSection:
@@ -337,14 +378,32 @@ def read_key_change(decoded: DecodedToken) -> KeyChangeSection:
         )
     if decoded.token_class == 2 and decoded.subclass == ManagementKind.SET_SECOND_SECTION_DECODER_KEY:
         return KeyChangeSection(section=2, key_expiry_nibble=nibble, key_half=half, tariff_index=(payload >> 32) & 0xFF)
+    if decoded.token_class == 2 and decoded.subclass in (
+        ManagementKind.SET_THIRD_SECTION_DECODER_KEY,
+        ManagementKind.SET_FOURTH_SECTION_DECODER_KEY,
+    ):
+        section = 3 if decoded.subclass == ManagementKind.SET_THIRD_SECTION_DECODER_KEY else 4
+        return KeyChangeSection(
+            section=section, key_expiry_nibble=0, key_half=half, supply_group_part=(payload >> 32) & 0xFFF
+        )
     raise StsError("not a key change token")
 
 
-def combine_key_change(first: KeyChangeSection, second: KeyChangeSection) -> KeyChange:
-    """The key change the two sections carry, in the order they must be entered."""
-    if (first.section, second.section) != (1, 2):
-        raise StsError("a key change is the first section, then the second")
-    key = ((first.key_half << 32) | second.key_half).to_bytes(8, "little")
+def combine_key_change(*sections: KeyChangeSection) -> KeyChange:
+    """The key change the sections carry, in the order they must be entered: 1, 2 (a 64-bit key) or 1, 2, 3, 4
+    (a 128-bit key)."""
+    numbers = tuple(s.section for s in sections)
+    if numbers not in ((1, 2), (1, 2, 3, 4)):
+        raise StsError("a key change is the first section, then the second (then the third and the fourth)")
+    first, second = sections[0], sections[1]
+    if len(sections) == 2:
+        key = ((first.key_half << 32) | second.key_half).to_bytes(8, "little")
+        sgc = 0
+    else:
+        third, fourth = sections[2], sections[3]
+        whole = (first.key_half << 96) | (third.key_half << 64) | (fourth.key_half << 32) | second.key_half
+        key = whole.to_bytes(16, "big")
+        sgc = (fourth.supply_group_part << 12) | third.supply_group_part
     return KeyChange(
         new_key=key,
         key_revision=first.key_revision,
@@ -352,6 +411,7 @@ def combine_key_change(first: KeyChangeSection, second: KeyChangeSection) -> Key
         tariff_index=second.tariff_index,
         key_expiry=(first.key_expiry_nibble << 4) | second.key_expiry_nibble,
         rollover=first.rollover,
+        supply_group_code=sgc,
     )
 
 
@@ -376,26 +436,58 @@ def decoder_key_dkga02(vending_key: bytes, parameters: DecoderKeyParameters) -> 
     return bytes(e ^ d ^ k for e, d, k in zip(encrypted, data, vending_key, strict=True))[::-1]
 
 
+def _luhn_digit(digits: str) -> str:
+    total = 0
+    for n, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if n % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return str(-total % 10)
+
+
+def _meter_pan(parameters: DecoderKeyParameters) -> str:
+    """The 18-digit MeterPAN: the IIN, the DRN and the Luhn check digit over both (IEC 62055-41, 6.1.4)."""
+    body = parameters.iin + parameters.drn
+    if len(body) != 17 or not body.isdigit():
+        raise StsError("a MeterPAN is the IIN and the DRN in 17 digits, and its check digit")
+    return body + _luhn_digit(body)
+
+
+def _fields(*values: str) -> bytes:
+    """A DKGA04 Label or Context: the number of fields, then each field as its length and its ASCII digits."""
+    out = bytearray([len(values)])
+    for value in values:
+        out.append(len(value))
+        out += value.encode("ascii")
+    return bytes(out)
+
+
 def decoder_key_dkga04(
     vending_key: bytes, parameters: DecoderKeyParameters, *, base_date: datetime, key_bits: int = 128
 ) -> bytes:
-    """DKGA04 as the standard describes it: KDF-HMAC-SHA-256 (NIST SP 800-108, feedback mode, no IV and
-    no counter, so one HMAC), keyed with the vending key (at least 160 bits), over Label || 0x00 ||
-    Context || L (32 bits, most significant first); the first `key_bits` of the output are the decoder key
-    (128 for EA11/MISTY1, 64 for EA07, byte-reversed as DKGA02's).
+    """DKGA04 (IEC 62055-41 ed. 3): KDF-HMAC-SHA-256 (NIST SP 800-108, feedback mode, no IV and no counter, so
+    one HMAC), keyed with the whole vending key (160 bits or more), over Label || 0x00 || Context || L.
 
-    The Label and Context layout used here (Label "STS", Context the PAN block and the control fields
-    KT, SGC, TI, KRN and the base date year as ASCII digits) is this codec's reading: it does NOT yet
-    reproduce the published STS6 token 59386323472137426967 (docs/sts.md)."""
+    Label: the DKGA code "04", the base date's year in two digits ("93", "14", "35"), the EA code ("07" for a
+    64-bit key, "11" for 128-bit MISTY1) and the TI. Context: the SGC, the KT, the KRN and the 18-digit
+    MeterPAN. Each is a count of fields, then every field as one length byte and its ASCII digits; L is the key
+    length in bits, 32 bits most significant first. The decoder key is the first `key_bits` of the HMAC: as
+    they come for EA11, byte-reversed for EA07 (as DKGA02's key). Checked against the published STS6 case
+    (59386323472137426967) and the DKGA04 + STA credit tokens of the compliance suite."""
     if len(vending_key) < 20:
         raise StsError("a DKGA04 vending key is at least 160 bits")
     if key_bits not in (64, 128):
         raise StsError("a DKGA04 decoder key is 64 (EA07) or 128 (EA11) bits")
-    context = (
-        _pan_block(parameters)
-        + f"{parameters.key_type:1d}{parameters.supply_group_code:0>6}{parameters.tariff_index:0>2}"
-        + f"{parameters.key_revision:1d}{base_date.year:04d}"
-    ).encode("ascii")
-    data = b"STS" + b"\x00" + context + key_bits.to_bytes(4, "big")
+    if not (0 <= parameters.key_type < 16 and 0 <= parameters.key_revision < 16):
+        raise StsError("the key type and key revision are one digit each")
+    label = _fields(
+        "04", f"{base_date.year % 100:02d}", "07" if key_bits == 64 else "11", f"{parameters.tariff_index:0>2}"
+    )
+    context = _fields(
+        f"{parameters.supply_group_code:0>6}",
+        f"{parameters.key_type:X}",
+        f"{parameters.key_revision:X}",
+        _meter_pan(parameters),
+    )
+    data = label + b"\x00" + context + key_bits.to_bytes(4, "big")
     output = hmac.new(vending_key, data, hashlib.sha256).digest()[: key_bits // 8]
     return output[::-1] if key_bits == 64 else output

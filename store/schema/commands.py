@@ -1,4 +1,5 @@
-"""The command outbox, SMS parts, state history, wrong SMS, readings and alarms (owned by the gateway)."""
+"""The command outbox, SMS parts, state history, wrong SMS, inbound text SMS, readings and alarms (owned by the
+gateway)."""
 
 from sqlalchemy import (
     JSON,
@@ -88,6 +89,24 @@ wrong_sms = Table(
     Column("detail", String(500)),
     Column("meter_id", ID, ForeignKey("meters.id")),  # the sending meter, when the sender is one
 )
+
+# text SMS from numbers that are not meters (subscribers' keywords), kept in the transaction that received them
+# and answered by the self-service worker; `handled_at` is set in the transaction that answers (or refuses) one
+inbound_texts = Table(
+    "inbound_texts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("source", String(30), nullable=False),
+    Column("destination", String(30), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("data_coding", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("claimed_until", UtcDateTime),  # a worker's lease; when it runs out another worker takes the SMS
+    Column("handled_at", UtcDateTime),
+    Column("error", String(200)),  # the last failure to answer it
+)
+Index("ix_inbound_texts_pending", inbound_texts.c.handled_at, inbound_texts.c.id)
 
 readings = Table(
     "readings",

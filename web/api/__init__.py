@@ -8,6 +8,7 @@ from aiohttp import web
 def setup_routes(app: web.Application) -> None:
     from web.api import (
         alarm_rules,
+        event_hooks,
         key_files,
         money,
         operations,
@@ -15,6 +16,7 @@ def setup_routes(app: web.Application) -> None:
         reading_plans,
         readings,
         registry,
+        report_schedules,
         sts,
         tariffs,
         v1,
@@ -33,5 +35,7 @@ def setup_routes(app: web.Application) -> None:
     outbox.setup_routes(app)
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)
+    event_hooks.setup_routes(app)
+    report_schedules.setup_routes(app)
     wallet.setup_routes(app)
     vouchers.setup_routes(app)

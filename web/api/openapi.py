@@ -651,10 +651,12 @@ def document() -> dict[str, Any]:
     from web.api import (
         key_files,
         openapi_alarms,
+        openapi_events,
         openapi_readings,
         openapi_registry,
         outbox,
         reading_plans,
+        report_schedules,
         vouchers,
         wallet,
     )
@@ -668,6 +670,8 @@ def document() -> dict[str, Any]:
     outbox.merge_into(paths, schemas)
     key_files.merge_into(paths, schemas)
     openapi_alarms.merge_into(paths, schemas)
+    openapi_events.merge_into(paths, schemas)
+    report_schedules.merge_into(paths, schemas)
     wallet.merge_into(paths, schemas)
     vouchers.merge_into(paths, schemas)
     reading_plans.merge_into(paths, schemas)

@@ -12,12 +12,16 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from billing import ledger, topup
+from billing.errors import InvalidField, NotFound
 from billing.rules.arrears import ArrearsPolicy
 from billing.rules.ledger import EntryType, plan_charge
 from billing.rules.money import Money
-from billing.self_service import Answered, SelfServicePolicy, TextRequests, answer_text_sms, generate_vouchers
+from billing.rules.self_service import printed
+from billing.self_service import Answered, SelfServicePolicy, answer_text_sms
+from billing.text_requests import TextRequests
 from billing.topup_records import TopUpPolicy
 from billing.values import PaymentConfirmed
+from billing.vouchers import generate_vouchers, void_vouchers, voucher_batches_list
 from gateway.inbound import Inbound
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
@@ -130,6 +134,45 @@ async def test_a_voucher_pays_once_like_cash(uow: UnitOfWork) -> None:
     assert await _count(uow, L.topups) == 1
 
 
+async def test_a_withdrawn_voucher_is_refused_with_its_reason_and_used_ones_stay_used(uow: UnitOfWork) -> None:
+    await new_subscriber(uow, language="es")
+    batch = await generate_vouchers(uow, OPERATOR, 3, Money(1000, "USD"), NOW, note="stolen run")
+    assert (await ask(uow, text(f"PAY {batch.codes[0]}"))).outcome == "credited"
+    with pytest.raises(InvalidField):
+        await void_vouchers(uow, OPERATOR, NOW, reason=" ", batch_id=batch.id)
+    with pytest.raises(InvalidField):
+        await void_vouchers(uow, OPERATOR, NOW, reason="stolen", batch_id=batch.id, code=batch.codes[1])
+    with pytest.raises(NotFound):
+        await void_vouchers(uow, OPERATOR, NOW, reason="stolen", batch_id=batch.id + 1)
+    one = await void_vouchers(uow, OPERATOR, NOW, reason="misprinted", code=printed(batch.codes[1]))
+    assert (one.batch_id, one.voided, one.used, one.already_void) == (batch.id, 1, 0, 0)
+    rest = await void_vouchers(uow, OPERATOR, NOW, reason="the kiosk was robbed", batch_id=batch.id)
+    assert (rest.voided, rest.used, rest.already_void) == (1, 1, 1)
+    async with uow.connect() as conn:
+        statuses = sorted((await conn.execute(select(vouchers.c.status))).scalars())
+        audited = (
+            await conn.execute(
+                select(audit_log.c.target, audit_log.c.after)
+                .where(audit_log.c.action == "voucher.void")
+                .order_by(audit_log.c.id)
+            )
+        ).all()
+        (listed,) = await voucher_batches_list(conn)
+    assert statuses == ["used", "void", "void"]
+    assert [a.after["reason"] for a in audited] == ["misprinted", "the kiosk was robbed"]
+    assert audited[1].target == f"voucher_batch:{batch.id}"
+    assert (listed["used"], listed["void"]) == (1, 2)
+    refused = await ask(uow, text(f"PAGO {batch.codes[2]}"), at=timedelta(minutes=1))
+    assert refused.outcome == "void"
+    assert refused.answer == "Demo: este cupón fue anulado por la compañía y no tiene valor; consulte donde lo compró."
+    english = await ask(uow, text(f"PAY {batch.codes[1]}"), at=timedelta(minutes=2))
+    assert english.answer == (
+        "Demo: this voucher was withdrawn by the utility and pays nothing; ask where you bought it."
+    )
+    assert await _count(uow, L.topups) == 1
+    assert await _count(uow, sms_requests, sms_requests.c.outcome == "void") == 2
+
+
 async def test_wrong_voucher_codes_are_limited_per_number_then_refused_and_audited(uow: UnitOfWork) -> None:
     await new_subscriber(uow)
     batch = await generate_vouchers(uow, OPERATOR, 1, Money(1000, "USD"), NOW)
@@ -200,10 +243,11 @@ async def test_from_the_inbound_path_to_the_answer_on_the_phone(uow: UnitOfWork)
     await new_subscriber(uow, "640100100010002", meter=2, name="Ivan Petrov", phone="37360000002", language="ru")
     phones = _Phones()
 
-    async def answer(sms: InboundSms, now: datetime) -> Answered:
+    async def answer(sms: InboundSms, now: datetime, text_id: int) -> Answered:
         return await answer_text_sms(
-            uow, sms, now, keys=KEYS, topup_policy=TopUpPolicy(), arrears_policy=ArrearsPolicy(), policy=POLICY
-        )
+            uow, sms, now, keys=KEYS, topup_policy=TopUpPolicy(), arrears_policy=ArrearsPolicy(), policy=POLICY,
+            text_id=text_id,
+        )  # fmt: skip
 
     requests = TextRequests(uow, answer, sender=phones, clock=lambda: NOW)
     inbound = Inbound(uow.engine, KEYS, SHORT, clock=lambda: NOW, on_text=requests.on_texts)

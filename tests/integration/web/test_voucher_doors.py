@@ -57,3 +57,45 @@ async def test_the_keyword_sms_log_through_its_doors(client: TestClient, uow: Un
     page = await (await client.get("/console/sms-requests")).text()
     assert 'data-testid="sms-requests"' in page
     assert 'href="/console/sms-requests"' in page
+
+
+async def test_a_cashier_withdraws_a_batch_or_one_code(client: TestClient, uow: UnitOfWork, seeded: Seeded) -> None:
+    cashier = await api_key(uow, client, "cashier")
+    viewer = await api_key(uow, client, "viewer")
+    made = await (
+        await client.post("/api/v1/voucher-batches", json={"count": 3, "amount_minor": 500}, headers=cashier)
+    ).json()
+    one = {"code": made["codes"][0], "reason": "misprinted"}
+    assert (await client.post("/api/v1/vouchers/void", json=one, headers=viewer)).status == 403
+    response = await client.post("/api/v1/vouchers/void", json=one, headers=cashier)
+    assert response.status == 200, await response.text()
+    assert await response.json() == {"batch_id": made["id"], "voided": 1, "used": 0, "already_void": 0}
+    neither = await client.post("/api/v1/vouchers/void", json={"reason": "why"}, headers=cashier)
+    assert neither.status == 422
+    missing = await client.post("/api/v1/vouchers/void", json={"batch_id": 999999, "reason": "x"}, headers=cashier)
+    assert missing.status == 404
+    [audited] = await audit_rows(uow, "voucher.void")
+    assert audited["after"] == {
+        "voided": 1,
+        "used": 0,
+        "reason": "misprinted",
+        "last4": made["codes"][0].replace(" ", "")[-4:],
+    }
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    assert document["paths"]["/api/v1/vouchers/void"]["post"]["x-roles"] == ["admin", "cashier"]
+    # the console: the batch's row has its button; the rest of the batch is withdrawn there
+    await login(client, "admin")
+    page = await (await client.get("/console/vouchers")).text()
+    assert 'data-testid="voucher-void-batch"' in page
+    assert 'data-testid="voucher-void-code"' in page
+    token = await form_token(client, "/console/vouchers")
+    done = await (
+        await client.post(
+            "/console/vouchers/void", data={"csrf_token": token, "batch_id": str(made["id"]), "reason": "stolen"}
+        )
+    ).text()
+    assert 'data-testid="vouchers-voided"' in done
+    assert "2 vouchers withdrawn" in done
+    assert 'data-testid="voucher-void-batch"' not in done  # nothing left to withdraw
+    listed = await (await client.get("/api/v1/voucher-batches", headers=viewer)).json()
+    assert [(b["count"], b["used"], b["void"]) for b in listed["items"]] == [(3, 0, 3)]

@@ -1,5 +1,5 @@
-"""MISTY1 against the test vector published in RFC 2994 (key, two plaintext blocks); DKGA04 structurally,
-with the published STS6 token kept as an expected failure until the derivation matches it."""
+"""MISTY1 against the test vector published in RFC 2994 (key, two plaintext blocks); DKGA04 against
+the published STS6 case (MISTY1, 160-bit VUDK) and the compliance suite's DKGA04 + STA credit tokens (CTSA25)."""
 
 from __future__ import annotations
 
@@ -72,8 +72,24 @@ def test_dkga04_derives_a_misty1_key_that_depends_on_every_parameter() -> None:
         decoder_key_dkga04(VUDK_160[:8], METER_STS6, base_date=BASE_DATE_1993)
 
 
-@pytest.mark.xfail(strict=True, reason="the DKGA04 Label/Context layout is not the published one yet (docs/sts.md)")
 def test_dkga04_misty1_sts6_credit_token_is_the_published_one() -> None:
     key = decoder_key_dkga04(VUDK_160, METER_STS6, base_date=BASE_DATE_1993)
     tid = token_identifier(datetime(2004, 3, 1, 13, 0, tzinfo=UTC))
-    assert encode_credit_token(CreditKind.ELECTRICITY, 1, tid, 5, key) == "59386323472137426967"
+    token = encode_credit_token(CreditKind.ELECTRICITY, 1, tid, 5, key)
+    assert token == "59386323472137426967"
+    assert decode_token(token, key).tid == tid
+
+
+@pytest.mark.parametrize(
+    ("base_date", "krn", "issued_at", "token"),
+    [
+        (BASE_DATE_1993, 1, datetime(2009, 1, 1, 8, 0, tzinfo=UTC), "15697331168573253829"),  # CTSA25 step 1
+        (BASE_DATE_2014, 4, datetime(2014, 1, 1, 8, 0, tzinfo=UTC), "20324881626382980759"),  # CTSA25 step 5
+    ],
+)
+def test_dkga04_with_sta_gives_the_published_credit_tokens(
+    base_date: datetime, krn: int, issued_at: datetime, token: str
+) -> None:
+    key = decoder_key_dkga04(VUDK_160, replace(METER_STS6, key_revision=krn), base_date=base_date, key_bits=64)
+    tid = token_identifier(issued_at, base_date)
+    assert encode_credit_token(CreditKind.ELECTRICITY, 1, tid, 5, key) == token

@@ -1,8 +1,8 @@
 """Scheduled reading: `reading_plans` (what to read from which group of meters, how often, in which local
 window) and `reading_plan_runs` (each occasion of a plan, its bulk job of read requests, its pace and cursor).
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0020
+Revises: 0019
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | None = "0014"
+revision: str = "0020"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
