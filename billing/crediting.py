@@ -25,7 +25,7 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import ledger, registry
+from billing import ledger, meter_registry
 from billing.arrears import reconnect_if_cleared
 from billing.errors import BillingError, CurrencyMismatch, InvalidField, NotFound
 from billing.notices import Recipient, notice_rows, queue_rows
@@ -39,7 +39,7 @@ from billing.values import PaymentConfirmed
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_commands
 from payments.recorded import record_paid
-from store import audit
+from store import audit, events
 from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
@@ -216,7 +216,7 @@ async def _meter_of(conn: AsyncConnection, payment: PaymentConfirmed, payer: _Pa
     code = payment.meter_code.replace(" ", "")
     named = [m for m in payer.meters if m.meter_code == code]
     if not named:
-        meter = await registry.get_meter_by_code(conn, code)  # raises NotFound when there is no such meter
+        meter = await meter_registry.get_meter_by_code(conn, code)  # raises NotFound when there is no such meter
         raise InvalidField("meter", f"{meter.code} is not an active meter of {payer.subscriber_code}")
     if named[0].meter_status != "active":
         raise InvalidField("meter", f"{code} is not an active meter of {payer.subscriber_code}")
@@ -365,6 +365,9 @@ async def _record_top_ups(conn: AsyncConnection, planned: list[_Planned], now: d
     rows = [_top_up_row(item, now) for item in planned]
     topup_ids = (await conn.execute(_INSERT_TOPUPS, rows)).scalars().all()
     await audit.record_many(conn, [_audit_entry(item, now) for item in planned])
+    await events.emit(
+        conn, [_payment_event(item, int(t), now) for item, t in zip(planned, topup_ids, strict=True)], now
+    )
     return [
         TopUpResult(
             topup_id=int(topup_id),
@@ -456,5 +459,29 @@ def _audit_entry(item: _Planned, now: datetime) -> audit.Entry:
             "recovered_minor": item.plan.recovered.minor,
             "vend_minor": item.plan.vend.minor,
             "command_id": item.command_id,
+        },
+    )
+
+
+def _payment_event(item: _Planned, topup_id: int, now: datetime) -> events.Event:
+    """The `payment` webhook event of a credited top-up, written with it (`store.events`)."""
+    payment = item.credit.payment
+    return events.Event(
+        f"payment:{topup_id}",
+        events.EventKind.PAYMENT,
+        now,
+        {
+            "action": "credited",
+            "topup_id": topup_id,
+            "subscriber": item.payer.subscriber_code,
+            "meter_id": item.meter_id,
+            "provider": payment.provider,
+            "provider_ref": payment.provider_ref,
+            "amount_minor": item.plan.paid.minor,
+            "recovered_minor": item.plan.recovered.minor,
+            "vend_minor": item.plan.vend.minor,
+            "currency": item.payer.currency,
+            "command_id": item.command_id,
+            "receipt_number": item.credit.receipt_number,
         },
     )

@@ -20,6 +20,8 @@ from billing import (
     bulk,
     consumption_daily,
     control,
+    event_delivery,
+    event_feed,
     invoices,
     losses,
     meter_keys,
@@ -60,6 +62,8 @@ class BillingService:
     observer: Observer = NO_METRICS  # notices sent and failed, by channel
     time_sync_every: timedelta | None = None  # the scheduled time sync; None: none
     alarm_actions: bool = False  # alarm rules may act on their own (relay off), in friendly hours
+    poster: event_delivery.Poster | None = None  # outbound event webhooks; None: events wait in the outbox
+    delivery_policy: event_delivery.DeliveryPolicy = field(default_factory=event_delivery.DeliveryPolicy)
     last_invoice_month: date | None = field(default=None)
     _alarms_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _alarms_again: bool = field(default=False, repr=False)
@@ -179,6 +183,16 @@ class BillingService:
     ) -> consumption_daily.AggregationReport:
         """The daily consumption pre-aggregate, from the readings stored since its last run."""
         return await consumption_daily.aggregate_consumption(self.uow, self.tz, now, progress)
+
+    async def deliver_events(
+        self, now: datetime, progress: JobProgress = UNWATCHED
+    ) -> event_delivery.DeliveryReport | None:
+        """Outbound event webhooks: the events of new readings, alarms and command outcomes, then every due
+        delivery posted."""
+        await event_feed.feed_events(self.uow, now, progress)
+        if self.poster is None:
+            return None
+        return await event_delivery.deliver_events(self.uow, self.poster, now, self.delivery_policy, progress)
 
     async def sweep(self, now: datetime, progress: JobProgress = UNWATCHED) -> arrears.SweepReport:
         return await arrears.run_arrears_sweep(

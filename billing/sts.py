@@ -266,23 +266,23 @@ async def on_sms_credit_acknowledged(conn: AsyncConnection, topup_row: object, m
 
 async def issue_key_change(
     uow: UnitOfWork, actor: Actor, meter_id: int, now: datetime, *, generator: TokenGenerator, rollover: bool = True
-) -> tuple[str, str]:
-    """The key change pair to KRN+1 (with `rollover`, the meter moves to the 2014 base date). Issuing it
-    again before the meter accepted it gives the same pair. Raises NotFound, Conflict."""
+) -> tuple[str, ...]:
+    """The key change tokens to KRN+1 (with `rollover`, the meter moves to the 2014 base date): a pair, or
+    four for a meter on a 16-byte (DKGA04, MISTY1) key. Issuing it again before the meter accepted it gives the
+    same tokens. Raises NotFound, Conflict."""
     async with uow.begin() as conn:
         meter = await find_sts_meter(conn, meter_id)
         if meter is None:
             raise NotFound("STS meter", meter_id)
         if meter.key_change_state == "issued" and meter.key_change_tokens:
-            first, second = meter.key_change_tokens.split()[:2]
-            return first, second
+            return tuple(t for t in meter.key_change_tokens.split() if t != "R")
         if rollover and meter.base_date_year != 1993:
             raise Conflict("meter", "it has rolled over to the 2014 base date already")
         new_revision = meter.key_revision + 1
         if new_revision > 9:
             raise Conflict("meter", "the key revision cannot go past 9")
         try:
-            first, second = await generator.key_change_tokens(conn, meter, new_revision, rollover=rollover)
+            tokens = await generator.key_change_tokens(conn, meter, new_revision, rollover=rollover)
         except sts.StsError as exc:
             raise InvalidField("key change", exc.reason) from None
         await conn.execute(
@@ -291,7 +291,7 @@ async def issue_key_change(
             .values(
                 key_change_state="issued",
                 key_change_revision=new_revision,
-                key_change_tokens=f"{first} {second}" + (" R" if rollover else ""),
+                key_change_tokens=" ".join(tokens) + (" R" if rollover else ""),
                 key_change_issued_at=now,
                 updated_at=now,
             )
@@ -303,13 +303,13 @@ async def issue_key_change(
             now,
             target=f"meter:{meter_id}",
             before={"key_revision": meter.key_revision, "base_date_year": meter.base_date_year},
-            after={"key_revision": new_revision, "rollover": rollover},
+            after={"key_revision": new_revision, "rollover": rollover, "tokens": len(tokens)},
         )
-    return first, second
+    return tokens
 
 
 async def confirm_key_change(uow: UnitOfWork, actor: Actor, meter_id: int, now: datetime) -> StsMeter:
-    """The meter took the pair (its display said so): the new KRN (and base date) are in force."""
+    """The meter took the key change (its display said so): the new KRN (and base date) are in force."""
     async with uow.begin() as conn:
         meter = await find_sts_meter(conn, meter_id)
         if meter is None:

@@ -8,7 +8,7 @@ wrap with padding), and unwraps one only to derive a decoder key in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from store.errors import KeyUnwrapError
 from store.schema.sts import sts_meters, sts_vending_keys
 
 BASE_DATES = {1993: sts.BASE_DATE_1993, 2014: sts.BASE_DATE_2014}
+DKGA02, DKGA04 = "dkga02", "dkga04"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +92,9 @@ class TokenGenerator(Protocol):
 
     async def key_change_tokens(
         self, conn: AsyncConnection, meter: StsMeter, new_revision: int, *, rollover: bool
-    ) -> tuple[str, str]:
-        """The key change pair to the decoder key of `new_revision`, under the meter's current key."""
+    ) -> tuple[str, ...]:
+        """The key change tokens to the decoder key of `new_revision`, under the meter's current key, in the
+        order they are entered: a pair for an 8-byte key, four for a 16-byte (MISTY1) one."""
         ...
 
     async def decoder_key(self, conn: AsyncConnection, meter: StsMeter, key_revision: int | None = None) -> bytes:
@@ -106,21 +108,29 @@ class SoftwareTokenGenerator:
     def __init__(self, master_key: bytes) -> None:
         self._master_key = master_key
 
-    async def _vending_key(self, conn: AsyncConnection, supply_group_code: str, key_revision: int) -> bytes:
+    async def _vending_key(self, conn: AsyncConnection, supply_group_code: str, key_revision: int) -> tuple[str, bytes]:
         k = sts_vending_keys.c
-        wrapped = await conn.scalar(
-            select(k.wrapped_key).where(k.supply_group_code == supply_group_code, k.key_revision == key_revision)
-        )
-        if wrapped is None:
+        row = (
+            await conn.execute(
+                select(k.algorithm, k.wrapped_key).where(
+                    k.supply_group_code == supply_group_code, k.key_revision == key_revision
+                )
+            )
+        ).first()
+        if row is None:
             raise NotFound("vending key", f"{supply_group_code}/{key_revision}")
         try:
-            return unwrap_padded_from_storage(self._master_key, bytes(wrapped))
+            return row.algorithm, unwrap_padded_from_storage(self._master_key, bytes(row.wrapped_key))
         except KeyUnwrapError:
             raise Conflict("vending key", "it does not unwrap under this master key") from None
 
     async def decoder_key(self, conn: AsyncConnection, meter: StsMeter, key_revision: int | None = None) -> bytes:
+        """DKGA02 (8 bytes, EA07) or DKGA04 (16 bytes, EA11/MISTY1, diversified with the base date too), as the
+        vending key of the revision was stored."""
         revision = meter.key_revision if key_revision is None else key_revision
-        vending_key = await self._vending_key(conn, meter.supply_group_code, revision)
+        algorithm, vending_key = await self._vending_key(conn, meter.supply_group_code, revision)
+        if algorithm == DKGA04:
+            return sts.decoder_key_dkga04(vending_key, meter.parameters(revision), base_date=meter.base_date)
         return sts.decoder_key_dkga02(vending_key, meter.parameters(revision))
 
     async def credit_token(
@@ -131,9 +141,11 @@ class SoftwareTokenGenerator:
 
     async def key_change_tokens(
         self, conn: AsyncConnection, meter: StsMeter, new_revision: int, *, rollover: bool
-    ) -> tuple[str, str]:
+    ) -> tuple[str, ...]:
         current = await self.decoder_key(conn, meter)
-        new = await self.decoder_key(conn, meter, new_revision)
+        # after a rollover the meter works from the 2014 base date, which DKGA04 diversifies the new key with
+        target = replace(meter, base_date_year=2014) if rollover else meter
+        new = await self.decoder_key(conn, target, new_revision)
         change = sts.KeyChange(
             new_key=new,
             key_revision=new_revision,
@@ -141,7 +153,12 @@ class SoftwareTokenGenerator:
             tariff_index=meter.tariff_index,
             key_expiry=meter.key_expiry,
             rollover=rollover,
+            supply_group_code=int(meter.supply_group_code),
         )
+        if len(current) != len(new):
+            raise Conflict("key change", "the new vending key is of another algorithm than the meter's")
+        if len(current) == 16:
+            return sts.encode_key_change_set(current, change)
         return sts.encode_key_change_tokens(current, change)
 
 
@@ -154,14 +171,19 @@ async def add_vending_key(
     vending_key: bytes,
     now: datetime,
 ) -> int:
-    """Store a DKGA02 vending key (8 bytes) for a supply group and revision, wrapped. Audited; the key
-    itself never reaches the audit row. Raises InvalidField, Conflict (that revision exists)."""
+    """Store a vending key for a supply group and revision, wrapped: 8 bytes is a DKGA02 key (EA07 meters),
+    20 to 64 bytes a DKGA04 key (160 bits or more; STS6 meters, EA11/MISTY1). Audited with its algorithm; the
+    key itself never reaches the audit row. Raises InvalidField, Conflict (that revision exists)."""
     if not (len(supply_group_code) == 6 and supply_group_code.isdigit()):
         raise InvalidField("supply_group_code", "six digits")
     if not 1 <= key_revision <= 9:
         raise InvalidField("key_revision", "1 to 9")
-    if len(vending_key) != 8:
-        raise InvalidField("vending_key", "a DKGA02 vending key is 8 bytes")
+    if len(vending_key) == 8:
+        algorithm = DKGA02
+    elif 20 <= len(vending_key) <= 64:
+        algorithm = DKGA04
+    else:
+        raise InvalidField("vending_key", "8 bytes (DKGA02) or 20 to 64 bytes (DKGA04)")
     k = sts_vending_keys.c
     exists = await conn.scalar(
         select(k.id).where(k.supply_group_code == supply_group_code, k.key_revision == key_revision)
@@ -173,7 +195,7 @@ async def add_vending_key(
         .values(
             supply_group_code=supply_group_code,
             key_revision=key_revision,
-            algorithm="dkga02",
+            algorithm=algorithm,
             wrapped_key=wrap_padded_for_storage(master_key, vending_key),
             created_at=now,
         )
@@ -185,7 +207,7 @@ async def add_vending_key(
         "sts.vending_key_add",
         now,
         target=f"supply_group:{supply_group_code}",
-        after={"key_revision": key_revision, "algorithm": "dkga02"},
+        after={"key_revision": key_revision, "algorithm": algorithm},
     )
     assert key_id is not None
     return int(key_id)

@@ -307,6 +307,12 @@ class BillingSettings:
     sms_answer_window_s: float = 600.0
     voucher_wrong_codes_per_day: int = 5  # wrong voucher codes from one number in 24 h before PAY is refused
     payment_notice: Literal["none", "sms", "email", "both"] = "none"  # told when a top-up is credited
+    event_interval_s: float = 5.0  # outbound event webhooks: new events fanned out and due deliveries posted
+    event_max_attempts: int = 8  # then a delivery is dead (shown in the console, sent again by a person)
+    event_retry_base_s: float = 30.0  # the first retry after this, doubling
+    event_retry_max_s: float = 3600.0  # the longest wait between two attempts
+    event_timeout_s: float = 10.0  # a receiver that has not answered in this long has failed the attempt
+    event_keep_days: int = 30  # delivered events (their deliveries and attempts) are removed after this
 
     def __post_init__(self) -> None:
         _require(0 <= self.debt_recovery_percent <= 100, "debt_recovery_percent", "must be 0-100")
@@ -328,6 +334,43 @@ class BillingSettings:
             "comma-separated mon,tue,wed,thu,fri,sat,sun",
         )
         _require(0 <= self.vat_bp <= 10000, "vat_bp", "must be 0-10000")
+        _require(self.event_max_attempts >= 1, "event_max_attempts", "must be at least 1")
+        _require(self.event_keep_days >= 1, "event_keep_days", "must be at least 1")
+        _require(0 < self.event_retry_base_s <= self.event_retry_max_s, "event_retry_base_s", "0 < base <= max")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """How long the tables that grow for years keep their rows: whole months before the current one, 0 keeping
+    everything. Older rows are archived to files under `archive_dir` (gzip JSON lines) when `archive` is true,
+    then removed: PostgreSQL drops the month partitions, SQLite deletes in batches (docs/operations.md)."""
+
+    command_history_months: int = 24
+    command_parts_months: int = 12
+    wrong_sms_months: int = 12
+    webhook_events_months: int = 24
+    audit_log_months: int = 0  # the audit trail: kept unless the utility's rules let it go
+    archive: bool = True
+    archive_dir: str = "archive"  # under data_dir unless absolute
+    batch_rows: int = 5000  # rows a transaction deletes where no partition is dropped
+    months_ahead: int = 3  # PostgreSQL: month partitions created ahead of time
+    interval_s: float = 86400.0  # the scheduled job: partitions ahead, then the retention
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name.endswith("_months"):
+                _require(getattr(self, f.name) >= 0, f.name, "must be 0 (keep everything) or more")
+        _require(self.batch_rows >= 1, "batch_rows", "must be at least 1")
+        _require(1 <= self.months_ahead <= 24, "months_ahead", "must be 1-24")
+        _require(self.interval_s > 0, "interval_s", "must be positive")
+
+    def months(self) -> dict[str, int]:
+        """{table: months kept}."""
+        return {
+            f.name.removesuffix("_months"): getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name.endswith("_months")
+        }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -372,6 +415,7 @@ class Settings:
     radius: RadiusSettings = dataclasses.field(default_factory=RadiusSettings)
     billing: BillingSettings = dataclasses.field(default_factory=BillingSettings)
     smtp: SmtpSettings = dataclasses.field(default_factory=SmtpSettings)
+    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
 
     def __post_init__(self) -> None:

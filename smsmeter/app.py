@@ -19,6 +19,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing.event_delivery import AiohttpPoster
 from billing.notices import TextSender
 from billing.rules.notices import SmsEncoding, sms_sizing
 from billing.sms_text import TEXT_CODINGS, SentPart, SentText, TransportTextSender, gsm7_septets, read_sent_texts
@@ -251,6 +252,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
             keys = app[KEYS] = services.keys = KeyRing(master_key)
             services.sts = SoftwareTokenGenerator(master_key)
             billing = app[BILLING] = services.billing = build_billing(settings, uow, keys, runtime.metrics)
+            poster = billing.poster = AiohttpPoster()  # outbound event webhooks; closed at shutdown
 
             async def on_gateway_event(event: GatewayEvent) -> None:
                 """What the gateway learns goes to billing (the arrow points one way: gateway never
@@ -336,6 +338,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                         await asyncio.gather(text_task, return_exceptions=True)
                     await watch_jobs.stop()
                     await billing_jobs.stop()
+                    await poster.close()
         finally:
             runtime.transport = None
             if isinstance(services.radius, RadiusPasswordChecker):

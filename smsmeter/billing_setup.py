@@ -18,6 +18,7 @@ from aiohttp import web
 
 from billing import self_service, sts
 from billing.errors import BillingError
+from billing.event_delivery import DeliveryPolicy
 from billing.mdm_export import export_finished_days
 from billing.notices import SmtpEmailSender
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, PenaltyRule
@@ -29,9 +30,11 @@ from config import Settings
 from gateway import watch
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
+from smsmeter.retention_cli import keep_tables
 from store.audit import Actor
 from store.uow import UnitOfWork
 from telemetry import NO_METRICS, JobProgress, Observer
+from web.scheduled_reports import send_due_reports
 
 log = logging.getLogger("smsmeter.billing")
 
@@ -98,6 +101,13 @@ def build_billing(
         observer=observer,
         time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,
         alarm_actions=b.alarm_actions,
+        delivery_policy=DeliveryPolicy(
+            max_attempts=b.event_max_attempts,
+            retry_base_s=b.event_retry_base_s,
+            retry_max_s=b.event_retry_max_s,
+            timeout_s=b.event_timeout_s,
+            keep_days=b.event_keep_days,
+        ),
     )
 
 
@@ -216,6 +226,12 @@ def start_billing_jobs(
         jobs.append(("key changes", 60.0, billing.settle_key_changes))
         jobs.append(("time sync", 3600.0, billing.sync_clocks))
         jobs.append(("consumption", b.consumption_interval_s, billing.aggregate_consumption))
+        jobs.append(("event webhooks", b.event_interval_s, billing.deliver_events))
+
+        async def scheduled_reports(now: datetime, progress: JobProgress) -> object:
+            return await send_due_reports(billing.uow, billing.email_sender, now, billing.currency)
+
+        jobs.append(("reports by e-mail", 300.0, scheduled_reports))
         if b.mdm_export:
             export_dir = mdm_export_dir(settings)
 
@@ -230,6 +246,11 @@ def start_billing_jobs(
 
         jobs.append(("stuck commands", b.alarm_interval_s, stuck_commands))
         jobs.append(("alarm rules", b.alarm_interval_s, billing.notify_alarms))
+
+        async def growing_tables(now: datetime, progress: JobProgress) -> object:
+            return await keep_tables(billing.uow.engine, settings, now, progress)
+
+        jobs.append(("partitions and retention", settings.retention.interval_s, growing_tables))
     if notices:
         jobs.append(("notices", b.notice_interval_s, billing.send_notices))
     return run_jobs(jobs, observer=observer, clock=clock)

@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     from smsmeter import vouchers_cli
 
     vouchers_cli.add_parser(sub)
+    from smsmeter import webhooks_cli
+
+    webhooks_cli.add_parser(sub)
+    from smsmeter import retention_cli
+
+    retention_cli.add_parsers(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -405,6 +411,18 @@ def _vouchers(settings: Settings, args: argparse.Namespace) -> int:
     return vouchers_cli.run(settings, args)
 
 
+def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import webhooks_cli
+
+    return webhooks_cli.run(settings, args)
+
+
+def _retention(settings: Settings, args: argparse.Namespace) -> int:
+    from smsmeter import retention_cli
+
+    return retention_cli.run(settings, args)
+
+
 def _run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -440,6 +458,9 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         "alarm-rules": lambda: _registry(settings, args),
         "conformance": lambda: _conformance(settings, args),
         "vouchers": lambda: _vouchers(settings, args),
+        "webhooks": lambda: _webhooks(settings, args),
+        "partitions": lambda: _retention(settings, args),
+        "retention": lambda: _retention(settings, args),
     }
     try:
         return commands[args.command]() or 0

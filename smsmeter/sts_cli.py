@@ -15,7 +15,10 @@ from config import Settings
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sts = sub.add_parser("sts", help="STS keypad tokens: vending keys")
     s_sub = sts.add_subparsers(dest="sts_command", required=True)
-    add = s_sub.add_parser("add-vending-key", help="store a DKGA02 vending key (16 hex digits in KEY_FILE), wrapped")
+    add = s_sub.add_parser(
+        "add-vending-key",
+        help="store a vending key (KEY_FILE: 16 hex digits for DKGA02, 40 or more for DKGA04), wrapped",
+    )
     add.add_argument("--supply-group", required=True, metavar="SGC", help="six digits")
     add.add_argument("--revision", required=True, type=int, metavar="KRN", help="1 to 9")
     add.add_argument("key_file", metavar="KEY_FILE")

@@ -56,9 +56,13 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "alarms.read": _WATCHERS,
     "alarms.ack": frozenset({ADMIN, OPERATOR}),
     "alarms.rules": frozenset({ADMIN}),  # who is told of which alarm, and what is done automatically
+    "events.read": _WATCHERS,  # outbound event webhooks: subscriptions, deliveries, failures
+    "events.manage": frozenset({ADMIN}),  # add, change or disable a subscription (its secret signs the events)
+    "events.resend": frozenset({ADMIN, OPERATOR}),  # a dead delivery sent again
     "arrears.read": _STAFF,
     "reports.read": _WATCHERS,
     "reports.export": _WATCHERS,
+    "reports.schedule": frozenset({ADMIN}),  # a report sent by e-mail on a schedule, to addresses outside the console
     "audit.read": frozenset({ADMIN, AUDITOR}),
     "audit.export": frozenset({ADMIN, AUDITOR}),
     "operators.manage": frozenset({ADMIN}),

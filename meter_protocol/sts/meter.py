@@ -8,8 +8,10 @@ the tests (and meter makers) check a vended token against:
 - the TID memory holds the most recent `memory_size` TIDs: a TID already in it is refused as used, and
   once the memory is full a TID older than all of them is refused as old;
 - a TID whose upper 8 bits exceed the key expiry number is refused as expired;
-- a key change is two tokens (subclass 3 then 4) under the current key; with the rollover bit set the
-  meter moves on to the next base date and starts an empty TID memory.
+- a key change is two tokens (subclass 3 then 4) under the current key, or four (subclasses 3, 4, 8, 9,
+  in that order, which also set the supply group code) when the current key is a 128-bit MISTY1 key; a
+  section out of order drops the sections held; with the rollover bit set the meter moves on to the next
+  base date and starts an empty TID memory.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ from meter_protocol.sts.tokens import (
 )
 
 _NEXT_BASE_DATE = {BASE_DATE_1993: BASE_DATE_2014}
+_KEY_SECTIONS = frozenset(
+    {
+        ManagementKind.SET_FIRST_SECTION_DECODER_KEY,
+        ManagementKind.SET_SECOND_SECTION_DECODER_KEY,
+        ManagementKind.SET_THIRD_SECTION_DECODER_KEY,
+        ManagementKind.SET_FOURTH_SECTION_DECODER_KEY,
+    }
+)
 _ALL_REGISTERS = 0xFFFF
 
 
@@ -58,7 +68,8 @@ class StsMeterState:
     tids: tuple[int, ...] = ()
     maximum_power_w: int | None = None
     tampered: bool = False
-    pending_section: KeyChangeSection | None = None
+    supply_group_code: int = 0
+    pending_sections: tuple[KeyChangeSection, ...] = ()
     memory_size: int = 50
 
     def credit(self, kind: CreditKind = CreditKind.ELECTRICITY) -> int:
@@ -78,10 +89,7 @@ def enter_token(state: StsMeterState, digits: str) -> tuple[StsMeterState, Enter
         token = decode_token(digits, state.decoder_key)
     except TokenRejected:
         return state, Entered(Outcome.REJECTED)
-    if token.token_class == 2 and token.subclass in (
-        ManagementKind.SET_FIRST_SECTION_DECODER_KEY,
-        ManagementKind.SET_SECOND_SECTION_DECODER_KEY,
-    ):
+    if token.token_class == 2 and token.subclass in _KEY_SECTIONS:
         return _key_change(state, token)
     if token.tid in state.tids:
         return state, Entered(Outcome.USED, token)
@@ -121,13 +129,16 @@ def _apply(state: StsMeterState, token: DecodedToken) -> tuple[StsMeterState | N
 def _key_change(state: StsMeterState, token: DecodedToken) -> tuple[StsMeterState, Entered]:
     section = read_key_change(token)
     if section.section == 1:
-        return replace(state, pending_section=section), Entered(Outcome.KEY_SECTION_HELD, token)
-    if state.pending_section is None:
-        return state, Entered(Outcome.REJECTED, token)
+        return replace(state, pending_sections=(section,)), Entered(Outcome.KEY_SECTION_HELD, token)
+    held = (*state.pending_sections, section)
+    if not state.pending_sections or section.section != len(held):
+        return replace(state, pending_sections=()), Entered(Outcome.REJECTED, token)
+    if len(held) < (4 if len(state.decoder_key) == 16 else 2):
+        return replace(state, pending_sections=held), Entered(Outcome.KEY_SECTION_HELD, token)
     try:
-        change = combine_key_change(state.pending_section, section)
+        change = combine_key_change(*held)
     except StsError:
-        return replace(state, pending_section=None), Entered(Outcome.REJECTED, token)
+        return replace(state, pending_sections=()), Entered(Outcome.REJECTED, token)
     changed = replace(
         state,
         decoder_key=change.new_key,
@@ -135,7 +146,8 @@ def _key_change(state: StsMeterState, token: DecodedToken) -> tuple[StsMeterStat
         key_type=change.key_type,
         tariff_index=change.tariff_index,
         key_expiry=change.key_expiry,
-        pending_section=None,
+        supply_group_code=change.supply_group_code if len(held) == 4 else state.supply_group_code,
+        pending_sections=(),
     )
     if change.rollover:
         changed = replace(changed, tids=(), base_date=_NEXT_BASE_DATE.get(state.base_date, state.base_date))

@@ -79,6 +79,8 @@ class ManagementKind(enum.IntEnum):
     SET_FIRST_SECTION_DECODER_KEY = 3
     SET_SECOND_SECTION_DECODER_KEY = 4
     CLEAR_TAMPER = 5
+    SET_THIRD_SECTION_DECODER_KEY = 8  # 128-bit keys only
+    SET_FOURTH_SECTION_DECODER_KEY = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,8 @@ class DecodedToken:
 
 @dataclass(frozen=True, slots=True)
 class KeyChange:
-    """What a key change token pair sets: the new decoder key (8 bytes, EA07) and its parameters."""
+    """What a key change token set sets: the new decoder key (8 bytes for EA07: a pair of tokens; 16 bytes for
+    EA11/MISTY1: four tokens, which also carry the supply group code) and its parameters."""
 
     new_key: bytes
     key_revision: int
@@ -117,11 +120,14 @@ class KeyChange:
     tariff_index: int
     key_expiry: int = 255
     rollover: bool = False
+    supply_group_code: int = 0  # carried by the four-token set only (sections 3 and 4)
 
 
 @dataclass(frozen=True, slots=True)
 class KeyChangeSection:
-    """One decoded key change token: section 1 carries revision/type/rollover, section 2 the tariff index."""
+    """One decoded key change token: section 1 carries revision/type/rollover, section 2 the tariff index,
+    sections 3 and 4 (128-bit keys) the supply group code's low and high 12 bits. `key_half` is the 32 bits
+    of the new key the section carries (whatever their place in the key)."""
 
     section: int
     key_expiry_nibble: int
@@ -130,6 +136,7 @@ class KeyChangeSection:
     key_type: int = 0
     rollover: bool = False
     tariff_index: int = 0
+    supply_group_part: int = 0
 
 
 def _rotl(value: int, bits: int) -> int:
@@ -296,30 +303,64 @@ def decode_token(digits: str, decoder_key: bytes) -> DecodedToken:
     )
 
 
-def encode_key_change_tokens(current_key: bytes, change: KeyChange) -> tuple[str, str]:
-    """The key change pair (class 2 subclasses 3 then 4), both encrypted with the meter's current key."""
-    if len(change.new_key) != 8:
-        raise StsError("a key change pair carries a 64-bit decoder key (EA07)")
+def _check_change(change: KeyChange) -> None:
     if not (0 <= change.key_revision < 16 and 0 <= change.key_type < 4):
         raise StsError("the key revision is 0-15 and the key type 0-3")
     if not (0 <= change.tariff_index < 100 and 0 <= change.key_expiry < 256):
         raise StsError("the tariff index is 00-99 and the key expiry number 0-255")
-    new = int.from_bytes(change.new_key, "little")
+
+
+def _first_two(change: KeyChange, high32: int, low32: int) -> tuple[int, int]:
     first = (
         (ManagementKind.SET_FIRST_SECTION_DECODER_KEY << 44)
         | ((change.key_expiry >> 4) << 40)
         | (change.key_revision << 36)
         | (int(change.rollover) << 35)
         | (change.key_type << 32)
-        | (new >> 32)
+        | high32
     )
     second = (
         (ManagementKind.SET_SECOND_SECTION_DECODER_KEY << 44)
         | ((change.key_expiry & 15) << 40)
         | (change.tariff_index << 32)
-        | (new & 0xFFFFFFFF)
+        | low32
     )
+    return first, second
+
+
+def encode_key_change_tokens(current_key: bytes, change: KeyChange) -> tuple[str, str]:
+    """The key change pair (class 2 subclasses 3 then 4), both encrypted with the meter's current key."""
+    if len(change.new_key) != 8:
+        raise StsError("a key change pair carries a 64-bit decoder key (EA07)")
+    _check_change(change)
+    new = int.from_bytes(change.new_key, "little")
+    first, second = _first_two(change, new >> 32, new & 0xFFFFFFFF)
     return _sealed(2, first, current_key), _sealed(2, second, current_key)
+
+
+def encode_key_change_set(current_key: bytes, change: KeyChange) -> tuple[str, str, str, str]:
+    """The four-token set for a 128-bit (MISTY1) decoder key, in the order they are entered, all encrypted with
+    the meter's current key. The new key, read most significant byte first, is NKHO (its top 32 bits, in the
+    1st section, subclass 3, with KEN high nibble, KRN, rollover and KT as in the pair), NKMO2 (3rd section,
+    subclass 8, with the SGC's low 12 bits), NKMO1 (4th section, subclass 9, with the SGC's high 12 bits) and
+    NKLO (2nd section, subclass 4, with KEN low nibble and the TI); the SGC is a 24-bit binary number."""
+    if len(change.new_key) != 16:
+        raise StsError("a four-token key change carries a 128-bit decoder key (EA11)")
+    _check_change(change)
+    if not 0 <= change.supply_group_code < 1 << 24:
+        raise StsError("the supply group code is a 24-bit number")
+    new = int.from_bytes(change.new_key, "big")
+    high, middle2, middle1, low = ((new >> shift) & 0xFFFFFFFF for shift in (96, 64, 32, 0))
+    first, second = _first_two(change, high, low)
+    sgc = change.supply_group_code
+    third = (ManagementKind.SET_THIRD_SECTION_DECODER_KEY << 44) | ((sgc & 0xFFF) << 32) | middle2
+    fourth = (ManagementKind.SET_FOURTH_SECTION_DECODER_KEY << 44) | ((sgc >> 12) << 32) | middle1
+    return (
+        _sealed(2, first, current_key),
+        _sealed(2, second, current_key),
+        _sealed(2, third, current_key),
+        _sealed(2, fourth, current_key),
+    )
 
 
 def read_key_change(decoded: DecodedToken) -> KeyChangeSection:
@@ -337,14 +378,32 @@ def read_key_change(decoded: DecodedToken) -> KeyChangeSection:
         )
     if decoded.token_class == 2 and decoded.subclass == ManagementKind.SET_SECOND_SECTION_DECODER_KEY:
         return KeyChangeSection(section=2, key_expiry_nibble=nibble, key_half=half, tariff_index=(payload >> 32) & 0xFF)
+    if decoded.token_class == 2 and decoded.subclass in (
+        ManagementKind.SET_THIRD_SECTION_DECODER_KEY,
+        ManagementKind.SET_FOURTH_SECTION_DECODER_KEY,
+    ):
+        section = 3 if decoded.subclass == ManagementKind.SET_THIRD_SECTION_DECODER_KEY else 4
+        return KeyChangeSection(
+            section=section, key_expiry_nibble=0, key_half=half, supply_group_part=(payload >> 32) & 0xFFF
+        )
     raise StsError("not a key change token")
 
 
-def combine_key_change(first: KeyChangeSection, second: KeyChangeSection) -> KeyChange:
-    """The key change the two sections carry, in the order they must be entered."""
-    if (first.section, second.section) != (1, 2):
-        raise StsError("a key change is the first section, then the second")
-    key = ((first.key_half << 32) | second.key_half).to_bytes(8, "little")
+def combine_key_change(*sections: KeyChangeSection) -> KeyChange:
+    """The key change the sections carry, in the order they must be entered: 1, 2 (a 64-bit key) or 1, 2, 3, 4
+    (a 128-bit key)."""
+    numbers = tuple(s.section for s in sections)
+    if numbers not in ((1, 2), (1, 2, 3, 4)):
+        raise StsError("a key change is the first section, then the second (then the third and the fourth)")
+    first, second = sections[0], sections[1]
+    if len(sections) == 2:
+        key = ((first.key_half << 32) | second.key_half).to_bytes(8, "little")
+        sgc = 0
+    else:
+        third, fourth = sections[2], sections[3]
+        whole = (first.key_half << 96) | (third.key_half << 64) | (fourth.key_half << 32) | second.key_half
+        key = whole.to_bytes(16, "big")
+        sgc = (fourth.supply_group_part << 12) | third.supply_group_part
     return KeyChange(
         new_key=key,
         key_revision=first.key_revision,
@@ -352,6 +411,7 @@ def combine_key_change(first: KeyChangeSection, second: KeyChangeSection) -> Key
         tariff_index=second.tariff_index,
         key_expiry=(first.key_expiry_nibble << 4) | second.key_expiry_nibble,
         rollover=first.rollover,
+        supply_group_code=sgc,
     )
 
 

@@ -2,12 +2,13 @@
 `metadata` is complete (Alembic and the schema test rely on it)."""
 
 from store.metadata import metadata
-from store.schema import auth, commands, consumption, ledger, notices, payments, registry, self_service, sts
+from store.schema import auth, commands, consumption, events, ledger, notices, payments, registry, self_service, sts
 
 __all__ = [
     "auth",
     "commands",
     "consumption",
+    "events",
     "ledger",
     "metadata",
     "notices",

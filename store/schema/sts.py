@@ -23,7 +23,8 @@ sts_meters = Table(
     # the key change pair last issued (new KRN, rollover to the next base date) and whether the meter took it
     Column("key_change_state", String(10), nullable=False, server_default="none"),  # none | issued | accepted
     Column("key_change_revision", Integer),
-    Column("key_change_tokens", String(44)),  # "<first> <second>", " R" after them for a rollover
+    # "<first> <second>" (or four tokens for a 16-byte key), " R" after them for a rollover
+    Column("key_change_tokens", String(90)),
     Column("key_change_issued_at", UtcDateTime),
     Column("key_change_accepted_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
@@ -36,7 +37,7 @@ sts_vending_keys = Table(
     Column("id", ID, primary_key=True, autoincrement=True),
     Column("supply_group_code", String(6), nullable=False),
     Column("key_revision", Integer, nullable=False),
-    Column("algorithm", String(8), nullable=False),  # dkga02 (64-bit key)
+    Column("algorithm", String(8), nullable=False),  # dkga02 (64-bit key) | dkga04 (160 bits or more)
     Column("wrapped_key", LargeBinary, nullable=False),  # AES key wrap with padding (RFC 5649), master key
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("supply_group_code", "key_revision"),

@@ -1,8 +1,9 @@
 """The keyword journey in a real headless Chromium on `smsmeter serve --demo`: the operator makes a voucher
 batch on the console's Vouchers page, the simulated handset of the demo subscriber Ana Popescu texts
 `PAY <code>` to the short number (the SMS outbox page's handset), the answer appears in the SMS outbox and the
-credit reaches her meter (the subscriber card's meter credit, or its last credit applied, changes). Screenshots go to
-tests/artifacts/self-service-journey/."""
+credit reaches her meter (the subscriber card's meter credit, or its last credit applied, changes); a code
+the cashier withdrew on the Vouchers page is answered as withdrawn. Screenshots go to
+tests/artifacts/self-service-journey/ and self-service-void-journey/."""
 
 from __future__ import annotations
 
@@ -79,3 +80,43 @@ def test_a_subscriber_pays_a_scratch_card_voucher_by_sms(service: RunningService
         shots.take(page, "credit-on-the-meter")
         assert after != before
         assert after.startswith("meter-credit") or after == "last-credit $7.00"
+
+
+def test_a_withdrawn_voucher_is_refused_with_its_reason(service: RunningService) -> None:
+    shots = Shots("self-service-void-journey")
+    _code, phone = ANA
+    operator, password = (service.log_path.parent / "var" / "demo-login.txt").read_text().split()[:2]
+    with chromium() as browser:
+        page = new_context(browser).new_page()  # type: ignore[attr-defined]
+        page.goto(service.base_url + "/login")
+        page.fill("#username", operator)
+        page.fill("#password", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/console"))
+
+        page.goto(service.base_url + "/console/vouchers")
+        page.fill("#v-count", "2")
+        page.fill("#v-amount", "3.00")
+        page.click("[data-testid=voucher-generate]")
+        page.wait_for_selector("[data-testid=voucher-code]")
+        voucher = page.locator("[data-testid=voucher-code]").first.inner_text().strip()
+
+        page.goto(service.base_url + "/console/vouchers")
+        page.fill("#v-void-code", voucher)
+        page.fill("#v-void-reason", "misprinted")
+        page.click("[data-testid=voucher-void]")
+        page.wait_for_selector("[data-testid=vouchers-voided]")
+        assert "1 vouchers withdrawn" in page.inner_text("[data-testid=vouchers-voided]")
+        shots.take(page, "code-withdrawn")
+
+        page.goto(service.base_url + "/console/sms-outbox")
+        page.fill("[data-testid=handset-phone]", phone)
+        page.fill("[data-testid=handset-text]", f"PAY {voucher}")
+        page.click("[data-testid=handset-send]")
+        page.wait_for_url(re.compile(r"ok=handset_sent"))
+        deadline = time.monotonic() + 20
+        while "withdrawn by the utility" not in page.inner_text("[data-testid=sms-outbox]"):
+            assert time.monotonic() < deadline, page.inner_text("[data-testid=sms-outbox]")
+            page.wait_for_timeout(300)
+            page.reload()
+        shots.take(page, "refused-in-outbox")

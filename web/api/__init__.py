@@ -8,12 +8,14 @@ from aiohttp import web
 def setup_routes(app: web.Application) -> None:
     from web.api import (
         alarm_rules,
+        event_hooks,
         key_files,
         money,
         operations,
         outbox,
         readings,
         registry,
+        report_schedules,
         sts,
         tariffs,
         v1,
@@ -31,5 +33,7 @@ def setup_routes(app: web.Application) -> None:
     outbox.setup_routes(app)
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)
+    event_hooks.setup_routes(app)
+    report_schedules.setup_routes(app)
     wallet.setup_routes(app)
     vouchers.setup_routes(app)

@@ -648,7 +648,17 @@ def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    from web.api import key_files, openapi_alarms, openapi_readings, openapi_registry, outbox, vouchers, wallet
+    from web.api import (
+        key_files,
+        openapi_alarms,
+        openapi_events,
+        openapi_readings,
+        openapi_registry,
+        outbox,
+        report_schedules,
+        vouchers,
+        wallet,
+    )
     from web.api.openapi_operations import PATHS as OPERATION_PATHS
     from web.api.openapi_sts import PATHS as STS_PATHS
 
@@ -659,6 +669,8 @@ def document() -> dict[str, Any]:
     outbox.merge_into(paths, schemas)
     key_files.merge_into(paths, schemas)
     openapi_alarms.merge_into(paths, schemas)
+    openapi_events.merge_into(paths, schemas)
+    report_schedules.merge_into(paths, schemas)
     wallet.merge_into(paths, schemas)
     vouchers.merge_into(paths, schemas)
     return {

@@ -36,7 +36,12 @@ _KEYPAD = {
         "base_date_year": {"type": "integer", "enum": [1993, 2014]},
         "key_change_state": {"type": "string", "enum": ["none", "issued", "accepted"]},
         "key_change_revision": {"type": ["integer", "null"]},
-        "key_change_pair": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+        "key_change_pair": {
+            "type": "array",
+            "items": {"type": "string"},
+            "maxItems": 4,
+            "description": "in the order to enter them: two, or four for a 16-byte (MISTY1) key",
+        },
         "key_change_rollover": {"type": "boolean"},
         "key_change_issued_at": {"type": ["string", "null"], "format": "date-time"},
         "key_change_accepted_at": {"type": ["string", "null"], "format": "date-time"},

@@ -8,6 +8,7 @@ from web.console import (
     actions,
     alarm_rules,
     consumption,
+    event_hooks,
     key_files,
     lists,
     login,
@@ -18,6 +19,7 @@ from web.console import (
     pages,
     readings,
     registry,
+    report_schedules,
     sts,
     tariffs,
     vouchers,
@@ -34,6 +36,7 @@ def setup_routes(app: web.Application) -> None:
     money.setup_routes(app)
     actions.setup_routes(app)
     operations.setup_routes(app)
+    report_schedules.setup_routes(app)
     lists.setup_routes(app)
     readings.setup_routes(app)
     consumption.setup_routes(app)
@@ -41,5 +44,6 @@ def setup_routes(app: web.Application) -> None:
     outcomes.setup_routes(app)
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)
+    event_hooks.setup_routes(app)
     wallet.setup_routes(app)
     vouchers.setup_routes(app)

@@ -35,7 +35,7 @@ async def keypads(conn: AsyncConnection, meter_ids: Iterable[int]) -> dict[int, 
 
 def _view(row: dict[str, Any]) -> dict[str, Any]:
     tokens = (row.get("key_change_tokens") or "").split()
-    row["key_change_pair"] = tokens[:2]
-    row["key_change_rollover"] = tokens[2:] == ["R"]
+    row["key_change_pair"] = [t for t in tokens if t != "R"]  # two tokens, or four for a 16-byte key
+    row["key_change_rollover"] = tokens[-1:] == ["R"]
     del row["key_change_tokens"]
     return row

@@ -4,7 +4,7 @@ key change pair and the 2014 base date; vending keys wrapped under the master ke
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -176,3 +176,51 @@ async def test_vending_keys_are_stored_wrapped_and_refused_under_another_master_
             await add_vending_key(conn, OPERATOR, MASTER_KEY, SGC, 1, VENDING_KEYS[1], NOW)
         with pytest.raises(InvalidField):
             await add_vending_key(conn, OPERATOR, MASTER_KEY, SGC, 3, bytes(5), NOW)
+
+
+async def test_an_sts6_meter_on_a_dkga04_vending_key_gets_misty1_tokens_and_its_four_token_rollover(
+    uow: UnitOfWork,
+) -> None:
+    _, meter = await new_subscriber(uow)
+    assert meter is not None
+    vudk = bytes.fromhex("abababababababab949494949494949401234567")  # 160 bits
+    async with uow.begin() as conn:
+        await add_vending_key(conn, OPERATOR, MASTER_KEY, "123457", 1, vudk, NOW)
+        await add_vending_key(conn, OPERATOR, MASTER_KEY, "123457", 2, vudk[::-1], NOW)
+        algorithms = (await conn.execute(select(sts_vending_keys.c.algorithm))).scalars().all()
+        with pytest.raises(InvalidField):
+            await add_vending_key(conn, OPERATOR, MASTER_KEY, "123457", 3, bytes(12), NOW)
+    assert sorted(algorithms) == ["dkga04", "dkga04"]
+    await sts.register_keypad(
+        uow, OPERATOR, meter.id, NOW, supply_group_code="123457", drn="00000000000", base_date_year=1993
+    )
+    async with uow.connect() as conn:
+        found = await find_sts_meter(conn, meter.id)
+        assert found is not None
+        key = await GENERATOR.decoder_key(conn, found)
+        issued_at = datetime(2004, 3, 1, 13, 0, tzinfo=UTC)
+        token = await GENERATOR.credit_token(conn, found, codec.CreditKind.ELECTRICITY, 1, issued_at, 5)
+    assert len(key) == 16
+    assert token == "59386323472137426967"
+    meter_state, shown = codec.enter_token(codec.StsMeterState(decoder_key=key, supply_group_code=123457), token)
+    assert (shown.outcome, meter_state.credit()) == (codec.Outcome.ACCEPTED, 1)
+    # the 2024 rollover on an STS6 meter: four tokens to KRN 2, the new key diversified with the 2014 base date
+    tokens = await sts.issue_key_change(uow, OPERATOR, meter.id, NOW, generator=GENERATOR)
+    assert len(tokens) == 4
+    assert await sts.issue_key_change(uow, OPERATOR, meter.id, NOW, generator=GENERATOR) == tokens  # the same again
+    for n, digits in enumerate(tokens, start=1):
+        meter_state, shown = codec.enter_token(meter_state, digits)
+        assert shown.outcome is (codec.Outcome.KEY_CHANGED if n == 4 else codec.Outcome.KEY_SECTION_HELD)
+    assert (meter_state.key_revision, meter_state.base_date, meter_state.supply_group_code) == (
+        2,
+        codec.BASE_DATE_2014,
+        123457,
+    )
+    confirmed = await sts.confirm_key_change(uow, OPERATOR, meter.id, NOW)
+    assert (confirmed.key_revision, confirmed.base_date_year) == (2, 2014)
+    async with uow.connect() as conn:
+        assert await GENERATOR.decoder_key(conn, confirmed) == meter_state.decoder_key
+        later = datetime(2025, 1, 10, tzinfo=UTC)
+        after = await GENERATOR.credit_token(conn, confirmed, codec.CreditKind.ELECTRICITY, 2, later, 7)
+    meter_state, shown = codec.enter_token(meter_state, after)
+    assert (shown.outcome, meter_state.credit()) == (codec.Outcome.ACCEPTED, 3)
