@@ -58,7 +58,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import event, func, select
 
-from billing import registry
+from billing import meter_registry, registry
 from config.settings import load_settings
 from gateway.keys import KeyRing
 from meter_protocol import meter_code_with_check_digit
@@ -103,11 +103,11 @@ async def _seed(uow: UnitOfWork, count: int) -> list[tuple[int, int, str, str]]:
             sub = await registry.create_subscriber(
                 conn, ACTOR, f"6401001{i + 1:04d}0001", {"name": f"Bench {i}"}, currency="USD", now=now
             )
-            meter = await registry.install_meter(
+            meter = await meter_registry.install_meter(
                 conn,
                 ACTOR,
                 sub.id,
-                registry.NewMeter(code=meter_code_with_check_digit(f"88000{i + 1:014d}"), msisdn=f"37369{i:06d}"),
+                meter_registry.NewMeter(code=meter_code_with_check_digit(f"88000{i + 1:014d}"), msisdn=f"37369{i:06d}"),
                 master_key=MASTER_KEY,
                 now=now,
             )

@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import ledger, places, registry
+from billing import ledger, meter_registry, places, registry
 from billing.errors import InvalidField
 from billing.notices import Recipient, notice_rows, queue_notice, queue_rows
 from billing.rules.arrears import (
@@ -406,7 +406,7 @@ async def grant_emergency_credit(
         )
         if not emergency_credit_allowed(policy, state, now):
             raise InvalidField("emergency credit", "not available (none in the policy, or used in this episode)")
-        meter = await registry.active_meter(conn, subscriber_id)
+        meter = await meter_registry.active_meter(conn, subscriber_id)
         if meter is None:
             raise InvalidField("emergency credit", "the subscriber has no active meter")
         amount = Money(policy.emergency_credit_minor, currency)

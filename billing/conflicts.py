@@ -12,6 +12,9 @@ An operator resolves it one of two ways, audited with before and after:
 Crediting applies the payment first (idempotent on the provider's reference), then marks the conflict
 resolved in a transaction of its own: a crash between the two leaves the conflict open, and resolving it
 again finds the payment applied and only marks it.
+
+The conflicts and their payments are payments' rows: read through `payments.conflicts`, written through
+`payments.recorded`.
 """
 
 from __future__ import annotations
@@ -21,19 +24,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing import topup
 from billing.errors import Conflict, InvalidField, NotFound
 from billing.values import PaymentConfirmed
 from gateway.keys import KeyRing
+from payments.conflicts import conflict_row, conflict_rows, payment_row
 from payments.recorded import mark_conflict_resolved, record_paid_as_credited
 from store import audit
 from store.audit import Actor
-from store.schema import payments as P  # noqa: N812
+from store.bulk import select_among
 from store.schema.registry import subscribers
 from store.uow import UnitOfWork
+
+_SUBSCRIBER = (subscribers.c.id, subscribers.c.code, subscribers.c.name)
 
 
 class Resolution(enum.StrEnum):
@@ -61,7 +66,7 @@ def creditable(row: Any) -> bool:
 
 
 async def get_conflict(conn: AsyncConnection, conflict_id: int) -> Any:
-    row = (await conn.execute(select(P.payment_conflicts).where(P.payment_conflicts.c.id == conflict_id))).first()
+    row = await conflict_row(conn, conflict_id)
     if row is None:
         raise NotFound("payment conflict", conflict_id)
     return row
@@ -75,7 +80,7 @@ async def _payment_to_credit(
     details = dict(row.details)
     payment = None
     if row.payment_id is not None:
-        payment = (await conn.execute(select(P.payments).where(P.payments.c.id == row.payment_id))).first()
+        payment = await payment_row(conn, row.payment_id)
     if payment is not None and payment.paid_at is not None and payment.amount_minor == details["amount_minor"]:
         raise Conflict("payment", f"{payment.provider}:{payment.provider_ref} is credited already; dismiss it")
     code = subscriber_code or (None if payment is not None else details.get("subscriber"))
@@ -172,20 +177,18 @@ async def conflicts_page(
 ) -> tuple[list[dict[str, Any]], int]:
     """Conflicts newest first, each with the payment's subscriber (when known) and whether it may be
     credited."""
-    c = P.payment_conflicts.c
-    query = select(
-        P.payment_conflicts,
-        P.payments.c.subscriber_id,
-        P.payments.c.amount_minor.label("asked_minor"),
-        subscribers.c.code.label("subscriber_code"),
-        subscribers.c.name.label("subscriber_name"),
-    ).select_from(
-        P.payment_conflicts.outerjoin(P.payments, P.payments.c.id == c.payment_id).outerjoin(
-            subscribers, subscribers.c.id == P.payments.c.subscriber_id
+    rows, total = await conflict_rows(conn, open_only=open_only, limit=limit, offset=offset)
+    ids = {r.subscriber_id for r in rows if r.subscriber_id is not None}
+    who = {s.id: s for s in await select_among(conn, _SUBSCRIBER, subscribers.c.id, ids)}
+    items = []
+    for r in rows:
+        subscriber = who.get(r.subscriber_id)
+        items.append(
+            {
+                **dict(r._mapping),
+                "subscriber_code": subscriber.code if subscriber else None,
+                "subscriber_name": subscriber.name if subscriber else None,
+                "creditable": creditable(r),
+            }
         )
-    )
-    if open_only:
-        query = query.where(c.resolved_at.is_(None))
-    total = int(await conn.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = (await conn.execute(query.order_by(c.id.desc()).limit(limit).offset(offset))).all()
-    return [{**dict(r._mapping), "creditable": creditable(r)} for r in rows], total
+    return items, total

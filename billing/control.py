@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import bulk, registry
+from billing import bulk, meter_registry
 from billing.errors import InvalidField
 from billing.rules.arrears import FriendlyCalendar
 from gateway.keys import KeyRing
@@ -147,7 +147,7 @@ async def control_meter(
             existing = await conn.scalar(select(commands.c.id).where(commands.c.idempotency_key == idempotency_key))
             if existing is not None:
                 return int(existing)
-        meter = await registry.get_meter(conn, meter_id)
+        meter = await meter_registry.get_meter(conn, meter_id)
         if meter.status != "active":
             raise InvalidField("meter", f"{meter.code} is {meter.status}")
         request = CommandRequest(
@@ -182,7 +182,7 @@ async def control_group(
     """One command to every active meter of the group, as a bulk job with progress."""
     _check(control)
     async with uow.begin() as conn:
-        meter_ids = await registry.meters_in_group(
+        meter_ids = await meter_registry.meters_in_group(
             conn,
             transformer_id=group.transformer_id,
             street=group.street,

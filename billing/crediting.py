@@ -25,7 +25,7 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import ledger, registry
+from billing import ledger, meter_registry
 from billing.arrears import reconnect_if_cleared
 from billing.errors import BillingError, CurrencyMismatch, InvalidField, NotFound
 from billing.notices import Recipient, notice_rows, queue_rows
@@ -216,7 +216,7 @@ async def _meter_of(conn: AsyncConnection, payment: PaymentConfirmed, payer: _Pa
     code = payment.meter_code.replace(" ", "")
     named = [m for m in payer.meters if m.meter_code == code]
     if not named:
-        meter = await registry.get_meter_by_code(conn, code)  # raises NotFound when there is no such meter
+        meter = await meter_registry.get_meter_by_code(conn, code)  # raises NotFound when there is no such meter
         raise InvalidField("meter", f"{meter.code} is not an active meter of {payer.subscriber_code}")
     if named[0].meter_status != "active":
         raise InvalidField("meter", f"{code} is not an active meter of {payer.subscriber_code}")
@@ -471,6 +471,7 @@ def _payment_event(item: _Planned, topup_id: int, now: datetime) -> events.Event
         events.EventKind.PAYMENT,
         now,
         {
+            "action": "credited",
             "topup_id": topup_id,
             "subscriber": item.payer.subscriber_code,
             "meter_id": item.meter_id,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.rules.webhooks import (
@@ -92,6 +92,7 @@ class DeliveryPolicy:
     lease_s: float = 60.0
     batch: int = 200
     parallel: int = 16
+    keep_days: int = 30  # events (and their deliveries and attempts) older than this are removed once settled
 
 
 @dataclass
@@ -100,6 +101,7 @@ class DeliveryReport:
     delivered: int = 0
     failed: int = 0  # attempts that failed and will be tried again
     dead: int = 0
+    pruned: int = 0  # old events removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +268,27 @@ async def _record(
         )
 
 
+async def prune_events(conn: AsyncConnection, now: datetime, keep_days: int, batch: int = 1000) -> int:
+    """Remove up to `batch` events older than `keep_days` that are fanned out and have no pending delivery,
+    with their deliveries and attempts (a dead one is kept as long: a person may still send it again)."""
+    pending = exists().where(D.event_row_id == E.id, D.state == "pending")
+    ids = (
+        await conn.scalars(
+            select(E.id)
+            .where(E.fanned_out_at.is_not(None), E.created_at < now - timedelta(days=keep_days), ~pending)
+            .order_by(E.id)
+            .limit(batch)
+        )
+    ).all()
+    if not ids:
+        return 0
+    deliveries = select(D.id).where(D.event_row_id.in_(ids)).scalar_subquery()
+    await conn.execute(delete(event_attempts).where(event_attempts.c.delivery_id.in_(deliveries)))
+    await conn.execute(delete(event_deliveries).where(D.event_row_id.in_(ids)))
+    await conn.execute(delete(event_outbox).where(E.id.in_(ids)))
+    return len(ids)
+
+
 async def deliver_events(
     uow: UnitOfWork,
     poster: Poster,
@@ -297,5 +320,11 @@ async def deliver_events(
             await _record(conn, outcomes, policy, report)
         progress.advanced(len(outcomes))
         if len(claimed) < policy.batch:
+            break
+    while not progress.stop_requested:
+        async with uow.begin() as conn:
+            removed = await prune_events(conn, now, policy.keep_days)
+        report.pruned += removed
+        if removed < 1000:
             break
     return report

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing import places, registry
+from billing import meter_registry, places, registry
 from billing.errors import BillingError, ImportRejected, InvalidField
 from billing.rules.codes import parse_subscriber_code
 from store.audit import Actor
@@ -179,11 +179,11 @@ async def _import_row(
         phases = int(cells.get("phases") or 1)
     except ValueError:
         raise InvalidField("phases", "1 or 3") from None
-    await registry.install_meter(
+    await meter_registry.install_meter(
         conn,
         actor,
         subscriber.id,
-        registry.NewMeter(
+        meter_registry.NewMeter(
             code=cells["meter_code"],
             msisdn=cells.get("msisdn", ""),
             make=cells.get("meter_make") or None,

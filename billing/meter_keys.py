@@ -30,11 +30,11 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import bulk, registry
+from billing import bulk, meter_registry
 from billing.control import Group
 from billing.errors import Conflict, InvalidField
 from gateway.keys import KeyRing
-from gateway.outbox import CommandRequest, enqueue_commands
+from gateway.outbox import CommandRequest, enqueue_commands, hold_commands
 from gateway.states import CommandState
 from store import audit
 from store.audit import SYSTEM, Actor
@@ -240,7 +240,7 @@ async def change_meter_key(
             if done is not None:
                 current = await conn.scalar(select(meters.c.key_id).where(meters.c.id == meter_id))
                 return KeyChangeStarted(meter_id, done.id, int(current or 0), int(done.payload["new_key_id"]))
-        meter = await registry.get_meter(conn, meter_id)
+        meter = await meter_registry.get_meter(conn, meter_id)
         if meter.status != "active":
             raise InvalidField("meter", f"{meter.code} is {meter.status}")
         started, refused = await _start(
@@ -266,7 +266,7 @@ async def change_group_keys(
     if not 1 <= per_minute <= 100_000:
         raise InvalidField("per_minute", "1 to 100000 key changes a minute")
     async with uow.begin() as conn:
-        meter_ids = await registry.meters_in_group(
+        meter_ids = await meter_registry.meters_in_group(
             conn,
             transformer_id=group.transformer_id,
             street=group.street,
@@ -295,11 +295,7 @@ async def change_group_keys(
                 slots[n // per_minute].append(s.command_id)
             for slot, ids in slots.items():
                 if slot:
-                    await conn.execute(
-                        update(commands)
-                        .where(commands.c.id.in_(ids))
-                        .values(next_attempt_at=now + timedelta(minutes=slot))
-                    )
+                    await hold_commands(conn, ids, now + timedelta(minutes=slot))
             queued += len(started)
             await conn.execute(
                 update(bulk_jobs)

@@ -12,7 +12,7 @@ and the file's SHA-256, never a key.
 
 Export (`export_key_file`): fresh random keys for a batch of meter codes, the meters registered in
 stock with their keys wrapped under the master key, and the key file for the factory with each key
-wrapped under the transport key. A meter in stock is installed like any new meter (`registry.install_meter`
+wrapped under the transport key. A meter in stock is installed like any new meter (`meter_registry.install_meter`
 with its code): it keeps the key and profile its file gave it.
 """
 
@@ -27,10 +27,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing.errors import Conflict, InvalidField, NotFound
+from billing.errors import InvalidField
 from billing.rules.key_file import (
     KINDS,
     PROFILES,
@@ -82,11 +82,11 @@ class BatchMeter:
     kind: str = "electricity"
 
 
-def _wrap(master_key: bytes | KeyRing, key: bytes) -> bytes:
+def wrap_key(master_key: bytes | KeyRing, key: bytes) -> bytes:
     return master_key.wrap(key) if isinstance(master_key, KeyRing) else wrap_for_storage(master_key, key)
 
 
-def _unwrap(master_key: bytes | KeyRing, wrapped: bytes) -> bytes | None:
+def unwrap_key(master_key: bytes | KeyRing, wrapped: bytes) -> bytes | None:
     try:
         if isinstance(master_key, KeyRing):
             return master_key.unwrap(wrapped)
@@ -116,7 +116,7 @@ async def _check_against_registry(
             rejects.append(Reject(row.line, "meter_code", reason))
             continue
         wrapped = stored.get((found.id, row.key_id))
-        if row.key_id != found.key_id or wrapped is None or _unwrap(master_key, wrapped) != row.key:
+        if row.key_id != found.key_id or wrapped is None or unwrap_key(master_key, wrapped) != row.key:
             rejects.append(Reject(row.line, "wrapped_key", "the meter is in stock with another key or key id"))
             continue
         updates.add(row.meter_code)
@@ -165,7 +165,7 @@ async def _register_stock(
             {
                 "meter_id": ids[r.meter_code],
                 "key_id": r.key_id,
-                "wrapped_key": _wrap(master_key, r.key),
+                "wrapped_key": wrap_key(master_key, r.key),
                 "status": "active",
                 "created_at": now,
             }
@@ -354,173 +354,3 @@ async def export_key_file(
             after={"rows": len(rows), "key_id": key_id, "first": rows[0].meter_code, "last": rows[-1].meter_code},
         )
     return data
-
-
-@dataclass(frozen=True, slots=True)
-class SampleMeter:
-    """A meter in stock that the conformance checklist runs on (docs/protocol.md §14), as the head end
-    knows it: its key in force and its counters."""
-
-    id: int
-    code: str
-    msisdn: str
-    profile: str
-    app_port: int | None
-    key_id: int
-    key: bytes
-    next_counter: int
-    in_highest: int
-    in_bitmap: int
-
-    def __repr__(self) -> str:
-        return f"SampleMeter(code={self.code!r}, key_id={self.key_id})"
-
-
-KEY_IDS_A_RUN_USES = 3  # the checklist's key changes give the meter the next three key ids
-
-
-async def sample_meter(uow: UnitOfWork, code: str, master_key: bytes | KeyRing) -> SampleMeter:
-    """The meter in stock with this code, for a conformance run. Raises NotFound, InvalidField (not in
-    stock: the checklist credits the meter, opens its relay and changes its key) or Conflict (a key id
-    the run would give it was used before)."""
-    m = meters.c
-    async with uow.connect() as conn:
-        row = (await conn.execute(select(meters).where(m.code == code.replace(" ", "")))).first()
-        if row is None:
-            raise NotFound("meter", code)
-        if row.status != STOCK:
-            raise InvalidField(
-                "meter",
-                f"{row.code} is {row.status}: the checklist runs on a meter in stock (it credits the meter, "
-                "opens its relay and changes its key)",
-            )
-        if not row.msisdn:
-            raise InvalidField("meter", f"{row.code} has no SIM number yet: import its key file")
-        used = {k for (k,) in await conn.execute(select(meter_keys.c.key_id).where(meter_keys.c.meter_id == row.id))}
-        wrapped = await conn.scalar(
-            select(meter_keys.c.wrapped_key).where(meter_keys.c.meter_id == row.id, meter_keys.c.key_id == row.key_id)
-        )
-    ahead = {(row.key_id + n) % 256 for n in range(1, KEY_IDS_A_RUN_USES + 1)}
-    if used & ahead:
-        raise Conflict("meter", f"key ids {sorted(used & ahead)} were used before; the run would give them again")
-    key = None if wrapped is None else _unwrap(master_key, wrapped)
-    if key is None:
-        raise Conflict("meter", f"{row.code} has no usable key {row.key_id}")
-    return SampleMeter(
-        int(row.id),
-        row.code,
-        row.msisdn,
-        row.profile,
-        row.app_port,
-        int(row.key_id),
-        key,
-        int(row.next_counter),
-        int(row.in_highest),
-        int(row.in_bitmap),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ConformanceOutcome:
-    """What a run left the meter with: `keys` every key id it was given (the first the one it had),
-    `key_id` the one in force at the end, the counters the run used."""
-
-    passed: bool
-    failed_lines: tuple[str, ...]
-    key_id: int
-    keys: dict[int, bytes]
-    next_counter: int
-    in_highest: int
-    in_bitmap: int
-
-    def __repr__(self) -> str:
-        return f"ConformanceOutcome(passed={self.passed}, failed_lines={self.failed_lines}, key_id={self.key_id})"
-
-
-async def record_conformance(
-    uow: UnitOfWork,
-    actor: Actor,
-    sample: SampleMeter,
-    outcome: ConformanceOutcome,
-    *,
-    master_key: bytes | KeyRing,
-    now: datetime,
-) -> None:
-    """Keep what the run did to the meter: its counters move on; every key it was given is stored
-    (wrapped under the master key) by its id. A run that passed leaves the meter under its last key (the
-    old ones retired); one that failed keeps the key in force, the others kept as `failed` (the meter may
-    hold one of them). One audit row `meter.conformance`."""
-    m, k = meters.c, meter_keys.c
-    async with uow.begin() as conn:
-        row = (await conn.execute(select(m.next_counter, m.in_highest).where(m.id == sample.id))).one()
-        values: dict[str, int] = {"next_counter": max(int(row.next_counter), outcome.next_counter)}
-        if outcome.in_highest > int(row.in_highest):
-            values.update(in_highest=outcome.in_highest, in_bitmap=outcome.in_bitmap)
-        stored = {kid for (kid,) in await conn.execute(select(k.key_id).where(k.meter_id == sample.id))}
-        fresh = {kid: key for kid, key in outcome.keys.items() if kid not in stored}
-        final = outcome.key_id if outcome.passed and outcome.key_id in fresh else None
-        if final is not None:
-            await conn.execute(
-                update(meter_keys)
-                .where(k.meter_id == sample.id, k.status == "active")
-                .values(status="retired", retired_at=now)
-            )
-            values["key_id"] = final
-        if fresh:
-            await conn.execute(
-                insert(meter_keys),
-                [
-                    {
-                        "meter_id": sample.id,
-                        "key_id": kid,
-                        "wrapped_key": _wrap(master_key, key),
-                        "status": "active" if kid == final else ("retired" if outcome.passed else "failed"),
-                        "created_at": now,
-                        "retired_at": None if kid == final else now,
-                    }
-                    for kid, key in sorted(fresh.items())
-                ],
-            )
-        await conn.execute(update(meters).where(m.id == sample.id).values(**values))
-        await audit.record(
-            conn,
-            actor,
-            "meter.conformance",
-            now,
-            target=f"meter:{sample.code}",
-            before={"key_id": sample.key_id, "next_counter": sample.next_counter},
-            after={
-                "passed": outcome.passed,
-                "failed_lines": list(outcome.failed_lines),
-                "key_id": values.get("key_id", sample.key_id),
-                "key_ids_given": sorted(fresh),
-                "next_counter": values["next_counter"],
-            },
-        )
-
-
-async def set_meter_profile(conn: AsyncConnection, actor: Actor, meter_id: int, profile: str, now: datetime) -> None:
-    """An operator changes how the head end talks to the meter (docs/protocol.md §11.3): binary | xml.
-    Commands sealed from now on use it; a history row and an audit row record the change."""
-    if profile not in PROFILES:
-        raise InvalidField("profile", f"one of {', '.join(PROFILES)}")
-    row = (await conn.execute(select(meters.c.code, meters.c.profile).where(meters.c.id == meter_id))).first()
-    if row is None:
-        raise NotFound("meter", meter_id)
-    if row.profile == profile:
-        return
-    await conn.execute(update(meters).where(meters.c.id == meter_id).values(profile=profile))
-    await conn.execute(
-        insert(meter_history).values(
-            meter_id=meter_id, at=now, by=str(actor), event="updated", detail={"profile": [row.profile, profile]}
-        )
-    )
-    await audit.record(
-        conn,
-        actor,
-        "meter.profile",
-        now,
-        target=f"meter:{row.code}",
-        before={"profile": row.profile},
-        after={"profile": profile},
-    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing import registry, topup
+from billing import meter_registry, registry, topup
 from billing.errors import NotFound
 from billing.pdf import render_receipt
 from billing.sts import grouped
@@ -21,7 +21,7 @@ async def _lines(conn: AsyncConnection, topup_id: int) -> tuple[str, list[tuple[
         await conn.execute(select(L.topups.c.created_at, L.topups.c.created_by).where(L.topups.c.id == topup_id))
     ).one()
     subscriber = await registry.get_subscriber(conn, result.subscriber_id)
-    meter = await registry.get_meter(conn, result.meter_id) if result.meter_id else None
+    meter = await meter_registry.get_meter(conn, result.meter_id) if result.meter_id else None
     lines = [
         ("Date (UTC)", row.created_at.strftime("%Y-%m-%d %H:%M")),
         ("Cashier", row.created_by),

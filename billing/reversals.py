@@ -20,7 +20,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import ledger, registry
+from billing import ledger, meter_registry
 from billing.errors import CurrencyMismatch, InvalidField
 from billing.rules.ledger import Book, EntryType, plan_reinstatement, plan_reversal
 from billing.rules.money import Money
@@ -36,7 +36,7 @@ from billing.transfers import next_transfer_id
 from billing.values import PaymentReinstated, PaymentReversed, ReversalKind
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_command
-from store import audit
+from store import audit, events
 from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
 
@@ -60,6 +60,7 @@ async def reverse(conn: AsyncConnection, reversal: PaymentReversed, now: datetim
     facts = {"reversal_ref": reversal.reversal_ref, "event_id": reversal.event_id, "amount_minor": amount.minor}
     facts.update(from_wallet_minor=from_wallet.minor, to_debt_minor=to_debt.minor)
     await audit.record(conn, actor, f"payment.{reversal.kind.value}", now, target=f"topup:{row.id}", after=facts)
+    await _tell(conn, row, reversal.kind.value, reversal.reversal_ref, currency, facts, now)
     return ReversalResult(row.id, from_wallet, to_debt, duplicate=False)
 
 
@@ -77,7 +78,7 @@ async def reinstate(
         raise InvalidField("amount", f"{reinstated.amount_minor} to give back, {taken} of the payment was taken back")
     amount = Money(reinstated.amount_minor, currency)
     before = await ledger.balances(conn, row.account_id)
-    meter = await registry.active_meter(conn, row.subscriber_id)
+    meter = await meter_registry.active_meter(conn, row.subscriber_id)
     own_debt = await _debt_of_reversals(conn, row.payment_id, currency)
     plan = plan_reinstatement(before, amount, own_debt=own_debt, key=op_key, vend=meter is not None)
     command_id = None
@@ -97,7 +98,18 @@ async def reinstate(
     facts.update(amount_minor=amount.minor, debt_cancelled_minor=plan.cancelled.minor, command_id=command_id)
     facts.update(credited_minor=plan.credited.minor, vend_minor=plan.vend.minor)
     await audit.record(conn, actor, "payment.reinstate", now, target=f"topup:{row.id}", after=facts)
+    await _tell(conn, row, "reinstatement", reinstated.reinstatement_ref, currency, facts, now)
     return ReinstatementResult(row.id, plan.cancelled, plan.credited, command_id, duplicate=False)
+
+
+async def _tell(
+    conn: AsyncConnection, row: Any, action: str, ref: str, currency: str, facts: dict[str, Any], now: datetime
+) -> None:
+    """The `payment` webhook event of a refund, dispute or reinstatement, in its transaction (`store.events`)."""
+    data = {"action": action, "topup_id": int(row.id), "provider": row.provider, "provider_ref": row.provider_ref}
+    data.update(currency=currency, **{k: v for k, v in facts.items() if k != "event_id"})
+    event_id = f"payment:{row.id}:{action}:{ref}"[:100]
+    await events.emit(conn, [events.Event(event_id, events.EventKind.PAYMENT, now, data)], now)
 
 
 async def _locked_top_up(conn: AsyncConnection, provider: str, provider_ref: str, currency: str) -> tuple[Any, str]:

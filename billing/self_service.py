@@ -34,14 +34,15 @@ from billing.topup_records import TopUpPolicy, TopUpResult
 from billing.values import PaymentConfirmed
 from billing.vouchers import code_hash
 from gateway import inbound_texts
-from gateway.inbound import digits, wrong_sms_row
+from gateway.inbound import digits
+from gateway.inbound_store import record_wrong_sms
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
 from store import audit
 from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
-from store.schema.commands import balance_reports, wrong_sms
+from store.schema.commands import balance_reports
 from store.schema.notices import notices as N  # noqa: N812
 from store.schema.self_service import sms_requests, vouchers
 from store.uow import UnitOfWork
@@ -346,11 +347,7 @@ async def _log(
 
 async def _wrong(conn: AsyncConnection, sms: InboundSms, reason: str, detail: str) -> None:
     log.warning("wrong SMS from %s to %s: %s (%s)", sms.source, sms.destination, reason, detail)
-    await conn.execute(
-        insert(wrong_sms).values(
-            **wrong_sms_row(None, sms.source, sms.destination, sms.body, reason, detail, sms.received_at)
-        )
-    )
+    await record_wrong_sms(conn, sms, reason, detail)
 
 
 async def _subscriber_of(conn: AsyncConnection, number: str) -> _Subscriber | None:

@@ -17,7 +17,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import bulk, registry
+from billing import bulk, meter_registry
 from billing.errors import Conflict, InvalidField, InvalidTariff, NotFound
 from billing.rules.tariffs import TariffBody, TariffKind, TariffVersion, version_at
 from gateway.keys import KeyRing
@@ -213,7 +213,7 @@ async def start_assignment(
         elif subscriber_ids is not None:
             chosen = list(subscriber_ids)
         else:
-            group = await registry.meters_in_group(
+            group = await meter_registry.meters_in_group(
                 conn, transformer_id=transformer_id, street=street, building=building
             )
             chosen = sorted(

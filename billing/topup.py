@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
-from billing import ledger, numbers, registry, reversals, sts
+from billing import ledger, meter_registry, numbers, registry, reversals, sts
 from billing.crediting import Credit, credit_payments
 from billing.errors import BillingError, InvalidField, NotFound
 from billing.rules.ledger import plan_vend
@@ -203,7 +203,7 @@ async def vend_held_credit(
             return result_of(existing, duplicate=True)
         subscriber = await registry.get_subscriber(conn, subscriber_id)
         currency = await ledger.account_currency(conn, subscriber.account_id, lock=True)
-        meter = await registry.active_meter(conn, subscriber_id)
+        meter = await meter_registry.active_meter(conn, subscriber_id)
         before = await ledger.balances(conn, subscriber.account_id)
         postings = plan_vend(before, key=f"topup:{key}")
         if meter is None or not postings:

@@ -312,6 +312,7 @@ class BillingSettings:
     event_retry_base_s: float = 30.0  # the first retry after this, doubling
     event_retry_max_s: float = 3600.0  # the longest wait between two attempts
     event_timeout_s: float = 10.0  # a receiver that has not answered in this long has failed the attempt
+    event_keep_days: int = 30  # delivered events (their deliveries and attempts) are removed after this
 
     def __post_init__(self) -> None:
         _require(0 <= self.debt_recovery_percent <= 100, "debt_recovery_percent", "must be 0-100")
@@ -334,6 +335,7 @@ class BillingSettings:
         )
         _require(0 <= self.vat_bp <= 10000, "vat_bp", "must be 0-10000")
         _require(self.event_max_attempts >= 1, "event_max_attempts", "must be at least 1")
+        _require(self.event_keep_days >= 1, "event_keep_days", "must be at least 1")
         _require(0 < self.event_retry_base_s <= self.event_retry_max_s, "event_retry_base_s", "0 < base <= max")
 
 

@@ -383,6 +383,11 @@ async def get_command(conn: AsyncConnection, command_id: int) -> CommandView:
     )
 
 
+async def hold_commands(conn: AsyncConnection, command_ids: Sequence[int], until: datetime) -> None:
+    """Send those commands no earlier than `until` (a job spacing its commands out over the minutes)."""
+    await conn.execute(update(commands).where(commands.c.id.in_(list(command_ids))).values(next_attempt_at=until))
+
+
 async def cancel_command(conn: AsyncConnection, command_id: int, now: datetime, *, by: str, reason: str) -> None:
     """Cancel a command that has not been handed to the SMSC yet (state 0:0, not claimed by a dispatcher
     right now). Raises CommandNotFound or CannotCancel."""
@@ -429,5 +434,6 @@ __all__ = [
     "enqueue_command",
     "enqueue_commands",
     "get_command",
+    "hold_commands",
     "message_payload",
 ]

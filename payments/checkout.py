@@ -7,6 +7,9 @@ transaction across the network — and the session is created with an idempotenc
 reference: a retried call returns the same session. The session carries the reference as
 client_reference_id and, with the subscriber and meter codes, as metadata on the session and on its
 PaymentIntent, so every later event names the top-up it belongs to.
+
+Whom a top-up is for is billing's to say (`PayerBook`), how far its credit command has come the gateway's
+(`CommandBook`): this module reads only payments' own rows.
 """
 
 from __future__ import annotations
@@ -23,11 +26,9 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.errors import CheckoutRefused, ProviderUnavailable
+from payments.ports import CommandBook, Payer, PayerBook, PayerMeter
 from payments.stripe_api import CheckoutSession
-from store.schema.commands import command_history, commands
-from store.schema.ledger import accounts
 from store.schema.payments import payments
-from store.schema.registry import meters, subscribers
 from store.uow import UnitOfWork
 
 log = logging.getLogger("smsmeter.payments")
@@ -66,22 +67,13 @@ def _reference(request_key: str | None) -> str:
     return "tp_" + secrets.token_hex(16)
 
 
-async def _resolve(conn: AsyncConnection, request: TopUpRequest, limits: TopUpLimits) -> tuple[Any, Any, str]:
-    subscriber = (
-        await conn.execute(
-            select(subscribers.c.id, subscribers.c.code, subscribers.c.status, accounts.c.currency)
-            .select_from(subscribers.outerjoin(accounts, accounts.c.subscriber_id == subscribers.c.id))
-            .where(subscribers.c.code == request.subscriber_code)
-        )
-    ).first()
+async def _resolve(
+    conn: AsyncConnection, payers: PayerBook, request: TopUpRequest, limits: TopUpLimits
+) -> tuple[Payer, PayerMeter, str]:
+    subscriber = (await payers.payers(conn, [request.subscriber_code])).get(request.subscriber_code)
     if subscriber is None or subscriber.status == "closed":
         raise CheckoutRefused("subscriber", "no such subscriber account")
-    query = select(meters.c.id, meters.c.code).where(
-        meters.c.subscriber_id == subscriber.id, meters.c.status == "active"
-    )
-    if request.meter_code:
-        query = query.where(meters.c.code == request.meter_code)
-    found = (await conn.execute(query.order_by(meters.c.id))).all()
+    found = [m for m in subscriber.meters if m.active and (not request.meter_code or m.code == request.meter_code)]
     if not found:
         raise CheckoutRefused(
             "meter", "no active meter of this subscriber" + (" with that code" if request.meter_code else "")
@@ -96,6 +88,7 @@ async def _resolve(conn: AsyncConnection, request: TopUpRequest, limits: TopUpLi
 async def start_checkout(
     uow: UnitOfWork,
     gateway: CheckoutGateway,
+    payers: PayerBook,
     request: TopUpRequest,
     limits: TopUpLimits,
     now: datetime,
@@ -112,14 +105,14 @@ async def start_checkout(
         existing = (await conn.execute(select(payments).where(payments.c.reference == reference))).first()
         if existing is not None and existing.checkout_url:
             return CheckoutStarted(reference, existing.checkout_url, existing.amount_minor, existing.currency)
-        subscriber, meter, currency = await _resolve(conn, request, limits)
+        subscriber, meter, currency = await _resolve(conn, payers, request, limits)
         if existing is None:
             await conn.execute(
                 insert(payments).values(
                     provider="stripe",
                     provider_ref=reference,  # until the session exists
                     reference=reference,
-                    subscriber_id=subscriber.id,
+                    subscriber_id=subscriber.subscriber_id,
                     meter_id=meter.id,
                     amount_minor=request.amount_minor,
                     currency=currency,
@@ -213,32 +206,27 @@ class TopUpStatus:
         }
 
 
-async def topup_status(conn: AsyncConnection, reference: str) -> TopUpStatus | None:
-    row = (
-        await conn.execute(
-            select(payments, meters.c.code.label("meter_code"))
-            .select_from(payments.outerjoin(meters, meters.c.id == payments.c.meter_id))
-            .where(payments.c.reference == reference)
-        )
-    ).first()
+async def topup_status(
+    conn: AsyncConnection, payers: PayerBook, commands: CommandBook, reference: str
+) -> TopUpStatus | None:
+    row = (await conn.execute(select(payments).where(payments.c.reference == reference))).first()
     if row is None:
         return None
+    meter_code = None
+    if row.meter_id is not None:
+        _, meter_codes = await payers.codes(conn, (), [row.meter_id])
+        meter_code = meter_codes.get(row.meter_id)
     state: str | None = None
     steps: tuple[CommandStep, ...] = ()
     if row.credit_command_id is not None:
-        state = (await conn.execute(select(commands.c.state).where(commands.c.id == row.credit_command_id))).scalar()
-        history = await conn.execute(
-            select(command_history.c.to_state, command_history.c.at)
-            .where(command_history.c.command_id == row.credit_command_id)
-            .order_by(command_history.c.id)
-        )
-        steps = tuple(CommandStep(h.to_state, h.at) for h in history)
+        state, history = await commands.progress(conn, row.credit_command_id)
+        steps = tuple(CommandStep(to_state, at) for to_state, at in history)
     return TopUpStatus(
         reference=reference,
         payment_status=row.status,
         amount_minor=row.amount_minor,
         currency=row.currency,
-        meter_code=row.meter_code,
+        meter_code=meter_code,
         paid_at=row.paid_at,
         command_state=state,
         command_steps=steps,
@@ -255,6 +243,8 @@ class TopUpService:
         gateway: CheckoutGateway | None,
         limits: TopUpLimits,
         *,
+        payers: PayerBook,
+        commands: CommandBook,
         return_url: str,
         amounts_minor: tuple[int, ...] = (),
         clock: Any = None,
@@ -264,6 +254,8 @@ class TopUpService:
         self.uow = uow
         self.gateway = gateway
         self.limits = limits
+        self.payers = payers
+        self.commands = commands
         self.return_url = return_url
         self.amounts_minor = amounts_minor
         self.clock = clock or utc_now
@@ -272,9 +264,9 @@ class TopUpService:
         if self.gateway is None:
             raise ProviderUnavailable("create Checkout Session", "online payment is not configured")
         return await start_checkout(
-            self.uow, self.gateway, request, self.limits, self.clock(), return_url=self.return_url
+            self.uow, self.gateway, self.payers, request, self.limits, self.clock(), return_url=self.return_url
         )
 
     async def status(self, reference: str) -> TopUpStatus | None:
         async with self.uow.connect() as conn:
-            return await topup_status(conn, reference)
+            return await topup_status(conn, self.payers, self.commands, reference)

@@ -1,8 +1,10 @@
 """The ports payments needs from the rest of smsmeter, as small Protocols.
 
-`PaymentApplier` is how a verified payment reaches the ledger, and how payments learns whom a payment is for
-(the accounts and meters are billing's tables): the composition root hands in billing's top-up use cases and
-its read model of payers (through the web glue); tests hand in a small fake. Both calls run on the connection of
+`PaymentApplier` is how a verified payment reaches the ledger, and (as a `PayerBook`) how payments learns whom a
+payment is for (the accounts and meters are billing's tables): the composition root hands in billing's top-up
+use cases and its read model of payers (through the web glue); tests hand in a small fake. `CommandBook` is how
+payments learns how far a credit command has come (the commands are the gateway's tables): the gateway's
+`gateway.progress.CommandProgress`. Both calls run on the connection of
 the transaction that also records the webhook event and the payment row, so they commit together.
 """
 
@@ -86,7 +88,37 @@ class Payer(Protocol):
     def meters(self) -> Sequence[PayerMeter]: ...
 
 
-class PaymentApplier(Protocol):
+class PayerBook(Protocol):
+    """Whom payments are for, as billing tells it (payments reads no table of billing's)."""
+
+    async def payers(self, conn: AsyncConnection, codes: Collection[str]) -> Mapping[str, Payer]:
+        """The accounts of subscriber `codes` that exist, by code."""
+        ...
+
+    async def codes(
+        self, conn: AsyncConnection, subscriber_ids: Collection[int], meter_ids: Collection[int]
+    ) -> tuple[Mapping[int, str], Mapping[int, str]]:
+        """The codes of subscribers and of meters by id."""
+        ...
+
+
+class CommandBook(Protocol):
+    """How far a payment's credit command has come, as the gateway tells it (payments reads no table of the
+    gateway's)."""
+
+    async def progress(
+        self, conn: AsyncConnection, command_id: int
+    ) -> tuple[str | None, Sequence[tuple[str, datetime]]]:
+        """The command's state (None when there is no such command) and each state it entered, with when, in
+        order."""
+        ...
+
+    async def states(self, conn: AsyncConnection, command_ids: Collection[int]) -> Mapping[int, str]:
+        """The states of the commands of those ids that exist, by id."""
+        ...
+
+
+class PaymentApplier(PayerBook, Protocol):
     """`credit` raises payments.errors.PaymentRefused when the ledger side will not take the payment
     (`reverse` when it will not take back what is asked, e.g. more than it holds of the payment);
     `credit_many` is `credit` for many payments at once, with one answer (or refusal) per request, in order;
@@ -100,13 +132,3 @@ class PaymentApplier(Protocol):
     ) -> list[CreditApplied | PaymentRefused]: ...
 
     async def reverse(self, conn: AsyncConnection, request: ReversalRequest, now: datetime) -> None: ...
-
-    async def payers(self, conn: AsyncConnection, codes: Collection[str]) -> Mapping[str, Payer]:
-        """The accounts of subscriber `codes` that exist, by code (payments reads no table of billing's)."""
-        ...
-
-    async def codes(
-        self, conn: AsyncConnection, subscriber_ids: Collection[int], meter_ids: Collection[int]
-    ) -> tuple[Mapping[int, str], Mapping[int, str]]:
-        """The codes of subscribers and of meters by id."""
-        ...

@@ -7,7 +7,8 @@ For a window [start, end) it lists the provider's PaymentIntents and balance tra
 - `missing_here`: paid there, and no top-up here to credit (a person decides);
 - `missing_there`: credited here, not paid there;
 - `amount_mismatch`: both sides, different amounts (or the payment is held as a conflict);
-- `not_delivered`: paid (any provider) more than N hours ago, but its credit command is not at 1:1.
+- `not_delivered`: paid (any provider) more than N hours ago, but its credit command is not at 1:1 (the
+  command's state as the gateway tells it, through `CommandBook`).
 The report goes to the console and to CSV and XLSX files; a row in `reconciliation_runs` keeps the counts.
 """
 
@@ -20,16 +21,15 @@ from collections.abc import Sequence
 from dataclasses import astuple, dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import insert, or_, select, update
 
 from payments.errors import PaymentsError
 from payments.events import PaymentLocator, PaymentSucceeded
-from payments.ports import PaymentApplier
+from payments.ports import CommandBook, PaymentApplier
 from payments.processing import Outcome, process_event
 from payments.stripe_api import BalanceTransaction, ProviderPayment
-from store.schema.commands import commands
 from store.schema.payments import payments, reconciliation_runs
 from store.uow import UnitOfWork
 
@@ -87,6 +87,7 @@ async def reconcile(
     end: datetime,
     now: datetime,
     *,
+    commands: CommandBook,
     delivery_after: timedelta = timedelta(hours=6),
     provider: str = "stripe",
     triggered_by: str = "system:reconcile",
@@ -114,7 +115,7 @@ async def reconcile(
             await _match_intent(uow, applier, pi, fees.get(pi.charge_id or ""), now, provider, seen_payment_ids)
         )
     lines.extend(await _missing_there(uow, provider, start, end, seen_payment_ids))
-    lines.extend(await _not_delivered(uow, now - delivery_after))
+    lines.extend(await _not_delivered(uow, commands, now - delivery_after))
     report = ReconciliationReport(provider, start, end, now, tuple(lines), run_id)
     async with uow.begin() as conn:
         await conn.execute(
@@ -224,33 +225,44 @@ async def _missing_there(
     ]
 
 
-async def _not_delivered(uow: UnitOfWork, paid_before: datetime) -> list[ReportLine]:
+_UNDELIVERED_CHUNK = 5_000  # paid payments read a chunk at a time, their commands' states asked per chunk
+
+
+async def _not_delivered(uow: UnitOfWork, commands: CommandBook, paid_before: datetime) -> list[ReportLine]:
+    p = payments.c
+    paid = (
+        select(payments)
+        .where(p.paid_at.is_not(None), p.paid_at < paid_before, p.status.in_(("paid", "partially_refunded")))
+        .order_by(p.id)
+        .limit(_UNDELIVERED_CHUNK)
+    )
+    lines: list[ReportLine] = []
+    after = 0
     async with uow.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(payments, commands.c.state.label("command_state"))
-                .select_from(payments.outerjoin(commands, commands.c.id == payments.c.credit_command_id))
-                .where(payments.c.paid_at.is_not(None), payments.c.paid_at < paid_before)
-                .where(or_(commands.c.state.is_(None), commands.c.state != "1:1"))
-                .where(payments.c.status.in_(("paid", "partially_refunded")))
-            )
-        ).all()
-    return [
-        ReportLine(
-            "not_delivered",
-            row.provider,
-            row.payment_intent_id or row.provider_ref,
-            row.reference or "",
-            row.currency,
-            row.amount_minor,
-            None,
-            None,
-            row.command_state or "",
-            f"paid {row.paid_at.isoformat()}; credit command "
-            + (f"in state {row.command_state}" if row.command_state else "not recorded"),
-        )
-        for row in rows
-    ]
+        while rows := (await conn.execute(paid.where(p.id > after))).all():
+            after = rows[-1].id
+            states = await commands.states(conn, {r.credit_command_id for r in rows if r.credit_command_id is not None})
+            for row in rows:
+                state = states.get(row.credit_command_id) if row.credit_command_id is not None else None
+                if state != "1:1":
+                    lines.append(_not_delivered_line(row, state))
+    return lines
+
+
+def _not_delivered_line(row: Any, command_state: str | None) -> ReportLine:
+    return ReportLine(
+        "not_delivered",
+        row.provider,
+        row.payment_intent_id or row.provider_ref,
+        row.reference or "",
+        row.currency,
+        row.amount_minor,
+        None,
+        None,
+        command_state or "",
+        f"paid {row.paid_at.isoformat()}; credit command "
+        + (f"in state {command_state}" if command_state else "not recorded"),
+    )
 
 
 async def record_report_path(uow: UnitOfWork, run_id: int, path: Path) -> None:

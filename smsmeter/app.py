@@ -7,9 +7,11 @@ database engine, the transport, the background workers) and releases them in rev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import gc
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -235,6 +237,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
     web_ops.setup_routes(app, readiness=_Readiness(runtime), export=exporter)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        _dump_tasks_on_signal()
         engine = create_engine(
             settings.database.url, pool_size=settings.database.pool_size, echo=settings.database.echo
         )
@@ -351,3 +354,28 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
 
     app.cleanup_ctx.append(resources)
     return app
+
+
+def _dump_tasks_on_signal() -> None:
+    """`kill -USR1 <pid>` logs every asyncio task and where it waits: what an operator needs when a stop hangs
+    (docs/operations.md, "A stop that does not finish")."""
+
+    def dump() -> None:
+        tasks = asyncio.all_tasks()
+        log.warning("SIGUSR1: %d tasks", len(tasks))
+        for task in tasks:
+            log.warning("task %s: %s", task.get_name(), " -> ".join(_awaiting(task.get_coro())) or "(running)")
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+
+def _awaiting(coro: object) -> list[str]:
+    """Where a suspended coroutine waits: its frame, then the frame of what it awaits, down the chain."""
+    where: list[str] = []
+    while coro is not None and len(where) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            where.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return where

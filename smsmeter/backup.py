@@ -1,8 +1,5 @@
-"""Backing up and restoring the database: one file, the whole database, on either backend.
-
-PostgreSQL: `pg_dump --format=custom` and `pg_restore`, run as child processes without blocking the event loop
-(the password goes to them in PGPASSWORD, never on a command line that `ps` shows). SQLite: the sqlite3 online
-backup API, in a worker thread, so a running service can keep writing while the copy is taken.
+"""Backing up and restoring the database: one file, the whole database, on either backend (the copy itself, which
+differs by backend, is `store.backup`'s).
 
 A backup is written to `FILE.partial` and renamed into place only when complete, so a crash or a full disk never
 leaves a truncated file under the name an operator will restore from. The master key is NOT in the backup:
@@ -18,30 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
-
 from store import audit, migrate
 from store.audit import Actor
+from store.backup import BackupError, copier
 from store.engine import create_engine
 
-PG_MAGIC = b"PGDMP"  # the first bytes of a pg_dump custom-format archive
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-class BackupError(Exception):
-    """A backup or restore could not be made; `reason` says why in one line."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["BackupError", "BackupResult", "backup_database", "database_revision", "restore_database"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,147 +33,6 @@ class BackupResult:
     path: Path
     backend: str  # postgresql | sqlite
     size_bytes: int
-
-
-def _backend(url: URL) -> str:
-    name = url.get_backend_name()
-    if name not in ("postgresql", "sqlite"):
-        raise BackupError(f"cannot back up a {name} database")
-    return name
-
-
-# --- PostgreSQL -----------------------------------------------------------------------------------------------
-
-
-def _libpq_args(url: URL) -> tuple[list[str], dict[str, str]]:
-    """Connection options for pg_dump/pg_restore and the environment that carries the password."""
-    args = []
-    if url.host:
-        args += ["--host", url.host]
-    if url.port:
-        args += ["--port", str(url.port)]
-    if url.username:
-        args += ["--username", url.username]
-    env = dict(os.environ)
-    if url.password:
-        env["PGPASSWORD"] = str(url.password)
-    ssl = url.query.get("ssl") or url.query.get("sslmode")
-    if isinstance(ssl, str):
-        env["PGSSLMODE"] = {"true": "require"}.get(ssl, ssl)
-    env.setdefault("PGCONNECT_TIMEOUT", "10")
-    return [*args, "--no-password"], env
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise BackupError(f"{name} not found on PATH (install the PostgreSQL client, e.g. postgresql-client)")
-    return path
-
-
-async def _run_tool(argv: list[str], env: dict[str, str]) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _stdout, stderr = await process.communicate()
-    except BaseException:  # cancelled: do not leave the child running
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        raise
-    if process.returncode != 0:
-        lines = stderr.decode(errors="replace").strip().splitlines()
-        raise BackupError(f"{Path(argv[0]).name} failed (exit {process.returncode}): {lines[-1] if lines else ''}")
-
-
-async def _pg_backup(url: URL, partial: Path) -> None:
-    conn_args, env = _libpq_args(url)
-    await _run_tool(
-        [
-            _tool("pg_dump"),
-            *conn_args,
-            "--format=custom",
-            "--no-owner",
-            "--no-privileges",
-            f"--file={partial}",
-            f"--dbname={url.database}",
-        ],
-        env,
-    )
-
-
-async def _pg_restore(url: URL, path: Path) -> None:
-    conn_args, env = _libpq_args(url)
-    await _run_tool(
-        [
-            _tool("pg_restore"),
-            *conn_args,
-            "--no-owner",
-            "--no-privileges",
-            "--single-transaction",
-            "--exit-on-error",
-            f"--dbname={url.database}",
-            str(path),
-        ],
-        env,
-    )
-
-
-# --- SQLite ---------------------------------------------------------------------------------------------------
-
-
-def _sqlite_path(url: URL) -> Path:
-    if not url.database or url.database == ":memory:":
-        raise BackupError("an in-memory SQLite database cannot be backed up")
-    return Path(url.database)
-
-
-def _sqlite_copy(source: Path, target: Path) -> None:
-    """Copy one SQLite database into another with the online backup API, then check the copy."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    try:
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst, pages=4096)  # in steps, so writers are not held off for the whole copy
-            (verdict,) = dst.execute("PRAGMA integrity_check").fetchone()
-            if verdict != "ok":
-                raise BackupError(f"the copy failed its integrity check: {verdict}")
-        finally:
-            dst.close()
-    finally:
-        src.close()
-
-
-def _sqlite_backup(url: URL, partial: Path) -> None:
-    source = _sqlite_path(url)
-    if not source.exists():
-        raise BackupError(f"no database at {source}")
-    _sqlite_copy(source, partial)
-
-
-def _sqlite_restore(url: URL, path: Path) -> None:
-    target = _sqlite_path(url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        (verdict,) = src.execute("PRAGMA integrity_check").fetchone()
-        if verdict != "ok":
-            raise BackupError(f"{path} failed its integrity check: {verdict}")
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst)  # replaces every page of the target, WAL included
-        finally:
-            dst.close()
-    finally:
-        src.close()
-
-
-# --- the two operations ---------------------------------------------------------------------------------------
 
 
 def _prepare(path: Path, partial: Path) -> None:
@@ -224,19 +67,13 @@ async def backup_database(database_url: str, path: Path, *, actor: Actor | None 
     it as `actor` (`database.backup`).
 
     Raises `BackupError`."""
-    url = make_url(database_url)
-    backend = _backend(url)
+    database = copier(database_url, os.environ)
+    backend = database.backend
     partial = path.with_name(path.name + ".partial")
     await asyncio.to_thread(_prepare, path, partial)
     try:
-        if backend == "postgresql":
-            await _pg_backup(url, partial)
-        else:
-            await asyncio.to_thread(_sqlite_backup, url, partial)
+        await database.dump(partial)
         size_bytes = await asyncio.to_thread(_put_in_place, partial, path)
-    except sqlite3.Error as exc:
-        partial.unlink(missing_ok=True)
-        raise BackupError(f"backup failed: {exc}") from exc
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -246,33 +83,11 @@ async def backup_database(database_url: str, path: Path, *, actor: Actor | None 
     return BackupResult(path, backend, size_bytes)
 
 
-def _check_archive(path: Path, backend: str) -> None:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(16)
-    except FileNotFoundError:
-        raise BackupError(f"no backup at {path}") from None
-    expected = PG_MAGIC if backend == "postgresql" else SQLITE_MAGIC
-    if not head.startswith(expected):
-        other = "SQLite" if backend == "postgresql" else "PostgreSQL (pg_dump custom format)"
-        raise BackupError(f"{path} is not a {backend} backup; the configured database is {backend}, not {other}")
-
-
 async def database_revision(database_url: str) -> str | None:
     """The schema revision of the database, None when it holds no smsmeter schema."""
     engine = create_engine(database_url)
     try:
         return await migrate.current_revision(engine)
-    finally:
-        await engine.dispose()
-
-
-async def _pg_empty_public_schema(database_url: str) -> None:
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
     finally:
         await engine.dispose()
 
@@ -285,21 +100,13 @@ async def restore_database(
 
     A database that already holds a schema is replaced only with `replace=True`. Stop the service first:
     restoring under a running service swaps the data beneath it. Raises `BackupError`."""
-    url = make_url(database_url)
-    backend = _backend(url)
-    _check_archive(path, backend)
+    database = copier(database_url, os.environ)
+    backend = database.backend
+    database.check_archive(path)
     replaced = await database_revision(database_url)
     if not replace and replaced is not None:
         raise BackupError("the database is not empty; restoring replaces all of it (use --replace to confirm)")
-    if backend == "postgresql":
-        if replace:
-            await _pg_empty_public_schema(database_url)
-        await _pg_restore(url, path)
-    else:
-        try:
-            await asyncio.to_thread(_sqlite_restore, url, path)
-        except sqlite3.Error as exc:
-            raise BackupError(f"restore failed: {exc}") from exc
+    await database.load(path, replace=replace)
     revision = await database_revision(database_url)
     if actor is not None:
         await _audit(

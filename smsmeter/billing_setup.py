@@ -34,6 +34,7 @@ from smsmeter.retention_cli import keep_tables
 from store.audit import Actor
 from store.uow import UnitOfWork
 from telemetry import NO_METRICS, JobProgress, Observer
+from web.scheduled_reports import send_due_reports
 
 log = logging.getLogger("smsmeter.billing")
 
@@ -105,6 +106,7 @@ def build_billing(
             retry_base_s=b.event_retry_base_s,
             retry_max_s=b.event_retry_max_s,
             timeout_s=b.event_timeout_s,
+            keep_days=b.event_keep_days,
         ),
     )
 
@@ -225,6 +227,11 @@ def start_billing_jobs(
         jobs.append(("time sync", 3600.0, billing.sync_clocks))
         jobs.append(("consumption", b.consumption_interval_s, billing.aggregate_consumption))
         jobs.append(("event webhooks", b.event_interval_s, billing.deliver_events))
+
+        async def scheduled_reports(now: datetime, progress: JobProgress) -> object:
+            return await send_due_reports(billing.uow, billing.email_sender, now, billing.currency)
+
+        jobs.append(("reports by e-mail", 300.0, scheduled_reports))
         if b.mdm_export:
             export_dir = mdm_export_dir(settings)
 

@@ -195,7 +195,7 @@ async def _subscribers(settings: Settings, args: argparse.Namespace) -> Any:
 
 def _new_meter(args: argparse.Namespace, msisdn: str | None) -> tuple[Any, bytes | None]:
     from billing.errors import InvalidField
-    from billing.registry import NewMeter
+    from billing.meter_registry import NewMeter
 
     if not msisdn:
         raise InvalidField("msisdn", "the meter's SIM number is required")
@@ -217,7 +217,7 @@ def _new_meter(args: argparse.Namespace, msisdn: str | None) -> tuple[Any, bytes
 
 
 async def _meters(settings: Settings, args: argparse.Namespace) -> Any:
-    from billing import registry
+    from billing import meter_registry, registry
 
     async def work(uow: Any, keys: Any) -> Any:
         now = datetime.now(UTC)
@@ -227,13 +227,13 @@ async def _meters(settings: Settings, args: argparse.Namespace) -> Any:
                 if args.subscriber:
                     subscriber_id = (await registry.get_subscriber_by_code(conn, args.subscriber)).id
                 new, key = _new_meter(args, args.msisdn)
-                meter = await registry.install_meter(
+                meter = await meter_registry.install_meter(
                     conn, _actor(args), subscriber_id, new, master_key=keys, now=now, meter_key=key
                 )
             elif args.meters_command == "replace":
-                old = await registry.get_meter_by_code(conn, args.old_code)
+                old = await meter_registry.get_meter_by_code(conn, args.old_code)
                 new, key = _new_meter(args, args.msisdn or old.msisdn)
-                meter = await registry.replace_meter(
+                meter = await meter_registry.replace_meter(
                     conn,
                     _actor(args),
                     old.id,
@@ -244,8 +244,8 @@ async def _meters(settings: Settings, args: argparse.Namespace) -> Any:
                     meter_key=key,
                 )
             else:
-                meter = await registry.get_meter_by_code(conn, args.code)
-                meter = await registry.archive_meter(conn, _actor(args), meter.id, args.reason.strip(), now)
+                meter = await meter_registry.get_meter_by_code(conn, args.code)
+                meter = await meter_registry.archive_meter(conn, _actor(args), meter.id, args.reason.strip(), now)
         return {"id": meter.id, "code": meter.code, "status": meter.status, "subscriber_id": meter.subscriber_id}
 
     return await _with_database(settings, work)

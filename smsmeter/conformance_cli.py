@@ -64,8 +64,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _meter(settings: Settings, args: argparse.Namespace) -> tuple[Any, Any]:
-    """(the meter under test as billing.provisioning.SampleMeter, the engine when it is registered)."""
-    from billing.provisioning import SampleMeter, sample_meter
+    """(the meter under test as billing.conformance.SampleMeter, the engine when it is registered)."""
+    from billing.conformance import SampleMeter, sample_meter
     from meter_protocol.meter_code import validate_meter_code
     from smsmeter.masterkey import load_master_key
     from store import migrate
@@ -132,7 +132,7 @@ def _as_json(sample: Any, runs: list[Any], xml: bool) -> dict[str, Any]:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from billing.provisioning import ConformanceOutcome, record_conformance
+    from billing.conformance import ConformanceOutcome, record_conformance
     from gateway.conformance import LinkTimes, MeterLink, run_checklist
     from gateway.fleet import Fleet
     from meter_protocol.conformance import Bench

@@ -17,6 +17,7 @@ from billing.topup import TopUpPolicy
 from config import Settings
 from config.settings import TransportKind
 from gateway.keys import KeyRing
+from gateway.progress import CommandProgress
 from payments.checkout import CheckoutGateway, TopUpLimits, TopUpService
 from payments.checkout_simulator import CheckoutSimulator, new_webhook_secret
 from payments.reconcile import (
@@ -109,6 +110,7 @@ async def run_reconciliation(
         start,
         end,
         now,
+        commands=CommandProgress(),
         delivery_after=timedelta(hours=settings.payments.delivery_check_h),
         triggered_by=triggered_by,
     )
@@ -176,9 +178,10 @@ async def running_payments(
         simulator = await resources.enter_async_context(CheckoutSimulator(secret, clock=clock))
     services.simulator = simulator
     checkout: CheckoutGateway | None = simulator or api
+    applier = BillingApplier(keys, top_up_policy(settings))
     services.webhooks = WebhookService(
         uow,
-        BillingApplier(keys, top_up_policy(settings)),
+        applier,
         webhook_secrets(settings, stripe_secret=simulator.webhook_secret if simulator else None),
         clock=clock,
         on_credit=(lambda _command_id: wake_dispatcher()) if wake_dispatcher else None,
@@ -188,6 +191,8 @@ async def running_payments(
         uow,
         checkout,
         TopUpLimits(p.topup_min_minor, p.topup_max_minor, settings.utility.currency),
+        payers=applier,
+        commands=CommandProgress(),
         return_url=public_url(settings) + "/topup",
         amounts_minor=p.topup_amounts,
         clock=clock,

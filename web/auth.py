@@ -16,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing.registry import set_portal_password_hash
 from billing.rules.alarms import is_email, is_phone
 from config import WebSettings
 from store import audit
@@ -458,12 +459,9 @@ async def login_subscriber(
 async def set_portal_password(
     conn: AsyncConnection, subscriber_id: int, password: str, *, password_hash: str | None = None
 ) -> None:
-    """The subscriber's portal password (a credential: the web shell keeps it, on the registry's row)."""
-    await conn.execute(
-        update(subscribers)
-        .where(subscribers.c.id == subscriber_id)
-        .values(portal_password_hash=password_hash or await hash_password(password))
-    )
+    """The subscriber's portal password (a credential: the web shell hashes it, billing keeps it on the registry's
+    row)."""
+    await set_portal_password_hash(conn, subscriber_id, password_hash or await hash_password(password))
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "arrears.read": _STAFF,
     "reports.read": _WATCHERS,
     "reports.export": _WATCHERS,
+    "reports.schedule": frozenset({ADMIN}),  # a report sent by e-mail on a schedule, to addresses outside the console
     "audit.read": frozenset({ADMIN, AUDITOR}),
     "audit.export": frozenset({ADMIN, AUDITOR}),
     "operators.manage": frozenset({ADMIN}),

@@ -130,7 +130,7 @@ CODES = (
     N_("wrong_direction"),
     N_("wrong_meter"),
     N_("unmatched_ack"),
-    # alarms (the kinds event reports raise, gateway.inbound.alarm_kind, and billing's)
+    # alarms (the kinds event reports raise, gateway.inbound_rows.alarm_kind, and billing's)
     N_("tamper"),
     N_("magnetic"),
     N_("cover_open"),
@@ -153,6 +153,12 @@ CODES = (
     N_("alarm"),
     N_("command"),
     N_("dead"),
+    # reports by e-mail: periods and outcomes
+    N_("daily"),
+    N_("weekly"),
+    N_("monthly"),
+    N_("sent"),
+    N_("failed"),
     # error titles
     N_("Sign-in required"),
     N_("Forbidden"),

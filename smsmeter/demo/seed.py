@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing import alarm_rules, ledger, losses, places, provisioning, topup
+from billing import alarm_rules, ledger, losses, meter_registry, places, provisioning, topup
 from billing import registry as billing_registry
 from billing import sts as billing_sts
 from billing import tariffs as billing_tariffs
@@ -113,11 +113,11 @@ async def transformers_with_balance_meters(demo: Demo) -> None:
             .where(transformers.c.id == transformer_id)
             .values(loss_alarm_percent=data.LOSS_ALARM_PERCENT)
         )
-        meter = await billing_registry.install_meter(
+        meter = await meter_registry.install_meter(
             demo.db,
             demo.actor,
             None,
-            billing_registry.NewMeter(
+            meter_registry.NewMeter(
                 code=data.balance_meter_code(index),
                 msisdn=f"3736990{index:04d}",
                 make="Demo",
@@ -151,11 +151,11 @@ async def subscribers_with_meters(demo: Demo) -> None:
             currency=demo.currency,
             now=installed,
         )
-        meter = await billing_registry.install_meter(
+        meter = await meter_registry.install_meter(
             demo.db,
             demo.actor,
             subscriber.id,
-            billing_registry.NewMeter(
+            meter_registry.NewMeter(
                 code=p.meter_code,
                 msisdn=p.msisdn,
                 make="Demo",

@@ -48,3 +48,24 @@ alarm_rules = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# A report sent by e-mail on a schedule (owned by the web shell, whose report queries it runs): `report` names one
+# of the console's reports, `period` says how often and over what window (daily: yesterday; weekly: the last 7
+# days; monthly: the last 30), as CSV to `recipients` (e-mail addresses). The job claims a due schedule by moving
+# `next_run_at` on before sending, so a report goes at most once per period.
+report_schedules = Table(
+    "report_schedules",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("report", String(30), nullable=False),
+    Column("period", String(10), nullable=False),  # daily | weekly | monthly
+    Column("recipients", JSON, nullable=False),
+    Column("active", Integer, nullable=False, server_default="1"),
+    Column("next_run_at", UtcDateTime, nullable=False),
+    Column("last_run_at", UtcDateTime),
+    Column("last_status", String(10)),  # sent | failed
+    Column("last_error", String(300)),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

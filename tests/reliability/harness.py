@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import meter_protocol as mp
-from billing import places, registry
+from billing import meter_registry, places, registry
 from billing.topup import apply_payment
 from billing.values import PaymentConfirmed
 from gateway.keys import KeyRing
@@ -103,11 +103,11 @@ async def make_utility(engine: AsyncEngine, n_meters: int) -> list[Customer]:
             meter_code = mp.meter_code_with_check_digit(f"7700{i:015d}")
             msisdn = f"3736{i:07d}"
             key = secrets.token_bytes(16)
-            meter = await registry.install_meter(
+            meter = await meter_registry.install_meter(
                 conn,
                 ACTOR,
                 subscriber.id,
-                registry.NewMeter(code=meter_code, msisdn=msisdn),
+                meter_registry.NewMeter(code=meter_code, msisdn=msisdn),
                 master_key=master_key,
                 now=NOW,
                 meter_key=key,
@@ -357,6 +357,8 @@ class ServiceProcess:
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGUSR1)  # its log then shows every task and where it waits
+                time.sleep(1.0)
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode

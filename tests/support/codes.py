@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import meter_protocol as mp
-from gateway.inbound import alarm_kind
+from gateway.inbound_rows import alarm_kind
 from gateway.states import CommandState, Source
 from web.permissions import ROLES
 

@@ -6,6 +6,12 @@ The source of every package is scanned for writes to a table of `store.schema` �
 inserts, updates or deletes — and the packages found writing each table must be those `WRITERS` names. A part
 that needs another's table changed asks the owner through a function it exports (billing records a cash
 payment with `payments.recorded.record_paid`, not with an insert of its own). A new table needs a line here.
+
+Reads are checked too, for every part but the web shell (whose read models in web/queries join what a page
+shows) and the composition root: a part names only the tables it may write, or those `READERS` names for it.
+Payments reads none but its own: whom a payment is for it asks billing (`payments.ports.PayerBook`), how far a
+credit command has come the gateway (`payments.ports.CommandBook`); billing reads payments' conflicts through
+`payments.conflicts`.
 """
 
 from __future__ import annotations
@@ -35,10 +41,10 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "payment_disputes": ("payments",),
     "reconciliation_runs": ("payments",),
     # the gateway: the outbox and what it learns from meters
-    "commands": ("gateway", "billing", "smsmeter"),  # billing spaces a key-change job's commands out
+    "commands": ("gateway", "smsmeter"),
     "command_parts": ("gateway",),
     "command_history": ("gateway",),
-    "wrong_sms": ("gateway", "billing"),  # billing: an SMS keyword it could not read
+    "wrong_sms": ("gateway",),
     "inbound_texts": ("gateway",),  # billing marks one answered through gateway.inbound_texts.mark_handled
     "balance_reports": ("gateway", "smsmeter"),
     "readings": ("gateway", "billing", "smsmeter"),  # billing: readings entered by hand or imported
@@ -51,7 +57,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "regions": ("billing",),
     "settlements": ("billing",),
     "streets": ("billing",),
-    "subscribers": ("billing", "web"),  # web: the portal password, a credential on the registry's row
+    "subscribers": ("billing",),
     "subscriber_history": ("billing",),
     "transformers": ("billing", "smsmeter"),
     "meters": ("billing", "gateway"),  # gateway: each meter's replay window and next counter
@@ -79,6 +85,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "api_keys": ("web",),
     "web_sessions": ("web",),
     "portal_logins": ("web",),
+    "report_schedules": ("web",),  # reports by e-mail: the web shell owns the report queries they run
     # store: the audit trail every part writes through store.audit
     "audit_log": ("store",),
     # store: the event outbox every part writes through store.events (in the transaction of the change)
@@ -88,6 +95,18 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "event_deliveries": ("billing",),
     "event_attempts": ("billing",),
 }
+
+# table → the parts besides its writers that may read it (each says why). The web shell and the composition root
+# read any table.
+READERS: dict[str, tuple[str, ...]] = {
+    "operators": ("billing",),  # an alarm rule notifies the operators of a role
+    "roles": ("billing",),  # an alarm rule names a role that must exist
+    "balance_reports": ("billing",),  # the balance an SMS keyword answers with
+    "meter_keys": ("gateway",),  # the key in force seals a command and opens its reply
+    "commands": ("billing",),  # the state of what billing asked the gateway to send (relay, key change, top-up)
+    "command_history": ("billing",),  # the event feed turns the gateway's state changes into outbound events
+}
+READ_ANYTHING = {"web", "smsmeter"}
 
 _FIRST_ARG = {"insert", "update", "delete", "insert_ignoring_duplicates", "RowUpdate", "Follower"}
 _SECOND_ARG = {"insert_rows", "insert_returning", "insert_new", "add_in_id_order", "ignoring_duplicates"}
@@ -149,13 +168,52 @@ def _written(tree: ast.AST) -> Iterator[tuple[str, int]]:
             yield found, node.lineno
 
 
+def _named(tree: ast.AST) -> Iterator[tuple[str, int]]:
+    """(table name, line) of every mention of a `store.schema` table in a module: a read, or a write."""
+    names: dict[str, str] = {}
+    modules: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("store.schema."):
+            tables = SCHEMA.get(node.module.split(".")[2], {})
+            names.update({a.asname or a.name: tables[a.name] for a in node.names if a.name in tables})
+        elif isinstance(node, ast.ImportFrom) and node.module == "store.schema":
+            modules.update({a.asname or a.name: a.name for a in node.names if a.name in SCHEMA})
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("store.schema.") and a.asname:
+                    modules[a.asname] = a.name.split(".")[2]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in names and isinstance(node.ctx, ast.Load):
+            yield names[node.id], node.lineno
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+            found = SCHEMA[modules[node.value.id]].get(node.attr)
+            if found is not None:
+                yield found, node.lineno
+
+
+def _sources(package: str) -> Iterator[Path]:
+    for path in sorted((ROOT / package).rglob("*.py")):
+        if "migrations" not in path.parts:  # a migration writes whatever its step needs
+            yield path
+
+
+def _readers() -> dict[tuple[str, str], list[str]]:
+    """(table, part) → where the part names the table, for each part checked."""
+    where: dict[tuple[str, str], list[str]] = {}
+    for package in PACKAGES:
+        if package in READ_ANYTHING:
+            continue
+        for path in _sources(package):
+            for name, line in _named(ast.parse(path.read_text(), str(path))):
+                where.setdefault((name, package), []).append(f"{path.relative_to(ROOT)}:{line}")
+    return where
+
+
 def _writers() -> tuple[dict[str, set[str]], dict[tuple[str, str], list[str]]]:
     writers: dict[str, set[str]] = {}
     where: dict[tuple[str, str], list[str]] = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            if "migrations" in path.parts:  # a migration writes whatever its step needs
-                continue
+        for path in _sources(package):
             for name, line in _written(ast.parse(path.read_text(), str(path))):
                 writers.setdefault(name, set()).add(package)
                 where.setdefault((name, package), []).append(f"{path.relative_to(ROOT)}:{line}")
@@ -173,6 +231,31 @@ def test_each_table_is_written_only_by_the_packages_named_for_it() -> None:
     # a writer other than the owner that writes no more is taken off
     no_longer = {name: others for name, (_, *others) in WRITERS.items() if set(others) - writers.get(name, set())}
     assert no_longer == {}, "named as writers but write no more: take them off WRITERS"
+
+
+def test_each_part_reads_only_its_own_tables_and_those_named_for_it() -> None:
+    where = _readers()
+    unexpected = {
+        f"{package} reads {name}": lines
+        for (name, package), lines in sorted(where.items())
+        if package not in WRITERS.get(name, ()) + READERS.get(name, ())
+    }
+    assert unexpected == {}
+    no_longer = {
+        name: package for name, packages in READERS.items() for package in packages if (name, package) not in where
+    }
+    assert no_longer == {}, "named as readers but read no more: take them off READERS"
+    assert sorted(set(READERS) - TABLES) == []
+
+
+def test_payments_reads_no_table_but_its_own() -> None:
+    """Payments asks billing and the gateway through its ports; billing reads payments' rows through
+    payments.conflicts."""
+    where = _readers()
+    payments_tables = set(SCHEMA["payments"].values())
+    assert {name for name, package in where if package == "payments"} <= payments_tables
+    assert {package for name, package in where if name in payments_tables} == {"payments"}
+    assert all(set(READERS.get(name, ())) == set() for name in payments_tables)
 
 
 def test_every_table_has_its_writers_named() -> None:
@@ -205,3 +288,5 @@ g = select(L.arrears)
 """
     found = sorted(name for name, _ in _written(ast.parse(source)))
     assert found == ["accounts", "invoices", "ledger_entries", "payments", "topups", "webhook_events"]
+    named = sorted({name for name, _ in _named(ast.parse(source))})
+    assert named == ["accounts", "arrears", "ledger_entries", "payments", "topups", "webhook_events"]

@@ -22,7 +22,7 @@ INTERNAL = {
     "billing.notices.notice_counts": "notices by status; /metrics reads them itself",
     "billing.places.list_regions": "reference lists; the console reads addresses through web/queries",
     "billing.places.list_settlements": "reference lists; the console reads addresses through web/queries",
-    "billing.registry.meters_of": "a subscriber's meters; the card reads them through web/queries",
+    "billing.meter_registry.meters_of": "a subscriber's meters; the card reads them through web/queries",
 }
 # Rules that exist without the use case that would apply them: work still to do, not internal helpers.
 NOT_YET_APPLIED = {

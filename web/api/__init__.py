@@ -15,6 +15,7 @@ def setup_routes(app: web.Application) -> None:
         outbox,
         readings,
         registry,
+        report_schedules,
         sts,
         tariffs,
         v1,
@@ -33,5 +34,6 @@ def setup_routes(app: web.Application) -> None:
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)
     event_hooks.setup_routes(app)
+    report_schedules.setup_routes(app)
     wallet.setup_routes(app)
     vouchers.setup_routes(app)

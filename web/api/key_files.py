@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from billing import provisioning
+from billing import meter_registry, provisioning
 from billing.rules.key_file import KeyFileRejected, parse_transport_key
 from web.api.json import read_json, respond
 from web.api.openapi import _ID, _INT, _NSTR, _STR, _TIME, _obj, _ok, _page_of, _problem
@@ -121,7 +121,7 @@ async def update_meter(request: web.Request) -> web.Response:
     if unknown:
         raise InvalidInput(sorted(unknown)[0], "only the profile of a meter changes here")
     async with uow_of(request).begin() as conn:
-        await provisioning.set_meter_profile(
+        await meter_registry.set_meter_profile(
             conn, _actor(request), meter_id, _text(body, "profile", 10), request.app[CLOCK]()
         )
     return await _meter_json(request, meter_id)

@@ -655,6 +655,7 @@ def document() -> dict[str, Any]:
         openapi_readings,
         openapi_registry,
         outbox,
+        report_schedules,
         vouchers,
         wallet,
     )
@@ -669,6 +670,7 @@ def document() -> dict[str, Any]:
     key_files.merge_into(paths, schemas)
     openapi_alarms.merge_into(paths, schemas)
     openapi_events.merge_into(paths, schemas)
+    report_schedules.merge_into(paths, schemas)
     wallet.merge_into(paths, schemas)
     vouchers.merge_into(paths, schemas)
     return {

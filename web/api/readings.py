@@ -9,9 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from billing import consumption_daily
+from billing import consumption_daily, meter_registry
 from billing import meter_readings as readings_service
-from billing import registry as registry_service
 from billing.meter_readings import Group
 from web.api.json import parse_time, read_json, respond
 from web.errors import InvalidInput, UnsupportedMediaType
@@ -78,7 +77,7 @@ async def meter_readings(request: web.Request) -> web.Response:
     start, end = _window(request)
     limit, offset = paging(request.query, 100)
     async with uow_of(request).connect() as conn:
-        await registry_service.get_meter(conn, meter_id)
+        await meter_registry.get_meter(conn, meter_id)
         items, total = await meter_readings_list(conn, Group(meter_id=meter_id), start, end, request, limit, offset)
     return _page(items, total, limit, offset)
 
@@ -169,7 +168,7 @@ async def load_profile(request: web.Request) -> web.Response:
     start, end = _window(request)
     limit, offset = paging(request.query, 200)
     async with uow_of(request).connect() as conn:
-        await registry_service.get_meter(conn, meter_id)
+        await meter_registry.get_meter(conn, meter_id)
         items, total = await readings_service.list_readings(
             conn, Group(meter_id=meter_id), start, end, registers=("profile_wh",), limit=limit, offset=offset
         )

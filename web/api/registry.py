@@ -8,8 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from billing import places
-from billing import registry as registry_service
+from billing import meter_registry, places
 from web.api.json import read_json, respond
 from web.errors import InvalidInput, NotFound
 from web.keys import CLOCK
@@ -55,7 +54,7 @@ def _required_str(body: dict[str, Any], name: str, max_length: int = 200) -> str
     return value
 
 
-def new_meter_from(body: dict[str, Any]) -> tuple[registry_service.NewMeter, bytes | None]:
+def new_meter_from(body: dict[str, Any]) -> tuple[meter_registry.NewMeter, bytes | None]:
     """The fields of a meter to install (JSON or a form's values) and its factory key, when given."""
     key_hex = _optional_str(body, "key_hex", 32)
     key = None
@@ -67,7 +66,7 @@ def new_meter_from(body: dict[str, Any]) -> tuple[registry_service.NewMeter, byt
     balance = body.get("is_balance_meter", False)
     if not isinstance(balance, bool):
         raise InvalidInput("is_balance_meter", "must be true or false")
-    new = registry_service.NewMeter(
+    new = meter_registry.NewMeter(
         code=_required_str(body, "code", 30),
         msisdn=_optional_str(body, "msisdn", 20) or "",  # a meter in stock has its own
         make=_optional_str(body, "make", 100),
@@ -99,7 +98,7 @@ async def install_meter(request: web.Request) -> web.Response:
     body = await read_json(request)
     new, key = new_meter_from(body)
     async with uow_of(request).begin() as conn:
-        meter = await registry_service.install_meter(
+        meter = await meter_registry.install_meter(
             conn,
             _actor(request),
             _optional_int(body, "subscriber_id"),
@@ -119,7 +118,7 @@ async def replace_meter(request: web.Request) -> web.Response:
     new, key = new_meter_from(body)
     carried = _optional_int(body, "carried_credit_minor") or 0
     async with uow_of(request).begin() as conn:
-        fresh = await registry_service.replace_meter(
+        fresh = await meter_registry.replace_meter(
             conn,
             _actor(request),
             meter_id,
@@ -138,7 +137,7 @@ async def archive_meter(request: web.Request) -> web.Response:
     body = await read_json(request)
     reason = _required_str(body, "reason", 200)
     async with uow_of(request).begin() as conn:
-        await registry_service.archive_meter(conn, _actor(request), meter_id, reason.strip(), request.app[CLOCK]())
+        await meter_registry.archive_meter(conn, _actor(request), meter_id, reason.strip(), request.app[CLOCK]())
     return await _meter_json(request, meter_id)
 
 
@@ -146,8 +145,8 @@ async def archive_meter(request: web.Request) -> web.Response:
 async def meter_history(request: web.Request) -> web.Response:
     meter_id = _path_id(request)
     async with uow_of(request).connect() as conn:
-        await registry_service.get_meter(conn, meter_id)
-        items = await registry_service.meter_history(conn, meter_id)
+        await meter_registry.get_meter(conn, meter_id)
+        items = await meter_registry.meter_history(conn, meter_id)
     return respond({"items": items, "total": len(items), "limit": len(items), "offset": 0})
 
 
@@ -202,7 +201,7 @@ async def attach_meters(request: web.Request) -> web.Response:
     if not ids and balance is None:
         raise InvalidInput("meter_ids", "name meters to attach, or a balance meter")
     async with uow_of(request).begin() as conn:
-        changed = await registry_service.attach_meters(
+        changed = await meter_registry.attach_meters(
             conn, _actor(request), transformer_id, ids, request.app[CLOCK](), balance_meter_id=balance
         )
         item = await meter_queries.transformer_item(conn, transformer_id)

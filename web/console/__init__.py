@@ -19,6 +19,7 @@ from web.console import (
     pages,
     readings,
     registry,
+    report_schedules,
     sts,
     tariffs,
     vouchers,
@@ -35,6 +36,7 @@ def setup_routes(app: web.Application) -> None:
     money.setup_routes(app)
     actions.setup_routes(app)
     operations.setup_routes(app)
+    report_schedules.setup_routes(app)
     lists.setup_routes(app)
     readings.setup_routes(app)
     consumption.setup_routes(app)

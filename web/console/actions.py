@@ -8,7 +8,8 @@ from aiohttp import web
 
 from billing import receipts, topup
 from billing.control import Action, Control, control_meter
-from billing.registry import get_meter, get_subscriber
+from billing.meter_registry import get_meter
+from billing.registry import get_subscriber
 from billing.tariffs import assign_tariff
 from web.errors import InvalidInput, NotFound
 from web.keys import CLOCK, CURRENCY, UTILITY_NAME

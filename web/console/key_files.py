@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from billing import provisioning
+from billing import meter_registry, provisioning
 from billing.rules.key_file import KeyFileRejected, parse_transport_key
 from web.errors import InvalidInput
 from web.keys import CLOCK
@@ -112,7 +112,7 @@ async def set_profile(request: web.Request) -> web.Response:
     form = await request.post()
     profile = choice(form, "profile", ("binary", "xml"), default="")
     async with uow_of(request).begin() as conn:
-        await provisioning.set_meter_profile(conn, _actor(request), meter_id, profile, request.app[CLOCK]())
+        await meter_registry.set_meter_profile(conn, _actor(request), meter_id, profile, request.app[CLOCK]())
     raise web.HTTPSeeOther(f"/console/meters/{meter_id}?ok=meter_profile")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from billing import places
+from billing import meter_registry, places
 from billing import registry as registry_service
 from web.api.registry import new_meter_from
 from web.errors import InvalidInput, NotFound
@@ -104,7 +104,7 @@ async def install_meter(request: web.Request) -> web.Response:
     form = await request.post()
     new, key = new_meter_from(_meter_fields(form))
     async with uow_of(request).begin() as conn:
-        meter = await registry_service.install_meter(
+        meter = await meter_registry.install_meter(
             conn,
             _actor(request),
             _optional_id(form, "subscriber_id"),
@@ -144,7 +144,7 @@ async def replace_meter(request: web.Request) -> web.Response:
     new, key = new_meter_from(_meter_fields(form))
     carried = bounded_int(form, "carried_credit_minor", 0, 0, 10**12)
     async with uow_of(request).begin() as conn:
-        fresh = await registry_service.replace_meter(
+        fresh = await meter_registry.replace_meter(
             conn,
             _actor(request),
             meter_id,
@@ -163,7 +163,7 @@ async def archive_meter(request: web.Request) -> web.Response:
     form = await request.post()
     reason = text(form, "reason", max_length=200)
     async with uow_of(request).begin() as conn:
-        await registry_service.archive_meter(conn, _actor(request), meter_id, reason, request.app[CLOCK]())
+        await meter_registry.archive_meter(conn, _actor(request), meter_id, reason, request.app[CLOCK]())
     raise web.HTTPSeeOther(f"/console/meters/{meter_id}?ok=meter_archived")
 
 
@@ -205,8 +205,8 @@ async def attach_meters(request: web.Request) -> web.Response:
     if not codes and balance is None:
         raise InvalidInput("meter_codes", "name meters to attach, or choose a balance meter")
     async with uow_of(request).begin() as conn:
-        ids = [(await registry_service.get_meter_by_code(conn, code)).id for code in codes]
-        await registry_service.attach_meters(
+        ids = [(await meter_registry.get_meter_by_code(conn, code)).id for code in codes]
+        await meter_registry.attach_meters(
             conn, _actor(request), transformer_id, ids, request.app[CLOCK](), balance_meter_id=balance
         )
     raise web.HTTPSeeOther("/console/transformers?ok=meters_attached")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from billing import places, registry
+from billing import meter_registry, places, registry
 from meter_protocol import meter_code_with_check_digit
 from store.audit import Actor
 from store.uow import UnitOfWork
@@ -36,7 +36,7 @@ async def new_subscriber(
     meter: int | None = 1,
     transformer_id: int | None = None,
     **fields: object,
-) -> tuple[registry.Subscriber, registry.Meter | None]:
+) -> tuple[registry.Subscriber, meter_registry.Meter | None]:
     async with uow.begin() as conn:
         sub = await registry.create_subscriber(
             conn,
@@ -48,11 +48,13 @@ async def new_subscriber(
         )
         m = None
         if meter is not None:
-            m = await registry.install_meter(
+            m = await meter_registry.install_meter(
                 conn,
                 OPERATOR,
                 sub.id,
-                registry.NewMeter(code=meter_code(meter), msisdn=f"3736900{meter:04d}", transformer_id=transformer_id),
+                meter_registry.NewMeter(
+                    code=meter_code(meter), msisdn=f"3736900{meter:04d}", transformer_id=transformer_id
+                ),
                 master_key=MASTER_KEY,
                 now=NOW,
             )

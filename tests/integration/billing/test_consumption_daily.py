@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, select
 
-from billing import registry
+from billing import meter_registry
 from billing.consumption_daily import aggregate_consumption, consumption_by, totals_by_day
 from billing.meter_readings import Group
 from store.schema.commands import readings
@@ -52,11 +52,11 @@ async def test_the_job_aggregates_by_local_day_estimates_and_recomputes(uow: Uni
     await _read(uow, m1.id, (local_midnight(2), 1_000), (local_midnight(3), 6_000))
     await _read(uow, m2.id, (local_midnight(2), 50_000), (local_midnight(3), 52_000))
     async with uow.begin() as conn:
-        m3 = await registry.replace_meter(
+        m3 = await meter_registry.replace_meter(
             conn,
             OPERATOR,
             m2.id,
-            registry.NewMeter(code=meter_code(3), msisdn="37369000003"),
+            meter_registry.NewMeter(code=meter_code(3), msisdn="37369000003"),
             master_key=MASTER_KEY,
             now=NOW,
         )

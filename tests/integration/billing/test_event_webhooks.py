@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 from billing import event_hooks, topup
 from billing.event_delivery import AiohttpPoster, DeliveryPolicy, deliver_events
 from billing.event_feed import SETTLE, feed_events
-from billing.values import PaymentConfirmed
+from billing.values import PaymentConfirmed, PaymentReversed, ReversalKind
 from gateway.keys import KeyRing
 from store.schema import commands as C  # noqa: N812
 from store.schema.events import event_attempts, event_deliveries, event_outbox
@@ -271,3 +271,44 @@ async def test_a_disabled_subscription_is_told_nothing_new(
         )
     with pytest.raises(event_hooks.InvalidField):
         await event_hooks.create_subscription(uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["x"]), NOW)
+
+
+async def test_old_settled_events_are_removed_with_their_attempts(
+    uow: UnitOfWork, receiver: Receiver, poster: AiohttpPoster
+) -> None:
+    await new_subscriber(uow)
+    await event_hooks.create_subscription(
+        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1)
+    )
+    await topup.apply_payment(uow, paid("pi_7", 500), NOW, keys=KEYS, policy=POLICY)
+    receiver.fail_first = 1
+    await deliver_events(uow, poster, NOW, QUICK)  # failed once: pending
+    later = NOW + timedelta(days=31)
+    async with uow.connect() as conn:
+        assert await event_hooks.list_deliveries(conn) != ([], 0)
+    report = await deliver_events(uow, poster, later, QUICK)  # delivered now, then (settled, old) removed
+    assert (report.delivered, report.pruned) == (1, 1)
+    async with uow.connect() as conn:
+        assert (await conn.execute(select(event_outbox))).all() == []
+        assert (await conn.execute(select(event_attempts))).all() == []
+        assert await event_hooks.list_deliveries(conn) == ([], 0)
+
+
+async def test_a_refund_is_a_payment_event_of_its_own(
+    uow: UnitOfWork, receiver: Receiver, poster: AiohttpPoster
+) -> None:
+    await new_subscriber(uow)
+    sub = await event_hooks.create_subscription(
+        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1)
+    )
+    credit = await topup.apply_payment(uow, paid("pi_8", 1000), NOW, keys=KEYS, policy=POLICY)
+    refund = PaymentReversed("stripe", "pi_8", "re_1", 400, "USD", ReversalKind.REFUND, NOW)
+    await topup.reverse_payment(uow, refund, NOW)
+    assert (await topup.reverse_payment(uow, refund, NOW)).duplicate  # no second event
+    assert (await deliver_events(uow, poster, NOW, QUICK)).delivered == 2
+    first, second = (verified(h, b, sub["secret"]) for h, b in receiver.requests)
+    assert first["id"] == f"payment:{credit.topup_id}"
+    assert second["id"] == f"payment:{credit.topup_id}:refund:re_1"
+    data = second["data"]
+    assert isinstance(data, dict)
+    assert (data["action"], data["amount_minor"], data["provider_ref"]) == ("refund", 400, "pi_8")

@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import insert, select
 
-from billing import invoices, losses, places, readings, registry, tariffs, topup
+from billing import invoices, losses, meter_registry, places, readings, tariffs, topup
 from billing.notices import SmtpEmailSender
 from billing.rules.consumption import Granularity
 from billing.rules.invoice import Party
@@ -76,11 +76,11 @@ async def test_consumption_per_subscriber_building_and_transformer(uow: UnitOfWo
 async def test_transformer_losses_and_alarm(uow: UnitOfWork) -> None:
     async with uow.begin() as conn:
         tid = await places.add_transformer(conn, OPERATOR, "TP-B", "TP B", NOW, loss_alarm_percent=10)
-        balance = await registry.install_meter(
+        balance = await meter_registry.install_meter(
             conn,
             OPERATOR,
             None,
-            registry.NewMeter(meter_code(90), "37369000090", transformer_id=tid, is_balance_meter=True),
+            meter_registry.NewMeter(meter_code(90), "37369000090", transformer_id=tid, is_balance_meter=True),
             master_key=MASTER_KEY,
             now=NOW,
         )

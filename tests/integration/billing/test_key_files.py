@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from billing import provisioning, registry
+from billing import conformance, meter_registry, provisioning
 from billing.errors import InvalidField
 from billing.rules.key_file import (
     ExportRow,
@@ -131,7 +131,7 @@ async def test_export_then_the_file_back_from_the_factory_with_its_sim_numbers(u
     )
     assert (result.created, result.updated) == (0, 3)
     async with uow.connect() as conn:
-        meter = await registry.get_meter_by_code(conn, meter_code(22))
+        meter = await meter_registry.get_meter_by_code(conn, meter_code(22))
     assert (meter.status, meter.msisdn, meter.profile, meter.firmware) == ("stock", "37369200001", "xml", "3.0.1")
     assert len(await _audit(uow, "meter.keys_export")) == 1
     # a file that claims another key for a meter in stock is refused
@@ -161,11 +161,11 @@ async def test_a_meter_in_stock_is_installed_with_the_key_and_profile_of_its_fil
     )
     subscriber, _ = await new_subscriber(uow, meter=None)
     async with uow.begin() as conn:
-        meter = await registry.install_meter(
+        meter = await meter_registry.install_meter(
             conn,
             OPERATOR,
             subscriber.id,
-            registry.NewMeter(code=row.meter_code, msisdn="", make="Acme", phases=1),
+            meter_registry.NewMeter(code=row.meter_code, msisdn="", make="Acme", phases=1),
             master_key=MASTER_KEY,
             now=NOW,
         )
@@ -342,16 +342,16 @@ async def test_a_conformance_run_leaves_a_meter_in_stock_under_the_key_it_was_gi
         master_key=MASTER_KEY,
         now=NOW,
     )
-    sample = await provisioning.sample_meter(uow, row.meter_code, MASTER_KEY)
+    sample = await conformance.sample_meter(uow, row.meter_code, MASTER_KEY)
     assert (sample.key_id, sample.key, sample.next_counter) == (0, row.key, 1)
     meter = replace(new_meter(sample.code, sample.key), accepts_xml=False)
     bench = Bench(sample.code, 0, sample.key, bytes(16), xml=False, next_counter=sample.next_counter)
     _, runs = run_reference(meter, bench, int(NOW.timestamp()))
     assert all(r.passed for r in runs)
-    outcome = provisioning.ConformanceOutcome(
+    outcome = conformance.ConformanceOutcome(
         True, (), bench.key_id, dict(bench.keys), bench.next_counter, bench.uplink.highest, bench.uplink.bitmap
     )
-    await provisioning.record_conformance(uow, OPERATOR, sample, outcome, master_key=MASTER_KEY, now=NOW)
+    await conformance.record_conformance(uow, OPERATOR, sample, outcome, master_key=MASTER_KEY, now=NOW)
     async with uow.connect() as conn:
         assert await KeyRing(MASTER_KEY).key_for(conn, sample.id) == (3, bench.keys[3])
         stored = dict((await conn.execute(select(R.meter_keys.c.key_id, R.meter_keys.c.status))).all())
@@ -361,12 +361,12 @@ async def test_a_conformance_run_leaves_a_meter_in_stock_under_the_key_it_was_gi
     [entry] = await _audit(uow, "meter.conformance")
     assert entry["after"]["passed"] is True
     # a second run would give key ids 4..6; a meter installed at a subscriber is refused
-    again = await provisioning.sample_meter(uow, row.meter_code, MASTER_KEY)
+    again = await conformance.sample_meter(uow, row.meter_code, MASTER_KEY)
     assert (again.key_id, again.next_counter) == (3, bench.next_counter)
     _, installed = await new_subscriber(uow, meter=92)
     assert installed is not None
     with pytest.raises(InvalidField, match="runs on a meter in stock"):
-        await provisioning.sample_meter(uow, installed.code, MASTER_KEY)
+        await conformance.sample_meter(uow, installed.code, MASTER_KEY)
 
 
 async def test_a_failed_conformance_run_keeps_the_key_in_force_and_the_keys_it_gave(uow: UnitOfWork) -> None:
@@ -380,10 +380,10 @@ async def test_a_failed_conformance_run_keeps_the_key_in_force_and_the_keys_it_g
         master_key=MASTER_KEY,
         now=NOW,
     )
-    sample = await provisioning.sample_meter(uow, row.meter_code, MASTER_KEY)
+    sample = await conformance.sample_meter(uow, row.meter_code, MASTER_KEY)
     given = {0: row.key, 1: bytes([1]) * 16, 2: bytes([2]) * 16}
-    outcome = provisioning.ConformanceOutcome(False, ("C15",), 2, given, 30, 12, 1)
-    await provisioning.record_conformance(uow, OPERATOR, sample, outcome, master_key=MASTER_KEY, now=NOW)
+    outcome = conformance.ConformanceOutcome(False, ("C15",), 2, given, 30, 12, 1)
+    await conformance.record_conformance(uow, OPERATOR, sample, outcome, master_key=MASTER_KEY, now=NOW)
     async with uow.connect() as conn:
         assert await KeyRing(MASTER_KEY).key_for(conn, sample.id) == (0, row.key)
         assert await KeyRing(MASTER_KEY).key_by_id(conn, sample.id, 2) == bytes([2]) * 16

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from billing import ledger, places, registry
+from billing import ledger, meter_registry, places, registry
 from billing.errors import Conflict, InvalidField, InvalidSubscriberCode
 from store.crypto import unwrap_from_storage
 from store.schema import auth
@@ -109,24 +109,24 @@ async def test_meter_replace_moves_the_subscriber_and_gives_a_fresh_key(uow: Uni
     sub, old = await new_subscriber(uow, transformer_id=tid)
     assert old is not None
     async with uow.begin() as conn:
-        new = await registry.replace_meter(
+        new = await meter_registry.replace_meter(
             conn,
             OPERATOR,
             old.id,
-            registry.NewMeter(code=meter_code(9), msisdn="37369000009"),
+            meter_registry.NewMeter(code=meter_code(9), msisdn="37369000009"),
             master_key=MASTER_KEY,
             now=NOW,
             carried_credit_minor=750,
         )
     async with uow.connect() as conn:
-        archived = await registry.get_meter(conn, old.id)
+        archived = await meter_registry.get_meter(conn, old.id)
         keys = {
             r.meter_id: (r.status, unwrap_from_storage(MASTER_KEY, r.wrapped_key))
             for r in await conn.execute(select(R.meter_keys))
         }
         balances = await ledger.balances(conn, sub.account_id)
-        active = await registry.active_meter(conn, sub.id)
-        history = await registry.meter_history(conn, old.id)
+        active = await meter_registry.active_meter(conn, sub.id)
+        history = await meter_registry.meter_history(conn, old.id)
     assert archived.status == "archived"
     assert archived.replaced_by_id == new.id
     assert new.subscriber_id == sub.id
@@ -145,11 +145,11 @@ async def test_meter_codes_are_checked(uow: UnitOfWork) -> None:
     bad = meter_code(3)[:-1] + str((int(meter_code(3)[-1]) + 1) % 10)
     async with uow.begin() as conn:
         with pytest.raises(InvalidField) as err:
-            await registry.install_meter(
+            await meter_registry.install_meter(
                 conn,
                 OPERATOR,
                 sub.id,
-                registry.NewMeter(code=bad, msisdn="37369000003"),
+                meter_registry.NewMeter(code=bad, msisdn="37369000003"),
                 master_key=MASTER_KEY,
                 now=NOW,
             )
@@ -166,9 +166,9 @@ async def test_groups_by_transformer_street_and_building(uow: UnitOfWork) -> Non
     assert m2
     assert m3
     async with uow.connect() as conn:
-        assert await registry.meters_in_group(conn, transformer_id=tid) == [m1.id, m3.id]
-        assert await registry.meters_in_group(conn, street=("64", "01", "001")) == [m1.id, m2.id, m3.id]
-        assert await registry.meters_in_group(conn, building=("64", "01", "001", "0001")) == [m1.id, m2.id]
+        assert await meter_registry.meters_in_group(conn, transformer_id=tid) == [m1.id, m3.id]
+        assert await meter_registry.meters_in_group(conn, street=("64", "01", "001")) == [m1.id, m2.id, m3.id]
+        assert await meter_registry.meters_in_group(conn, building=("64", "01", "001", "0001")) == [m1.id, m2.id]
         assert [t["code"] for t in await places.list_transformers(conn)] == ["TP-2"]
         assert [r["name"] for r in await places.list_regions(conn)] == ["Nord"]
         assert [s["name"] for s in await places.list_settlements(conn, "64")] == ["Balti"]

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from billing import control, registry
+from billing import control, meter_registry
 from config import load_settings
 from gateway.keys import KeyRing
 from smsmeter.billing_setup import build_billing
@@ -41,7 +41,7 @@ async def test_every_active_meter_gets_one_time_sync_per_period(uow: UnitOfWork)
     assert second is not None
     assert gone is not None
     async with uow.begin() as conn:
-        await registry.archive_meter(conn, OPERATOR, gone.id, "removed", NOW)
+        await meter_registry.archive_meter(conn, OPERATOR, gone.id, "removed", NOW)
 
     job = await control.sync_clocks(uow, NOW, keys=KEYS, every=WEEK)
     assert job is not None

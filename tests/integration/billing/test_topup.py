@@ -107,12 +107,17 @@ async def test_without_a_meter_the_credit_is_held_then_vended(uow: UnitOfWork) -
     held = await topup.apply_payment(uow, paid("pi_6", 900), NOW, keys=KEYS, policy=POLICY)
     assert held.state == "held"
     assert held.command_id is None
-    from billing import registry
+    from billing import meter_registry
     from tests.integration.billing.conftest import meter_code
 
     async with uow.begin() as conn:
-        await registry.install_meter(
-            conn, OPERATOR, sub.id, registry.NewMeter(meter_code(5), "37369000005"), master_key=MASTER_KEY, now=NOW
+        await meter_registry.install_meter(
+            conn,
+            OPERATOR,
+            sub.id,
+            meter_registry.NewMeter(meter_code(5), "37369000005"),
+            master_key=MASTER_KEY,
+            now=NOW,
         )
     vended = await topup.vend_held_credit(uow, OPERATOR, sub.id, NOW, keys=KEYS, request_id="v1")
     assert vended is not None

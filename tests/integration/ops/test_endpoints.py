@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 
 import meter_protocol as mp
-from billing import places, registry
+from billing import meter_registry, places, registry
 from billing.notices import Recipient, queue_notice
 from billing.rules.notices import NoticeKind
 from payments.provider_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_provider_webhook
@@ -128,11 +128,11 @@ async def _subscribers(url: str) -> tuple[str, list[Recipient]]:
             payer = await registry.create_subscriber(
                 conn, ACTOR, "010100100010001", {"name": "Payer"}, currency="USD", now=T0
             )
-            await registry.install_meter(
+            await meter_registry.install_meter(
                 conn,
                 ACTOR,
                 payer.id,
-                registry.NewMeter(code=mp.meter_code_with_check_digit(f"7700{1:015d}"), msisdn="37360000001"),
+                meter_registry.NewMeter(code=mp.meter_code_with_check_digit(f"7700{1:015d}"), msisdn="37360000001"),
                 master_key=bytes.fromhex(MASTER_KEY_HEX),
                 now=T0,
             )

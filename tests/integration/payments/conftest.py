@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from billing import ledger, places, registry
+from billing import ledger, meter_registry, places, registry
 from billing.rules.ledger import Balances
 from billing.topup import TopUpPolicy
 from gateway.keys import KeyRing
@@ -48,11 +48,11 @@ async def add_subscribers(uow: UnitOfWork, count: int, *, currency: str = "USD")
             sub = await registry.create_subscriber(
                 conn, OPERATOR, code, {"name": f"Subscriber {i + 1}"}, currency=currency, now=NOW
             )
-            meter = await registry.install_meter(
+            meter = await meter_registry.install_meter(
                 conn,
                 OPERATOR,
                 sub.id,
-                registry.NewMeter(code=meter_code_with_check_digit(f"88000{i + 1:014d}"), msisdn=f"37369{i:06d}"),
+                meter_registry.NewMeter(code=meter_code_with_check_digit(f"88000{i + 1:014d}"), msisdn=f"37369{i:06d}"),
                 master_key=MASTER_KEY,
                 now=NOW,
             )

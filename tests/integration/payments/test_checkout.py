@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
+from gateway.progress import CommandProgress
 from payments.checkout import TopUpLimits, TopUpService
 from payments.stripe_api import StripeApi
 from store.schema.commands import commands
@@ -44,6 +45,8 @@ async def client(uow: UnitOfWork, applier: BillingApplier, stub: tuple[CheckoutS
         uow,
         api,
         TopUpLimits(100, 100_000, "USD"),
+        payers=applier,
+        commands=CommandProgress(),
         return_url="https://pay.example.org/topup",
         amounts_minor=(500, 1000),
         clock=lambda: datetime.now(UTC),

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from config import load_settings
+from gateway.progress import CommandProgress
 from payments.checkout import TopUpLimits, TopUpService
 from payments.checkout_simulator import CheckoutSimulator
 from payments.service import WebhookSecrets, WebhookService
@@ -54,6 +55,8 @@ async def client(uow: UnitOfWork, applier: BillingApplier, simulator: CheckoutSi
         uow,
         simulator,
         TopUpLimits(100, 100_000, "USD"),
+        payers=applier,
+        commands=CommandProgress(),
         return_url="http://127.0.0.1:1/topup",  # built from settings; the simulator sends the browser to its path
         amounts_minor=(500, 1000),
         clock=lambda: NOW,

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from openpyxl import load_workbook
 from sqlalchemy import select, update
 
+from gateway.progress import CommandProgress
 from payments.reconcile import format_console, reconcile, write_csv, write_xlsx
 from payments.service import WebhookSecrets, WebhookService
 from payments.stripe_api import StripeApi
@@ -82,7 +83,9 @@ async def test_reconciliation_applies_the_missed_payment_and_reports_the_rest(
             .where(payments.c.reference == ref_d)
             .values(status="paid", paid_at=now, payment_intent_id="pi_not_at_stripe")
         )
-    report = await reconcile(uow, api, applier, start, end, now, delivery_after=timedelta(hours=6))
+    report = await reconcile(
+        uow, api, applier, start, end, now, commands=CommandProgress(), delivery_after=timedelta(hours=6)
+    )
     kinds = {line.provider_ref: line.kind for line in report.lines}
     assert kinds[pi_b] == "applied"
     assert kinds[pi_c] == "missing_here"
@@ -94,7 +97,7 @@ async def test_reconciliation_applies_the_missed_payment_and_reports_the_rest(
     assert await net_received(uow, carol.account_id) == 0
     assert await credit_commands(uow) == 1
     # a second run finds it matched and applies nothing again
-    again = await reconcile(uow, api, applier, start, end, now)
+    again = await reconcile(uow, api, applier, start, end, now, commands=CommandProgress())
     assert {line.provider_ref: line.kind for line in again.lines}[pi_b] == "matched"
     assert await net_received(uow, bob.account_id) == 1500
     # the report: console, CSV, XLSX; the run is recorded
@@ -119,9 +122,11 @@ async def test_paid_but_not_delivered_is_reported(uow: UnitOfWork, applier: Bill
     pi = await _intent(api, 500, ref)
     now = datetime.now(UTC)
     window = _window()
-    await reconcile(uow, api, applier, *window, now)  # applies it: a credit command at 0:0
+    await reconcile(uow, api, applier, *window, now, commands=CommandProgress())  # applies it: a credit command at 0:0
     later = now + timedelta(hours=7)
-    report = await reconcile(uow, api, applier, *window, later, delivery_after=timedelta(hours=6))
+    report = await reconcile(
+        uow, api, applier, *window, later, commands=CommandProgress(), delivery_after=timedelta(hours=6)
+    )
     (line,) = report.of_kind("not_delivered")
     assert (line.provider_ref, line.command_state) == (pi, "0:0")
 
