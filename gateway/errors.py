@@ -7,6 +7,15 @@ class GatewayError(Exception):
     """Root of every error the gateway raises."""
 
 
+class Stopped(GatewayError):
+    """Handed something after it stopped (a receipt or an SMS arriving while the gateway shuts down): not taken,
+    so the SMSC delivers it again, to this gateway's next start or to another gateway."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__(f"the gateway's {part} has stopped")
+        self.part = part
+
+
 class TransportError(GatewayError):
     """A transport could not hand a part to the network."""
 

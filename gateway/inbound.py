@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import meter_protocol as mp
+from gateway.errors import Stopped
 from gateway.events import EventHandler, ignore_event, publish
 from gateway.inbound_rows import Work, add_message, wrong_sms_row
 from gateway.inbound_store import SendingMeter, meters_by_number, write_work
@@ -93,6 +94,7 @@ class Inbound:
         self._queue: list[tuple[InboundSms, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stopped = False  # run() has returned: nothing queued from now on would be recorded
         self.stats = InboundStats()
 
     def on_sms(self, sms: InboundSms) -> asyncio.Future[None]:
@@ -100,6 +102,9 @@ class Inbound:
         (processed or stored as a wrong SMS), and fails only when the database failed, so the SMSC
         delivers it again. A future rather than a coroutine: no task per SMS in the transport."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._stopped:  # the SMSC gets a temporary error and delivers it again
+            fut.set_exception(Stopped("inbound path"))
+            return fut
         self._queue.append((sms, fut))
         self._wake.set()
         return fut
@@ -109,7 +114,13 @@ class Inbound:
         self._wake.set()
 
     async def run(self) -> None:
-        self._stopping = False
+        self._stopping = self._stopped = False
+        try:
+            await self._loop()
+        finally:
+            self._stopped = True
+
+    async def _loop(self) -> None:
         while True:
             if not self._queue:
                 if self._stopping:

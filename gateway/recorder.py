@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import command_store as store
 from gateway.command_store import Final, PartMark, Reschedule, SendResult, history_row
+from gateway.errors import Stopped
 from gateway.events import CommandSettled, EventHandler, GatewayEvent, publish
 from gateway.ports import Receipt
 from gateway.record_batch import Batch, accepted_history, classify, part_rows
@@ -103,10 +104,14 @@ class Recorder:
         self._wake = asyncio.Event()
         self._pacer = Pacer(config.record_interval_s)
         self._stopping = stopping  # set by the dispatcher: finish what is under way, then return
+        self._stopped = False  # run() has returned: nothing handed in from now on would be recorded
 
     # -- what comes in -------------------------------------------------------------------------------
     def on_receipt(self, receipt: Receipt) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._stopped:  # the SMSC gets a temporary error and delivers it again
+            fut.set_exception(Stopped("recorder"))
+            return fut
         self._receipts.append((receipt, fut))
         self._wake.set()
         return fut
@@ -137,6 +142,13 @@ class Recorder:
 
     # -- the loop ------------------------------------------------------------------------------------
     async def run(self) -> None:
+        self._stopped = False
+        try:
+            await self._loop()
+        finally:
+            self._stopped = True
+
+    async def _loop(self) -> None:
         while True:
             if not (self._results or self._receipts or self._finals):
                 if self._stopping.is_set() and not self._busy():

@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.errors import Stopped
 from gateway.pdu_smpp import (
     DELIVER_SM_RESP_ID,
     ESM_DELIVERY_RECEIPT,
@@ -111,7 +112,10 @@ class Deliveries:
                 return
             log.error("deliver_sm handler took over %s s; answering ESME_RX_T_APPN", self.config.handler_timeout_s)
             status = ESME_RX_T_APPN
-        elif (exc := waiting.exception()) is not None:
+        elif isinstance(exc := waiting.exception(), Stopped):
+            log.info("deliver_sm while %s; answering ESME_RX_T_APPN, the SMSC delivers it again", exc)
+            status = ESME_RX_T_APPN
+        elif exc is not None:
             log.error("deliver_sm handler failed; answering ESME_RX_T_APPN", exc_info=exc)
             status = ESME_RX_T_APPN
         if conn.alive:
@@ -128,6 +132,9 @@ class Deliveries:
             if self.closing:
                 raise
             log.error("deliver_sm handler took over %s s; answering ESME_RX_T_APPN", self.config.handler_timeout_s)
+            status = ESME_RX_T_APPN
+        except Stopped as exc:
+            log.info("deliver_sm while %s; answering ESME_RX_T_APPN, the SMSC delivers it again", exc)
             status = ESME_RX_T_APPN
         except Exception:  # the handler's failure must not kill the connection; the SMSC redelivers
             log.exception("deliver_sm handler failed; answering ESME_RX_T_APPN")

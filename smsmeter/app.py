@@ -7,16 +7,17 @@ database engine, the transport, the background workers) and releases them in rev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import gc
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.event_delivery import AiohttpPoster
@@ -46,7 +47,7 @@ from smsmeter.metrics import FleetCollector, Metrics, MetricsExporter
 from smsmeter.payments_wiring import running_payments
 from smsmeter.wiring import GatewayRuntime, running_gateway
 from store import migrate
-from store.engine import create_engine
+from store.engine import backend, create_engine, probe
 from store.uow import UnitOfWork
 from telemetry import JobProgress, bind_ids
 from web import health as web_health
@@ -107,11 +108,9 @@ class _HealthCheck:
         database = ComponentHealth("down", "not started")
         if runtime.engine is not None:
             try:
-                async with asyncio.timeout(5):
-                    async with runtime.engine.connect() as conn:
-                        await conn.execute(text("SELECT 1"))
+                await probe(runtime.engine, 5)
                 revision = await migrate.current_revision(runtime.engine)
-                database = ComponentHealth("ok", f"{runtime.engine.dialect.name}, schema {revision}")
+                database = ComponentHealth("ok", f"{backend(runtime.engine)}, schema {revision}")
             except Exception as exc:  # any failure of the probe means the database is down
                 database = ComponentHealth("down", type(exc).__name__)
         transport_state = runtime.transport.state.value if runtime.transport is not None else "stopped"
@@ -132,9 +131,8 @@ class _Readiness:
             checks.append(web_ops.Check("database", False, "not started"))
         else:
             try:
-                async with asyncio.timeout(2), runtime.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-                checks.append(web_ops.Check("database", True, runtime.engine.dialect.name))
+                await probe(runtime.engine, 2)
+                checks.append(web_ops.Check("database", True, backend(runtime.engine)))
             except Exception as exc:  # any failure of the probe means not ready
                 checks.append(web_ops.Check("database", False, type(exc).__name__))
         if Role.GATEWAY in runtime.roles:
@@ -235,6 +233,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
     web_ops.setup_routes(app, readiness=_Readiness(runtime), export=exporter)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        _dump_tasks_on_signal()
         engine = create_engine(
             settings.database.url, pool_size=settings.database.pool_size, echo=settings.database.echo
         )
@@ -320,7 +319,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     "smsmeter %s ready (%s): database %s, transport %s (%s), short number %s",
                     __version__,
                     ",".join(sorted(r.value for r in roles)),
-                    engine.dialect.name,
+                    backend(engine),
                     settings.transport.value,
                     gateway.transport.state.value if gateway is not None else "not run by this process",
                     settings.short_number,
@@ -351,3 +350,28 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
 
     app.cleanup_ctx.append(resources)
     return app
+
+
+def _dump_tasks_on_signal() -> None:
+    """`kill -USR1 <pid>` logs every asyncio task and where it waits: what an operator needs when a stop hangs
+    (docs/operations.md, "A stop that does not finish")."""
+
+    def dump() -> None:
+        tasks = asyncio.all_tasks()
+        log.warning("SIGUSR1: %d tasks", len(tasks))
+        for task in tasks:
+            log.warning("task %s: %s", task.get_name(), " -> ".join(_awaiting(task.get_coro())) or "(running)")
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+
+def _awaiting(coro: object) -> list[str]:
+    """Where a suspended coroutine waits: its frame, then the frame of what it awaits, down the chain."""
+    where: list[str] = []
+    while coro is not None and len(where) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            where.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return where

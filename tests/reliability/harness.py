@@ -357,6 +357,8 @@ class ServiceProcess:
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGUSR1)  # its log then shows every task and where it waits
+                time.sleep(1.0)
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode

@@ -50,6 +50,8 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "readings": ("gateway", "billing", "smsmeter"),  # billing: readings entered by hand or imported
     "alarms": ("gateway", "billing", "smsmeter"),  # billing: losses, STS and top-up alarms
     "alarm_rules": ("billing",),
+    "reading_plans": ("billing",),
+    "reading_plan_runs": ("billing",),
     "sms_requests": ("billing",),
     "vouchers": ("billing",),
     "voucher_batches": ("billing",),

@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import meter_protocol as mp
 from gateway.claims import Claimed
 from gateway.command_store import SendResult
+from gateway.errors import Stopped
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_commands
+from gateway.ports import InboundSms, Receipt, ReceiptState
 from gateway.states import CommandState
 from store.schema.commands import alarms, command_parts
 from tests.integration.gateway.gateway_harness import Clock, ScriptedNetwork, fleet_of, running_gateway
@@ -146,3 +148,23 @@ async def test_a_live_dispatcher_renews_the_leases_of_its_slow_sends(engine: Asy
         view = await gw.wait_view(command_id, lambda v: v.state is CommandState.PROCESSED)
     assert view.attempts == 1
     assert len(network.submitted) == 1
+
+
+async def test_a_receipt_or_sms_handed_in_after_the_gateway_stopped_is_refused_at_once_not_held(
+    engine: AsyncEngine,
+) -> None:
+    """Receipts still arrive between the dispatcher's stop and the transport's unbind. Held, they would never be
+    recorded, and the transport's close would wait out its handler timeout (30 s) for them: refused at once, the
+    SMSC delivers them again, to the next start or to another gateway."""
+    (meter,) = await seed(engine, 1)
+    async with running_gateway(engine, fleet_of([meter])) as gw:
+        await asyncio.sleep(0.2)  # running; leaving stops the dispatcher and the inbound path, as a shutdown does
+    now = datetime.now(UTC)
+    receipt = gw.dispatcher.on_receipt(Receipt("m-1", ReceiptState.DELIVERED, None, now))
+    sms = gw.inbound.on_sms(InboundSms(meter.msisdn, "7220", b"\x00", False, 4, now))
+    for fut, part in ((receipt, "recorder"), (sms, "inbound path")):
+        assert isinstance(fut, asyncio.Future)
+        assert fut.done()
+        error = fut.exception()
+        assert isinstance(error, Stopped)
+        assert error.part == part
