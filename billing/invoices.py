@@ -4,13 +4,14 @@ subscriber (at most once) and download."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing import ledger, numbers, readings, registry
@@ -24,25 +25,34 @@ from billing.rules.tariffs import cost_of, version_at
 from billing.tariffs import Tariff, get_tariff
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
+from store.sql import among
 from store.uow import UnitOfWork
 from telemetry import UNWATCHED, JobProgress
 
 log = logging.getLogger("smsmeter.billing.invoices")
 
 
-def _jsonable(content: InvoiceContent) -> dict[str, Any]:
-    def conv(value: Any) -> Any:
-        if isinstance(value, dict):
-            if set(value) == {"minor", "currency"}:
-                return value["minor"]
-            return {k: conv(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [conv(v) for v in value]
-        if isinstance(value, date):
-            return value.isoformat()
-        return value
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
-    return conv(asdict(content))  # type: ignore[no-any-return]
+
+def _plain(value: Any) -> Any:
+    """Amounts as their minor units, dates as ISO text, values as dicts of their fields (`dataclasses.asdict`
+    without its deep copies: a tenth of the cost, which counts at a million invoices)."""
+    if isinstance(value, Money):
+        return value.minor
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+    return value
+
+
+def _jsonable(content: InvoiceContent) -> dict[str, Any]:
+    return _plain(content)  # type: ignore[no-any-return]
 
 
 def _content_of(stored: Mapping[str, Any]) -> InvoiceContent:
@@ -112,21 +122,19 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
     looked at; None when there are no more)."""
     s, i = R.subscribers.c, L.invoices.c
     first_number = await numbers.take(conn, f"invoice:{run.series}", 0)
-    stmt = (
-        select(s.id)
-        .where(
-            s.status != "closed",
-            s.id > after,
-            ~exists().where(i.subscriber_id == s.id, i.period_start == run.period_start),
-        )
-        .order_by(s.id)
-        .limit(page_size)
-    )
+    stmt = select(s.id).where(s.status != "closed", s.id > after).order_by(s.id).limit(page_size)
     if run.subscriber_ids is not None:
         stmt = stmt.where(s.id.in_(run.subscriber_ids))
-    ids = list((await conn.scalars(stmt)).all())
-    if not ids:
+    page = list((await conn.scalars(stmt)).all())
+    if not page:
         return [], None
+    invoiced = await conn.scalars(
+        select(i.subscriber_id).where(among(i.subscriber_id, page, conn), i.period_start == run.period_start)
+    )
+    done = set(invoiced)
+    ids = [sid for sid in page if sid not in done]
+    if not ids:  # all invoiced already (a run resumed): on to the next page
+        return [], page[-1]
     subscribers = await registry.get_subscribers(conn, ids)
     currencies = {sub.account_id: sub.currency for sub in subscribers}
     start, end = run.span
@@ -171,7 +179,7 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
         )
     await numbers.take(conn, f"invoice:{run.series}", len(rows))
     issued = await conn.execute(_INSERT_INVOICES, rows) if rows else []
-    return [int(r.id) for r in issued], ids[-1]
+    return [int(r.id) for r in issued], page[-1]
 
 
 _INSERT_INVOICES = insert(L.invoices).returning(L.invoices.c.id, sort_by_parameter_order=True)

@@ -152,10 +152,12 @@ def _subscriber_query() -> Any:
     )
 
 
+_SUBSCRIBER_FIELDS = tuple(f.name for f in dataclasses.fields(Subscriber))
+
+
 def _subscriber(row: Any) -> Subscriber:
     m = row._mapping
-    names = {f.name for f in dataclasses.fields(Subscriber)}
-    return Subscriber(**{k: m[k] for k in names if k in m})
+    return Subscriber(**{k: m[k] for k in _SUBSCRIBER_FIELDS if k in m})
 
 
 async def get_subscriber(conn: AsyncConnection, subscriber_id: int) -> Subscriber:
