@@ -334,10 +334,6 @@ def languages() -> tuple[str, ...]:
     return tuple(_T)
 
 
-def text_keys() -> frozenset[str]:
-    return frozenset(_T["en"])
-
-
 def answer_text(answer: Answer, language: str, *, utility: str, code: str) -> str:
     """The answer's SMS text in `language` (English when the language is not shipped)."""
     t = _T.get(language, _T["en"])
