@@ -22,6 +22,7 @@ from meter_protocol.sts import (
     DecoderKeyParameters,
     KeyChange,
     ManagementKind,
+    Outcome,
     StsMeterState,
     combine_key_change,
     decode_amount,
@@ -115,12 +116,22 @@ CASES: list[tuple[object, ...]] = [
               "31529222328157245680 73693330413053816261 54550534704168942701 59764600311380323340 "
               "40345762458084906193 66940669945224810632 39456295247583474882 71498975780521030688 "
               "57078032150370797843"),
+    *_amounts("CTSA13-04", "misty1", UNBALANCE, "2004-04-01 08:00",
+              "23509767215559230954 70247784567899484178 36304916073545542570 11066406403853302811 "
+              "25512033356036953640 13785431682542358258 06889958680004063872 27410125084608663818 "
+              "60786080230724485517"),
     ("CTSA14 step 1", "sta", CLEAR, 0, "2004-04-01 09:00", "24406351748405762287"),
     ("CTSA14 step 2", "sta", CLEAR, 0xFFFF, "2004-04-01 09:05", "48263195037886996694"),
     ("CTSA14 step 3", "sta", CLEAR, 4, "2004-04-01 09:10", "17696673116286267663"),
     ("CTSA14 step 4", "sta", CLEAR, 5, "2004-04-01 09:15", "47739859634763202644"),
     ("CTSA14 step 5", "sta", CLEAR, 6, "2004-04-01 09:20", "23456948011089526127"),
     ("CTSA14 step 6", "sta", CLEAR, 7, "2004-04-01 09:25", "51867282903899304686"),
+    ("CTSA14-04 step 1", "misty1", CLEAR, 0, "2004-04-01 09:00", "06768431134031257922"),
+    ("CTSA14-04 step 2", "misty1", CLEAR, 0xFFFF, "2004-04-01 09:05", "59338638600207707879"),
+    ("CTSA14-04 step 3", "misty1", CLEAR, 4, "2004-04-01 09:10", "48872720007959408665"),
+    ("CTSA14-04 step 4", "misty1", CLEAR, 5, "2004-04-01 09:15", "51810809087550125677"),
+    ("CTSA14-04 step 5", "misty1", CLEAR, 6, "2004-04-01 09:20", "13848051316848177124"),
+    ("CTSA14-04 step 6", "misty1", CLEAR, 7, "2004-04-01 09:25", "63506294564247105352"),
     ("CTSA21 step 1", "sta", WATER, 10, "2005-05-23 10:01", "15415954497866603070"),
     ("CTSA21 step 2", "sta", WATER, 163834, "2005-05-24 10:02", "37577557589608193918"),
     ("CTSA21 step 3", "sta", WATER, 163844, "2006-04-23 23:10", "64605231735471529556"),
@@ -212,22 +223,36 @@ def test_ctsa19_key_change_pairs_and_the_credit_after_them(
     assert meter.credit() == 1
 
 
-def test_ctsa19_04_the_misty1_key_change_set_and_the_credit_under_the_new_key() -> None:
-    """Step 2 of the MISTY1 edition: from KRN 1 to KRN 2 (step 1's set is the one CTSA05-04 checks), and each
-    step's credit token (0.1 kWh, 2004-04-01) under the new key."""
-    current = _key("misty1")
-    new = decoder_key_dkga04(VUDK_160, replace(DKGA04_A, key_revision=2), base_date=BASE_DATE_1993)
-    change = KeyChange(new, key_revision=2, key_type=2, tariff_index=1, supply_group_code=123457)
-    tokens = ("40937788669556693706", "55900126766830063715", "70168064023104948668", "31051353433275215300")
-    assert encode_key_change_set(current, change) == tokens
-    assert combine_key_change(*(read_key_change(decode_token(t, current)) for t in tokens)) == change
-    assert encode_credit_token(ELECTRICITY, 1, token_identifier(_at("2004-04-01 10:10")), 5, new) == (
-        "10334212364124071208"
-    )
-    step_1_new = decoder_key_dkga04(VUDK_160, replace(DKGA04_A, tariff_index="02"), base_date=BASE_DATE_1993)
-    assert encode_credit_token(ELECTRICITY, 1, token_identifier(_at("2004-04-01 10:00")), 5, step_1_new) == (
-        "52522044994700766563"
-    )
+# CTSA19-04 (DKGA04, MISTY1): the four-token set from the current key (KRN) to a new one (KRN, SGC, TI, KEN),
+# then a credit token (0.1 kWh, random 5, 2004-04-01) under the new key. Step 1's set is also CTSA05-04's.
+CTSA19_04 = [
+    (1, 1, 123457, 2, 255, "10:00",
+     "34812744915211133004 46903925208523674737 71464563847088610152 67904239402617643990", "52522044994700766563"),
+    (1, 2, 123457, 1, 255, "10:10",
+     "40937788669556693706 55900126766830063715 70168064023104948668 31051353433275215300", "10334212364124071208"),
+    (2, 7, 123457, 1, 170, "10:15",
+     "65626097193581652906 45273086784967754458 60343449063848563711 62570694794795906368", "06390659512322397973"),
+    (1, 1, 123461, 1, 255, "10:20",
+     "14459740122691785207 16084994560056931733 38603700611597183668 07926972461094669048", "22571219105476013350"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("current_krn", "krn", "sgc", "ti", "ken", "minute", "tokens", "credit"), CTSA19_04)
+def test_ctsa19_04_misty1_key_change_sets_and_the_credit_under_the_new_key(
+    current_krn: int, krn: int, sgc: int, ti: int, ken: int, minute: str, tokens: str, credit: str
+) -> None:
+    current = decoder_key_dkga04(VUDK_160, replace(DKGA04_A, key_revision=current_krn), base_date=BASE_DATE_1993)
+    new_meter = replace(DKGA04_A, key_revision=krn, supply_group_code=str(sgc), tariff_index=f"{ti:02d}")
+    new = decoder_key_dkga04(VUDK_160, new_meter, base_date=BASE_DATE_1993)
+    change = KeyChange(new, key_revision=krn, key_type=2, tariff_index=ti, key_expiry=ken, supply_group_code=sgc)
+    assert encode_key_change_set(current, change) == tuple(tokens.split())
+    assert combine_key_change(*(read_key_change(decode_token(t, current)) for t in tokens.split())) == change
+    tid = token_identifier(_at(f"2004-04-01 {minute}"))
+    assert encode_credit_token(ELECTRICITY, 1, tid, 5, new) == credit
+    meter = StsMeterState(decoder_key=current, supply_group_code=123457)
+    for token in (*tokens.split(), credit):
+        meter, _ = enter_token(meter, token)
+    assert (meter.decoder_key, meter.supply_group_code, meter.credit()) == (new, sgc, 1)
 
 
 @pytest.mark.parametrize(
@@ -292,3 +317,16 @@ def test_the_reference_meter_reads_a_power_limit_above_16383_w() -> None:
     key = _key("sta")
     meter, _ = enter_token(StsMeterState(decoder_key=key), "49240429350369491663")
     assert meter.maximum_power_w == 20004
+
+
+def test_ctsa16_a_meter_refuses_a_token_issued_past_its_key_expiry_number() -> None:
+    """CTSA16 (no token number: the case is a refusal): with key expiry number 85, a token whose TID's top 8 bits
+    are above 85 (here 1 April 2004, 90) is refused as expired; one from before the expiry is taken."""
+    key = _key("sta")
+    meter = StsMeterState(decoder_key=key, key_expiry=85)
+    late = token_identifier(_at("2004-04-01 09:30"))
+    assert late >> 16 == 90
+    assert enter_token(meter, encode_credit_token(ELECTRICITY, 1, late, 5, key))[1].outcome is Outcome.EXPIRED
+    early = token_identifier(_at("2003-06-01 09:30"))
+    assert early >> 16 <= 85
+    assert enter_token(meter, encode_credit_token(ELECTRICITY, 1, early, 5, key))[1].outcome is Outcome.ACCEPTED
