@@ -237,6 +237,38 @@ async def readings_of_90_days(demo: Demo) -> None:
         await demo.db.execute(insert(readings), profiles)
 
 
+async def a_water_meter(demo: Demo) -> None:
+    """A subscriber with a water meter (kind water): its volume register in litres, read daily for
+    DAYS_OF_READINGS days, shown in m³ wherever consumption is shown."""
+    installed = demo.now - timedelta(days=data.DAYS_OF_READINGS + 1)
+    subscriber = await billing_registry.create_subscriber(
+        demo.db,
+        demo.actor,
+        data.WATER_SUBSCRIBER_CODE,
+        {"name": data.WATER_SUBSCRIBER_NAME, "language": "ro", "tariff_id": demo.tariff_ids[data.TariffCode.FLAT]},
+        currency=demo.currency,
+        now=installed,
+    )
+    meter = await meter_registry.install_meter(
+        demo.db,
+        demo.actor,
+        subscriber.id,
+        meter_registry.NewMeter(
+            code=data.WATER_METER_CODE, msisdn=data.WATER_METER_MSISDN, make="Demo", model="WM-1", kind="water"
+        ),
+        master_key=demo.master_key,
+        now=installed,
+    )
+    first = demo.midnight - timedelta(days=data.DAYS_OF_READINGS)
+    litres, rows = 120_000, []
+    for day in range(data.DAYS_OF_READINGS + 1):
+        at = first + timedelta(days=day)
+        if day:
+            litres += data.WATER_LITRES_PER_DAY[at.weekday()]
+        rows.append({"meter_id": meter.id, "read_at": at, "register": "volume_l", "value": litres, "received_at": at})
+    await demo.db.execute(insert(readings), rows)
+
+
 async def no_credit_meters_cut_off(demo: Demo) -> None:
     """A subscriber who never paid: the meter reported credit 0 and its relay open (it cut the supply)."""
     rows = [
@@ -385,6 +417,7 @@ IN_ONE_TRANSACTION: list[DemoStep] = [
     transformers_with_balance_meters,
     subscribers_with_meters,
     readings_of_90_days,
+    a_water_meter,
     no_credit_meters_cut_off,
     debts_in_arrears,
     meter_alarms,

@@ -1,7 +1,7 @@
 """In Chromium on the demo (`serve --demo`): an operator opens the reading plans, finds the demo's nightly plan
 with last night's run (the meters that did not answer named, their read requests timed out), adds a plan for
-one settlement, runs it now and watches the simulated meters answer until none is on its way. Screenshots in
-tests/artifacts/."""
+one settlement, runs it now and watches the simulated meters answer until none is on its way; the demo's water
+meter reads in m³ on its card. Screenshots in tests/artifacts/."""
 
 from __future__ import annotations
 
@@ -71,3 +71,22 @@ def test_an_operator_plans_a_reading_and_sees_who_did_not_answer(service: Runnin
         assert int(page.inner_text("[data-testid=run-waiting]")) == 0
         assert page.inner_text("[data-testid=run-status]").strip() == "done"
         shots.take(page, "run-answered")
+
+
+def test_the_demo_water_meter_reads_in_cubic_metres(service: RunningService) -> None:
+    shots = Shots("water-meter")
+    with chromium() as browser:
+        page = new_context(browser).new_page()  # type: ignore[attr-defined]
+        _sign_in(page, service)
+        page.goto(service.base_url + "/console/subscribers?q=Lungu")
+        page.click("[data-testid=subscriber-link]")
+        page.click("[data-testid=meter-link]")
+        readings = page.locator("#readings")
+        assert "(m³)" in readings.inner_text()
+        assert "kWh" not in readings.inner_text()
+        deadline = time.monotonic() + 60  # the consumption job takes in the demo's readings at start
+        while page.locator("[data-testid=daily-chart] rect").count() < 25 and time.monotonic() < deadline:
+            page.wait_for_timeout(2000)
+            page.reload()
+        assert page.locator("[data-testid=daily-chart] rect").count() >= 25
+        shots.take(page, "water-meter-card")
