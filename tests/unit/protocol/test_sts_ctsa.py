@@ -23,6 +23,7 @@ from meter_protocol.sts import (
     KeyChange,
     ManagementKind,
     Outcome,
+    StsError,
     StsMeterState,
     combine_key_change,
     decode_amount,
@@ -104,6 +105,18 @@ CASES: list[tuple[object, ...]] = [
               "55421978213496083894 19542256788533803049 00240351248989131846 09767096307961035977 "
               "48113663060937699726 03981404420542897416 14196243940519813244 49902394914324621132 "
               "13610552847224033160"),
+    *_amounts("CTSA10-04 electricity", "misty1", ELECTRICITY, "2004-04-01 00:30",
+              "63638916334124550935 06736163174944595611 45798100519745983712 08362487434932116862 "
+              "33933484656539803471 40075282658655256325 00383912203740575049 32272089791250978565 "
+              "44964671935361377806"),
+    *_amounts("CTSA10-04 water", "misty1", WATER, "2004-04-01 00:30",
+              "08844040967758161989 41707569065487034639 61826851589850099670 72478269627942954182 "
+              "12311110365531155223 68979561791500831417 36130214068866912790 49560207524955523897 "
+              "47575512827888817714"),
+    *_amounts("CTSA10-04 gas", "misty1", GAS, "2004-04-01 00:30",
+              "34672027639183365663 70087969935165138265 60875440664020961982 16605563156243942378 "
+              "16614677156798904170 49208263727993294856 38374198840578367339 34384673009506006509 "
+              "40332503820747813730"),
     *_amounts("CTSA12", "sta", POWER, "2004-04-01 07:00",
               "41932934023937597177 39962525051716972228 49726922948713857933 49240429350369491663 "
               "59901462710025767433 19230023168014606006 15202793104399278539 39289527337368539951 "
@@ -330,3 +343,13 @@ def test_ctsa16_a_meter_refuses_a_token_issued_past_its_key_expiry_number() -> N
     early = token_identifier(_at("2003-06-01 09:30"))
     assert early >> 16 <= 85
     assert enter_token(meter, encode_credit_token(ELECTRICITY, 1, early, 5, key))[1].outcome is Outcome.ACCEPTED
+
+
+def test_ctsa17_a_meter_number_of_the_wrong_length_gets_no_decoder_key() -> None:
+    """CTSA17 (no token number: the case is a refusal): the 22-digit PAN 1234567890411111111113 is no MeterPAN
+    (an IIN and an 11- or 13-digit DRN, and the check digit), so neither key generation takes it."""
+    wrong = replace(PAN_A, iin="123456", drn="789041111111111")  # 6 + 15 digits before the check digit
+    with pytest.raises(StsError):
+        decoder_key_dkga02(VUDK_64, wrong)
+    with pytest.raises(StsError):
+        decoder_key_dkga04(VUDK_160, wrong, base_date=BASE_DATE_1993)
