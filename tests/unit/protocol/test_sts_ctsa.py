@@ -3,7 +3,8 @@ token is issued from the case's inputs and decodes back to them under the meter'
 
 Vending keys: VUDK abababababababab (DKGA02, EA07) or the 160-bit abab…01234567 (DKGA04, EA07 or EA11/MISTY1);
 PAN 600727000000000009 (or 000001000000000082), KT 2, SGC 123456 (DKGA02) / 123457 (DKGA04), TI 01, KRN 1,
-random 5, base date 1993 unless a row says otherwise. "-04" rows are the MISTY1 (STS6) edition of a case.
+random 5, base date 1993 unless a row says otherwise. "-04" rows are the MISTY1 (STS6) edition of a case (STS
+531-1-0-04), "-07" rows the base date 2014 edition (STS 531-1-07: DKGA04 with STA, SGC 201457).
 Where a case asks for an amount a token cannot carry exactly, the published token carries the next amount up;
 the rows give that carried amount and `test_inexact_amounts_are_published_as_the_next_amount_up` the pairs."""
 
@@ -47,6 +48,7 @@ VUDK_160 = bytes.fromhex("abababababababab949494949494949401234567")
 BASE_DATE_2035 = datetime(2035, 1, 1, tzinfo=UTC)
 PAN_A = DecoderKeyParameters("600727", "00000000000", 2, "123456", "01", 1)  # 600727000000000009
 DKGA04_A = replace(PAN_A, supply_group_code="123457")
+EDITION_07 = replace(PAN_A, supply_group_code="201457")
 ELECTRICITY, WATER, GAS = CreditKind.ELECTRICITY, CreditKind.WATER, CreditKind.GAS
 POWER, UNBALANCE = ManagementKind.SET_MAXIMUM_POWER, ManagementKind.SET_MAXIMUM_PHASE_POWER_UNBALANCE_LIMIT
 CLEAR = ManagementKind.CLEAR_CREDIT
@@ -58,8 +60,14 @@ def _key(name: str) -> bytes:
         return decoder_key_dkga02(VUDK_64, PAN_A)
     if name == "misty1":  # DKGA04, EA11
         return decoder_key_dkga04(VUDK_160, DKGA04_A, base_date=BASE_DATE_1993)
-    assert name == "dkga04-sta"  # DKGA04, EA07
-    return decoder_key_dkga04(VUDK_160, DKGA04_A, base_date=BASE_DATE_1993, key_bits=64)
+    if name == "dkga04-sta":  # DKGA04, EA07
+        return decoder_key_dkga04(VUDK_160, DKGA04_A, base_date=BASE_DATE_1993, key_bits=64)
+    assert name == "sta-07"  # STS 531-1-07: DKGA04, EA07, SGC 201457, base date 2014
+    return decoder_key_dkga04(VUDK_160, EDITION_07, base_date=BASE_DATE_2014, key_bits=64)
+
+
+def _tid(key_name: str, issued_at: str) -> int:
+    return token_identifier(_at(issued_at), BASE_DATE_2014 if key_name == "sta-07" else BASE_DATE_1993)
 
 
 def _at(text: str) -> datetime:
@@ -176,6 +184,22 @@ CASES: list[tuple[object, ...]] = [
     ("CTSA22 step 14", "sta", GAS, 802324, "2007-04-26 20:14", "53540735038206224963"),
     ("CTSA22 step 15", "sta", GAS, 1204224, "2007-04-26 20:15", "64397019565756691049"),
     ("CTSA24", "dkga04-sta", CLEAR, 0xFFFF, "2008-05-26 08:00", "08144275084202187413"),
+    ("CTSA07-07", "sta-07", UNBALANCE, 10, "2025-03-28 10:20", "31712008499351797283"),
+    ("CTSA09-07 step 1", "sta-07", CLEAR, 0xFFFF, "2026-07-29 00:00", "42494289318823200303"),
+    ("CTSA09-07 step 2", "sta-07", CLEAR, 0xFFFF, "2026-07-29 00:02", "68645810801068127886"),
+    ("CTSA09-07 step 3", "sta-07", CLEAR, 0xFFFF, "2026-07-29 00:03", "27053689813927231094"),
+    ("CTSA10-07 step 1", "sta-07", ELECTRICITY, 256, "2024-04-01 00:30", "35564630509785701608"),
+    ("CTSA10-07 step 2", "sta-07", ELECTRICITY, 16383, "2024-04-01 00:35", "40774607583449589001"),
+    ("CTSA10-07 step 3", "sta-07", ELECTRICITY, 16384, "2024-04-01 00:40", "44332531357987631349"),
+    ("CTSA10-07 step 4", "sta-07", ELECTRICITY, 20004, "2024-04-01 00:45", "08609861427895583861"),
+    ("CTSA10-07 step 5", "sta-07", ELECTRICITY, 180224, "2024-04-01 00:50", "17721942457820321090"),
+    ("CTSA12-07 step 1", "sta-07", POWER, 256, "2026-04-01 07:00", "25649099806439688818"),
+    ("CTSA12-07 step 2", "sta-07", POWER, 16383, "2026-04-01 07:05", "55639962301745043027"),
+    ("CTSA12-07 step 3", "sta-07", POWER, 16384, "2026-04-01 07:10", "33674864391913405372"),
+    ("CTSA12-07 step 4", "sta-07", POWER, 20004, "2026-04-01 07:15", "02020070491797160201"),
+    ("CTSA13-07 step 1", "sta-07", UNBALANCE, 256, "2025-04-01 08:00", "49889284181676095740"),
+    ("CTSA13-07 step 2", "sta-07", UNBALANCE, 16383, "2025-04-01 08:05", "63894111665802140435"),
+    ("CTSA14-07", "sta-07", CLEAR, 0xFFFF, "2026-04-01 09:05", "67798335610870153959"),
 ]  # fmt: skip
 
 
@@ -184,7 +208,7 @@ def test_class_0_and_2_tokens_are_the_published_numbers_both_ways(
     case: str, key_name: str, kind: CreditKind | ManagementKind, value: int, issued_at: str, published: str
 ) -> None:
     key = _key(key_name)
-    tid = token_identifier(_at(issued_at))
+    tid = _tid(key_name, issued_at)
     if isinstance(kind, CreditKind):
         token, token_class = encode_credit_token(kind, value, tid, 5, key), 0
     else:
@@ -353,3 +377,12 @@ def test_ctsa17_a_meter_number_of_the_wrong_length_gets_no_decoder_key() -> None
         decoder_key_dkga02(VUDK_64, wrong)
     with pytest.raises(StsError):
         decoder_key_dkga04(VUDK_160, wrong, base_date=BASE_DATE_1993)
+
+
+def test_ctsa24_07_an_extended_class_2_token_decodes_under_the_meter_key() -> None:
+    """STS 531-1-07 CTSA24 (STS 202-5, class 2 subclass 10: index 63, flag index 0, flag value 0): this codec does
+    not issue that subclass; the published number decodes, CRC and all, to those fields."""
+    decoded = decode_token("29530401262548563889", _key("sta-07"))
+    assert (decoded.token_class, decoded.subclass, decoded.random) == (2, 10, 5)
+    assert decoded.tid == _tid("sta-07", "2029-01-01 09:00")
+    assert decoded.field == 63 << 10  # index 63 in the top 6 bits, flag index and flag value 0
