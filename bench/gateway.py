@@ -9,13 +9,19 @@ In one run, against the node-smpp SMSC (tests/peers/smsc.js) on loopback:
   MO deliver_sm and are verified by the inbound path. The clock runs from the first enqueue to the last
   command at 1:1: the sealing and the first write are inside the figure (the enqueue and the drain run one
   after the other, so the figure is commands / (enqueue time + drain time)); it is printed with its ratio
-  to the ceiling, and the drain alone (first claim to the last 1:1) beside it;
+  to the ceiling, and the drain alone (first claim to the last 1:1) beside it. The end is seen from the
+  inbound's settled events, not by polling the database (a poll is a query of the bench's own in the load
+  it measures). Beside it, where the CPU went per 1,000 commands: this (gateway) process, PostgreSQL's
+  backends, the SMSC and the meters' process, and the same for the ceiling's messages (smpplib, SMSC),
+  and the SQL statements per command;
 - the same loop against the simulated SMSC behind a real SMPP port (gateway.smpp_server, what
   `smsmeter simulate` serves), where the meters answer in process;
 - the enqueue rate (bulk outbox: counters, sealing, rows) and receipts ingested/s (the dispatcher's
   batched receipt path alone).
 
-    python -m bench.gateway [--commands 20000] [--meters 5000] [--window 64]
+    python -m bench.gateway [--commands 20000] [--meters 5000] [--window 64] [--node-only]
+
+(`--node-only`: only the ceiling and the run over the node-smpp SMSC.)
 
 Needs PostgreSQL (SMSMETER_TEST_POSTGRES_URL or 127.0.0.1:5432) and node. Prints figures; asserts nothing.
 """
@@ -32,18 +38,20 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import meter_protocol as mp
 from bench.gateway_transport import bare_smpplib_ceiling
 from gateway.dispatcher import DispatchConfig, Dispatcher
+from gateway.events import CommandSettled, GatewayEvent
 from gateway.fleet import Fleet, fleet_responder
 from gateway.inbound import Inbound
 from gateway.keys import KeyRing
@@ -115,6 +123,55 @@ async def count_processed(engine: AsyncEngine) -> int:
         return int(await conn.scalar(select(func.count()).select_from(commands).where(commands.c.state == "1:1")) or 0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc), 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def backend_pids(engine: AsyncEngine) -> set[int]:
+    """The PostgreSQL server processes serving this run's database (the pool's connections)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
+        return {int(r[0]) for r in rows}
+
+
+class CpuMeter:
+    """CPU seconds spent by named processes between `start()` and `stop()`; the PostgreSQL backends are the
+    pids seen at either end (a backend that started and ended in between is missed)."""
+
+    def __init__(self) -> None:
+        self._start: dict[str, dict[int, float]] = {}
+        self.spent: dict[str, float] = {}
+
+    def start(self, groups: dict[str, set[int]]) -> None:
+        self._start = {name: {pid: cpu_seconds(pid) for pid in pids} for name, pids in groups.items()}
+
+    def stop(self, groups: dict[str, set[int]]) -> None:
+        for name, pids in groups.items():
+            before = self._start.get(name, {})
+            end = {pid: cpu_seconds(pid) for pid in pids | set(before)}
+            self.spent[name] = sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in end.items())
+
+
+class SqlCounter:
+    """Statements this process sends through the engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.count = 0
+        self._engine = engine
+        event.listen(engine.sync_engine, "before_cursor_execute", self._one)
+
+    def close(self) -> None:
+        event.remove(self._engine.sync_engine, "before_cursor_execute", self._one)
+
+    def _one(self, *_args: object) -> None:
+        self.count += 1
+
+
 def _meters_process(control_port: int, meters: list[tuple[str, str, bytes]], ready: Any) -> None:
     """The reference meters in a process of their own (they are not the gateway's work): long-poll the
     SMSC's submits, let the meters answer, inject each poll's replies as MO in one request (/mo/batch)
@@ -167,7 +224,7 @@ def _meters_process(control_port: int, meters: list[tuple[str, str, bytes]], rea
 
 
 @contextlib.contextmanager
-def node_meters(smsc: NodeSmsc, meters: list[SeededMeter]) -> Iterator[None]:
+def node_meters(smsc: NodeSmsc, meters: list[SeededMeter]) -> Iterator[int | None]:
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
     process = ctx.Process(
@@ -178,46 +235,82 @@ def node_meters(smsc: NodeSmsc, meters: list[SeededMeter]) -> Iterator[None]:
     process.start()
     ready.wait(30)
     try:
-        yield
+        yield process.pid
     finally:
         process.terminate()
         process.join(10)
+
+
+@dataclass(slots=True)
+class Drained:
+    """One drain: wall and this process's CPU seconds from the first claim, the CPU of the other processes
+    named (`CpuMeter.spent`, PostgreSQL's backends under "postgresql") and this process's SQL statements."""
+
+    wall_s: float
+    cpu_s: float
+    dispatcher: Dispatcher
+    inbound: Inbound
+    others: dict[str, float]
+    statements: int
 
 
 async def drain(
     engine: AsyncEngine,
     total: int,
     make_transport: Callable[[ReceiptHandler, InboundHandler], Transport],
-    window: int,
     timeout_s: float,
-) -> tuple[float, float, Dispatcher, Inbound]:
-    """Run dispatcher + inbound over a transport until `total` commands are 1:1; the wall and CPU seconds
-    this process spent, from the first claim."""
+    processes: dict[str, set[int]] | None = None,
+) -> Drained:
+    """Run dispatcher + inbound over a transport until `total` commands are 1:1. The end is seen from the
+    inbound's CommandSettled events (told after each commit), not by polling the database, so the bench
+    adds no queries of its own to the load it measures; the count is checked in the database after."""
     gate = WriteGate.for_engine(engine)
     config = DispatchConfig(
         policy=RetryPolicy(max_attempts=5, retry_base_s=5, ack_timeout_s=600),
         poll_s=0.05,  # claim_batch and max_in_flight as configured by default
     )
+    settled = 0
+    all_settled = asyncio.Event()
+
+    async def count_settled(e: GatewayEvent) -> None:
+        nonlocal settled
+        if isinstance(e, CommandSettled) and e.state == "1:1":
+            settled += 1
+            if settled >= total:
+                all_settled.set()
+
     dispatcher = Dispatcher(engine, None, config=config, gate=gate)
-    inbound = Inbound(engine, KEYS, SHORT_NUMBER, gate=gate)
+    inbound = Inbound(engine, KEYS, SHORT_NUMBER, gate=gate, on_event=count_settled)
     transport = make_transport(dispatcher.on_receipt, inbound.on_sms)
+    sql = SqlCounter(engine)
     settle_heap()
     dispatcher.transport = transport
+    groups = dict(processes or {})
     async with transport:
+        groups["postgresql"] = await backend_pids(engine)
+        cpu = CpuMeter()
+        cpu.start(groups)
+        statements_before = sql.count
         started = time.perf_counter()
         cpu_started = time.process_time()
         tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(inbound.run())]
         try:
             async with asyncio.timeout(timeout_s):
-                while await count_processed(engine) < total:  # noqa: ASYNC110 - polls the database
-                    await asyncio.sleep(0.05)
+                await all_settled.wait()
             elapsed = time.perf_counter() - started
             cpu_s = time.process_time() - cpu_started
+            statements = sql.count - statements_before
+            groups["postgresql"] |= await backend_pids(engine)
+            cpu.stop(groups)
         finally:
             dispatcher.stop()
             inbound.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
-    return elapsed, cpu_s, dispatcher, inbound
+            sql.close()
+    done = await count_processed(engine)
+    if done != total:
+        print(f"warning: {done} commands at 1:1 in the database, {total} expected", file=sys.stderr)
+    return Drained(elapsed, cpu_s, dispatcher, inbound, cpu.spent, statements)
 
 
 async def receipts_ingested(engine: AsyncEngine, count: int) -> float:
@@ -253,12 +346,52 @@ async def receipts_ingested(engine: AsyncEngine, count: int) -> float:
     return len(ids) / elapsed
 
 
+def report(
+    args: argparse.Namespace,
+    bare: float,
+    ceiling_cpu: dict[str, float],
+    enqueue_s: float,
+    enqueue_cpu_s: float,
+    over: Drained,
+    dispatcher_batches: int,
+    inbound_batches: int,
+) -> None:
+    """The run over the node-smpp SMSC, with where its CPU went: per 1,000 commands, the gateway process,
+    PostgreSQL's backends, the SMSC and the meters' process; and the same for the ceiling's messages."""
+    n = args.commands
+    print(
+        f"{n} top-ups to {args.meters} meters, PostgreSQL, window {args.window}, loopback, "
+        f"{dispatcher_batches} dispatcher batches, {inbound_batches} inbound batches"
+    )
+    e2e = n / (enqueue_s + over.wall_s)
+    print("end to end is timed from the enqueue: counter, sealing and the first write (0:0) are inside it")
+    print(f"enqueue alone (counter, seal, write 0:0)   : {n / enqueue_s:9.0f} commands/s")
+    print(f"bare smpplib ceiling (submit + receipt)    : {bare:9.0f} messages/s")
+    print(f"end to end over node-smpp SMSC (from enqueue): {e2e:6.0f} commands/s  ({e2e / bare:.2f} of the ceiling)")
+    print(f"  drain alone (first claim → last 1:1)     : {n / over.wall_s:9.0f} commands/s")
+    gateway_cpu = (enqueue_cpu_s + over.cpu_s) * 1000 / n
+    print(f"  gateway process CPU, from enqueue        : {gateway_cpu:9.3f} s per 1,000 commands")
+    print(f"  SQL statements in the drain              : {over.statements / n:9.3f} per command")
+    spent = {"gateway": over.cpu_s, **over.others}
+    print(
+        "  CPU s per 1,000 commands in the drain    : "
+        + ", ".join(f"{k} {v * 1000 / n:.3f}" for k, v in spent.items())
+        + f"; total {sum(spent.values()) * 1000 / n:.3f}"
+    )
+    print(
+        "  CPU s per 1,000 ceiling messages         : "
+        + ", ".join(f"{k} {v * 1000 / n:.3f}" for k, v in ceiling_cpu.items())
+        + f"; total {sum(ceiling_cpu.values()) * 1000 / n:.3f}"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=20_000)
     parser.add_argument("--meters", type=int, default=5_000)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--node-only", action="store_true", help="skip the run over gateway.smpp_server")
     args = parser.parse_args()
     logging.getLogger("smpp").setLevel(logging.CRITICAL)
     logging.basicConfig(level=logging.WARNING)
@@ -266,6 +399,10 @@ async def main() -> None:
     engine = create_engine(url, pool_size=10)
     try:
         async with NodeSmsc() as smsc:
+            smsc_pids = {smsc.pid} if smsc.pid is not None else set()
+            ceiling_cpu = CpuMeter()
+            ceiling_cpu.start({"smsc": smsc_pids})
+            ceiling_started = time.process_time()
             bare = await asyncio.to_thread(
                 bare_smpplib_ceiling,
                 smsc.host,
@@ -276,6 +413,8 @@ async def main() -> None:
                 args.window,
                 41,
             )
+            ceiling_cpu.stop({"smsc": smsc_pids})
+            ceiling_cpu.spent["smpplib"] = time.process_time() - ceiling_started
             await smsc.reset()
             meters, enqueue_s, enqueue_cpu_s = await seed(engine, args.meters, args.commands)
 
@@ -290,11 +429,19 @@ async def main() -> None:
                 )
                 return SmppTransport(cfg, on_receipt, on_inbound)
 
-            with node_meters(smsc, meters):
-                drain_s, drain_cpu_s, dispatcher, inbound = await drain(
-                    engine, args.commands, over_node, args.window, args.timeout
+            with node_meters(smsc, meters) as meters_pid:
+                over = await drain(
+                    engine,
+                    args.commands,
+                    over_node,
+                    args.timeout,
+                    {"smsc": smsc_pids, "meters": {meters_pid} if meters_pid is not None else set()},
                 )
-        d, i = dispatcher.stats, inbound.stats
+        d, i = over.dispatcher.stats, over.inbound.stats
+        report(args, bare, ceiling_cpu.spent, enqueue_s, enqueue_cpu_s, over, d.batches, i.batches)
+        if args.node_only:
+            print("load average (1, 5, 15 min) at the end     : " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+            return
         receipts_rate = await receipts_ingested(engine, min(args.commands, 20_000))
 
         await empty(engine)
@@ -314,27 +461,14 @@ async def main() -> None:
                 )
                 return SmppTransport(cfg, on_receipt, on_inbound)
 
-            sim_drain_s, sim_drain_cpu_s, _, _ = await drain(
-                engine, args.commands, over_simulator, args.window, args.timeout
-            )
+            simulated = await drain(engine, args.commands, over_simulator, args.timeout)
+            sim_drain_s, sim_drain_cpu_s = simulated.wall_s, simulated.cpu_s
     finally:
         await engine.dispose()
         await asyncio.to_thread(drop)
 
-    print(
-        f"{args.commands} top-ups to {args.meters} meters, PostgreSQL, window {args.window}, loopback, "
-        f"{d.batches} dispatcher batches, {i.batches} inbound batches"
-    )
     n = args.commands
-    e2e, simulated = n / (enqueue_s + drain_s), n / (sim_enqueue_s + sim_drain_s)
-    print("end to end is timed from the enqueue: counter, sealing and the first write (0:0) are inside it")
-    print(f"enqueue alone (counter, seal, write 0:0)   : {n / enqueue_s:9.0f} commands/s")
-    print(f"bare smpplib ceiling (submit + receipt)    : {bare:9.0f} messages/s")
-    print(f"end to end over node-smpp SMSC (from enqueue): {e2e:6.0f} commands/s  ({e2e / bare:.2f} of the ceiling)")
-    print(f"  drain alone (first claim → last 1:1)     : {n / drain_s:9.0f} commands/s")
-    gateway_cpu = (enqueue_cpu_s + drain_cpu_s) * 1000 / n
-    print(f"  gateway process CPU, from enqueue        : {gateway_cpu:9.3f} s per 1,000 commands")
-    print(f"end to end over gateway.smpp_server (from enqueue): {simulated:1.0f} commands/s")
+    print(f"end to end over gateway.smpp_server (from enqueue): {n / (sim_enqueue_s + sim_drain_s):1.0f} commands/s")
     print(f"  drain alone (first claim → last 1:1)     : {n / sim_drain_s:9.0f} commands/s")
     cpu_per_1000 = (sim_enqueue_cpu_s + sim_drain_cpu_s) * 1000 / n
     print(f"  this process CPU (gateway + simulator)   : {cpu_per_1000:9.3f} s per 1,000 commands")

@@ -85,6 +85,13 @@ async def recent_jobs(conn: AsyncConnection, limit: int = 20) -> list[Job]:
     return [Job(**dict(r._mapping)) for r in await conn.execute(select(J).order_by(J.c.id.desc()).limit(limit))]
 
 
+async def finish_job(conn: AsyncConnection, job_id: int, now: datetime) -> None:
+    """The job is done; its total becomes what it queued and skipped (a group that grew or shrank meanwhile)."""
+    await conn.execute(
+        update(J).where(J.c.id == job_id).values(status="done", finished_at=now, total=J.c.done + J.c.skipped)
+    )
+
+
 async def run_job(
     uow: UnitOfWork,
     job_id: int,
@@ -93,9 +100,12 @@ async def run_job(
     now: datetime,
     *,
     keys: KeyRing,
+    finish: bool = True,
 ) -> Job:
     """Queue one command per meter, a chunk per transaction, advancing the job's progress. A chunk the
-    outbox refuses (e.g. a meter without a key) is retried meter by meter and the bad ones are skipped."""
+    outbox refuses (e.g. a meter without a key) is retried meter by meter and the bad ones are skipped.
+    `finish=False`: the job stays running, more meters come later (a reading plan's run queues a slice at a
+    time; `finish_job` ends it)."""
     try:
         for start in range(0, len(meter_ids), CHUNK):
             chunk = meter_ids[start : start + CHUNK]
@@ -117,8 +127,9 @@ async def run_job(
                 if skipped:
                     async with uow.begin() as conn:
                         await conn.execute(update(J).where(J.c.id == job_id).values(skipped=J.c.skipped + skipped))
-        async with uow.begin() as conn:
-            await conn.execute(update(J).where(J.c.id == job_id).values(status="done", finished_at=now))
+        if finish:
+            async with uow.begin() as conn:
+                await finish_job(conn, job_id, now)
     except Exception as exc:
         async with uow.begin() as conn:
             await conn.execute(

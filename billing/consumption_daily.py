@@ -5,7 +5,8 @@ region, transformer) for the dashboard, the API and the export.
 The job takes the readings stored since its watermark (readings.id) in batches; for each meter and
 cumulative register they touch it recomputes the days from the reading before the earliest new one up to
 the register's last reading (`billing.rules.consumption.daily_quantities`), in the utility's time zone,
-and moves the watermark in the same transaction. Then, for active subscriber meters that reported nothing
+and moves the watermark in the same transaction; the readings meters sent in those series are validated first
+(`meter_readings.validate_reported`: gap, backwards, spike). Then, for active subscriber meters that reported nothing
 since a day, the days up to yesterday are estimated from the subscriber's normative consumption and
 marked `estimated`; a reading that comes later replaces the estimates it covers.
 """
@@ -13,14 +14,14 @@ marked `estimated`; a reading that comes later replaces the estimates it covers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing.meter_readings import Group
+from billing.meter_readings import Group, validate_reported
 from billing.rules.consumption import DayQuantity, daily_quantities, estimate_days
 from billing.rules.readings import INSTANT_REGISTERS
 from store.schema import commands as C  # noqa: N812
@@ -95,6 +96,7 @@ class AggregationReport:
     readings: int = 0
     series: int = 0  # (meter, register) pairs recomputed
     estimated_days: int = 0
+    flagged: dict[str, int] = field(default_factory=dict)  # meter-sent readings marked gap, backwards, spike
 
 
 async def aggregate_consumption(
@@ -121,6 +123,8 @@ async def aggregate_consumption(
                 key = (int(row.meter_id), str(row.register))
                 earliest[key] = min(earliest.get(key, row.read_at), row.read_at)
             for (meter_id, register), since in sorted(earliest.items()):
+                for status, n in (await validate_reported(conn, meter_id, register, since)).items():
+                    report.flagged[status] = report.flagged.get(status, 0) + n
                 await recompute(conn, meter_id, register, since, tz, now)
             w = job_watermarks.c
             await conn.execute(

@@ -46,6 +46,7 @@ class Control:
     limit_w: int = 0
     read_items: mp.ReadItems = mp.ReadItems.REGISTERS | mp.ReadItems.BALANCE
     settings: mp.Configure | None = None  # with Action.CONFIGURE (`meter_settings` makes the utility's)
+    profile_since_s: int = 0  # with Action.READ of the load profile: the first interval wanted (epoch s)
 
     def message(self, now: datetime) -> mp.Command:
         if self.action is Action.RELAY_OFF:
@@ -62,7 +63,7 @@ class Control:
             if self.settings is None:
                 raise InvalidField("settings", "the meter's settings are required")
             return self.settings
-        return mp.ReadRequest(self.read_items)
+        return mp.ReadRequest(self.read_items, self.profile_since_s)
 
     def describe(self) -> dict[str, object]:
         out: dict[str, object] = {"action": self.action.value, "note": self.note}

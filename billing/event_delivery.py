@@ -129,7 +129,7 @@ class _Outcome:
         return self.status is not None and 200 <= self.status < 300
 
 
-async def fan_out(conn: AsyncConnection, now: datetime, batch: int = 1000) -> int:
+async def _fan_out(conn: AsyncConnection, now: datetime, batch: int = 1000) -> int:
     """Deliveries for up to `batch` events not fanned out yet; the number of events taken."""
     events = (
         await conn.execute(
@@ -268,7 +268,7 @@ async def _record(
         )
 
 
-async def prune_events(conn: AsyncConnection, now: datetime, keep_days: int, batch: int = 1000) -> int:
+async def _prune_events(conn: AsyncConnection, now: datetime, keep_days: int, batch: int = 1000) -> int:
     """Remove up to `batch` events older than `keep_days` that are fanned out and have no pending delivery,
     with their deliveries and attempts (a dead one is kept as long: a person may still send it again)."""
     pending = exists().where(D.event_row_id == E.id, D.state == "pending")
@@ -300,7 +300,7 @@ async def deliver_events(
     report = DeliveryReport()
     while not progress.stop_requested:
         async with uow.begin() as conn:
-            taken = await fan_out(conn, now)
+            taken = await _fan_out(conn, now)
         report.fanned_out += taken
         if taken < 1000:
             break
@@ -323,7 +323,7 @@ async def deliver_events(
             break
     while not progress.stop_requested:
         async with uow.begin() as conn:
-            removed = await prune_events(conn, now, policy.keep_days)
+            removed = await _prune_events(conn, now, policy.keep_days)
         report.pruned += removed
         if removed < 1000:
             break

@@ -178,7 +178,7 @@ async def _move(conn: AsyncConnection, source: _Source, position: int, now: date
     await conn.execute(update(job_watermarks).where(W.name == name).values(position=position, updated_at=now))
 
 
-async def wanted_kinds(conn: AsyncConnection) -> set[str]:
+async def _wanted_kinds(conn: AsyncConnection) -> set[str]:
     """The event kinds some active subscription wants."""
     rows = await conn.execute(select(event_subscriptions.c.kinds).where(event_subscriptions.c.active == 1))
     return {k for row in rows for k in str(row.kinds).split(",")}
@@ -197,7 +197,7 @@ async def feed_events(uow: UnitOfWork, now: datetime, progress: JobProgress = UN
     """Write the events of the readings, alarms and command outcomes stored since the last run; how many."""
     written = 0
     async with uow.connect() as conn:
-        wanted = await wanted_kinds(conn)
+        wanted = await _wanted_kinds(conn)
     for source in SOURCES:
         while not progress.stop_requested:
             async with uow.begin() as conn:

@@ -61,7 +61,7 @@ class ImportReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, {column: text}) for each data row of a .csv or .xlsx file."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
@@ -213,7 +213,7 @@ async def import_file(
     (with every bad row) and imports nothing; partial imports the good rows and reports the bad ones."""
     report = ImportReport()
     try:
-        rows = await asyncio.to_thread(lambda: list(read_rows(path)))
+        rows = await asyncio.to_thread(lambda: list(_read_rows(path)))
         async with uow.begin() as conn:
             for number, cells in rows:
                 report.rows += 1
@@ -236,4 +236,4 @@ async def import_file(
 
 
 def count_rows(path: Path) -> int:
-    return sum(1 for _ in read_rows(path))
+    return sum(1 for _ in _read_rows(path))

@@ -22,6 +22,7 @@ from billing.rules.consumption import Granularity
 from billing.rules.invoice import InvoiceContent, InvoiceLine, Party, build_invoice, format_number
 from billing.rules.money import Money
 from billing.rules.tariffs import cost_of, version_at
+from billing.rules.units import KWH, Unit, unit_of
 from billing.tariffs import Tariff, get_tariff
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
@@ -115,6 +116,19 @@ class _Run:
         return start, datetime.combine(self.period_end + timedelta(days=1), time(), self.tz).astimezone(UTC)
 
 
+async def _units(conn: AsyncConnection, subscriber_ids: list[int]) -> dict[int, Unit]:
+    """Each subscriber's unit: that of its meters' kind (a water subscriber is billed in m³ from its volume
+    register); a subscriber without a meter reads in kWh."""
+    m = R.meters.c
+    rows = await conn.execute(
+        select(m.subscriber_id, m.kind).where(m.subscriber_id.in_(subscriber_ids)).order_by(m.subscriber_id, m.id)
+    )
+    out: dict[int, Unit] = {}
+    for subscriber_id, kind in rows:
+        out.setdefault(int(subscriber_id), unit_of(kind))
+    return out
+
+
 async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: int) -> tuple[list[int], int | None]:
     """The invoices of the next `page_size` subscribers after id `after` (closed ones and those invoiced for the
     period aside), in one transaction with their numbers: the series is held first, so no other run issues for
@@ -141,7 +155,15 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
     opening = await ledger.balances_many(conn, currencies, before=start)
     postings = await ledger.postings_many(conn, currencies, start, end)
     meters = await readings.subscribers_meters(conn, ids)
-    hourly = await readings.groups_consumption(conn, meters, start, end, Granularity.HOUR, run.tz)
+    units = await _units(conn, ids)
+    hourly: dict[int, dict[datetime, int]] = {}
+    for register in sorted({u.register for u in units.values()} | {KWH.register}):
+        of_register = {s: m for s, m in meters.items() if units.get(s, KWH).register == register}
+        hourly.update(
+            await readings.groups_consumption(
+                conn, of_register, start, end, Granularity.HOUR, run.tz, register=register
+            )
+        )
     rows = []
     for n, sub in enumerate(subscribers):
         energy = Money.zero(sub.currency)
@@ -165,6 +187,7 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
             consumption_wh=sum(hourly[sub.id].values()),
             energy_value=energy,
             vat_bp=run.vat_bp,
+            unit=units.get(sub.id, KWH),
         )
         rows.append(
             {

@@ -77,17 +77,17 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def reading_type(register: str) -> str:
+def _reading_type(register: str) -> str:
     return READING_TYPES.get(register, (OTHER_READING_TYPE, ""))[0]
 
 
-def csv_rows(meter: MeterDay) -> list[list[Any]]:
+def _csv_rows(meter: MeterDay) -> list[list[Any]]:
     return [
         [
             meter.meter_code,
             meter.subscriber_code or "",
             r.register,
-            reading_type(r.register),
+            _reading_type(r.register),
             _iso(r.read_at),
             r.value,
             READING_TYPES.get(r.register, ("", ""))[1],
@@ -104,7 +104,7 @@ def write_csv(out: IO[bytes], meters: Sequence[MeterDay], *, header: bool) -> No
     if header:
         writer.writerow(CSV_HEADER)
     for meter in meters:
-        writer.writerows(csv_rows(meter))
+        writer.writerows(_csv_rows(meter))
     out.write(text.getvalue().encode("utf-8"))
 
 
@@ -142,7 +142,7 @@ def meter_reading(meter: MeterDay, start: datetime, end: datetime) -> etree._Ele
         _sub(reading, "timeStamp", _iso(r.read_at))
         _sub(reading, "value", str(r.value))
         _quality(reading, r.status)
-        _sub(reading, "ReadingType", ref=reading_type(r.register))
+        _sub(reading, "ReadingType", ref=_reading_type(r.register))
     if profile:
         block = _sub(element, "IntervalBlocks")
         for r in profile:
@@ -150,7 +150,7 @@ def meter_reading(meter: MeterDay, start: datetime, end: datetime) -> etree._Ele
             _sub(point, "timeStamp", _iso(r.read_at))
             _sub(point, "value", str(r.value))
             _quality(point, r.status)
-        _sub(block, "ReadingType", ref=reading_type("profile_wh"))
+        _sub(block, "ReadingType", ref=_reading_type("profile_wh"))
     return element
 
 

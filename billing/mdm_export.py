@@ -38,7 +38,7 @@ class ExportFiles:
     readings: int
 
 
-def day_window(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
+def _day_window(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
     return datetime.combine(day, time(0), tzinfo=tz), datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
 
 
@@ -81,7 +81,7 @@ def _write_xml_batch(doc: Any, meters: list[MeterDay], start: datetime, end: dat
 
 async def export_day(uow: UnitOfWork, day: date, tz: tzinfo, out_dir: Path) -> ExportFiles:
     """readings-YYYY-MM-DD.csv and .xml in `out_dir` for the local `day`."""
-    start, end = day_window(day, tz)
+    start, end = _day_window(day, tz)
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     csv_path, xml_path = out_dir / f"readings-{day.isoformat()}.csv", out_dir / f"readings-{day.isoformat()}.xml"
     csv_tmp, xml_tmp = csv_path.with_suffix(".csv.part"), xml_path.with_suffix(".xml.part")

@@ -1,7 +1,9 @@
 """Readings entered by people: a reading typed in on the meter card or through the API, and CSV files of
 readings taken by hand or with an optical probe. Each reading is validated against the meter's history
 (`billing.rules.readings`), stored with its source, status and who entered it, and audited in the same
-transaction. Also the readings and load profile of a meter or a group, page by page, for the doors.
+transaction. The readings meters send are validated the same way once stored (`validate_reported`, from the
+consumption job's pass over new readings). Also the readings and load profile of a meter or a group, page by
+page, for the doors.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.errors import Conflict, InvalidField, NotFound
@@ -73,6 +75,34 @@ async def _history(
         .limit(policy.history)
     )
     return sorted((row.read_at, int(row.value)) for row in rows)
+
+
+_SENT_BY_METERS = (Source.METER_REPORT.value, Source.READ_REQUEST.value)
+
+
+async def validate_reported(
+    conn: AsyncConnection, meter_id: int, register: str, since: datetime, policy: ValidationPolicy = DEFAULT_POLICY
+) -> dict[str, int]:
+    """Validate the register's readings from `since` on against the history before them, and mark those the
+    meter sent (a report, an answer to a read request) that are not `ok`: `gap`, `backwards`, `spike`. A
+    reading entered by a person keeps the status it was stored with. Returns the statuses given, counted."""
+    r = C.readings.c
+    history = await _history(conn, meter_id, register, since, policy)
+    rows = list(
+        await conn.execute(
+            select(r.id, r.read_at, r.value, r.source, r.status)
+            .where(r.meter_id == meter_id, r.register == register, r.read_at >= since)
+            .order_by(r.read_at)
+        )
+    )
+    statuses = validate_series(history, [(row.read_at, int(row.value)) for row in rows], register, policy)
+    flagged: dict[str, list[int]] = {}
+    for row, status in zip(rows, statuses, strict=True):
+        if row.source in _SENT_BY_METERS and row.status == Status.OK.value and status is not Status.OK:
+            flagged.setdefault(status.value, []).append(int(row.id))
+    for status_value, ids in flagged.items():
+        await conn.execute(update(C.readings).where(r.id.in_(ids)).values(status=status_value))
+    return {status_value: len(ids) for status_value, ids in flagged.items()}
 
 
 async def _existing(conn: AsyncConnection, keys: Sequence[tuple[int, str, datetime]]) -> set[tuple[int, str, datetime]]:

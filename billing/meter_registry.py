@@ -146,14 +146,6 @@ async def get_meter_by_code(conn: AsyncConnection, code: str) -> Meter:
     return _meter(row)
 
 
-async def meters_of(conn: AsyncConnection, subscriber_id: int, *, include_archived: bool = False) -> list[Meter]:
-    m = R.meters.c
-    stmt = select(R.meters).where(m.subscriber_id == subscriber_id)
-    if not include_archived:
-        stmt = stmt.where(m.status == "active")
-    return [_meter(r) for r in await conn.execute(stmt.order_by(m.id))]
-
-
 async def active_meter(conn: AsyncConnection, subscriber_id: int) -> Meter | None:
     """The subscriber's active meter that takes credit (the first installed, balance meters aside)."""
     m = R.meters.c

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.rules.notices import NoticeKind, notice_text
@@ -191,11 +191,6 @@ async def send_due_notices(
 async def notices_of(conn: AsyncConnection, subscriber_id: int, *, limit: int = 100) -> list[dict[str, Any]]:
     rows = await conn.execute(select(N).where(N.c.subscriber_id == subscriber_id).order_by(N.c.id.desc()).limit(limit))
     return [dict(r._mapping) for r in rows]
-
-
-async def notice_counts(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(select(N.c.status, func.count()).group_by(N.c.status))
-    return {r[0]: int(r[1]) for r in rows}
 
 
 class SmtpEmailSender:

@@ -3,7 +3,7 @@ The row lock serialises takers; a rollback gives the number back, so the series 
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,8 +24,3 @@ async def take(conn: AsyncConnection, name: str, count: int = 1) -> int:
         return 1
     except IntegrityError:  # created concurrently: take the next ones
         return await take(conn, name, count)
-
-
-async def peek(conn: AsyncConnection, name: str) -> int:
-    value = await conn.scalar(select(S.c.next_value).where(S.c.name == name))
-    return 1 if value is None else int(value)

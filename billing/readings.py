@@ -59,7 +59,7 @@ def _within(postgres: bool) -> Any:
     )
 
 
-async def series_many(
+async def _series_many(
     conn: AsyncConnection, meter_ids: Collection[int], start: datetime, end: datetime, register: str = IMPORT
 ) -> dict[int, list[tuple[datetime, int]]]:
     """Each meter's readings of `register` in [start, end), in time order, after its last one before `start`
@@ -78,7 +78,7 @@ async def series_many(
 async def _series(
     conn: AsyncConnection, meter_id: int, start: datetime, end: datetime, register: str
 ) -> list[tuple[datetime, int]]:
-    return (await series_many(conn, [meter_id], start, end, register))[meter_id]
+    return (await _series_many(conn, [meter_id], start, end, register))[meter_id]
 
 
 async def meter_consumption(
@@ -105,14 +105,14 @@ async def groups_consumption(
     register: str = IMPORT,
 ) -> dict[K, dict[datetime, int]]:
     """{group: {bucket start: Wh}} for groups of meters (e.g. each subscriber's), read together."""
-    series = await series_many(conn, {m for meters in groups.values() for m in meters}, start, end, register)
+    series = await _series_many(conn, {m for meters in groups.values() for m in meters}, start, end, register)
     return {
         key: add_buckets(*(consumption_buckets(series[m], granularity, tz) for m in meters))
         for key, meters in groups.items()
     }
 
 
-async def meters_consumption(
+async def _meters_consumption(
     conn: AsyncConnection,
     meter_ids: Sequence[int],
     start: datetime,
@@ -198,4 +198,4 @@ async def consumption(
 ) -> dict[datetime, int]:
     """{bucket start (local): Wh} for a subscriber, a building or a transformer's subscribers."""
     meters = await scope_meters(conn, subscriber_id=subscriber_id, building=building, transformer_id=transformer_id)
-    return await meters_consumption(conn, meters, start, end, granularity, tz)
+    return await _meters_consumption(conn, meters, start, end, granularity, tz)

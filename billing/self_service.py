@@ -38,11 +38,11 @@ from gateway.inbound import digits
 from gateway.inbound_store import record_wrong_sms
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
+from gateway.reports import latest_balance
 from store import audit
 from store.audit import Actor
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
-from store.schema.commands import balance_reports
 from store.schema.notices import notices as N  # noqa: N812
 from store.schema.self_service import sms_requests, vouchers
 from store.uow import UnitOfWork
@@ -381,17 +381,9 @@ async def _last_top_up(conn: AsyncConnection, subscriber_id: int) -> Any:
 
 
 async def _meter_credit(conn: AsyncConnection, subscriber_id: int) -> tuple[int, datetime] | None:
-    m, b = R.meters.c, balance_reports.c
-    row = (
-        await conn.execute(
-            select(b.credit_minor, b.reported_at)
-            .join(R.meters, m.id == b.meter_id)
-            .where(m.subscriber_id == subscriber_id, m.status == "active")
-            .order_by(b.reported_at.desc(), b.id.desc())
-            .limit(1)
-        )
-    ).first()
-    return None if row is None else (int(row.credit_minor), row.reported_at)
+    m = R.meters.c
+    meter_ids = (await conn.scalars(select(m.id).where(m.subscriber_id == subscriber_id, m.status == "active"))).all()
+    return await latest_balance(conn, meter_ids)
 
 
 async def sms_requests_of(conn: AsyncConnection, *, limit: int = 100) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from billing import (
     losses,
     meter_keys,
     notices,
+    reading_plans,
     topup,
 )
 from billing.errors import InvalidField
@@ -62,6 +63,7 @@ class BillingService:
     observer: Observer = NO_METRICS  # notices sent and failed, by channel
     time_sync_every: timedelta | None = None  # the scheduled time sync; None: none
     alarm_actions: bool = False  # alarm rules may act on their own (relay off), in friendly hours
+    reading_budget_per_s: float = 0.0  # read requests a second reading plans may queue (0: the window paces them)
     poster: event_delivery.Poster | None = None  # outbound event webhooks; None: events wait in the outbox
     delivery_policy: event_delivery.DeliveryPolicy = field(default_factory=event_delivery.DeliveryPolicy)
     last_invoice_month: date | None = field(default=None)
@@ -177,6 +179,12 @@ class BillingService:
         if self.time_sync_every is None:
             return None
         return await control.sync_clocks(self.uow, now, keys=self.keys, every=self.time_sync_every)
+
+    async def run_reading_plans(self, now: datetime, progress: JobProgress = UNWATCHED) -> reading_plans.PassReport:
+        """The reading plans' pass: the runs that fall due start, every run queues its due meters."""
+        return await reading_plans.run_plans(
+            self.uow, now, keys=self.keys, tz=self.tz, budget_per_s=self.reading_budget_per_s, progress=progress
+        )
 
     async def aggregate_consumption(
         self, now: datetime, progress: JobProgress = UNWATCHED

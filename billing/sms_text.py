@@ -39,7 +39,7 @@ def gsm7_septets(text: str) -> list[bytes]:
     return [bytes([_BASIC[c]]) if c in _BASIC else bytes([0x1B, _EXT_CODES[c]]) for c in text]
 
 
-def text_parts(text: str, reference: int) -> list[tuple[bytes, bool, int]]:
+def _text_parts(text: str, reference: int) -> list[tuple[bytes, bool, int]]:
     """[(user data, has_udh, data_coding)] for one text. A character is never split across parts (an
     escaped GSM-7 character is two septets, a UCS-2 character outside the BMP two code units)."""
     if sms_sizing(text).encoding is SmsEncoding.GSM7:
@@ -71,7 +71,7 @@ class TransportTextSender:
 
     async def send_text(self, msisdn: str, text: str) -> None:
         reference = next(self._references)
-        for body, has_udh, dcs in text_parts(text, reference):
+        for body, has_udh, dcs in _text_parts(text, reference):
             await self._transport.submit(
                 OutboundSms(
                     destination=msisdn.lstrip("+"),
@@ -107,7 +107,7 @@ class SentPart:
     lost: bool = False
 
 
-def gsm7_text(septets: bytes) -> str:
+def _gsm7_text(septets: bytes) -> str:
     """Unpacked septets (one a byte) as text; 0x1B escapes to the extension table."""
     out: list[str] = []
     escaped = False
@@ -129,7 +129,7 @@ def read_text(body: bytes, data_coding: int) -> str:
         return body[: len(body) // 2 * 2].decode("utf-16-be", "replace")
     if data_coding == 0x03:
         return body.decode("latin-1")
-    return gsm7_text(body)
+    return _gsm7_text(body)
 
 
 def _concatenation(header: bytes) -> tuple[int, int, int] | None:
@@ -149,7 +149,7 @@ def _concatenation(header: bytes) -> tuple[int, int, int] | None:
 def _payload_text(sms: OutboundSms, payload: bytes) -> str:
     if sms.data_coding == 0x08:
         return payload.decode("utf-16-be", errors="replace")
-    return gsm7_text(payload)
+    return _gsm7_text(payload)
 
 
 def read_sent_texts(parts: Iterable[SentPart]) -> list[SentText]:

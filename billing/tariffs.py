@@ -134,7 +134,7 @@ def _epoch(at: datetime) -> int:
     return _calendar.timegm(at.utctimetuple())
 
 
-def tariff_message(tariff: Tariff, version: TariffVersion, wire_version: int, now: datetime) -> mp.SetTariff:
+def _tariff_message(tariff: Tariff, version: TariffVersion, wire_version: int, now: datetime) -> mp.SetTariff:
     body = version.body
     return mp.SetTariff(
         version=wire_version,
@@ -165,7 +165,7 @@ def preview_version(tariff: Tariff, version: int, now: datetime) -> TariffPrevie
     """The message version `version` of `tariff` would send now. Raises NotFound."""
     for v, wire in zip(tariff.versions, tariff.version_ids, strict=True):
         if v.version == version:
-            message = tariff_message(tariff, v, wire, now)
+            message = _tariff_message(tariff, v, wire, now)
             payload = encode_payload(message)
             return TariffPreview(
                 tariff.code,
@@ -188,7 +188,7 @@ def _latest(tariff: Tariff, now: datetime) -> tuple[TariffVersion, int]:
     return tariff.versions[-1], tariff.version_ids[-1]
 
 
-async def start_assignment(
+async def _start_assignment(
     uow: UnitOfWork,
     actor: Actor,
     tariff_id: int,
@@ -284,7 +284,7 @@ async def run_assignment(
     async with uow.connect() as conn:
         tariff = await get_tariff(conn, tariff_id)
     version, wire = _latest(tariff, now)
-    message = tariff_message(tariff, version, wire, now)
+    message = _tariff_message(tariff, version, wire, now)
 
     def build(meter_id: int) -> CommandRequest:
         return CommandRequest(meter_id, message, str(actor), idempotency_key=f"tariff:{wire}:meter:{meter_id}")
@@ -296,7 +296,7 @@ async def start_push(uow: UnitOfWork, actor: Actor, tariff_id: int, now: datetim
     """Send the tariff's newest version to every meter of every subscriber on it: the job and its meters
     (`run_assignment` queues the commands; a meter that has the version already is not sent it twice —
     the commands are keyed by version and meter)."""
-    return await start_assignment(uow, actor, tariff_id, now)
+    return await _start_assignment(uow, actor, tariff_id, now)
 
 
 async def push_progress(conn: AsyncConnection, wire_version: int) -> dict[str, int]:
@@ -313,7 +313,7 @@ async def push_progress(conn: AsyncConnection, wire_version: int) -> dict[str, i
 async def assign_tariff(
     uow: UnitOfWork, actor: Actor, tariff_id: int, now: datetime, *, keys: KeyRing, **choice: object
 ) -> bulk.Job:
-    """`start_assignment` then `run_assignment` (the web runs the second part in the background and shows
+    """`_start_assignment` then `run_assignment` (the web runs the second part in the background and shows
     the job's progress)."""
-    job_id, meter_ids = await start_assignment(uow, actor, tariff_id, now, **choice)  # type: ignore[arg-type]
+    job_id, meter_ids = await _start_assignment(uow, actor, tariff_id, now, **choice)  # type: ignore[arg-type]
     return await run_assignment(uow, actor, job_id, tariff_id, meter_ids, now, keys=keys)

@@ -301,6 +301,8 @@ class BillingSettings:
     mdm_export: bool = True  # write each finished day's readings as CSV and MeterReadings XML for an MDM
     mdm_export_dir: str = "exports"  # under data_dir unless absolute
     time_sync_days: int = 7  # a scheduled time sync to every meter whose clock was not set for this long; 0: none
+    reading_share_percent: int = 50  # reading plans use at most this share of smpp.rate_per_s (the licensed rate)
+    reading_interval_s: float = 30.0  # the reading plans' pass: runs that fall due start, due meters are queued
     alarm_interval_s: float = 60.0  # applying the alarm rules (notices, automatic actions), stuck commands
     alarm_actions: bool = False  # alarm rules may act (relay off on tamper, in friendly hours) only when true
     sms_answers_per_window: int = 5  # keyword answers to one number within sms_answer_window_s; more are logged only
@@ -322,6 +324,8 @@ class BillingSettings:
             "reminder <= final <= disconnect days",
         )
         _require(0 <= self.penalty_percent_bp <= 10000, "penalty_percent_bp", "must be 0-10000")
+        _require(1 <= self.reading_share_percent <= 100, "reading_share_percent", "must be 1-100")
+        _require(self.reading_interval_s > 0, "reading_interval_s", "must be positive")
         _require(self.sms_answers_per_window >= 1, "sms_answers_per_window", "must be at least 1")
         _require(self.voucher_wrong_codes_per_day >= 1, "voucher_wrong_codes_per_day", "must be at least 1")
         _require(self.penalty_period_days >= 1, "penalty_period_days", "must be at least 1")

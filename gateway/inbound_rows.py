@@ -33,7 +33,7 @@ def alarm_kind(event: mp.EventKind) -> str:
     return _ALARM_KIND.get(event, event.name.lower())
 
 
-def epoch_to_utc(seconds: int) -> datetime:
+def _epoch_to_utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
@@ -56,7 +56,7 @@ def add_message(work: Work, meter_id: int, message: mp.Message, now: datetime, s
     if isinstance(message, mp.Ack):
         work.acks.append((meter_id, message))
     elif isinstance(message, mp.Readings):
-        at = epoch_to_utc(message.taken_at)
+        at = _epoch_to_utc(message.taken_at)
         for register, value in (
             ("import_wh", message.import_wh),
             ("export_wh", message.export_wh),
@@ -68,7 +68,7 @@ def add_message(work: Work, meter_id: int, message: mp.Message, now: datetime, s
         _balance(
             work,
             meter_id,
-            epoch_to_utc(message.taken_at),
+            _epoch_to_utc(message.taken_at),
             message.credit_minor,
             message.relay_closed,
             message.emergency_active,
@@ -76,18 +76,18 @@ def add_message(work: Work, meter_id: int, message: mp.Message, now: datetime, s
             now,
         )
     elif isinstance(message, mp.PeriodicReport):
-        at = epoch_to_utc(message.taken_at)
+        at = _epoch_to_utc(message.taken_at)
         _reading(work, meter_id, at, "import_wh", message.import_wh, now)
         _reading(work, meter_id, at, "power_w", message.power_w, now)
         _balance(work, meter_id, at, message.credit_minor, message.relay_closed, message.emergency_active, None, now)
     elif isinstance(message, mp.LoadProfile):
         for i, energy_wh in enumerate(message.energies_wh):
-            at = epoch_to_utc(message.start_at + i * message.interval_s)
+            at = _epoch_to_utc(message.start_at + i * message.interval_s)
             _reading(work, meter_id, at, "profile_wh", energy_wh, now, _ANSWER)
     elif isinstance(message, mp.EventReport):
         kind = alarm_kind(message.event)
         severity = _SEVERITY.get(message.event, "info")
-        at = epoch_to_utc(message.occurred_at)
+        at = _epoch_to_utc(message.occurred_at)
         detail = f"{message.event.name.lower()} value {message.value}"
         work.alarms.append(
             {"meter_id": meter_id, "kind": kind, "severity": severity, "raised_at": at, "detail": detail}

@@ -118,7 +118,7 @@ async def sort_out(
 ) -> tuple[list[tuple[ClaimedConfirmation, ToCredit]], list[ClaimedConfirmation]]:
     """Which confirmations are credited set-based (their payment rows locked, in id order), which one by one.
     Our Checkouts' payments are found by our reference; payments made at a provider's side by the provider's
-    id, registered first when this is the provider's first word about them (`register_provider_payments`)."""
+    id, registered first when this is the provider's first word about them (`_register_provider_payments`)."""
     references = sorted({r for c in claimed if (r := c.event.payment.reference)})
     by_reference: dict[str, Row[Any]] = {}
     if references:
@@ -126,7 +126,7 @@ async def sort_out(
     at_provider = [c for c in claimed if _at_the_provider(c.event)]
     by_key: dict[tuple[str, str], Row[Any]] = {}
     if at_provider:
-        await register_provider_payments(conn, [c.event for c in at_provider], applier, now)
+        await _register_provider_payments(conn, [c.event for c in at_provider], applier, now)
         keys = {(c.event.payment.provider, c.event.payment.provider_ref) for c in at_provider}
         by_key = {(row.provider, row.provider_ref): row for row in await _payments_to_credit(conn, _PROVIDER_KEY, keys)}
     found = [*by_reference.values(), *by_key.values()]
@@ -154,7 +154,7 @@ async def sort_out(
     return fast, slow
 
 
-async def register_provider_payments(
+async def _register_provider_payments(
     conn: AsyncConnection, events: Sequence[PaymentSucceeded], applier: PaymentApplier, now: datetime
 ) -> None:
     """A provider's first word about payments made at its side, for many at once: the payment rows of those

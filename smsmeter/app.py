@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.event_delivery import AiohttpPoster
@@ -48,7 +47,7 @@ from smsmeter.metrics import FleetCollector, Metrics, MetricsExporter
 from smsmeter.payments_wiring import running_payments
 from smsmeter.wiring import GatewayRuntime, running_gateway
 from store import migrate
-from store.engine import create_engine
+from store.engine import backend, create_engine, probe
 from store.uow import UnitOfWork
 from telemetry import JobProgress, bind_ids
 from web import health as web_health
@@ -109,11 +108,9 @@ class _HealthCheck:
         database = ComponentHealth("down", "not started")
         if runtime.engine is not None:
             try:
-                async with asyncio.timeout(5):
-                    async with runtime.engine.connect() as conn:
-                        await conn.execute(text("SELECT 1"))
+                await probe(runtime.engine, 5)
                 revision = await migrate.current_revision(runtime.engine)
-                database = ComponentHealth("ok", f"{runtime.engine.dialect.name}, schema {revision}")
+                database = ComponentHealth("ok", f"{backend(runtime.engine)}, schema {revision}")
             except Exception as exc:  # any failure of the probe means the database is down
                 database = ComponentHealth("down", type(exc).__name__)
         transport_state = runtime.transport.state.value if runtime.transport is not None else "stopped"
@@ -134,9 +131,8 @@ class _Readiness:
             checks.append(web_ops.Check("database", False, "not started"))
         else:
             try:
-                async with asyncio.timeout(2), runtime.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-                checks.append(web_ops.Check("database", True, runtime.engine.dialect.name))
+                await probe(runtime.engine, 2)
+                checks.append(web_ops.Check("database", True, backend(runtime.engine)))
             except Exception as exc:  # any failure of the probe means not ready
                 checks.append(web_ops.Check("database", False, type(exc).__name__))
         if Role.GATEWAY in runtime.roles:
@@ -323,7 +319,7 @@ def build_app(settings: Settings, roles: frozenset[Role] = ALL_ROLES) -> web.App
                     "smsmeter %s ready (%s): database %s, transport %s (%s), short number %s",
                     __version__,
                     ",".join(sorted(r.value for r in roles)),
-                    engine.dialect.name,
+                    backend(engine),
                     settings.transport.value,
                     gateway.transport.state.value if gateway is not None else "not run by this process",
                     settings.short_number,

@@ -23,6 +23,7 @@ from billing.mdm_export import export_finished_days
 from billing.notices import SmtpEmailSender
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, PenaltyRule
 from billing.rules.invoice import Party
+from billing.rules.reading_plans import reading_budget_per_s
 from billing.service import BillingService
 from billing.sts_vending import TokenGenerator
 from billing.topup import TopUpPolicy
@@ -101,6 +102,7 @@ def build_billing(
         observer=observer,
         time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,
         alarm_actions=b.alarm_actions,
+        reading_budget_per_s=reading_budget_per_s(settings.smpp.rate_per_s, b.reading_share_percent),
         delivery_policy=DeliveryPolicy(
             max_attempts=b.event_max_attempts,
             retry_base_s=b.event_retry_base_s,
@@ -226,6 +228,7 @@ def start_billing_jobs(
         jobs.append(("key changes", 60.0, billing.settle_key_changes))
         jobs.append(("time sync", 3600.0, billing.sync_clocks))
         jobs.append(("consumption", b.consumption_interval_s, billing.aggregate_consumption))
+        jobs.append(("reading plans", b.reading_interval_s, billing.run_reading_plans))
         jobs.append(("event webhooks", b.event_interval_s, billing.deliver_events))
 
         async def scheduled_reports(now: datetime, progress: JobProgress) -> object:

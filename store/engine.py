@@ -16,12 +16,13 @@ IMMEDIATE: it waits, up to the busy timeout, for the writer before it), while th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -82,3 +83,14 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def backend(engine: AsyncEngine) -> str:
+    """The database's kind as an operator reads it: `postgresql` or `sqlite`."""
+    return str(engine.dialect.name)
+
+
+async def probe(engine: AsyncEngine, timeout_s: float) -> None:
+    """One round trip to the database within `timeout_s`; raises whatever the driver raises if it does not answer."""
+    async with asyncio.timeout(timeout_s), engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

@@ -16,6 +16,8 @@ FLASH = {
     "alarm_rule_saved": N_("Alarm rule saved."),
     "held_credit_sent": N_("The credit the wallet held is on its way to the meter."),
     "alarm_rule_removed": N_("Alarm rule removed."),
+    "reading_plan_saved": N_("Reading plan saved."),
+    "reading_run_started": N_("Reading run started: its read requests go out at the plan's pace."),
     "webhook_enabled": N_("Subscription enabled: new events are delivered to it again."),
     "webhook_disabled": N_("Subscription disabled: it is told nothing new; its pending deliveries wait."),
     "webhook_resent": N_("The delivery is queued again, with the same event id."),

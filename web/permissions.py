@@ -36,6 +36,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "commands.issue": frozenset({ADMIN, OPERATOR}),  # relay off/on, read request, tariff push
     "commands.cancel": frozenset({ADMIN, OPERATOR}),  # a command that has not left yet (0:0)
     "commands.group": frozenset({ADMIN, OPERATOR}),  # one command to a transformer, street or building
+    "readings.plans": frozenset({ADMIN, OPERATOR}),  # scheduled reading: plans per group, a run started by hand
     "meters.configure": frozenset({ADMIN, OPERATOR}),  # low-credit threshold, emergency credit, friendly hours
     "meters.keys": frozenset({ADMIN}),  # key change over the air, one meter or a group
     "credit.emergency": frozenset({ADMIN, OPERATOR}),  # emergency credit on loan

@@ -9,6 +9,7 @@ from datetime import date
 
 from billing.rules.ledger import Balances, Book, EntryType, Posting
 from billing.rules.money import Money
+from billing.rules.units import KWH, Unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,9 @@ def build_invoice(
     consumption_wh: int,
     energy_value: Money,
     vat_bp: int,
+    unit: Unit = KWH,
 ) -> InvoiceContent:
+    """`consumption_wh`: the period's use in the register's base unit (Wh, or litres for `unit` m³)."""
     currency = opening.wallet.currency
     sums: dict[tuple[EntryType, Book], Money] = {}
     for p in postings:
@@ -96,7 +99,7 @@ def build_invoice(
         + get(EntryType.REVERSAL, Book.DEBT)
     )
     closing = opening.after(postings)
-    kwh = f"{consumption_wh // 1000}.{consumption_wh % 1000:03d} kWh"
+    kwh = unit.shown(consumption_wh)
     lines = [
         InvoiceLine("Debt at the start of the period", opening.owed),
         InvoiceLine("Payments received", payments),

@@ -80,7 +80,7 @@ for _language, _table in KEYWORDS.items():
             _WORDS[_word] = (_keyword, (*_in, _language))
 
 
-def fold(word: str) -> str:
+def _fold(word: str) -> str:
     """Upper case, accents dropped (Й stays Й's base И), Ə read as E: the form keywords are compared in."""
     decomposed = unicodedata.normalize("NFKD", word.strip().upper().replace("Ə", "E"))
     return "".join(c for c in decomposed if not unicodedata.combining(c))
@@ -98,7 +98,7 @@ def parse_request(text: str) -> Request | None:
     words = text.split(None, 1)
     if not words:
         return None
-    found = _WORDS.get(fold(words[0]))
+    found = _WORDS.get(_fold(words[0]))
     if found is None:
         return None
     keyword, languages = found
@@ -116,7 +116,7 @@ def answer_language(request: Request, subscriber_language: str) -> str:
 VOUCHER_DIGITS = 14  # 13 random digits and a Luhn check digit
 
 
-def luhn_digit(digits: str) -> str:
+def _luhn_digit(digits: str) -> str:
     """The Luhn check digit of `digits` (ISO/IEC 7812-1)."""
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -133,7 +133,7 @@ def voucher_code(random_digits: str) -> str:
     """A voucher code from 13 random digits (drawn by the caller): they and their check digit."""
     if len(random_digits) != VOUCHER_DIGITS - 1 or not random_digits.isdigit():
         raise ValueError("a voucher code is made of 13 random digits")
-    return random_digits + luhn_digit(random_digits)
+    return random_digits + _luhn_digit(random_digits)
 
 
 def read_voucher_code(argument: str) -> str | None:
@@ -141,7 +141,7 @@ def read_voucher_code(argument: str) -> str | None:
     digits = "".join(c for c in argument if c not in " -")
     if len(digits) != VOUCHER_DIGITS or not digits.isascii() or not digits.isdigit():
         return None
-    return digits if luhn_digit(digits[:-1]) == digits[-1] else None
+    return digits if _luhn_digit(digits[:-1]) == digits[-1] else None
 
 
 def printed(code: str) -> str:
@@ -332,10 +332,6 @@ _T: Mapping[str, Mapping[str, str]] = {
 
 def languages() -> tuple[str, ...]:
     return tuple(_T)
-
-
-def text_keys() -> frozenset[str]:
-    return frozenset(_T["en"])
 
 
 def answer_text(answer: Answer, language: str, *, utility: str, code: str) -> str:

@@ -113,7 +113,7 @@ def _apply(state: StsMeterState, token: DecodedToken) -> tuple[StsMeterState | N
     if token.token_class != 2:
         return None, 0
     if token.subclass == ManagementKind.SET_MAXIMUM_POWER:
-        return replace(state, maximum_power_w=token.field), 0
+        return replace(state, maximum_power_w=decode_amount(token.field)), 0
     if token.subclass == ManagementKind.CLEAR_CREDIT:
         if token.field == _ALL_REGISTERS:
             return replace(state, credit_units=(0,) * len(state.credit_units)), 0

@@ -6,7 +6,9 @@ a 16-bit field (the amount for class 0, the register or limit for class 2) and C
 The CRC covers the class (2) above those 48 bits, packed into 7 bytes, with the reflected
 polynomial 0xA001 from 0xFFFF, its two bytes exchanged. The block is encrypted with the
 decoder key; the 2 class bits then replace ciphertext bits 28 and 27, and the two bits they
-displace become bits 65 and 64 of the token, written as 20 decimal digits.
+displace become bits 65 and 64 of the token, written as 20 decimal digits. Class 1 (initiate meter
+test or display) tokens are sealed the same way without encryption. A class 2 power limit (maximum
+power, phase power unbalance limit) is carried with the amount's exponent and mantissa, in W.
 
 The STA (EA07) is 16 rounds of nibble substitution (one of two tables, chosen by a key bit),
 a bit permutation, and a one-bit left rotation of the key register. The key register is loaded
@@ -79,6 +81,7 @@ class ManagementKind(enum.IntEnum):
     SET_FIRST_SECTION_DECODER_KEY = 3
     SET_SECOND_SECTION_DECODER_KEY = 4
     CLEAR_TAMPER = 5
+    SET_MAXIMUM_PHASE_POWER_UNBALANCE_LIMIT = 6
     SET_THIRD_SECTION_DECODER_KEY = 8  # 128-bit keys only
     SET_FOURTH_SECTION_DECODER_KEY = 9
 
@@ -261,9 +264,9 @@ def _token_number(token_class: int, subclass: int, random: int, tid: int, field:
     return _sealed(token_class, (subclass << 44) | (random << 40) | (tid << 16) | field, decoder_key)
 
 
-def _sealed(token_class: int, upper48: int, decoder_key: bytes) -> str:
+def _sealed(token_class: int, upper48: int, decoder_key: bytes | None) -> str:
     block = (upper48 << 16) | token_crc(token_class, upper48)
-    cipher = _encrypt(decoder_key, block)
+    cipher = block if decoder_key is None else _encrypt(decoder_key, block)
     displaced = (cipher >> 27) & 3
     number = (cipher & ~(3 << 27)) | (token_class << 27)
     number |= ((displaced >> 1) << 65) | ((displaced & 1) << 64)
@@ -275,13 +278,30 @@ def encode_credit_token(kind: CreditKind, units: int, tid: int, random: int, dec
     return _token_number(0, kind, random, tid, encode_amount(units), decoder_key)
 
 
+_POWER_LIMITS = (ManagementKind.SET_MAXIMUM_POWER, ManagementKind.SET_MAXIMUM_PHASE_POWER_UNBALANCE_LIMIT)
+
+
 def encode_management_token(kind: ManagementKind, value: int, tid: int, random: int, decoder_key: bytes) -> str:
-    """A class 2 token: the maximum power in W, the register to clear, or 0 for clear tamper."""
-    return _token_number(2, kind, random, tid, value, decoder_key)
+    """A class 2 token: the maximum power (or phase unbalance limit) in W, the register to clear, or 0 for clear
+    tamper. A power limit is carried with the amount's exponent and mantissa (`encode_amount`: exact, or
+    StsError), so limits above 16383 W keep their value; read it back with `decode_amount`."""
+    field = encode_amount(value) if kind in _POWER_LIMITS else value
+    return _token_number(2, kind, random, tid, field, decoder_key)
+
+
+def encode_meter_test_token(control: int, manufacturer_code: int, *, four_digit_manufacturer: bool = False) -> str:
+    """A class 1 token (initiate meter test or display), not encrypted: subclass 0 carries 36 control bits and
+    the 2-digit manufacturer code (8 bits), subclass 1 28 control bits and the 4-digit code (16 bits)."""
+    control_bits, code_bits = (28, 16) if four_digit_manufacturer else (36, 8)
+    if not (0 <= control < 1 << control_bits and 0 <= manufacturer_code < 1 << code_bits):
+        raise StsError("a test token's control or manufacturer code is out of range")
+    upper48 = (int(four_digit_manufacturer) << 44) | (control << code_bits) | manufacturer_code
+    return _sealed(1, upper48, None)
 
 
 def decode_token(digits: str, decoder_key: bytes) -> DecodedToken:
-    """What a meter does with 20 typed digits; raises TokenRejected."""
+    """What a meter does with 20 typed digits; raises TokenRejected. Class 1 (test) tokens are not encrypted:
+    the meter reads them without its key."""
     digits = "".join(digits.split())
     if len(digits) != 20 or not digits.isdigit() or int(digits) >= 1 << 66:
         raise TokenRejected("a token is 20 digits")
@@ -289,7 +309,7 @@ def decode_token(digits: str, decoder_key: bytes) -> DecodedToken:
     token_class = (number >> 27) & 3
     displaced = (((number >> 65) & 1) << 1) | ((number >> 64) & 1)
     cipher = (number & _MASK64 & ~(3 << 27)) | (displaced << 27)
-    block = _decrypt(decoder_key, cipher)
+    block = cipher if token_class == 1 else _decrypt(decoder_key, cipher)
     upper48 = block >> 16
     if token_crc(token_class, upper48) != block & 0xFFFF:
         raise TokenRejected("the token does not decode with this meter's key")

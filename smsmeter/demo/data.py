@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from billing.alarm_rules import RuleFields
+from billing.reading_plans import PlanFields
 from meter_protocol import meter_code_with_check_digit
 
 REGION = ("64", "Nord")
@@ -275,3 +276,31 @@ STS_SUPPLY_GROUP = "123456"
 STS_KEYPAD_SUBSCRIBERS = ("640100100010001", "640100100010003", "640100100020001")
 STS_STUCK_SUBSCRIBER = "640100100010003"
 STS_STUCK_CREDIT_MINOR = 2_500
+
+# Scheduled reading: every meter's registers each night, one transformer's load profile each Sunday.
+NIGHTLY_READING = PlanFields(
+    name="Nightly registers, every meter",
+    items="registers",
+    every="daily",
+    group_kind="all",
+    window_start_min=60,
+    window_end_min=300,
+)
+WEEKLY_PROFILE_TRANSFORMER = "TP-101"
+WEEKLY_PROFILE = PlanFields(
+    name="Weekly load profile, TP-101",
+    items="load_profile",
+    every="weekly",
+    weekday=6,
+    group_kind="transformer",
+    window_start_min=120,
+    window_end_min=240,
+)
+SILENT_LAST_NIGHT = 3  # meters whose read request last night timed out: the run's report names them
+
+# A water meter: the subscriber reads in m³ on the portal, the meter card and the invoice (units per utility).
+WATER_SUBSCRIBER_CODE = "640100200990001"
+WATER_SUBSCRIBER_NAME = "Vasile Lungu"
+WATER_METER_CODE = meter_code_with_check_digit(f"8866{1:015d}")
+WATER_METER_MSISDN = "37369550001"
+WATER_LITRES_PER_DAY = (140, 155, 150, 165, 180, 210, 190)  # by weekday: more at the weekend

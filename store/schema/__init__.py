@@ -2,7 +2,19 @@
 `metadata` is complete (Alembic and the schema test rely on it)."""
 
 from store.metadata import metadata
-from store.schema import auth, commands, consumption, events, ledger, notices, payments, registry, self_service, sts
+from store.schema import (
+    auth,
+    commands,
+    consumption,
+    events,
+    ledger,
+    notices,
+    payments,
+    reading_plans,
+    registry,
+    self_service,
+    sts,
+)
 
 __all__ = [
     "auth",
@@ -13,6 +25,7 @@ __all__ = [
     "metadata",
     "notices",
     "payments",
+    "reading_plans",
     "registry",
     "self_service",
     "sts",

@@ -171,6 +171,11 @@ class NodeSmsc:
     async def __aexit__(self, *exc: object) -> None:
         await self._stop()
 
+    @property
+    def pid(self) -> int | None:
+        """The SMSC process's id while it runs (benches read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
     async def _stop(self) -> None:
         if self._http is not None:
             await self._http.close()

@@ -50,6 +50,8 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "readings": ("gateway", "billing", "smsmeter"),  # billing: readings entered by hand or imported
     "alarms": ("gateway", "billing", "smsmeter"),  # billing: losses, STS and top-up alarms
     "alarm_rules": ("billing",),
+    "reading_plans": ("billing",),
+    "reading_plan_runs": ("billing",),
     "sms_requests": ("billing",),
     "vouchers": ("billing",),
     "voucher_batches": ("billing",),
@@ -101,7 +103,6 @@ WRITERS: dict[str, tuple[str, ...]] = {
 READERS: dict[str, tuple[str, ...]] = {
     "operators": ("billing",),  # an alarm rule notifies the operators of a role
     "roles": ("billing",),  # an alarm rule names a role that must exist
-    "balance_reports": ("billing",),  # the balance an SMS keyword answers with
     "meter_keys": ("gateway",),  # the key in force seals a command and opens its reply
     "commands": ("billing",),  # the state of what billing asked the gateway to send (relay, key change, top-up)
     "command_history": ("billing",),  # the event feed turns the gateway's state changes into outbound events

@@ -13,6 +13,7 @@ def setup_routes(app: web.Application) -> None:
         money,
         operations,
         outbox,
+        reading_plans,
         readings,
         registry,
         report_schedules,
@@ -30,6 +31,7 @@ def setup_routes(app: web.Application) -> None:
     tariffs.setup_routes(app)
     money.setup_routes(app)
     readings.setup_routes(app)
+    reading_plans.setup_routes(app)
     outbox.setup_routes(app)
     sts.setup_routes(app)
     alarm_rules.setup_routes(app)

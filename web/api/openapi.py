@@ -655,6 +655,7 @@ def document() -> dict[str, Any]:
         openapi_readings,
         openapi_registry,
         outbox,
+        reading_plans,
         report_schedules,
         vouchers,
         wallet,
@@ -673,6 +674,7 @@ def document() -> dict[str, Any]:
     report_schedules.merge_into(paths, schemas)
     wallet.merge_into(paths, schemas)
     vouchers.merge_into(paths, schemas)
+    reading_plans.merge_into(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -89,6 +89,8 @@ SCHEMAS: dict[str, Any] = {
         history={"type": "array", "items": _ref("MeterHistoryEntry")},
     ),
     "MeterHistoryEntry": _obj(at=_TIME, by=_STR, event=_STR, detail={"type": "object"}),
+    "Region": _obj(code=_STR, name=_STR),
+    "Settlement": _obj(region_code=_STR, code=_STR, name=_STR, prefix=_STR),
     "Street": _obj(
         region_code=_STR, region=_STR, settlement_code=_STR, settlement=_STR, code=_STR, name=_STR, prefix=_STR
     ),
@@ -166,6 +168,25 @@ PATHS: dict[str, Any] = {
             {**_ok(_page_of("MeterHistoryEntry")), **_problem("404", "no such meter")},
             parameters=_ID,
         )
+    },
+    "/api/v1/regions": {
+        "get": operation(
+            "listRegions",
+            "Registered regions; `code` is the first 2 digits of the subscriber codes in each",
+            "subscribers",
+            "subscribers.read",
+            _ok(_page_of("Region")),
+        ),
+    },
+    "/api/v1/settlements": {
+        "get": operation(
+            "listSettlements",
+            "Registered settlements; `prefix` is the first 4 digits of the subscriber codes in each",
+            "subscribers",
+            "subscribers.read",
+            {**_ok(_page_of("Settlement")), **_problem("422", "region is not 2 digits")},
+            parameters=[{"name": "region", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{2}$"}}],
+        ),
     },
     "/api/v1/streets": {
         "get": operation(

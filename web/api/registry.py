@@ -241,6 +241,27 @@ async def remove_holiday(request: web.Request) -> web.Response:
 
 
 @requires("subscribers.read")
+async def regions(request: web.Request) -> web.Response:
+    """The registered regions: the first 2 digits of a subscriber code."""
+    async with uow_of(request).connect() as conn:
+        items = await places.list_regions(conn)
+    return respond({"items": items, "total": len(items), "limit": len(items), "offset": 0})
+
+
+@requires("subscribers.read")
+async def settlements(request: web.Request) -> web.Response:
+    """The registered settlements, of one region when `region` (2 digits) is given."""
+    region = request.query.get("region")
+    if region is not None and not (len(region) == 2 and region.isascii() and region.isdigit()):
+        raise InvalidInput("region", "2 digits")
+    async with uow_of(request).connect() as conn:
+        items = await places.list_settlements(conn, region)
+    for item in items:
+        item["prefix"] = f"{item['region_code']}{item['code']}"
+    return respond({"items": items, "total": len(items), "limit": len(items), "offset": 0})
+
+
+@requires("subscribers.read")
 async def streets(request: web.Request) -> web.Response:
     """The registered streets: the first 7 digits of a subscriber code (region, settlement, street)."""
     async with uow_of(request).connect() as conn:
@@ -266,6 +287,8 @@ async def add_street(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application) -> None:
     r = app.router
+    r.add_get(f"{PREFIX}/regions", regions)
+    r.add_get(f"{PREFIX}/settlements", settlements)
     r.add_get(f"{PREFIX}/streets", streets)
     r.add_post(f"{PREFIX}/streets", add_street)
     r.add_post(f"{PREFIX}/meters", install_meter)

@@ -17,6 +17,7 @@ from web.console import (
     outbox,
     outcomes,
     pages,
+    reading_plans,
     readings,
     registry,
     report_schedules,
@@ -39,6 +40,7 @@ def setup_routes(app: web.Application) -> None:
     report_schedules.setup_routes(app)
     lists.setup_routes(app)
     readings.setup_routes(app)
+    reading_plans.setup_routes(app)
     consumption.setup_routes(app)
     outbox.setup_routes(app)
     outcomes.setup_routes(app)

@@ -57,7 +57,12 @@ async def meter_card(request: web.Request) -> web.Response:
     async with uow_of(request).connect() as conn:
         card = await meter_queries.meter_card(conn, meter_id)
         panel = await readings_queries.readings_panel(
-            conn, meter_id, billing_of(request).tz, request.app[CLOCK](), offset=offset
+            conn,
+            meter_id,
+            billing_of(request).tz,
+            request.app[CLOCK](),
+            kind=card["kind"] if card else "electricity",
+            offset=offset,
         )
         keypad = (await sts_queries.keypads(conn, [meter_id])).get(meter_id)
     if card is None:

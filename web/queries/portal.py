@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing.rules.units import unit_of
 from store.schema.commands import readings
 from store.schema.consumption import consumption_daily
 from store.schema.payments import payments
@@ -75,13 +76,14 @@ async def meter_charts(conn: AsyncConnection, subscriber_id: int, today: date) -
     year_ago_end = _same_day_last_year(today)
     out = []
     for meter in await conn.execute(
-        select(m.id, m.code, m.status).where(m.subscriber_id == subscriber_id).order_by(m.status, m.id)
+        select(m.id, m.code, m.status, m.kind).where(m.subscriber_id == subscriber_id).order_by(m.status, m.id)
     ):
+        unit = unit_of(meter.kind)
         rows = (
             await conn.execute(
                 select(d.day, d.quantity, d.estimated).where(
                     d.meter_id == meter.id,
-                    d.register == "import_wh",
+                    d.register == unit.register,
                     ((d.day >= first) & (d.day <= today)) | ((d.day >= year_ago_start) & (d.day <= year_ago_end)),
                 )
             )
@@ -96,6 +98,9 @@ async def meter_charts(conn: AsyncConnection, subscriber_id: int, today: date) -
                 "id": meter.id,
                 "code": meter.code,
                 "status": meter.status,
+                "unit": unit.symbol,
+                "this_month": float(unit.of(this_month)),
+                "last_year": float(unit.of(sum(int(r.quantity) for r in last_year))) if last_year else None,
                 "daily": [{"period": r.day.isoformat(), "energy_wh": int(r.quantity)} for r in recent],
                 "estimated_days": sum(1 for r in recent if r.estimated),
                 "this_month_wh": this_month,

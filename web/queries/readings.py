@@ -11,6 +11,7 @@ from billing.meter_readings import Group, list_readings
 from billing.readings import meter_consumption
 from billing.rules.consumption import Granularity
 from billing.rules.readings import ENTERABLE_REGISTERS, INSTANT_REGISTERS
+from billing.rules.units import unit_of
 
 PAGE = 20
 PROFILE_HOURS = 48
@@ -21,8 +22,17 @@ def _kwh(energy_wh: int) -> float:
 
 
 async def readings_panel(
-    conn: Any, meter_id: int, tz: tzinfo, now: datetime, *, offset: int = 0, limit: int = PAGE
+    conn: Any,
+    meter_id: int,
+    tz: tzinfo,
+    now: datetime,
+    *,
+    kind: str = "electricity",
+    offset: int = 0,
+    limit: int = PAGE,
 ) -> dict[str, Any]:
+    """In the unit of the meter's kind (kWh from the energy register; m³ from the volume register)."""
+    unit = unit_of(kind)
     group = Group(meter_id=meter_id)
     items, total = await list_readings(
         conn,
@@ -35,7 +45,9 @@ async def readings_panel(
         newest_first=True,
     )
     day_start = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    daily = await meter_consumption(conn, meter_id, day_start - timedelta(days=29), now, Granularity.DAY, tz)
+    daily = await meter_consumption(
+        conn, meter_id, day_start - timedelta(days=29), now, Granularity.DAY, tz, register=unit.register
+    )
     since = now - timedelta(hours=PROFILE_HOURS)
     intervals, _ = await list_readings(conn, group, since, now, registers=("profile_wh",), limit=PROFILE_HOURS * 4)
     if intervals:
@@ -45,14 +57,15 @@ async def readings_panel(
         ]
     else:
         profile_source = "register"
-        hourly = await meter_consumption(conn, meter_id, since, now, Granularity.HOUR, tz)
-        profile = [{"label": at.strftime("%H:00"), "value": _kwh(wh)} for at, wh in hourly.items()]
+        hourly = await meter_consumption(conn, meter_id, since, now, Granularity.HOUR, tz, register=unit.register)
+        profile = [{"label": at.strftime("%H:00"), "value": unit.chart_value(q)} for at, q in hourly.items()]
     return {
         "items": items,
         "total": total,
         "limit": limit,
         "offset": offset,
-        "daily": [{"label": at.strftime("%m-%d"), "value": _kwh(wh)} for at, wh in daily.items()],
+        "daily": [{"label": at.strftime("%m-%d"), "value": unit.chart_value(q)} for at, q in daily.items()],
+        "unit": unit.symbol,
         "profile": profile,
         "profile_source": profile_source,
         "registers": ENTERABLE_REGISTERS,

@@ -7,9 +7,10 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing.arrears import arrears_of
+from billing.notices import notices_of
 from store.schema.commands import balance_reports, commands
 from store.schema.ledger import accounts, ledger_entries, tariffs
-from store.schema.notices import notices
 from store.schema.payments import payments
 from store.schema.registry import meters, settlements, streets, subscribers
 from web.queries import Page
@@ -205,17 +206,7 @@ async def subscriber_card(conn: AsyncConnection, subscriber_id: int, *, limit: i
     ]
     meter_ids = [m["id"] for m in meter_list]
     command_list = await recent_commands(conn, meter_ids, limit=limit)
-    notice_list = [
-        dict(r)
-        for r in (
-            await conn.execute(
-                select(notices)
-                .where(notices.c.subscriber_id == subscriber_id)
-                .order_by(notices.c.id.desc())
-                .limit(limit)
-            )
-        ).mappings()
-    ]
+    notice_list = await notices_of(conn, subscriber_id, limit=limit)
     payment_list = [
         dict(r)
         for r in (
@@ -238,6 +229,7 @@ async def subscriber_card(conn: AsyncConnection, subscriber_id: int, *, limit: i
         "meters": meter_list,
         "commands": command_list,
         "notices": notice_list,
+        "arrears": None if account_id is None else await arrears_of(conn, account_id),
         "payments": payment_list,
     }
 

@@ -30,6 +30,7 @@ from store.schema.notices import notices
 from store.uow import UnitOfWork
 from tests.integration.billing.conftest import MASTER_KEY, NOW, OPERATOR, new_subscriber
 from tests.support.net import free_port
+from web.queries.registry import subscriber_card
 
 pytestmark = pytest.mark.usefixtures("streets")
 KEYS = KeyRing(MASTER_KEY)
@@ -119,7 +120,11 @@ async def test_escalation_penalties_and_disconnect_in_friendly_hours_only(uow: U
         commands = (await conn.execute(select(C.commands.c.kind, C.commands.c.meter_id))).all()
         balances = await ledger.balances(conn, sub.account_id)
         state = await arrears.arrears_of(conn, sub.account_id)
+        card = await subscriber_card(conn, sub.id)
     assert [s for s, _ in stages] == ["reminder", "reminder", "final", "final", "disconnect", "disconnect"]
+    assert card is not None
+    assert card["arrears"]["stage"] == "disconnect"
+    assert [n["stage"] for n in card["notices"]] == [s for s, _ in reversed(stages)]  # the card: newest first
     assert commands == [("relay_off", meter.id)]
     assert balances.debt == Money(-10_000 - 150, "USD")  # one period: 50 + 1 % of 10000
     assert state is not None

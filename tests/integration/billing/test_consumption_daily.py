@@ -104,3 +104,43 @@ async def test_readings_younger_than_the_settling_time_wait_for_the_next_run(uow
     await _read(uow, m1.id, (local_midnight(2), 1_000), (local_midnight(3), 2_000), received_at=now)
     assert (await aggregate_consumption(uow, TZ, now)).readings == 0
     assert (await aggregate_consumption(uow, TZ, now + timedelta(minutes=1))).readings == 2
+
+
+async def test_the_readings_meters_send_are_validated_as_they_are_taken_in(uow: UnitOfWork, streets: None) -> None:
+    _, meter = await new_subscriber(uow, meter=1)
+    assert meter is not None
+    day = timedelta(days=1)
+    start = local_midnight(1) - 10 * day
+    steady = [(start + i * day, 100_000 + i * 4_000) for i in range(8)]  # 4 kWh a day
+    await _read(uow, meter.id, *steady)
+    await _read(
+        uow,
+        meter.id,
+        (start + 8 * day, 200_000),  # 68 kWh in a day: a spike
+        (start + 9 * day, 150_000),  # the register went down: backwards
+        (start + 13 * day, 216_000),  # four days of silence: a gap
+        received_at=NOW,
+    )
+    async with uow.begin() as conn:  # a reading typed in keeps the status it was stored with
+        await conn.execute(
+            insert(readings).values(
+                meter_id=meter.id,
+                register="import_wh",
+                read_at=start + 14 * day,
+                value=10,
+                received_at=NOW,
+                source="manual",
+                status="ok",
+            )
+        )
+    report = await aggregate_consumption(uow, TZ, NOW + timedelta(minutes=5))
+    assert report.flagged == {"spike": 1, "backwards": 1, "gap": 1}
+    r = readings.c
+    async with uow.connect() as conn:
+        rows = await conn.execute(
+            select(r.read_at, r.status, r.source).where(r.meter_id == meter.id).order_by(r.read_at)
+        )
+        statuses = [(row.status, row.source) for row in rows]
+    assert statuses[:8] == [("ok", "meter_report")] * 8
+    assert [s for s, _ in statuses[8:11]] == ["spike", "backwards", "gap"]
+    assert statuses[11] == ("ok", "manual")

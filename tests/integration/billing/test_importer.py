@@ -9,7 +9,7 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
-from billing import meter_registry, registry
+from billing import registry
 from billing.errors import ImportRejected
 from billing.importer import import_file
 from store.schema import registry as R  # noqa: N812
@@ -67,7 +67,7 @@ async def test_partial_imports_the_good_rows_and_creates_the_address_book(uow: U
     assert seen == [1, 2, 3, 4, 5]
     async with uow.connect() as conn:
         ana = await registry.get_subscriber_by_code(conn, "640100100010001")
-        meters = await meter_registry.meters_of(conn, ana.id)
+        meters = (await conn.scalars(select(R.meters.c.id).where(R.meters.c.subscriber_id == ana.id))).all()
     assert ana.family_size == 3
     assert ana.address == "Balti, Independentei 1, ap. 1"
     assert len(meters) == 1

@@ -123,6 +123,12 @@ async def test_admin_and_operator_create_subscribers_and_meters_as_documented(
     problem = await unknown.json()
     assert problem["field"] == "code"
     assert "street 6401009" in problem["detail"]
+    regions = await (await client.get("/api/v1/regions", headers=headers)).json()
+    assert {"code": "64", "name": "Nord"} in regions["items"]
+    settlements = await (await client.get("/api/v1/settlements?region=64", headers=headers)).json()
+    assert "6401" in {s["prefix"] for s in settlements["items"]}
+    assert {s["region_code"] for s in settlements["items"]} == {"64"}
+    assert (await client.get("/api/v1/settlements?region=6", headers=headers)).status == 422
     streets = await (await client.get("/api/v1/streets", headers=headers)).json()
     assert "6401001" in {s["prefix"] for s in streets["items"]}
     added = await client.post(

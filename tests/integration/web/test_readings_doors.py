@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from store.schema.commands import readings
 from store.schema.registry import meters
@@ -288,3 +288,54 @@ async def test_the_portal_charts_each_meter_beside_the_same_month_a_year_ago(
     assert 'data-testid="meter-daily"' in page
     assert "This month so far: 36 kWh." in page
     assert "The same days a year ago: 6 kWh." in page
+
+
+async def test_a_water_meter_reads_in_cubic_metres_on_the_card_the_portal_and_the_invoice(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    from billing.consumption_daily import aggregate_consumption
+    from billing.invoices import invoices_of, issue_invoices
+    from tests.integration.web.helpers import portal_login
+
+    meter_id = seeded.meter_ids[0]
+    async with uow.begin() as conn:
+        await conn.execute(update(meters).where(meters.c.id == meter_id).values(kind="water"))
+        await conn.execute(
+            insert(readings),
+            [
+                {
+                    "meter_id": meter_id,
+                    "register": "volume_l",
+                    "read_at": START - timedelta(days=10 - d),
+                    "value": 50_000 + d * 150,  # 150 litres a day
+                    "received_at": START,
+                }
+                for d in range(11)
+            ],
+        )
+    await aggregate_consumption(uow, UTC, START + timedelta(minutes=1))
+
+    await login(client, "viewer")
+    card = await (await client.get(f"/console/meters/{meter_id}")).text()
+    assert "Consumption per day, last 30 days (m³)" in card
+    assert "kWh" not in card.split('id="readings"')[1].split("Register history")[0]
+    client.session.cookie_jar.clear()
+
+    await portal_login(client, seeded.subscriber_codes[0])
+    page = await (await client.get("/portal")).text()
+    assert 'data-unit="m³"' in page
+    assert "This month so far: 1.5 m³." in page  # 10 days of 150 l in January
+
+    from billing.rules.invoice import Party
+
+    await issue_invoices(
+        uow,
+        START.date().replace(day=1),
+        START.date().replace(day=31),
+        START.replace(month=2, day=1),
+        utility=Party("Apa Nord", "", "", ""),
+        subscriber_ids=[seeded.subscriber_ids[0]],
+    )
+    async with uow.connect() as conn:
+        (invoice,) = await invoices_of(conn, seeded.subscriber_ids[0])
+    assert "1.500 m³" in str(invoice)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from billing.sms_text import SentPart, read_sent_texts, text_parts
+from billing.sms_text import SentPart, _text_parts, read_sent_texts
 from gateway.ports import OutboundSms
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -14,7 +14,7 @@ T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 def _parts(to: str, text: str, reference: int, at: datetime) -> list[SentPart]:
     return [
         SentPart(OutboundSms(to, body, has_udh=udh, data_coding=dcs), at + timedelta(milliseconds=i))
-        for i, (body, udh, dcs) in enumerate(text_parts(text, reference))
+        for i, (body, udh, dcs) in enumerate(_text_parts(text, reference))
     ]
 
 
