@@ -35,3 +35,34 @@ def test_the_readings_import_command(tmp_path: Path) -> None:
     assert "valid against the MeterReadings schema" in exported.stdout
     assert (out / "readings-2026-01-02.xml").is_file()
     assert run_cli(["readings", "export", "--day", "soon"], tmp_path, env).returncode == 2
+
+
+def test_the_reading_plan_commands(tmp_path: Path) -> None:
+    import asyncio
+
+    from billing import reading_plans
+    from store.engine import create_engine
+    from store.uow import UnitOfWork
+    from tests.integration.billing.conftest import NOW, OPERATOR
+
+    env = {"SMSMETER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", "SMSMETER_DATA_DIR": str(tmp_path)}
+    assert run_cli(["import", str(_csv(tmp_path, *GOOD))], tmp_path, env, timeout_s=120).returncode == 0
+
+    async def add_plan() -> int:
+        engine = create_engine(env["SMSMETER_DATABASE_URL"])
+        try:
+            fields = reading_plans.PlanFields(
+                name="Everyone nightly", items="registers", every="daily", group_kind="all"
+            )
+            return int((await reading_plans.create_plan(UnitOfWork(engine), OPERATOR, fields, NOW))["id"])
+        finally:
+            await engine.dispose()
+
+    plan_id = asyncio.run(add_plan())
+    started = run_cli(["readings", "run-plan", str(plan_id)], tmp_path, env, timeout_s=120)
+    assert started.returncode == 0, started.stderr
+    assert "read requests queued" in started.stdout
+    listed = run_cli(["readings", "plans"], tmp_path, env, timeout_s=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "Everyone nightly  registers daily  all  01:00-05:00  last run 1 " in listed.stdout
+    assert run_cli(["readings", "run-plan", "999"], tmp_path, env, timeout_s=120).returncode == 1
