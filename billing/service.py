@@ -243,11 +243,11 @@ class BillingService:
             progress=progress,
         )
         if progress.stop_requested:  # stopped between batches: the next run issues the rest
-            return len(issued)
+            return issued
         period_start = datetime.combine(start, datetime.min.time(), self.tz).astimezone(UTC)
         period_end = datetime.combine(end + timedelta(days=1), datetime.min.time(), self.tz).astimezone(UTC)
         await losses.record_transformer_balances(self.uow, period_start, period_end, now)
         if self.email_sender is not None:
             await invoices.email_invoices(self.uow, self.email_sender, now, progress=progress)
         self.last_invoice_month = month
-        return len(issued)
+        return issued

@@ -4,7 +4,7 @@ token is issued from the case's inputs and decodes back to them under the meter'
 Vending keys: VUDK abababababababab (DKGA02, EA07) or the 160-bit abab…01234567 (DKGA04, EA07 or EA11/MISTY1);
 PAN 600727000000000009 (or 000001000000000082), KT 2, SGC 123456 (DKGA02) / 123457 (DKGA04), TI 01, KRN 1,
 random 5, base date 1993 unless a row says otherwise. "-04" rows are the MISTY1 (STS6) edition of a case (STS
-531-1-0-04), "-07" rows the base date 2014 edition (STS 531-1-07: DKGA04 with STA, SGC 201457).
+531-1-0-04), "-07" rows the base date 2014 edition (STS 531-1-07: DKGA04 with STA, or EA11 where marked, SGC 201457).
 Where a case asks for an amount a token cannot carry exactly, the published token carries the next amount up;
 the rows give that carried amount and `test_inexact_amounts_are_published_as_the_next_amount_up` the pairs."""
 
@@ -62,12 +62,22 @@ def _key(name: str) -> bytes:
         return decoder_key_dkga04(VUDK_160, DKGA04_A, base_date=BASE_DATE_1993)
     if name == "dkga04-sta":  # DKGA04, EA07
         return decoder_key_dkga04(VUDK_160, DKGA04_A, base_date=BASE_DATE_1993, key_bits=64)
-    assert name == "sta-07"  # STS 531-1-07: DKGA04, EA07, SGC 201457, base date 2014
-    return decoder_key_dkga04(VUDK_160, EDITION_07, base_date=BASE_DATE_2014, key_bits=64)
+    if name == "sta-07":  # STS 531-1-07: DKGA04, EA07, SGC 201457, base date 2014
+        return decoder_key_dkga04(VUDK_160, EDITION_07, base_date=BASE_DATE_2014, key_bits=64)
+    assert name == "misty1-07"  # the same edition with EA11
+    return decoder_key_dkga04(VUDK_160, EDITION_07, base_date=BASE_DATE_2014)
 
 
 def _tid(key_name: str, issued_at: str) -> int:
-    return token_identifier(_at(issued_at), BASE_DATE_2014 if key_name == "sta-07" else BASE_DATE_1993)
+    return token_identifier(_at(issued_at), BASE_DATE_2014 if key_name.endswith("-07") else BASE_DATE_1993)
+
+
+def _series(case: str, kind: CreditKind | ManagementKind, day: str, times: str, tokens: str) -> list[tuple[str, ...]]:
+    """A 531-1-07 EA11 boundary series: the nine carried amounts at the given times of one day."""
+    carried = (256, 16383, 16384, 20004, 180224, 180224, 1818624, 1818624, 18201624)
+    rows = zip(carried, times.split(), tokens.split(), strict=True)
+    return [(f"{case} step {n}", "misty1-07", kind, units, f"{day} {at}", token) for n, (units, at, token) in
+            enumerate(rows, start=1)]  # fmt: skip
 
 
 def _at(text: str) -> datetime:
@@ -85,6 +95,11 @@ def _amounts(case: str, key: str, kind: CreditKind | ManagementKind, start: str,
         rows.append((f"{case} step {step}", key, kind, units, f"{day} {total // 60:02d}:{total % 60:02d}", token))
     return rows
 
+
+# the times of the CTSA10, CTSA12 and CTSA13 steps of the 531-1-07 EA11 edition
+_T10 = "00:30 00:35 00:40 00:45 00:50 00:55 01:44 02:49 03:54"
+_T12 = "07:00 07:05 07:10 07:15 07:20 07:25 07:30 07:35 07:40"
+_T13 = "08:00 08:05 08:10 08:15 08:20 08:25 08:30 08:35 08:40"
 
 # (case, key, kind, value: units / W / register, issued at, published token)
 CASES: list[tuple[object, ...]] = [
@@ -200,6 +215,37 @@ CASES: list[tuple[object, ...]] = [
     ("CTSA13-07 step 1", "sta-07", UNBALANCE, 256, "2025-04-01 08:00", "49889284181676095740"),
     ("CTSA13-07 step 2", "sta-07", UNBALANCE, 16383, "2025-04-01 08:05", "63894111665802140435"),
     ("CTSA14-07", "sta-07", CLEAR, 0xFFFF, "2026-04-01 09:05", "67798335610870153959"),
+    ("CTSA07-07 EA11", "misty1-07", UNBALANCE, 10, "2024-03-28 10:20", "36061906132461210546"),
+    *_series("CTSA10-07 EA11 electricity", ELECTRICITY, "2026-07-11", _T10,
+             "23641553665398154702 25891865080203617683 27615769059012110139 66334093569093275152 "
+             "54469257374159496590 32152659949137970265 51737434305635144582 03704036270074955413 "
+             "27589639248460087544"),
+    *_series("CTSA10-07 EA11 water", WATER, "2026-07-11", _T10,
+             "09583268197646717908 14701698770430896760 34002938922849266884 67142506820412673779 "
+             "38879081919665071085 73510229760371224859 12892756012644223549 39080250447679587151 "
+             "18624152595209544039"),
+    *_series("CTSA10-07 EA11 gas", GAS, "2026-07-11", _T10,
+             "44986114089866172191 22201321751005367123 66032647604906062472 00402401149010426708 "
+             "30551311485558612857 65294529708117356090 39490034288849495633 04921144648966576098 "
+             "16612725717522251986"),
+    *_series("CTSA10-07 EA11 time", CreditKind.TIME, "2026-07-11", _T10,
+             "43745038114561879026 55109344998744867787 38317498768072870648 51067046879240031527 "
+             "15955566404192142866 20082638770203381988 17704294297724939274 25549082023926279371 "
+             "16426719047193188319"),
+    *_series("CTSA12-07 EA11", POWER, "2027-12-15", _T12,
+             "08696877107489772342 12981641761770490283 70466640458497844971 06096117389509881002 "
+             "20220432621391913192 18213277130409819867 63591892756069598223 08502056596267687018 "
+             "46810404514626591449"),
+    *_series("CTSA13-07 EA11", UNBALANCE, "2027-12-15", _T13,
+             "33659574938702049734 37865901175460435734 14945501190635370267 66587780687462000679 "
+             "39525526509425785956 13306442638828107790 03223893048550786553 39059189029995625564 "
+             "11678265982462269502"),
+    ("CTSA14-07 EA11 step 1", "misty1-07", CLEAR, 0, "2034-07-03 09:00", "50801913318644626174"),
+    ("CTSA14-07 EA11 step 2", "misty1-07", CLEAR, 1, "2034-07-03 09:01", "35836988058753793602"),
+    ("CTSA14-07 EA11 step 3", "misty1-07", CLEAR, 2, "2034-07-03 09:02", "55265472216845386252"),
+    ("CTSA14-07 EA11 step 4", "misty1-07", CLEAR, 3, "2034-07-03 09:03", "66102829912811511687"),
+    ("CTSA14-07 EA11 step 5", "misty1-07", CLEAR, 0xFFFF, "2034-07-03 09:05", "43640653419202643137"),
+    ("CTSA14-07 EA11 step 6", "misty1-07", CLEAR, 4, "2034-07-03 09:10", "27341708351519231651"),
 ]  # fmt: skip
 
 
