@@ -301,6 +301,6 @@ SILENT_LAST_NIGHT = 3  # meters whose read request last night timed out: the run
 # A water meter: the subscriber reads in m³ on the portal, the meter card and the invoice (units per utility).
 WATER_SUBSCRIBER_CODE = "640100200990001"
 WATER_SUBSCRIBER_NAME = "Vasile Lungu"
-WATER_METER_CODE = meter_code_with_check_digit(f"8866{1:015d}")
+WATER_METER_CODE = meter_code_with_check_digit(f"8844{1:015d}")
 WATER_METER_MSISDN = "37369550001"
 WATER_LITRES_PER_DAY = (140, 155, 150, 165, 180, 210, 190)  # by weekday: more at the weekend
