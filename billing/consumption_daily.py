@@ -48,7 +48,7 @@ async def _watermark(conn: AsyncConnection, now: datetime) -> int:
     return int(position)
 
 
-async def recompute(
+async def _recompute(
     conn: AsyncConnection, meter_id: int, register: str, since: datetime, tz: tzinfo, now: datetime
 ) -> int:
     """Rewrite the meter's days of `register` from the local day of the reading before `since` on."""
@@ -125,7 +125,7 @@ async def aggregate_consumption(
             for (meter_id, register), since in sorted(earliest.items()):
                 for status, n in (await validate_reported(conn, meter_id, register, since)).items():
                     report.flagged[status] = report.flagged.get(status, 0) + n
-                await recompute(conn, meter_id, register, since, tz, now)
+                await _recompute(conn, meter_id, register, since, tz, now)
             w = job_watermarks.c
             await conn.execute(
                 update(job_watermarks).where(w.name == JOB).values(position=int(rows[-1].id), updated_at=now)
@@ -137,11 +137,11 @@ async def aggregate_consumption(
             break
     if not progress.stop_requested:
         async with uow.begin() as conn:
-            report.estimated_days = await estimate_silent_meters(conn, tz, now)
+            report.estimated_days = await _estimate_silent_meters(conn, tz, now)
     return report
 
 
-async def estimate_silent_meters(conn: AsyncConnection, tz: tzinfo, now: datetime, register: str = "import_wh") -> int:
+async def _estimate_silent_meters(conn: AsyncConnection, tz: tzinfo, now: datetime, register: str = "import_wh") -> int:
     """Estimated days, up to yesterday, for active subscriber meters whose last measured day is older (at
     most ESTIMATE_DAYS back); days already estimated stay as they are."""
     m, s = R.meters.c, R.subscribers.c

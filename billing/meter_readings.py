@@ -191,12 +191,12 @@ async def enter_reading(
         target=f"meter:{meter.code}",
         after={"register": register, "read_at": read_at.isoformat(), "value": value, "status": written["status"]},
     )
-    stored = await get_reading(conn, meter_id, register, read_at)
+    stored = await _get_reading(conn, meter_id, register, read_at)
     assert stored is not None
     return stored
 
 
-async def get_reading(conn: AsyncConnection, meter_id: int, register: str, read_at: datetime) -> EnteredReading | None:
+async def _get_reading(conn: AsyncConnection, meter_id: int, register: str, read_at: datetime) -> EnteredReading | None:
     r = C.readings.c
     row = (
         await conn.execute(

@@ -107,7 +107,7 @@ def _group_query(plan: Plan, stmt: Select[Any]) -> Select[Any]:
     return stmt
 
 
-async def group_size(conn: AsyncConnection, plan: Plan) -> int:
+async def _group_size(conn: AsyncConnection, plan: Plan) -> int:
     return int(await conn.scalar(_group_query(plan, select(func.count()).select_from(meters))) or 0)
 
 
@@ -144,7 +144,7 @@ async def get_plan(conn: AsyncConnection, plan_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound("reading plan", plan_id)
     out = _plan_json(row)
-    out["meters"] = await group_size(conn, _plan(row))
+    out["meters"] = await _group_size(conn, _plan(row))
     return out
 
 
@@ -212,7 +212,7 @@ async def _start(
     now: datetime,
 ) -> int:
     """The run's row and its bulk job. `window` None: a run by hand, paced by the budget alone."""
-    total = await group_size(conn, plan)
+    total = await _group_size(conn, plan)
     rate = budget_per_s if window is None else rules.run_rate_per_s(total, window, budget_per_s)
     job_id = await bulk.create_job(
         conn,
@@ -252,7 +252,7 @@ async def start_run_now(
         run_id = await _start(
             conn, actor, plan_id, _plan(row), f"manual:{now.isoformat()}", now, None, budget_per_s, now
         )
-    await advance_runs(uow, now, keys=keys, budget_per_s=budget_per_s)
+    await _advance_runs(uow, now, keys=keys, budget_per_s=budget_per_s)
     return run_id
 
 
@@ -272,7 +272,7 @@ async def _start_due(uow: UnitOfWork, now: datetime, tz: tzinfo, budget_per_s: f
     return started
 
 
-async def advance_runs(uow: UnitOfWork, now: datetime, *, keys: KeyRing, budget_per_s: float) -> tuple[int, int]:
+async def _advance_runs(uow: UnitOfWork, now: datetime, *, keys: KeyRing, budget_per_s: float) -> tuple[int, int]:
     """Queue every running run's meters that are due by `now` at its pace, all runs together within the
     pass's share of the budget. Returns (read requests queued, runs finished)."""
     async with uow.connect() as conn:
@@ -345,7 +345,7 @@ async def run_plans(
 ) -> PassReport:
     """The scheduled pass: start the runs that fall due, then queue what is due of every run."""
     started = await _start_due(uow, now, tz, budget_per_s)
-    queued, finished = await advance_runs(uow, now, keys=keys, budget_per_s=budget_per_s)
+    queued, finished = await _advance_runs(uow, now, keys=keys, budget_per_s=budget_per_s)
     progress.advanced(queued)
     return PassReport(started, queued, finished)
 
