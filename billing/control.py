@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
@@ -27,6 +27,7 @@ from store.audit import SYSTEM, Actor
 from store.schema.commands import commands
 from store.schema.registry import meters
 from store.uow import UnitOfWork
+from telemetry import UNWATCHED, JobProgress
 
 
 class Action(enum.StrEnum):
@@ -252,31 +253,42 @@ async def send_command(
     return command_id
 
 
+TIME_SYNC_PAGE = bulk.CHUNK * 10  # meters read a page at a time: memory stays flat in the fleet's size
+
+
+def _due_for_time_sync(now: datetime, every: timedelta) -> Select[Any]:
+    """The meters the scheduled time sync is for: active, and no `time_sync` queued to them within `every`."""
+    c, m = commands.c, meters.c
+    synced = select(c.id).where(c.meter_id == m.id, c.kind == "time_sync", c.created_at >= now - every)
+    return select(m.id).where(m.status == "active", ~synced.exists())
+
+
 async def sync_clocks(
-    uow: UnitOfWork, now: datetime, *, keys: KeyRing, every: timedelta, actor: Actor = SYSTEM
+    uow: UnitOfWork,
+    now: datetime,
+    *,
+    keys: KeyRing,
+    every: timedelta,
+    actor: Actor = SYSTEM,
+    progress: JobProgress = UNWATCHED,
 ) -> bulk.Job | None:
     """The scheduled time sync: a `time_sync` to every active meter that has had none for `every`, as one
     bulk job (None when every clock was set recently). A meter whose clock was set within `every` is left
-    alone, so running it again queues nothing twice."""
-    c, m = commands.c, meters.c
+    alone, so running it again queues nothing twice. The meters are read a page at a time in id order and
+    each page queued before the next is read; a run stopped between pages ends its job with what it queued,
+    and the next run queues the rest (they are still due)."""
+    due = _due_for_time_sync(now, every)
     async with uow.begin() as conn:
-        recent = select(c.meter_id).where(c.kind == "time_sync", c.created_at >= now - every)
-        due = list(
-            (
-                await conn.scalars(
-                    select(m.id).where(m.status == "active", m.id.not_in(recent.scalar_subquery())).order_by(m.id)
-                )
-            ).all()
-        )
-        if not due:
+        total = int(await conn.scalar(select(func.count()).select_from(due.subquery())) or 0)
+        if not total:
             return None
         job_id = await bulk.create_job(
             conn,
             actor,
             Action.TIME_SYNC.value,
-            f"scheduled time sync of {len(due)} meters",
+            f"scheduled time sync of {total} meters",
             {"action": Action.TIME_SYNC.value, "every_h": every.total_seconds() / 3600},
-            len(due),
+            total,
             now,
         )
     message = Control(Action.TIME_SYNC).message(now)
@@ -284,4 +296,18 @@ async def sync_clocks(
     def build(meter_id: int) -> CommandRequest:
         return CommandRequest(meter_id, message, str(actor), idempotency_key=f"job:{job_id}:meter:{meter_id}")
 
-    return await bulk.run_job(uow, job_id, due, build, now, keys=keys)
+    after = 0
+    while not progress.stop_requested:
+        async with uow.connect() as conn:
+            page = [
+                int(i)
+                for i in await conn.scalars(due.where(meters.c.id > after).order_by(meters.c.id).limit(TIME_SYNC_PAGE))
+            ]
+        if not page:
+            break
+        await bulk.run_job(uow, job_id, page, build, now, keys=keys, finish=False)
+        progress.advanced(len(page))
+        after = page[-1]
+    async with uow.begin() as conn:
+        await bulk.finish_job(conn, job_id, now)
+        return await bulk.get_job(conn, job_id)

@@ -178,7 +178,7 @@ class BillingService:
     async def sync_clocks(self, now: datetime, progress: JobProgress = UNWATCHED) -> bulk.Job | None:
         if self.time_sync_every is None:
             return None
-        return await control.sync_clocks(self.uow, now, keys=self.keys, every=self.time_sync_every)
+        return await control.sync_clocks(self.uow, now, keys=self.keys, every=self.time_sync_every, progress=progress)
 
     async def run_reading_plans(self, now: datetime, progress: JobProgress = UNWATCHED) -> reading_plans.PassReport:
         """The reading plans' pass: the runs that fall due start, every run queues its due meters."""

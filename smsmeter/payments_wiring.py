@@ -21,6 +21,7 @@ from gateway.progress import CommandProgress
 from payments.checkout import CheckoutGateway, TopUpLimits, TopUpService
 from payments.checkout_simulator import CheckoutSimulator, new_webhook_secret
 from payments.reconcile import (
+    PaymentLister,
     ReconciliationReport,
     format_console,
     reconcile,
@@ -92,7 +93,7 @@ class ReconciliationFiles:
 async def run_reconciliation(
     settings: Settings,
     uow: UnitOfWork,
-    api: StripeApi,
+    api: PaymentLister,
     keys: KeyRing,
     start: datetime,
     end: datetime,
@@ -101,7 +102,8 @@ async def run_reconciliation(
     triggered_by: str,
     out_dir: Path | None = None,
 ) -> tuple[ReconciliationReport, ReconciliationFiles]:
-    """Reconcile Stripe for [start, end), apply what a webhook missed, and write the CSV and XLSX report."""
+    """Reconcile Stripe (`api`: its listing, a `StripeApi`) for [start, end), apply what a webhook missed, and
+    write the CSV and XLSX report."""
     applier = BillingApplier(keys, top_up_policy(settings))
     report = await reconcile(
         uow,

@@ -1,6 +1,7 @@
 """The scheduled time sync (`billing.control.sync_clocks`, run hourly by the scheduler as `time sync`): one
 time_sync to every active meter whose clock was not set within `every`, as one bulk job; run again, it sends
-nothing twice; once `every` has passed, the meters get the next one; archived meters get none (both databases)."""
+nothing twice; once `every` has passed, the meters get the next one; archived meters get none; the meters are
+read a page at a time, and a run stopped between pages leaves the rest to the next run (both databases)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,31 @@ async def test_the_service_runs_it_as_the_settings_say(uow: UnitOfWork) -> None:
     job = await on.sync_clocks(NOW)
     assert job is not None
     assert await _time_syncs(uow) == [(meter.id, "system:smsmeter")]
+
+
+class _Stopping:
+    """The service is stopping: the job is told so before its first page."""
+
+    def advanced(self, items: int) -> None:
+        pass
+
+    @property
+    def stop_requested(self) -> bool:
+        return True
+
+
+async def test_a_run_stopped_before_its_pages_queues_nothing_and_the_next_run_queues_them(uow: UnitOfWork) -> None:
+    _, first = await new_subscriber(uow, "640100100010001", meter=1)
+    _, second = await new_subscriber(uow, "640100100010002", meter=2)
+    assert first is not None
+    assert second is not None
+
+    stopped = await control.sync_clocks(uow, NOW, keys=KEYS, every=WEEK, progress=_Stopping())
+    assert stopped is not None
+    assert (stopped.status, stopped.done, stopped.total) == ("done", 0, 0)
+    assert await _time_syncs(uow) == []
+
+    resumed = await control.sync_clocks(uow, NOW + timedelta(minutes=1), keys=KEYS, every=WEEK)
+    assert resumed is not None
+    assert (resumed.done, resumed.total) == (2, 2)
+    assert [meter_id for meter_id, _ in await _time_syncs(uow)] == [first.id, second.id]
