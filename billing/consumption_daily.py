@@ -197,6 +197,10 @@ def _key(level: str, values: Sequence[Any]) -> str:
     return "-".join(str(v) for v in values)
 
 
+def _of_kinds(kinds: Sequence[str]) -> list[Any]:
+    return [R.meters.c.kind.in_(list(kinds))] if kinds else []
+
+
 async def consumption_by(
     conn: AsyncConnection,
     level: str,
@@ -205,12 +209,14 @@ async def consumption_by(
     last: date,
     *,
     register: str = "import_wh",
+    kinds: Sequence[str] = (),
     monthly: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[dict[str, Any]], int]:
     """Per member of `level` (e.g. each street) within `group`: the days (or months) [first, last] with their
-    quantity and how much of it is estimated. Balance meters never count. Members ordered by key."""
+    quantity and how much of it is estimated, of the meters of `kinds` (empty: every kind). Balance meters
+    never count. Members ordered by key."""
     m = R.meters.c
     columns = _level_columns(level)
     stmt = (
@@ -220,6 +226,7 @@ async def consumption_by(
         .join(R.meters, m.id == _d.meter_id)
         .outerjoin(R.subscribers, R.subscribers.c.id == m.subscriber_id)
         .where(_d.register == register, _d.day >= first, _d.day <= last, m.is_balance_meter == 0, *group.where())
+        .where(*_of_kinds(kinds))
         .group_by(*columns, _d.day)
     )
     members: dict[str, dict[str, Any]] = {}
@@ -241,9 +248,17 @@ async def consumption_by(
 
 
 async def totals_by_day(
-    conn: AsyncConnection, group: Group, first: date, last: date, *, register: str = "import_wh", monthly: bool = False
+    conn: AsyncConnection,
+    group: Group,
+    first: date,
+    last: date,
+    *,
+    register: str = "import_wh",
+    kinds: Sequence[str] = (),
+    monthly: bool = False,
 ) -> list[dict[str, Any]]:
-    """The group's total per day (or month), with the estimated part."""
+    """The group's total per day (or month) of the meters of `kinds` (empty: every kind), with the estimated
+    part."""
     m = R.meters.c
     rows = await conn.execute(
         select(_d.day, func.sum(_d.quantity).label("quantity"))
@@ -251,6 +266,7 @@ async def totals_by_day(
         .select_from(consumption_daily)
         .join(R.meters, m.id == _d.meter_id)
         .where(_d.register == register, _d.day >= first, _d.day <= last, m.is_balance_meter == 0, *group.where())
+        .where(*_of_kinds(kinds))
         .group_by(_d.day)
         .order_by(_d.day)
     )

@@ -20,6 +20,7 @@ import meter_protocol as mp
 from billing import bulk, meter_registry
 from billing.errors import Conflict, InvalidField, InvalidTariff, NotFound
 from billing.rules.tariffs import TariffBody, TariffKind, TariffVersion, version_at
+from billing.rules.units import KWH, Unit, unit_of
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, message_payload
 from meter_protocol.codec import encode_payload
@@ -128,6 +129,21 @@ async def get_tariff(conn: AsyncConnection, tariff_id: int) -> Tariff:
 async def list_tariffs(conn: AsyncConnection) -> list[Tariff]:
     ids = (await conn.scalars(select(L.tariffs.c.id).order_by(L.tariffs.c.code))).all()
     return [await get_tariff(conn, i) for i in ids]
+
+
+async def tariff_unit(conn: AsyncConnection, tariff_id: int) -> Unit:
+    """The unit the tariff's prices are per: that of the kind of its subscribers' meters when they all read
+    in one (a water tariff is per m³, its blocks start at m³ of the month); kWh otherwise (no meter yet, or
+    kinds that read in different units)."""
+    m, s = R.meters.c, R.subscribers.c
+    kinds = await conn.scalars(
+        select(m.kind)
+        .distinct()
+        .join_from(R.meters, R.subscribers, m.subscriber_id == s.id)
+        .where(s.tariff_id == tariff_id, m.status != "archived")
+    )
+    units = {unit_of(kind) for kind in kinds}
+    return units.pop() if len(units) == 1 else KWH
 
 
 def _epoch(at: datetime) -> int:

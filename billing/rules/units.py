@@ -55,3 +55,9 @@ def unit_of(kind: str, *, heat_in_gcal: bool = False) -> Unit:
     if utility is Utility.HEAT and heat_in_gcal:
         return GCAL
     return KWH
+
+
+def kinds_read_in(unit: Unit) -> tuple[str, ...]:
+    """The meter kinds whose consumption is read from `unit`'s register (electricity and heat: energy; water
+    and gas: volume), so a total in one unit never adds another kind's register."""
+    return tuple(u.value for u in Utility if unit_of(u.value).register == unit.register)

@@ -105,13 +105,14 @@ async def tariff_page(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     async with uow_of(request).connect() as conn:
         tariff = await tariff_service.get_tariff(conn, tariff_id)
+        unit = await tariff_service.tariff_unit(conn, tariff_id)
         previews = [tariff_service.preview_version(tariff, v.version, now) for v in reversed(tariff.versions)]
         progress = {p.wire_version: await tariff_service.push_progress(conn, p.wire_version) for p in previews}
         jobs = [j for j in await bulk.recent_jobs(conn, 100) if j.params.get("tariff_id") == tariff_id][:5]
     return render(
         request,
         "console/tariff.html",
-        {"t": tariff, "previews": previews, "progress": progress, "jobs": jobs, "now": now},
+        {"t": tariff, "unit": unit, "previews": previews, "progress": progress, "jobs": jobs, "now": now},
     )
 
 

@@ -1,6 +1,8 @@
 """The consumption dashboard (read-only): the network's hierarchy — regions, settlements, streets,
 buildings, their meters — and transformers, each level with its members' consumption over the chosen days
-from the daily pre-aggregate, a chart of the group's daily total, and the way down a level."""
+from the daily pre-aggregate, a chart of the group's daily total, and the way down a level. Each unit is its
+own total (kWh from the energy meters, m³ from the water and gas meters' volume register): a scope that holds
+both kinds shows both, never one sum of the two."""
 
 from __future__ import annotations
 
@@ -12,13 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.consumption_daily import consumption_by, totals_by_day
 from billing.meter_readings import Group
+from billing.rules.units import KWH, M3, Unit, kinds_read_in
 from store.schema import registry as R  # noqa: N812
 
 NEXT_LEVEL = {"region": "settlement", "settlement": "street", "street": "building", "building": "meter"}
-
-
-def _kwh(wh: int) -> float:
-    return round(wh / 1000, 1)  # a display value for a chart bar
+UNITS = {"kwh": KWH, "m3": M3}  # the dashboard's units, by the key its page elements carry
 
 
 async def _names(conn: AsyncConnection, level: str) -> dict[str, str]:
@@ -49,27 +49,53 @@ def _filters_of(level: str, key: str) -> dict[str, str]:
     return dict(zip(names, key.split("-"), strict=False))
 
 
+async def _section(
+    conn: AsyncConnection, key: str, unit: Unit, level: str, group: Group, first: date, last: date
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One unit's chart, total and members (the meters of the kinds that read in it)."""
+    kinds = kinds_read_in(unit)
+    members, _ = await consumption_by(conn, level, group, first, last, register=unit.register, kinds=kinds, limit=500)
+    chart = await totals_by_day(conn, group, first, last, register=unit.register, kinds=kinds)
+    section = {
+        "key": key,
+        "unit": unit.symbol,
+        "chart": [{"label": p["period"][5:], "value": unit.chart_value(p["quantity"])} for p in chart],
+        "total": unit.chart_value(sum(p["quantity"] for p in chart)),
+        "estimated": unit.chart_value(sum(p["estimated"] for p in chart)),
+    }
+    return section, members
+
+
 async def dashboard(conn: AsyncConnection, level: str, group: Group, today: date, days: int) -> dict[str, Any]:
     first, last = today - timedelta(days=days - 1), today
-    members, total = await consumption_by(conn, level, group, first, last, limit=500)
     names = await _names(conn, level)
     down = NEXT_LEVEL.get(level) if level != "transformer" else "meter"
+    sections: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {}
+    for key, unit in UNITS.items():
+        section, members = await _section(conn, key, unit, level, group, first, last)
+        if not members and not section["chart"]:
+            continue
+        sections.append(section)
+        for member in members:
+            row = rows.setdefault(member["key"], {"key": member["key"], "amounts": {}, "estimated": {}})
+            row["amounts"][key] = unit.chart_value(member["quantity"])
+            if member["estimated"]:
+                row["estimated"][key] = unit.chart_value(member["estimated"])
+    if not sections:  # nothing measured yet: an empty energy total
+        sections.append((await _section(conn, "kwh", KWH, level, group, first, last))[0])
+    members = [rows[k] for k in sorted(rows)][:500]
     for member in members:
         key = member["key"]
         member["name"] = names.get(key if level != "building" else key.rsplit("-", 1)[0], "")
         if level == "building":
             member["name"] = f"{member['name']} {key.rsplit('-', 1)[1].lstrip('0')}".strip()
         member["filters"] = _filters_of(level, key)
-        member["kwh"] = _kwh(member["quantity"])
-        member["estimated_kwh"] = _kwh(member["estimated"])
-    chart = await totals_by_day(conn, group, first, last)
     return {
         "members": members,
-        "total_members": total,
+        "total_members": len(rows),
         "down": down,
-        "chart": [{"label": p["period"][5:], "value": _kwh(p["quantity"])} for p in chart],
-        "total_kwh": _kwh(sum(p["quantity"] for p in chart)),
-        "estimated_kwh": _kwh(sum(p["estimated"] for p in chart)),
+        "sections": sections,
         "first": first,
         "last": last,
     }

@@ -339,3 +339,44 @@ async def test_a_water_meter_reads_in_cubic_metres_on_the_card_the_portal_and_th
     async with uow.connect() as conn:
         (invoice,) = await invoices_of(conn, seeded.subscriber_ids[0])
     assert "1.500 m³" in str(invoice)
+
+
+async def test_the_consumption_dashboard_totals_each_unit_on_its_own(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    from billing.consumption_daily import aggregate_consumption
+
+    water, power = seeded.meter_ids
+    await _history(uow, power)  # 4 kWh a day
+    await _history(uow, water, per_day_wh=1)  # an energy register on a water meter never counts in kWh
+    async with uow.begin() as conn:
+        await conn.execute(update(meters).where(meters.c.id == water).values(kind="water"))
+        await conn.execute(
+            insert(readings),
+            [
+                {
+                    "meter_id": water,
+                    "register": "volume_l",
+                    "read_at": START - timedelta(days=5 - d),
+                    "value": 50_000 + d * 150,  # 150 litres a day
+                    "received_at": START,
+                }
+                for d in range(5)
+            ],
+        )
+    await aggregate_consumption(uow, UTC, START + timedelta(minutes=1))
+
+    await login(client, "viewer")
+    page = await (await client.get("/console/consumption", params={"by": "meter", "days": "30"})).text()
+    assert 'data-testid="total-kwh">16<' in page  # 4 days of 4 kWh
+    assert 'data-testid="total-m3">0.6<' in page  # 4 days of 150 l
+    assert 'data-testid="consumption-chart"' in page
+    assert 'data-testid="consumption-chart-m3"' in page
+    assert '<th class="text-end">kWh</th><th class="text-end">m³</th>' in page
+    assert page.count('data-testid="member-m3">0.6<') == 1
+    assert page.count('data-testid="member-kwh">16<') == 1
+    only_water = await (await client.get("/console/consumption", params={"by": "meter", "meter_id": str(water)})).text()
+    assert 'data-testid="total-m3">0.6<' in only_water
+    assert 'data-testid="total-kwh"' not in only_water
+    nothing = await (await client.get("/console/consumption", params={"by": "meter", "days": "1"})).text()
+    assert 'data-testid="total-kwh">0<' in nothing

@@ -13,6 +13,8 @@ from sqlalchemy import select, update
 import meter_protocol as mp
 from store.schema.auth import audit_log
 from store.schema.commands import commands
+from store.schema.ledger import tariffs
+from store.schema.registry import meters
 from store.uow import UnitOfWork
 from tests.integration.web.helpers import Seeded, login
 from tests.integration.web.test_registry_doors import api_key
@@ -164,3 +166,25 @@ async def test_the_console_defines_a_block_tariff_and_pushes_it(
     await client.app[JOBS].wait_idle()
     page = await (await client.get(response.headers["Location"])).text()
     assert 'data-testid="job-status">done<' in page  # nobody is on the new tariff yet: nothing to send
+
+
+async def test_a_tariffs_prices_are_per_the_unit_its_meters_read_in(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    async with uow.begin() as conn:
+        tariff_id = await conn.scalar(select(tariffs.c.id).where(tariffs.c.code == "RES"))
+    await login(client, "admin")
+
+    async def page() -> str:
+        return await (await client.get(f"/console/tariffs/{tariff_id}")).text()
+
+    assert 'data-testid="tariff-unit">prices per kWh<' in (first := await page())
+    assert "Price per kWh" in first
+    async with uow.begin() as conn:
+        await conn.execute(update(meters).where(meters.c.id.in_(seeded.meter_ids)).values(kind="water"))
+    assert 'data-testid="tariff-unit">prices per m³<' in (water := await page())
+    assert "Price per m³" in water
+    assert "per kWh" not in water
+    async with uow.begin() as conn:  # meters that read in different units: the prices stay per kWh
+        await conn.execute(update(meters).where(meters.c.id == seeded.meter_ids[0]).values(kind="electricity"))
+    assert "Price per kWh" in await page()

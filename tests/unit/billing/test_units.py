@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from billing.rules.units import GCAL, KWH, M3, unit_of
+from billing.rules.units import GCAL, KWH, M3, kinds_read_in, unit_of
 
 
 def test_each_utility_has_its_unit_and_register() -> None:
@@ -23,3 +23,9 @@ def test_quantities_are_shown_exactly_in_the_display_unit() -> None:
     assert KWH.shown(1_500_999, places=1) == "1500.9 kWh"
     assert GCAL.shown(1_163_000) == "1.000 Gcal"
     assert M3.chart_value(1_234) == 1.23
+
+
+def test_the_kinds_that_read_in_each_unit() -> None:
+    assert kinds_read_in(KWH) == ("electricity", "heat")
+    assert kinds_read_in(M3) == ("water", "gas")
+    assert kinds_read_in(GCAL) == ("electricity", "heat")  # the same energy register
