@@ -114,11 +114,11 @@ class Inbound:
         self._wake.set()
 
     async def run(self) -> None:
-        self._stopping = self._stopped = False
+        self._stopped = False  # a stop asked before the task first runs is kept
         try:
             await self._loop()
         finally:
-            self._stopped = True
+            self._stopped, self._stopping = True, False
 
     async def _loop(self) -> None:
         while True:
