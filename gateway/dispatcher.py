@@ -160,8 +160,7 @@ class Dispatcher:
 
     # -- running -------------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Until `stop()`; a stop asked before the task first runs is kept, and the flag is cleared at the end so
-        that the same dispatcher may run again."""
+        self._stopping.clear()
         recorder = asyncio.create_task(self._recorder.run(), name="dispatch-recorder")
         renewer = asyncio.create_task(self._renew_leases(), name="dispatch-lease-renewer")
         try:
@@ -182,7 +181,6 @@ class Dispatcher:
             self._recorder.wake()
             with contextlib.suppress(asyncio.CancelledError):
                 await recorder
-            self._stopping.clear()
 
     async def _claim_loop(self) -> None:
         ahead: tuple[asyncio.Task[_Claim], int] | None = None  # the next claim, already under way

@@ -114,11 +114,11 @@ class Inbound:
         self._wake.set()
 
     async def run(self) -> None:
-        self._stopped = False  # a stop asked before the task first runs is kept
+        self._stopping = self._stopped = False
         try:
             await self._loop()
         finally:
-            self._stopped, self._stopping = True, False
+            self._stopped = True
 
     async def _loop(self) -> None:
         while True:

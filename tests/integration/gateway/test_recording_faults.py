@@ -158,7 +158,7 @@ async def test_a_receipt_or_sms_handed_in_after_the_gateway_stopped_is_refused_a
     SMSC delivers them again, to the next start or to another gateway."""
     (meter,) = await seed(engine, 1)
     async with running_gateway(engine, fleet_of([meter])) as gw:
-        pass  # leaving it stops the dispatcher and the inbound path, as a graceful shutdown does
+        await asyncio.sleep(0.2)  # running; leaving stops the dispatcher and the inbound path, as a shutdown does
     now = datetime.now(UTC)
     receipt = gw.dispatcher.on_receipt(Receipt("m-1", ReceiptState.DELIVERED, None, now))
     sms = gw.inbound.on_sms(InboundSms(meter.msisdn, "7220", b"\x00", False, 4, now))
