@@ -1,18 +1,21 @@
-"""Units per utility (`billing.rules.units`): electricity and heat in kWh from the Wh register (heat in Gcal
-where the utility says so), water and gas in m³ from the litre register; quantities shown exactly."""
+"""Units per utility (`billing.rules.units`): electricity in kWh from the energy register, heat in kWh from its
+own heat register (in Gcal where the utility says so), water and gas in m³ from the litre register; quantities
+shown exactly; each kind's unit reads the register its meters report (`meter_protocol.registers`)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from billing.rules.units import GCAL, KWH, M3, kinds_read_in, unit_of
+from billing.rules.units import GCAL, HEAT_KWH, KWH, M3, Utility, kinds_read_in, unit_of
+from meter_protocol.registers import has_export, main_register
 
 
 def test_each_utility_has_its_unit_and_register() -> None:
     assert unit_of("electricity") is KWH
     assert (unit_of("water").symbol, unit_of("water").register) == ("m³", "volume_l")
     assert unit_of("gas") is M3
-    assert unit_of("heat") is KWH
+    assert unit_of("heat") is HEAT_KWH
+    assert (HEAT_KWH.symbol, HEAT_KWH.register) == ("kWh", "heat_wh")
     assert unit_of("heat", heat_in_gcal=True) is GCAL
     assert unit_of("unknown") is KWH
 
@@ -26,6 +29,20 @@ def test_quantities_are_shown_exactly_in_the_display_unit() -> None:
 
 
 def test_the_kinds_that_read_in_each_unit() -> None:
-    assert kinds_read_in(KWH) == ("electricity", "heat")
+    assert kinds_read_in(KWH) == ("electricity",)
     assert kinds_read_in(M3) == ("water", "gas")
-    assert kinds_read_in(GCAL) == ("electricity", "heat")  # the same energy register
+    assert kinds_read_in(GCAL) == ("heat",) == kinds_read_in(HEAT_KWH)  # the same heat register
+
+
+def test_each_kind_is_read_from_the_register_its_meters_report() -> None:
+    for utility in Utility:
+        assert unit_of(utility.value).register == main_register(utility.value)
+        assert unit_of(utility.value, heat_in_gcal=True).register == main_register(utility.value)
+    assert [main_register(k) for k in ("electricity", "water", "gas", "heat", "?")] == [
+        "import_wh",
+        "volume_l",
+        "volume_l",
+        "heat_wh",
+        "import_wh",
+    ]
+    assert [has_export(k) for k in ("electricity", "water", "gas", "heat")] == [True, False, False, False]
