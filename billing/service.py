@@ -31,6 +31,7 @@ from billing import (
 )
 from billing.errors import InvalidField
 from billing.notices import EmailSender, Recipient, TextSender, queue_notice
+from billing.ports import OperatorBook
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, low_credit
 from billing.rules.invoice import Party
 from billing.rules.money import Money
@@ -55,6 +56,7 @@ class BillingService:
     arrears_policy: ArrearsPolicy
     calendar: FriendlyCalendar
     low_credit_minor: int
+    operators: OperatorBook  # who works the head end: alarm rules notify the operators of a role
     vat_bp: int = 0
     invoice_series: str = "INV"
     tz: tzinfo = UTC
@@ -101,6 +103,7 @@ class BillingService:
                     calendar=self.calendar,
                     actions_enabled=self.alarm_actions,
                     utility=self.utility.name,
+                    operators=self.operators,
                 )
                 progress.advanced(report.alarms)
                 total = alarm_rules.AlarmReport(

@@ -287,6 +287,7 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> Any:
 
 async def _alarm_rules(settings: Settings, args: argparse.Namespace) -> Any:
     from billing import alarm_rules
+    from web.queries.operators import OPERATORS
 
     async def work(uow: Any, keys: Any) -> Any:
         now = datetime.now(UTC)
@@ -306,7 +307,7 @@ async def _alarm_rules(settings: Settings, args: argparse.Namespace) -> Any:
             recipients=args.recipient,
             action=args.action,
         )
-        return await alarm_rules.create_rule(uow, _actor(args), fields, now)
+        return await alarm_rules.create_rule(uow, _actor(args), fields, now, operators=OPERATORS)
 
     return await _with_database(settings, work)
 

@@ -41,6 +41,7 @@ from store.schema.ledger import arrears
 from store.schema.registry import transformers
 from store.uow import UnitOfWork
 from web.auth import set_portal_password
+from web.queries.operators import OPERATORS
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,7 +430,7 @@ async def alarm_rules_for_the_duty_desk(demo: Demo) -> None:
     """Critical alarms to the admins by e-mail, and a relay off on tamper (it runs only where the utility turns
     on `billing.alarm_actions`; the demo leaves it off, so the alarms page says why it did not run)."""
     for fields in data.ALARM_RULES:
-        await alarm_rules.create_rule(demo.uow, demo.actor, fields, demo.now)
+        await alarm_rules.create_rule(demo.uow, demo.actor, fields, demo.now, operators=OPERATORS)
 
 
 async def meters_in_stock(demo: Demo) -> None:
