@@ -69,7 +69,9 @@ async def consumption(conn: AsyncConnection, subscriber_id: int, period: str, no
     return [{"period": key, "energy_wh": energy[key]} for key in sorted(energy)]
 
 
-async def meter_charts(conn: AsyncConnection, subscriber_id: int, today: date) -> list[dict[str, Any]]:
+async def meter_charts(
+    conn: AsyncConnection, subscriber_id: int, today: date, *, heat_in_gcal: bool = False
+) -> list[dict[str, Any]]:
     """Per meter of the subscriber (a replaced one too, while it has days in the window): its use per local
     day for the last 30 days, and this month so far beside the same days of that month a year ago, from the
     daily pre-aggregate (estimated days included and said)."""
@@ -82,7 +84,7 @@ async def meter_charts(conn: AsyncConnection, subscriber_id: int, today: date) -
     for meter in await conn.execute(
         select(m.id, m.code, m.status, m.kind).where(m.subscriber_id == subscriber_id).order_by(m.status, m.id)
     ):
-        unit = unit_of(meter.kind)
+        unit = unit_of(meter.kind, heat_in_gcal=heat_in_gcal)
         rows = (
             await conn.execute(
                 select(d.day, d.quantity, d.estimated).where(
