@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing import ledger, numbers, readings, registry
@@ -21,9 +21,10 @@ from billing.pdf import render_invoice
 from billing.rules.consumption import Granularity
 from billing.rules.invoice import InvoiceContent, InvoiceLine, Party, build_invoice, format_number
 from billing.rules.money import Money
-from billing.rules.tariffs import cost_of, version_at
+from billing.rules.tariffs import NetBilling, NetQuantity, cost_of, net_quantity, scaled_intervals, version_at
 from billing.rules.units import KWH, Unit, unit_of
 from billing.tariffs import Tariff, get_tariff
+from meter_protocol.registers import EXPORT
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.sql import among
@@ -81,6 +82,7 @@ def _content_of(stored: Mapping[str, Any]) -> InvoiceContent:
         opening_debt=money(stored["opening_debt"]),
         closing_debt=money(stored["closing_debt"]),
         currency=currency,
+        net=NetQuantity(**stored["net"]) if stored.get("net") else None,
     )
 
 
@@ -131,6 +133,45 @@ async def _units(conn: AsyncConnection, subscriber_ids: list[int], heat_in_gcal:
     return out
 
 
+async def _nets(
+    conn: AsyncConnection,
+    run: _Run,
+    modes: Mapping[int, NetBilling],
+    meters: Mapping[int, Sequence[int]],
+    hourly: Mapping[int, Mapping[datetime, int]],
+) -> dict[int, NetQuantity]:
+    """The net billing of the subscribers on a net tariff: import and export over the run's period, and the
+    surplus their previous invoice carried over (CARRY)."""
+    if not modes:
+        return {}
+    start, end = run.span
+    exported = await readings.groups_consumption(
+        conn, {s: meters.get(s, []) for s in modes}, start, end, Granularity.DAY, run.tz, register=EXPORT
+    )
+    i = L.invoices.c
+    carried: dict[int, int] = {}
+    carrying = [s for s, mode in modes.items() if mode is NetBilling.CARRY]
+    if carrying:
+        latest = (
+            select(i.subscriber_id, func.max(i.period_start).label("period_start"))
+            .where(among(i.subscriber_id, carrying, conn), i.period_start < run.period_start)
+            .group_by(i.subscriber_id)
+            .subquery()
+        )
+        rows = await conn.execute(
+            select(i.subscriber_id, i.content).join(
+                latest, (latest.c.subscriber_id == i.subscriber_id) & (latest.c.period_start == i.period_start)
+            )
+        )
+        for subscriber_id, content in rows:
+            net = (content or {}).get("net") or {}
+            carried[int(subscriber_id)] = int(net.get("carried_out", 0))
+    return {
+        s: net_quantity(mode, sum(hourly.get(s, {}).values()), sum(exported.get(s, {}).values()), carried.get(s, 0))
+        for s, mode in modes.items()
+    }
+
+
 async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: int) -> tuple[list[int], int | None]:
     """The invoices of the next `page_size` subscribers after id `after` (closed ones and those invoiced for the
     period aside), in one transaction with their numbers: the series is held first, so no other run issues for
@@ -166,18 +207,29 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
                 conn, of_register, start, end, Granularity.HOUR, run.tz, register=register
             )
         )
+    for tariff_id in {sub.tariff_id for sub in subscribers} - set(run.tariffs) - {None}:
+        assert tariff_id is not None
+        run.tariffs[tariff_id] = await get_tariff(conn, tariff_id)
+    netted = {
+        sub.id: run.tariffs[sub.tariff_id].net_billing
+        for sub in subscribers
+        if sub.tariff_id is not None and run.tariffs[sub.tariff_id].net_billing is not NetBilling.OFF
+    }
+    nets = await _nets(conn, run, netted, {s: meters[s] for s in netted if s in meters}, hourly)
     rows = []
     for n, sub in enumerate(subscribers):
         energy = Money.zero(sub.currency)
+        net = nets.get(sub.id)
+        intervals = sorted(hourly[sub.id].items())
+        if net is not None:
+            intervals = scaled_intervals(intervals, net.billed)
         if sub.tariff_id is not None:
-            if sub.tariff_id not in run.tariffs:
-                run.tariffs[sub.tariff_id] = await get_tariff(conn, sub.tariff_id)
             versions = run.tariffs[sub.tariff_id].versions
             version = version_at(versions, start) or (versions[0] if versions else None)
             if version is not None:
                 energy = cost_of(
                     version.body,
-                    sorted(hourly[sub.id].items()),
+                    intervals,
                     sub.currency,
                     tz=run.tz,
                     base_per_unit=units.get(sub.id, KWH).base_per_unit,
@@ -192,10 +244,11 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
             subscriber=Party(sub.name, sub.code, sub.address),
             opening=opening[sub.account_id],
             postings=postings[sub.account_id],
-            consumption_wh=sum(hourly[sub.id].values()),
+            consumption_wh=sum(q for _, q in intervals),
             energy_value=energy,
             vat_bp=run.vat_bp,
             unit=units.get(sub.id, KWH),
+            net=net,
         )
         rows.append(
             {

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 import meter_protocol as mp
 from billing import bulk, meter_registry
 from billing.errors import Conflict, InvalidField, InvalidTariff, NotFound
-from billing.rules.tariffs import TariffBody, TariffKind, TariffVersion, meter_price, version_at
+from billing.rules.tariffs import NetBilling, TariffBody, TariffKind, TariffVersion, meter_price, version_at
 from billing.rules.units import KWH, Unit, unit_of
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, message_payload
@@ -48,14 +48,23 @@ class Tariff:
     kind: TariffKind
     versions: tuple[TariffVersion, ...]
     version_ids: tuple[int, ...]  # tariff_versions.id of each version (the wire version)
+    net_billing: NetBilling = NetBilling.OFF  # prosumers: import − export (billing.rules.tariffs.net_quantity)
 
     def in_force(self, at: datetime) -> TariffVersion | None:
         return version_at(self.versions, at)
 
 
 async def create_tariff(
-    conn: AsyncConnection, actor: Actor, code: str, name: str, kind: TariffKind, now: datetime
+    conn: AsyncConnection,
+    actor: Actor,
+    code: str,
+    name: str,
+    kind: TariffKind,
+    now: datetime,
+    *,
+    net_billing: NetBilling = NetBilling.OFF,
 ) -> int:
+    """A tariff without prices yet (they come as versions); `net_billing` for prosumers' export."""
     t = L.tariffs.c
     code, name = code.strip(), name.strip()
     if not code or len(code) > 30:
@@ -65,12 +74,13 @@ async def create_tariff(
     if await conn.scalar(select(t.id).where(t.code == code)) is not None:
         raise Conflict("tariff", f"{code} exists")
     tid = await conn.scalar(
-        insert(L.tariffs).values(code=code, name=name, kind=kind.value, created_at=now).returning(t.id)
+        insert(L.tariffs)
+        .values(code=code, name=name, kind=kind.value, created_at=now, net_billing=net_billing.value)
+        .returning(t.id)
     )
     assert tid is not None
-    await audit.record(
-        conn, actor, "tariff.create", now, target=f"tariff:{code}", after={"name": name, "kind": kind.value}
-    )
+    after = {"name": name, "kind": kind.value, "net_billing": net_billing.value}
+    await audit.record(conn, actor, "tariff.create", now, target=f"tariff:{code}", after=after)
     return int(tid)
 
 
@@ -123,6 +133,7 @@ async def get_tariff(conn: AsyncConnection, tariff_id: int) -> Tariff:
         TariffKind(row.kind),
         tuple(TariffVersion(r.version, r.effective_from, TariffBody.from_json(r.body)) for r in versions),
         tuple(r.id for r in versions),
+        NetBilling(row.net_billing),
     )
 
 

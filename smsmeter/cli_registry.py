@@ -60,6 +60,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     create.add_argument("code", metavar="CODE")
     create.add_argument("name", metavar="NAME")
     create.add_argument("--kind", required=True, choices=["flat", "block", "time_of_use"])
+    create.add_argument(
+        "--net-billing", default="off", choices=["off", "net", "carry"], help="prosumers: import − export"
+    )
     _operator(create)
     version = t_sub.add_parser("add-version", help="a price version from a date (the API's JSON body)")
     version.add_argument("code", metavar="CODE")
@@ -254,7 +257,7 @@ async def _meters(settings: Settings, args: argparse.Namespace) -> Any:
 async def _tariffs(settings: Settings, args: argparse.Namespace) -> Any:
     from billing import tariffs
     from billing.errors import InvalidField
-    from billing.rules.tariffs import TariffBody, TariffKind
+    from billing.rules.tariffs import NetBilling, TariffBody, TariffKind
 
     async def work(uow: Any, keys: Any) -> Any:
         now = datetime.now(UTC)
@@ -276,7 +279,15 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> Any:
             return {"job_id": job.id, "status": job.status, "meters": job.total, "queued": job.done}
         async with uow.begin() as conn:
             if args.tariffs_command == "create":
-                tariff_id = await tariffs.create_tariff(conn, actor, args.code, args.name, TariffKind(args.kind), now)
+                tariff_id = await tariffs.create_tariff(
+                    conn,
+                    actor,
+                    args.code,
+                    args.name,
+                    TariffKind(args.kind),
+                    now,
+                    net_billing=NetBilling(args.net_billing),
+                )
                 return {"id": tariff_id, "code": args.code}
             tariff_id = await _tariff_id(conn, args.code)
             current = await tariffs.get_tariff(conn, tariff_id)

@@ -27,6 +27,56 @@ class TariffKind(enum.StrEnum):
     TOU = "tou"
 
 
+class NetBilling(enum.StrEnum):
+    """A tariff's option for prosumers (meters that also export): OFF bills the import register alone; NET
+    bills import − export over the period, never below zero (a surplus is neither billed nor credited); CARRY
+    is NET with the surplus carried over, as energy, to the next period's net."""
+
+    OFF = "off"
+    NET = "net"
+    CARRY = "carry"
+
+
+@dataclass(frozen=True, slots=True)
+class NetQuantity:
+    """One period's net billing, in the register's base unit (Wh)."""
+
+    imported: int
+    exported: int
+    carried_in: int  # surplus brought from the previous period (CARRY)
+    billed: int  # what the tariff prices: max(0, imported − exported − carried_in)
+    carried_out: int  # surplus taken to the next period (CARRY; 0 otherwise)
+
+
+def net_quantity(mode: NetBilling, imported: int, exported: int, carried_in: int = 0) -> NetQuantity:
+    """Billed consumption under `mode`: import − export (and a carried surplus) over the period, never below
+    zero; a surplus goes to the next period only with CARRY."""
+    if min(imported, exported, carried_in) < 0:
+        raise InvalidTariff("consumption", "registers' quantities are not negative")
+    if mode is NetBilling.OFF:
+        return NetQuantity(imported, exported, 0, imported, 0)
+    credit = exported + (carried_in if mode is NetBilling.CARRY else 0)
+    billed = max(0, imported - credit)
+    carried_out = max(0, credit - imported) if mode is NetBilling.CARRY else 0
+    return NetQuantity(imported, exported, carried_in if mode is NetBilling.CARRY else 0, billed, carried_out)
+
+
+def scaled_intervals(intervals: Sequence[tuple[datetime, int]], total: int) -> list[tuple[datetime, int]]:
+    """The intervals' quantities scaled so they add up to `total` (at most their sum), each in proportion to
+    its own (largest remainders first, ties by time), so a net is priced by when it was imported (time-of-use
+    bands, blocks) as the import was."""
+    whole = sum(q for _, q in intervals)
+    if total >= whole:
+        return list(intervals)
+    if total <= 0 or whole <= 0:
+        return [(at, 0) for at, _ in intervals]
+    shares = [(q * total) // whole for _, q in intervals]
+    order = sorted(range(len(intervals)), key=lambda i: (-((intervals[i][1] * total) % whole), i))
+    for i in order[: total - sum(shares)]:
+        shares[i] += 1
+    return [(at, share) for (at, _), share in zip(intervals, shares, strict=True)]
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """`start`: 0 (flat); Wh of monthly consumption where a block begins; or the local minute of the day

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from billing import bulk
 from billing import tariffs as tariff_service
-from billing.rules.tariffs import TariffBody, TariffKind
+from billing.rules.tariffs import NetBilling, TariffBody, TariffKind
 from store.audit import Actor
 from store.uow import UnitOfWork
 from web.api.json import parse_time, read_json, respond
@@ -36,6 +36,7 @@ def tariff_json(tariff: tariff_service.Tariff) -> dict[str, Any]:
         "code": tariff.code,
         "name": tariff.name,
         "kind": tariff.kind.value,
+        "net_billing": tariff.net_billing.value,
         "versions": [
             {"version": v.version, "wire_version": wire, "effective_from": v.effective_from, "body": v.body.to_json()}
             for v, wire in zip(tariff.versions, tariff.version_ids, strict=True)
@@ -82,9 +83,18 @@ async def create_tariff(request: web.Request) -> web.Response:
         raise InvalidInput("code", "code and name are strings")
     if kind not in [k.value for k in TariffKind]:
         raise InvalidInput("kind", "one of flat, block, tou")
+    net_billing = body.get("net_billing", NetBilling.OFF.value)
+    if net_billing not in [n.value for n in NetBilling]:
+        raise InvalidInput("net_billing", "one of off, net, carry")
     async with uow_of(request).begin() as conn:
         tariff_id = await tariff_service.create_tariff(
-            conn, _actor(request), code, name, TariffKind(kind), request.app[CLOCK]()
+            conn,
+            _actor(request),
+            code,
+            name,
+            TariffKind(kind),
+            request.app[CLOCK](),
+            net_billing=NetBilling(net_billing),
         )
         tariff = await tariff_service.get_tariff(conn, tariff_id)
     response = respond(tariff_json(tariff), status=201)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from billing import bulk
 from billing import tariffs as tariff_service
-from billing.rules.tariffs import TariffBody, TariffKind
+from billing.rules.tariffs import NetBilling, TariffBody, TariffKind
 from web.api.tariffs import job_json, start_push_job
 from web.errors import InvalidInput
 from web.keys import CLOCK
@@ -81,13 +81,15 @@ def _effective(form: Any, now: datetime) -> datetime:
 async def tariffs_page(request: web.Request) -> web.Response:
     async with uow_of(request).connect() as conn:
         items = await tariff_service.list_tariffs(conn)
-    return render(request, "console/tariffs.html", {"tariffs": items, "kinds": [k.value for k in TariffKind]})
+    context = {"tariffs": items, "kinds": [k.value for k in TariffKind], "net_options": [n.value for n in NetBilling]}
+    return render(request, "console/tariffs.html", context)
 
 
 @requires("tariffs.manage")
 async def create_tariff(request: web.Request) -> web.Response:
     form = await request.post()
     kind = TariffKind(choice(form, "kind", tuple(k.value for k in TariffKind)))
+    net_billing = NetBilling(choice(form, "net_billing", tuple(n.value for n in NetBilling), NetBilling.OFF.value))
     async with uow_of(request).begin() as conn:
         tariff_id = await tariff_service.create_tariff(
             conn,
@@ -96,6 +98,7 @@ async def create_tariff(request: web.Request) -> web.Response:
             text(form, "name", max_length=200),
             kind,
             request.app[CLOCK](),
+            net_billing=net_billing,
         )
     raise web.HTTPSeeOther(f"/console/tariffs/{tariff_id}?ok=tariff_created")
 
