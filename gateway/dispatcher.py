@@ -121,6 +121,8 @@ class Dispatcher:
         self._gate = gate or WriteGate.for_engine(engine)
         self.stats = DispatchStats()
         self._stopping = asyncio.Event()
+        self._running = False
+        self._stop_before_run = False  # stop() came while no run was under way: the next run returns at once
         self._recorder = Recorder(
             engine,
             RecorderConfig(
@@ -154,12 +156,25 @@ class Dispatcher:
         self._wake_claimer.set()
 
     def stop(self) -> None:
+        """End `run()`; asked before its task first runs (a shutdown right after the start), the run returns at
+        once instead of running on."""
+        self._stop_before_run = not self._running
         self._stopping.set()
         self._wake_claimer.set()
         self._recorder.wake()
 
     # -- running -------------------------------------------------------------------------------------
     async def run(self) -> None:
+        if self._stop_before_run:
+            self._stop_before_run = False
+            return
+        self._running = True
+        try:
+            await self._run()
+        finally:
+            self._running = False
+
+    async def _run(self) -> None:
         self._stopping.clear()
         recorder = asyncio.create_task(self._recorder.run(), name="dispatch-recorder")
         renewer = asyncio.create_task(self._renew_leases(), name="dispatch-lease-renewer")

@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import meter_protocol as mp
 from gateway.claims import Claimed
 from gateway.command_store import SendResult
+from gateway.dispatcher import Dispatcher
 from gateway.errors import Stopped
+from gateway.inbound import Inbound
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_commands
 from gateway.ports import InboundSms, Receipt, ReceiptState
@@ -148,6 +150,18 @@ async def test_a_live_dispatcher_renews_the_leases_of_its_slow_sends(engine: Asy
         view = await gw.wait_view(command_id, lambda v: v.state is CommandState.PROCESSED)
     assert view.attempts == 1
     assert len(network.submitted) == 1
+
+
+async def test_a_stop_asked_before_the_tasks_first_run_is_kept(engine: AsyncEngine) -> None:
+    """A shutdown right after the start stops the dispatcher and the inbound path before their tasks first ran;
+    each run returns instead of running on (the shutdown would wait for it for ever)."""
+    dispatcher = Dispatcher(engine, None)
+    inbound = Inbound(engine, KeyRing(MASTER_KEY), "7220")
+    tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(inbound.run())]
+    dispatcher.stop()
+    inbound.stop()
+    async with asyncio.timeout(10):
+        await asyncio.gather(*tasks)
 
 
 async def test_a_receipt_or_sms_handed_in_after_the_gateway_stopped_is_refused_at_once_not_held(
