@@ -51,6 +51,8 @@ from gateway.writegate import Pacer, WriteGate
 
 log = logging.getLogger("smsmeter.gateway.dispatcher")
 
+_HELD_TAKEN_UP_MAX = 100_000  # held receipts a start takes up (the oldest first)
+
 
 @dataclass(slots=True)
 class DispatchStats:
@@ -102,6 +104,9 @@ class Recorder:
         self._finals: list[Final] = []
         self._receipts: list[tuple[Receipt, asyncio.Future[None] | None]] = []
         self._parked: dict[str, tuple[Receipt, float, int]] = {}  # message id: receipt, since, ticket then
+        # parked receipts are kept in `held_receipts` too: those not written there yet, and those to delete there
+        self._unsaved: dict[str, Receipt] = {}
+        self._forget: set[str] = set()
         self._unrecorded: dict[tuple[int, int], int] = {}  # (command, attempt) sent, not recorded: its ticket
         self._tickets = 0
         self._wake = asyncio.Event()
@@ -147,20 +152,40 @@ class Recorder:
     async def run(self) -> None:
         self._stopped = False
         try:
+            await self._load_held()
             await self._loop()
         finally:
             self._stopped = True
+
+    async def _load_held(self) -> None:
+        """Take up the receipts held in the database (by this gateway before a restart, or by another): each is
+        matched as soon as its part is recorded, and dropped once it has been held `receipt_park_s`."""
+        try:
+            async with self._engine.connect() as conn:
+                kept = await store.held_receipts_kept(conn, _HELD_TAKEN_UP_MAX)
+        except Exception as exc:  # the database is away: they are taken up at the next start
+            log.warning("reading the held receipts failed (%s)", type(exc).__name__)
+            return
+        wall, monotonic = self._clock(), time.monotonic()
+        for receipt, held_at in kept:
+            if receipt.message_id not in self._parked:
+                age_s = max(0.0, (wall - held_at).total_seconds())
+                self._parked[receipt.message_id] = (receipt, monotonic - age_s, 0)
+        if kept:
+            log.info("%d held receipts taken up, waiting for their parts", len(kept))
 
     async def _loop(self) -> None:
         while True:
             if not (self._results or self._receipts or self._finals):
                 if self._stopping.is_set() and not self._busy():
-                    self._drop_parked(force=True)
+                    await self._keep_parked()
                     return
                 self._wake.clear()
                 await self._wait(0.2 if self._parked else 1.0)
-                if self._parked and not (self._results or self._receipts or self._finals):
-                    self._drop_parked(force=False)
+                if (self._parked or self._unsaved or self._forget) and not (
+                    self._results or self._receipts or self._finals
+                ):
+                    self._drop_parked()
                     with contextlib.suppress(Exception):
                         await self._flush([], [], [])  # match parked receipts again
                 continue
@@ -282,15 +307,27 @@ class Recorder:
             async with asyncio.timeout(timeout_s):
                 await self._wake.wait()
 
-    def _drop_parked(self, *, force: bool) -> None:
+    async def _keep_parked(self) -> None:
+        """Stopping: the parked receipts stay in `held_receipts` (written there now if they were not yet) for the
+        next start, or another gateway, to match."""
+        if self._unsaved or self._forget:
+            with contextlib.suppress(Exception):
+                await self._flush([], [], [])
+        if self._parked:
+            log.info("%d receipts whose parts are not known yet are kept for the next start", len(self._parked))
+        self._parked.clear()
+
+    def _drop_parked(self) -> None:
         """Drop receipts parked longer than `receipt_park_s` that no send can match any more: every attempt
         sent before the receipt was parked has been recorded (or stopped). One whose submit is still being
         recorded waits, however long that takes (the database away, a large backlog)."""
         limit = time.monotonic() - self._config.receipt_park_s
         oldest_unrecorded = next(iter(self._unrecorded.values()), None)
         for message_id, (receipt, since, ticket) in list(self._parked.items()):
-            if force or (since < limit and (oldest_unrecorded is None or oldest_unrecorded > ticket)):
+            if since < limit and (oldest_unrecorded is None or oldest_unrecorded > ticket):
                 del self._parked[message_id]
+                self._unsaved.pop(message_id, None)
+                self._forget.add(message_id)
                 self.stats.receipts_unknown += 1
                 log.warning(
                     "receipt for unknown message id %s (%s) dropped after %.0f s",
@@ -311,6 +348,8 @@ class Recorder:
             await self._write_batch(results, finals, receipts, early, now, events)
         except BaseException:
             self._parked.update(unparked)
+            self._forget -= unparked.keys()
+            self._unsaved.update({m: r for m, (r, _since, _ticket) in unparked.items()})
             raise
         self.stats.batches += 1
         if events:
@@ -343,6 +382,16 @@ class Recorder:
                 await self._finish(conn, finals, now, events)
             if all_receipts:
                 await self._record_receipts(conn, receipts, parts, now, events)
+            # the receipts parked from now on are in the database, those matched or dropped no longer
+            unsaved, forget = dict(self._unsaved), set(self._forget)
+            if forget:
+                await store.release_receipts(conn, forget)
+            if unsaved:
+                await store.hold_receipts(conn, list(unsaved.values()), now)
+        for message_id, receipt in unsaved.items():
+            if self._unsaved.get(message_id) is receipt:
+                del self._unsaved[message_id]
+        self._forget -= forget
 
     async def _finish(self, conn: Any, finals: Sequence[Final], now: datetime, events: list[GatewayEvent]) -> None:
         settled = await store.finish(conn, finals, now)
@@ -388,6 +437,8 @@ class Recorder:
                 and receipt_outcome(receipt.state.value) is ReceiptOutcome.DELIVERED
             ):
                 unparked[message_id] = self._parked.pop(message_id)
+                self._unsaved.pop(message_id, None)
+                self._forget.add(message_id)
                 early[message_id] = receipt
                 self.stats.receipts += 1
         return early, rest, unparked
@@ -460,9 +511,12 @@ class Recorder:
             if part is None:
                 if parked is None:
                     self._parked[message_id] = (fresh[-1], monotonic, self._tickets)
+                    self._unsaved[message_id] = fresh[-1]
                     self.stats.receipts_parked += 1
                 continue
-            self._parked.pop(message_id, None)
+            if self._parked.pop(message_id, None) is not None:
+                self._unsaved.pop(message_id, None)
+                self._forget.add(message_id)
             chosen = fresh[-1] if fresh else parked[0] if parked is not None else None
             if chosen is None:
                 continue

@@ -43,6 +43,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     # the gateway: the outbox and what it learns from meters
     "commands": ("gateway", "smsmeter"),
     "command_parts": ("gateway",),
+    "held_receipts": ("gateway",),
     "command_history": ("gateway",),
     "wrong_sms": ("gateway",),
     "inbound_texts": ("gateway",),  # billing marks one answered through gateway.inbound_texts.mark_handled

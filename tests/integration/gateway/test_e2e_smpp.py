@@ -26,7 +26,7 @@ from gateway.ports import OutboundSms
 from gateway.smpp import SmppConfig, SmppTransport
 from gateway.states import OPEN_STATES, CommandState, RetryPolicy
 from gateway.writegate import WriteGate
-from store.schema.commands import command_parts, commands, wrong_sms
+from store.schema.commands import command_parts, commands, held_receipts, wrong_sms
 from tests.integration.gateway.gateway_harness import fleet_of
 from tests.integration.gateway.outbox_fixtures import MASTER_KEY, SeededMeter, add_meters
 from tests.peers.bounds import until
@@ -352,6 +352,25 @@ async def test_a_stalled_event_loop_makes_a_timely_submit_sm_resp_late_and_its_r
     assert view.state is CommandState.PROCESSED
     assert {p.message_id for p in view.parts} == {s.message_id for s in submits}
     assert fleet.meter(meter.msisdn).credit_minor == 700
+
+
+async def test_a_stop_lets_a_part_already_submitted_end_so_its_id_is_recorded_and_its_receipt_matched(
+    engine: AsyncEngine, smsc: NodeSmsc
+) -> None:
+    (meter,) = await seed(engine, 1)
+    fleet = fleet_of([meter])
+    await smsc.configure(resp_delay_ms=500)  # the receipt comes at once, the submit_sm_resp half a second later
+    (command_id,) = await enqueue(engine, [CommandRequest(meter.id, mp.TopUp(1, 100), "x")])
+    async with smpp_gateway(engine, smsc, fleet, answering=False) as gw:
+        await smsc.wait_submits(1)
+    # the gateway stopped with the submit_sm out and its response on the way
+    (submit,) = await smsc.submits()
+    (view,) = await gw.views([command_id])
+    assert [(p.attempt, p.message_id, p.state) for p in view.parts] == [(1, submit.message_id, "1:0")]
+    assert view.state is CommandState.DELIVERED
+    assert gw.dispatcher.stats.receipts_unknown == 0
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(held_receipts.c.message_id))).all() == []
 
 
 async def test_a_dropped_connection_with_a_full_window_loses_nothing_and_credits_once(
