@@ -35,7 +35,7 @@ from gateway.ports import OutboundSms
 from gateway.simulator import Reply, Responder
 from meter_protocol import reference_meter as ref
 from meter_protocol.keys import check_key
-from meter_protocol.registers import MAIN_REGISTERS
+from meter_protocol.registers import EXPORT, MAIN_REGISTERS
 from store.schema.commands import balance_reports, readings
 from store.schema.registry import meters
 from store.sql import among_param, per_dialect
@@ -66,6 +66,7 @@ class _Stored:
     relay_closed: bool
     import_wh: int
     report_interval_s: int
+    export_wh: int = 0
 
     def meter(self) -> ref.MeterState:
         """The reference meter in the state it last reported."""
@@ -74,6 +75,7 @@ class _Stored:
             relay_closed=self.relay_closed,
             relay_reason=None if self.relay_closed else mp.RelayReason.CREDIT,
             import_ws=self.import_wh * 3600,
+            export_wh=self.export_wh,
             config=mp.Configure(low_credit_minor=0, emergency_credit_minor=0, report_interval_s=self.report_interval_s),
         )
 
@@ -117,6 +119,7 @@ class Fleet:
         relay_closed: bool = True,
         import_wh: int = 0,
         report_interval_s: int = 0,
+        export_wh: int = 0,
     ) -> None:
         """A new meter at this number (an existing one at the number is kept as it is): with the credit,
         relay and register it last reported, and a periodic report every `report_interval_s` (0: none).
@@ -133,6 +136,7 @@ class Fleet:
                 relay_closed,
                 import_wh,
                 report_interval_s,
+                export_wh,
             )
             self._hold(number, stored)
 
@@ -223,25 +227,27 @@ def _last_balances(postgres: bool) -> Any:
 @per_dialect
 def _last_registers(postgres: bool) -> Any:
     r = readings.c
+    is_export = (r.register == EXPORT).label("is_export")
     return (
-        select(r.meter_id, func.max(r.value))
-        .where(among_param(r.meter_id, "ids", postgres), r.register.in_(MAIN_REGISTERS))
-        .group_by(r.meter_id)
+        select(r.meter_id, is_export, func.max(r.value))
+        .where(among_param(r.meter_id, "ids", postgres), r.register.in_((*MAIN_REGISTERS, EXPORT)))
+        .group_by(r.meter_id, is_export)
     )
 
 
 async def _last_reports(
     conn: AsyncConnection, meter_ids: list[int]
-) -> tuple[dict[int, tuple[int, bool]], dict[int, int]]:
-    """Per meter of `meter_ids`: the credit and relay of its last balance report, and its highest main
-    register."""
+) -> tuple[dict[int, tuple[int, bool]], dict[int, tuple[int, int]]]:
+    """Per meter of `meter_ids`: the credit and relay of its last balance report, and its highest main and
+    export registers, (main, export)."""
     credit = {
         int(row.meter_id): (int(row.credit_minor), bool(row.relay_closed))
         for row in await conn.execute(_last_balances(conn), {"ids": meter_ids})
     }
-    registers = {
-        int(meter_id): int(value) for meter_id, value in await conn.execute(_last_registers(conn), {"ids": meter_ids})
-    }
+    registers: dict[int, tuple[int, int]] = {}
+    for meter_id, is_export, value in await conn.execute(_last_registers(conn), {"ids": meter_ids}):
+        main, export = registers.get(int(meter_id), (0, 0))
+        registers[int(meter_id)] = (main, int(value)) if is_export else (int(value), export)
     return credit, registers
 
 
@@ -269,7 +275,8 @@ async def _add_rows(
                 key_id=key_id,
                 credit_minor=credit_minor,
                 relay_closed=relay_closed,
-                import_wh=registers.get(row.id, 0),
+                import_wh=registers.get(row.id, (0, 0))[0],
+                export_wh=registers.get(row.id, (0, 0))[1],
                 report_interval_s=report_interval_s,
             )
         except mp.ProtocolError as exc:

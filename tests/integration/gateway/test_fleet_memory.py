@@ -92,3 +92,40 @@ async def test_a_water_meter_is_simulated_from_its_volume_register_and_reports_i
         rows = (await conn.execute(select(readings.c.register, readings.c.value).order_by(readings.c.id))).all()
     assert {r.register for r in rows} == {"volume_l", "power_w"}
     assert max(int(r.value) for r in rows if r.register == "volume_l") > 120_000
+
+
+async def test_a_prosumer_is_simulated_with_its_export_register_and_answers_a_read_request_with_it(
+    engine: AsyncEngine,
+) -> None:
+    """The demo's prosumer: the fleet picks up its export register beside the import one, so the read
+    request's answer carries the export it last reported, not a register gone back to zero."""
+    import meter_protocol as mp
+    from store.schema.commands import readings
+
+    keys = KeyRing(MASTER_KEY)
+    async with engine.begin() as conn:
+        (solar,) = await add_meters(conn, 1, NOW)
+        await conn.execute(
+            insert(readings),
+            [
+                {"meter_id": solar.id, "register": r, "read_at": NOW, "value": v, "received_at": NOW}
+                for r, v in (("import_wh", 2_400_000), ("export_wh", 310_000))
+            ],
+        )
+    fleet = Fleet(capacity=5, clock=lambda: NOW)
+    async with engine.connect() as conn:
+        assert await load_fleet(conn, keys, fleet) == 1
+    request = mp.encode_frame(
+        mp.ReadRequest(mp.ReadItems.REGISTERS), meter_code=solar.code, key=solar.key, key_id=0, counter=1
+    )
+    sent: list[mp.Readings] = []
+    window = mp.ReplayWindow(0, 0)
+    for reply in fleet.answer(solar.msisdn, request, False):
+        decoded = mp.decode_frame(
+            reply.body, key=solar.key, window=window, meter_code=solar.code, direction=mp.Direction.UPLINK
+        )
+        assert decoded.window is not None
+        window = decoded.window
+        if isinstance(decoded.message, mp.Readings):
+            sent.append(decoded.message)
+    assert [(r.import_wh, r.export_wh) for r in sent] == [(2_400_000, 310_000)]
