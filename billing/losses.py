@@ -3,9 +3,10 @@ meters -> loss percentage, stored per period, with an alarm above the transforme
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import case, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.errors import InvalidField, NotFound
@@ -14,6 +15,7 @@ from billing.rules.losses import LossResult, transformer_loss
 from store.schema import commands as C  # noqa: N812
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
+from store.schema.consumption import consumption_daily
 from store.uow import UnitOfWork
 
 
@@ -106,3 +108,42 @@ async def transformer_balances_of(
         .limit(limit)
     )
     return [dict(r._mapping) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class DayLoss:
+    """One transformer's energy balance over one local day, from the daily consumption."""
+
+    transformer_id: int
+    code: str
+    day: date
+    loss: LossResult
+
+
+async def daily_losses(conn: AsyncConnection, first: date, last: date) -> list[DayLoss]:
+    """Per transformer with a balance meter and per local day from `first` to `last`: its balance meters'
+    energy against its subscribers' meters' (the daily consumption's import register, estimated days
+    included), as a loss against the transformer's alarm threshold; ordered by transformer code and day. The
+    monthly balance (`record_transformer_balances`) stays the figure of record; this is its course over time."""
+    d, m, t = consumption_daily.c, R.meters.c, R.transformers.c
+    supplied = func.sum(case((m.is_balance_meter == 1, d.quantity), else_=0))
+    billed = func.sum(case((m.is_balance_meter == 1, 0), else_=d.quantity))
+    rows = await conn.execute(
+        select(t.id, t.code, t.loss_alarm_percent, d.day, supplied.label("supplied"), billed.label("billed"))
+        .select_from(
+            consumption_daily.join(R.meters, m.id == d.meter_id).join(R.transformers, t.id == m.transformer_id)
+        )
+        .where(d.register == "import_wh", d.day >= first, d.day <= last)
+        .group_by(t.id, t.code, t.loss_alarm_percent, d.day)
+        .having(supplied > 0)
+        .order_by(t.code, d.day)
+    )
+    return [
+        DayLoss(
+            int(r.id),
+            str(r.code),
+            r.day,
+            transformer_loss(int(r.supplied), int(r.billed), int(r.loss_alarm_percent)),
+        )
+        for r in rows
+    ]

@@ -195,7 +195,7 @@ def _load_profile(meter_id: int, day_start: datetime, energy_wh: int) -> list[di
 async def readings_of_90_days(demo: Demo) -> None:
     """A daily import register reading at midnight UTC for every meter, for DAYS_OF_READINGS days, and the
     hourly load profile of the last two of them; each balance meter reads its subscribers' sum plus the
-    transformer's losses."""
+    transformer's losses of the day."""
     first = demo.midnight - timedelta(days=data.DAYS_OF_READINGS)
     rows = []
     profiles: list[dict[str, object]] = []
@@ -220,11 +220,14 @@ async def readings_of_90_days(demo: Demo) -> None:
             supplied[transformer.code][day] += register
         for day in range(data.DAYS_OF_READINGS - 2, data.DAYS_OF_READINGS):
             profiles.extend(_load_profile(placed.meter_id, first + timedelta(days=day), data.daily_energy_wh(p, day)))
-    for t in data.TRANSFORMERS:
-        start = supplied[t.code][0]
-        for day, total in enumerate(supplied[t.code]):
+    for index, t in enumerate(data.TRANSFORMERS):
+        totals = supplied[t.code]
+        value = totals[0]
+        for day, total in enumerate(totals):
             at = first + timedelta(days=day)
-            value = start + (total - start) * (100 + t.loss_percent) // 100
+            if day:  # the day's losses move around the transformer's own level, by up to 2 points either way
+                loss = t.loss_percent + (day * 7 + index * 3) % 5 - 2
+                value += (total - totals[day - 1]) * (100 + loss) // 100
             rows.append(
                 {
                     "meter_id": demo.balance_meter_ids[t.code],

@@ -146,6 +146,19 @@ def test_operator_finds_a_subscriber_and_disconnects_the_meter(service: RunningS
         page.goto(service.base_url + "/console/reports/communication?days=7")
         page.wait_for_selector("[data-testid=report-chart]")
         shots.take(page, "report")
+        # losses by transformer over time: a line per transformer, once the consumption job has taken the
+        # demo's readings in (it runs at the start)
+        for _ in range(60):
+            page.goto(service.base_url + "/console/reports/losses?days=30")
+            if page.locator("[data-testid=losses-over-time] polyline").count() == 2:
+                break
+            page.wait_for_timeout(1_000)
+        lines = page.locator("[data-testid=losses-over-time] polyline")
+        assert sorted(lines.nth(i).get_attribute("data-series") or "" for i in range(lines.count())) == [
+            "TP-101",
+            "TP-205",
+        ]
+        shots.take(page, "losses-over-time")
 
 
 def test_cash_top_up_reaches_the_meter_and_the_subscriber_sees_it(service: RunningService) -> None:

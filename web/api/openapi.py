@@ -278,6 +278,15 @@ SCHEMAS: dict[str, Any] = {
             ),
         },
         rows={"type": "array", "items": {"type": "object"}},
+        series={
+            "type": "array",
+            "description": "lines over time (losses: each transformer's loss per local day, in per cent, from the "
+            "daily consumption); empty for the other reports",
+            "items": _obj(
+                name=_STR,
+                points={"type": "array", "items": _obj(label=_STR, value={"type": "number"})},
+            ),
+        },
     ),
     "AuditEntry": _obj(
         id=_INT,

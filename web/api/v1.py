@@ -342,6 +342,7 @@ async def report(request: web.Request) -> web.Response:
             "until": until,
             "columns": [{"key": c.key, "title": c.title, "kind": c.kind} for c in result.columns],
             "rows": result.rows,
+            "series": result.series,
         }
     )
 

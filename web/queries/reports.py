@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing.losses import daily_losses
 from store.schema.commands import commands, wrong_sms
 from store.schema.ledger import accounts, arrears, ledger_entries, topups, transformer_balances
 from store.schema.payments import payments
@@ -42,6 +43,8 @@ class Report:
     rows: list[dict[str, Any]]
     chart: list[dict[str, Any]] = field(default_factory=list)  # [{"label", "value"}]
     chart_kind: str = "money"  # money (minor units) | number | percent
+    # lines over time, in the chart's kind: [{"name", "points": [{"label", "value"}]}]
+    series: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _day(value: datetime) -> str:
@@ -232,6 +235,9 @@ async def losses(conn: AsyncConnection, since: datetime, until: datetime) -> Rep
     latest: dict[str, float] = {}
     for r in table:
         latest[r["code"]] = r["loss_percent"]
+    per_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for day in await daily_losses(conn, since.date(), (until - timedelta(days=1)).date()):
+        per_day[day.code].append({"label": day.day.isoformat(), "value": day.loss.loss_bp / 100})
     return Report(
         "losses",
         since,
@@ -248,6 +254,7 @@ async def losses(conn: AsyncConnection, since: datetime, until: datetime) -> Rep
         table,
         [{"label": k, "value": v} for k, v in sorted(latest.items())],
         "percent",
+        [{"name": code, "points": points} for code, points in per_day.items()],
     )
 
 
