@@ -20,6 +20,7 @@ import meter_protocol as mp
 from billing import places
 from billing.errors import InvalidField, NotFound
 from billing.notices import queue_rows
+from billing.ports import OperatorBook
 from billing.rules.alarms import (
     ActionDecision,
     AlarmRule,
@@ -39,7 +40,6 @@ from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_command
 from store import audit
 from store.audit import SYSTEM, Actor
-from store.schema.auth import operators, roles
 from store.schema.commands import alarms
 from store.schema.notices import alarm_rules
 from store.schema.registry import meters
@@ -95,7 +95,7 @@ async def get_rule(conn: AsyncConnection, rule_id: int) -> dict[str, Any]:
     return _row(row)
 
 
-async def _values(conn: AsyncConnection, fields: RuleFields) -> dict[str, Any]:
+async def _values(conn: AsyncConnection, fields: RuleFields, operators: OperatorBook) -> dict[str, Any]:
     name, severity, recipients = check_rule(
         name=fields.name,
         kind=fields.kind.strip().lower(),
@@ -109,7 +109,7 @@ async def _values(conn: AsyncConnection, fields: RuleFields) -> dict[str, Any]:
         action = AutoAction(fields.action)
     except ValueError:
         raise InvalidField("action", "none or relay_off") from None
-    if fields.role and await conn.scalar(select(roles.c.name).where(roles.c.name == fields.role)) is None:
+    if fields.role and not await operators.has_role(conn, fields.role):
         raise InvalidField("role", f"no role {fields.role!r}")
     return {
         "name": name,
@@ -124,10 +124,12 @@ async def _values(conn: AsyncConnection, fields: RuleFields) -> dict[str, Any]:
     }
 
 
-async def create_rule(uow: UnitOfWork, actor: Actor, fields: RuleFields, now: datetime) -> dict[str, Any]:
-    """Raises InvalidField."""
+async def create_rule(
+    uow: UnitOfWork, actor: Actor, fields: RuleFields, now: datetime, *, operators: OperatorBook
+) -> dict[str, Any]:
+    """Raises InvalidField (a role `operators` does not know among them)."""
     async with uow.begin() as conn:
-        values = await _values(conn, fields)
+        values = await _values(conn, fields, operators)
         rule_id = await conn.scalar(
             insert(alarm_rules).values(**values, created_at=now, updated_at=now).returning(R.id)
         )
@@ -136,11 +138,13 @@ async def create_rule(uow: UnitOfWork, actor: Actor, fields: RuleFields, now: da
     return rule
 
 
-async def update_rule(uow: UnitOfWork, actor: Actor, rule_id: int, fields: RuleFields, now: datetime) -> dict[str, Any]:
+async def update_rule(
+    uow: UnitOfWork, actor: Actor, rule_id: int, fields: RuleFields, now: datetime, *, operators: OperatorBook
+) -> dict[str, Any]:
     """Raises NotFound, InvalidField."""
     async with uow.begin() as conn:
         before = await get_rule(conn, rule_id)
-        values = await _values(conn, fields)
+        values = await _values(conn, fields, operators)
         await conn.execute(update(alarm_rules).where(R.id == rule_id).values(**values, updated_at=now))
         rule = await get_rule(conn, rule_id)
         await audit.record(
@@ -191,12 +195,6 @@ def _rule(row: Any) -> AlarmRule:
     )
 
 
-async def _contacts(conn: AsyncConnection) -> list[Contact]:
-    o = operators.c
-    rows = await conn.execute(select(o.username, o.role, o.email, o.phone).where(o.active == 1).order_by(o.id))
-    return [Contact(r.username, r.role, r.email, r.phone) for r in rows]
-
-
 async def notify_alarms(
     uow: UnitOfWork,
     now: datetime,
@@ -205,6 +203,7 @@ async def notify_alarms(
     calendar: FriendlyCalendar,
     actions_enabled: bool,
     utility: str,
+    operators: OperatorBook,
     batch: int = 200,
 ) -> AlarmReport:
     """Apply the rules to alarms not yet notified, and retry automatic actions waiting for friendly hours.
@@ -234,7 +233,7 @@ async def notify_alarms(
                 )
             ).all()
             rules = [_rule(r) for r in await conn.execute(select(alarm_rules).order_by(R.id))]
-            contacts = await _contacts(conn)
+            contacts = await operators.contacts(conn)
             holidays = await places.holidays(conn)
             today = FriendlyCalendar(
                 calendar.tz,

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.meter_readings import Group, validate_reported
-from billing.rules.consumption import DayQuantity, daily_quantities, estimate_days
+from billing.readings import groups_consumption
+from billing.rules.consumption import DayQuantity, Granularity, daily_quantities, estimate_days
 from billing.rules.readings import INSTANT_REGISTERS
+from meter_protocol.registers import MAIN_REGISTERS, kinds_reporting
 from store.schema import commands as C  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.schema.consumption import consumption_daily, job_watermarks
@@ -137,13 +139,15 @@ async def aggregate_consumption(
             break
     if not progress.stop_requested:
         async with uow.begin() as conn:
-            report.estimated_days = await _estimate_silent_meters(conn, tz, now)
+            for register in MAIN_REGISTERS:  # each meter in the register its kind reports
+                report.estimated_days += await _estimate_silent_meters(conn, tz, now, register)
     return report
 
 
-async def _estimate_silent_meters(conn: AsyncConnection, tz: tzinfo, now: datetime, register: str = "import_wh") -> int:
-    """Estimated days, up to yesterday, for active subscriber meters whose last measured day is older (at
-    most ESTIMATE_DAYS back); days already estimated stay as they are."""
+async def _estimate_silent_meters(conn: AsyncConnection, tz: tzinfo, now: datetime, register: str) -> int:
+    """Estimated days of `register`, up to yesterday, for the active subscriber meters whose kind reports it
+    and whose last measured day is older (at most ESTIMATE_DAYS back); days already estimated stay as they
+    are."""
     m, s = R.meters.c, R.subscribers.c
     yesterday = now.astimezone(tz).date() - timedelta(days=1)
     floor = yesterday - timedelta(days=ESTIMATE_DAYS - 1)
@@ -158,6 +162,7 @@ async def _estimate_silent_meters(conn: AsyncConnection, tz: tzinfo, now: dateti
         .join(R.subscribers, s.id == m.subscriber_id)
         .outerjoin(measured, measured.c.meter_id == m.id)
         .where(m.status == "active", m.is_balance_meter == 0, s.normative_wh_month.is_not(None))
+        .where(m.kind.in_(kinds_reporting(register)))
         .where((measured.c.last_day.is_(None)) | (measured.c.last_day < yesterday))
     )
     written = 0
@@ -174,7 +179,8 @@ async def _estimate_silent_meters(conn: AsyncConnection, tz: tzinfo, now: dateti
 
 # --- reading it ---------------------------------------------------------------------------------------
 
-LEVELS = ("region", "settlement", "street", "building", "transformer", "meter")
+LEVELS = ("region", "settlement", "street", "building", "transformer", "phase", "meter")
+HOURLY_MAX_DAYS = 31  # hourly consumption is read from the readings themselves: a month at most
 
 
 def _level_columns(level: str) -> list[Any]:
@@ -186,13 +192,14 @@ def _level_columns(level: str) -> list[Any]:
         "street": address[:3],
         "building": address,
         "transformer": [m.transformer_id],
+        "phase": [m.phases],  # single- and three-phase meters
         "meter": [m.id],
     }
     return by[level]
 
 
 def _key(level: str, values: Sequence[Any]) -> str:
-    if level in ("transformer", "meter"):
+    if level in ("transformer", "phase", "meter"):
         return "" if values[0] is None else str(values[0])
     return "-".join(str(v) for v in values)
 
@@ -245,6 +252,50 @@ async def consumption_by(
     for member in page:
         member["periods"] = sorted(member["periods"].values(), key=lambda p: p["period"])
     return page, len(ordered)
+
+
+async def consumption_by_hour(
+    conn: AsyncConnection,
+    level: str,
+    group: Group,
+    first: date,
+    last: date,
+    tz: tzinfo,
+    *,
+    register: str = "import_wh",
+    kinds: Sequence[str] = (),
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """As `consumption_by`, per local hour of the days [first, last] (in `tz`), from the readings themselves
+    (the daily pre-aggregate has no hours): each member's meters' register increases bucketed by local hour.
+    Members ordered by key; periods are local ISO hours ("2026-03-02T14:00+02:00")."""
+    m = R.meters.c
+    columns = _level_columns(level)
+    rows = await conn.execute(
+        select(m.id, *columns)
+        .outerjoin(R.subscribers, R.subscribers.c.id == m.subscriber_id)
+        .where(m.is_balance_meter == 0, *group.where(), *_of_kinds(kinds))
+    )
+    members: dict[str, list[int]] = {}
+    for row in rows:
+        members.setdefault(_key(level, list(row[1:])), []).append(int(row.id))
+    keys = sorted(members)
+    page = keys[offset : offset + limit]
+    start = datetime.combine(first, time(), tz).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time(), tz).astimezone(UTC)
+    hourly = await groups_consumption(
+        conn, {k: members[k] for k in page}, start, end, Granularity.HOUR, tz, register=register
+    )
+    out = []
+    for key in page:
+        periods: list[dict[str, Any]] = [
+            {"period": at.isoformat(timespec="minutes"), "quantity": q, "estimated": 0}
+            for at, q in sorted(hourly[key].items())
+            if start <= at < end
+        ]
+        out.append({"key": key, "periods": periods, "quantity": sum(q for q in hourly[key].values()), "estimated": 0})
+    return out, len(keys)
 
 
 async def totals_by_day(

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing import ledger, numbers, readings, registry
@@ -21,9 +21,10 @@ from billing.pdf import render_invoice
 from billing.rules.consumption import Granularity
 from billing.rules.invoice import InvoiceContent, InvoiceLine, Party, build_invoice, format_number
 from billing.rules.money import Money
-from billing.rules.tariffs import cost_of, version_at
+from billing.rules.tariffs import NetBilling, NetQuantity, cost_of, net_quantity, scaled_intervals, version_at
 from billing.rules.units import KWH, Unit, unit_of
 from billing.tariffs import Tariff, get_tariff
+from meter_protocol.registers import EXPORT
 from store.schema import ledger as L  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.sql import among
@@ -81,6 +82,7 @@ def _content_of(stored: Mapping[str, Any]) -> InvoiceContent:
         opening_debt=money(stored["opening_debt"]),
         closing_debt=money(stored["closing_debt"]),
         currency=currency,
+        net=NetQuantity(**stored["net"]) if stored.get("net") else None,
     )
 
 
@@ -108,6 +110,7 @@ class _Run:
     series: str
     tz: tzinfo
     subscriber_ids: list[int] | None
+    heat_in_gcal: bool = False  # heat invoiced and priced per Gcal
     tariffs: dict[int, Tariff] = field(default_factory=dict)  # read once a run
 
     @property
@@ -116,17 +119,57 @@ class _Run:
         return start, datetime.combine(self.period_end + timedelta(days=1), time(), self.tz).astimezone(UTC)
 
 
-async def _units(conn: AsyncConnection, subscriber_ids: list[int]) -> dict[int, Unit]:
+async def _units(conn: AsyncConnection, subscriber_ids: list[int], heat_in_gcal: bool = False) -> dict[int, Unit]:
     """Each subscriber's unit: that of its meters' kind (a water subscriber is billed in m³ from its volume
-    register); a subscriber without a meter reads in kWh."""
+    register, a heat subscriber in kWh or Gcal from its heat register); a subscriber without a meter reads in
+    kWh."""
     m = R.meters.c
     rows = await conn.execute(
         select(m.subscriber_id, m.kind).where(m.subscriber_id.in_(subscriber_ids)).order_by(m.subscriber_id, m.id)
     )
     out: dict[int, Unit] = {}
     for subscriber_id, kind in rows:
-        out.setdefault(int(subscriber_id), unit_of(kind))
+        out.setdefault(int(subscriber_id), unit_of(kind, heat_in_gcal=heat_in_gcal))
     return out
+
+
+async def _nets(
+    conn: AsyncConnection,
+    run: _Run,
+    modes: Mapping[int, NetBilling],
+    meters: Mapping[int, Sequence[int]],
+    hourly: Mapping[int, Mapping[datetime, int]],
+) -> dict[int, NetQuantity]:
+    """The net billing of the subscribers on a net tariff: import and export over the run's period, and the
+    surplus their previous invoice carried over (CARRY)."""
+    if not modes:
+        return {}
+    start, end = run.span
+    exported = await readings.groups_consumption(
+        conn, {s: meters.get(s, []) for s in modes}, start, end, Granularity.DAY, run.tz, register=EXPORT
+    )
+    i = L.invoices.c
+    carried: dict[int, int] = {}
+    carrying = [s for s, mode in modes.items() if mode is NetBilling.CARRY]
+    if carrying:
+        latest = (
+            select(i.subscriber_id, func.max(i.period_start).label("period_start"))
+            .where(among(i.subscriber_id, carrying, conn), i.period_start < run.period_start)
+            .group_by(i.subscriber_id)
+            .subquery()
+        )
+        rows = await conn.execute(
+            select(i.subscriber_id, i.content).join(
+                latest, (latest.c.subscriber_id == i.subscriber_id) & (latest.c.period_start == i.period_start)
+            )
+        )
+        for subscriber_id, content in rows:
+            net = (content or {}).get("net") or {}
+            carried[int(subscriber_id)] = int(net.get("carried_out", 0))
+    return {
+        s: net_quantity(mode, sum(hourly.get(s, {}).values()), sum(exported.get(s, {}).values()), carried.get(s, 0))
+        for s, mode in modes.items()
+    }
 
 
 async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: int) -> tuple[list[int], int | None]:
@@ -155,7 +198,7 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
     opening = await ledger.balances_many(conn, currencies, before=start)
     postings = await ledger.postings_many(conn, currencies, start, end)
     meters = await readings.subscribers_meters(conn, ids)
-    units = await _units(conn, ids)
+    units = await _units(conn, ids, run.heat_in_gcal)
     hourly: dict[int, dict[datetime, int]] = {}
     for register in sorted({u.register for u in units.values()} | {KWH.register}):
         of_register = {s: m for s, m in meters.items() if units.get(s, KWH).register == register}
@@ -164,16 +207,33 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
                 conn, of_register, start, end, Granularity.HOUR, run.tz, register=register
             )
         )
+    for tariff_id in {sub.tariff_id for sub in subscribers} - set(run.tariffs) - {None}:
+        assert tariff_id is not None
+        run.tariffs[tariff_id] = await get_tariff(conn, tariff_id)
+    netted = {
+        sub.id: run.tariffs[sub.tariff_id].net_billing
+        for sub in subscribers
+        if sub.tariff_id is not None and run.tariffs[sub.tariff_id].net_billing is not NetBilling.OFF
+    }
+    nets = await _nets(conn, run, netted, {s: meters[s] for s in netted if s in meters}, hourly)
     rows = []
     for n, sub in enumerate(subscribers):
         energy = Money.zero(sub.currency)
+        net = nets.get(sub.id)
+        intervals = sorted(hourly[sub.id].items())
+        if net is not None:
+            intervals = scaled_intervals(intervals, net.billed)
         if sub.tariff_id is not None:
-            if sub.tariff_id not in run.tariffs:
-                run.tariffs[sub.tariff_id] = await get_tariff(conn, sub.tariff_id)
             versions = run.tariffs[sub.tariff_id].versions
             version = version_at(versions, start) or (versions[0] if versions else None)
             if version is not None:
-                energy = cost_of(version.body, sorted(hourly[sub.id].items()), sub.currency, tz=run.tz)
+                energy = cost_of(
+                    version.body,
+                    intervals,
+                    sub.currency,
+                    tz=run.tz,
+                    base_per_unit=units.get(sub.id, KWH).base_per_unit,
+                )
         number = format_number(run.series, first_number + n)
         content = build_invoice(
             number=number,
@@ -184,10 +244,11 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
             subscriber=Party(sub.name, sub.code, sub.address),
             opening=opening[sub.account_id],
             postings=postings[sub.account_id],
-            consumption_wh=sum(hourly[sub.id].values()),
+            consumption_wh=sum(q for _, q in intervals),
             energy_value=energy,
             vat_bp=run.vat_bp,
             unit=units.get(sub.id, KWH),
+            net=net,
         )
         rows.append(
             {
@@ -221,12 +282,13 @@ async def issue_invoices(
     subscriber_ids: list[int] | None = None,
     page_size: int = 500,
     progress: JobProgress = UNWATCHED,
+    heat_in_gcal: bool = False,
 ) -> int:
     """One invoice per subscriber (closed ones aside) for the period; re-running issues only the missing ones;
     returns how many were issued. A page of subscribers (in id order) at a time, each page in one transaction
     with its numbers, read with a statement or two per page rather than per subscriber; memory does not grow
     with the utility, and a stop between pages leaves the rest to the next run."""
-    run = _Run(period_start, period_end, now, utility, vat_bp, series, tz, subscriber_ids)
+    run = _Run(period_start, period_end, now, utility, vat_bp, series, tz, subscriber_ids, heat_in_gcal)
     issued = 0  # a count, not the ids: a million of them would be the one thing that grows with the utility
     after: int | None = 0
     while after is not None and not progress.stop_requested:

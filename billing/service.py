@@ -31,6 +31,7 @@ from billing import (
 )
 from billing.errors import InvalidField
 from billing.notices import EmailSender, Recipient, TextSender, queue_notice
+from billing.ports import OperatorBook
 from billing.rules.arrears import ArrearsPolicy, FriendlyCalendar, low_credit
 from billing.rules.invoice import Party
 from billing.rules.money import Money
@@ -55,9 +56,11 @@ class BillingService:
     arrears_policy: ArrearsPolicy
     calendar: FriendlyCalendar
     low_credit_minor: int
+    operators: OperatorBook  # who works the head end: alarm rules notify the operators of a role
     vat_bp: int = 0
     invoice_series: str = "INV"
     tz: tzinfo = UTC
+    heat_in_gcal: bool = False  # heat shown, invoiced and priced per Gcal (utility.heat_unit), else per kWh
     text_sender: TextSender | None = None
     email_sender: EmailSender | None = None
     observer: Observer = NO_METRICS  # notices sent and failed, by channel
@@ -101,6 +104,7 @@ class BillingService:
                     calendar=self.calendar,
                     actions_enabled=self.alarm_actions,
                     utility=self.utility.name,
+                    operators=self.operators,
                 )
                 progress.advanced(report.alarms)
                 total = alarm_rules.AlarmReport(
@@ -240,6 +244,7 @@ class BillingService:
             vat_bp=self.vat_bp,
             series=self.invoice_series,
             tz=self.tz,
+            heat_in_gcal=self.heat_in_gcal,
             progress=progress,
         )
         if progress.stop_requested:  # stopped between batches: the next run issues the rest

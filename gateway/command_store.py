@@ -10,20 +10,31 @@ Claiming and leases are in `gateway.claims`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, case, exists, func, select
+from sqlalchemy import Integer, and_, bindparam, case, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.claims import Claimed
 from gateway.errors import TransportError
 from gateway.events import AlarmRaised, CommandSettled, GatewayEvent
+from gateway.ports import Receipt, ReceiptState
 from gateway.states import OPEN_STATES, CommandState, Source, predecessors
-from store.bulk import OnConflict, RowUpdate, Values, insert_rows, lock_in_id_order, one_of, select_among, update_rows
-from store.schema.commands import alarms, command_history, command_parts, commands
+from store.bulk import (
+    CHUNK,
+    OnConflict,
+    RowUpdate,
+    Values,
+    insert_rows,
+    lock_in_id_order,
+    one_of,
+    select_among,
+    update_rows,
+)
+from store.schema.commands import alarms, command_history, command_parts, commands, held_receipts
 from store.types import UtcDateTime
 
 _OPEN = sorted(s.value for s in OPEN_STATES)
@@ -40,6 +51,9 @@ class SendResult:
     statuses: list[int | None]
     error: TransportError | None
     at: datetime
+    # set when this only reports submit_sm_resp that came after the submit timeout: the parts (1-based) whose
+    # message ids came late; only their rows are written, and the command moves to 0:1 once every part has one
+    late_seqs: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -339,6 +353,40 @@ async def move_delivered(conn: AsyncConnection, command_ids: Sequence[int], now:
     return len(moved)
 
 
+_HELD_ON_CONFLICT = OnConflict(("message_id",), ("state", "error_code", "done_at"))
+
+
+async def hold_receipts(conn: AsyncConnection, receipts: Sequence[Receipt], now: datetime) -> None:
+    """Keep receipts whose part is not known yet (one row per message id; a later copy takes its place)."""
+    rows = {
+        r.message_id: {
+            "message_id": r.message_id,
+            "state": r.state.value,
+            "error_code": r.error_code,
+            "done_at": r.done_at,
+            "held_at": now,
+        }
+        for r in receipts
+    }
+    await insert_rows(conn, held_receipts, list(rows.values()), _HELD_ON_CONFLICT)
+
+
+async def release_receipts(conn: AsyncConnection, message_ids: Collection[str]) -> None:
+    """Held receipts matched (or given up): no longer kept."""
+    ordered = sorted(message_ids)
+    for start in range(0, len(ordered), CHUNK):
+        await conn.execute(delete(held_receipts).where(held_receipts.c.message_id.in_(ordered[start : start + CHUNK])))
+
+
+async def held_receipts_kept(conn: AsyncConnection, limit: int) -> list[tuple[Receipt, datetime]]:
+    """The receipts held, oldest first, with when each was held."""
+    h = held_receipts.c
+    rows = await conn.execute(
+        select(h.message_id, h.state, h.error_code, h.done_at, h.held_at).order_by(h.held_at).limit(limit)
+    )
+    return [(Receipt(r.message_id, ReceiptState(r.state), r.error_code, r.done_at), r.held_at) for r in rows]
+
+
 async def commands_by_id(conn: AsyncConnection, command_ids: set[int]) -> list[Any]:
     c = commands.c
     return await select_among(conn, (c.id, c.meter_id, c.kind, c.state, c.attempts, c.claimed_until), c.id, command_ids)
@@ -368,13 +416,16 @@ __all__ = [
     "add_history",
     "commands_by_id",
     "finish",
+    "held_receipts_kept",
     "history_row",
+    "hold_receipts",
     "lock",
     "mark_parts",
     "move_delivered",
     "parts_by_message_id",
     "raise_alarm",
     "record_parts",
+    "release_receipts",
     "reschedule",
     "retry_later",
 ]

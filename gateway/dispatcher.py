@@ -40,7 +40,7 @@ import meter_protocol as mp
 from gateway import claims
 from gateway.claims import Claimed
 from gateway.command_store import Final, SendResult, record_parts
-from gateway.errors import InvalidPart, NotConnected, SmscRejected, Throttled, TransportError
+from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
 from gateway.events import EventHandler, ignore_event
 from gateway.ports import OutboundSms, Receipt, Transport, TransportState
 from gateway.recorder import DispatchStats, Recorder, RecorderConfig
@@ -69,6 +69,7 @@ class DispatchConfig:
     receipt_park_s: float = 30.0  # how long a receipt for an unknown message id waits for its submit
     origin_port: int | None = None  # UDH origin port when a meter has an application port (default: the same)
     record_interval_s: float = 0.02  # under load, at most one recording transaction per this interval (Pacer)
+    stop_wait_s: float = 5.0  # stopping: how long parts already handed to a future-returning transport may end
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,8 @@ def _close_unstarted(waits: list[object], _task: object) -> None:
 
 class Dispatcher:
     """Use `await dispatcher.run()` in a task; `on_receipt` is the transport's receipt handler;
-    `stop()` finishes the sends under way, records them and returns from `run()`."""
+    `stop()` lets the parts under way with a future-returning transport end (for `stop_wait_s`), records them
+    and returns from `run()`."""
 
     def __init__(
         self,
@@ -121,6 +123,8 @@ class Dispatcher:
         self._gate = gate or WriteGate.for_engine(engine)
         self.stats = DispatchStats()
         self._stopping = asyncio.Event()
+        self._running = False
+        self._stop_before_run = False  # stop() came while no run was under way: the next run returns at once
         self._recorder = Recorder(
             engine,
             RecorderConfig(
@@ -154,12 +158,25 @@ class Dispatcher:
         self._wake_claimer.set()
 
     def stop(self) -> None:
+        """End `run()`; asked before its task first runs (a shutdown right after the start), the run returns at
+        once instead of running on."""
+        self._stop_before_run = not self._running
         self._stopping.set()
         self._wake_claimer.set()
         self._recorder.wake()
 
     # -- running -------------------------------------------------------------------------------------
     async def run(self) -> None:
+        if self._stop_before_run:
+            self._stop_before_run = False
+            return
+        self._running = True
+        try:
+            await self._run()
+        finally:
+            self._running = False
+
+    async def _run(self) -> None:
         self._stopping.clear()
         recorder = asyncio.create_task(self._recorder.run(), name="dispatch-recorder")
         renewer = asyncio.create_task(self._renew_leases(), name="dispatch-lease-renewer")
@@ -169,6 +186,7 @@ class Dispatcher:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
+            cancelled = await self._let_parts_end()
             for task in list(self._sends):
                 task.cancel()
             for sending in list(self._in_flight):
@@ -181,6 +199,21 @@ class Dispatcher:
             self._recorder.wake()
             with contextlib.suppress(asyncio.CancelledError):
                 await recorder
+            if cancelled:
+                raise asyncio.CancelledError
+
+    async def _let_parts_end(self) -> bool:
+        """Stopping: parts already with the transport (a submit_sm out, its response on the way) may end for
+        `stop_wait_s`, so that what the SMSC took is recorded with its message id and its receipt matches,
+        instead of the send being cut off unrecorded and sent again by whoever claims the command next.
+        True when run() was cancelled meanwhile (the caller cleans up, then re-raises)."""
+        waiting = {w for s in self._in_flight for w in s.outcomes if isinstance(w, asyncio.Future) and not w.done()}
+        if waiting and self.config.stop_wait_s > 0:
+            try:
+                await asyncio.wait(waiting, timeout=self.config.stop_wait_s)
+            except asyncio.CancelledError:
+                return True
+        return False
 
     async def _claim_loop(self) -> None:
         ahead: tuple[asyncio.Task[_Claim], int] | None = None  # the next claim, already under way
@@ -412,6 +445,43 @@ class Dispatcher:
                 error = error or TransportError(repr(outcome))
         self.stats.submitted_parts += sum(1 for m in message_ids if m is not None)
         self._recorder.add_result(SendResult(command, attempt, bodies, message_ids, statuses, error, self._clock()))
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, SubmitTimeout) and outcome.late is not None:
+                outcome.late.add_done_callback(
+                    functools.partial(self._late_response, command, attempt, bodies, message_ids, error, index)
+                )
+
+    def _late_response(
+        self,
+        command: Claimed,
+        attempt: int,
+        bodies: list[tuple[bytes, bool]],
+        message_ids: list[str | None],
+        error: TransportError | None,
+        index: int,
+        late: asyncio.Future[str],
+    ) -> None:
+        """A part's submit_sm_resp came after its submit timeout: the SMSC took it, so its message id is
+        recorded on the part of that attempt (its receipt is then matched). `message_ids` is the attempt's,
+        shared by its parts' late responses."""
+        if late.cancelled():
+            return
+        message_ids[index] = late.result()
+        self.stats.submitted_parts += 1
+        complete = all(m is not None for m in message_ids)
+        statuses: list[int | None] = [0 if m is not None else None for m in message_ids]
+        self._recorder.add_result(
+            SendResult(
+                command,
+                attempt,
+                bodies,
+                list(message_ids),
+                statuses,
+                None if complete else error,
+                self._clock(),
+                late_seqs=(index + 1,),
+            )
+        )
 
 
 def _severity(error: TransportError) -> int:

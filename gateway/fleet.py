@@ -34,6 +34,8 @@ from gateway.keys import KeyRing
 from gateway.ports import OutboundSms
 from gateway.simulator import Reply, Responder
 from meter_protocol import reference_meter as ref
+from meter_protocol.keys import check_key
+from meter_protocol.registers import EXPORT, MAIN_REGISTERS
 from store.schema.commands import balance_reports, readings
 from store.schema.registry import meters
 from store.sql import among_param, per_dialect
@@ -53,11 +55,36 @@ class FleetReply:
     has_udh: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A meter as loaded from the registry, before an SMS reaches it: what its reference meter is made of."""
+
+    code: str
+    key: bytes
+    key_id: int
+    credit_minor: int
+    relay_closed: bool
+    import_wh: int
+    report_interval_s: int
+    export_wh: int = 0
+
+    def meter(self) -> ref.MeterState:
+        """The reference meter in the state it last reported."""
+        return replace(
+            ref.new_meter(self.code, self.key, key_id=self.key_id, credit_minor=self.credit_minor),
+            relay_closed=self.relay_closed,
+            relay_reason=None if self.relay_closed else mp.RelayReason.CREDIT,
+            import_ws=self.import_wh * 3600,
+            export_wh=self.export_wh,
+            config=mp.Configure(low_credit_minor=0, emergency_credit_minor=0, report_interval_s=self.report_interval_s),
+        )
+
+
 class Fleet:
     def __init__(self, *, clock: Callable[[], datetime] | None = None, capacity: int = CAPACITY) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self.capacity = capacity
-        self._meters: OrderedDict[str, ref.MeterState] = OrderedDict()  # least recently used first
+        self._meters: OrderedDict[str, ref.MeterState | _Stored] = OrderedDict()  # least recently used first
         self.released = 0  # meters let go of to stay within the capacity
         self._reassembler = mp.Reassembler(max_pending=100_000)
         self._reference = 0
@@ -74,7 +101,7 @@ class Fleet:
     def full(self) -> bool:
         return len(self._meters) >= self.capacity
 
-    def _hold(self, number: str, state: ref.MeterState) -> None:
+    def _hold(self, number: str, state: ref.MeterState | _Stored) -> None:
         self._meters[number] = state
         self._meters.move_to_end(number)
         while len(self._meters) > self.capacity:
@@ -92,23 +119,45 @@ class Fleet:
         relay_closed: bool = True,
         import_wh: int = 0,
         report_interval_s: int = 0,
+        export_wh: int = 0,
     ) -> None:
         """A new meter at this number (an existing one at the number is kept as it is): with the credit,
-        relay and register it last reported, and a periodic report every `report_interval_s` (0: none)."""
-        meter = ref.new_meter(meter_code, key, key_id=key_id, credit_minor=credit_minor)
-        meter = replace(
-            meter,
-            relay_closed=relay_closed,
-            relay_reason=None if relay_closed else mp.RelayReason.CREDIT,
-            import_ws=import_wh * 3600,
-            config=replace(meter.config, report_interval_s=report_interval_s),
-        )
+        relay and register it last reported, and a periodic report every `report_interval_s` (0: none).
+        The key is checked now (`mp.ProtocolError`); the reference meter is made when an SMS first reaches it,
+        so that filling a fleet of tens of thousands at start costs little (a meter code that fails its check
+        then is logged and the meter let go of)."""
         number = digits(msisdn)
         if number not in self._meters:
-            self._hold(number, meter)
+            stored = _Stored(
+                meter_code,
+                check_key(key),
+                key_id,
+                credit_minor,
+                relay_closed,
+                import_wh,
+                report_interval_s,
+                export_wh,
+            )
+            self._hold(number, stored)
+
+    def _state(self, number: str) -> ref.MeterState | None:
+        """The reference meter at `number` (made now if it was only loaded), or None."""
+        held = self._meters.get(number)
+        if not isinstance(held, _Stored):
+            return held
+        try:
+            state = self._meters[number] = held.meter()
+        except mp.ProtocolError as exc:
+            log.warning("meter %s cannot be simulated: %s", held.code, exc.reason)
+            del self._meters[number]
+            return None
+        return state
 
     def meter(self, msisdn: str) -> ref.MeterState:
-        return self._meters[digits(msisdn)]
+        state = self._state(digits(msisdn))
+        if state is None:
+            raise KeyError(msisdn)
+        return state
 
     def replace(self, msisdn: str, state: ref.MeterState) -> None:
         """Put a meter in a given state (tests: a tampered meter, low credit …)."""
@@ -118,7 +167,7 @@ class Fleet:
         """Hand one delivered SMS part to the meter at `destination`; return its replies (none until the
         last part of a frame arrives, none for a frame the meter cannot authenticate)."""
         number = digits(destination)
-        state = self._meters.get(number)
+        state = self._state(number)
         if state is None:
             log.debug("no simulated meter at %s", destination)
             return []
@@ -150,7 +199,10 @@ class Fleet:
         and the periodic reports that fall due are the replies (what the meters send on their own)."""
         now = self._clock()
         replies: list[FleetReply] = []
-        for number, state in list(self._meters.items()):
+        for number in list(self._meters):
+            state = self._state(number)
+            if state is None:
+                continue
             start = int(now.timestamp()) - seconds
             state, frames = ref.advance(state, seconds, max(0, load_w(number, now)), start)
             self._meters[number] = state
@@ -160,7 +212,7 @@ class Fleet:
     def raise_event(self, msisdn: str, kind: mp.EventKind, value: int = 0) -> list[FleetReply]:
         """Let a meter report an event (tamper, cover open …) as it would on its own."""
         number = digits(msisdn)
-        state, frames = ref.raise_event(self._meters[number], kind, int(self._clock().timestamp()), value)
+        state, frames = ref.raise_event(self.meter(number), kind, int(self._clock().timestamp()), value)
         self._hold(number, state)
         return [reply for f in frames for reply in self._as_sms(number, f)]
 
@@ -175,25 +227,27 @@ def _last_balances(postgres: bool) -> Any:
 @per_dialect
 def _last_registers(postgres: bool) -> Any:
     r = readings.c
+    is_export = (r.register == EXPORT).label("is_export")
     return (
-        select(r.meter_id, func.max(r.value))
-        .where(among_param(r.meter_id, "ids", postgres), r.register == "import_wh")
-        .group_by(r.meter_id)
+        select(r.meter_id, is_export, func.max(r.value))
+        .where(among_param(r.meter_id, "ids", postgres), r.register.in_((*MAIN_REGISTERS, EXPORT)))
+        .group_by(r.meter_id, is_export)
     )
 
 
 async def _last_reports(
     conn: AsyncConnection, meter_ids: list[int]
-) -> tuple[dict[int, tuple[int, bool]], dict[int, int]]:
-    """Per meter of `meter_ids`: the credit and relay of its last balance report, and its highest import
-    register."""
+) -> tuple[dict[int, tuple[int, bool]], dict[int, tuple[int, int]]]:
+    """Per meter of `meter_ids`: the credit and relay of its last balance report, and its highest main and
+    export registers, (main, export)."""
     credit = {
         int(row.meter_id): (int(row.credit_minor), bool(row.relay_closed))
         for row in await conn.execute(_last_balances(conn), {"ids": meter_ids})
     }
-    registers = {
-        int(meter_id): int(value) for meter_id, value in await conn.execute(_last_registers(conn), {"ids": meter_ids})
-    }
+    registers: dict[int, tuple[int, int]] = {}
+    for meter_id, is_export, value in await conn.execute(_last_registers(conn), {"ids": meter_ids}):
+        main, export = registers.get(int(meter_id), (0, 0))
+        registers[int(meter_id)] = (main, int(value)) if is_export else (int(value), export)
     return credit, registers
 
 
@@ -221,7 +275,8 @@ async def _add_rows(
                 key_id=key_id,
                 credit_minor=credit_minor,
                 relay_closed=relay_closed,
-                import_wh=registers.get(row.id, 0),
+                import_wh=registers.get(row.id, (0, 0))[0],
+                export_wh=registers.get(row.id, (0, 0))[1],
                 report_interval_s=report_interval_s,
             )
         except mp.ProtocolError as exc:

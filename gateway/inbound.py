@@ -94,6 +94,8 @@ class Inbound:
         self._queue: list[tuple[InboundSms, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._stopping = False
+        self._running = False
+        self._stop_before_run = False  # stop() came while no run was under way: the next run returns at once
         self._stopped = False  # run() has returned: nothing queued from now on would be recorded
         self.stats = InboundStats()
 
@@ -110,15 +112,19 @@ class Inbound:
         return fut
 
     def stop(self) -> None:
+        """End `run()` once what is queued is recorded; asked before its task first runs (a shutdown right
+        after the start), the run records what is queued and returns instead of running on."""
+        self._stop_before_run = not self._running
         self._stopping = True
         self._wake.set()
 
     async def run(self) -> None:
-        self._stopping = self._stopped = False
+        self._stopping, self._stop_before_run = self._stop_before_run, False
+        self._stopped, self._running = False, True
         try:
             await self._loop()
         finally:
-            self._stopped = True
+            self._stopped, self._running = True, False
 
     async def _loop(self) -> None:
         while True:
@@ -230,7 +236,7 @@ class Inbound:
                 self.stats.acks += 1
             else:
                 self.stats.reports += 1
-            add_message(work, meter.id, decoded.message, now, self._short_number)
+            add_message(work, meter.id, decoded.message, now, self._short_number, meter.kind)
 
     def _wrong(self, work: Work, sms: InboundSms, body: bytes, reason: str, detail: str, meter_id: int | None) -> None:
         log.warning("wrong SMS from %s to %s: %s (%s)", sms.source, sms.destination, reason, detail)

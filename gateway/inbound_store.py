@@ -41,12 +41,13 @@ class SendingMeter:
     code: str
     in_highest: int
     in_bitmap: int
+    kind: str = "electricity"  # what its main register measures (meter_protocol.registers)
 
 
 # the replay window is read, checked and written here: the meters are locked FOR NO KEY UPDATE, not FOR
 # UPDATE, since rows that reference the meter (alarms, or a command updated twice in one transaction, whose
 # foreign key PostgreSQL checks again) take KEY SHARE locks, which this lets pass
-_METER_COLUMNS = (meters.c.id, meters.c.msisdn, meters.c.code, meters.c.in_highest, meters.c.in_bitmap)
+_METER_COLUMNS = (meters.c.id, meters.c.msisdn, meters.c.code, meters.c.in_highest, meters.c.in_bitmap, meters.c.kind)
 _ACTIVE = (meters.c.status == "active",)
 _BY_ID = (meters.c.id,)
 
@@ -83,7 +84,7 @@ async def meters_by_number(conn: AsyncConnection, numbers: set[str]) -> dict[str
     rows = await select_among(
         conn, _METER_COLUMNS, meters.c.msisdn, numbers, where=_ACTIVE, order_by=_BY_ID, lock_of=meters
     )
-    return {row.msisdn: SendingMeter(row.id, row.code, row.in_highest, row.in_bitmap) for row in rows}
+    return {row.msisdn: SendingMeter(row.id, row.code, row.in_highest, row.in_bitmap, row.kind) for row in rows}
 
 
 async def write_work(conn: AsyncConnection, work: Work, now: datetime, short_number: str) -> None:

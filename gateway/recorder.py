@@ -9,7 +9,10 @@ history rows (`_match_in_batch`).
 
 Receipts are matched to parts by the SMSC message id. A receipt that arrives before its submit_sm_resp
 has been recorded (SMSCs do that) is parked and matched again after each batch; it is logged as unknown
-only after `receipt_park_s` and once every attempt sent before it was parked has been recorded.
+only after `receipt_park_s` and once every attempt sent before it was parked has been recorded. A submit_sm_resp
+that came after the submit timeout (the attempt was recorded as not accepted and planned again) arrives as a
+send result with `late_seqs`: its message id is written onto that attempt's part, so the part's receipt
+matches, and the command moves to 0:1 (forward only) once every part of the attempt has an id.
 
 Faults. A batch the database refuses while it answers is recorded in halves down to single items; one that
 still fails alone becomes a `recording_failed` alarm and never holds up the batches behind it. While the
@@ -47,6 +50,8 @@ from gateway.states import (
 from gateway.writegate import Pacer, WriteGate
 
 log = logging.getLogger("smsmeter.gateway.dispatcher")
+
+_HELD_TAKEN_UP_MAX = 100_000  # held receipts a start takes up (the oldest first)
 
 
 @dataclass(slots=True)
@@ -99,6 +104,9 @@ class Recorder:
         self._finals: list[Final] = []
         self._receipts: list[tuple[Receipt, asyncio.Future[None] | None]] = []
         self._parked: dict[str, tuple[Receipt, float, int]] = {}  # message id: receipt, since, ticket then
+        # parked receipts are kept in `held_receipts` too: those not written there yet, and those to delete there
+        self._unsaved: dict[str, Receipt] = {}
+        self._forget: set[str] = set()
         self._unrecorded: dict[tuple[int, int], int] = {}  # (command, attempt) sent, not recorded: its ticket
         self._tickets = 0
         self._wake = asyncio.Event()
@@ -144,27 +152,48 @@ class Recorder:
     async def run(self) -> None:
         self._stopped = False
         try:
+            await self._load_held()
             await self._loop()
         finally:
             self._stopped = True
+
+    async def _load_held(self) -> None:
+        """Take up the receipts held in the database (by this gateway before a restart, or by another): each is
+        matched as soon as its part is recorded, and dropped once it has been held `receipt_park_s`."""
+        try:
+            async with self._engine.connect() as conn:
+                kept = await store.held_receipts_kept(conn, _HELD_TAKEN_UP_MAX)
+        except Exception as exc:  # the database is away: they are taken up at the next start
+            log.warning("reading the held receipts failed (%s)", type(exc).__name__)
+            return
+        wall, monotonic = self._clock(), time.monotonic()
+        for receipt, held_at in kept:
+            if receipt.message_id not in self._parked:
+                age_s = max(0.0, (wall - held_at).total_seconds())
+                self._parked[receipt.message_id] = (receipt, monotonic - age_s, 0)
+        if kept:
+            log.info("%d held receipts taken up, waiting for their parts", len(kept))
 
     async def _loop(self) -> None:
         while True:
             if not (self._results or self._receipts or self._finals):
                 if self._stopping.is_set() and not self._busy():
-                    self._drop_parked(force=True)
+                    await self._keep_parked()
                     return
                 self._wake.clear()
                 await self._wait(0.2 if self._parked else 1.0)
-                if self._parked and not (self._results or self._receipts or self._finals):
-                    self._drop_parked(force=False)
+                if (self._parked or self._unsaved or self._forget) and not (
+                    self._results or self._receipts or self._finals
+                ):
+                    self._drop_parked()
                     with contextlib.suppress(Exception):
                         await self._flush([], [], [])  # match parked receipts again
                 continue
             if not self._stopping.is_set():
                 await self._pacer.turn()  # busy: what arrives meanwhile joins this transaction
-            batch = Batch(self._results, self._finals, self._receipts)
-            self._results, self._finals, self._receipts = [], [], []
+            results, self._results = self._one_per_attempt(self._results)
+            batch = Batch(results, self._finals, self._receipts)
+            self._finals, self._receipts = [], []
             try:
                 await self._flush(batch.results, batch.finals, batch.receipt_values())
             except Exception:
@@ -176,6 +205,22 @@ class Recorder:
                     await asyncio.sleep(1.0)
                 continue
             self._recorded(batch)
+
+    @staticmethod
+    def _one_per_attempt(results: list[SendResult]) -> tuple[list[SendResult], list[SendResult]]:
+        """The results for this batch and those left for the next: a late submit_sm_resp waits for the next
+        batch when its attempt already has a result in this one, so each writes its rows in order."""
+        seen: set[tuple[int, int]] = set()
+        now: list[SendResult] = []
+        later: list[SendResult] = []
+        for r in results:
+            key = (r.command.id, r.attempt)
+            if r.late_seqs and key in seen:
+                later.append(r)
+                continue
+            seen.add(key)
+            now.append(r)
+        return now, later
 
     def _recorded(self, batch: Batch) -> None:
         for r in batch.results:
@@ -262,15 +307,27 @@ class Recorder:
             async with asyncio.timeout(timeout_s):
                 await self._wake.wait()
 
-    def _drop_parked(self, *, force: bool) -> None:
+    async def _keep_parked(self) -> None:
+        """Stopping: the parked receipts stay in `held_receipts` (written there now if they were not yet) for the
+        next start, or another gateway, to match."""
+        if self._unsaved or self._forget:
+            with contextlib.suppress(Exception):
+                await self._flush([], [], [])
+        if self._parked:
+            log.info("%d receipts whose parts are not known yet are kept for the next start", len(self._parked))
+        self._parked.clear()
+
+    def _drop_parked(self) -> None:
         """Drop receipts parked longer than `receipt_park_s` that no send can match any more: every attempt
         sent before the receipt was parked has been recorded (or stopped). One whose submit is still being
         recorded waits, however long that takes (the database away, a large backlog)."""
         limit = time.monotonic() - self._config.receipt_park_s
         oldest_unrecorded = next(iter(self._unrecorded.values()), None)
         for message_id, (receipt, since, ticket) in list(self._parked.items()):
-            if force or (since < limit and (oldest_unrecorded is None or oldest_unrecorded > ticket)):
+            if since < limit and (oldest_unrecorded is None or oldest_unrecorded > ticket):
                 del self._parked[message_id]
+                self._unsaved.pop(message_id, None)
+                self._forget.add(message_id)
                 self.stats.receipts_unknown += 1
                 log.warning(
                     "receipt for unknown message id %s (%s) dropped after %.0f s",
@@ -291,6 +348,8 @@ class Recorder:
             await self._write_batch(results, finals, receipts, early, now, events)
         except BaseException:
             self._parked.update(unparked)
+            self._forget -= unparked.keys()
+            self._unsaved.update({m: r for m, (r, _since, _ticket) in unparked.items()})
             raise
         self.stats.batches += 1
         if events:
@@ -323,6 +382,16 @@ class Recorder:
                 await self._finish(conn, finals, now, events)
             if all_receipts:
                 await self._record_receipts(conn, receipts, parts, now, events)
+            # the receipts parked from now on are in the database, those matched or dropped no longer
+            unsaved, forget = dict(self._unsaved), set(self._forget)
+            if forget:
+                await store.release_receipts(conn, forget)
+            if unsaved:
+                await store.hold_receipts(conn, list(unsaved.values()), now)
+        for message_id, receipt in unsaved.items():
+            if self._unsaved.get(message_id) is receipt:
+                del self._unsaved[message_id]
+        self._forget -= forget
 
     async def _finish(self, conn: Any, finals: Sequence[Final], now: datetime, events: list[GatewayEvent]) -> None:
         settled = await store.finish(conn, finals, now)
@@ -340,7 +409,7 @@ class Recorder:
         anything else goes the ordinary way."""
         accepted: dict[str, int] = {}
         for r in results:
-            if r.error is None:
+            if r.error is None and not r.late_seqs:  # a late id's receipt is matched in the database
                 for message_id in r.message_ids:
                     if message_id is not None:
                         accepted[message_id] = accepted.get(message_id, 0) + 1
@@ -368,6 +437,8 @@ class Recorder:
                 and receipt_outcome(receipt.state.value) is ReceiptOutcome.DELIVERED
             ):
                 unparked[message_id] = self._parked.pop(message_id)
+                self._unsaved.pop(message_id, None)
+                self._forget.add(message_id)
                 early[message_id] = receipt
                 self.stats.receipts += 1
         return early, rest, unparked
@@ -440,9 +511,12 @@ class Recorder:
             if part is None:
                 if parked is None:
                     self._parked[message_id] = (fresh[-1], monotonic, self._tickets)
+                    self._unsaved[message_id] = fresh[-1]
                     self.stats.receipts_parked += 1
                 continue
-            self._parked.pop(message_id, None)
+            if self._parked.pop(message_id, None) is not None:
+                self._unsaved.pop(message_id, None)
+                self._forget.add(message_id)
             chosen = fresh[-1] if fresh else parked[0] if parked is not None else None
             if chosen is None:
                 continue

@@ -111,6 +111,7 @@ class MeterState:
     config: Configure = field(default_factory=lambda: Configure(low_credit_minor=0, emergency_credit_minor=0))
     clock_offset_s: int = 0
     import_ws: int = 0
+    export_wh: int = 0  # the export register (a prosumer's); the reference meter never exports more
     month_index: int = 0
     month_import_ws: int = 0
     power_w: int = 0
@@ -361,7 +362,7 @@ def _readouts(state: MeterState, request: ReadRequest, t: int) -> list[Message]:
     taken_at = _clamp(t, (0, 0xFFFF_FFFF))
     out: list[Message] = []
     if ReadItems.REGISTERS in request.items:
-        out.append(Readings(taken_at, state.import_wh, 0, state.power_w, NOMINAL_VOLTAGE_DV))
+        out.append(Readings(taken_at, state.import_wh, state.export_wh, state.power_w, NOMINAL_VOLTAGE_DV))
     if ReadItems.BALANCE in request.items:
         out.append(
             BalanceReport(

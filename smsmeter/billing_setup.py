@@ -35,6 +35,7 @@ from smsmeter.retention_cli import keep_tables
 from store.audit import Actor
 from store.uow import UnitOfWork
 from telemetry import NO_METRICS, JobProgress, Observer
+from web.queries.operators import OPERATORS
 from web.scheduled_reports import send_due_reports
 
 log = logging.getLogger("smsmeter.billing")
@@ -95,9 +96,11 @@ def build_billing(
         arrears_policy=arrears_policy,
         calendar=calendar,
         low_credit_minor=b.low_credit_minor,
+        operators=OPERATORS,
         vat_bp=b.vat_bp,
         invoice_series=b.invoice_series,
         tz=tz,
+        heat_in_gcal=settings.utility.heat_unit == "Gcal",
         email_sender=email,
         observer=observer,
         time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,

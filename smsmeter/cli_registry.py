@@ -60,6 +60,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     create.add_argument("code", metavar="CODE")
     create.add_argument("name", metavar="NAME")
     create.add_argument("--kind", required=True, choices=["flat", "block", "time_of_use"])
+    create.add_argument(
+        "--net-billing", default="off", choices=["off", "net", "carry"], help="prosumers: import − export"
+    )
     _operator(create)
     version = t_sub.add_parser("add-version", help="a price version from a date (the API's JSON body)")
     version.add_argument("code", metavar="CODE")
@@ -254,7 +257,7 @@ async def _meters(settings: Settings, args: argparse.Namespace) -> Any:
 async def _tariffs(settings: Settings, args: argparse.Namespace) -> Any:
     from billing import tariffs
     from billing.errors import InvalidField
-    from billing.rules.tariffs import TariffBody, TariffKind
+    from billing.rules.tariffs import NetBilling, TariffBody, TariffKind
 
     async def work(uow: Any, keys: Any) -> Any:
         now = datetime.now(UTC)
@@ -263,11 +266,28 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> Any:
             async with uow.connect() as conn:
                 tariff_id = await _tariff_id(conn, args.code)
             job_id, meter_ids = await tariffs.start_push(uow, actor, tariff_id, now)
-            job = await tariffs.run_assignment(uow, actor, job_id, tariff_id, meter_ids, now, keys=keys)
+            job = await tariffs.run_assignment(
+                uow,
+                actor,
+                job_id,
+                tariff_id,
+                meter_ids,
+                now,
+                keys=keys,
+                heat_in_gcal=settings.utility.heat_unit == "Gcal",
+            )
             return {"job_id": job.id, "status": job.status, "meters": job.total, "queued": job.done}
         async with uow.begin() as conn:
             if args.tariffs_command == "create":
-                tariff_id = await tariffs.create_tariff(conn, actor, args.code, args.name, TariffKind(args.kind), now)
+                tariff_id = await tariffs.create_tariff(
+                    conn,
+                    actor,
+                    args.code,
+                    args.name,
+                    TariffKind(args.kind),
+                    now,
+                    net_billing=NetBilling(args.net_billing),
+                )
                 return {"id": tariff_id, "code": args.code}
             tariff_id = await _tariff_id(conn, args.code)
             current = await tariffs.get_tariff(conn, tariff_id)
@@ -287,6 +307,7 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> Any:
 
 async def _alarm_rules(settings: Settings, args: argparse.Namespace) -> Any:
     from billing import alarm_rules
+    from web.queries.operators import OPERATORS
 
     async def work(uow: Any, keys: Any) -> Any:
         now = datetime.now(UTC)
@@ -306,7 +327,7 @@ async def _alarm_rules(settings: Settings, args: argparse.Namespace) -> Any:
             recipients=args.recipient,
             action=args.action,
         )
-        return await alarm_rules.create_rule(uow, _actor(args), fields, now)
+        return await alarm_rules.create_rule(uow, _actor(args), fields, now, operators=OPERATORS)
 
     return await _with_database(settings, work)
 

@@ -9,6 +9,7 @@ from datetime import date
 
 from billing.rules.ledger import Balances, Book, EntryType, Posting
 from billing.rules.money import Money
+from billing.rules.tariffs import NetQuantity
 from billing.rules.units import KWH, Unit
 
 
@@ -44,6 +45,7 @@ class InvoiceContent:
     opening_debt: Money
     closing_debt: Money
     currency: str
+    net: NetQuantity | None = None  # a net-billed prosumer's import, export and surplus (consumption_wh: billed)
 
 
 def format_number(series: str, number: int) -> str:
@@ -73,8 +75,10 @@ def build_invoice(
     energy_value: Money,
     vat_bp: int,
     unit: Unit = KWH,
+    net: NetQuantity | None = None,
 ) -> InvoiceContent:
-    """`consumption_wh`: the period's use in the register's base unit (Wh, or litres for `unit` m³)."""
+    """`consumption_wh`: the period's use in the register's base unit (Wh, or litres for `unit` m³); with
+    `net` (net billing) the billed net, the import, export and surplus shown on lines of their own."""
     currency = opening.wallet.currency
     sums: dict[tuple[EntryType, Book], Money] = {}
     for p in postings:
@@ -104,9 +108,20 @@ def build_invoice(
         InvoiceLine("Debt at the start of the period", opening.owed),
         InvoiceLine("Payments received", payments),
         InvoiceLine("Credit sent to the meter", credit),
-        InvoiceLine("Energy consumed (value at tariff)", energy_value, kwh),
-        InvoiceLine("Debt recovered from payments", recovered),
     ]
+    if net is not None:
+        lines += [
+            InvoiceLine("Energy imported", zero, unit.shown(net.imported)),
+            InvoiceLine("Energy exported", zero, unit.shown(net.exported)),
+        ]
+        if net.carried_in:
+            lines.append(InvoiceLine("Surplus from the previous period", zero, unit.shown(net.carried_in)))
+        lines.append(InvoiceLine("Net energy billed (value at tariff)", energy_value, kwh))
+        if net.carried_out:
+            lines.append(InvoiceLine("Surplus carried to the next period", zero, unit.shown(net.carried_out)))
+    else:
+        lines.append(InvoiceLine("Energy consumed (value at tariff)", energy_value, kwh))
+    lines.append(InvoiceLine("Debt recovered from payments", recovered))
     optional = [
         ("Emergency credit", emergency),
         ("Penalties", penalties),
@@ -132,4 +147,5 @@ def build_invoice(
         opening_debt=opening.owed,
         closing_debt=closing.owed,
         currency=currency,
+        net=net,
     )

@@ -29,6 +29,11 @@ LABELS = (
     "Adjustments",
     "Refunds and reversals",
     "Debt at the end of the period",
+    "Energy imported",
+    "Energy exported",
+    "Surplus from the previous period",
+    "Net energy billed (value at tariff)",
+    "Surplus carried to the next period",
 )
 
 _TEXTS: Mapping[str, tuple[str, ...]] = {
@@ -38,6 +43,8 @@ _TEXTS: Mapping[str, tuple[str, ...]] = {
         "Credit trimis contorului", "Energie consumată (valoare după tarif)", "Datorie recuperată din plăți",
         "Credit de urgență", "Penalități", "Taxe fixe", "Ajustări", "Rambursări și anulări",
         "Datoria la sfârșitul perioadei",
+        "Energie importată", "Energie exportată", "Surplus din perioada anterioară",
+        "Energie netă facturată (valoare după tarif)", "Surplus reportat în perioada următoare",
     ),
     "ru": (
         "Счёт", "Счёт-фактура", "Выставлен", "Период", "От", "Кому", "Счёт абонента", "ИНН", "Описание",
@@ -45,12 +52,16 @@ _TEXTS: Mapping[str, tuple[str, ...]] = {
         "Кредит, отправленный на счётчик", "Потреблённая энергия (по тарифу)", "Долг, погашенный из платежей",
         "Аварийный кредит", "Пени", "Фиксированные платежи", "Корректировки", "Возвраты и отмены",
         "Долг на конец периода",
+        "Принятая энергия", "Отданная энергия", "Избыток с прошлого периода",
+        "Нетто-энергия к оплате (по тарифу)", "Избыток, перенесённый на следующий период",
     ),
     "az": (
         "Hesab-faktura", "Vergi hesab-fakturası", "Verilib", "Dövr", "Kimdən", "Kimə", "Hesab", "VÖEN", "Təsvir",
         "Miqdar", "Məbləğ", "ƏDV daxil", "Dövrün əvvəlinə borc", "Alınmış ödənişlər", "Sayğaca göndərilən kredit",
         "İstehlak edilmiş enerji (tarif üzrə dəyər)", "Ödənişlərdən tutulan borc", "Təcili kredit", "Cərimələr",
         "Sabit haqlar", "Düzəlişlər", "Geri qaytarmalar və geri çevirmələr", "Dövrün sonuna borc",
+        "İdxal edilmiş enerji", "İxrac edilmiş enerji", "Əvvəlki dövrdən artıq",
+        "Hesablanan xalis enerji (tarif üzrə dəyər)", "Növbəti dövrə keçirilən artıq",
     ),
     "es": (
         "Factura", "Factura fiscal", "Emitida", "Periodo", "De", "Para", "Cuenta", "NIF", "Descripción",
@@ -58,6 +69,8 @@ _TEXTS: Mapping[str, tuple[str, ...]] = {
         "Crédito enviado al contador", "Energía consumida (valor según tarifa)", "Deuda recuperada de los pagos",
         "Crédito de emergencia", "Recargos", "Cargos fijos", "Ajustes", "Reembolsos y reversiones",
         "Deuda al final del periodo",
+        "Energía importada", "Energía exportada", "Excedente del periodo anterior",
+        "Energía neta facturada (valor según tarifa)", "Excedente pasado al periodo siguiente",
     ),
 }  # fmt: skip
 _BY_LANGUAGE = {language: dict(zip(LABELS, texts, strict=True)) for language, texts in _TEXTS.items()}

@@ -1,8 +1,10 @@
 """Tariffs: flat, block (by monthly consumption) and time-of-use (by local time of day); versions with
 effective dates; the cost of consumption. Pure.
 
-Prices are integers in thousandths of a minor unit per kWh (the meter protocol's unit), energy is Wh,
-so a cost is exact in millionths of a minor unit and rounded once, half up, to minor units.
+Prices are integers in thousandths of a minor unit per display unit (per kWh — the meter protocol's unit —,
+per m³, per Gcal), quantities are in the register's base unit (Wh, litres; `base_per_unit` of them make one
+display unit: 1000, or 1,163,000 Wh in a Gcal), so a cost is an exact fraction of a minor unit, rounded once,
+half up, to minor units.
 """
 
 from __future__ import annotations
@@ -17,13 +19,62 @@ from billing.errors import InvalidTariff
 from billing.rules.money import Money
 
 MINUTES_PER_DAY = 1440
-_MICRO = 1_000_000
 
 
 class TariffKind(enum.StrEnum):
     FLAT = "flat"
     BLOCK = "block"
     TOU = "tou"
+
+
+class NetBilling(enum.StrEnum):
+    """A tariff's option for prosumers (meters that also export): OFF bills the import register alone; NET
+    bills import − export over the period, never below zero (a surplus is neither billed nor credited); CARRY
+    is NET with the surplus carried over, as energy, to the next period's net."""
+
+    OFF = "off"
+    NET = "net"
+    CARRY = "carry"
+
+
+@dataclass(frozen=True, slots=True)
+class NetQuantity:
+    """One period's net billing, in the register's base unit (Wh)."""
+
+    imported: int
+    exported: int
+    carried_in: int  # surplus brought from the previous period (CARRY)
+    billed: int  # what the tariff prices: max(0, imported − exported − carried_in)
+    carried_out: int  # surplus taken to the next period (CARRY; 0 otherwise)
+
+
+def net_quantity(mode: NetBilling, imported: int, exported: int, carried_in: int = 0) -> NetQuantity:
+    """Billed consumption under `mode`: import − export (and a carried surplus) over the period, never below
+    zero; a surplus goes to the next period only with CARRY."""
+    if min(imported, exported, carried_in) < 0:
+        raise InvalidTariff("consumption", "registers' quantities are not negative")
+    if mode is NetBilling.OFF:
+        return NetQuantity(imported, exported, 0, imported, 0)
+    credit = exported + (carried_in if mode is NetBilling.CARRY else 0)
+    billed = max(0, imported - credit)
+    carried_out = max(0, credit - imported) if mode is NetBilling.CARRY else 0
+    return NetQuantity(imported, exported, carried_in if mode is NetBilling.CARRY else 0, billed, carried_out)
+
+
+def scaled_intervals(intervals: Sequence[tuple[datetime, int]], total: int) -> list[tuple[datetime, int]]:
+    """The intervals' quantities scaled so they add up to `total` (at most their sum), each in proportion to
+    its own (largest remainders first, ties by time), so a net is priced by when it was imported (time-of-use
+    bands, blocks) as the import was."""
+    whole = sum(q for _, q in intervals)
+    if total >= whole:
+        return list(intervals)
+    if total <= 0 or whole <= 0:
+        return [(at, 0) for at, _ in intervals]
+    shares = [(q * total) // whole for _, q in intervals]
+    order = sorted(range(len(intervals)), key=lambda i: (-((intervals[i][1] * total) % whole), i))
+    for i in order[: total - sum(shares)]:
+        shares[i] += 1
+    return [(at, share) for (at, _), share in zip(intervals, shares, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +157,15 @@ def version_at(versions: Iterable[TariffVersion], at: datetime) -> TariffVersion
     return best
 
 
-def _round_micro(micro: int) -> int:
-    return (micro + _MICRO // 2) // _MICRO
+def _round_half_up(numerator: int, denominator: int) -> int:
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def meter_price(price_milli_minor_per_unit: int, base_per_unit: int = 1000) -> int:
+    """A price per display unit as the meter protocol carries it: thousandths of a minor unit per 1000 of the
+    register's base units (per kWh of a Wh register, per m³ of a litre register), rounded half up — a price
+    per Gcal becomes a price per kWh of the heat register."""
+    return _round_half_up(price_milli_minor_per_unit * 1000, base_per_unit)
 
 
 def block_cost_micro(body: TariffBody, month_to_date_wh: int, energy_wh: int) -> int:
@@ -139,11 +197,14 @@ def cost_of(
     *,
     tz: tzinfo,
     month_to_date_wh: int = 0,
+    base_per_unit: int = 1000,
 ) -> Money:
-    """The energy cost of consumption given as (interval start, Wh) pairs, in time order.
+    """The energy cost of consumption given as (interval start, base units — Wh, litres) pairs, in time
+    order, at prices per display unit of `base_per_unit` base units (1000: per kWh or m³; 1,163,000: per Gcal).
 
-    Flat: Wh x price. Block: by the month's running total (`month_to_date_wh` consumed before the first
-    interval; the total restarts at each local month). Time-of-use: the band of each interval's local start.
+    Flat: quantity x price. Block: by the month's running total (`month_to_date_wh` consumed before the first
+    interval; the total restarts at each local month; block starts in base units). Time-of-use: the band of
+    each interval's local start.
     """
     micro = 0
     running = month_to_date_wh
@@ -163,7 +224,7 @@ def cost_of(
             running += wh
         else:
             micro += wh * tou_price(body, local.hour * 60 + local.minute)
-    return Money(_round_micro(micro), currency)
+    return Money(_round_half_up(micro, base_per_unit * 1000), currency)  # per kWh: millionths, half up
 
 
 def standing_charge(body: TariffBody, start: datetime, end: datetime, currency: str) -> Money:

@@ -69,6 +69,7 @@ class TariffCode(StrEnum):
     FLAT = "RES-FLAT"
     BLOCK = "RES-BLOCK"
     TOU = "RES-TOU"
+    NET = "RES-NET"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class DemoTariff:
     kind: str  # billing.rules.tariffs.TariffKind value
     steps: tuple[tuple[int, int], ...]  # (start, price in thousandths of a minor unit per kWh)
     standing_minor_per_day: int = 0
+    net_billing: str = "off"  # billing.rules.tariffs.NetBilling value
 
 
 TARIFFS = (
@@ -90,6 +92,8 @@ TARIFFS = (
         "tou",
         ((0, 120_000), (420, 230_000), (1080, 310_000), (1380, 120_000)),
     ),
+    # prosumers: import less export, a surplus carried over as energy to the next month
+    DemoTariff(TariffCode.NET, "Prosumer net billing", "flat", ((0, 215_000),), net_billing="carry"),
 )
 
 
@@ -304,3 +308,11 @@ WATER_SUBSCRIBER_NAME = "Vasile Lungu"
 WATER_METER_CODE = meter_code_with_check_digit(f"8844{1:015d}")
 WATER_METER_MSISDN = "37369550001"
 WATER_LITRES_PER_DAY = (140, 155, 150, 165, 180, 210, 190)  # by weekday: more at the weekend
+
+# A prosumer: rooftop solar, an export register beside the import one, on the net billing tariff.
+PROSUMER_SUBSCRIBER_CODE = "640100200990002"
+PROSUMER_SUBSCRIBER_NAME = "Elena Rusu"
+PROSUMER_METER_CODE = meter_code_with_check_digit(f"8845{1:015d}")
+PROSUMER_METER_MSISDN = "37369550002"
+PROSUMER_IMPORT_WH_PER_DAY = 7_500
+PROSUMER_EXPORT_WH_PER_DAY = (2_000, 5_500, 9_000, 8_000, 3_500, 10_500, 6_000)  # by weekday: the weather

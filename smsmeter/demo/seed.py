@@ -27,7 +27,7 @@ from billing import tariffs as billing_tariffs
 from billing.rules.key_file import ExportRow, write_key_file
 from billing.rules.ledger import Book, EntryType, Posting
 from billing.rules.money import Money
-from billing.rules.tariffs import Step, TariffBody, TariffKind
+from billing.rules.tariffs import NetBilling, Step, TariffBody, TariffKind
 from billing.sts_vending import add_vending_key
 from billing.topup import TopUpPolicy
 from gateway.events import CommandSettled
@@ -41,6 +41,7 @@ from store.schema.ledger import arrears
 from store.schema.registry import transformers
 from store.uow import UnitOfWork
 from web.auth import set_portal_password
+from web.queries.operators import OPERATORS
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,9 @@ async def tariffs(demo: Demo) -> None:
     since = demo.now - timedelta(days=data.DAYS_OF_READINGS + 30)
     for tariff in data.TARIFFS:
         kind = TariffKind(tariff.kind)
-        tariff_id = await billing_tariffs.create_tariff(demo.db, demo.actor, tariff.code, tariff.name, kind, demo.now)
+        tariff_id = await billing_tariffs.create_tariff(
+            demo.db, demo.actor, tariff.code, tariff.name, kind, demo.now, net_billing=NetBilling(tariff.net_billing)
+        )
         body = TariffBody(
             kind, tuple(Step(start, price) for start, price in tariff.steps), tariff.standing_minor_per_day
         )
@@ -269,6 +272,40 @@ async def a_water_meter(demo: Demo) -> None:
     await demo.db.execute(insert(readings), rows)
 
 
+async def a_prosumer(demo: Demo) -> None:
+    """A subscriber with rooftop solar on the net billing tariff: the meter's import and export registers read
+    daily for DAYS_OF_READINGS days; invoices bill import less export, a surplus carried to the next month."""
+    installed = demo.now - timedelta(days=data.DAYS_OF_READINGS + 1)
+    subscriber = await billing_registry.create_subscriber(
+        demo.db,
+        demo.actor,
+        data.PROSUMER_SUBSCRIBER_CODE,
+        {"name": data.PROSUMER_SUBSCRIBER_NAME, "language": "ro", "tariff_id": demo.tariff_ids[data.TariffCode.NET]},
+        currency=demo.currency,
+        now=installed,
+    )
+    meter = await meter_registry.install_meter(
+        demo.db,
+        demo.actor,
+        subscriber.id,
+        meter_registry.NewMeter(
+            code=data.PROSUMER_METER_CODE, msisdn=data.PROSUMER_METER_MSISDN, make="Demo", model="PV-1"
+        ),
+        master_key=demo.master_key,
+        now=installed,
+    )
+    first = demo.midnight - timedelta(days=data.DAYS_OF_READINGS)
+    imported, exported, rows = 2_400_000, 310_000, []
+    for day in range(data.DAYS_OF_READINGS + 1):
+        at = first + timedelta(days=day)
+        if day:
+            imported += data.PROSUMER_IMPORT_WH_PER_DAY
+            exported += data.PROSUMER_EXPORT_WH_PER_DAY[at.weekday()]
+        for register, value in (("import_wh", imported), ("export_wh", exported)):
+            rows.append({"meter_id": meter.id, "read_at": at, "register": register, "value": value, "received_at": at})
+    await demo.db.execute(insert(readings), rows)
+
+
 async def no_credit_meters_cut_off(demo: Demo) -> None:
     """A subscriber who never paid: the meter reported credit 0 and its relay open (it cut the supply)."""
     rows = [
@@ -418,6 +455,7 @@ IN_ONE_TRANSACTION: list[DemoStep] = [
     subscribers_with_meters,
     readings_of_90_days,
     a_water_meter,
+    a_prosumer,
     no_credit_meters_cut_off,
     debts_in_arrears,
     meter_alarms,
@@ -429,7 +467,7 @@ async def alarm_rules_for_the_duty_desk(demo: Demo) -> None:
     """Critical alarms to the admins by e-mail, and a relay off on tamper (it runs only where the utility turns
     on `billing.alarm_actions`; the demo leaves it off, so the alarms page says why it did not run)."""
     for fields in data.ALARM_RULES:
-        await alarm_rules.create_rule(demo.uow, demo.actor, fields, demo.now)
+        await alarm_rules.create_rule(demo.uow, demo.actor, fields, demo.now, operators=OPERATORS)
 
 
 async def meters_in_stock(demo: Demo) -> None:

@@ -63,6 +63,19 @@ command_parts = Table(
     UniqueConstraint("command_id", "attempt", "seq"),
 )
 
+# Delivery receipts whose part is not known yet (the receipt overtook its submit_sm_resp's record, or the resp
+# came late, or another gateway sent the part): kept here, so a restart does not lose them (the SMSC was
+# answered), until the part's message id is recorded or `receipt_park_s` has passed (gateway.recorder).
+held_receipts = Table(
+    "held_receipts",
+    metadata,
+    Column("message_id", String(65), primary_key=True),  # the SMSC's id, normalised
+    Column("state", String(20), nullable=False),  # the receipt's state (gateway.ports.ReceiptState)
+    Column("error_code", Integer),
+    Column("done_at", UtcDateTime),
+    Column("held_at", UtcDateTime, nullable=False),
+)
+
 command_history = Table(
     "command_history",
     metadata,

@@ -25,6 +25,8 @@ tariffs = Table(
     Column("name", String(200), nullable=False),
     Column("kind", String(10), nullable=False),  # flat | block | tou
     Column("created_at", UtcDateTime, nullable=False),
+    # prosumers: off | net (import − export, never below zero) | carry (net, the surplus to the next period)
+    Column("net_billing", String(10), nullable=False, server_default="off"),
 )
 
 tariff_versions = Table(

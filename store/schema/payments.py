@@ -103,7 +103,7 @@ reconciliation_runs = Table(
     Column("counts", JSON),  # {"matched": n, "applied": n, "missing_there": n, ...}
     Column("report_path", String(500)),
     Column("triggered_by", String(100), nullable=False),
-    # Added by 0021_reconciliation_batches: how far an unfinished run got (it resumes there). `phase` is
+    # Added by 0023_reconciliation_batches: how far an unfinished run got (it resumes there). `phase` is
     # intents (the provider's listing, in payment-intent order; `position` the last one done) | ours (our paid
     # payments; `position` the last payments.id) | delivery (the same for the credit commands) | done.
     Column("phase", String(10), nullable=False, server_default="intents"),

@@ -58,4 +58,4 @@ def test_serve_walks_commands_to_1_1_on_the_simulated_network(tmp_path: Path) ->
             time.sleep(0.2)
         assert [s for s, _ in states] == [CommandState.PROCESSED] * len(ids), service.log()
         assert all(walk[0] == "0:0" and walk[1] == "0:1" and walk[-1] == "1:1" for _, walk in states)
-    assert "simulated network: 63 reference meters answer" in service.log()  # 60 subscribers, 2 balance, 1 water
+    assert "simulated network: 64 reference meters answer" in service.log()  # 60 subscribers, 2 balance, water, solar

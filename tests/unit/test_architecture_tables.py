@@ -44,6 +44,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     # the gateway: the outbox and what it learns from meters
     "commands": ("gateway", "smsmeter"),
     "command_parts": ("gateway",),
+    "held_receipts": ("gateway",),
     "command_history": ("gateway",),
     "wrong_sms": ("gateway",),
     "inbound_texts": ("gateway",),  # billing marks one answered through gateway.inbound_texts.mark_handled
@@ -102,8 +103,6 @@ WRITERS: dict[str, tuple[str, ...]] = {
 # table → the parts besides its writers that may read it (each says why). The web shell and the composition root
 # read any table.
 READERS: dict[str, tuple[str, ...]] = {
-    "operators": ("billing",),  # an alarm rule notifies the operators of a role
-    "roles": ("billing",),  # an alarm rule names a role that must exist
     "meter_keys": ("gateway",),  # the key in force seals a command and opens its reply
     "commands": ("billing",),  # the state of what billing asked the gateway to send (relay, key change, top-up)
     "command_history": ("billing",),  # the event feed turns the gateway's state changes into outbound events

@@ -14,6 +14,7 @@ from web.keys import CLOCK
 from web.middleware import require_principal, uow_of
 from web.params import path_id
 from web.permissions import requires
+from web.queries.operators import OPERATORS
 from web.security import client_address
 
 PREFIX = "/api/v1"
@@ -72,7 +73,9 @@ async def get_rule(request: web.Request) -> web.Response:
 @requires("alarms.rules")
 async def create_rule(request: web.Request) -> web.Response:
     fields = rule_fields(await read_json(request))
-    rule = await rules_service.create_rule(uow_of(request), _actor(request), fields, request.app[CLOCK]())
+    rule = await rules_service.create_rule(
+        uow_of(request), _actor(request), fields, request.app[CLOCK](), operators=OPERATORS
+    )
     return respond(rule, status=201)
 
 
@@ -81,7 +84,9 @@ async def update_rule(request: web.Request) -> web.Response:
     rule_id = path_id(request, what="alarm rule")
     fields = rule_fields(await read_json(request))
     return respond(
-        await rules_service.update_rule(uow_of(request), _actor(request), rule_id, fields, request.app[CLOCK]())
+        await rules_service.update_rule(
+            uow_of(request), _actor(request), rule_id, fields, request.app[CLOCK](), operators=OPERATORS
+        )
     )
 
 

@@ -13,7 +13,10 @@ _READING = _obj(
     id=_INT,
     meter_id=_INT,
     meter_code=_STR,
-    register={**_STR, "description": "import_wh, export_wh, t1_wh…, volume_l; power_w, voltage_dv; profile_wh"},
+    register={
+        **_STR,
+        "description": "import_wh, export_wh, t1_wh…, volume_l, heat_wh; power_w, voltage_dv; profile_wh",
+    },
     read_at=_TIME,
     value={**_INT, "description": "the register's integer unit: Wh, litres, W, decivolts"},
     source={"type": "string", "enum": ["meter_report", "read_request", "manual", "import"]},
@@ -53,10 +56,10 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "register": {
                 "type": "string",
-                "enum": ["import_wh", "export_wh", "t1_wh", "t2_wh", "t3_wh", "t4_wh", "volume_l"],
+                "enum": ["import_wh", "export_wh", "t1_wh", "t2_wh", "t3_wh", "t4_wh", "volume_l", "heat_wh"],
             },
             "read_at": _TIME,
-            "value": {"type": "integer", "minimum": 0, "description": "Wh (or litres for volume_l)"},
+            "value": {"type": "integer", "minimum": 0, "description": "Wh (litres for volume_l; heat Wh for heat_wh)"},
         },
         "required": ["read_at", "value"],
     },
@@ -111,7 +114,10 @@ PATHS: dict[str, Any] = {
 SCHEMAS["ProfileInterval"] = _obj(start_at=_TIME, energy_wh=_INT, source=_STR)
 _QUANTITY = _obj(period=_STR, quantity=_INT, estimated={**_INT, "description": "the part of it that is estimated"})
 SCHEMAS["ConsumptionMember"] = _obj(
-    key={**_STR, "description": "region-settlement-street-building codes, or the transformer or meter id"},
+    key={
+        **_STR,
+        "description": "region-settlement-street-building codes, the transformer or meter id, or the phases (1, 3)",
+    },
     quantity=_INT,
     estimated=_INT,
     periods={"type": "array", "items": {"$ref": "#/components/schemas/ConsumptionPeriod"}},
@@ -154,21 +160,28 @@ PATHS["/api/v1/meters/{id}/load-profile"] = {
 PATHS["/api/v1/consumption"] = {
     "get": operation(
         "getConsumption",
-        "Consumption per local day or month, per region, settlement, street, building, transformer or meter",
+        "Consumption per local hour, day or month, per region, settlement, street, building, transformer, "
+        "phase (single- or three-phase meters) or meter",
         "readings",
         "meters.read",
         _ok({"$ref": "#/components/schemas/Consumption"}),
         parameters=[
             {"name": "by", "in": "query", "schema": {"type": "string", "enum": list(LEVELS), "default": "settlement"}},
-            {"name": "granularity", "in": "query", "schema": {"type": "string", "enum": ["day", "month"]}},
+            {
+                "name": "granularity",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["hour", "day", "month"], "default": "day"},
+                "description": "hour: from the readings, local hours, at most 31 days",
+            },
             {"name": "from", "in": "query", "schema": _DAY, "description": "first local day (default 30 days ago)"},
             {"name": "to", "in": "query", "schema": _DAY, "description": "last local day, included (default today)"},
             {"name": "register", "in": "query", "schema": _STR, "description": "default import_wh"},
             *GROUP,
             *_PAGING,
         ],
-        description="From the daily pre-aggregate, in the utility's time zone; balance meters never count; "
-        "days a meter said nothing about are estimated from the subscriber's normative consumption.",
+        description="Days and months from the daily pre-aggregate, hours from the readings, in the utility's time "
+        "zone; balance meters never count; days a meter said nothing about are estimated from the subscriber's "
+        "normative consumption (hours are never estimated).",
     )
 }
 

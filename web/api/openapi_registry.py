@@ -343,11 +343,18 @@ _TARIFF_BODY = {
         "effective_from": {**_TIME, "description": "default: now; a future time travels with the command"},
     },
 }
+_NET_BILLING = {
+    "type": "string",
+    "enum": ["off", "net", "carry"],
+    "description": "prosumers: off (the import register alone), net (import − export over the period, never "
+    "below zero), carry (net, a surplus carried over as energy to the next period)",
+}
 SCHEMAS["TariffDetail"] = _obj(
     id=_INT,
     code=_STR,
     name=_STR,
     kind={"type": "string", "enum": ["flat", "block", "tou"]},
+    net_billing=_NET_BILLING,
     versions={
         "type": "array",
         "items": _obj(version=_INT, wire_version=_INT, effective_from=_TIME, body={"type": "object"}),
@@ -401,6 +408,7 @@ PATHS["/api/v1/tariffs"] = {
                     "code": _STR,
                     "name": _STR,
                     "kind": {"type": "string", "enum": ["flat", "block", "tou"]},
+                    "net_billing": {**_NET_BILLING, "default": "off"},
                 },
                 "required": ["code", "name", "kind"],
             }

@@ -188,29 +188,38 @@ def local_day(request: web.Request, name: str, default: date) -> date:
 
 @requires("meters.read")
 async def consumption(request: web.Request) -> web.Response:
-    """Consumption per local day or month from the daily pre-aggregate, per member of a level (region,
-    settlement, street, building, transformer, meter) within the group filter."""
-    today = request.app[CLOCK]().astimezone(billing_of(request).tz).date()
+    """Consumption per local hour (from the readings, a month at most), day or month (from the daily
+    pre-aggregate), per member of a level (region, settlement, street, building, transformer, phase, meter)
+    within the group filter."""
+    tz = billing_of(request).tz
+    today = request.app[CLOCK]().astimezone(tz).date()
     first = local_day(request, "from", today - timedelta(days=30))
     last = local_day(request, "to", today)
     if last < first or (last - first).days > 731:
         raise InvalidInput("to", "must be on or after from, at most two years later")
     level = choice(request.query, "by", consumption_daily.LEVELS, "settlement")
-    granularity = choice(request.query, "granularity", ("day", "month"), "day")
+    granularity = choice(request.query, "granularity", ("hour", "day", "month"), "day")
+    if granularity == "hour" and (last - first).days >= consumption_daily.HOURLY_MAX_DAYS:
+        raise InvalidInput("to", f"hourly: at most {consumption_daily.HOURLY_MAX_DAYS} days")
     register = request.query.get("register") or "import_wh"
     limit, offset = paging(request.query, 50)
     async with uow_of(request).connect() as conn:
-        items, total = await consumption_daily.consumption_by(
-            conn,
-            level,
-            group_of(request),
-            first,
-            last,
-            register=register[:30],
-            monthly=granularity == "month",
-            limit=limit,
-            offset=offset,
-        )
+        if granularity == "hour":
+            items, total = await consumption_daily.consumption_by_hour(
+                conn, level, group_of(request), first, last, tz, register=register[:30], limit=limit, offset=offset
+            )
+        else:
+            items, total = await consumption_daily.consumption_by(
+                conn,
+                level,
+                group_of(request),
+                first,
+                last,
+                register=register[:30],
+                monthly=granularity == "month",
+                limit=limit,
+                offset=offset,
+            )
     return respond(
         {
             "items": items,

@@ -13,6 +13,7 @@ from web.keys import CLOCK
 from web.middleware import require_principal, uow_of
 from web.params import choice, path_id, text
 from web.permissions import STAFF_ROLES, requires
+from web.queries.operators import OPERATORS
 from web.render import render
 from web.security import client_address
 
@@ -61,7 +62,7 @@ async def edit_rule_form(request: web.Request) -> web.Response:
 @requires("alarms.rules")
 async def create_rule(request: web.Request) -> web.Response:
     fields = _fields(await request.post())
-    await rules_service.create_rule(uow_of(request), _actor(request), fields, request.app[CLOCK]())
+    await rules_service.create_rule(uow_of(request), _actor(request), fields, request.app[CLOCK](), operators=OPERATORS)
     raise web.HTTPSeeOther("/console/alarm-rules?ok=alarm_rule_saved")
 
 
@@ -69,7 +70,9 @@ async def create_rule(request: web.Request) -> web.Response:
 async def update_rule(request: web.Request) -> web.Response:
     rule_id = path_id(request, what="alarm rule")
     fields = _fields(await request.post())
-    await rules_service.update_rule(uow_of(request), _actor(request), rule_id, fields, request.app[CLOCK]())
+    await rules_service.update_rule(
+        uow_of(request), _actor(request), rule_id, fields, request.app[CLOCK](), operators=OPERATORS
+    )
     raise web.HTTPSeeOther("/console/alarm-rules?ok=alarm_rule_saved")
 
 

@@ -1,5 +1,6 @@
 """The console's consumption dashboard by hierarchy (region → settlement → street → building → meter, or
-by transformer), from the daily pre-aggregate in the utility's time zone."""
+by transformer, or by phase), per day from the daily pre-aggregate or per hour from the readings, in the
+utility's time zone."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from billing.consumption_daily import LEVELS
+from billing.consumption_daily import HOURLY_MAX_DAYS, LEVELS
 from web.api.readings import export_file, group_of, local_day
 from web.keys import CLOCK
 from web.middleware import billing_of, uow_of
@@ -22,13 +23,23 @@ FILTERS = ("region", "settlement", "street", "building", "transformer_id", "mete
 @requires("reports.read")
 async def dashboard(request: web.Request) -> web.Response:
     level = choice(request.query, "by", LEVELS, "settlement")
-    days = bounded_int(request.query, "days", 30, 1, 366)
+    per = choice(request.query, "per", ("day", "hour"), "day")
+    days = bounded_int(request.query, "days", 30, 1, 366 if per == "day" else HOURLY_MAX_DAYS)
     group = group_of(request)
-    today = request.app[CLOCK]().astimezone(billing_of(request).tz).date()
+    tz = billing_of(request).tz
+    today = request.app[CLOCK]().astimezone(tz).date()
     async with uow_of(request).connect() as conn:
-        view = await consumption_queries.dashboard(conn, level, group, today, days)
+        view = await consumption_queries.dashboard(
+            conn,
+            level,
+            group,
+            today,
+            days,
+            heat_in_gcal=billing_of(request).heat_in_gcal,
+            hourly_tz=tz if per == "hour" else None,
+        )
     kept = {k: request.query[k] for k in FILTERS if request.query.get(k)}
-    context = {"view": view, "level": level, "days": days, "kept": kept, "levels": LEVELS}
+    context = {"view": view, "level": level, "days": days, "kept": kept, "levels": LEVELS, "per": per}
     return render(request, "console/consumption.html", {**context, "yesterday": today - timedelta(days=1)})
 
 

@@ -1,24 +1,29 @@
 """The consumption dashboard (read-only): the network's hierarchy — regions, settlements, streets,
 buildings, their meters — and transformers, each level with its members' consumption over the chosen days
 from the daily pre-aggregate, a chart of the group's daily total, and the way down a level. Each unit is its
-own total (kWh from the energy meters, m³ from the water and gas meters' volume register): a scope that holds
-both kinds shows both, never one sum of the two."""
+own total (kWh from the electricity meters, m³ from the water and gas meters' volume register, heat from the
+heat meters' heat register): a scope that holds several kinds shows each, never one sum of them."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing.consumption_daily import consumption_by, totals_by_day
+from billing.consumption_daily import consumption_by, consumption_by_hour, totals_by_day
 from billing.meter_readings import Group
-from billing.rules.units import KWH, M3, Unit, kinds_read_in
+from billing.rules.units import GCAL, HEAT_KWH, KWH, M3, Unit, kinds_read_in
 from store.schema import registry as R  # noqa: N812
 
 NEXT_LEVEL = {"region": "settlement", "settlement": "street", "street": "building", "building": "meter"}
-UNITS = {"kwh": KWH, "m3": M3}  # the dashboard's units, by the key its page elements carry
+UNITS = {"kwh": KWH, "m3": M3, "heat": HEAT_KWH}  # the dashboard's units, by the key its page elements carry
+
+
+def units(heat_in_gcal: bool = False) -> dict[str, Unit]:
+    """The dashboard's units: heat in Gcal where the utility says so."""
+    return {**UNITS, "heat": GCAL} if heat_in_gcal else UNITS
 
 
 async def _names(conn: AsyncConnection, level: str) -> dict[str, str]:
@@ -43,37 +48,79 @@ def _filters_of(level: str, key: str) -> dict[str, str]:
     """The query filters that select one member of `level` (its address codes, or the transformer)."""
     if level == "transformer":
         return {"transformer_id": key}
+    if level == "phase":
+        return {}  # no way down: a phase is not a group of the hierarchy
     if level == "meter":
         return {"meter_id": key}
     names = ("region", "settlement", "street", "building")
     return dict(zip(names, key.split("-"), strict=False))
 
 
+async def _hourly_totals(
+    conn: AsyncConnection, group: Group, first: date, last: date, tz: tzinfo, unit: Unit, kinds: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The group's total per local hour: the phases' hours added (the level every meter belongs to)."""
+    by_phase, _ = await consumption_by_hour(conn, "phase", group, first, last, tz, register=unit.register, kinds=kinds)
+    hours: dict[str, int] = {}
+    for member in by_phase:
+        for p in member["periods"]:
+            hours[p["period"]] = hours.get(p["period"], 0) + p["quantity"]
+    return [{"period": h, "quantity": q, "estimated": 0} for h, q in sorted(hours.items())]
+
+
 async def _section(
-    conn: AsyncConnection, key: str, unit: Unit, level: str, group: Group, first: date, last: date
+    conn: AsyncConnection,
+    key: str,
+    unit: Unit,
+    level: str,
+    group: Group,
+    first: date,
+    last: date,
+    tz: tzinfo | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One unit's chart, total and members (the meters of the kinds that read in it)."""
+    """One unit's chart, total and members (the meters of the kinds that read in it); per local hour of `tz`
+    when it is given, per day otherwise."""
     kinds = kinds_read_in(unit)
-    members, _ = await consumption_by(conn, level, group, first, last, register=unit.register, kinds=kinds, limit=500)
-    chart = await totals_by_day(conn, group, first, last, register=unit.register, kinds=kinds)
+    if tz is None:
+        members, _ = await consumption_by(
+            conn, level, group, first, last, register=unit.register, kinds=kinds, limit=500
+        )
+        chart = await totals_by_day(conn, group, first, last, register=unit.register, kinds=kinds)
+    else:
+        members, _ = await consumption_by_hour(
+            conn, level, group, first, last, tz, register=unit.register, kinds=kinds, limit=500
+        )
+        chart = await _hourly_totals(conn, group, first, last, tz, unit, kinds)
     section = {
         "key": key,
         "unit": unit.symbol,
-        "chart": [{"label": p["period"][5:], "value": unit.chart_value(p["quantity"])} for p in chart],
+        "chart": [
+            {"label": p["period"][5:16].replace("T", " "), "value": unit.chart_value(p["quantity"])} for p in chart
+        ],
         "total": unit.chart_value(sum(p["quantity"] for p in chart)),
         "estimated": unit.chart_value(sum(p["estimated"] for p in chart)),
     }
     return section, members
 
 
-async def dashboard(conn: AsyncConnection, level: str, group: Group, today: date, days: int) -> dict[str, Any]:
+async def dashboard(
+    conn: AsyncConnection,
+    level: str,
+    group: Group,
+    today: date,
+    days: int,
+    *,
+    heat_in_gcal: bool = False,
+    hourly_tz: tzinfo | None = None,
+) -> dict[str, Any]:
+    """Per local day, or per local hour of `hourly_tz` when it is given (from the readings)."""
     first, last = today - timedelta(days=days - 1), today
     names = await _names(conn, level)
     down = NEXT_LEVEL.get(level) if level != "transformer" else "meter"
     sections: list[dict[str, Any]] = []
     rows: dict[str, dict[str, Any]] = {}
-    for key, unit in UNITS.items():
-        section, members = await _section(conn, key, unit, level, group, first, last)
+    for key, unit in units(heat_in_gcal).items():
+        section, members = await _section(conn, key, unit, level, group, first, last, hourly_tz)
         if not members and not section["chart"]:
             continue
         sections.append(section)
@@ -83,7 +130,7 @@ async def dashboard(conn: AsyncConnection, level: str, group: Group, today: date
             if member["estimated"]:
                 row["estimated"][key] = unit.chart_value(member["estimated"])
     if not sections:  # nothing measured yet: an empty energy total
-        sections.append((await _section(conn, "kwh", KWH, level, group, first, last))[0])
+        sections.append((await _section(conn, "kwh", KWH, level, group, first, last, hourly_tz))[0])
     members = [rows[k] for k in sorted(rows)][:500]
     for member in members:
         key = member["key"]

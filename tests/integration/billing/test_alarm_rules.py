@@ -26,6 +26,7 @@ from store.schema.commands import commands
 from store.schema.notices import notices
 from store.uow import UnitOfWork
 from tests.integration.billing.conftest import MASTER_KEY, NOW, OPERATOR, new_subscriber
+from web.queries.operators import OPERATORS
 
 KEYS = KeyRing(MASTER_KEY)
 CALENDAR = FriendlyCalendar()  # night 18:00-08:00 UTC, weekends off; NOW is a Tuesday at 10:00
@@ -69,7 +70,7 @@ async def _alarm_row(uow: UnitOfWork, alarm_id: int) -> dict[str, object]:
 
 async def _notify(uow: UnitOfWork, now=NOW, *, enabled: bool = True) -> alarm_rules.AlarmReport:  # type: ignore[no-untyped-def]
     return await alarm_rules.notify_alarms(
-        uow, now, keys=KEYS, calendar=CALENDAR, actions_enabled=enabled, utility="Demo Utility"
+        uow, now, keys=KEYS, calendar=CALENDAR, actions_enabled=enabled, utility="Demo Utility", operators=OPERATORS
     )
 
 
@@ -99,6 +100,7 @@ async def test_a_rule_tells_its_recipients_and_its_role_once_per_alarm(uow: Unit
             recipients=["security@utility.example"],
         ),
         NOW,
+        operators=OPERATORS,
     )
     tamper = await _alarm(uow, meter.id)
     await _alarm(uow, meter.id, kind="cover_open")  # no rule names it
@@ -147,6 +149,7 @@ async def test_relay_off_on_tamper_runs_only_when_enabled_and_in_friendly_hours(
             action="relay_off",
         ),
         NOW,
+        operators=OPERATORS,
     )
     off = await _alarm(uow, meter.id)
     await _notify(uow, enabled=False)
@@ -192,13 +195,14 @@ async def test_relay_off_on_tamper_runs_only_when_enabled_and_in_friendly_hours(
 
 async def test_rule_changes_are_checked_and_audited_with_before_and_after(uow: UnitOfWork) -> None:
     fields = RuleFields(name="Any critical", kind="*", min_severity="critical", role="admin")
-    rule = await alarm_rules.create_rule(uow, OPERATOR, fields, NOW)
+    rule = await alarm_rules.create_rule(uow, OPERATOR, fields, NOW, operators=OPERATORS)
     changed = await alarm_rules.update_rule(
         uow,
         OPERATOR,
         rule["id"],
         RuleFields(name="Any warning", kind="*", min_severity="warning", sms=True, email=False, role="admin"),
         NOW + timedelta(minutes=1),
+        operators=OPERATORS,
     )
     assert changed["min_severity"] == "warning"
     assert changed["sms"]
@@ -231,7 +235,7 @@ async def test_rule_changes_are_checked_and_audited_with_before_and_after(uow: U
         RuleFields(name="x", kind="tamper", min_severity="warning", role="admin", email=False, sms=False),
     ):
         with pytest.raises(InvalidField):
-            await alarm_rules.create_rule(uow, OPERATOR, bad, NOW)
+            await alarm_rules.create_rule(uow, OPERATOR, bad, NOW, operators=OPERATORS)
     with pytest.raises(NotFound):
         await alarm_rules.delete_rule(uow, OPERATOR, rule["id"], NOW)
 
@@ -280,7 +284,11 @@ async def test_the_sms_channel_down_for_long_raises_one_alarm(uow: UnitOfWork) -
     # a rule for it tells the people of the role
     await _operator(uow, "admin1", "admin", "ops@utility.example", None)
     await alarm_rules.create_rule(
-        uow, OPERATOR, RuleFields(name="SMSC down", kind="smsc_down", min_severity="critical", role="admin"), NOW
+        uow,
+        OPERATOR,
+        RuleFields(name="SMSC down", kind="smsc_down", min_severity="critical", role="admin"),
+        NOW,
+        operators=OPERATORS,
     )
     await _notify(uow)
     assert [(c, r) for c, r, _ in await _notices(uow)] == [("email", "ops@utility.example")]
@@ -296,7 +304,11 @@ async def test_an_alarm_the_gateway_reports_is_notified_at_once_by_the_service(u
     billing = build_billing(load_settings(None, {"SMSMETER_BILLING_ALARM_ACTIONS": "true"}), uow, KEYS)
     assert billing.alarm_actions is True
     await alarm_rules.create_rule(
-        uow, OPERATOR, RuleFields(name="All", kind="*", min_severity="info", recipients=["noc@utility.example"]), NOW
+        uow,
+        OPERATOR,
+        RuleFields(name="All", kind="*", min_severity="info", recipients=["noc@utility.example"]),
+        NOW,
+        operators=OPERATORS,
     )
     alarm_id = await _alarm(uow, meter.id, kind="cover_open")
     await billing.on_gateway_event(AlarmRaised(meter.id, "cover_open", "critical", NOW, "cover open"))

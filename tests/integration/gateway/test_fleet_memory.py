@@ -57,3 +57,75 @@ async def test_a_number_the_registry_does_not_have_is_not_asked_for_at_every_par
     for _ in range(3):
         assert await respond(OutboundSms(destination="37300000000", body=b"\x00")) == []
     assert asked == ["37300000000"]
+
+
+async def test_a_water_meter_is_simulated_from_its_volume_register_and_reports_in_as_volume(
+    engine: AsyncEngine,
+) -> None:
+    """The demo's water meter: the fleet picks up its volume register, and what it reports on its own comes
+    in through the inbound path as `volume_l`, never as an energy register."""
+    from sqlalchemy import select, update
+
+    from gateway.inbound import Inbound
+    from gateway.ports import InboundSms
+    from store.schema.commands import readings
+    from store.schema.registry import meters
+    from tests.integration.gateway.gateway_harness import SHORT_NUMBER, Clock
+
+    keys = KeyRing(MASTER_KEY)
+    async with engine.begin() as conn:
+        (water,) = await add_meters(conn, 1, NOW)
+        await conn.execute(update(meters).where(meters.c.id == water.id).values(kind="water"))
+        await conn.execute(
+            insert(readings).values(meter_id=water.id, register="volume_l", read_at=NOW, value=120_000, received_at=NOW)
+        )
+    later = NOW.replace(hour=13)
+    fleet = Fleet(capacity=5, clock=lambda: later)
+    async with engine.connect() as conn:
+        assert await load_fleet(conn, keys, fleet, report_interval_s=600) == 1
+    assert fleet.meter(water.msisdn).import_ws == 120_000 * 3600
+    replies = fleet.tick(3600, lambda _n, _t: 100)
+    assert replies
+    inbound = Inbound(engine, keys, SHORT_NUMBER, clock=Clock(later))
+    await inbound.process([InboundSms(r.source, SHORT_NUMBER, r.body, r.has_udh, 4, later) for r in replies])
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(readings.c.register, readings.c.value).order_by(readings.c.id))).all()
+    assert {r.register for r in rows} == {"volume_l", "power_w"}
+    assert max(int(r.value) for r in rows if r.register == "volume_l") > 120_000
+
+
+async def test_a_prosumer_is_simulated_with_its_export_register_and_answers_a_read_request_with_it(
+    engine: AsyncEngine,
+) -> None:
+    """The demo's prosumer: the fleet picks up its export register beside the import one, so the read
+    request's answer carries the export it last reported, not a register gone back to zero."""
+    import meter_protocol as mp
+    from store.schema.commands import readings
+
+    keys = KeyRing(MASTER_KEY)
+    async with engine.begin() as conn:
+        (solar,) = await add_meters(conn, 1, NOW)
+        await conn.execute(
+            insert(readings),
+            [
+                {"meter_id": solar.id, "register": r, "read_at": NOW, "value": v, "received_at": NOW}
+                for r, v in (("import_wh", 2_400_000), ("export_wh", 310_000))
+            ],
+        )
+    fleet = Fleet(capacity=5, clock=lambda: NOW)
+    async with engine.connect() as conn:
+        assert await load_fleet(conn, keys, fleet) == 1
+    request = mp.encode_frame(
+        mp.ReadRequest(mp.ReadItems.REGISTERS), meter_code=solar.code, key=solar.key, key_id=0, counter=1
+    )
+    sent: list[mp.Readings] = []
+    window = mp.ReplayWindow(0, 0)
+    for reply in fleet.answer(solar.msisdn, request, False):
+        decoded = mp.decode_frame(
+            reply.body, key=solar.key, window=window, meter_code=solar.code, direction=mp.Direction.UPLINK
+        )
+        assert decoded.window is not None
+        window = decoded.window
+        if isinstance(decoded.message, mp.Readings):
+            sent.append(decoded.message)
+    assert [(r.import_wh, r.export_wh) for r in sent] == [(2_400_000, 310_000)]

@@ -13,12 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import meter_protocol as mp
 from gateway.claims import Claimed
 from gateway.command_store import SendResult
+from gateway.dispatcher import Dispatcher
 from gateway.errors import Stopped
+from gateway.inbound import Inbound
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_commands
 from gateway.ports import InboundSms, Receipt, ReceiptState
 from gateway.states import CommandState
-from store.schema.commands import alarms, command_parts
+from store.schema.commands import alarms, command_parts, held_receipts
 from tests.integration.gateway.gateway_harness import Clock, ScriptedNetwork, fleet_of, running_gateway
 from tests.integration.gateway.outbox_fixtures import MASTER_KEY, SeededMeter, add_meters
 
@@ -150,6 +152,18 @@ async def test_a_live_dispatcher_renews_the_leases_of_its_slow_sends(engine: Asy
     assert len(network.submitted) == 1
 
 
+async def test_a_stop_asked_before_the_tasks_first_run_is_kept(engine: AsyncEngine) -> None:
+    """A shutdown right after the start stops the dispatcher and the inbound path before their tasks first ran;
+    each run returns instead of running on (the shutdown would wait for it for ever)."""
+    dispatcher = Dispatcher(engine, None)
+    inbound = Inbound(engine, KeyRing(MASTER_KEY), "7220")
+    tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(inbound.run())]
+    dispatcher.stop()
+    inbound.stop()
+    async with asyncio.timeout(10):
+        await asyncio.gather(*tasks)
+
+
 async def test_a_receipt_or_sms_handed_in_after_the_gateway_stopped_is_refused_at_once_not_held(
     engine: AsyncEngine,
 ) -> None:
@@ -168,3 +182,27 @@ async def test_a_receipt_or_sms_handed_in_after_the_gateway_stopped_is_refused_a
         error = fut.exception()
         assert isinstance(error, Stopped)
         assert error.part == part
+
+
+async def test_a_receipt_held_for_its_part_survives_a_restart_and_is_matched_when_the_part_is_recorded(
+    engine: AsyncEngine,
+) -> None:
+    (meter,) = await seed(engine, 1)
+    fleet = fleet_of([meter])
+    early = ScriptedNetwork(fleet, auto_receipts=False, auto_replies=False)
+    async with running_gateway(engine, fleet, network=early) as gw:
+        await early.receipt("3e8")  # the first id the next network issues: its part is not recorded anywhere yet
+        async with engine.connect() as conn:  # kept in the database before the SMSC was answered
+            held = (await conn.execute(select(held_receipts.c.message_id, held_receipts.c.state))).all()
+        assert [tuple(h) for h in held] == [("3e8", "DELIVRD")]
+    assert gw.dispatcher.stats.receipts_unknown == 0  # stopping keeps it, does not drop it
+    (command_id,) = await enqueue(engine, [CommandRequest(meter.id, mp.TopUp(1, 250), "system:topup")])
+    later = ScriptedNetwork(fleet, auto_receipts=False, auto_replies=False)
+    async with running_gateway(engine, fleet, network=later) as gw:  # a restart: nothing of it in memory
+        view = await gw.wait_view(command_id, lambda v: v.state is CommandState.DELIVERED)
+        stats = gw.dispatcher.stats
+    assert [s.message_id for s in later.submitted] == ["3e8"]
+    assert [(p.attempt, p.message_id, p.state) for p in view.parts] == [(1, "3e8", "1:0")]
+    assert stats.receipts_unknown == 0
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(held_receipts.c.message_id))).all() == []

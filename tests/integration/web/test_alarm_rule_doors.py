@@ -16,6 +16,7 @@ from store.schema.notices import notices
 from store.uow import UnitOfWork
 from tests.integration.web.helpers import MASTER_KEY, START, Seeded, login
 from tests.integration.web.test_registry_doors import api_key, audit_rows
+from web.queries.operators import OPERATORS
 
 RULE = {
     "name": "Tamper to security",
@@ -159,7 +160,13 @@ async def test_operator_contacts_reach_the_rules_and_the_alarms_page_shows_the_a
             .returning(alarms.c.id)
         )
     await alarm_rules.notify_alarms(
-        uow, START, keys=KeyRing(MASTER_KEY), calendar=FriendlyCalendar(), actions_enabled=True, utility="Demo"
+        uow,
+        START,
+        keys=KeyRing(MASTER_KEY),
+        calendar=FriendlyCalendar(),
+        actions_enabled=True,
+        utility="Demo",
+        operators=OPERATORS,
     )
     async with uow.connect() as conn:
         sent_to = sorted((await conn.scalars(select(notices.c.recipient).where(notices.c.alarm_id == alarm_id))).all())

@@ -188,3 +188,107 @@ async def test_a_tariffs_prices_are_per_the_unit_its_meters_read_in(
     async with uow.begin() as conn:  # meters that read in different units: the prices stay per kWh
         await conn.execute(update(meters).where(meters.c.id == seeded.meter_ids[0]).values(kind="electricity"))
     assert "Price per kWh" in await page()
+
+
+async def _register(uow: UnitOfWork, meter_id: int, register: str, points: list[tuple[int, int]]) -> None:
+    """Daily readings of one register: (day counted from 1 January 2026 — 32 is 1 February —, value)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from store.schema.commands import readings
+
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    async with uow.begin() as conn:
+        await conn.execute(
+            insert(readings),
+            [
+                {
+                    "meter_id": meter_id,
+                    "register": register,
+                    "read_at": first + timedelta(days=day - 1),
+                    "value": value,
+                    "received_at": first,
+                }
+                for day, value in points
+            ],
+        )
+
+
+async def test_a_net_billing_tariff_bills_import_less_export_and_carries_the_surplus(
+    client: TestClient, seeded: Seeded, uow: UnitOfWork
+) -> None:
+    """Through the API a tariff is made net with the surplus carried over; January's surplus of export (4 kWh)
+    is not billed and goes to February, whose net (7 kWh) less it is billed (3 kWh at 2.00); the invoice's
+    lines show import, export, the surplus and the net. The console's form takes the option too."""
+    from datetime import UTC, date, datetime
+
+    from billing.invoices import invoices_of, issue_invoices
+    from billing.rules.invoice import Party
+    from store.schema.registry import subscribers
+
+    admin = await api_key(uow, client, "admin")
+    bad = {"code": "NET-X", "name": "x", "kind": "flat", "net_billing": "sometimes"}
+    assert (await client.post("/api/v1/tariffs", json=bad, headers=admin)).status == 422
+    body = {"code": "NET-1", "name": "Prosumers", "kind": "flat", "net_billing": "carry"}
+    response = await client.post("/api/v1/tariffs", json=body, headers=admin)
+    assert response.status == 201, await response.text()
+    tariff = await response.json()
+    assert tariff["net_billing"] == "carry"
+    version = {"steps": [[0, 200_000]], "effective_from": "2025-12-01T00:00:00Z"}
+    assert (await client.post(f"/api/v1/tariffs/{tariff['id']}/versions", json=version, headers=admin)).status == 201
+    fetched = await (await client.get(f"/api/v1/tariffs/{tariff['id']}", headers=admin)).json()
+    assert fetched["net_billing"] == "carry"
+
+    prosumer, meter = seeded.subscriber_ids[0], seeded.meter_ids[0]
+    async with uow.begin() as conn:
+        await conn.execute(update(subscribers).where(subscribers.c.id == prosumer).values(tariff_id=tariff["id"]))
+    await _register(uow, meter, "import_wh", [(1, 100_000), (31, 110_000), (59, 120_000)])  # 10 kWh a month
+    await _register(uow, meter, "export_wh", [(1, 5_000), (31, 19_000), (59, 22_000)])  # 14, then 3 kWh
+
+    utility = Party("Demo Utility", "", "", "")
+    for start, end in ((date(2026, 1, 1), date(2026, 1, 31)), (date(2026, 2, 1), date(2026, 2, 28))):
+        issued_at = datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC)
+        await issue_invoices(uow, start, end, issued_at, utility=utility, subscriber_ids=[prosumer])
+    async with uow.connect() as conn:
+        january, february = sorted((i["content"] for i in await invoices_of(conn, prosumer)), key=lambda c: c["number"])
+    assert january["net"] == {
+        "imported": 10_000,
+        "exported": 14_000,
+        "carried_in": 0,
+        "billed": 0,
+        "carried_out": 4_000,
+    }
+    assert (january["consumption_wh"], january["energy_value"]) == (0, 0)  # never billed below zero
+    assert february["net"] == {
+        "imported": 10_000,
+        "exported": 3_000,
+        "carried_in": 4_000,
+        "billed": 3_000,
+        "carried_out": 0,
+    }
+    assert (february["consumption_wh"], february["energy_value"]) == (3_000, 600)  # 3 kWh at 2.00
+    lines = {ln["description"]: ln["quantity"] for ln in february["lines"]}
+    assert lines["Energy imported"] == "10.000 kWh"
+    assert lines["Energy exported"] == "3.000 kWh"
+    assert lines["Surplus from the previous period"] == "4.000 kWh"
+    assert lines["Net energy billed (value at tariff)"] == "3.000 kWh"
+    assert "Surplus carried to the next period" in {ln["description"] for ln in january["lines"]}
+
+    await login(client, "admin")
+    page = await (await client.get("/console/tariffs")).text()
+    assert 'data-testid="net-billing"' in page
+    response = await client.post(
+        "/console/tariffs",
+        data={
+            **_hidden(page, "/console/tariffs"),
+            "code": "NET-2",
+            "name": "Net",
+            "kind": "flat",
+            "net_billing": "net",
+        },
+        allow_redirects=False,
+    )
+    assert response.status == 303, await response.text()
+    page = await (await client.get(response.headers["Location"])).text()
+    assert 'data-testid="tariff-net-billing">Import less export, a surplus is not billed<' in page

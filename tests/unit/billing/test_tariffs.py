@@ -80,3 +80,33 @@ def test_block_cost_equals_one_interval_of_the_same_total(energies: list[int]) -
     split = cost_of(body, [(T0 + timedelta(hours=i), e) for i, e in enumerate(energies)], "USD", tz=UTC)
     whole = cost_of(body, [(T0, sum(energies))], "USD", tz=UTC)
     assert split == whole
+
+
+def test_net_billing_bills_import_less_export_never_below_zero() -> None:
+    from billing.rules.tariffs import NetBilling, NetQuantity, net_quantity
+
+    assert net_quantity(NetBilling.OFF, 10_000, 4_000) == NetQuantity(10_000, 4_000, 0, 10_000, 0)
+    assert net_quantity(NetBilling.NET, 10_000, 4_000) == NetQuantity(10_000, 4_000, 0, 6_000, 0)
+    # a surplus is neither billed nor credited under NET...
+    assert net_quantity(NetBilling.NET, 3_000, 5_000, carried_in=9_000) == NetQuantity(3_000, 5_000, 0, 0, 0)
+    # ...and carried to the next period, as energy, under CARRY
+    assert net_quantity(NetBilling.CARRY, 3_000, 5_000) == NetQuantity(3_000, 5_000, 0, 0, 2_000)
+    assert net_quantity(NetBilling.CARRY, 10_000, 5_000, carried_in=2_000) == NetQuantity(
+        10_000, 5_000, 2_000, 3_000, 0
+    )
+    assert net_quantity(NetBilling.CARRY, 6_000, 5_000, carried_in=2_000).carried_out == 1_000
+    with pytest.raises(InvalidTariff):
+        net_quantity(NetBilling.NET, -1, 0)
+
+
+def test_a_net_is_spread_over_the_import_intervals_exactly() -> None:
+    from billing.rules.tariffs import scaled_intervals
+
+    t = [datetime(2026, 1, 1, h, tzinfo=UTC) for h in range(3)]
+    intervals = [(t[0], 1_000), (t[1], 2_000), (t[2], 1_000)]
+    assert scaled_intervals(intervals, 2_000) == [(t[0], 500), (t[1], 1_000), (t[2], 500)]
+    spread = scaled_intervals(intervals, 1_001)
+    assert sum(q for _, q in spread) == 1_001
+    assert [q for _, q in spread] == [250, 501, 250]
+    assert scaled_intervals(intervals, 0) == [(t[0], 0), (t[1], 0), (t[2], 0)]
+    assert scaled_intervals(intervals, 9_999) == intervals

@@ -1,8 +1,8 @@
 """Reconciliation in batches: a run's position (`phase`, `position`, `items` on `reconciliation_runs`) so an
 unfinished run resumes where it stopped, and its findings in `reconciliation_findings`, written batch by batch.
 
-Revision ID: 0021
-Revises: 0020
+Revision ID: 0023
+Revises: 0022
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0021"
-down_revision: str | None = "0020"
+revision: str = "0023"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
