@@ -1,15 +1,18 @@
 """Every scheduled billing job over a large generated utility on PostgreSQL: time, items and peak memory.
 
-    .venv/bin/python bench/jobs.py [--subscribers 1000000] [--in-arrears 0.1] [--url postgresql://...]
+    .venv/bin/python bench/jobs.py [--subscribers 1000000] [--in-arrears 0.1] [--card-payments N]
+                                   [--only JOB ...] [--url postgresql://...]
 
 Makes a throwaway database (dropped at the end) and generates subscribers, accounts, meters with keys, a
 month of payments and credits and a share of debts as bench/billing.py does, and one Stripe payment in the
-last two days for every fifteenth subscriber (`payments` rows, paid). Then runs, one after the other and
-exactly as `serve` schedules them (the same service object, the same progress reporting), the arrears
-sweep, the monthly invoices, sending the queued notices, the scheduled time sync, the key-change
-settlement, the consumption pre-aggregate, the partitions and retention job and the daily reconciliation,
-and prints for each its time, what it did and the peak RSS after it. A job that cannot finish in bounded
-memory shows it here: RSS stays flat in the number of subscribers.
+last two days for every fifteenth subscriber (`payments` rows, paid; `--card-payments` sets another count).
+Then runs, one after the other and exactly as `serve` schedules them (the same service object, the same
+progress reporting), the arrears sweep, the monthly invoices, sending the queued notices, the scheduled time
+sync, the key-change settlement, the consumption pre-aggregate, the partitions and retention job and the
+daily reconciliation (reporting its batches to the JobRun as in service), and prints for each its time, what
+it did and the peak RSS after it. A job that cannot finish in bounded
+memory shows it here: RSS stays flat in the number of subscribers. `--only` runs the named jobs alone (e.g.
+`--only reconciliation`).
 
 - reading plans: one plan over every active meter, run at once (`start_run_now`) and then pass after pass
   of the scheduled job with no reading budget (every meter as fast as the passes queue them; in service
@@ -70,9 +73,8 @@ def _amount_minor(i: int) -> int:
     return 1000 + i % 5000
 
 
-async def add_card_payments(dsn: str, subscribers: int) -> int:
+async def add_card_payments(dsn: str, subscribers: int, count: int) -> int:
     """The generated payments: the i-th (1-based) for subscriber (i * 7919) % n + 1, paid at `_paid_at(i)`."""
-    count = subscribers // PAYING_EVERY
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(
@@ -157,6 +159,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1_000_000)
     parser.add_argument("--in-arrears", type=float, default=0.1)
+    parser.add_argument("--card-payments", type=int, help="card payments in the last 48 h (subscribers / 15)")
+    parser.add_argument("--only", nargs="+", metavar="JOB", help="run these jobs alone (names as printed)")
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     name = f"smsmeter_bench_{uuid.uuid4().hex[:8]}"
@@ -168,7 +172,9 @@ async def main() -> None:
         await migrate.upgrade(engine)
         started = time.perf_counter()
         await bench_billing.generate(dsn, args.subscribers, args.in_arrears, False)
-        card_payments = await add_card_payments(dsn, args.subscribers)
+        card_payments = await add_card_payments(
+            dsn, args.subscribers, args.card_payments or args.subscribers // PAYING_EVERY
+        )
         print(
             f"generated {args.subscribers:,} subscribers and {card_payments:,} card payments"
             f" in {time.perf_counter() - started:.1f} s"
@@ -211,8 +217,8 @@ async def main() -> None:
                     now,
                     triggered_by="system:bench",
                     out_dir=Path(out),
+                    progress=run,
                 )
-            run.advanced(len(report.lines))
             return report.counts()
 
         jobs: list[tuple[str, Job]] = [
@@ -227,7 +233,12 @@ async def main() -> None:
             ("reconciliation", reconciliation),
         ]
         print(f"{'job':<20} {'seconds':>8} {'items':>10} {'peak RSS MB':>12}  result")
+        unknown = set(args.only or ()) - {job_name for job_name, _ in jobs}
+        if unknown:
+            parser.error(f"no such job: {', '.join(sorted(unknown))}")
         for job_name, job in jobs:
+            if args.only and job_name not in args.only:
+                continue
             run = JobRun(job_name, asyncio.Event(), NO_METRICS, time.monotonic)
             t0 = time.perf_counter()
             result = await job(NOW, run)

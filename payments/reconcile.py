@@ -10,28 +10,34 @@ For a window [start, end) it lists the provider's PaymentIntents and balance tra
 - `not_delivered`: paid (any provider) more than N hours ago, but its credit command is not at 1:1 (the
   command's state as the gateway tells it, through `CommandBook`).
 The report goes to the console and to CSV and XLSX files; a row in `reconciliation_runs` keeps the counts.
+A run works in batches of BATCH (the listing in payment-intent order, then our payments in id order), each
+batch one transaction with its findings (`reconciliation_findings`) and the run's position, reporting progress
+to the scheduler's JobRun; a run stopped halfway resumes there (`unfinished_runs`, `reconcile(resume=...)`).
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import astuple, dataclass, field, fields
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Select, bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.errors import PaymentsError
 from payments.events import PaymentLocator, PaymentSucceeded
 from payments.ports import CommandBook, PaymentApplier
 from payments.processing import Outcome, process_event
 from payments.stripe_api import BalanceTransaction, ProviderPayment
-from store.schema.payments import payments, reconciliation_runs
+from store.schema.payments import payments, reconciliation_findings, reconciliation_runs
 from store.uow import UnitOfWork
+from telemetry import UNWATCHED, JobProgress
 
 log = logging.getLogger("smsmeter.payments")
 
@@ -66,6 +72,7 @@ class ReconciliationReport:
     generated_at: datetime
     lines: tuple[ReportLine, ...] = field(default_factory=tuple)
     run_id: int | None = None  # the reconciliation_runs row
+    finished: bool = True  # False: the run stopped before its end (it resumes from its recorded position)
 
     def counts(self) -> dict[str, int]:
         counted = Counter(line.kind for line in self.lines)
@@ -77,6 +84,32 @@ class ReconciliationReport:
     @property
     def fees_minor(self) -> int:
         return sum(line.fee_minor or 0 for line in self.lines)
+
+
+BATCH = 1_000  # listed payments, our payments or credit commands looked at per transaction
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedRun:
+    run_id: int
+    provider: str
+    window_start: datetime
+    window_end: datetime
+    phase: str
+    items: int
+
+
+async def unfinished_runs(uow: UnitOfWork, provider: str = "stripe") -> list[UnfinishedRun]:
+    """The runs that stopped before their end (a restart, a cancel), oldest first: `reconcile(resume=...)`
+    carries each on from where it stopped."""
+    r = reconciliation_runs.c
+    async with uow.connect() as conn:
+        rows = await conn.execute(
+            select(r.id, r.provider, r.window_start, r.window_end, r.phase, r["items"])
+            .where(r.provider == provider, r.finished_at.is_(None))
+            .order_by(r.id)
+        )
+        return [UnfinishedRun(*row) for row in rows]
 
 
 async def reconcile(
@@ -91,59 +124,214 @@ async def reconcile(
     delivery_after: timedelta = timedelta(hours=6),
     provider: str = "stripe",
     triggered_by: str = "system:reconcile",
+    progress: JobProgress = UNWATCHED,
+    resume: int | None = None,
 ) -> ReconciliationReport:
+    """Reconcile [start, end) in batches of BATCH, each batch one transaction with its findings and the run's
+    position, so a run stopped halfway (`progress.stop_requested`, a restart, a cancel) resumes where it
+    stopped when `resume` names it (its window is the run's own). Returns the report; its `finished` is
+    False when the run stopped before its end."""
+    r = reconciliation_runs.c
     async with uow.begin() as conn:
-        run_id = (
-            await conn.execute(
-                insert(reconciliation_runs)
-                .values(
-                    provider=provider, window_start=start, window_end=end, started_at=now, triggered_by=triggered_by
+        if resume is None:
+            run_id = (
+                await conn.execute(
+                    insert(reconciliation_runs)
+                    .values(
+                        provider=provider, window_start=start, window_end=end, started_at=now, triggered_by=triggered_by
+                    )
+                    .returning(r.id)
                 )
-                .returning(reconciliation_runs.c.id)
-            )
-        ).scalar_one()
-    intents = [pi for pi in await lister.list_payment_intents(start, end) if pi.status == "succeeded"]
+            ).scalar_one()
+            phase, position = "intents", ""
+        else:
+            row = (await conn.execute(select(reconciliation_runs).where(r.id == resume))).one()
+            run_id, provider, phase, position = resume, row.provider, row.phase, row.position
+            start, end = row.window_start, row.window_end
+    intents = sorted(
+        (pi for pi in await lister.list_payment_intents(start, end) if pi.status == "succeeded"),
+        key=lambda pi: pi.payment_intent_id,
+    )
     fees = {
         bt.source: bt.fee_minor
         for bt in await lister.list_balance_transactions(start, end)
         if bt.type in ("charge", "payment") and bt.source
     }
-    lines: list[ReportLine] = []
-    seen_payment_ids: set[int] = set()
-    for pi in intents:
-        lines.append(
-            await _match_intent(uow, applier, pi, fees.get(pi.charge_id or ""), now, provider, seen_payment_ids)
+    run = _Run(uow, run_id, provider, progress)
+    if phase == "intents":
+        todo = intents[bisect_right([pi.payment_intent_id for pi in intents], position) :] if position else intents
+        for at in range(0, len(todo), BATCH):
+            if progress.stop_requested:
+                return await _report(uow, run_id, provider, start, end, now, finished=False)
+            batch = todo[at : at + BATCH]
+            lines, fee_updates = await _match_batch(uow, applier, batch, fees, now, provider)
+            await run.commit(lines, len(batch), "intents", batch[-1].payment_intent_id, fee_updates)
+        phase, position = "ours", ""
+    if phase == "ours":
+        listed_ids = {pi.payment_intent_id for pi in intents}
+        listed_refs = {pi.metadata["reference"] for pi in intents if pi.metadata.get("reference")}
+        p = payments.c
+        ours = select(payments).where(
+            p.provider == provider, p.paid_at.is_not(None), p.created_at >= start, p.created_at < end
         )
-    lines.extend(await _missing_there(uow, provider, start, end, seen_payment_ids))
-    lines.extend(await _not_delivered(uow, commands, now - delivery_after))
-    report = ReconciliationReport(provider, start, end, now, tuple(lines), run_id)
+
+        async def missing_there(rows: Sequence[Any], conn: AsyncConnection) -> list[ReportLine]:
+            return _missing_there(rows, listed_ids, listed_refs)
+
+        if not await _pages(run, ours, position, "ours", missing_there):
+            return await _report(uow, run_id, provider, start, end, now, finished=False)
+        phase, position = "delivery", ""
+    if phase == "delivery":
+        p = payments.c
+        paid = select(payments).where(
+            p.paid_at.is_not(None), p.paid_at < now - delivery_after, p.status.in_(("paid", "partially_refunded"))
+        )
+
+        async def undelivered(rows: Sequence[Any], conn: AsyncConnection) -> list[ReportLine]:
+            states = await commands.states(conn, {r.credit_command_id for r in rows if r.credit_command_id is not None})
+            found = []
+            for row in rows:
+                state = states.get(row.credit_command_id) if row.credit_command_id is not None else None
+                if state != "1:1":
+                    found.append(_not_delivered_line(row, state))
+            return found
+
+        if not await _pages(run, paid, position, "delivery", undelivered):
+            return await _report(uow, run_id, provider, start, end, now, finished=False)
+    report = await _report(uow, run_id, provider, start, end, now, finished=True)
     async with uow.begin() as conn:
         await conn.execute(
             update(reconciliation_runs)
-            .where(reconciliation_runs.c.id == run_id)
-            .values(finished_at=now, counts=report.counts())
+            .where(r.id == run_id)
+            .values(finished_at=now, counts=report.counts(), phase="done", position="")
         )
     log.info("reconciliation %s %s..%s: %s", provider, start.isoformat(), end.isoformat(), report.counts())
     return report
+
+
+@dataclass(slots=True)
+class _Run:
+    """One run's batch commits: its findings, its position and its counts in one transaction, then progress."""
+
+    uow: UnitOfWork
+    run_id: int
+    provider: str
+    progress: JobProgress
+
+    async def commit(
+        self,
+        lines: Sequence[ReportLine],
+        items: int,
+        phase: str,
+        position: str,
+        fee_updates: Sequence[dict[str, int]] = (),
+    ) -> None:
+        async with self.uow.begin() as conn:
+            await self.write(conn, lines, items, phase, position, fee_updates)
+        self.progress.advanced(items)
+
+    async def write(
+        self,
+        conn: AsyncConnection,
+        lines: Sequence[ReportLine],
+        items: int,
+        phase: str,
+        position: str,
+        fee_updates: Sequence[dict[str, int]] = (),
+    ) -> None:
+        if fee_updates:
+            await conn.execute(
+                update(payments).where(payments.c.id == bindparam("row_id")).values(fee_minor=bindparam("fee")),
+                list(fee_updates),
+            )
+        if lines:
+            await conn.execute(
+                insert(reconciliation_findings), [{"run_id": self.run_id, **asdict(line)} for line in lines]
+            )
+        r = reconciliation_runs.c
+        await conn.execute(
+            update(reconciliation_runs)
+            .where(r.id == self.run_id)
+            .values(phase=phase, position=position, items=r["items"] + items)
+        )
+
+
+async def _pages(
+    run: _Run,
+    stmt: Select[Any],
+    position: str,
+    phase: str,
+    found: Callable[[Sequence[Any], AsyncConnection], Awaitable[list[ReportLine]]],
+) -> bool:
+    """Our payments `stmt` selects, BATCH at a time in id order after `position`, each page's findings
+    committed with the page. False when the run was asked to stop before the last page."""
+    after = int(position or 0)
+    page = stmt.order_by(payments.c.id).limit(BATCH)
+    while True:
+        if run.progress.stop_requested:
+            return False
+        async with run.uow.begin() as conn:
+            rows = (await conn.execute(page.where(payments.c.id > after))).all()
+            if not rows:
+                return True
+            after = rows[-1].id
+            await run.write(conn, await found(rows, conn), len(rows), phase, str(after))
+        run.progress.advanced(len(rows))
+
+
+async def _report(
+    uow: UnitOfWork, run_id: int, provider: str, start: datetime, end: datetime, now: datetime, *, finished: bool
+) -> ReconciliationReport:
+    f = reconciliation_findings.c
+    names = [c.name for c in fields(ReportLine)]
+    async with uow.connect() as conn:
+        rows = await conn.execute(select(*(f[name] for name in names)).where(f.run_id == run_id).order_by(f.id))
+        lines = tuple(ReportLine(*row) for row in rows)
+    return ReconciliationReport(provider, start, end, now, lines, run_id, finished)
+
+
+async def _match_batch(
+    uow: UnitOfWork,
+    applier: PaymentApplier,
+    batch: Sequence[ProviderPayment],
+    fees: dict[str, int],
+    now: datetime,
+    provider: str,
+) -> tuple[list[ReportLine], list[dict[str, int]]]:
+    """The findings of one batch of the provider's listing, and the fees to store: our payments read in one
+    query; a payment paid there and not here applied through `process_event` (its own transaction, idempotent
+    by its event id, so a batch redone after a crash applies nothing twice)."""
+    p = payments.c
+    ids = [pi.payment_intent_id for pi in batch]
+    refs = [ref for pi in batch if (ref := pi.metadata.get("reference"))]
+    async with uow.connect() as conn:
+        rows = (
+            await conn.execute(select(payments).where(or_(p.payment_intent_id.in_(ids), p.reference.in_(refs))))
+        ).all()
+    by_intent = {row.payment_intent_id: row for row in rows if row.payment_intent_id}
+    by_reference = {row.reference: row for row in rows if row.reference}
+    lines: list[ReportLine] = []
+    fee_updates: list[dict[str, int]] = []
+    for pi in batch:
+        reference = pi.metadata.get("reference")
+        row = by_intent.get(pi.payment_intent_id) or (by_reference.get(reference) if reference else None)
+        fee = fees.get(pi.charge_id or "")
+        if row is not None and fee is not None and row.fee_minor != fee:
+            fee_updates.append({"row_id": row.id, "fee": fee})
+        lines.append(await _match_intent(uow, applier, pi, row, fee, now, provider))
+    return lines, fee_updates
 
 
 async def _match_intent(
     uow: UnitOfWork,
     applier: PaymentApplier,
     pi: ProviderPayment,
+    row: Any,
     fee: int | None,
     now: datetime,
     provider: str,
-    seen: set[int],
 ) -> ReportLine:
     reference = pi.metadata.get("reference")
-    async with uow.begin() as conn:
-        conditions = [payments.c.payment_intent_id == pi.payment_intent_id]
-        if reference:
-            conditions.append(payments.c.reference == reference)
-        row = (await conn.execute(select(payments).where(or_(*conditions)))).first()
-        if row is not None and fee is not None and row.fee_minor != fee:
-            await conn.execute(update(payments).where(payments.c.id == row.id).values(fee_minor=fee))
 
     def line(kind: str, detail: str, ours: int | None, state: str = "") -> ReportLine:
         return ReportLine(
@@ -161,7 +349,6 @@ async def _match_intent(
 
     if row is None:
         return line("missing_here", "paid at the provider; no top-up here to credit", None)
-    seen.add(row.id)
     if row.paid_at is not None:
         if row.amount_minor != pi.amount_minor or row.currency != pi.currency:
             return line("amount_mismatch", f"credited {row.amount_minor} {row.currency}", row.amount_minor)
@@ -193,24 +380,11 @@ async def _match_intent(
     return line("matched", f"{result.outcome.value}: {result.detail}", row.amount_minor)
 
 
-async def _missing_there(
-    uow: UnitOfWork, provider: str, start: datetime, end: datetime, seen: set[int]
-) -> list[ReportLine]:
-    async with uow.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(payments).where(
-                    payments.c.provider == provider,
-                    payments.c.paid_at.is_not(None),
-                    payments.c.created_at >= start,
-                    payments.c.created_at < end,
-                )
-            )
-        ).all()
+def _missing_there(rows: Sequence[Any], listed_ids: set[str], listed_refs: set[str]) -> list[ReportLine]:
     return [
         ReportLine(
             "missing_there",
-            provider,
+            row.provider,
             row.payment_intent_id or row.provider_ref,
             row.reference or "",
             row.currency,
@@ -221,32 +395,8 @@ async def _missing_there(
             "credited here; the provider lists no such succeeded payment",
         )
         for row in rows
-        if row.id not in seen
+        if row.payment_intent_id not in listed_ids and (row.reference is None or row.reference not in listed_refs)
     ]
-
-
-_UNDELIVERED_CHUNK = 5_000  # paid payments read a chunk at a time, their commands' states asked per chunk
-
-
-async def _not_delivered(uow: UnitOfWork, commands: CommandBook, paid_before: datetime) -> list[ReportLine]:
-    p = payments.c
-    paid = (
-        select(payments)
-        .where(p.paid_at.is_not(None), p.paid_at < paid_before, p.status.in_(("paid", "partially_refunded")))
-        .order_by(p.id)
-        .limit(_UNDELIVERED_CHUNK)
-    )
-    lines: list[ReportLine] = []
-    after = 0
-    async with uow.connect() as conn:
-        while rows := (await conn.execute(paid.where(p.id > after))).all():
-            after = rows[-1].id
-            states = await commands.states(conn, {r.credit_command_id for r in rows if r.credit_command_id is not None})
-            for row in rows:
-                state = states.get(row.credit_command_id) if row.credit_command_id is not None else None
-                if state != "1:1":
-                    lines.append(_not_delivered_line(row, state))
-    return lines
 
 
 def _not_delivered_line(row: Any, command_state: str | None) -> ReportLine:

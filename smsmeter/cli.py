@@ -186,6 +186,8 @@ async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
         await api.close()
         await engine.dispose()
     print(format_console(report))
+    if files is None:  # not asked to stop from a shell; kept for the type
+        return 1
     print(f"report: {files.csv}")
     print(f"report: {files.xlsx}")
     return 0

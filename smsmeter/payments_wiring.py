@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -26,13 +26,15 @@ from payments.reconcile import (
     format_console,
     reconcile,
     record_report_path,
+    unfinished_runs,
     write_csv,
     write_xlsx,
 )
 from payments.service import WebhookSecrets, WebhookService
 from payments.stripe_api import StripeApi
+from smsmeter.billing_setup import BillingJobs, run_jobs
 from store.uow import UnitOfWork
-from telemetry import NO_METRICS, Observer
+from telemetry import NO_METRICS, UNWATCHED, JobProgress, Observer
 from web.webhooks import BillingApplier, PaymentServices
 
 log = logging.getLogger("smsmeter.payments")
@@ -101,9 +103,12 @@ async def run_reconciliation(
     *,
     triggered_by: str,
     out_dir: Path | None = None,
-) -> tuple[ReconciliationReport, ReconciliationFiles]:
-    """Reconcile Stripe (`api`: its listing, a `StripeApi`) for [start, end), apply what a webhook missed, and
-    write the CSV and XLSX report."""
+    progress: JobProgress = UNWATCHED,
+    resume: int | None = None,
+) -> tuple[ReconciliationReport, ReconciliationFiles | None]:
+    """Reconcile Stripe (`api`: its listing, a `StripeApi`) for [start, end) (or carry on the unfinished run
+    `resume`), apply what a webhook missed, and write the CSV and XLSX report once the run has finished (None
+    when it stopped before its end: it resumes later)."""
     applier = BillingApplier(keys, top_up_policy(settings))
     report = await reconcile(
         uow,
@@ -115,9 +120,13 @@ async def run_reconciliation(
         commands=CommandProgress(),
         delivery_after=timedelta(hours=settings.payments.delivery_check_h),
         triggered_by=triggered_by,
+        progress=progress,
+        resume=resume,
     )
+    if not report.finished:
+        return report, None
     folder = out_dir or reports_dir(settings)
-    stem = f"reconciliation-stripe-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+    stem = f"reconciliation-stripe-{report.window_start:%Y%m%dT%H%M}-{report.window_end:%Y%m%dT%H%M}"
     files = ReconciliationFiles(
         await asyncio.to_thread(write_csv, report, folder / f"{stem}.csv"),
         await asyncio.to_thread(write_xlsx, report, folder / f"{stem}.xlsx"),
@@ -133,19 +142,57 @@ def next_run(now: datetime, at: time) -> datetime:
     return candidate if candidate > now else candidate + timedelta(days=1)
 
 
-async def run_daily(
-    at: time, job: Callable[[datetime], Awaitable[object]], clock: Callable[[], datetime], name: str
-) -> None:
-    """Run `job(now)` every day at `at` (UTC) until cancelled; a failed run is logged and the next day comes."""
-    while True:
-        due = next_run(clock(), at)
-        await asyncio.sleep(max(0.0, (due - clock()).total_seconds()))
-        try:
-            await job(clock())
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a failed run must not end the schedule; the next day tries again
-            log.exception("%s failed; the next run is tomorrow at %s UTC", name, at.strftime("%H:%M"))
+class DailyReconciliation:
+    """The daily reconciliation as a scheduled job (`smsmeter.billing_setup.run_jobs`): each pass first carries
+    on the runs a restart or a cancel left unfinished, then, once a day at `at` (UTC), reconciles the last
+    RECONCILE_LOOKBACK. It reports its batches through the JobRun, so the scheduler's stall time, not a
+    fixed timeout, decides when a stop cuts it off."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        uow: UnitOfWork,
+        api: PaymentLister,
+        keys: KeyRing,
+        at: time,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._settings, self._uow, self._api, self._keys, self._at, self._clock = settings, uow, api, keys, at, clock
+        self.due = next_run(clock(), at)
+
+    async def __call__(self, now: datetime, progress: JobProgress) -> None:
+        now = self._clock()
+        for run in await unfinished_runs(self._uow):
+            if progress.stop_requested:
+                return
+            log.info("daily reconciliation: carrying on run %s (%s, %s done)", run.run_id, run.phase, run.items)
+            if not await self._run(now, progress, resume=run.run_id):
+                return
+        if now >= self.due and not progress.stop_requested:
+            self.due = next_run(now, self._at)  # a run stopped halfway is carried on above, not started again
+            await self._run(now, progress, resume=None)
+
+    async def _run(self, now: datetime, progress: JobProgress, *, resume: int | None) -> bool:
+        report, files = await run_reconciliation(
+            self._settings,
+            self._uow,
+            self._api,
+            self._keys,
+            now - RECONCILE_LOOKBACK,
+            now,
+            now,
+            triggered_by="system:daily",
+            progress=progress,
+            resume=resume,
+        )
+        if files is None:
+            log.info("daily reconciliation: run %s stopped; it carries on at the next start", report.run_id)
+            return False
+        log.info("%s\nreport: %s", format_console(report), files.xlsx)
+        return True
+
+
+RECONCILE_CHECK_S = 60.0  # how often the scheduled job looks whether the day's run is due
 
 
 def _utc_now() -> datetime:
@@ -199,17 +246,11 @@ async def running_payments(
         amounts_minor=p.topup_amounts,
         clock=clock,
     )
-    task: asyncio.Task[None] | None = None
+    jobs: BillingJobs | None = None
     if api is not None and p.reconcile_enabled and scheduler_role:
         hour, minute = (int(x) for x in p.reconcile_at.split(":"))
-
-        async def daily(now: datetime) -> None:
-            report, files = await run_reconciliation(
-                settings, uow, api, keys, now - RECONCILE_LOOKBACK, now, now, triggered_by="system:daily"
-            )
-            log.info("%s\nreport: %s", format_console(report), files.xlsx)
-
-        task = asyncio.create_task(run_daily(time(hour, minute), daily, clock, "daily reconciliation"))
+        daily = DailyReconciliation(settings, uow, api, keys, time(hour, minute), clock)
+        jobs = run_jobs([("daily reconciliation", RECONCILE_CHECK_S, daily)], observer=observer)
     log.info(
         "payments: Stripe %s, webhook secret %s, providers %s, reconciliation %s",
         "Checkout replaced by the built-in payment simulator"
@@ -219,15 +260,13 @@ async def running_payments(
         if settings.stripe.webhook_secret
         else ("the simulator's, made for this process" if simulator else "NOT set: Stripe webhooks are refused"),
         ", ".join(sorted(p.providers)) or "none",
-        f"daily at {p.reconcile_at} UTC" if task else "off",
+        f"daily at {p.reconcile_at} UTC" if jobs else "off",
     )
     try:
         yield
     finally:
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        if jobs is not None:
+            await jobs.stop()
         services.webhooks = None
         services.topups = None
         services.simulator = None

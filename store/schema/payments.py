@@ -103,4 +103,28 @@ reconciliation_runs = Table(
     Column("counts", JSON),  # {"matched": n, "applied": n, "missing_there": n, ...}
     Column("report_path", String(500)),
     Column("triggered_by", String(100), nullable=False),
+    # Added by 0023_reconciliation_batches: how far an unfinished run got (it resumes there). `phase` is
+    # intents (the provider's listing, in payment-intent order; `position` the last one done) | ours (our paid
+    # payments; `position` the last payments.id) | delivery (the same for the credit commands) | done.
+    Column("phase", String(10), nullable=False, server_default="intents"),
+    Column("position", String(200), nullable=False, server_default=""),
+    Column("items", BigInteger, nullable=False, server_default="0"),  # looked at so far
+)
+
+# What a reconciliation run found, one row a finding (a run's report lines), written with its batch.
+reconciliation_findings = Table(
+    "reconciliation_findings",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("run_id", ID, ForeignKey("reconciliation_runs.id"), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("provider", String(30), nullable=False),
+    Column("provider_ref", String(200), nullable=False),
+    Column("reference", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("our_amount_minor", BigInteger),
+    Column("their_amount_minor", BigInteger),
+    Column("fee_minor", BigInteger),
+    Column("command_state", String(10), nullable=False),
+    Column("detail", String(500), nullable=False),
 )

@@ -40,6 +40,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "payment_conflicts": ("payments",),
     "payment_disputes": ("payments",),
     "reconciliation_runs": ("payments",),
+    "reconciliation_findings": ("payments",),
     # the gateway: the outbox and what it learns from meters
     "commands": ("gateway", "smsmeter"),
     "command_parts": ("gateway",),
