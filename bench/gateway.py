@@ -11,9 +11,10 @@ In one run, against the node-smpp SMSC (tests/peers/smsc.js) on loopback:
   after the other, so the figure is commands / (enqueue time + drain time)); it is printed with its ratio
   to the ceiling, and the drain alone (first claim to the last 1:1) beside it. The end is seen from the
   inbound's settled events, not by polling the database (a poll is a query of the bench's own in the load
-  it measures). Beside it, where the CPU went per 1,000 commands: this (gateway) process, PostgreSQL's
-  backends, the SMSC and the meters' process, and the same for the ceiling's messages (smpplib, SMSC),
-  and the SQL statements per command;
+  it measures). After the timing, what went unmatched: receipts for unknown message ids, parts left without
+  their receipt, submit_sm_resp after the submit timeout and for unknown sequences. Beside it, where the
+  CPU went per 1,000 commands: this (gateway) process, PostgreSQL's backends, the SMSC and the meters'
+  process, and the same for the ceiling's messages (smpplib, SMSC), and the SQL statements per command;
 - the same loop against the simulated SMSC behind a real SMPP port (gateway.smpp_server, what
   `smsmeter simulate` serves), where the meters answer in process;
 - the enqueue rate (bulk outbox: counters, sealing, rows) and receipts ingested/s (the dispatcher's
@@ -116,6 +117,14 @@ def fleet_of(meters: list[SeededMeter]) -> Fleet:
     for m in meters:
         fleet.add(m.msisdn, m.code, m.key)
     return fleet
+
+
+async def parts_without_receipt(engine: AsyncEngine) -> int:
+    """Parts the SMSC took (message id known) whose delivery receipt was not matched: still at 0:1."""
+    p = command_parts.c
+    stmt = select(func.count()).select_from(command_parts).where(p.message_id.is_not(None), p.state == "0:1")
+    async with engine.connect() as conn:
+        return int(await conn.scalar(stmt) or 0)
 
 
 async def count_processed(engine: AsyncEngine) -> int:
@@ -252,6 +261,7 @@ class Drained:
     inbound: Inbound
     others: dict[str, float]
     statements: int
+    unmatched: str  # receipts and responses nothing matched, in words
 
 
 async def drain(
@@ -302,6 +312,11 @@ async def drain(
             statements = sql.count - statements_before
             groups["postgresql"] |= await backend_pids(engine)
             cpu.stop(groups)
+            # timing done: give the last receipts a moment to come and be matched before counting what was not
+            for _ in range(60):
+                if await parts_without_receipt(engine) == 0:
+                    break
+                await asyncio.sleep(0.05)
         finally:
             dispatcher.stop()
             inbound.stop()
@@ -310,7 +325,14 @@ async def drain(
     done = await count_processed(engine)
     if done != total:
         print(f"warning: {done} commands at 1:1 in the database, {total} expected", file=sys.stderr)
-    return Drained(elapsed, cpu_s, dispatcher, inbound, cpu.spent, statements)
+    d = dispatcher.stats
+    smpp_stats = getattr(transport, "stats", None)
+    unmatched = (
+        f"{d.receipts_unknown} receipts for unknown message ids, {await parts_without_receipt(engine)} parts "
+        f"without their receipt; submit_sm_resp after the timeout {getattr(smpp_stats, 'late_responses', 0)}, "
+        f"for unknown sequences {getattr(smpp_stats, 'unknown_responses', 0)}"
+    )
+    return Drained(elapsed, cpu_s, dispatcher, inbound, cpu.spent, statements, unmatched)
 
 
 async def receipts_ingested(engine: AsyncEngine, count: int) -> float:
@@ -372,6 +394,7 @@ def report(
     gateway_cpu = (enqueue_cpu_s + over.cpu_s) * 1000 / n
     print(f"  gateway process CPU, from enqueue        : {gateway_cpu:9.3f} s per 1,000 commands")
     print(f"  SQL statements in the drain              : {over.statements / n:9.3f} per command")
+    print(f"  unmatched                                : {over.unmatched}")
     spent = {"gateway": over.cpu_s, **over.others}
     print(
         "  CPU s per 1,000 commands in the drain    : "
@@ -472,6 +495,7 @@ async def main() -> None:
     print(f"  drain alone (first claim → last 1:1)     : {n / sim_drain_s:9.0f} commands/s")
     cpu_per_1000 = (sim_enqueue_cpu_s + sim_drain_cpu_s) * 1000 / n
     print(f"  this process CPU (gateway + simulator)   : {cpu_per_1000:9.3f} s per 1,000 commands")
+    print(f"  unmatched                                : {simulated.unmatched}")
     print(f"receipts ingested                          : {receipts_rate:9.0f} receipts/s")
     print("load average (1, 5, 15 min) at the end     : " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 

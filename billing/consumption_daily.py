@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing.meter_readings import Group, validate_reported
 from billing.rules.consumption import DayQuantity, daily_quantities, estimate_days
 from billing.rules.readings import INSTANT_REGISTERS
+from meter_protocol.registers import MAIN_REGISTERS, kinds_reporting
 from store.schema import commands as C  # noqa: N812
 from store.schema import registry as R  # noqa: N812
 from store.schema.consumption import consumption_daily, job_watermarks
@@ -137,13 +138,15 @@ async def aggregate_consumption(
             break
     if not progress.stop_requested:
         async with uow.begin() as conn:
-            report.estimated_days = await _estimate_silent_meters(conn, tz, now)
+            for register in MAIN_REGISTERS:  # each meter in the register its kind reports
+                report.estimated_days += await _estimate_silent_meters(conn, tz, now, register)
     return report
 
 
-async def _estimate_silent_meters(conn: AsyncConnection, tz: tzinfo, now: datetime, register: str = "import_wh") -> int:
-    """Estimated days, up to yesterday, for active subscriber meters whose last measured day is older (at
-    most ESTIMATE_DAYS back); days already estimated stay as they are."""
+async def _estimate_silent_meters(conn: AsyncConnection, tz: tzinfo, now: datetime, register: str) -> int:
+    """Estimated days of `register`, up to yesterday, for the active subscriber meters whose kind reports it
+    and whose last measured day is older (at most ESTIMATE_DAYS back); days already estimated stay as they
+    are."""
     m, s = R.meters.c, R.subscribers.c
     yesterday = now.astimezone(tz).date() - timedelta(days=1)
     floor = yesterday - timedelta(days=ESTIMATE_DAYS - 1)
@@ -158,6 +161,7 @@ async def _estimate_silent_meters(conn: AsyncConnection, tz: tzinfo, now: dateti
         .join(R.subscribers, s.id == m.subscriber_id)
         .outerjoin(measured, measured.c.meter_id == m.id)
         .where(m.status == "active", m.is_balance_meter == 0, s.normative_wh_month.is_not(None))
+        .where(m.kind.in_(kinds_reporting(register)))
         .where((measured.c.last_day.is_(None)) | (measured.c.last_day < yesterday))
     )
     written = 0

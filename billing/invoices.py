@@ -108,6 +108,7 @@ class _Run:
     series: str
     tz: tzinfo
     subscriber_ids: list[int] | None
+    heat_in_gcal: bool = False  # heat invoiced and priced per Gcal
     tariffs: dict[int, Tariff] = field(default_factory=dict)  # read once a run
 
     @property
@@ -116,16 +117,17 @@ class _Run:
         return start, datetime.combine(self.period_end + timedelta(days=1), time(), self.tz).astimezone(UTC)
 
 
-async def _units(conn: AsyncConnection, subscriber_ids: list[int]) -> dict[int, Unit]:
+async def _units(conn: AsyncConnection, subscriber_ids: list[int], heat_in_gcal: bool = False) -> dict[int, Unit]:
     """Each subscriber's unit: that of its meters' kind (a water subscriber is billed in m³ from its volume
-    register); a subscriber without a meter reads in kWh."""
+    register, a heat subscriber in kWh or Gcal from its heat register); a subscriber without a meter reads in
+    kWh."""
     m = R.meters.c
     rows = await conn.execute(
         select(m.subscriber_id, m.kind).where(m.subscriber_id.in_(subscriber_ids)).order_by(m.subscriber_id, m.id)
     )
     out: dict[int, Unit] = {}
     for subscriber_id, kind in rows:
-        out.setdefault(int(subscriber_id), unit_of(kind))
+        out.setdefault(int(subscriber_id), unit_of(kind, heat_in_gcal=heat_in_gcal))
     return out
 
 
@@ -155,7 +157,7 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
     opening = await ledger.balances_many(conn, currencies, before=start)
     postings = await ledger.postings_many(conn, currencies, start, end)
     meters = await readings.subscribers_meters(conn, ids)
-    units = await _units(conn, ids)
+    units = await _units(conn, ids, run.heat_in_gcal)
     hourly: dict[int, dict[datetime, int]] = {}
     for register in sorted({u.register for u in units.values()} | {KWH.register}):
         of_register = {s: m for s, m in meters.items() if units.get(s, KWH).register == register}
@@ -173,7 +175,13 @@ async def _issue_page(conn: AsyncConnection, run: _Run, after: int, page_size: i
             versions = run.tariffs[sub.tariff_id].versions
             version = version_at(versions, start) or (versions[0] if versions else None)
             if version is not None:
-                energy = cost_of(version.body, sorted(hourly[sub.id].items()), sub.currency, tz=run.tz)
+                energy = cost_of(
+                    version.body,
+                    sorted(hourly[sub.id].items()),
+                    sub.currency,
+                    tz=run.tz,
+                    base_per_unit=units.get(sub.id, KWH).base_per_unit,
+                )
         number = format_number(run.series, first_number + n)
         content = build_invoice(
             number=number,
@@ -221,12 +229,13 @@ async def issue_invoices(
     subscriber_ids: list[int] | None = None,
     page_size: int = 500,
     progress: JobProgress = UNWATCHED,
+    heat_in_gcal: bool = False,
 ) -> int:
     """One invoice per subscriber (closed ones aside) for the period; re-running issues only the missing ones;
     returns how many were issued. A page of subscribers (in id order) at a time, each page in one transaction
     with its numbers, read with a statement or two per page rather than per subscriber; memory does not grow
     with the utility, and a stop between pages leaves the rest to the next run."""
-    run = _Run(period_start, period_end, now, utility, vat_bp, series, tz, subscriber_ids)
+    run = _Run(period_start, period_end, now, utility, vat_bp, series, tz, subscriber_ids, heat_in_gcal)
     issued = 0  # a count, not the ids: a million of them would be the one thing that grows with the utility
     after: int | None = 0
     while after is not None and not progress.stop_requested:

@@ -38,6 +38,7 @@ READING_TYPES: dict[str, tuple[str, str]] = {
     "voltage_dv": ("0.0.0.6.0.1.54.0.0.0.0.0.0.0.0.-1.29.0", "dV"),  # indicating, voltage, deci-volts
     "profile_wh": ("0.0.7.4.1.1.12.0.0.0.0.0.0.0.0.0.72.0", "Wh"),  # 60-minute, delta data, forward energy
     "volume_l": ("0.0.0.1.1.9.58.0.0.0.0.0.0.0.0.-3.42.0", "l"),  # bulk, water, volume, litres
+    "heat_wh": ("0.0.0.1.1.12.12.0.0.0.0.0.0.0.0.0.72.0", "Wh"),  # bulk, forward, heating fluid, energy, Wh
 }
 OTHER_READING_TYPE = "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0"
 QUALITY = {"ok": "1.0.0", "gap": "1.5.257", "backwards": "1.5.258", "spike": "1.5.259", "estimated": "1.8.0"}

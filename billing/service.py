@@ -60,6 +60,7 @@ class BillingService:
     vat_bp: int = 0
     invoice_series: str = "INV"
     tz: tzinfo = UTC
+    heat_in_gcal: bool = False  # heat shown, invoiced and priced per Gcal (utility.heat_unit), else per kWh
     text_sender: TextSender | None = None
     email_sender: EmailSender | None = None
     observer: Observer = NO_METRICS  # notices sent and failed, by channel
@@ -243,6 +244,7 @@ class BillingService:
             vat_bp=self.vat_bp,
             series=self.invoice_series,
             tz=self.tz,
+            heat_in_gcal=self.heat_in_gcal,
             progress=progress,
         )
         if progress.stop_requested:  # stopped between batches: the next run issues the rest

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 import meter_protocol as mp
 from billing import bulk, meter_registry
 from billing.errors import Conflict, InvalidField, InvalidTariff, NotFound
-from billing.rules.tariffs import TariffBody, TariffKind, TariffVersion, version_at
+from billing.rules.tariffs import TariffBody, TariffKind, TariffVersion, meter_price, version_at
 from billing.rules.units import KWH, Unit, unit_of
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, message_payload
@@ -131,10 +131,10 @@ async def list_tariffs(conn: AsyncConnection) -> list[Tariff]:
     return [await get_tariff(conn, i) for i in ids]
 
 
-async def tariff_unit(conn: AsyncConnection, tariff_id: int) -> Unit:
+async def tariff_unit(conn: AsyncConnection, tariff_id: int, *, heat_in_gcal: bool = False) -> Unit:
     """The unit the tariff's prices are per: that of the kind of its subscribers' meters when they all read
-    in one (a water tariff is per m³, its blocks start at m³ of the month); kWh otherwise (no meter yet, or
-    kinds that read in different units)."""
+    in one (a water tariff is per m³, its blocks start at m³ of the month; a heat tariff per kWh or, where the
+    utility says so, per Gcal); kWh otherwise (no meter yet, or kinds that read in different units)."""
     m, s = R.meters.c, R.subscribers.c
     kinds = await conn.scalars(
         select(m.kind)
@@ -142,7 +142,7 @@ async def tariff_unit(conn: AsyncConnection, tariff_id: int) -> Unit:
         .join_from(R.meters, R.subscribers, m.subscriber_id == s.id)
         .where(s.tariff_id == tariff_id, m.status != "archived")
     )
-    units = {unit_of(kind) for kind in kinds}
+    units = {unit_of(kind, heat_in_gcal=heat_in_gcal) for kind in kinds}
     return units.pop() if len(units) == 1 else KWH
 
 
@@ -150,14 +150,20 @@ def _epoch(at: datetime) -> int:
     return _calendar.timegm(at.utctimetuple())
 
 
-def _tariff_message(tariff: Tariff, version: TariffVersion, wire_version: int, now: datetime) -> mp.SetTariff:
+def _tariff_message(
+    tariff: Tariff, version: TariffVersion, wire_version: int, now: datetime, base_per_unit: int = 1000
+) -> mp.SetTariff:
+    """The meter's message: prices per 1000 of its register's base units (a price per Gcal becomes one per
+    kWh, `meter_price`), block starts in base units as stored."""
     body = version.body
     return mp.SetTariff(
         version=wire_version,
         effective_at=0 if version.effective_from <= now else _epoch(version.effective_from),
         kind=_WIRE_KIND[body.kind],
         standing_charge_minor_per_day=body.standing_charge_minor_per_day,
-        steps=tuple(mp.TariffStep(s.start, s.price_milli_minor_per_kwh) for s in body.steps),
+        steps=tuple(
+            mp.TariffStep(s.start, meter_price(s.price_milli_minor_per_kwh, base_per_unit)) for s in body.steps
+        ),
     )
 
 
@@ -177,11 +183,12 @@ class TariffPreview:
     xml: str
 
 
-def preview_version(tariff: Tariff, version: int, now: datetime) -> TariffPreview:
-    """The message version `version` of `tariff` would send now. Raises NotFound."""
+def preview_version(tariff: Tariff, version: int, now: datetime, *, base_per_unit: int = 1000) -> TariffPreview:
+    """The message version `version` of `tariff` would send now (prices per display unit of `base_per_unit`
+    base units, `tariff_unit`). Raises NotFound."""
     for v, wire in zip(tariff.versions, tariff.version_ids, strict=True):
         if v.version == version:
-            message = _tariff_message(tariff, v, wire, now)
+            message = _tariff_message(tariff, v, wire, now, base_per_unit)
             payload = encode_payload(message)
             return TariffPreview(
                 tariff.code,
@@ -296,11 +303,13 @@ async def run_assignment(
     now: datetime,
     *,
     keys: KeyRing,
+    heat_in_gcal: bool = False,
 ) -> bulk.Job:
     async with uow.connect() as conn:
         tariff = await get_tariff(conn, tariff_id)
+        unit = await tariff_unit(conn, tariff_id, heat_in_gcal=heat_in_gcal)
     version, wire = _latest(tariff, now)
-    message = _tariff_message(tariff, version, wire, now)
+    message = _tariff_message(tariff, version, wire, now, unit.base_per_unit)
 
     def build(meter_id: int) -> CommandRequest:
         return CommandRequest(meter_id, message, str(actor), idempotency_key=f"tariff:{wire}:meter:{meter_id}")
@@ -327,9 +336,16 @@ async def push_progress(conn: AsyncConnection, wire_version: int) -> dict[str, i
 
 
 async def assign_tariff(
-    uow: UnitOfWork, actor: Actor, tariff_id: int, now: datetime, *, keys: KeyRing, **choice: object
+    uow: UnitOfWork,
+    actor: Actor,
+    tariff_id: int,
+    now: datetime,
+    *,
+    keys: KeyRing,
+    heat_in_gcal: bool = False,
+    **choice: object,
 ) -> bulk.Job:
     """`_start_assignment` then `run_assignment` (the web runs the second part in the background and shows
     the job's progress)."""
     job_id, meter_ids = await _start_assignment(uow, actor, tariff_id, now, **choice)  # type: ignore[arg-type]
-    return await run_assignment(uow, actor, job_id, tariff_id, meter_ids, now, keys=keys)
+    return await run_assignment(uow, actor, job_id, tariff_id, meter_ids, now, keys=keys, heat_in_gcal=heat_in_gcal)

@@ -215,9 +215,11 @@ class UtilitySettings:
     name: str = "Demo Utility"
     currency: str = "USD"
     timezone: str = "UTC"
+    heat_unit: Literal["kWh", "Gcal"] = "kWh"  # heat meters are shown, invoiced and priced in this unit
 
     def __post_init__(self) -> None:
         _require(re.fullmatch(r"[A-Z]{3}", self.currency) is not None, "currency", "must be an ISO 4217 code, e.g. USD")
+        _require(self.heat_unit in ("kWh", "Gcal"), "heat_unit", "must be kWh or Gcal")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

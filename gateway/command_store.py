@@ -40,6 +40,9 @@ class SendResult:
     statuses: list[int | None]
     error: TransportError | None
     at: datetime
+    # set when this only reports submit_sm_resp that came after the submit timeout: the parts (1-based) whose
+    # message ids came late; only their rows are written, and the command moves to 0:1 once every part has one
+    late_seqs: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)

@@ -40,7 +40,7 @@ import meter_protocol as mp
 from gateway import claims
 from gateway.claims import Claimed
 from gateway.command_store import Final, SendResult, record_parts
-from gateway.errors import InvalidPart, NotConnected, SmscRejected, Throttled, TransportError
+from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
 from gateway.events import EventHandler, ignore_event
 from gateway.ports import OutboundSms, Receipt, Transport, TransportState
 from gateway.recorder import DispatchStats, Recorder, RecorderConfig
@@ -412,6 +412,43 @@ class Dispatcher:
                 error = error or TransportError(repr(outcome))
         self.stats.submitted_parts += sum(1 for m in message_ids if m is not None)
         self._recorder.add_result(SendResult(command, attempt, bodies, message_ids, statuses, error, self._clock()))
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, SubmitTimeout) and outcome.late is not None:
+                outcome.late.add_done_callback(
+                    functools.partial(self._late_response, command, attempt, bodies, message_ids, error, index)
+                )
+
+    def _late_response(
+        self,
+        command: Claimed,
+        attempt: int,
+        bodies: list[tuple[bytes, bool]],
+        message_ids: list[str | None],
+        error: TransportError | None,
+        index: int,
+        late: asyncio.Future[str],
+    ) -> None:
+        """A part's submit_sm_resp came after its submit timeout: the SMSC took it, so its message id is
+        recorded on the part of that attempt (its receipt is then matched). `message_ids` is the attempt's,
+        shared by its parts' late responses."""
+        if late.cancelled():
+            return
+        message_ids[index] = late.result()
+        self.stats.submitted_parts += 1
+        complete = all(m is not None for m in message_ids)
+        statuses: list[int | None] = [0 if m is not None else None for m in message_ids]
+        self._recorder.add_result(
+            SendResult(
+                command,
+                attempt,
+                bodies,
+                list(message_ids),
+                statuses,
+                None if complete else error,
+                self._clock(),
+                late_seqs=(index + 1,),
+            )
+        )
 
 
 def _severity(error: TransportError) -> int:

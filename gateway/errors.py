@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 
 class GatewayError(Exception):
     """Root of every error the gateway raises."""
@@ -27,9 +29,14 @@ class NotConnected(TransportError):
 
 
 class SubmitTimeout(TransportError):
-    def __init__(self, timeout_s: float) -> None:
+    """No submit response in time. When the part did go out (it is not known whether the SMSC took it),
+    `late` is a future that gets the SMSC's message id should the response still come (cancelled when
+    it does not, or says no): the SMSC may have taken the part, and its receipt will name that id."""
+
+    def __init__(self, timeout_s: float, late: asyncio.Future[str] | None = None) -> None:
         super().__init__(f"no submit response within {timeout_s} s")
         self.timeout_s = timeout_s
+        self.late = late
 
 
 class SmscRejected(TransportError):

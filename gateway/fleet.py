@@ -34,6 +34,7 @@ from gateway.keys import KeyRing
 from gateway.ports import OutboundSms
 from gateway.simulator import Reply, Responder
 from meter_protocol import reference_meter as ref
+from meter_protocol.registers import MAIN_REGISTERS
 from store.schema.commands import balance_reports, readings
 from store.schema.registry import meters
 from store.sql import among_param, per_dialect
@@ -177,7 +178,7 @@ def _last_registers(postgres: bool) -> Any:
     r = readings.c
     return (
         select(r.meter_id, func.max(r.value))
-        .where(among_param(r.meter_id, "ids", postgres), r.register == "import_wh")
+        .where(among_param(r.meter_id, "ids", postgres), r.register.in_(MAIN_REGISTERS))
         .group_by(r.meter_id)
     )
 
@@ -185,7 +186,7 @@ def _last_registers(postgres: bool) -> Any:
 async def _last_reports(
     conn: AsyncConnection, meter_ids: list[int]
 ) -> tuple[dict[int, tuple[int, bool]], dict[int, int]]:
-    """Per meter of `meter_ids`: the credit and relay of its last balance report, and its highest import
+    """Per meter of `meter_ids`: the credit and relay of its last balance report, and its highest main
     register."""
     credit = {
         int(row.meter_id): (int(row.credit_minor), bool(row.relay_closed))

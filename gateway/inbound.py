@@ -230,7 +230,7 @@ class Inbound:
                 self.stats.acks += 1
             else:
                 self.stats.reports += 1
-            add_message(work, meter.id, decoded.message, now, self._short_number)
+            add_message(work, meter.id, decoded.message, now, self._short_number, meter.kind)
 
     def _wrong(self, work: Work, sms: InboundSms, body: bytes, reason: str, detail: str, meter_id: int | None) -> None:
         log.warning("wrong SMS from %s to %s: %s (%s)", sms.source, sms.destination, reason, detail)

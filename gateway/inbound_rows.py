@@ -12,6 +12,7 @@ from typing import Any
 import meter_protocol as mp
 from gateway.events import AlarmRaised, BalanceReported, GatewayEvent, ReadingReceived
 from gateway.ports import InboundSms
+from meter_protocol.registers import EXPORT, has_export, main_register
 
 _SEVERITY = {
     mp.EventKind.TAMPER: "critical",
@@ -51,18 +52,20 @@ class Work:
     texts: list[InboundSms] = field(default_factory=list)
 
 
-def add_message(work: Work, meter_id: int, message: mp.Message, now: datetime, short_number: str) -> None:
-    """What `message` from meter `meter_id` asks: an acknowledgement to settle, or rows to write."""
+def add_message(
+    work: Work, meter_id: int, message: mp.Message, now: datetime, short_number: str, kind: str = "electricity"
+) -> None:
+    """What `message` from meter `meter_id` asks: an acknowledgement to settle, or rows to write. The main
+    register is stored under the name of what the meter's `kind` measures (`volume_l` for water …)."""
+    main = main_register(kind)
     if isinstance(message, mp.Ack):
         work.acks.append((meter_id, message))
     elif isinstance(message, mp.Readings):
         at = _epoch_to_utc(message.taken_at)
-        for register, value in (
-            ("import_wh", message.import_wh),
-            ("export_wh", message.export_wh),
-            ("power_w", message.power_w),
-            ("voltage_dv", message.voltage_dv),
-        ):
+        registers = [(main, message.import_wh), ("power_w", message.power_w), ("voltage_dv", message.voltage_dv)]
+        if has_export(kind):
+            registers.insert(1, (EXPORT, message.export_wh))
+        for register, value in registers:
             _reading(work, meter_id, at, register, value, now, _ANSWER)
     elif isinstance(message, mp.BalanceReport):
         _balance(
@@ -77,7 +80,7 @@ def add_message(work: Work, meter_id: int, message: mp.Message, now: datetime, s
         )
     elif isinstance(message, mp.PeriodicReport):
         at = _epoch_to_utc(message.taken_at)
-        _reading(work, meter_id, at, "import_wh", message.import_wh, now)
+        _reading(work, meter_id, at, main, message.import_wh, now)
         _reading(work, meter_id, at, "power_w", message.power_w, now)
         _balance(work, meter_id, at, message.credit_minor, message.relay_closed, message.emergency_active, None, now)
     elif isinstance(message, mp.LoadProfile):

@@ -42,6 +42,7 @@ class SendingMeter:
     code: str
     in_highest: int
     in_bitmap: int
+    kind: str = "electricity"  # what its main register measures (meter_protocol.registers)
 
 
 # the replay window is read, checked and written here: the meters are locked FOR NO KEY UPDATE, not FOR
@@ -56,6 +57,7 @@ _METER_COLUMNS = (
     meters.c.code,
     func.coalesce(_C.in_highest, 0).label("in_highest"),
     func.coalesce(_C.in_bitmap, 0).label("in_bitmap"),
+    meters.c.kind,
 )
 _WITH_COUNTERS = meters.outerjoin(meter_counters, _C.meter_id == meters.c.id)
 _ACTIVE = (meters.c.status == "active",)
@@ -97,7 +99,7 @@ async def meters_by_number(conn: AsyncConnection, numbers: set[str]) -> dict[str
         lock_of=meters,
         from_=_WITH_COUNTERS,
     )
-    return {row.msisdn: SendingMeter(row.id, row.code, row.in_highest, row.in_bitmap) for row in rows}
+    return {row.msisdn: SendingMeter(row.id, row.code, row.in_highest, row.in_bitmap, row.kind) for row in rows}
 
 
 async def write_work(conn: AsyncConnection, work: Work, now: datetime, short_number: str) -> None:

@@ -63,6 +63,8 @@ def accepted_history(r: SendResult, moved: bool, now: datetime) -> list[dict[str
     if moved:
         detail = f"attempt {r.attempt}: {n} part{'s' if n > 1 else ''} accepted, "
         detail += f"id {', '.join(m or '' for m in r.message_ids)}"
+        if r.late_seqs:
+            detail += " (submit_sm_resp after the submit timeout)"
         return [history_row(r.command.id, CommandState.SENDING, CommandState.ACCEPTED, now, Source.SMSC, detail)]
     if r.attempt > 1:
         detail = f"attempt {r.attempt} accepted (same frame, counter {r.command.counter})"
@@ -79,6 +81,8 @@ def part_rows(results: Sequence[SendResult], now: datetime, early: Mapping[str, 
         for seq, ((body, has_udh), message_id, status) in enumerate(
             zip(r.bodies, r.message_ids, r.statuses, strict=True), start=1
         ):
+            if r.late_seqs and seq not in r.late_seqs:
+                continue  # written by the attempt's own result (and maybe delivered since)
             receipt = early.get(message_id) if message_id is not None and r.error is None else None
             if receipt is not None:
                 state, delivered_at = CommandState.DELIVERED.value, receipt.done_at or now
@@ -114,6 +118,8 @@ def classify(
     finals: list[Final] = []
     for r in results:
         c = r.command
+        if r.late_seqs and r.error is not None:
+            continue  # a late id while other parts of the attempt still have none: only its part row
         if r.error is None:
             accepted.append(r)
         elif isinstance(r.error, Throttled | NotConnected):

@@ -9,7 +9,10 @@ history rows (`_match_in_batch`).
 
 Receipts are matched to parts by the SMSC message id. A receipt that arrives before its submit_sm_resp
 has been recorded (SMSCs do that) is parked and matched again after each batch; it is logged as unknown
-only after `receipt_park_s` and once every attempt sent before it was parked has been recorded.
+only after `receipt_park_s` and once every attempt sent before it was parked has been recorded. A submit_sm_resp
+that came after the submit timeout (the attempt was recorded as not accepted and planned again) arrives as a
+send result with `late_seqs`: its message id is written onto that attempt's part, so the part's receipt
+matches, and the command moves to 0:1 (forward only) once every part of the attempt has an id.
 
 Faults. A batch the database refuses while it answers is recorded in halves down to single items; one that
 still fails alone becomes a `recording_failed` alarm and never holds up the batches behind it. While the
@@ -163,8 +166,9 @@ class Recorder:
                 continue
             if not self._stopping.is_set():
                 await self._pacer.turn()  # busy: what arrives meanwhile joins this transaction
-            batch = Batch(self._results, self._finals, self._receipts)
-            self._results, self._finals, self._receipts = [], [], []
+            results, self._results = self._one_per_attempt(self._results)
+            batch = Batch(results, self._finals, self._receipts)
+            self._finals, self._receipts = [], []
             try:
                 await self._flush(batch.results, batch.finals, batch.receipt_values())
             except Exception:
@@ -176,6 +180,22 @@ class Recorder:
                     await asyncio.sleep(1.0)
                 continue
             self._recorded(batch)
+
+    @staticmethod
+    def _one_per_attempt(results: list[SendResult]) -> tuple[list[SendResult], list[SendResult]]:
+        """The results for this batch and those left for the next: a late submit_sm_resp waits for the next
+        batch when its attempt already has a result in this one, so each writes its rows in order."""
+        seen: set[tuple[int, int]] = set()
+        now: list[SendResult] = []
+        later: list[SendResult] = []
+        for r in results:
+            key = (r.command.id, r.attempt)
+            if r.late_seqs and key in seen:
+                later.append(r)
+                continue
+            seen.add(key)
+            now.append(r)
+        return now, later
 
     def _recorded(self, batch: Batch) -> None:
         for r in batch.results:
@@ -340,7 +360,7 @@ class Recorder:
         anything else goes the ordinary way."""
         accepted: dict[str, int] = {}
         for r in results:
-            if r.error is None:
+            if r.error is None and not r.late_seqs:  # a late id's receipt is matched in the database
                 for message_id in r.message_ids:
                     if message_id is not None:
                         accepted[message_id] = accepted.get(message_id, 0) + 1

@@ -19,6 +19,8 @@ messages/s, this transport ~6,200 messages/s. Writes made in one turn of the loo
   missing response counts as a dead peer: the connection is dropped and rebuilt;
 - an unbind from the SMSC is answered, then the connection is rebuilt;
 - a submit only succeeds on its submit_sm_resp: a write into a dead socket cannot pass for a sent message;
+  a submit_sm_resp after the submit timeout still hands its message id on (`SubmitTimeout.late`,
+  `gateway.smpp_window`), since the SMSC took that part and will send its receipt;
 - reconnect with exponential backoff (with jitter) after any drop; submits outstanding on the dropped
   connection fail with `NotConnected` so the caller resends the same frame.
 

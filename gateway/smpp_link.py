@@ -45,6 +45,7 @@ class SmppConfig:
     reconnect_max_s: float = 30.0
     unbind_timeout_s: float = 2.0
     handler_timeout_s: float = 30.0
+    late_response_s: float = 300.0  # a submit_sm_resp this long after its submit timeout still counts
     resp_id_format: IdFormat = IdFormat.AS_IS  # how this SMSC writes submit_sm_resp message ids
     receipt_id_format: IdFormat = IdFormat.AS_IS  # ... and the ids in its receipts
 
@@ -64,6 +65,7 @@ class SmppStats:
     inbound: int = 0
     malformed: int = 0
     unknown_responses: int = 0
+    late_responses: int = 0  # submit_sm_resp after the submit timeout, their message ids handed on
 
 
 class LinkLost(Exception):
@@ -91,6 +93,14 @@ class PendingSubmit:
 
 
 @dataclass(eq=False, slots=True)
+class LateSubmit:
+    """A part whose submit_sm_resp did not come in time: `fut` gets its message id if it still comes."""
+
+    fut: asyncio.Future[str]
+    since: float
+
+
+@dataclass(eq=False, slots=True)
 class Link:
     """One TCP connection to the SMSC: its sequence numbers, the submits awaiting their response, and its writes
     (everything queued in one turn of the loop leaves in one syscall)."""
@@ -99,6 +109,7 @@ class Link:
     writer: asyncio.StreamWriter
     counter: SequenceCounter = field(default_factory=SequenceCounter)
     pending: dict[int, PendingSubmit] = field(default_factory=dict)
+    late: dict[int, LateSubmit] = field(default_factory=dict)  # timed out, in the order they did
     alive: bool = True
     last_read: float = 0.0
     enquire: tuple[int, asyncio.Future[None]] | None = None
@@ -130,6 +141,9 @@ class Link:
         pending, self.pending = self.pending, {}
         for entry in pending.values():
             entry.fail(NotConnected(reason))
+        late, self.late = self.late, {}
+        for waiting in late.values():  # no response comes on a closed connection
+            waiting.fut.cancel()
         for waiter in (self.enquire, self.unbind_reply):
             if waiter is not None and not waiter[1].done():
                 waiter[1].cancel()

@@ -2,7 +2,10 @@
 submit_sm outstanding), paced to `rate_per_s` and backed off after ESME_RTHROTTLED / ESME_RMSGQFUL; a
 submit_sm_resp frees its slot and the next queued part is written from the same callback (no task or
 semaphore wake-up in between, so the window stays full while the event loop is busy with other work).
-A submit only succeeds on its submit_sm_resp. Used by `gateway.smpp`, which sets `conn` while bound.
+A submit only succeeds on its submit_sm_resp. A submit_sm_resp that comes after the submit timeout (the SMSC
+or this event loop was slow) is not dropped: the SMSC did take that part, and its delivery receipt will name
+the id, so the id goes to the `late` future of the part's `SubmitTimeout` (kept for `late_response_s`, at most
+`_LATE_MAX` a connection). Used by `gateway.smpp`, which sets `conn` while bound.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from smpplib import consts as smpp_consts
 from gateway.errors import NotConnected, SmscRejected, SubmitTimeout, Throttled
 from gateway.pdu_smpp import ESM_UDHI, ESME_ROK, THROTTLE_STATUSES, encode_submit_sm, relative_validity
 from gateway.ports import OutboundSms, check_part
-from gateway.smpp_link import Link, LinkLost, PendingSubmit, SmppConfig, SmppStats
+from gateway.smpp_link import LateSubmit, Link, LinkLost, PendingSubmit, SmppConfig, SmppStats
 from gateway.smpp_receipts import normalise_message_id
 
 log = logging.getLogger("smsmeter.gateway.smpp")
 
 _WRITE_HIGH_WATER = 256 * 1024
+_LATE_MAX = 10_000  # timed-out submits a connection still waits a response for
 
 
 class SubmitWindow:
@@ -46,6 +50,9 @@ class SubmitWindow:
         if known:
             assert entry is not None
             self._settle(entry, status, message_id)
+        elif entry is None and (late := conn.late.pop(sequence, None)) is not None:
+            known = True
+            self._settle_late(late, sequence, status, message_id)
         if self._queue:
             self._pump()  # the freed slot goes to the next part at once, in this same turn of the loop
         return known
@@ -161,9 +168,41 @@ class SubmitWindow:
     def _response_timeout(self, conn: Link, sequence: int) -> None:
         entry = conn.pending.pop(sequence, None)
         if entry is not None and not entry.fut.done():
-            entry.fut.set_exception(SubmitTimeout(self.config.submit_timeout_s))
+            entry.fut.set_exception(SubmitTimeout(self.config.submit_timeout_s, self._wait_late(conn, sequence)))
         if self._queue:
             self._pump()
+
+    def _wait_late(self, conn: Link, sequence: int) -> asyncio.Future[str]:
+        """Keep waiting for the response of a timed-out submit (bounded in time and number)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        late = conn.late
+        while late:
+            oldest = next(iter(late))
+            if len(late) < _LATE_MAX and now - late[oldest].since <= self.config.late_response_s:
+                break
+            late.pop(oldest).fut.cancel()
+        fut: asyncio.Future[str] = loop.create_future()
+        late[sequence] = LateSubmit(fut, now)
+        return fut
+
+    def _settle_late(self, late: LateSubmit, sequence: int, status: int, message_id: str) -> None:
+        """The response of a timed-out submit: its message id is handed on (a refusal changes nothing: the part
+        was counted as not sent and is sent again)."""
+        if late.fut.done():
+            return
+        if status != ESME_ROK:
+            late.fut.cancel()
+            return
+        normalised = normalise_message_id(message_id, self.config.resp_id_format)
+        self.stats.late_responses += 1
+        log.info(
+            "submit_sm_resp for sequence %d came %.1f s after the submit timeout; message id %s kept",
+            sequence,
+            asyncio.get_running_loop().time() - late.since,
+            normalised,
+        )
+        late.fut.set_result(normalised)
 
     def fail_queue(self, reason: str) -> None:
         queue, self._queue = self._queue, collections.deque()

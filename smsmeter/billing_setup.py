@@ -100,6 +100,7 @@ def build_billing(
         vat_bp=b.vat_bp,
         invoice_series=b.invoice_series,
         tz=tz,
+        heat_in_gcal=settings.utility.heat_unit == "Gcal",
         email_sender=email,
         observer=observer,
         time_sync_every=timedelta(days=b.time_sync_days) if b.time_sync_days else None,

@@ -263,7 +263,16 @@ async def _tariffs(settings: Settings, args: argparse.Namespace) -> Any:
             async with uow.connect() as conn:
                 tariff_id = await _tariff_id(conn, args.code)
             job_id, meter_ids = await tariffs.start_push(uow, actor, tariff_id, now)
-            job = await tariffs.run_assignment(uow, actor, job_id, tariff_id, meter_ids, now, keys=keys)
+            job = await tariffs.run_assignment(
+                uow,
+                actor,
+                job_id,
+                tariff_id,
+                meter_ids,
+                now,
+                keys=keys,
+                heat_in_gcal=settings.utility.heat_unit == "Gcal",
+            )
             return {"job_id": job.id, "status": job.status, "meters": job.total, "queued": job.done}
         async with uow.begin() as conn:
             if args.tariffs_command == "create":

@@ -68,6 +68,12 @@ def billing_of(request: web.Request) -> BillingService:
     return billing
 
 
+def heat_in_gcal(request: web.Request) -> bool:
+    """Whether the utility shows, invoices and prices heat per Gcal (`utility.heat_unit`); kWh otherwise."""
+    billing = request.app[SERVICES].billing
+    return billing is not None and billing.heat_in_gcal
+
+
 def principal_of(request: web.Request) -> auth.Principal | None:
     return request.get(PRINCIPAL)
 

@@ -42,7 +42,7 @@ class Status(enum.StrEnum):
 # Registers that are not cumulative: instantaneous values and per-interval energies.
 INSTANT_REGISTERS = frozenset({"power_w", "voltage_dv", "current_ma", "frequency_mhz", "profile_wh"})
 # Registers a person may enter: the cumulative ones a meter face or an optical probe shows.
-ENTERABLE_REGISTERS = ("import_wh", "export_wh", "t1_wh", "t2_wh", "t3_wh", "t4_wh", "volume_l")
+ENTERABLE_REGISTERS = ("import_wh", "export_wh", "t1_wh", "t2_wh", "t3_wh", "t4_wh", "volume_l", "heat_wh")
 
 
 def is_cumulative(register: str) -> bool:

@@ -1,8 +1,10 @@
 """Tariffs: flat, block (by monthly consumption) and time-of-use (by local time of day); versions with
 effective dates; the cost of consumption. Pure.
 
-Prices are integers in thousandths of a minor unit per kWh (the meter protocol's unit), energy is Wh,
-so a cost is exact in millionths of a minor unit and rounded once, half up, to minor units.
+Prices are integers in thousandths of a minor unit per display unit (per kWh — the meter protocol's unit —,
+per m³, per Gcal), quantities are in the register's base unit (Wh, litres; `base_per_unit` of them make one
+display unit: 1000, or 1,163,000 Wh in a Gcal), so a cost is an exact fraction of a minor unit, rounded once,
+half up, to minor units.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from billing.errors import InvalidTariff
 from billing.rules.money import Money
 
 MINUTES_PER_DAY = 1440
-_MICRO = 1_000_000
 
 
 class TariffKind(enum.StrEnum):
@@ -106,8 +107,15 @@ def version_at(versions: Iterable[TariffVersion], at: datetime) -> TariffVersion
     return best
 
 
-def _round_micro(micro: int) -> int:
-    return (micro + _MICRO // 2) // _MICRO
+def _round_half_up(numerator: int, denominator: int) -> int:
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def meter_price(price_milli_minor_per_unit: int, base_per_unit: int = 1000) -> int:
+    """A price per display unit as the meter protocol carries it: thousandths of a minor unit per 1000 of the
+    register's base units (per kWh of a Wh register, per m³ of a litre register), rounded half up — a price
+    per Gcal becomes a price per kWh of the heat register."""
+    return _round_half_up(price_milli_minor_per_unit * 1000, base_per_unit)
 
 
 def block_cost_micro(body: TariffBody, month_to_date_wh: int, energy_wh: int) -> int:
@@ -139,11 +147,14 @@ def cost_of(
     *,
     tz: tzinfo,
     month_to_date_wh: int = 0,
+    base_per_unit: int = 1000,
 ) -> Money:
-    """The energy cost of consumption given as (interval start, Wh) pairs, in time order.
+    """The energy cost of consumption given as (interval start, base units — Wh, litres) pairs, in time
+    order, at prices per display unit of `base_per_unit` base units (1000: per kWh or m³; 1,163,000: per Gcal).
 
-    Flat: Wh x price. Block: by the month's running total (`month_to_date_wh` consumed before the first
-    interval; the total restarts at each local month). Time-of-use: the band of each interval's local start.
+    Flat: quantity x price. Block: by the month's running total (`month_to_date_wh` consumed before the first
+    interval; the total restarts at each local month; block starts in base units). Time-of-use: the band of
+    each interval's local start.
     """
     micro = 0
     running = month_to_date_wh
@@ -163,7 +174,7 @@ def cost_of(
             running += wh
         else:
             micro += wh * tou_price(body, local.hour * 60 + local.minute)
-    return Money(_round_micro(micro), currency)
+    return Money(_round_half_up(micro, base_per_unit * 1000), currency)  # per kWh: millionths, half up
 
 
 def standing_charge(body: TariffBody, start: datetime, end: datetime, currency: str) -> Money:

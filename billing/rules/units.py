@@ -1,7 +1,8 @@
-"""Units per utility: what a meter measures and in which unit people read it. Electricity and heat are
-energy (registers in Wh, shown in kWh, heat optionally in Gcal), water and gas are volume (registers in
-litres, `volume_l`, shown in m³). Tariff prices are per display unit (per kWh, per m³), so the same
-integer price arithmetic holds for every utility: 1000 base units make one kWh or one m³. Pure.
+"""Units per utility: what a meter measures and in which unit people read it. Electricity is energy
+(`import_wh`, shown in kWh), heat is heat energy in its own register (`heat_wh`, in Wh, shown in kWh or, where
+the utility says so, in Gcal), water and gas are volume (`volume_l`, in litres, shown in m³); the register a
+meter's kind reports is `meter_protocol.registers.main_register`. Tariff prices are per display unit (per kWh,
+per m³, per Gcal). Pure.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from decimal import Decimal
+
+from meter_protocol.registers import ENERGY, HEAT, VOLUME, kinds_reporting, main_register
 
 
 class Utility(enum.StrEnum):
@@ -39,25 +42,24 @@ class Unit:
         return round(base / self.base_per_unit, 2)
 
 
-KWH = Unit("kWh", "import_wh", 1000, "Wh")
-M3 = Unit("m³", "volume_l", 1000, "l")
-GCAL = Unit("Gcal", "import_wh", 1_163_000, "Wh")  # 1 Gcal = 1.163 MWh
+KWH = Unit("kWh", ENERGY, 1000, "Wh")
+M3 = Unit("m³", VOLUME, 1000, "l")
+HEAT_KWH = Unit("kWh", HEAT, 1000, "Wh")  # heat, in the heat register
+GCAL = Unit("Gcal", HEAT, 1_163_000, "Wh")  # 1 Gcal = 1.163 MWh
 
 
 def unit_of(kind: str, *, heat_in_gcal: bool = False) -> Unit:
-    """The unit of a meter kind (`meters.kind`); an unknown kind reads as electricity."""
-    try:
-        utility = Utility(kind)
-    except ValueError:
-        return KWH
-    if utility in (Utility.WATER, Utility.GAS):
+    """The unit of a meter kind (`meters.kind`), read from the register that kind reports; an unknown kind
+    reads as electricity."""
+    register = main_register(kind)
+    if register == VOLUME:
         return M3
-    if utility is Utility.HEAT and heat_in_gcal:
-        return GCAL
+    if register == HEAT:
+        return GCAL if heat_in_gcal else HEAT_KWH
     return KWH
 
 
 def kinds_read_in(unit: Unit) -> tuple[str, ...]:
-    """The meter kinds whose consumption is read from `unit`'s register (electricity and heat: energy; water
-    and gas: volume), so a total in one unit never adds another kind's register."""
-    return tuple(u.value for u in Utility if unit_of(u.value).register == unit.register)
+    """The meter kinds whose consumption is read from `unit`'s register (electricity: energy; water and gas:
+    volume; heat: heat), so a total in one unit never adds another kind's register."""
+    return kinds_reporting(unit.register)

@@ -48,6 +48,7 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         ({"SMSMETER_MASTER_KEY": "not-hex"}, "master_key"),
         ({"SMSMETER_SIMULATOR_LOSS_RATE": "1.5"}, "simulator.loss_rate"),
         ({"SMSMETER_DATABASE_ECHO": "maybe"}, "database.echo"),
+        ({"SMSMETER_UTILITY_HEAT_UNIT": "MJ"}, "utility.heat_unit"),
         ({"SMSMETER_TRANSPORT": "smpp"}, "smpp.system_id"),
         ({"SMSMETER_NO_SUCH_THING": "1"}, "SMSMETER_NO_SUCH_THING"),
     ],

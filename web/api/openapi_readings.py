@@ -13,7 +13,10 @@ _READING = _obj(
     id=_INT,
     meter_id=_INT,
     meter_code=_STR,
-    register={**_STR, "description": "import_wh, export_wh, t1_wh…, volume_l; power_w, voltage_dv; profile_wh"},
+    register={
+        **_STR,
+        "description": "import_wh, export_wh, t1_wh…, volume_l, heat_wh; power_w, voltage_dv; profile_wh",
+    },
     read_at=_TIME,
     value={**_INT, "description": "the register's integer unit: Wh, litres, W, decivolts"},
     source={"type": "string", "enum": ["meter_report", "read_request", "manual", "import"]},
@@ -53,10 +56,10 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "register": {
                 "type": "string",
-                "enum": ["import_wh", "export_wh", "t1_wh", "t2_wh", "t3_wh", "t4_wh", "volume_l"],
+                "enum": ["import_wh", "export_wh", "t1_wh", "t2_wh", "t3_wh", "t4_wh", "volume_l", "heat_wh"],
             },
             "read_at": _TIME,
-            "value": {"type": "integer", "minimum": 0, "description": "Wh (or litres for volume_l)"},
+            "value": {"type": "integer", "minimum": 0, "description": "Wh (litres for volume_l; heat Wh for heat_wh)"},
         },
         "required": ["read_at", "value"],
     },

@@ -18,7 +18,7 @@ from web.api.json import parse_time, read_json, respond
 from web.errors import InvalidInput
 from web.jobs import JOBS
 from web.keys import CLOCK
-from web.middleware import keys_of, require_principal, uow_of
+from web.middleware import heat_in_gcal, keys_of, require_principal, uow_of
 from web.params import path_id
 from web.permissions import requires
 from web.security import client_address
@@ -62,7 +62,14 @@ def start_push_job(request: web.Request, job_id: int, tariff_id: int, meter_ids:
     """The second half of a push, run by the application's job runner (the request does not wait)."""
     uow: UnitOfWork = uow_of(request)
     work = tariff_service.run_assignment(
-        uow, actor, job_id, tariff_id, meter_ids, request.app[CLOCK](), keys=keys_of(request)
+        uow,
+        actor,
+        job_id,
+        tariff_id,
+        meter_ids,
+        request.app[CLOCK](),
+        keys=keys_of(request),
+        heat_in_gcal=heat_in_gcal(request),
     )
     request.app[JOBS].start(f"bulk job {job_id}", work)
 
@@ -95,8 +102,9 @@ async def tariff(request: web.Request) -> web.Response:
 
 @requires("tariffs.manage")
 async def add_version(request: web.Request) -> web.Response:
-    """Prices as the stored form: `steps` [[start, price in thousandths of a minor unit per kWh], ...] (start:
-    0 for flat, Wh of monthly consumption for block, minute of the day for time-of-use), or for a flat tariff
+    """Prices as the stored form: `steps` [[start, price in thousandths of a minor unit per kWh — per m³, per
+    Gcal for a tariff of water, gas or Gcal heat meters —], ...] (start: 0 for flat, base units — Wh, litres —
+    of monthly consumption for block, minute of the day for time-of-use), or for a flat tariff
     `price_minor_per_kwh`; `standing_charge_minor_per_day`; `effective_from` (default: now)."""
     tariff_id = path_id(request, what="tariff")
     body = await read_json(request)
@@ -107,7 +115,8 @@ async def add_version(request: web.Request) -> web.Response:
         prices = TariffBody.from_json({**body, "kind": current.kind.value})
         number = await tariff_service.add_version(conn, _actor(request), tariff_id, prices, effective_from, now)
         updated = await tariff_service.get_tariff(conn, tariff_id)
-    preview = tariff_service.preview_version(updated, number, now)
+        unit = await tariff_service.tariff_unit(conn, tariff_id, heat_in_gcal=heat_in_gcal(request))
+    preview = tariff_service.preview_version(updated, number, now, base_per_unit=unit.base_per_unit)
     response = respond({"tariff": tariff_json(updated), "preview": preview_json(preview)}, status=201)
     response.headers["Location"] = f"{PREFIX}/tariffs/{tariff_id}/versions/{number}/preview"
     return response
@@ -119,7 +128,9 @@ async def preview(request: web.Request) -> web.Response:
     version = path_id(request, "version", what="tariff version")
     async with uow_of(request).connect() as conn:
         found = await tariff_service.get_tariff(conn, tariff_id)
-    return respond(preview_json(tariff_service.preview_version(found, version, request.app[CLOCK]())))
+        unit = await tariff_service.tariff_unit(conn, tariff_id, heat_in_gcal=heat_in_gcal(request))
+    preview = tariff_service.preview_version(found, version, request.app[CLOCK](), base_per_unit=unit.base_per_unit)
+    return respond(preview_json(preview))
 
 
 @requires("tariffs.assign")

@@ -13,7 +13,7 @@ from billing.registry import get_subscriber
 from billing.tariffs import assign_tariff
 from web.errors import InvalidInput, NotFound
 from web.keys import CLOCK, CURRENCY, UTILITY_NAME
-from web.middleware import keys_of, require_principal, uow_of
+from web.middleware import heat_in_gcal, keys_of, require_principal, uow_of
 from web.params import amount_minor, bounded_int, choice, path_id, text
 from web.permissions import requires
 from web.queries import outcomes
@@ -108,6 +108,7 @@ async def change_tariff(request: web.Request) -> web.Response:
         tariff_id,
         request.app[CLOCK](),
         keys=keys_of(request),
+        heat_in_gcal=heat_in_gcal(request),
         subscriber_ids=[subscriber_id],
     )
     async with uow_of(request).connect() as conn:

@@ -26,7 +26,9 @@ async def dashboard(request: web.Request) -> web.Response:
     group = group_of(request)
     today = request.app[CLOCK]().astimezone(billing_of(request).tz).date()
     async with uow_of(request).connect() as conn:
-        view = await consumption_queries.dashboard(conn, level, group, today, days)
+        view = await consumption_queries.dashboard(
+            conn, level, group, today, days, heat_in_gcal=billing_of(request).heat_in_gcal
+        )
     kept = {k: request.query[k] for k in FILTERS if request.query.get(k)}
     context = {"view": view, "level": level, "days": days, "kept": kept, "levels": LEVELS}
     return render(request, "console/consumption.html", {**context, "yesterday": today - timedelta(days=1)})

@@ -62,6 +62,7 @@ async def meter_card(request: web.Request) -> web.Response:
             billing_of(request).tz,
             request.app[CLOCK](),
             kind=card["kind"] if card else "electricity",
+            heat_in_gcal=billing_of(request).heat_in_gcal,
             offset=offset,
         )
         keypad = (await sts_queries.keypads(conn, [meter_id])).get(meter_id)

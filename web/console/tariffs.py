@@ -17,7 +17,7 @@ from billing.rules.tariffs import TariffBody, TariffKind
 from web.api.tariffs import job_json, start_push_job
 from web.errors import InvalidInput
 from web.keys import CLOCK
-from web.middleware import require_principal, uow_of
+from web.middleware import heat_in_gcal, require_principal, uow_of
 from web.params import choice, path_id, text
 from web.permissions import requires
 from web.render import render
@@ -35,7 +35,7 @@ def price_milli_minor(raw: str, field: str = "steps") -> int:
     return int(whole) * 100_000 + int(frac.ljust(5, "0"))
 
 
-def _start(kind: TariffKind, raw: str) -> int:
+def _start(kind: TariffKind, raw: str, base_per_unit: int = 1000) -> int:
     if kind is TariffKind.TOU:
         match = re.fullmatch(r"(\d{1,2}):(\d{2})", raw)
         if match is None or int(match.group(1)) > 23 or int(match.group(2)) > 59:
@@ -43,12 +43,13 @@ def _start(kind: TariffKind, raw: str) -> int:
         return int(match.group(1)) * 60 + int(match.group(2))
     if not raw.isdigit():
         raise InvalidInput("steps", f"{raw!r}: a block starts at a whole number of kWh")
-    return int(raw) * 1000
+    return int(raw) * base_per_unit
 
 
-def body_from_form(kind: TariffKind, form: Any) -> dict[str, Any]:
-    """The version form (one step a line: "price" for flat; "start-kWh price" for block; "HH:MM price" for
-    time-of-use) as the stored form `TariffBody.from_json` reads."""
+def body_from_form(kind: TariffKind, form: Any, base_per_unit: int = 1000) -> dict[str, Any]:
+    """The version form (one step a line: "price" for flat; "start price" for block, the start in whole
+    display units of the month; "HH:MM price" for time-of-use; prices per display unit of `base_per_unit`
+    base units) as the stored form `TariffBody.from_json` reads (block starts in base units)."""
     lines = [line.split() for line in text(form, "steps", max_length=5000).splitlines() if line.strip()]
     steps = []
     for parts in lines:
@@ -56,7 +57,7 @@ def body_from_form(kind: TariffKind, form: Any) -> dict[str, Any]:
             parts = ["0", parts[0]]
         if len(parts) != 2:
             raise InvalidInput("steps", "one step a line: a start and a price")
-        start = 0 if kind is TariffKind.FLAT else _start(kind, parts[0])
+        start = 0 if kind is TariffKind.FLAT else _start(kind, parts[0], base_per_unit)
         steps.append([start, price_milli_minor(parts[1])])
     standing = text(form, "standing_charge", required=False, max_length=20) or "0"
     standing_milli = price_milli_minor(standing, "standing_charge")
@@ -105,8 +106,11 @@ async def tariff_page(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     async with uow_of(request).connect() as conn:
         tariff = await tariff_service.get_tariff(conn, tariff_id)
-        unit = await tariff_service.tariff_unit(conn, tariff_id)
-        previews = [tariff_service.preview_version(tariff, v.version, now) for v in reversed(tariff.versions)]
+        unit = await tariff_service.tariff_unit(conn, tariff_id, heat_in_gcal=heat_in_gcal(request))
+        previews = [
+            tariff_service.preview_version(tariff, v.version, now, base_per_unit=unit.base_per_unit)
+            for v in reversed(tariff.versions)
+        ]
         progress = {p.wire_version: await tariff_service.push_progress(conn, p.wire_version) for p in previews}
         jobs = [j for j in await bulk.recent_jobs(conn, 100) if j.params.get("tariff_id") == tariff_id][:5]
     return render(
@@ -123,7 +127,8 @@ async def add_version(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     async with uow_of(request).begin() as conn:
         current = await tariff_service.get_tariff(conn, tariff_id)
-        body = TariffBody.from_json(body_from_form(current.kind, form))
+        unit = await tariff_service.tariff_unit(conn, tariff_id, heat_in_gcal=heat_in_gcal(request))
+        body = TariffBody.from_json(body_from_form(current.kind, form, unit.base_per_unit))
         await tariff_service.add_version(
             conn, require_principal(request).actor(client_address(request)), tariff_id, body, _effective(form, now), now
         )

@@ -145,7 +145,9 @@ async def home(request: web.Request) -> web.Response:
     async with uow_of(request).connect() as conn:
         overview = await queries.overview(conn, principal.subscriber_id, request.app[CLOCK]())
         today = request.app[CLOCK]().astimezone(billing_of(request).tz).date()
-        overview["meters_charts"] = await queries.meter_charts(conn, principal.subscriber_id, today)
+        overview["meters_charts"] = await queries.meter_charts(
+            conn, principal.subscriber_id, today, heat_in_gcal=billing_of(request).heat_in_gcal
+        )
         pads = await sts_queries.keypads(conn, [t["meter_id"] for t in overview["top_ups"] if t["meter_id"]])
     topup = "/topup" if any(r.canonical == "/topup" for r in request.app.router.resources()) else ""
     context = {"o": overview, "topup_url": topup, "labels": STATE_LABELS, "keypad_ids": sorted(pads)}

@@ -1,8 +1,8 @@
 """The consumption dashboard (read-only): the network's hierarchy — regions, settlements, streets,
 buildings, their meters — and transformers, each level with its members' consumption over the chosen days
 from the daily pre-aggregate, a chart of the group's daily total, and the way down a level. Each unit is its
-own total (kWh from the energy meters, m³ from the water and gas meters' volume register): a scope that holds
-both kinds shows both, never one sum of the two."""
+own total (kWh from the electricity meters, m³ from the water and gas meters' volume register, heat from the
+heat meters' heat register): a scope that holds several kinds shows each, never one sum of them."""
 
 from __future__ import annotations
 
@@ -14,11 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.consumption_daily import consumption_by, totals_by_day
 from billing.meter_readings import Group
-from billing.rules.units import KWH, M3, Unit, kinds_read_in
+from billing.rules.units import GCAL, HEAT_KWH, KWH, M3, Unit, kinds_read_in
 from store.schema import registry as R  # noqa: N812
 
 NEXT_LEVEL = {"region": "settlement", "settlement": "street", "street": "building", "building": "meter"}
-UNITS = {"kwh": KWH, "m3": M3}  # the dashboard's units, by the key its page elements carry
+UNITS = {"kwh": KWH, "m3": M3, "heat": HEAT_KWH}  # the dashboard's units, by the key its page elements carry
+
+
+def units(heat_in_gcal: bool = False) -> dict[str, Unit]:
+    """The dashboard's units: heat in Gcal where the utility says so."""
+    return {**UNITS, "heat": GCAL} if heat_in_gcal else UNITS
 
 
 async def _names(conn: AsyncConnection, level: str) -> dict[str, str]:
@@ -66,13 +71,15 @@ async def _section(
     return section, members
 
 
-async def dashboard(conn: AsyncConnection, level: str, group: Group, today: date, days: int) -> dict[str, Any]:
+async def dashboard(
+    conn: AsyncConnection, level: str, group: Group, today: date, days: int, *, heat_in_gcal: bool = False
+) -> dict[str, Any]:
     first, last = today - timedelta(days=days - 1), today
     names = await _names(conn, level)
     down = NEXT_LEVEL.get(level) if level != "transformer" else "meter"
     sections: list[dict[str, Any]] = []
     rows: dict[str, dict[str, Any]] = {}
-    for key, unit in UNITS.items():
+    for key, unit in units(heat_in_gcal).items():
         section, members = await _section(conn, key, unit, level, group, first, last)
         if not members and not section["chart"]:
             continue

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.rules.units import unit_of
+from meter_protocol.registers import MAIN_REGISTERS, main_register
 from store.schema.commands import readings
 from store.schema.consumption import consumption_daily
 from store.schema.payments import payments
@@ -35,24 +36,27 @@ async def overview(conn: AsyncConnection, subscriber_id: int, now: datetime) -> 
 
 
 async def consumption(conn: AsyncConnection, subscriber_id: int, period: str, now: datetime) -> list[dict[str, Any]]:
-    """Energy per day (last 30 days) or per month (last 12), in Wh, from the import register's readings:
-    the difference between the last reading of a period and the last reading before it."""
+    """Use per day (last 30 days) or per month (last 12), in the base unit of the meters' main register (Wh;
+    litres for water and gas), from its readings: the difference between the last reading of a period and the
+    last reading before it."""
     days = 31 if period == "daily" else 400
     since = now - timedelta(days=days)
     rows = await conn.execute(
-        select(readings.c.meter_id, readings.c.read_at, readings.c.value)
+        select(readings.c.meter_id, readings.c.read_at, readings.c.value, readings.c.register, meters.c.kind)
         .join(meters, meters.c.id == readings.c.meter_id)
         .where(
             meters.c.subscriber_id == subscriber_id,
-            readings.c.register == "import_wh",
+            readings.c.register.in_(MAIN_REGISTERS),
             readings.c.read_at >= since,
         )
         .order_by(readings.c.meter_id, readings.c.read_at)
     )
-    # Each meter's own register: a replaced or second meter counts its own differences, never the
-    # maximum across meters.
+    # Each meter's own register (the one its kind reports): a replaced or second meter counts its own
+    # differences, never the maximum across meters.
     last_of: dict[int, dict[str, int]] = {}
-    for meter_id, read_at, value in rows:
+    for meter_id, read_at, value, register, kind in rows:
+        if register != main_register(kind):
+            continue
         key = read_at.strftime("%Y-%m-%d" if period == "daily" else "%Y-%m")
         last_of.setdefault(meter_id, {})[key] = int(value)
     energy: dict[str, int] = {}
@@ -65,7 +69,9 @@ async def consumption(conn: AsyncConnection, subscriber_id: int, period: str, no
     return [{"period": key, "energy_wh": energy[key]} for key in sorted(energy)]
 
 
-async def meter_charts(conn: AsyncConnection, subscriber_id: int, today: date) -> list[dict[str, Any]]:
+async def meter_charts(
+    conn: AsyncConnection, subscriber_id: int, today: date, *, heat_in_gcal: bool = False
+) -> list[dict[str, Any]]:
     """Per meter of the subscriber (a replaced one too, while it has days in the window): its use per local
     day for the last 30 days, and this month so far beside the same days of that month a year ago, from the
     daily pre-aggregate (estimated days included and said)."""
@@ -78,7 +84,7 @@ async def meter_charts(conn: AsyncConnection, subscriber_id: int, today: date) -
     for meter in await conn.execute(
         select(m.id, m.code, m.status, m.kind).where(m.subscriber_id == subscriber_id).order_by(m.status, m.id)
     ):
-        unit = unit_of(meter.kind)
+        unit = unit_of(meter.kind, heat_in_gcal=heat_in_gcal)
         rows = (
             await conn.execute(
                 select(d.day, d.quantity, d.estimated).where(

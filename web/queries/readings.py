@@ -28,11 +28,13 @@ async def readings_panel(
     now: datetime,
     *,
     kind: str = "electricity",
+    heat_in_gcal: bool = False,
     offset: int = 0,
     limit: int = PAGE,
 ) -> dict[str, Any]:
-    """In the unit of the meter's kind (kWh from the energy register; m³ from the volume register)."""
-    unit = unit_of(kind)
+    """In the unit of the meter's kind (kWh from the energy register; m³ from the volume register; kWh or Gcal
+    from the heat register)."""
+    unit = unit_of(kind, heat_in_gcal=heat_in_gcal)
     group = Group(meter_id=meter_id)
     items, total = await list_readings(
         conn,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from gateway.fleet import Fleet
 from gateway.inbound import Inbound
 from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, CommandView, enqueue_commands, get_command
+from gateway.ports import OutboundSms
 from gateway.smpp import SmppConfig, SmppTransport
 from gateway.states import OPEN_STATES, CommandState, RetryPolicy
 from gateway.writegate import WriteGate
@@ -115,7 +117,16 @@ async def meters_answering(smsc: NodeSmsc, fleet: Fleet) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def smpp_gateway(
-    engine: AsyncEngine, smsc: NodeSmsc, fleet: Fleet, *, window: int = 64, max_attempts: int = 5
+    engine: AsyncEngine,
+    smsc: NodeSmsc,
+    fleet: Fleet,
+    *,
+    window: int = 64,
+    max_attempts: int = 5,
+    submit_timeout_s: float = 5.0,
+    retry_base_s: float = 0.2,
+    answering: bool = True,
+    transport_class: type[SmppTransport] = SmppTransport,
 ) -> AsyncIterator[SmppGateway]:
     gate = WriteGate.for_engine(engine)
     events: list[GatewayEvent] = []
@@ -124,7 +135,9 @@ async def smpp_gateway(
         events.append(event)
 
     config = DispatchConfig(
-        policy=RetryPolicy(max_attempts=max_attempts, retry_base_s=0.2, retry_max_s=1.0, ack_timeout_s=30),
+        policy=RetryPolicy(
+            max_attempts=max_attempts, retry_base_s=retry_base_s, retry_max_s=max(1.0, retry_base_s), ack_timeout_s=30
+        ),
         worker_id="smpp-test",
         poll_s=0.02,
         throttle_pause_s=0.1,
@@ -139,13 +152,14 @@ async def smpp_gateway(
         password=smsc.password,
         source_addr=SHORT_NUMBER,
         window=window,
-        submit_timeout_s=5.0,
+        submit_timeout_s=submit_timeout_s,
         reconnect_min_s=0.05,
         reconnect_max_s=0.2,
         throttle_backoff_s=0.05,
         throttle_backoff_max_s=0.2,
     )
-    async with meters_answering(smsc, fleet), SmppTransport(smpp, dispatcher.on_receipt, inbound.on_sms) as t:
+    answers = meters_answering(smsc, fleet) if answering else contextlib.nullcontext()
+    async with answers, transport_class(smpp, dispatcher.on_receipt, inbound.on_sms) as t:
         dispatcher.transport = t
         tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(inbound.run())]
         try:
@@ -243,6 +257,101 @@ async def test_receipts_before_their_submit_response_and_duplicate_and_unknown_r
     assert gw.dispatcher.stats.receipts_parked >= 1  # receipts that overtook their submit_sm_resp waited
     assert gw.dispatcher.stats.receipts_duplicate >= 1
     assert all(fleet.meter(m.msisdn).credit_minor == 100 for m in meters)
+
+
+async def test_a_submit_sm_resp_after_the_submit_timeout_is_recorded_and_its_receipt_advances_the_command(
+    engine: AsyncEngine, smsc: NodeSmsc
+) -> None:
+    # the SMSC (or a busy event loop) answers after the submit timeout: the SMSC took the part all the same
+    meters = await seed(engine, 3)
+    fleet = fleet_of(meters)
+    await smsc.configure(resp_delay_ms=700, receipt_delay_ms=1000)
+    ids = await enqueue(engine, [CommandRequest(m.id, mp.TopUp(1, 100), "x") for m in meters])
+    async with smpp_gateway(engine, smsc, fleet, submit_timeout_s=0.3, retry_base_s=30, answering=False) as gw:
+
+        async def delivered() -> bool:
+            return all(v.state is CommandState.DELIVERED for v in await gw.views(ids))
+
+        await until(delivered, timeout_s=10, poll_s=0.05)
+        views = await gw.views(ids)
+        await asyncio.sleep(2.5)  # past receipt_park_s: a receipt nothing matched would be dropped by now
+        stats, transport = gw.dispatcher.stats, gw.transport.stats
+    submits = await smsc.submits()
+    assert len(submits) == len(meters)  # no second attempt went
+    assert {p.message_id for v in views for p in v.parts} == {s.message_id for s in submits}
+    for view in views:
+        assert view.attempts == 1
+        assert [(p.attempt, p.state) for p in view.parts] == [(1, "1:0")]
+        walk = [h.to_state for h in view.history]
+        assert walk == ["0:0", "0:0", "0:1", "1:0"], view.history  # timed out (retry planned), late id, receipt
+    assert transport.late_responses == len(meters)
+    assert transport.unknown_responses == 0
+    assert stats.receipts_unknown == 0
+    assert stats.receipts == len(meters)
+
+
+async def test_late_submit_sm_resps_of_resent_commands_match_every_receipt_and_credit_once(
+    engine: AsyncEngine, smsc: NodeSmsc
+) -> None:
+    # every attempt times out, its submit_sm_resp comes later and its receipt after: both attempts are recorded
+    # with their ids, every receipt is matched, and the meter applies the frame once
+    meters = await seed(engine, 4)
+    fleet = fleet_of(meters)
+    await smsc.configure(resp_delay_ms=500, receipt_delay_ms=600)
+    ids = await enqueue(engine, [CommandRequest(m.id, mp.TopUp(1, 300 + i), "x") for i, m in enumerate(meters)])
+    async with smpp_gateway(engine, smsc, fleet, submit_timeout_s=0.3, retry_base_s=0.2) as gw:
+        await gw.wait_final()
+        submits = [s for s in await smsc.submits() if s.status == 0]
+        await gw.wait_recorded(len(submits))
+        await asyncio.sleep(2.5)  # past receipt_park_s
+        views = await gw.views(ids)
+        stats = gw.dispatcher.stats
+    for view in views:
+        assert view.state is CommandState.PROCESSED
+        moves = [h.to_state for h in view.history if h.from_state != h.to_state]
+        assert moves == sorted(moves, key=["0:0", "0:1", "1:0", "1:1"].index)  # forward only
+    recorded = {p.message_id for v in views for p in v.parts if p.message_id is not None}
+    assert recorded >= {s.message_id for s in submits}
+    assert stats.receipts_unknown == 0
+    assert gw.transport.stats.unknown_responses == 0
+    for i, m in enumerate(meters):
+        assert fleet.meter(m.msisdn).credit_minor == 300 + i
+
+
+class StallAfterFirstSubmit(SmppTransport):
+    """Blocks the event loop for longer than the submit timeout right after its first submit_sm leaves, as a
+    long synchronous step in the same process would: the response is in the socket before the timer fires."""
+
+    stalled = False
+
+    def submit(self, sms: OutboundSms) -> asyncio.Future[str]:
+        fut = super().submit(sms)
+        if not self.stalled:
+            self.stalled = True
+            asyncio.get_running_loop().call_soon(time.sleep, 0.6)  # after the write of this turn (call_soon)
+        return fut
+
+
+async def test_a_stalled_event_loop_makes_a_timely_submit_sm_resp_late_and_its_receipt_is_still_matched(
+    engine: AsyncEngine, smsc: NodeSmsc
+) -> None:
+    # after a stall the submit timer fires before the read loop reads the response already waiting in the socket
+    (meter,) = await seed(engine, 1)
+    fleet = fleet_of([meter])
+    (command_id,) = await enqueue(engine, [CommandRequest(meter.id, mp.TopUp(1, 700), "x")])
+    async with smpp_gateway(engine, smsc, fleet, submit_timeout_s=0.3, transport_class=StallAfterFirstSubmit) as gw:
+        await gw.wait_final()
+        submits = await smsc.submits()
+        await gw.wait_recorded(len(submits))
+        await asyncio.sleep(2.5)  # past receipt_park_s
+        (view,) = await gw.views([command_id])
+        stats, transport = gw.dispatcher.stats, gw.transport.stats
+    assert transport.late_responses == 1
+    assert transport.unknown_responses == 0
+    assert stats.receipts_unknown == 0
+    assert view.state is CommandState.PROCESSED
+    assert {p.message_id for p in view.parts} == {s.message_id for s in submits}
+    assert fleet.meter(meter.msisdn).credit_minor == 700
 
 
 async def test_a_dropped_connection_with_a_full_window_loses_nothing_and_credits_once(

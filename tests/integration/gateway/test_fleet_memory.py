@@ -57,3 +57,38 @@ async def test_a_number_the_registry_does_not_have_is_not_asked_for_at_every_par
     for _ in range(3):
         assert await respond(OutboundSms(destination="37300000000", body=b"\x00")) == []
     assert asked == ["37300000000"]
+
+
+async def test_a_water_meter_is_simulated_from_its_volume_register_and_reports_in_as_volume(
+    engine: AsyncEngine,
+) -> None:
+    """The demo's water meter: the fleet picks up its volume register, and what it reports on its own comes
+    in through the inbound path as `volume_l`, never as an energy register."""
+    from sqlalchemy import select, update
+
+    from gateway.inbound import Inbound
+    from gateway.ports import InboundSms
+    from store.schema.commands import readings
+    from store.schema.registry import meters
+    from tests.integration.gateway.gateway_harness import SHORT_NUMBER, Clock
+
+    keys = KeyRing(MASTER_KEY)
+    async with engine.begin() as conn:
+        (water,) = await add_meters(conn, 1, NOW)
+        await conn.execute(update(meters).where(meters.c.id == water.id).values(kind="water"))
+        await conn.execute(
+            insert(readings).values(meter_id=water.id, register="volume_l", read_at=NOW, value=120_000, received_at=NOW)
+        )
+    later = NOW.replace(hour=13)
+    fleet = Fleet(capacity=5, clock=lambda: later)
+    async with engine.connect() as conn:
+        assert await load_fleet(conn, keys, fleet, report_interval_s=600) == 1
+    assert fleet.meter(water.msisdn).import_ws == 120_000 * 3600
+    replies = fleet.tick(3600, lambda _n, _t: 100)
+    assert replies
+    inbound = Inbound(engine, keys, SHORT_NUMBER, clock=Clock(later))
+    await inbound.process([InboundSms(r.source, SHORT_NUMBER, r.body, r.has_udh, 4, later) for r in replies])
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(readings.c.register, readings.c.value).order_by(readings.c.id))).all()
+    assert {r.register for r in rows} == {"volume_l", "power_w"}
+    assert max(int(r.value) for r in rows if r.register == "volume_l") > 120_000

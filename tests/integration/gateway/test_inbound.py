@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from gateway.keys import KeyRing
 from gateway.ports import InboundSms
 from meter_protocol import reference_meter as ref
 from store.schema.commands import alarms, balance_reports, meter_counters, readings, wrong_sms
+from store.schema.registry import meters
 from tests.integration.gateway.gateway_harness import SHORT_NUMBER, Clock
 from tests.integration.gateway.outbox_fixtures import MASTER_KEY, SeededMeter, add_meters
 
@@ -198,3 +199,42 @@ async def test_a_duplicate_of_a_first_refusal_settles_as_rejected_and_an_xml_ack
     await inbound.process([sms(meter.msisdn, uplink(meter, late, 3))])
     assert await _state_of(engine, applied) == ("1:1", "duplicate")
     assert await wrong_rows(engine) == []
+
+
+async def test_each_meter_kind_stores_its_register_under_what_it_measures(
+    engine: AsyncEngine, meter_pair: list[SeededMeter]
+) -> None:
+    """A water meter's register lands in `volume_l` (no export register), a heat meter's in `heat_wh`; the
+    consumption job turns the water meter's reports into litres of its volume register, read in m³."""
+    from billing.consumption_daily import aggregate_consumption
+    from billing.rules.units import unit_of
+    from store.schema.consumption import consumption_daily
+    from store.uow import UnitOfWork
+
+    water, heat = meter_pair
+    async with engine.begin() as conn:
+        await conn.execute(meters.update().where(meters.c.id == water.id).values(kind="water"))
+        await conn.execute(meters.update().where(meters.c.id == heat.id).values(kind="heat"))
+    events: list[object] = []
+    inbound = inbound_for(engine, events)
+    day = 86_400
+    await inbound.process(
+        [
+            sms(water.msisdn, uplink(water, mp.Readings(T - 2 * day, 40_000, 0, 0, 0), 1)),
+            sms(water.msisdn, uplink(water, mp.PeriodicReport(T - day, 41_250, 0, 100, True, False, False, 0), 2)),
+            sms(heat.msisdn, uplink(heat, mp.PeriodicReport(T - day, 9_000_000, 0, 100, True, False, False, 0), 1)),
+        ]
+    )
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(readings.c.meter_id, readings.c.register, readings.c.value))
+        stored = {(r.meter_id, r.register, r.value) for r in rows}
+    assert {(water.id, "volume_l", 40_000), (water.id, "volume_l", 41_250), (heat.id, "heat_wh", 9_000_000)} <= stored
+    assert not {r for r in stored if r[1] in ("import_wh", "export_wh")}
+    assert {e.register for e in events if isinstance(e, ReadingReceived) and e.meter_id == water.id} >= {"volume_l"}
+
+    await aggregate_consumption(UnitOfWork(engine), UTC, NOW + timedelta(hours=1))
+    async with engine.connect() as conn:
+        d = consumption_daily.c
+        days = (await conn.execute(select(d.register, d.quantity).where(d.meter_id == water.id))).all()
+    assert {r.register for r in days} == {"volume_l"}
+    assert unit_of("water").shown(sum(int(r.quantity) for r in days)) == "1.250 m³"
