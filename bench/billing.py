@@ -90,11 +90,8 @@ async def generate(dsn: str, n: int, share: float, backlog: bool) -> None:
                 "is_balance_meter",
                 "status",
                 "installed_at",
-                "next_counter",
                 "key_id",
                 "next_transfer_id",
-                "in_highest",
-                "in_bitmap",
             ],
             records=(
                 (
@@ -108,11 +105,8 @@ async def generate(dsn: str, n: int, share: float, backlog: bool) -> None:
                     0,
                     "active",
                     NOW,
-                    1,
                     0,
                     1,
-                    0,
-                    0,
                 )
                 for i in range(1, n + 1)
             ),
@@ -125,6 +119,8 @@ async def generate(dsn: str, n: int, share: float, backlog: bool) -> None:
             NOW,
         )
         log("meter keys")
+        await conn.execute("INSERT INTO meter_counters (meter_id) SELECT id FROM meters")  # the gateway's counters
+        log("meter counters")
         # everyone paid and received credit; a share owes a fixed charge of a varying age and size
         await conn.execute(
             """

@@ -50,6 +50,7 @@ async def generate_meters(dsn: str, n: int) -> list[int]:
             START,
             n,
         )
+        await conn.execute("INSERT INTO meter_counters (meter_id) SELECT id FROM meters")  # the gateway's counters
         return [r["id"] for r in await conn.fetch("SELECT id FROM meters ORDER BY id")]
     finally:
         await conn.close()

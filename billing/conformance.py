@@ -12,6 +12,7 @@ from sqlalchemy import insert, select, update
 
 from billing.errors import Conflict, InvalidField, NotFound
 from billing.provisioning import STOCK, unwrap_key, wrap_key
+from gateway.counters import MeterCounters, counters_of, move_counters_on
 from gateway.keys import KeyRing
 from store import audit
 from store.audit import Actor
@@ -63,6 +64,7 @@ async def sample_meter(uow: UnitOfWork, code: str, master_key: bytes | KeyRing) 
         wrapped = await conn.scalar(
             select(meter_keys.c.wrapped_key).where(meter_keys.c.meter_id == row.id, meter_keys.c.key_id == row.key_id)
         )
+        counters = await counters_of(conn, int(row.id))
     ahead = {(row.key_id + n) % 256 for n in range(1, KEY_IDS_A_RUN_USES + 1)}
     if used & ahead:
         raise Conflict("meter", f"key ids {sorted(used & ahead)} were used before; the run would give them again")
@@ -77,9 +79,9 @@ async def sample_meter(uow: UnitOfWork, code: str, master_key: bytes | KeyRing) 
         row.app_port,
         int(row.key_id),
         key,
-        int(row.next_counter),
-        int(row.in_highest),
-        int(row.in_bitmap),
+        counters.next_counter,
+        counters.in_highest,
+        counters.in_bitmap,
     )
 
 
@@ -115,10 +117,9 @@ async def record_conformance(
     hold one of them). One audit row `meter.conformance`."""
     m, k = meters.c, meter_keys.c
     async with uow.begin() as conn:
-        row = (await conn.execute(select(m.next_counter, m.in_highest).where(m.id == sample.id))).one()
-        values: dict[str, int] = {"next_counter": max(int(row.next_counter), outcome.next_counter)}
-        if outcome.in_highest > int(row.in_highest):
-            values.update(in_highest=outcome.in_highest, in_bitmap=outcome.in_bitmap)
+        reached = MeterCounters(outcome.next_counter, outcome.in_highest, outcome.in_bitmap)
+        kept = await move_counters_on(conn, sample.id, reached)  # the gateway's counters: through its door
+        values: dict[str, int] = {}
         stored = {kid for (kid,) in await conn.execute(select(k.key_id).where(k.meter_id == sample.id))}
         fresh = {kid: key for kid, key in outcome.keys.items() if kid not in stored}
         final = outcome.key_id if outcome.passed and outcome.key_id in fresh else None
@@ -144,7 +145,8 @@ async def record_conformance(
                     for kid, key in sorted(fresh.items())
                 ],
             )
-        await conn.execute(update(meters).where(m.id == sample.id).values(**values))
+        if values:
+            await conn.execute(update(meters).where(m.id == sample.id).values(**values))
         await audit.record(
             conn,
             actor,
@@ -157,6 +159,6 @@ async def record_conformance(
                 "failed_lines": list(outcome.failed_lines),
                 "key_id": values.get("key_id", sample.key_id),
                 "key_ids_given": sorted(fresh),
-                "next_counter": values["next_counter"],
+                "next_counter": kept.next_counter,
             },
         )

@@ -6,7 +6,7 @@ header: `malformed`); the frame's header is read without the key (`malformed`), 
 meter (`wrong_meter`) and travel meter → head end (`wrong_direction`); the meter's key for the header's
 key id is looked up (`unknown_key`); the frame is verified (`bad_tag`) and its counter checked against
 the meter's inbound replay window (`replay`), which is updated in the same transaction
-(meters.in_highest / in_bitmap); a payload that does not parse is `malformed`.
+(meter_counters.in_highest / in_bitmap); a payload that does not parse is `malformed`.
 
 Anything refused becomes a wrong_sms row with its reason and a log line — never an exception. With a
 `on_text` handler, a text SMS (no user-data header) from a number that is not a meter's is not refused here:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import bindparam, func, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import meter_protocol as mp
@@ -26,6 +26,7 @@ from store.schema.commands import (
     command_history,
     commands,
     inbound_texts,
+    meter_counters,
     readings,
     wrong_sms,
 )
@@ -46,8 +47,19 @@ class SendingMeter:
 
 # the replay window is read, checked and written here: the meters are locked FOR NO KEY UPDATE, not FOR
 # UPDATE, since rows that reference the meter (alarms, or a command updated twice in one transaction, whose
-# foreign key PostgreSQL checks again) take KEY SHARE locks, which this lets pass
-_METER_COLUMNS = (meters.c.id, meters.c.msisdn, meters.c.code, meters.c.in_highest, meters.c.in_bitmap, meters.c.kind)
+# foreign key PostgreSQL checks again) take KEY SHARE locks, which this lets pass; the outbox locks a meter the
+# same way before it moves its counter on, so the meter's row guards its `meter_counters` row (a meter without
+# one has the window it starts with: nothing seen)
+_C = meter_counters.c
+_METER_COLUMNS = (
+    meters.c.id,
+    meters.c.msisdn,
+    meters.c.code,
+    func.coalesce(_C.in_highest, 0).label("in_highest"),
+    func.coalesce(_C.in_bitmap, 0).label("in_bitmap"),
+    meters.c.kind,
+)
+_WITH_COUNTERS = meters.outerjoin(meter_counters, _C.meter_id == meters.c.id)
 _ACTIVE = (meters.c.status == "active",)
 _BY_ID = (meters.c.id,)
 
@@ -55,11 +67,7 @@ _COMMAND_COLUMNS = (commands.c.id, commands.c.meter_id, commands.c.counter, comm
 _COMMAND_KEY = (commands.c.meter_id, commands.c.counter)
 _COMMAND_ORDER = (commands.c.id,)
 
-_REPLAY_WINDOWS = RowUpdate(
-    meters,
-    {"id": None, "in_highest": None, "in_bitmap": None},
-    lambda _t, v: {"in_highest": v.c.in_highest, "in_bitmap": v.c.in_bitmap},
-)
+_REPLAY_WINDOWS = OnConflict(("meter_id",), ("in_highest", "in_bitmap"))  # the row is written the first time
 
 # an acknowledged command moves from the state it was read in (locked) to the one its answer calls for
 _SETTLE = RowUpdate(
@@ -82,14 +90,21 @@ _READINGS_ONCE = OnConflict(("meter_id", "register", "read_at"))
 async def meters_by_number(conn: AsyncConnection, numbers: set[str]) -> dict[str, SendingMeter]:
     """The active meters of those SIM numbers, locked in id order, with their inbound replay windows."""
     rows = await select_among(
-        conn, _METER_COLUMNS, meters.c.msisdn, numbers, where=_ACTIVE, order_by=_BY_ID, lock_of=meters
+        conn,
+        _METER_COLUMNS,
+        meters.c.msisdn,
+        numbers,
+        where=_ACTIVE,
+        order_by=_BY_ID,
+        lock_of=meters,
+        from_=_WITH_COUNTERS,
     )
     return {row.msisdn: SendingMeter(row.id, row.code, row.in_highest, row.in_bitmap, row.kind) for row in rows}
 
 
 async def write_work(conn: AsyncConnection, work: Work, now: datetime, short_number: str) -> None:
-    windows = [{"id": m, "in_highest": w.highest, "in_bitmap": w.bitmap} for m, w in sorted(work.windows.items())]
-    await update_rows(conn, _REPLAY_WINDOWS, windows)
+    windows = [{"meter_id": m, "in_highest": w.highest, "in_bitmap": w.bitmap} for m, w in sorted(work.windows.items())]
+    await insert_rows(conn, meter_counters, windows, _REPLAY_WINDOWS)
     if work.acks:
         await _settle(conn, work, now, short_number)
     await insert_rows(conn, readings, work.readings, _READINGS_ONCE)

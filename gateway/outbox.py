@@ -2,7 +2,7 @@
 
 `enqueue_command` / `enqueue_commands` run INSIDE the caller's transaction (the same connection as the
 ledger rows that cause the command): they allocate the meter's next head-end counters
-(meters.next_counter), seal each frame with meter_protocol and the meter's key, and write the command in
+(meter_counters.next_counter), seal each frame with meter_protocol and the meter's key, and write the command in
 state 0:0 with its first history row. Nothing is sent here: after the commit a dispatcher claims the
 row and sends exactly these bytes — every retry resends the same frame with the same counter, so the
 meter applies it at most once.
@@ -35,8 +35,8 @@ from gateway.errors import (
 )
 from gateway.keys import KeyRing
 from gateway.states import CommandState, Source
-from store.bulk import Follower, add_in_id_order, ignoring_duplicates, insert_returning, insert_rows, select_among
-from store.schema.commands import command_history, command_parts, commands
+from store.bulk import Follower, add_to_counters, ignoring_duplicates, insert_returning, insert_rows, select_among
+from store.schema.commands import command_history, command_parts, commands, meter_counters
 from store.schema.registry import meters
 from store.types import UtcDateTime
 
@@ -220,7 +220,9 @@ async def _allocate_counters(
     """Reserve `per_meter[m]` consecutive counters for each meter; returns meter → (first counter, code,
     profile, key id in force). Rows are locked in id order (no deadlock between two bulk enqueues)."""
     meter_ids = sorted(per_meter)
-    rows = await add_in_id_order(conn, meters, "next_counter", per_meter, ("code", "profile", "status", "key_id"))
+    rows = await add_to_counters(
+        conn, meter_counters, "next_counter", per_meter, meters, ("code", "profile", "status", "key_id"), start=1
+    )
     allocated: dict[int, tuple[int, str, str, int | None]] = {}
     for meter_id, next_counter, code, profile, status, key_id in rows:
         if status != "active":

@@ -35,6 +35,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     column,
+    exists,
     func,
     or_,
     select,
@@ -504,6 +505,100 @@ def _read_by_ids(table: Table, column_name: str, returning: tuple[str, ...]) -> 
     return select(*wanted).where(table.c.id.in_(bindparam("ids", expanding=True)))
 
 
+async def add_to_counters(
+    conn: AsyncConnection,
+    counters: Table,
+    column_name: str,
+    amounts: Mapping[int, int],
+    of: Table,
+    returning: Sequence[str] = (),
+    *,
+    start: int,
+) -> list[Any]:
+    """`counters.column += amounts[id]` for the row of `of` of each id, where `counters` is keyed by the id of `of`
+    (its one primary key column) and a missing row counts from `start` (it is written with `start + amount`).
+    The rows of `of` are locked in id order first (FOR NO KEY UPDATE, as `add_in_id_order` locks them: two of
+    these never deadlock); returns, for each id whose row of `of` exists, the id, the new `column` value and the
+    `returning` columns of `of`, read under the lock. The ids without a row of `of` are missing from the result.
+
+    PostgreSQL: one statement (`WITH locked AS MATERIALIZED (SELECT … FOR NO KEY UPDATE), up AS (INSERT …
+    ON CONFLICT DO UPDATE … RETURNING …) SELECT … FROM up JOIN locked`). SQLite (one writer, no row locks): an
+    executemany of the upsert in id order, then a select."""
+    if not amounts:
+        return []
+    ids = sorted(amounts)
+    shape = (counters, column_name, of, tuple(returning), start)
+    if not is_postgres(conn):
+        await conn.execute(_add_to_counters_sqlite(*shape), [{"a_id": i, "a_n": amounts[i]} for i in ids])
+        read = _read_counters(*shape)
+        rows: list[Any] = []
+        for start_at in range(0, len(ids), CHUNK):
+            rows += await conn.execute(read, {"ids": ids[start_at : start_at + CHUNK]})
+        return rows
+    stmt = _add_to_counters_postgres(*shape)
+    return list(await conn.execute(stmt, {"ids": ids, "ns": [amounts[i] for i in ids]}))
+
+
+def _key_of(counters: Table) -> str:
+    (key,) = counters.primary_key.columns
+    return key.name
+
+
+@functools.cache
+def _add_to_counters_postgres(
+    counters: Table, column_name: str, of: Table, returning: tuple[str, ...], start: int
+) -> Select[Any]:
+    key, target = _key_of(counters), counters.c[column_name]
+    locked = (
+        select(of.c.id, *(of.c[c] for c in returning))
+        .where(among_param(of.c.id, "ids", True))
+        .order_by(of.c.id)
+        .with_for_update(key_share=True)
+        .cte("locked")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    v = (
+        func.unnest(bindparam("ids", type_=ARRAY(of.c.id.type)), bindparam("ns", type_=ARRAY(target.type)))
+        .table_valued(column("id", of.c.id.type), column("n", target.type))
+        .render_derived("v")
+    )
+    rows = select(v.c.id, v.c.n + start).select_from(locked.join(v, v.c.id == locked.c.id)).order_by(v.c.id)
+    upsert = postgresql.insert(counters).from_select([key, column_name], rows)
+    up = (
+        upsert.on_conflict_do_update(
+            index_elements=[key], set_={column_name: target + upsert.excluded[column_name] - start}
+        )
+        .returning(counters.c[key], target)
+        .cte("up")
+    )
+    return select(up.c[key], up.c[column_name], *(locked.c[c] for c in returning)).join_from(
+        up, locked, locked.c.id == up.c[key]
+    )
+
+
+@functools.cache
+def _add_to_counters_sqlite(
+    counters: Table, column_name: str, of: Table, returning: tuple[str, ...], start: int
+) -> Insert:
+    key, target = _key_of(counters), counters.c[column_name]
+    a_id = bindparam("a_id", type_=of.c.id.type)
+    row = select(a_id, bindparam("a_n", type_=target.type) + start).where(exists().where(of.c.id == a_id))
+    upsert = sqlite.insert(counters).from_select([key, column_name], row)
+    return upsert.on_conflict_do_update(
+        index_elements=[key], set_={column_name: target + upsert.excluded[column_name] - start}
+    )
+
+
+@functools.cache
+def _read_counters(counters: Table, column_name: str, of: Table, returning: tuple[str, ...], start: int) -> Select[Any]:
+    key = counters.c[_key_of(counters)]
+    return (
+        select(of.c.id, counters.c[column_name], *(of.c[c] for c in returning))
+        .join_from(of, counters, key == of.c.id)
+        .where(of.c.id.in_(bindparam("ids", expanding=True)))
+    )
+
+
 __all__ = [
     "CHUNK",
     "Follower",
@@ -511,6 +606,7 @@ __all__ = [
     "RowUpdate",
     "Values",
     "add_in_id_order",
+    "add_to_counters",
     "ignoring_duplicates",
     "insert_new",
     "insert_returning",

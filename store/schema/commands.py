@@ -1,5 +1,5 @@
-"""The command outbox, SMS parts, state history, wrong SMS, inbound text SMS, readings and alarms (owned by the
-gateway)."""
+"""The meters' frame counters, the command outbox, SMS parts, state history, wrong SMS, inbound text SMS,
+readings and alarms (owned by the gateway)."""
 
 from sqlalchemy import (
     JSON,
@@ -16,6 +16,19 @@ from sqlalchemy import (
 
 from store.metadata import metadata
 from store.types import ID, UtcDateTime
+
+# The gateway's frame counters of a meter: the head-end → meter counter it seals the next command with (never
+# reused, see meter_protocol's spec) and the meter → head-end anti-replay window (highest counter seen, the bitmap
+# below it). A meter without a row has the counters it starts with: the row is written the first time the gateway
+# moves one of them on.
+meter_counters = Table(
+    "meter_counters",
+    metadata,
+    Column("meter_id", ID, ForeignKey("meters.id"), primary_key=True, autoincrement=False),
+    Column("next_counter", BigInteger, nullable=False, server_default="1"),
+    Column("in_highest", BigInteger, nullable=False, server_default="0"),
+    Column("in_bitmap", BigInteger, nullable=False, server_default="0"),
+)
 
 # One row per command to a meter. `state` is the handshake code: 0:0 sending, 0:1 accepted by the operator,
 # 1:0 received by the meter, 1:1 processed by the meter; or a final failure state.

@@ -119,11 +119,6 @@ meters = Table(
     Column("installed_at", UtcDateTime, nullable=False),
     Column("archived_at", UtcDateTime),
     Column("replaced_by_id", ID, ForeignKey("meters.id")),
-    # Head-end → meter counter: the next value to use. Never reused (see meter_protocol's spec).
-    Column("next_counter", BigInteger, nullable=False, server_default="1"),
-    # Meter → head-end anti-replay window: highest counter seen and the bitmap below it.
-    Column("in_highest", BigInteger, nullable=False, server_default="0"),
-    Column("in_bitmap", BigInteger, nullable=False, server_default="0"),
     Column("key_id", Integer, nullable=False, server_default="0"),  # the key revision in force
     # The top-up transfer id the next credit to this meter carries (increases per meter in issue order).
     Column("next_transfer_id", BigInteger, nullable=False, server_default="1"),

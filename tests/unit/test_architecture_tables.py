@@ -41,7 +41,8 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "payment_disputes": ("payments",),
     "reconciliation_runs": ("payments",),
     "reconciliation_findings": ("payments",),
-    # the gateway: the outbox and what it learns from meters
+    # the gateway: the meters' frame counters, the outbox and what it learns from meters
+    "meter_counters": ("gateway",),  # others move them on through gateway.counters (a conformance run)
     "commands": ("gateway", "smsmeter"),
     "command_parts": ("gateway",),
     "held_receipts": ("gateway",),
@@ -64,7 +65,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "subscribers": ("billing",),
     "subscriber_history": ("billing",),
     "transformers": ("billing", "smsmeter"),
-    "meters": ("billing", "gateway"),  # gateway: each meter's replay window and next counter
+    "meters": ("billing",),
     "meter_keys": ("billing", "smsmeter"),
     "meter_history": ("billing",),
     "holidays": ("billing",),
@@ -103,6 +104,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
 # table → the parts besides its writers that may read it (each says why). The web shell and the composition root
 # read any table.
 READERS: dict[str, tuple[str, ...]] = {
+    "meters": ("gateway",),  # the meter's SIM number, code, profile and key id in force address and seal a frame
     "meter_keys": ("gateway",),  # the key in force seals a command and opens its reply
     "commands": ("billing",),  # the state of what billing asked the gateway to send (relay, key change, top-up)
     "command_history": ("billing",),  # the event feed turns the gateway's state changes into outbound events
@@ -110,7 +112,14 @@ READERS: dict[str, tuple[str, ...]] = {
 READ_ANYTHING = {"web", "smsmeter"}
 
 _FIRST_ARG = {"insert", "update", "delete", "insert_ignoring_duplicates", "RowUpdate", "Follower"}
-_SECOND_ARG = {"insert_rows", "insert_returning", "insert_new", "add_in_id_order", "ignoring_duplicates"}
+_SECOND_ARG = {
+    "insert_rows",
+    "insert_returning",
+    "insert_new",
+    "add_in_id_order",
+    "add_to_counters",
+    "ignoring_duplicates",
+}
 _SQL_WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_]+)\b")
 
 

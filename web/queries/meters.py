@@ -14,7 +14,6 @@ from store.schema.ledger import tariff_versions, tariffs
 from store.schema.registry import meter_history, meter_keys, meters, subscribers, transformers
 from web.queries.registry import recent_commands
 
-_HIDDEN = frozenset({"next_counter", "in_highest", "in_bitmap"})
 _PROCESSED = CommandState.PROCESSED.value
 
 
@@ -60,7 +59,7 @@ async def meter_card(conn: AsyncConnection, meter_id: int) -> dict[str, Any] | N
     row = (await conn.execute(select(meters).where(meters.c.id == meter_id))).mappings().first()
     if row is None:
         return None
-    card: dict[str, Any] = {k: v for k, v in row.items() if k not in _HIDDEN}
+    card: dict[str, Any] = dict(row)
     card["is_balance_meter"] = bool(card["is_balance_meter"])
     subscriber = None
     if row["subscriber_id"] is not None:

@@ -268,8 +268,7 @@ async def meters_page(conn: AsyncConnection, *, q: str, status: str | None, limi
         query = query.where(meters.c.status == status)
     total = int(await conn.scalar(select(func.count()).select_from(query.subquery())) or 0)
     rows = await conn.execute(query.order_by(meters.c.code).limit(limit).offset(offset))
-    hidden = {"next_counter", "in_highest", "in_bitmap"}
-    items = [{k: v for k, v in r.items() if k not in hidden} for r in rows.mappings()]
+    items = [dict(r) for r in rows.mappings()]
     return Page(items, total, limit, offset)
 
 
@@ -277,4 +276,4 @@ async def meter(conn: AsyncConnection, meter_id: int) -> dict[str, Any] | None:
     row = (await conn.execute(select(meters).where(meters.c.id == meter_id))).mappings().first()
     if row is None:
         return None
-    return {k: v for k, v in row.items() if k not in {"next_counter", "in_highest", "in_bitmap"}}
+    return dict(row)

@@ -28,6 +28,7 @@ from store.crypto import unwrap_from_storage
 from store.schema import metadata
 from store.schema import registry as R  # noqa: N812
 from store.schema.auth import audit_log
+from store.schema.commands import meter_counters
 from store.uow import UnitOfWork
 from tests.integration.billing.conftest import MASTER_KEY, NOW, OPERATOR, meter_code, new_subscriber
 from tests.support.service import run_cli
@@ -355,7 +356,7 @@ async def test_a_conformance_run_leaves_a_meter_in_stock_under_the_key_it_was_gi
     async with uow.connect() as conn:
         assert await KeyRing(MASTER_KEY).key_for(conn, sample.id) == (3, bench.keys[3])
         stored = dict((await conn.execute(select(R.meter_keys.c.key_id, R.meter_keys.c.status))).all())
-        counters = (await conn.execute(select(R.meters.c.next_counter, R.meters.c.in_highest))).one()
+        counters = (await conn.execute(select(meter_counters.c.next_counter, meter_counters.c.in_highest))).one()
     assert stored == {0: "retired", 1: "retired", 2: "retired", 3: "active"}
     assert counters == (bench.next_counter, bench.uplink.highest)
     [entry] = await _audit(uow, "meter.conformance")

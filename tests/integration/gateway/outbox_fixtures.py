@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from meter_protocol import meter_code_with_check_digit
 from store.crypto import wrap_for_storage
+from store.schema.commands import meter_counters
 from store.schema.registry import meter_keys, meters
 
 MASTER_KEY = bytes(range(32))
@@ -81,9 +82,12 @@ async def add_meters(
             for i, s in zip(ids, serials, strict=True)
         ],
     )
+    # the gateway's counters of each, as a migrated fleet has them (a meter without a row counts from the start)
+    await conn.execute(insert(meter_counters), [{"meter_id": i} for i in ids])
     return [SeededMeter(i, meter_code(s), msisdn(s), meter_key(s)) for i, s in zip(ids, serials, strict=True)]
 
 
 async def next_counters(conn: AsyncConnection, meter_ids: Sequence[int]) -> dict[int, int]:
-    rows = await conn.execute(select(meters.c.id, meters.c.next_counter).where(meters.c.id.in_(meter_ids)))
-    return {r[0]: r[1] for r in rows}
+    c = meter_counters.c
+    rows = await conn.execute(select(c.meter_id, c.next_counter).where(c.meter_id.in_(meter_ids)))
+    return {i: 1 for i in meter_ids} | {r[0]: r[1] for r in rows}

@@ -15,7 +15,7 @@ from gateway.inbound import Inbound
 from gateway.keys import KeyRing
 from gateway.ports import InboundSms
 from meter_protocol import reference_meter as ref
-from store.schema.commands import alarms, balance_reports, readings, wrong_sms
+from store.schema.commands import alarms, balance_reports, meter_counters, readings, wrong_sms
 from store.schema.registry import meters
 from tests.integration.gateway.gateway_harness import SHORT_NUMBER, Clock
 from tests.integration.gateway.outbox_fixtures import MASTER_KEY, SeededMeter, add_meters
@@ -95,7 +95,11 @@ async def test_every_kind_of_wrong_sms_is_a_row_with_its_reason_and_nothing_cras
     async with engine.connect() as conn:
         stored = (await conn.execute(select(wrong_sms.c.body).where(wrong_sms.c.reason == "unknown_sender"))).scalar()
         window = (
-            await conn.execute(select(meters.c.in_highest, meters.c.in_bitmap).where(meters.c.id == meter.id))
+            await conn.execute(
+                select(meter_counters.c.in_highest, meter_counters.c.in_bitmap).where(
+                    meter_counters.c.meter_id == meter.id
+                )
+            )
         ).one()
         balances = (await conn.execute(select(balance_reports.c.credit_minor))).scalars().all()
     assert stored == good  # the SMS is kept as it came, for the operator to look at

@@ -3,7 +3,7 @@ exactly the tables the code declares."""
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from store import migrate
 from store.engine import create_engine
@@ -46,3 +46,25 @@ async def test_migrated_schema_matches_the_declared_tables(migrated_db_url: str)
     finally:
         await engine.dispose()
     assert diffs == []
+
+
+async def test_the_gateway_counters_move_to_their_table_and_back(empty_db_url: str) -> None:
+    """0021: each meter's next counter and replay window are copied to `meter_counters`, and back on downgrade."""
+    engine = create_engine(empty_db_url)
+    meter = "INSERT INTO meters (id, code, msisdn, installed_at, next_counter, in_highest, in_bitmap) VALUES"
+    try:
+        await migrate.upgrade(engine, "0020")
+        async with engine.begin() as conn:
+            await conn.execute(text(f"{meter} (1, 'M1', '1', '2026-01-01 00:00:00+00', 41, 17, 5)"))
+            await conn.execute(text(f"{meter} (2, 'M2', '2', '2026-01-01 00:00:00+00', 1, 0, 0)"))
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            rows = await conn.execute(text("SELECT * FROM meter_counters ORDER BY meter_id"))
+            assert [tuple(r) for r in rows] == [(1, 41, 17, 5), (2, 1, 0, 0)]
+            await conn.execute(text("UPDATE meter_counters SET next_counter = 42 WHERE meter_id = 1"))
+        await migrate.downgrade(engine, "0020")
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT id, next_counter, in_highest, in_bitmap FROM meters ORDER BY id"))
+            assert [tuple(r) for r in rows] == [(1, 42, 17, 5), (2, 1, 0, 0)]
+    finally:
+        await engine.dispose()
