@@ -125,6 +125,10 @@ class Inbound:
             await self._loop()
         finally:
             self._stopped, self._running = True, False
+            waiting, self._queue = self._queue, []  # cancelled with SMS queued: the SMSC delivers them again
+            for _, fut in waiting:
+                if not fut.done():
+                    fut.set_exception(Stopped("inbound path"))
 
     async def _loop(self) -> None:
         while True:

@@ -156,6 +156,16 @@ class Recorder:
             await self._loop()
         finally:
             self._stopped = True
+            self._refuse_waiting("recorder")
+
+    def _refuse_waiting(self, what: str) -> None:
+        """Stopped (or cancelled) with receipts handed in and not recorded: each gets a temporary error, so its
+        SMSC delivers it again (to this gateway after its restart, or to another) instead of its deliver_sm
+        waiting for an answer that would never come."""
+        waiting, self._receipts = self._receipts, []
+        for _, fut in waiting:
+            if fut is not None and not fut.done():
+                fut.set_exception(Stopped(what))
 
     async def _load_held(self) -> None:
         """Take up the receipts held in the database (by this gateway before a restart, or by another): each is
@@ -178,6 +188,7 @@ class Recorder:
         while True:
             if not (self._results or self._receipts or self._finals):
                 if self._stopping.is_set() and not self._busy():
+                    self._stopped = True  # a receipt that comes while the parked ones are kept is refused
                     await self._keep_parked()
                     return
                 self._wake.clear()
@@ -196,6 +207,9 @@ class Recorder:
             self._finals, self._receipts = [], []
             try:
                 await self._flush(batch.results, batch.finals, batch.receipt_values())
+            except asyncio.CancelledError:
+                self._hold(batch)  # cancelled while stopping: its receipts are refused, and delivered again
+                raise
             except Exception:
                 log.exception("recording a batch of %d failed", batch.size)
                 if await self._database_answers():

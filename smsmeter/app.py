@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import enum
 import gc
+import inspect
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -361,6 +362,11 @@ def _dump_tasks_on_signal() -> None:
         log.warning("SIGUSR1: %d tasks", len(tasks))
         for task in tasks:
             log.warning("task %s: %s", task.get_name(), " -> ".join(_awaiting(task.get_coro())) or "(running)")
+        # an `async with` over an async generator (a cleanup context, a contextmanager) awaits the generator
+        # through an object that does not name it: the generators that are waiting are listed on their own
+        for generator in gc.get_objects():
+            if inspect.isasyncgen(generator) and generator.ag_await is not None:
+                log.warning("async generator %s: %s", generator.__qualname__, " -> ".join(_awaiting(generator)))
 
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)

@@ -57,18 +57,19 @@ async def test_a_key_change_reaches_1_1_under_the_new_key(engine: object, uow: U
     billing = build_billing(settings, uow, keys)
     _, meter = await new_subscriber(uow)
     assert meter is not None
+    # queued before the gateway runs: the simulated meter answers within milliseconds once it does
+    now = datetime.now(UTC)
+    started = await meter_keys.change_meter_key(uow, OPERATOR, meter.id, now, keys=keys, new_key=lambda: NEW_KEY)
+    assert (started.key_id, started.pending_key_id) == (0, 1)
+    assert await _keys_of(uow, meter.id) == [(0, "active"), (1, "pending")]
+    async with uow.connect() as conn:
+        frame = (await get_command(conn, started.command_id)).frame
+    header = mp.peek_header(frame)
+    assert header.key_id == 0  # sealed under the key in force
+    with pytest.raises(Conflict):  # one change at a time
+        await meter_keys.change_meter_key(uow, OPERATOR, meter.id, now, keys=keys)
     async with running_gateway(settings, engine, keys, billing.on_gateway_event) as gateway:  # type: ignore[arg-type]
         assert gateway.fleet is not None
-        now = datetime.now(UTC)
-        started = await meter_keys.change_meter_key(uow, OPERATOR, meter.id, now, keys=keys, new_key=lambda: NEW_KEY)
-        assert (started.key_id, started.pending_key_id) == (0, 1)
-        assert await _keys_of(uow, meter.id) == [(0, "active"), (1, "pending")]
-        async with uow.connect() as conn:
-            frame = (await get_command(conn, started.command_id)).frame
-        header = mp.peek_header(frame)
-        assert header.key_id == 0  # sealed under the key in force
-        with pytest.raises(Conflict):  # one change at a time
-            await meter_keys.change_meter_key(uow, OPERATOR, meter.id, now, keys=keys)
         assert await _wait_state(uow, started.command_id) == "1:1"
         async with asyncio.timeout(10):
             while True:  # settled by billing when the gateway reports the change final

@@ -20,6 +20,7 @@ from gateway.keys import KeyRing
 from gateway.outbox import CommandRequest, enqueue_commands
 from gateway.ports import InboundSms, Receipt, ReceiptState
 from gateway.states import CommandState
+from gateway.writegate import WriteGate
 from store.schema.commands import alarms, command_parts, held_receipts
 from tests.integration.gateway.gateway_harness import Clock, ScriptedNetwork, fleet_of, running_gateway
 from tests.integration.gateway.outbox_fixtures import MASTER_KEY, SeededMeter, add_meters
@@ -182,6 +183,33 @@ async def test_a_receipt_or_sms_handed_in_after_the_gateway_stopped_is_refused_a
         error = fut.exception()
         assert isinstance(error, Stopped)
         assert error.part == part
+
+
+async def test_receipts_waiting_when_the_gateway_is_cancelled_are_refused_not_left_waiting(
+    engine: AsyncEngine,
+) -> None:
+    """A stop that outlasts its wait cancels the dispatcher, here while the recorder waits to write a batch of
+    receipts. Each gets a temporary error at once (the SMSC delivers it again): left waiting, the transport's close
+    would wait out its handler timeout (30 s) for them, and the process would be killed instead of stopping."""
+    lock = asyncio.Lock()
+    dispatcher = Dispatcher(engine, None, gate=WriteGate(True, lock))
+    task = asyncio.create_task(dispatcher.run())
+    await asyncio.sleep(0.3)  # running, waiting for work
+    await lock.acquire()  # the database's write lock is taken: the next batch waits for it
+    now = datetime.now(UTC)
+    receipts = [dispatcher.on_receipt(Receipt(f"m-{i}", ReceiptState.DELIVERED, None, now)) for i in range(3)]
+    await asyncio.sleep(0.3)  # the recorder took them and waits to write them
+    task.cancel()  # the stop: the dispatcher waits for its recorder ...
+    await asyncio.sleep(0.3)
+    task.cancel()  # ... and is cancelled again when the stop's wait runs out
+    await asyncio.gather(task, return_exceptions=True)
+    lock.release()
+    for fut in receipts:
+        assert isinstance(fut, asyncio.Future)
+        assert fut.done()
+        error = fut.exception()
+        assert isinstance(error, Stopped)
+        assert error.part == "recorder"
 
 
 async def test_a_receipt_held_for_its_part_survives_a_restart_and_is_matched_when_the_part_is_recorded(
