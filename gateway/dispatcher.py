@@ -43,7 +43,8 @@ from gateway.command_store import Final, SendResult, record_parts
 from gateway.errors import InvalidPart, NotConnected, SmscRejected, SubmitTimeout, Throttled, TransportError
 from gateway.events import EventHandler, ignore_event
 from gateway.ports import OutboundSms, Receipt, Transport, TransportState
-from gateway.recorder import DispatchStats, Recorder, RecorderConfig
+from gateway.record_steps import DispatchStats, RecorderConfig
+from gateway.recorder import Recorder
 from gateway.states import CommandState, RetryPolicy, Source, after_ack_deadline
 from gateway.writegate import WriteGate
 

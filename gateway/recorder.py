@@ -26,25 +26,22 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import command_store as store
-from gateway.command_store import Final, PartMark, Reschedule, SendResult, history_row
+from gateway.command_store import Final, PartMark, SendResult
 from gateway.errors import Stopped
 from gateway.events import CommandSettled, EventHandler, GatewayEvent, publish
 from gateway.ports import Receipt
-from gateway.record_batch import Batch, accepted_history, classify, part_rows
+from gateway.record_batch import Batch
+from gateway.record_steps import DispatchStats, RecorderConfig, after_failed_receipts, record_results
 from gateway.states import (
     CommandState,
     ReceiptOutcome,
-    RetryPolicy,
-    Source,
-    after_failed_receipt,
     receipt_outcome,
 )
 from gateway.writegate import Pacer, WriteGate
@@ -52,30 +49,6 @@ from gateway.writegate import Pacer, WriteGate
 log = logging.getLogger("smsmeter.gateway.dispatcher")
 
 _HELD_TAKEN_UP_MAX = 100_000  # held receipts a start takes up (the oldest first)
-
-
-@dataclass(slots=True)
-class DispatchStats:
-    claimed: int = 0
-    submitted_parts: int = 0
-    accepted: int = 0  # commands with every part accepted (0:1 or later)
-    delivered: int = 0  # commands moved to 1:0
-    receipts: int = 0
-    receipts_parked: int = 0
-    receipts_unknown: int = 0
-    receipts_duplicate: int = 0
-    retries: int = 0
-    finals: int = 0
-    batches: int = 0
-    recording_failed: int = 0  # items the database refused on their own (each an alarm row)
-
-
-@dataclass(frozen=True, slots=True)
-class RecorderConfig:
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    throttle_pause_s: float = 1.0
-    receipt_park_s: float = 30.0
-    record_interval_s: float = 0.02
 
 
 class Recorder:
@@ -386,7 +359,9 @@ class Recorder:
             touched |= {p.command_id for p in parts.values()}
             await store.lock(conn, touched)
             if results:
-                await self._record_results(conn, results, now, events, early)
+                finals_now = await record_results(conn, results, now, early, self._config, self.stats)
+                if finals_now:
+                    await self._finish(conn, finals_now, now, events)
                 # receipts that came with their own submit results match the parts just written
                 # (their commands are locked already: they are among the results)
                 unmatched = wanted - parts.keys()
@@ -457,50 +432,6 @@ class Recorder:
                 self.stats.receipts += 1
         return early, rest, unparked
 
-    # -- submit results ------------------------------------------------------------------------------
-    async def _record_results(
-        self,
-        conn: Any,
-        results: Sequence[SendResult],
-        now: datetime,
-        events: list[GatewayEvent],
-        early: dict[str, Receipt],
-    ) -> None:
-        """Parts, attempts and the 0:1 step of `results`, and the 1:0 step of commands whose every part
-        has its receipt in `early` (`_match_in_batch`), in the same statements."""
-        accepted, rows, history, finals = classify(results, now, self._config.policy, self._config.throttle_pause_s)
-        self.stats.retries += sum(1 for h in history if h["source"] == Source.SMSC.value)
-        await store.record_parts(conn, part_rows(results, now, early))
-        deadline = now + timedelta(seconds=self._config.policy.ack_timeout_s)
-        by_id: dict[int, SendResult] = {}
-        for r in accepted:
-            delivered = all(m is not None and m in early for m in r.message_ids)
-            to_state = CommandState.DELIVERED if delivered else CommandState.ACCEPTED
-            rows.append(Reschedule(r.command.id, r.attempt, deadline, 0, to_state))
-            by_id[r.command.id] = r
-        self.stats.accepted += len(accepted)
-        left = await store.reschedule(conn, rows, now)
-        for command_id, (was, state) in left.items():
-            result = by_id.get(command_id)
-            if result is None:
-                continue
-            history.extend(accepted_history(result, was == CommandState.SENDING.value and state != was, now))
-            if state == CommandState.DELIVERED.value and was != state:
-                history.append(
-                    history_row(
-                        command_id,
-                        CommandState.ACCEPTED,
-                        CommandState.DELIVERED,
-                        now,
-                        Source.RECEIPT,
-                        "every part delivered",
-                    )
-                )
-                self.stats.delivered += 1
-        await store.add_history(conn, history)
-        if finals:
-            await self._finish(conn, finals, now, events)
-
     # -- receipts ------------------------------------------------------------------------------------
     async def _record_receipts(
         self,
@@ -554,35 +485,9 @@ class Recorder:
         if delivered_commands:
             self.stats.delivered += await store.move_delivered(conn, sorted(delivered_commands), now)
         if failed:
-            await self._after_failed_receipts(conn, failed, now, events)
-
-    async def _after_failed_receipts(
-        self,
-        conn: Any,
-        failed: dict[int, tuple[int, ReceiptOutcome, str]],
-        now: datetime,
-        events: list[GatewayEvent],
-    ) -> None:
-        policy = self._config.policy
-        finals: list[Final] = []
-        retries: list[tuple[int, CommandState, datetime]] = []
-        history: list[dict[str, Any]] = []
-        for row in await store.commands_by_id(conn, set(failed)):
-            attempt, outcome, text = failed[row.id]
-            state = CommandState(row.state)
-            if attempt != row.attempts or (row.claimed_until is not None and row.claimed_until > now):
-                continue  # a receipt for an earlier attempt, or a resend is under way
-            d = after_failed_receipt(state, outcome, attempt, policy, now)
-            if d.state is not None:
-                finals.append(Final(row.id, row.meter_id, row.kind, d.state, Source.RECEIPT, f"{d.detail} ({text})"))
-            elif d.retry_at is not None:
-                self.stats.retries += 1
-                retries.append((row.id, state, d.retry_at))
-                history.append(history_row(row.id, state, state, now, Source.RECEIPT, f"{d.detail} ({text})"))
-        await store.retry_later(conn, retries, now)
-        await store.add_history(conn, history)
-        if finals:
-            await self._finish(conn, finals, now, events)
+            decided = await after_failed_receipts(conn, failed, now, self._config.policy, self.stats)
+            if decided:
+                await self._finish(conn, decided, now, events)
 
 
-__all__ = ["DispatchStats", "Recorder", "RecorderConfig"]
+__all__ = ["Recorder"]
