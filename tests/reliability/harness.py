@@ -361,6 +361,8 @@ class ServiceProcess:
                 time.sleep(1.0)
                 self.process.kill()
                 self.process.wait()
+                tail = self.log()[-20_000:]
+                print(f"--- {self.name} did not stop within {timeout_s} s; the end of its log:\n{tail}")
         return self.process.returncode
 
     def log(self) -> str:
