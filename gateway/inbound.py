@@ -97,6 +97,7 @@ class Inbound:
         self._running = False
         self._stop_before_run = False  # stop() came while no run was under way: the next run returns at once
         self._stopped = False  # run() has returned: nothing queued from now on would be recorded
+        self._answer_owed: set[asyncio.Future[None]] = set()  # the SMS' futures handed out and not done yet
         self.stats = InboundStats()
 
     def on_sms(self, sms: InboundSms) -> asyncio.Future[None]:
@@ -107,6 +108,8 @@ class Inbound:
         if self._stopped:  # the SMSC gets a temporary error and delivers it again
             fut.set_exception(Stopped("inbound path"))
             return fut
+        self._answer_owed.add(fut)  # answered by the time run() returns, even from a batch cut off
+        fut.add_done_callback(self._answer_owed.discard)
         self._queue.append((sms, fut))
         self._wake.set()
         return fut
@@ -125,10 +128,11 @@ class Inbound:
             await self._loop()
         finally:
             self._stopped, self._running = True, False
-            waiting, self._queue = self._queue, []  # cancelled with SMS queued: the SMSC delivers them again
-            for _, fut in waiting:
+            self._queue = []  # cancelled with SMS queued or a batch under way: the SMSC delivers them again
+            for fut in list(self._answer_owed):
                 if not fut.done():
                     fut.set_exception(Stopped("inbound path"))
+            self._answer_owed.clear()
 
     async def _loop(self) -> None:
         while True:

@@ -86,6 +86,7 @@ class Recorder:
         self._pacer = Pacer(config.record_interval_s)
         self._stopping = stopping  # set by the dispatcher: finish what is under way, then return
         self._stopped = False  # run() has returned: nothing handed in from now on would be recorded
+        self._answer_owed: set[asyncio.Future[None]] = set()  # receipts' futures handed out and not done yet
 
     # -- what comes in -------------------------------------------------------------------------------
     def on_receipt(self, receipt: Receipt) -> asyncio.Future[None]:
@@ -93,6 +94,8 @@ class Recorder:
         if self._stopped:  # the SMSC gets a temporary error and delivers it again
             fut.set_exception(Stopped("recorder"))
             return fut
+        self._answer_owed.add(fut)  # answered by the time run() returns, whatever path its batch took
+        fut.add_done_callback(self._answer_owed.discard)
         self._receipts.append((receipt, fut))
         self._wake.set()
         return fut
@@ -135,10 +138,11 @@ class Recorder:
         """Stopped (or cancelled) with receipts handed in and not recorded: each gets a temporary error, so its
         SMSC delivers it again (to this gateway after its restart, or to another) instead of its deliver_sm
         waiting for an answer that would never come."""
-        waiting, self._receipts = self._receipts, []
-        for _, fut in waiting:
-            if fut is not None and not fut.done():
+        self._receipts = []
+        for fut in list(self._answer_owed):  # queued, in a batch cut off, held: each gets its answer
+            if not fut.done():
                 fut.set_exception(Stopped(what))
+        self._answer_owed.clear()
 
     async def _load_held(self) -> None:
         """Take up the receipts held in the database (by this gateway before a restart, or by another): each is

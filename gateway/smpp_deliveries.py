@@ -162,7 +162,14 @@ class Deliveries:
     async def drain(self) -> None:
         """Closing: wait up to `handler_timeout_s` for the callbacks under way, then cancel the rest."""
         if self._handlers:
+            log.info(
+                "closing: %d deliver_sm callbacks under way; waiting up to %s s",
+                len(self._handlers),
+                self.config.handler_timeout_s,
+            )
             _done, still = await asyncio.wait(set(self._handlers), timeout=self.config.handler_timeout_s)
+            if still:
+                log.warning("closing: %d deliver_sm callbacks never ended: %s", len(still), list(still)[:5])
             for task in still:
                 task.cancel()
             if still:

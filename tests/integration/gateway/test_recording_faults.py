@@ -212,6 +212,27 @@ async def test_receipts_waiting_when_the_gateway_is_cancelled_are_refused_not_le
         assert error.part == "recorder"
 
 
+async def test_sms_of_a_batch_cut_off_while_it_is_written_are_refused_not_left_waiting(engine: AsyncEngine) -> None:
+    """The inbound path cancelled (a stop that outlasts its wait) while it writes a batch: each SMS of that batch
+    gets a temporary error (the SMSC delivers it again) instead of its deliver_sm waiting for ever, which held the
+    transport's close for its handler timeout (30 s) and got the process killed."""
+    lock = asyncio.Lock()
+    inbound = Inbound(engine, KeyRing(MASTER_KEY), "7220", gate=WriteGate(True, lock))
+    task = asyncio.create_task(inbound.run())
+    await asyncio.sleep(0.1)
+    await lock.acquire()  # the database's write lock is taken: the batch waits for it, under way
+    now = datetime.now(UTC)
+    waiting = [inbound.on_sms(InboundSms(f"+3736900000{i}", "7220", b"hello", False, 0, now)) for i in range(3)]
+    await asyncio.sleep(0.3)  # taken from the queue into a batch that waits to be written
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    lock.release()
+    for fut in waiting:
+        assert isinstance(fut, asyncio.Future)
+        assert fut.done()
+        assert isinstance(fut.exception(), Stopped)
+
+
 async def test_a_receipt_held_for_its_part_survives_a_restart_and_is_matched_when_the_part_is_recorded(
     engine: AsyncEngine,
 ) -> None:
