@@ -14,6 +14,9 @@ portal's "Top up online" runs exactly as in production up to the provider's page
   `payment_intent.payment_failed` with Stripe's "Your card was declined." and the top-up is marked failed;
   cancelling sends nothing (as Stripe: the session stays open until it expires). Both return to the
   session's cancel page with what happened.
+- It lists what was paid as Stripe's API lists it (`list_payment_intents`, `list_balance_transactions` with a
+  fee of SIM_FEE_BP plus SIM_FEE_FIXED_MINOR), so the reconciliation runs against it; the page's "lose the
+  webhook" box pays without posting the event, as a webhook that never arrives, for the reconciliation to find.
 - A delivery the service does not take (no answer, or 5xx, e.g. 503 "not known yet") is retried in the
   background a few times, as Stripe retries; every delivery is kept in `deliveries`.
 
@@ -37,7 +40,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import stripe
 
-from payments.stripe_api import CheckoutSession
+from payments.stripe_api import BalanceTransaction, CheckoutSession, ProviderPayment
 
 log = logging.getLogger("smsmeter.payments")
 
@@ -50,6 +53,7 @@ DECLINED_CARDS = {
 PAYING_CARD = "4242424242424242"
 MAX_SESSIONS = 10_000  # the oldest are forgotten beyond this
 RETRY_DELAYS_S = (1.0, 5.0, 30.0)
+SIM_FEE_BP, SIM_FEE_FIXED_MINOR = 290, 30  # the simulated provider's fee: 2.9 % + 30 minor units, as Stripe's card fee
 
 
 class SessionState(enum.Enum):
@@ -80,6 +84,7 @@ class SimulatedSession:
     state: SessionState = SessionState.OPEN
     payment_intent_id: str | None = None
     decline_message: str | None = None
+    paid_at: int | None = None  # Unix time of the payment
 
     def as_stripe_object(self) -> dict[str, Any]:
         """The session as Stripe's API writes it (the fields smsmeter and most integrations read)."""
@@ -227,9 +232,11 @@ class CheckoutSimulator:
     def session(self, session_id: str) -> SimulatedSession | None:
         return self._sessions.get(session_id)
 
-    async def pay(self, session_id: str, card_number: str, webhook_url: str) -> PageOutcome | None:
+    async def pay(
+        self, session_id: str, card_number: str, webhook_url: str, *, lose_webhook: bool = False
+    ) -> PageOutcome | None:
         """The payer pressed Pay with `card_number`. None: no such session. A session paid already answers its
-        success page again (a double submit pays once)."""
+        success page again (a double submit pays once). `lose_webhook`: paid, and its event never posted."""
         session = self._sessions.get(session_id)
         if session is None:
             return None
@@ -247,9 +254,12 @@ class CheckoutSimulator:
                 session.state, session.decline_message = SessionState.DECLINED, declined[2]
                 event = self.event("payment_intent.payment_failed", self.failed_intent(session, *declined))
             else:
-                session.state = SessionState.COMPLETE
+                session.state, session.paid_at = SessionState.COMPLETE, int(self._clock().timestamp())
                 event = self.event("checkout.session.completed", session.as_stripe_object())
-        await self.deliver(event, webhook_url)
+        if declined is not None or not lose_webhook:
+            await self.deliver(event, webhook_url)
+        else:
+            log.info("payment simulator: %s paid; its webhook is lost, as asked", session.payment_intent_id)
         if declined is not None:
             return PageOutcome(CheckoutOutcome.DECLINED, _with_query(_path_of(session.cancel_url), "declined", "1"))
         return PageOutcome(CheckoutOutcome.PAID, _path_of(session.success_url))
@@ -287,6 +297,49 @@ class CheckoutSimulator:
             "status": "requires_payment_method",
             "last_payment_error": error,
         }
+
+    # -- the provider's listing (payments.reconcile.PaymentLister) ---------------------------------------
+
+    def _paid(self, start: datetime, end: datetime) -> list[SimulatedSession]:
+        return [
+            s
+            for s in self._sessions.values()
+            if s.state is SessionState.COMPLETE
+            and s.paid_at is not None
+            and start <= datetime.fromtimestamp(s.paid_at, UTC) < end
+        ]
+
+    async def list_payment_intents(self, start: datetime, end: datetime) -> list[ProviderPayment]:
+        return [
+            ProviderPayment(
+                payment_intent_id=str(s.payment_intent_id),
+                amount_minor=s.amount_minor,
+                currency=s.currency.upper(),
+                created=datetime.fromtimestamp(s.paid_at or s.created, UTC),
+                status="succeeded",
+                charge_id=_charge_of(s),
+                metadata=dict(s.intent_metadata),
+            )
+            for s in self._paid(start, end)
+        ]
+
+    async def list_balance_transactions(self, start: datetime, end: datetime) -> list[BalanceTransaction]:
+        out = []
+        for s in self._paid(start, end):
+            fee = s.amount_minor * SIM_FEE_BP // 10_000 + SIM_FEE_FIXED_MINOR
+            out.append(
+                BalanceTransaction(
+                    id="txn_" + str(s.payment_intent_id)[3:],
+                    source=_charge_of(s),
+                    type="charge",
+                    amount_minor=s.amount_minor,
+                    fee_minor=fee,
+                    net_minor=s.amount_minor - fee,
+                    currency=s.currency.upper(),
+                    created=datetime.fromtimestamp(s.paid_at or s.created, UTC),
+                )
+            )
+        return out
 
     # -- webhooks, signed as Stripe signs them ------------------------------------------------------------
 
@@ -344,6 +397,10 @@ class CheckoutSimulator:
         self.deliveries.append(delivery)
         log.info("payment simulator: %s %s → %s (attempt %d)", delivery.event_type, delivery.event_id, status, attempt)
         return delivery
+
+
+def _charge_of(session: SimulatedSession) -> str:
+    return "ch_" + str(session.payment_intent_id)[3:]
 
 
 def _taken(status: int | None) -> bool:

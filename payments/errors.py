@@ -70,3 +70,29 @@ class PaymentRefused(PaymentsError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class RunNotFound(PaymentsError):
+    """No reconciliation run has this id."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"no reconciliation run {run_id}")
+        self.run_id = run_id
+
+
+class RunBusy(PaymentsError):
+    """Another process is working on this reconciliation run (it holds its lease until `lease_until`)."""
+
+    def __init__(self, run_id: int, lease_until: object) -> None:
+        super().__init__(f"reconciliation run {run_id} is being worked on (until {lease_until})")
+        self.run_id = run_id
+        self.lease_until = lease_until
+
+
+class WindowInvalid(PaymentsError):
+    """A reconciliation window that cannot be read, or whose end is not after its start."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

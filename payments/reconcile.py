@@ -12,11 +12,14 @@ For a window [start, end) it lists the provider's PaymentIntents and balance tra
 The report goes to the console and to CSV and XLSX files; a row in `reconciliation_runs` keeps the counts.
 A run works in batches of BATCH (the listing in payment-intent order, then our payments in id order), each
 batch one transaction with its findings (`reconciliation_findings`) and the run's position, reporting progress
-to the scheduler's JobRun; a run stopped halfway resumes there (`unfinished_runs`, `reconcile(resume=...)`).
+to the scheduler's JobRun; a run stopped halfway resumes there (`payments.reconcile_runs.unfinished_runs`,
+`reconcile(resume=...)`), and one process at a time works on a run (its lease, in `payments.reconcile_runs`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import logging
 from bisect import bisect_right
@@ -34,7 +37,9 @@ from payments.errors import PaymentsError
 from payments.events import PaymentLocator, PaymentSucceeded
 from payments.ports import CommandBook, PaymentApplier
 from payments.processing import Outcome, process_event
+from payments.reconcile_runs import LEASE, claim_run, open_run
 from payments.stripe_api import BalanceTransaction, ProviderPayment
+from store.audit import Actor
 from store.schema.payments import payments, reconciliation_findings, reconciliation_runs
 from store.uow import UnitOfWork
 from telemetry import UNWATCHED, JobProgress
@@ -89,29 +94,6 @@ class ReconciliationReport:
 BATCH = 1_000  # listed payments, our payments or credit commands looked at per transaction
 
 
-@dataclass(frozen=True, slots=True)
-class UnfinishedRun:
-    run_id: int
-    provider: str
-    window_start: datetime
-    window_end: datetime
-    phase: str
-    items: int
-
-
-async def unfinished_runs(uow: UnitOfWork, provider: str = "stripe") -> list[UnfinishedRun]:
-    """The runs that stopped before their end (a restart, a cancel), oldest first: `reconcile(resume=...)`
-    carries each on from where it stopped."""
-    r = reconciliation_runs.c
-    async with uow.connect() as conn:
-        rows = await conn.execute(
-            select(r.id, r.provider, r.window_start, r.window_end, r.phase, r["items"])
-            .where(r.provider == provider, r.finished_at.is_(None))
-            .order_by(r.id)
-        )
-        return [UnfinishedRun(*row) for row in rows]
-
-
 async def reconcile(
     uow: UnitOfWork,
     lister: PaymentLister,
@@ -126,28 +108,50 @@ async def reconcile(
     triggered_by: str = "system:reconcile",
     progress: JobProgress = UNWATCHED,
     resume: int | None = None,
+    clock: Callable[[], datetime] | None = None,
+    actor: Actor | None = None,
 ) -> ReconciliationReport:
     """Reconcile [start, end) in batches of BATCH, each batch one transaction with its findings and the run's
     position, so a run stopped halfway (`progress.stop_requested`, a restart, a cancel) resumes where it
-    stopped when `resume` names it (its window is the run's own). Returns the report; its `finished` is
-    False when the run stopped before its end."""
+    stopped when `resume` names it (its window is the run's own; `payments.reconcile_runs.open_run` opens one
+    to carry on later). The run is worked on under its lease (`payments.reconcile_runs`), moved on by `clock`
+    at every batch: raises RunBusy when another process holds it. Returns the report; its `finished` is False
+    when the run stopped before its end (a finished run named by `resume` answers its report again). `actor`:
+    the person or key who started or resumed it, for the audit log."""
     r = reconciliation_runs.c
+    clock = clock or (lambda: now)
+    if resume is None:
+        resume = await open_run(uow, provider, start, end, now, triggered_by=triggered_by, actor=actor)
+        actor = None  # its start is in the audit log; working on it is not a resume
     async with uow.begin() as conn:
-        if resume is None:
-            run_id = (
-                await conn.execute(
-                    insert(reconciliation_runs)
-                    .values(
-                        provider=provider, window_start=start, window_end=end, started_at=now, triggered_by=triggered_by
-                    )
-                    .returning(r.id)
-                )
-            ).scalar_one()
-            phase, position = "intents", ""
-        else:
+        if not await claim_run(conn, resume, clock(), actor):
             row = (await conn.execute(select(reconciliation_runs).where(r.id == resume))).one()
-            run_id, provider, phase, position = resume, row.provider, row.phase, row.position
-            start, end = row.window_start, row.window_end
+            return await _report(uow, resume, row.provider, row.window_start, row.window_end, now, finished=True)
+        row = (await conn.execute(select(reconciliation_runs).where(r.id == resume))).one()
+        run_id, provider, phase, position = resume, row.provider, row.phase, row.position
+        start, end = row.window_start, row.window_end
+    run = _Run(uow, run_id, provider, progress, clock)
+    try:
+        return await _work(run, lister, applier, start, end, now, commands, delivery_after, phase, position)
+    finally:
+        with contextlib.suppress(Exception):  # a lease not given back lapses after LEASE
+            await asyncio.shield(run.release())
+
+
+async def _work(
+    run: _Run,
+    lister: PaymentLister,
+    applier: PaymentApplier,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    commands: CommandBook,
+    delivery_after: timedelta,
+    phase: str,
+    position: str,
+) -> ReconciliationReport:
+    uow, run_id, provider, progress = run.uow, run.run_id, run.provider, run.progress
+    r = reconciliation_runs.c
     intents = sorted(
         (pi for pi in await lister.list_payment_intents(start, end) if pi.status == "succeeded"),
         key=lambda pi: pi.payment_intent_id,
@@ -157,7 +161,6 @@ async def reconcile(
         for bt in await lister.list_balance_transactions(start, end)
         if bt.type in ("charge", "payment") and bt.source
     }
-    run = _Run(uow, run_id, provider, progress)
     if phase == "intents":
         todo = intents[bisect_right([pi.payment_intent_id for pi in intents], position) :] if position else intents
         for at in range(0, len(todo), BATCH):
@@ -203,7 +206,7 @@ async def reconcile(
         await conn.execute(
             update(reconciliation_runs)
             .where(r.id == run_id)
-            .values(finished_at=now, counts=report.counts(), phase="done", position="")
+            .values(finished_at=now, counts=report.counts(), phase="done", position="", lease_until=None)
         )
     log.info("reconciliation %s %s..%s: %s", provider, start.isoformat(), end.isoformat(), report.counts())
     return report
@@ -217,6 +220,13 @@ class _Run:
     run_id: int
     provider: str
     progress: JobProgress
+    clock: Callable[[], datetime]
+
+    async def release(self) -> None:
+        async with self.uow.begin() as conn:
+            await conn.execute(
+                update(reconciliation_runs).where(reconciliation_runs.c.id == self.run_id).values(lease_until=None)
+            )
 
     async def commit(
         self,
@@ -252,7 +262,7 @@ class _Run:
         await conn.execute(
             update(reconciliation_runs)
             .where(r.id == self.run_id)
-            .values(phase=phase, position=position, items=r["items"] + items)
+            .values(phase=phase, position=position, items=r["items"] + items, lease_until=self.clock() + LEASE)
         )
 
 
@@ -413,13 +423,6 @@ def _not_delivered_line(row: Any, command_state: str | None) -> ReportLine:
         f"paid {row.paid_at.isoformat()}; credit command "
         + (f"in state {command_state}" if command_state else "not recorded"),
     )
-
-
-async def record_report_path(uow: UnitOfWork, run_id: int, path: Path) -> None:
-    async with uow.begin() as conn:
-        await conn.execute(
-            update(reconciliation_runs).where(reconciliation_runs.c.id == run_id).values(report_path=str(path))
-        )
 
 
 HEADER = tuple(f.name for f in fields(ReportLine))

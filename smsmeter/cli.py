@@ -80,10 +80,10 @@ def _parser() -> argparse.ArgumentParser:
         "reconcile",
         help="match Stripe's payments with ours for a window, apply what a webhook missed, write CSV and XLSX",
     )
-    rec.add_argument("--from", dest="start", required=True, metavar="WHEN", help="UTC: YYYY-MM-DD or ISO time")
-    rec.add_argument(
-        "--to", dest="end", required=True, metavar="WHEN", help="UTC: YYYY-MM-DD (that whole day included) or ISO time"
-    )
+    rec.add_argument("--from", dest="start", metavar="WHEN", help="UTC: YYYY-MM-DD or ISO time")
+    rec.add_argument("--to", dest="end", metavar="WHEN", help="UTC: YYYY-MM-DD (that whole day included) or ISO time")
+    rec.add_argument("--resume", type=int, metavar="RUN", help="carry on a run a restart or a stop cut off")
+    rec.add_argument("--list", action="store_true", help="list the recent runs, with their status and counts")
     rec.add_argument("--out", metavar="DIR", help="folder for the reports (default: <data_dir>/reports)")
 
     from smsmeter import cli_meters, conformance_cli
@@ -139,51 +139,64 @@ def _roles(args: argparse.Namespace) -> str:
     return "all" if "all" in chosen else ",".join(sorted(set(chosen)))
 
 
-def _when(text: str, *, end: bool) -> datetime:
-    from datetime import timedelta
-
-    value = datetime.fromisoformat(text)
-    if len(text) == 10 and end:  # a date: the whole day
-        value += timedelta(days=1)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
     from gateway.keys import KeyRing
-    from payments.reconcile import format_console
+    from payments.errors import RunBusy, RunNotFound, WindowInvalid
+    from payments.reconcile import KINDS, format_console
+    from payments.reconcile_runs import recent_runs, window_of
     from smsmeter.masterkey import load_master_key
     from smsmeter.payments_wiring import run_reconciliation, stripe_api
     from store import migrate
+    from store.audit import Actor
     from store.engine import create_engine
     from store.uow import UnitOfWork
 
-    try:
-        start, end = _when(args.start, end=False), _when(args.end, end=True)
-    except ValueError:
-        raise ConfigError("reconcile", "--from and --to take YYYY-MM-DD or an ISO time") from None
-    if end <= start:
-        raise ConfigError("reconcile", "--to must be after --from")
-    api = stripe_api(settings)
-    if api is None:
-        raise ConfigError("stripe.api_key", "is required to reconcile with Stripe")
+    if not args.list and args.resume is None and not (args.start and args.end):
+        raise ConfigError("reconcile", "give --from and --to, or --resume RUN, or --list")
     engine = create_engine(settings.database.url)
     try:
         await migrate.upgrade(engine)
-        keys = KeyRing(load_master_key(settings))
-        report, files = await run_reconciliation(
-            settings,
-            UnitOfWork(engine),
-            api,
-            keys,
-            start,
-            end,
-            datetime.now(UTC),
-            triggered_by="cli:reconcile",
-            out_dir=Path(args.out) if args.out else None,
-        )
+        uow = UnitOfWork(engine)
+        if args.list:
+            async with uow.connect() as conn:
+                runs, total = await recent_runs(conn, datetime.now(UTC), limit=20)
+            print(f"{'run':>6}  {'window (UTC)':<35} {'status':<9} {'by':<22} " + " ".join(KINDS))
+            for r in runs:
+                window = f"{r['window_start']:%Y-%m-%d %H:%M}..{r['window_end']:%Y-%m-%d %H:%M}"
+                counts = " ".join(str(r["counts"].get(k, "-")) for k in KINDS)
+                print(f"{r['id']:>6}  {window:<35} {r['status']:<9} {r['triggered_by'][:22]:<22} {counts}")
+            print(f"{total} runs")
+            return 0
+        start = end = datetime.now(UTC)
+        if args.resume is None:
+            try:
+                start, end = window_of(args.start, args.end)
+            except WindowInvalid as exc:
+                raise ConfigError(f"reconcile --{exc.field}", exc.reason) from None
+        api = stripe_api(settings)
+        if api is None:
+            raise ConfigError("stripe.api_key", "is required to reconcile with Stripe")
+        try:
+            report, files = await run_reconciliation(
+                settings,
+                uow,
+                api,
+                KeyRing(load_master_key(settings)),
+                start,
+                end,
+                datetime.now(UTC),
+                triggered_by="cli:reconcile",
+                out_dir=Path(args.out) if args.out else None,
+                resume=args.resume,
+                clock=lambda: datetime.now(UTC),
+                actor=Actor("cli", "reconcile"),
+            )
+        except (RunBusy, RunNotFound) as exc:
+            raise ConfigError("reconcile --resume", str(exc)) from None
+        finally:
+            await api.close()
     finally:
-        await api.close()
         await engine.dispose()
     print(format_console(report))
     if files is None:  # not asked to stop from a shell; kept for the type

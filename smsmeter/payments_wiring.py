@@ -20,19 +20,20 @@ from gateway.keys import KeyRing
 from gateway.progress import CommandProgress
 from payments.checkout import CheckoutGateway, TopUpLimits, TopUpService
 from payments.checkout_simulator import CheckoutSimulator, new_webhook_secret
+from payments.errors import RunBusy
 from payments.reconcile import (
     PaymentLister,
     ReconciliationReport,
     format_console,
     reconcile,
-    record_report_path,
-    unfinished_runs,
     write_csv,
     write_xlsx,
 )
+from payments.reconcile_runs import open_run, record_report_path, unfinished_runs
 from payments.service import WebhookSecrets, WebhookService
 from payments.stripe_api import StripeApi
 from smsmeter.billing_setup import BillingJobs, run_jobs
+from store.audit import Actor
 from store.uow import UnitOfWork
 from telemetry import NO_METRICS, UNWATCHED, JobProgress, Observer
 from web.webhooks import BillingApplier, PaymentServices
@@ -105,6 +106,8 @@ async def run_reconciliation(
     out_dir: Path | None = None,
     progress: JobProgress = UNWATCHED,
     resume: int | None = None,
+    clock: Callable[[], datetime] | None = None,
+    actor: Actor | None = None,
 ) -> tuple[ReconciliationReport, ReconciliationFiles | None]:
     """Reconcile Stripe (`api`: its listing, a `StripeApi`) for [start, end) (or carry on the unfinished run
     `resume`), apply what a webhook missed, and write the CSV and XLSX report once the run has finished (None
@@ -122,6 +125,8 @@ async def run_reconciliation(
         triggered_by=triggered_by,
         progress=progress,
         resume=resume,
+        clock=clock,
+        actor=actor,
     )
     if not report.finished:
         return report, None
@@ -162,7 +167,7 @@ class DailyReconciliation:
 
     async def __call__(self, now: datetime, progress: JobProgress) -> None:
         now = self._clock()
-        for run in await unfinished_runs(self._uow):
+        for run in await unfinished_runs(self._uow, now=now):  # those another process works on are left to it
             if progress.stop_requested:
                 return
             log.info("daily reconciliation: carrying on run %s (%s, %s done)", run.run_id, run.phase, run.items)
@@ -173,18 +178,23 @@ class DailyReconciliation:
             await self._run(now, progress, resume=None)
 
     async def _run(self, now: datetime, progress: JobProgress, *, resume: int | None) -> bool:
-        report, files = await run_reconciliation(
-            self._settings,
-            self._uow,
-            self._api,
-            self._keys,
-            now - RECONCILE_LOOKBACK,
-            now,
-            now,
-            triggered_by="system:daily",
-            progress=progress,
-            resume=resume,
-        )
+        try:
+            report, files = await run_reconciliation(
+                self._settings,
+                self._uow,
+                self._api,
+                self._keys,
+                now - RECONCILE_LOOKBACK,
+                now,
+                now,
+                triggered_by="system:daily",
+                progress=progress,
+                resume=resume,
+                clock=self._clock,
+            )
+        except RunBusy as exc:
+            log.info("daily reconciliation: %s; left to it", exc)
+            return True
         if files is None:
             log.info("daily reconciliation: run %s stopped; it carries on at the next start", report.run_id)
             return False
@@ -193,6 +203,46 @@ class DailyReconciliation:
 
 
 RECONCILE_CHECK_S = 60.0  # how often the scheduled job looks whether the day's run is due
+
+
+class ReconcileDoor:
+    """`web.webhooks.Reconciler` for the console and the API: opens a run of a window, and works on a run (a new
+    one, or one a restart or a stop left unfinished) under its lease, writing its report files at the end.
+    `lister` is Stripe's API, or the payment simulator's own listing on the embedded default."""
+
+    provider = "stripe"
+
+    def __init__(
+        self,
+        settings: Settings,
+        uow: UnitOfWork,
+        lister: PaymentLister,
+        keys: KeyRing,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._settings, self._uow, self._lister, self._keys, self._clock = settings, uow, lister, keys, clock
+
+    async def open(self, start: datetime, end: datetime, *, actor: Actor) -> int:
+        return await open_run(self._uow, self.provider, start, end, self._clock(), triggered_by=str(actor), actor=actor)
+
+    async def carry_on(self, run_id: int, *, actor: Actor | None = None) -> ReconciliationReport:
+        now = self._clock()
+        report, files = await run_reconciliation(
+            self._settings,
+            self._uow,
+            self._lister,
+            self._keys,
+            now,
+            now,
+            now,
+            triggered_by="",
+            resume=run_id,
+            clock=self._clock,
+            actor=actor,
+        )
+        if files is not None:
+            log.info("%s\nreport: %s", format_console(report), files.xlsx)
+        return report
 
 
 def _utc_now() -> datetime:
@@ -246,6 +296,8 @@ async def running_payments(
         amounts_minor=p.topup_amounts,
         clock=clock,
     )
+    lister: PaymentLister | None = api or simulator
+    services.reconciler = ReconcileDoor(settings, uow, lister, keys, clock) if lister is not None else None
     jobs: BillingJobs | None = None
     if api is not None and p.reconcile_enabled and scheduler_role:
         hour, minute = (int(x) for x in p.reconcile_at.split(":"))
@@ -270,6 +322,7 @@ async def running_payments(
         services.webhooks = None
         services.topups = None
         services.simulator = None
+        services.reconciler = None
         await resources.aclose()
         if api is not None:
             await api.close()

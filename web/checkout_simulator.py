@@ -84,7 +84,8 @@ async def checkout_action(request: web.Request) -> web.Response:
         card = text(form, "card", required=False, max_length=30)
         if (problem := card_problem(card)) is not None:
             return _page(request, card=card, error=problem, status=400)
-        outcome = await simulator.pay(session_id, card, _own_webhook_url(request))
+        lose = form.get("lose_webhook") == "1"  # the webhook never arrives: the reconciliation finds the payment
+        outcome = await simulator.pay(session_id, card, _own_webhook_url(request), lose_webhook=lose)
     elif action == "decline":
         outcome = await simulator.decline(session_id, _own_webhook_url(request))
     elif action == "cancel":

@@ -59,6 +59,8 @@ FLASH = {
     "subscriber_saved": N_("Subscriber saved."),
     "conflict_credit": N_("Payment credited; the conflict is resolved."),
     "conflict_dismiss": N_("Conflict dismissed; nothing reached the ledger."),
+    "reconciliation_started": N_("Reconciliation started; this page follows it."),
+    "reconciliation_resumed": N_("Reconciliation carried on from where it stopped."),
     "charged": N_("Charge added to the debt."),
     "adjusted": N_("Account adjusted."),
     "refunded": N_("Cash payment refunded on the ledger."),

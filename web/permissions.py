@@ -49,6 +49,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "vouchers.generate": frozenset({ADMIN, CASHIER}),  # a batch of scratch-card vouchers, paid by SMS
     "vouchers.void": frozenset({ADMIN, CASHIER}),  # withdraw a batch of vouchers or one code
     "payments.resolve": frozenset({ADMIN, OPERATOR}),  # credit or dismiss a payment conflict
+    "payments.reconcile": frozenset({ADMIN, OPERATOR}),  # a reconciliation with the provider, started or carried on
     "notices.read": _STAFF,
     "invoices.read": _STAFF,
     "communication.read": _WATCHERS,  # communication log and wrong SMS

@@ -15,6 +15,7 @@ from billing.topup import PaymentNotApplied
 from config.errors import ConfigError
 from gateway import errors as gateway_errors
 from meter_protocol import errors as protocol_errors
+from payments import errors as payments_errors
 from store.errors import StoreError
 from web.errors import InvalidInput, NotAuthenticated, TooManyAttempts, WebError
 from web.i18n import _
@@ -29,6 +30,9 @@ _RESERVED = frozenset({"type", "title", "status", "detail", "instance"})
 # subclasses come before their roots. Errors of other areas are added here as their packages land.
 ERROR_MAP: list[tuple[type[BaseException], int, str]] = [
     (billing_errors.NotFound, 404, "Not found"),
+    (payments_errors.RunNotFound, 404, "Unknown reconciliation run"),
+    (payments_errors.RunBusy, 409, "Reconciliation run being worked on"),
+    (payments_errors.WindowInvalid, 422, "Invalid reconciliation window"),
     (billing_errors.Conflict, 409, "Conflict"),
     (billing_errors.InsufficientFunds, 409, "Insufficient funds"),
     (PaymentNotApplied, 503, "Payment not applied yet"),

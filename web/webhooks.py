@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,12 +32,26 @@ from payments.errors import PaymentNotYetKnown, PaymentRefused, WebhookRejected
 from payments.ports import CreditApplied, CreditRequest, Payer, ReversalRequest
 from payments.processing import EventResult
 from payments.provider_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from payments.reconcile import ReconciliationReport
 from payments.service import WebhookService
+from store.audit import Actor
 from store.uow import UnitOfWork
 from web.permissions import public
 from web.security import csrf_exempt
 
 log = logging.getLogger("smsmeter.web.webhooks")
+
+
+class Reconciler(Protocol):
+    """The reconciliation as the console and the API start it: `open` a run of a window, then `carry_on` works
+    on it (a new run, or one stopped halfway) until its end; raises payments' RunBusy when another process
+    works on it. Filled in by the composition root (`smsmeter.payments_wiring.ReconcileDoor`)."""
+
+    provider: str
+
+    async def open(self, start: datetime, end: datetime, *, actor: Actor) -> int: ...
+
+    async def carry_on(self, run_id: int, *, actor: Actor | None = None) -> ReconciliationReport: ...
 
 
 @dataclass
@@ -46,6 +61,7 @@ class PaymentServices:
     webhooks: WebhookService | None = None
     topups: TopUpService | None = None
     simulator: CheckoutSimulator | None = None  # the built-in payment simulator's card page, when it is on
+    reconciler: Reconciler | None = None  # with Stripe's API or the payment simulator's listing
 
 
 PAYMENT_SERVICES = web.AppKey("payment_services", PaymentServices)

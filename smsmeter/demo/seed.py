@@ -34,6 +34,7 @@ from gateway.events import CommandSettled
 from gateway.keys import KeyRing
 from smsmeter.demo import data
 from smsmeter.demo.data import Case, DemoSubscriber
+from smsmeter.demo.online import online_payments_and_last_nights_reconciliation
 from store.audit import Actor
 from store.schema import auth
 from store.schema.commands import alarms, balance_reports, commands, readings
@@ -537,6 +538,7 @@ THROUGH_USE_CASES: list[DemoStep] = [
     alarm_rules_for_the_duty_desk,
     reading_plans_with_last_nights_run,
     meters_in_stock,
+    online_payments_and_last_nights_reconciliation,
 ]
 
 

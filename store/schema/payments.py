@@ -109,6 +109,9 @@ reconciliation_runs = Table(
     Column("phase", String(10), nullable=False, server_default="intents"),
     Column("position", String(200), nullable=False, server_default=""),
     Column("items", BigInteger, nullable=False, server_default="0"),  # looked at so far
+    # Added by 0025_reconciliation_lease: until when the process working on the run holds it (each batch moves
+    # it on); one process at a time works on a run, and a lapsed lease lets the next carry it on.
+    Column("lease_until", UtcDateTime),
 )
 
 # What a reconciliation run found, one row a finding (a run's report lines), written with its batch.

@@ -15,6 +15,7 @@ def setup_routes(app: web.Application) -> None:
         outbox,
         reading_plans,
         readings,
+        reconciliation,
         registry,
         report_schedules,
         sts,
@@ -39,3 +40,4 @@ def setup_routes(app: web.Application) -> None:
     report_schedules.setup_routes(app)
     wallet.setup_routes(app)
     vouchers.setup_routes(app)
+    reconciliation.setup_routes(app)

@@ -665,6 +665,7 @@ def document() -> dict[str, Any]:
         openapi_registry,
         outbox,
         reading_plans,
+        reconciliation,
         report_schedules,
         vouchers,
         wallet,
@@ -684,6 +685,7 @@ def document() -> dict[str, Any]:
     wallet.merge_into(paths, schemas)
     vouchers.merge_into(paths, schemas)
     reading_plans.merge_into(paths, schemas)
+    reconciliation.merge_into(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -19,6 +19,7 @@ from web.console import (
     pages,
     reading_plans,
     readings,
+    reconciliation,
     registry,
     report_schedules,
     sts,
@@ -49,3 +50,4 @@ def setup_routes(app: web.Application) -> None:
     event_hooks.setup_routes(app)
     wallet.setup_routes(app)
     vouchers.setup_routes(app)
+    reconciliation.setup_routes(app)

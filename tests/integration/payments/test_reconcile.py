@@ -171,6 +171,19 @@ def test_the_reconcile_command_writes_its_report(localstripe: LocalStripe, tmp_p
     assert result.returncode == 0, result.stderr
     assert "Reconciliation stripe" in result.stdout
     assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".csv", ".xlsx"]
+    listed = run_cli(["reconcile", "--list"], tmp_path, env)
+    assert listed.returncode == 0, listed.stderr
+    assert "finished" in listed.stdout
+    assert "1 runs" in listed.stdout
+    again = run_cli(["reconcile", "--resume", "1"], tmp_path, env)  # finished: its report again, nothing redone
+    assert again.returncode == 0, again.stderr
+    assert "Reconciliation stripe" in again.stdout
     bad = run_cli(["reconcile", "--from", day, "--to", "yesterday"], tmp_path, env)
     assert bad.returncode == 2
-    assert "--from and --to" in bad.stderr
+    assert "reconcile --to: a date (YYYY-MM-DD) or an ISO time" in bad.stderr
+    unknown = run_cli(["reconcile", "--resume", "99"], tmp_path, env)
+    assert unknown.returncode == 2
+    assert "no reconciliation run 99" in unknown.stderr
+    neither = run_cli(["reconcile"], tmp_path, env)
+    assert neither.returncode == 2
+    assert "--resume RUN, or --list" in neither.stderr

@@ -17,7 +17,8 @@ from config.settings import load_settings
 from gateway.keys import KeyRing
 from gateway.progress import CommandProgress
 from payments import reconcile as reconciliation
-from payments.reconcile import reconcile, unfinished_runs
+from payments.reconcile import reconcile
+from payments.reconcile_runs import unfinished_runs
 from payments.stripe_api import BalanceTransaction, ProviderPayment
 from smsmeter.payments_wiring import RECONCILE_LOOKBACK, DailyReconciliation
 from store.schema.payments import payments, reconciliation_findings
