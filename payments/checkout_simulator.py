@@ -31,9 +31,10 @@ import json
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -156,7 +157,8 @@ class CheckoutSimulator:
     """`payments.checkout.CheckoutGateway` answered locally, plus what the simulator's card page calls.
 
     `webhook_secret` is the `whsec_` secret the service's Stripe webhook verifier is configured with. Use it as
-    an async context manager (it owns an HTTP client and the retry tasks)."""
+    an async context manager (it owns an HTTP client and the retry tasks). `book`: a file where the payments it
+    took are kept, as a provider keeps them, so that reconciling a window after a restart finds them."""
 
     def __init__(
         self,
@@ -166,8 +168,11 @@ class CheckoutSimulator:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timeout_s: float = 15.0,
         retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
+        book: Path | None = None,
     ) -> None:
         self._secret = webhook_secret
+        self._book_path = book
+        self._book: list[ProviderPayment] = read_book(book) if book is not None else []
         self._page_path = page_path.rstrip("/")
         self._clock = clock
         self._timeout_s = timeout_s
@@ -256,6 +261,7 @@ class CheckoutSimulator:
             else:
                 session.state, session.paid_at = SessionState.COMPLETE, int(self._clock().timestamp())
                 event = self.event("checkout.session.completed", session.as_stripe_object())
+                self._keep(_provider_payment(session))
         if declined is not None or not lose_webhook:
             await self.deliver(event, webhook_url)
         else:
@@ -300,46 +306,16 @@ class CheckoutSimulator:
 
     # -- the provider's listing (payments.reconcile.PaymentLister) ---------------------------------------
 
-    def _paid(self, start: datetime, end: datetime) -> list[SimulatedSession]:
-        return [
-            s
-            for s in self._sessions.values()
-            if s.state is SessionState.COMPLETE
-            and s.paid_at is not None
-            and start <= datetime.fromtimestamp(s.paid_at, UTC) < end
-        ]
+    def _keep(self, payment: ProviderPayment) -> None:
+        self._book.append(payment)
+        if self._book_path is not None:
+            add_to_book(self._book_path, [payment])
 
     async def list_payment_intents(self, start: datetime, end: datetime) -> list[ProviderPayment]:
-        return [
-            ProviderPayment(
-                payment_intent_id=str(s.payment_intent_id),
-                amount_minor=s.amount_minor,
-                currency=s.currency.upper(),
-                created=datetime.fromtimestamp(s.paid_at or s.created, UTC),
-                status="succeeded",
-                charge_id=_charge_of(s),
-                metadata=dict(s.intent_metadata),
-            )
-            for s in self._paid(start, end)
-        ]
+        return [p for p in self._book if start <= p.created < end]
 
     async def list_balance_transactions(self, start: datetime, end: datetime) -> list[BalanceTransaction]:
-        out = []
-        for s in self._paid(start, end):
-            fee = s.amount_minor * SIM_FEE_BP // 10_000 + SIM_FEE_FIXED_MINOR
-            out.append(
-                BalanceTransaction(
-                    id="txn_" + str(s.payment_intent_id)[3:],
-                    source=_charge_of(s),
-                    type="charge",
-                    amount_minor=s.amount_minor,
-                    fee_minor=fee,
-                    net_minor=s.amount_minor - fee,
-                    currency=s.currency.upper(),
-                    created=datetime.fromtimestamp(s.paid_at or s.created, UTC),
-                )
-            )
-        return out
+        return [balance_transaction(p) for p in await self.list_payment_intents(start, end)]
 
     # -- webhooks, signed as Stripe signs them ------------------------------------------------------------
 
@@ -401,6 +377,73 @@ class CheckoutSimulator:
 
 def _charge_of(session: SimulatedSession) -> str:
     return "ch_" + str(session.payment_intent_id)[3:]
+
+
+def _provider_payment(session: SimulatedSession) -> ProviderPayment:
+    return ProviderPayment(
+        payment_intent_id=str(session.payment_intent_id),
+        amount_minor=session.amount_minor,
+        currency=session.currency.upper(),
+        created=datetime.fromtimestamp(session.paid_at or session.created, UTC),
+        status="succeeded",
+        charge_id=_charge_of(session),
+        metadata=dict(session.intent_metadata),
+    )
+
+
+def balance_transaction(payment: ProviderPayment) -> BalanceTransaction:
+    """The simulator's fee on a payment: SIM_FEE_BP basis points plus SIM_FEE_FIXED_MINOR, in minor units."""
+    fee = payment.amount_minor * SIM_FEE_BP // 10_000 + SIM_FEE_FIXED_MINOR
+    return BalanceTransaction(
+        id="txn_" + payment.payment_intent_id[3:],
+        source=payment.charge_id or "",
+        type="charge",
+        amount_minor=payment.amount_minor,
+        fee_minor=fee,
+        net_minor=payment.amount_minor - fee,
+        currency=payment.currency,
+        created=payment.created,
+    )
+
+
+def add_to_book(path: Path, payments: Sequence[ProviderPayment]) -> None:
+    """Append payments to the simulator's book (one JSON object a line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:
+        for p in payments:
+            line = {
+                "payment_intent_id": p.payment_intent_id,
+                "amount_minor": p.amount_minor,
+                "currency": p.currency,
+                "created": p.created.isoformat(),
+                "charge_id": p.charge_id,
+                "metadata": dict(p.metadata),
+            }
+            out.write(json.dumps(line, sort_keys=True) + "\n")
+
+
+def read_book(path: Path) -> list[ProviderPayment]:
+    """The payments in the simulator's book; a line that does not read is logged and skipped."""
+    if not path.exists():
+        return []
+    book = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            d = json.loads(line)
+            book.append(
+                ProviderPayment(
+                    str(d["payment_intent_id"]),
+                    int(d["amount_minor"]),
+                    str(d["currency"]),
+                    datetime.fromisoformat(d["created"]),
+                    "succeeded",
+                    d.get("charge_id"),
+                    {str(k): str(v) for k, v in d.get("metadata", {}).items()},
+                )
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("payment simulator book %s line %d skipped: %s", path, n, e)
+    return book
 
 
 def _taken(status: int | None) -> bool:

@@ -76,6 +76,11 @@ def payment_simulator_on(settings: Settings) -> bool:
     return mode == "on"
 
 
+def simulator_book(settings: Settings) -> Path:
+    """Where the payment simulator keeps the payments it took, as a provider would: across restarts."""
+    return Path(settings.data_dir) / "payment-simulator.jsonl"
+
+
 def stripe_api(settings: Settings) -> StripeApi | None:
     if settings.stripe.api_key is None:
         return None
@@ -274,7 +279,9 @@ async def running_payments(
     simulator: CheckoutSimulator | None = None
     if web_role and payment_simulator_on(settings):  # its webhooks are signed under a per-process secret
         secret = settings.stripe.webhook_secret.reveal() if settings.stripe.webhook_secret else new_webhook_secret()
-        simulator = await resources.enter_async_context(CheckoutSimulator(secret, clock=clock))
+        simulator = await resources.enter_async_context(
+            CheckoutSimulator(secret, clock=clock, book=simulator_book(settings))
+        )
     services.simulator = simulator
     checkout: CheckoutGateway | None = simulator or api
     applier = BillingApplier(keys, top_up_policy(settings))

@@ -20,7 +20,7 @@ from smsmeter.demo import data
 from smsmeter.demo.data import demo_meter_code
 from smsmeter.demo.seed import Demo, seed, utc_now
 from smsmeter.masterkey import load_master_key
-from smsmeter.payments_wiring import top_up_policy
+from smsmeter.payments_wiring import payment_simulator_on, simulator_book, top_up_policy
 from store import migrate
 from store.engine import create_engine
 from store.schema import auth
@@ -69,6 +69,7 @@ async def load_demo(settings: Settings) -> None:
             currency=settings.utility.currency,
             policy=top_up_policy(settings),
             now=utc_now(),
+            provider_book=simulator_book(settings) if payment_simulator_on(settings) else None,
         )
         await seed(demo)
     finally:

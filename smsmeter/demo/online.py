@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from gateway.progress import CommandProgress
 from payments.checkout import TopUpLimits, TopUpRequest, start_checkout
-from payments.checkout_simulator import SIM_FEE_BP, SIM_FEE_FIXED_MINOR, CheckoutSimulator, new_webhook_secret
+from payments.checkout_simulator import CheckoutSimulator, add_to_book, balance_transaction, new_webhook_secret
 from payments.events import PaymentLocator, PaymentSucceeded
 from payments.processing import process_event
 from payments.reconcile import reconcile
@@ -38,22 +38,7 @@ class _Statement:
         return [pi for pi in self.intents if start <= pi.created < end]
 
     async def list_balance_transactions(self, start: datetime, end: datetime) -> list[BalanceTransaction]:
-        out: list[BalanceTransaction] = []
-        for pi in await self.list_payment_intents(start, end):
-            fee = pi.amount_minor * SIM_FEE_BP // 10_000 + SIM_FEE_FIXED_MINOR
-            out.append(
-                BalanceTransaction(
-                    f"txn_{pi.payment_intent_id}",
-                    pi.charge_id,
-                    "charge",
-                    pi.amount_minor,
-                    fee,
-                    pi.amount_minor - fee,
-                    pi.currency,
-                    pi.created,
-                )
-            )
-        return out
+        return [balance_transaction(pi) for pi in await self.list_payment_intents(start, end)]
 
 
 def _fixed(at: datetime) -> Callable[[], datetime]:
@@ -114,6 +99,8 @@ async def online_payments_and_last_nights_reconciliation(demo: Demo) -> None:
             intent, amount, demo.currency, stranger_at, "succeeded", "ch_demo_stranger", {"reference": reference}
         )
     )
+    if demo.provider_book is not None:  # the running service's simulator lists them too
+        add_to_book(demo.provider_book, statement.intents)
     await reconcile(
         demo.uow,
         statement,

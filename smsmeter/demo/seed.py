@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from sqlalchemy import insert, select, update
@@ -73,6 +74,7 @@ class Demo:
     balance_meter_ids: dict[str, int] = field(default_factory=dict)
     placed: dict[int, Placed] = field(default_factory=dict)  # by serial
     logins: dict[str, str] = field(default_factory=dict)  # user name or subscriber code -> password
+    provider_book: Path | None = None  # where the payment simulator keeps what it was paid
 
     @property
     def db(self) -> AsyncConnection:

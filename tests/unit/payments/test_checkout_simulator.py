@@ -5,7 +5,8 @@ installations get the simulator instead of Stripe Checkout."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import stripe
@@ -100,3 +101,20 @@ def test_the_simulator_stands_in_for_checkout_only_on_the_embedded_default_or_wh
     env: dict[str, str], on: bool
 ) -> None:
     assert payment_simulator_on(load_settings(None, env)) is on
+
+
+async def test_what_the_simulator_was_paid_is_listed_with_its_fee_and_kept_across_a_restart(tmp_path: Path) -> None:
+    book = tmp_path / "payment-simulator.jsonl"
+    async with CheckoutSimulator(new_webhook_secret(), clock=lambda: NOW, book=book) as simulator:
+        session = await simulator.create_checkout_session(PARAMS, idempotency_key="checkout-1")
+        await simulator.pay(session.id, "4242 4242 4242 4242", "http://127.0.0.1:9/none", lose_webhook=True)
+        assert simulator.deliveries == []  # the webhook was lost, as asked: the payment is taken all the same
+    book.write_text(book.read_text() + "not json\n")  # a line that does not read is skipped, not fatal
+
+    again = CheckoutSimulator(new_webhook_secret(), clock=lambda: NOW, book=book)
+    window = (NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+    (paid,) = await again.list_payment_intents(*window)
+    assert (paid.amount_minor, paid.currency, paid.metadata["reference"]) == (1500, "USD", "tp_" + "a" * 32)
+    (txn,) = await again.list_balance_transactions(*window)
+    assert (txn.source, txn.fee_minor, txn.net_minor) == (paid.charge_id, 1500 * 290 // 10_000 + 30, 1500 - 73)
+    assert await again.list_payment_intents(NOW + timedelta(hours=1), NOW + timedelta(hours=2)) == []
