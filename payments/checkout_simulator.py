@@ -32,7 +32,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -134,16 +134,16 @@ def _with_query(path: str, name: str, value: str) -> str:
     return f"{path}{'&' if '?' in path else '?'}{name}={value}"
 
 
-def card_digits(card_number: str) -> str:
+def _card_digits(card_number: str) -> str:
     return "".join(ch for ch in card_number if ch.isdigit())
 
 
 def card_problem(card_number: str) -> str | None:
     """Why the page would not take this card number (Stripe's page says so before anything is charged)."""
-    return None if luhn_ok(card_digits(card_number)) else "Your card number is incorrect."
+    return None if _luhn_ok(_card_digits(card_number)) else "Your card number is incorrect."
 
 
-def luhn_ok(digits: str) -> bool:
+def _luhn_ok(digits: str) -> bool:
     if not 12 <= len(digits) <= 19:
         return False
     total = 0
@@ -172,7 +172,7 @@ class CheckoutSimulator:
     ) -> None:
         self._secret = webhook_secret
         self._book_path = book
-        self._book: list[ProviderPayment] = read_book(book) if book is not None else []
+        self._book = ProviderBook(_read_book(book) if book is not None else [])
         self._page_path = page_path.rstrip("/")
         self._clock = clock
         self._timeout_s = timeout_s
@@ -245,7 +245,7 @@ class CheckoutSimulator:
         session = self._sessions.get(session_id)
         if session is None:
             return None
-        digits = card_digits(card_number)
+        digits = _card_digits(card_number)
         if card_problem(digits) is not None:
             raise ValueError("check the card number with card_problem() first")
         declined = DECLINED_CARDS.get(digits)
@@ -307,15 +307,15 @@ class CheckoutSimulator:
     # -- the provider's listing (payments.reconcile.PaymentLister) ---------------------------------------
 
     def _keep(self, payment: ProviderPayment) -> None:
-        self._book.append(payment)
+        self._book.payments.append(payment)
         if self._book_path is not None:
             add_to_book(self._book_path, [payment])
 
     async def list_payment_intents(self, start: datetime, end: datetime) -> list[ProviderPayment]:
-        return [p for p in self._book if start <= p.created < end]
+        return await self._book.list_payment_intents(start, end)
 
     async def list_balance_transactions(self, start: datetime, end: datetime) -> list[BalanceTransaction]:
-        return [balance_transaction(p) for p in await self.list_payment_intents(start, end)]
+        return await self._book.list_balance_transactions(start, end)
 
     # -- webhooks, signed as Stripe signs them ------------------------------------------------------------
 
@@ -406,6 +406,19 @@ def balance_transaction(payment: ProviderPayment) -> BalanceTransaction:
     )
 
 
+@dataclass
+class ProviderBook:
+    """The payments the simulated provider took, listed as payments.reconcile.PaymentLister lists them."""
+
+    payments: list[ProviderPayment] = field(default_factory=list)
+
+    async def list_payment_intents(self, start: datetime, end: datetime) -> list[ProviderPayment]:
+        return [p for p in self.payments if start <= p.created < end]
+
+    async def list_balance_transactions(self, start: datetime, end: datetime) -> list[BalanceTransaction]:
+        return [balance_transaction(p) for p in await self.list_payment_intents(start, end)]
+
+
 def add_to_book(path: Path, payments: Sequence[ProviderPayment]) -> None:
     """Append payments to the simulator's book (one JSON object a line)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -422,7 +435,7 @@ def add_to_book(path: Path, payments: Sequence[ProviderPayment]) -> None:
             out.write(json.dumps(line, sort_keys=True) + "\n")
 
 
-def read_book(path: Path) -> list[ProviderPayment]:
+def _read_book(path: Path) -> list[ProviderPayment]:
     """The payments in the simulator's book; a line that does not read is logged and skipped."""
     if not path.exists():
         return []

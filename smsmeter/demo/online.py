@@ -7,17 +7,16 @@ two with their fees, and left the stranger for a person to look at (the console'
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from gateway.progress import CommandProgress
 from payments.checkout import TopUpLimits, TopUpRequest, start_checkout
-from payments.checkout_simulator import CheckoutSimulator, add_to_book, balance_transaction, new_webhook_secret
+from payments.checkout_simulator import CheckoutSimulator, ProviderBook, add_to_book, new_webhook_secret
 from payments.events import PaymentLocator, PaymentSucceeded
 from payments.processing import process_event
 from payments.reconcile import reconcile
-from payments.stripe_api import BalanceTransaction, ProviderPayment
+from payments.stripe_api import ProviderPayment
 from smsmeter.demo.data import Case
 from web.webhooks import BillingApplier
 
@@ -28,19 +27,6 @@ ONLINE = ((1, 5_000, True), (2, 2_500, True), (3, 4_000, False))  # (person, amo
 STRANGER = ("pi_demo_stranger", 1_200, "tp_" + "0" * 32)  # paid at the provider; no top-up here
 
 
-@dataclass
-class _Statement:
-    """What the provider listed for the day: its PaymentIntents and their balance transactions."""
-
-    intents: list[ProviderPayment] = field(default_factory=list)
-
-    async def list_payment_intents(self, start: datetime, end: datetime) -> list[ProviderPayment]:
-        return [pi for pi in self.intents if start <= pi.created < end]
-
-    async def list_balance_transactions(self, start: datetime, end: datetime) -> list[BalanceTransaction]:
-        return [balance_transaction(pi) for pi in await self.list_payment_intents(start, end)]
-
-
 def _fixed(at: datetime) -> Callable[[], datetime]:
     return lambda: at
 
@@ -48,7 +34,7 @@ def _fixed(at: datetime) -> Callable[[], datetime]:
 async def online_payments_and_last_nights_reconciliation(demo: Demo) -> None:
     applier = BillingApplier(demo.keys, demo.policy)
     limits = TopUpLimits(100, 10_000_000, demo.currency)
-    statement = _Statement()
+    statement = ProviderBook()
     people = [p for p in demo.placed.values() if p.person.case is Case.CREDIT]
     for n, (index, amount, webhook_came) in enumerate(ONLINE):
         placed = people[index]
@@ -65,7 +51,7 @@ async def online_payments_and_last_nights_reconciliation(demo: Demo) -> None:
         )
         session_id = started.checkout_url.rsplit("/", 1)[-1]
         intent = f"pi_demo_{n:02d}_{session_id[-8:]}"
-        statement.intents.append(
+        statement.payments.append(
             ProviderPayment(
                 intent,
                 amount,
@@ -94,13 +80,13 @@ async def online_payments_and_last_nights_reconciliation(demo: Demo) -> None:
             await process_event(demo.uow, event, applier, at)
     intent, amount, reference = STRANGER
     stranger_at = demo.now - timedelta(hours=2)
-    statement.intents.append(
+    statement.payments.append(
         ProviderPayment(
             intent, amount, demo.currency, stranger_at, "succeeded", "ch_demo_stranger", {"reference": reference}
         )
     )
     if demo.provider_book is not None:  # the running service's simulator lists them too
-        add_to_book(demo.provider_book, statement.intents)
+        add_to_book(demo.provider_book, statement.payments)
     await reconcile(
         demo.uow,
         statement,
