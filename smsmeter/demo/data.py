@@ -172,6 +172,7 @@ _NAMED = (
     (STREETS[0], "0002", "0002", "Elena Ceban", "Mihai", "37360000005", "ro", TariffCode.TOU, Case.CREDIT, 6_000),
     (STREETS[0], "0003", "0001", "Olga Sokolova", "Pavel", "37360000006", "ru", TariffCode.FLAT, Case.NO_CREDIT, 0),
 )
+NAMED_SUBSCRIBERS = len(_NAMED)  # serials 1..N: the people the guides and journeys follow by name
 
 _FIRST = {
     "ro": ("Andrei", "Mihai", "Elena", "Cristina", "Victor", "Natalia", "Sorin", "Tatiana", "Dumitru", "Irina"),

@@ -17,7 +17,7 @@ from payments.events import PaymentLocator, PaymentSucceeded
 from payments.processing import process_event
 from payments.reconcile import reconcile
 from payments.stripe_api import ProviderPayment
-from smsmeter.demo.data import Case
+from smsmeter.demo.data import NAMED_SUBSCRIBERS, Case
 from web.webhooks import BillingApplier
 
 if TYPE_CHECKING:
@@ -35,7 +35,9 @@ async def online_payments_and_last_nights_reconciliation(demo: Demo) -> None:
     applier = BillingApplier(demo.keys, demo.policy)
     limits = TopUpLimits(100, 10_000_000, demo.currency)
     statement = ProviderBook()
-    people = [p for p in demo.placed.values() if p.person.case is Case.CREDIT]
+    people = [  # generated subscribers: the named ones each have their own story in the demo
+        p for p in demo.placed.values() if p.person.case is Case.CREDIT and p.person.serial > NAMED_SUBSCRIBERS
+    ]
     for n, (index, amount, webhook_came) in enumerate(ONLINE):
         placed = people[index]
         at = demo.now - timedelta(hours=5 - n)  # within the last hours: their credit commands are on their way
