@@ -18,9 +18,10 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.errors import RunBusy, RunNotFound, WindowInvalid
+from payments.ports import CommandBook
 from store import audit
 from store.audit import Actor
-from store.schema.payments import reconciliation_findings, reconciliation_runs
+from store.schema.payments import payments, reconciliation_findings, reconciliation_runs
 from store.uow import UnitOfWork
 
 LEASE = timedelta(minutes=5)  # a batch takes well under a second; a holder silent this long has stopped
@@ -168,9 +169,12 @@ async def run_with_findings(
     kind: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    commands: CommandBook | None = None,
 ) -> dict[str, Any] | None:
     """One run and a page of its findings (of one `kind`, or every kind but `matched` when None), with the
-    number of findings found so far by kind (an unfinished run's counts are not written yet)."""
+    number of findings found so far by kind (an unfinished run's counts are not written yet). With `commands`,
+    each finding of a top-up here carries `command_now`: its credit command's state as the gateway tells it now
+    (a payment the run applied has a command on its way that the finding, written at the time, cannot show)."""
     r, f = reconciliation_runs.c, reconciliation_findings.c
     row = (await conn.execute(select(reconciliation_runs).where(r.id == run_id))).first()
     if row is None:
@@ -184,7 +188,24 @@ async def run_with_findings(
         select(reconciliation_findings).where(f.run_id == run_id, which).order_by(f.id).limit(limit).offset(offset)
     )
     out["findings"] = [dict(line._mapping) for line in lines]
+    if commands is not None:
+        await _with_commands_now(conn, out["findings"], commands)
     out["findings_total"] = (
         int(found.get(kind, 0)) if kind is not None else sum(n for k, n in out["found"].items() if k != "matched")
     )
     return out
+
+
+async def _with_commands_now(conn: AsyncConnection, findings: list[dict[str, Any]], commands: CommandBook) -> None:
+    references = {f["reference"] for f in findings if f["reference"]}
+    if not references:
+        return
+    p = payments.c
+    rows = await conn.execute(
+        select(p.reference, p.credit_command_id).where(p.reference.in_(references), p.credit_command_id.is_not(None))
+    )
+    command_of = {str(reference): int(command_id) for reference, command_id in rows.all()}
+    states = await commands.states(conn, set(command_of.values()))
+    for finding in findings:
+        command_id = command_of.get(finding["reference"])
+        finding["command_now"] = states.get(command_id) if command_id is not None else None

@@ -21,6 +21,7 @@ from gateway.progress import CommandProgress
 from payments.checkout import CheckoutGateway, TopUpLimits, TopUpService
 from payments.checkout_simulator import CheckoutSimulator, new_webhook_secret
 from payments.errors import RunBusy
+from payments.ports import CommandBook
 from payments.reconcile import (
     PaymentLister,
     ReconciliationReport,
@@ -226,6 +227,7 @@ class ReconcileDoor:
         clock: Callable[[], datetime],
     ) -> None:
         self._settings, self._uow, self._lister, self._keys, self._clock = settings, uow, lister, keys, clock
+        self.commands: CommandBook = CommandProgress()
 
     async def open(self, start: datetime, end: datetime, *, actor: Actor) -> int:
         return await open_run(self._uow, self.provider, start, end, self._clock(), triggered_by=str(actor), actor=actor)

@@ -64,9 +64,11 @@ async def page(request: web.Request, *, limit: int, offset: int) -> tuple[list[d
 async def one(
     request: web.Request, run_id: int, *, kind: str | None = None, limit: int = 100, offset: int = 0
 ) -> dict[str, Any]:
+    reconciler = request.app[PAYMENT_SERVICES].reconciler
+    commands = reconciler.commands if reconciler is not None else None
     async with uow_of(request).connect() as conn:
         run = await reconcile_runs.run_with_findings(
-            conn, run_id, request.app[CLOCK](), kind=kind, limit=limit, offset=offset
+            conn, run_id, request.app[CLOCK](), kind=kind, limit=limit, offset=offset, commands=commands
         )
     if run is None:
         raise NotFound("reconciliation run", run_id)

@@ -29,7 +29,7 @@ from gateway.keys import KeyRing
 from payments.checkout import TopUpService
 from payments.checkout_simulator import CheckoutSimulator
 from payments.errors import PaymentNotYetKnown, PaymentRefused, WebhookRejected
-from payments.ports import CreditApplied, CreditRequest, Payer, ReversalRequest
+from payments.ports import CommandBook, CreditApplied, CreditRequest, Payer, ReversalRequest
 from payments.processing import EventResult
 from payments.provider_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from payments.reconcile import ReconciliationReport
@@ -48,6 +48,7 @@ class Reconciler(Protocol):
     works on it. Filled in by the composition root (`smsmeter.payments_wiring.ReconcileDoor`)."""
 
     provider: str
+    commands: CommandBook  # how far a finding's credit command has come, for its page
 
     async def open(self, start: datetime, end: datetime, *, actor: Actor) -> int: ...
 

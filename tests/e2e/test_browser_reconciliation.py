@@ -86,6 +86,7 @@ def test_a_payment_whose_webhook_was_lost_is_found_by_the_operators_reconciliati
         assert _found(desk, "missing_here") == 1
         desk.click("[data-testid=kind-applied]")
         assert reference in desk.inner_text("[data-testid=reconciliation-findings]")
+        assert desk.inner_text("[data-kind=applied] [data-testid=finding-command]").strip()  # its credit's state
         shots.take(desk, "todays-run-applied")
 
         portal.wait_for_selector("#steps li[data-step=paid].list-group-item-success", timeout=30_000)

@@ -96,6 +96,10 @@ SCHEMAS: dict[str, Any] = {
             "their_amount_minor": _NMINOR,
             "fee_minor": _NMINOR,
             "command_state": {"type": "string", "description": "the credit command's state (not_delivered)"},
+            "command_now": {
+                "type": ["string", "null"],
+                "description": "the credit command's state now, for a top-up here that has one",
+            },
             "detail": {"type": "string"},
         },
     },

@@ -122,6 +122,7 @@ async def test_a_window_is_reconciled_through_the_api_and_the_missed_webhook_cre
     assert (paid.status, paid.payment_intent_id, paid.fee_minor) == ("paid", "pi_missed", 59)
     only = await (await client.get(f"/api/v1/reconciliations/{run_id}?kind=applied", headers=viewer)).json()
     assert [f["provider_ref"] for f in only["findings"]] == ["pi_missed"]
+    assert only["findings"][0]["command_now"] == "0:0"  # the credit it applied is on its way to the meter
     listing = await (await client.get("/api/v1/reconciliations", headers=viewer)).json()
     assert [(r["id"], r["status"]) for r in listing["items"]] == [(run_id, "finished")]
     # a finished run carried on is answered as it is; nothing is applied twice
