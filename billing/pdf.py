@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from reportlab.lib.pagesizes import A4, A6
+from reportlab.lib.pagesizes import A4, A6, landscape
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
@@ -113,6 +113,66 @@ def render_receipt(title: str, lines: Sequence[tuple[str, str]]) -> bytes:
         y -= 6 * mm
         pdf.drawString(8 * mm, y, _safe(label))
         pdf.drawRightString(width - 8 * mm, y, _safe(value))
+    pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+def render_table(
+    title: str, subtitle: str, headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]
+) -> bytes:
+    """A table as a landscape A4 PDF (a report sent or downloaded as PDF): the title and subtitle on the first
+    page, the column headers on every page, a column `right`-aligned where it holds numbers or money, a cell
+    cut with "…" where it is wider than its column, and the page number in the footer."""
+    font = _font()
+    page_size = landscape(A4)
+    width, height = page_size
+    margin: float = 12 * mm
+    column: float = (width - 2 * margin) / max(1, len(headers))
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=page_size, invariant=True)
+    pdf.setTitle(_safe(title))
+
+    def fit(text: str, size: float) -> str:
+        text = _safe(text)
+        if pdfmetrics.stringWidth(text, font, size) <= column - 2 * mm:
+            return text
+        while text and pdfmetrics.stringWidth(text + "…", font, size) > column - 2 * mm:
+            text = text[:-1]
+        return _safe(text + "…")
+
+    def cells(y: float, values: Sequence[str], size: float) -> None:
+        pdf.setFont(font, size)
+        for index, value in enumerate(values):
+            x = margin + index * column
+            if right[index]:
+                pdf.drawRightString(x + column - 1 * mm, y, fit(value, size))
+            else:
+                pdf.drawString(x + 1 * mm, y, fit(value, size))
+
+    def head(page: int) -> float:
+        y = height - margin
+        if page == 1:
+            pdf.setFont(font, 14)
+            pdf.drawString(margin, y - 4 * mm, _safe(title))
+            pdf.setFont(font, 9)
+            pdf.drawString(margin, y - 10 * mm, _safe(subtitle))
+            y -= 18 * mm
+        cells(y, headers, 8)
+        pdf.line(margin, y - 1.5 * mm, width - margin, y - 1.5 * mm)
+        pdf.setFont(font, 7)
+        pdf.drawRightString(width - margin, margin / 2, str(page))
+        return float(y - 6 * mm)
+
+    page = 1
+    y = head(page)
+    for row in rows:
+        if y < margin:
+            pdf.showPage()
+            page += 1
+            y = head(page)
+        cells(y, row, 8)
+        y -= 5 * mm
     pdf.showPage()
     pdf.save()
     return buffer.getvalue()

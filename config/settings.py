@@ -300,6 +300,7 @@ class BillingSettings:
     sweep_interval_s: float = 3600.0  # the arrears sweep
     notice_interval_s: float = 60.0  # sending queued notices
     consumption_interval_s: float = 300.0  # the daily consumption pre-aggregate, from new readings
+    report_interval_s: float = 300.0  # reports by e-mail: schedules due (midnight, or "send now") are sent
     mdm_export: bool = True  # write each finished day's readings as CSV and MeterReadings XML for an MDM
     mdm_export_dir: str = "exports"  # under data_dir unless absolute
     time_sync_days: int = 7  # a scheduled time sync to every meter whose clock was not set for this long; 0: none
@@ -328,6 +329,7 @@ class BillingSettings:
         _require(0 <= self.penalty_percent_bp <= 10000, "penalty_percent_bp", "must be 0-10000")
         _require(1 <= self.reading_share_percent <= 100, "reading_share_percent", "must be 1-100")
         _require(self.reading_interval_s > 0, "reading_interval_s", "must be positive")
+        _require(self.report_interval_s > 0, "report_interval_s", "must be positive")
         _require(self.sms_answers_per_window >= 1, "sms_answers_per_window", "must be at least 1")
         _require(self.voucher_wrong_codes_per_day >= 1, "voucher_wrong_codes_per_day", "must be at least 1")
         _require(self.penalty_period_days >= 1, "penalty_period_days", "must be at least 1")

@@ -237,7 +237,7 @@ def start_billing_jobs(
         async def scheduled_reports(now: datetime, progress: JobProgress) -> object:
             return await send_due_reports(billing.uow, billing.email_sender, now, billing.currency)
 
-        jobs.append(("reports by e-mail", 300.0, scheduled_reports))
+        jobs.append(("reports by e-mail", b.report_interval_s, scheduled_reports))
         if b.mdm_export:
             export_dir = mdm_export_dir(settings)
 

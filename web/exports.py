@@ -1,5 +1,6 @@
-"""CSV and XLSX downloads of a table (reports, the audit log). Money is written as a decimal of the
-currency's units computed from integer minor units (never through a float); times as ISO 8601 UTC."""
+"""CSV, XLSX and PDF files of a table (reports, the audit log), downloaded or sent by e-mail. Money is written as
+a decimal of the currency's units computed from integer minor units (never through a float); times as ISO 8601
+UTC."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ from typing import Any
 from aiohttp import web
 from babel.numbers import get_currency_precision
 from openpyxl import Workbook
+
+from billing.pdf import render_table
+
+FORMATS = ("csv", "xlsx", "pdf")
+CONTENT_TYPES = {
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf",
+}
 
 
 def _cell(value: Any, kind: str, currency: str) -> Any:
@@ -68,11 +78,42 @@ def to_xlsx(
     return buffer.getvalue()
 
 
+def _to_pdf(
+    title: str,
+    subtitle: str,
+    headers: Sequence[str],
+    keys: Sequence[str],
+    kinds: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    currency: str,
+) -> bytes:
+    cells = [[str(_cell(row.get(k), kind, currency)) for k, kind in zip(keys, kinds, strict=True)] for row in rows]
+    right = [kind in ("money", "number", "percent") for kind in kinds]
+    return render_table(title, subtitle, headers, cells, right)
+
+
+def export(
+    fmt: str,
+    title: str,
+    subtitle: str,
+    headers: Sequence[str],
+    keys: Sequence[str],
+    kinds: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    currency: str,
+) -> bytes:
+    """The table as a file of `fmt` (one of FORMATS): what a download and a report sent by e-mail both give."""
+    if fmt == "csv":
+        return to_csv(headers, keys, kinds, rows, currency)
+    if fmt == "xlsx":
+        return to_xlsx(title, headers, keys, kinds, rows, currency)
+    return _to_pdf(title, subtitle, headers, keys, kinds, rows, currency)
+
+
 def download(body: bytes, filename: str, fmt: str) -> web.Response:
-    content_type = "text/csv" if fmt == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     return web.Response(
         body=body,
-        content_type=content_type,
+        content_type=CONTENT_TYPES[fmt],
         charset="utf-8" if fmt == "csv" else None,
         headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"', "Cache-Control": "no-store"},
     )

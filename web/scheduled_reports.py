@@ -1,10 +1,10 @@
-"""Reports sent by e-mail on a schedule: any of the console's reports (`web.queries.reports`), as the same CSV
-file its download gives, to a list of addresses, daily (yesterday), weekly (the last 7 days) or monthly (the last
-30 days), through the e-mail port the notices use (`billing.notices.EmailSender`, SMTP). The scheduler's job
-(`send_due_reports`) claims each due schedule by moving its `next_run_at` on to the next midnight (UTC) of its
-period in one transaction, then builds and sends it: a report goes at most once per period, and a failure is
-shown on the schedule (`last_status`, `last_error`) rather than retried in a loop. Managing schedules is
-audited."""
+"""Reports sent by e-mail on a schedule: any of the console's reports (`web.queries.reports`), as the same CSV,
+XLSX or PDF file its download gives (`web.exports.export`), to a list of addresses, daily (yesterday), weekly
+(the last 7 days) or monthly (the last 30 days), through the e-mail port the notices use
+(`billing.notices.EmailSender`, SMTP). The scheduler's job (`send_due_reports`) claims each due schedule by moving
+its `next_run_at` on to the next midnight (UTC) of its period in one transaction, then builds and sends it: a
+report goes at most once per period, and a failure is shown on the schedule (`last_status`, `last_error`) rather
+than retried in a loop. Managing schedules is audited."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from store.audit import SYSTEM, Actor
 from store.schema.notices import report_schedules
 from store.uow import UnitOfWork
 from web.errors import InvalidInput, NotFound
-from web.exports import to_csv
+from web.exports import CONTENT_TYPES, FORMATS, export
 from web.i18n import gettext
 from web.queries import reports
 
@@ -42,6 +42,7 @@ def _row(row: Any) -> dict[str, Any]:
         "id": int(row.id),
         "report": row.report,
         "period": row.period,
+        "format": row.format,
         "recipients": list(row.recipients or []),
         "active": bool(row.active),
         "next_run_at": row.next_run_at,
@@ -57,11 +58,13 @@ async def list_schedules(conn: AsyncConnection) -> list[dict[str, Any]]:
     return [_row(r) for r in await conn.execute(select(report_schedules).order_by(R.id))]
 
 
-def _checked(report: str, period: str, recipients: Sequence[str]) -> list[str]:
+def _checked(report: str, period: str, fmt: str, recipients: Sequence[str]) -> list[str]:
     if report not in reports.BUILDERS:
         raise InvalidInput("report", f"one of {', '.join(reports.BUILDERS)}")
     if period not in PERIODS:
         raise InvalidInput("period", f"one of {', '.join(PERIODS)}")
+    if fmt not in FORMATS:
+        raise InvalidInput("format", f"one of {', '.join(FORMATS)}")
     addresses = [a.strip() for a in recipients if a.strip()]
     if not addresses or len(addresses) > 20 or not all(is_email(a) for a in addresses):
         raise InvalidInput("recipients", "one to twenty e-mail addresses")
@@ -69,16 +72,25 @@ def _checked(report: str, period: str, recipients: Sequence[str]) -> list[str]:
 
 
 async def create_schedule(
-    uow: UnitOfWork, actor: Actor, report: str, period: str, recipients: Sequence[str], now: datetime
+    uow: UnitOfWork,
+    actor: Actor,
+    report: str,
+    period: str,
+    recipients: Sequence[str],
+    now: datetime,
+    *,
+    fmt: str = "csv",
 ) -> dict[str, Any]:
-    """A schedule whose first report goes at the next midnight (UTC). Audited. Raises InvalidInput."""
-    addresses = _checked(report, period, recipients)
+    """A schedule whose first report goes at the next midnight (UTC), as a file of `fmt` (csv, xlsx or pdf).
+    Audited. Raises InvalidInput."""
+    addresses = _checked(report, period, fmt, recipients)
     async with uow.begin() as conn:
         schedule_id = await conn.scalar(
             insert(report_schedules)
             .values(
                 report=report,
                 period=period,
+                format=fmt,
                 recipients=addresses,
                 next_run_at=_midnight(now) + timedelta(days=1),
                 created_by=str(actor),
@@ -87,7 +99,7 @@ async def create_schedule(
             )
             .returning(R.id)
         )
-        after = {"report": report, "period": period, "recipients": addresses}
+        after = {"report": report, "period": period, "format": fmt, "recipients": addresses}
         await audit.record(
             conn, actor, "report_schedule.create", now, target=f"report_schedule:{schedule_id}", after=after
         )
@@ -142,19 +154,22 @@ async def _send(conn: AsyncConnection, sender: EmailSender, row: Any, now: datet
     until = _midnight(now)
     since = until - timedelta(days=PERIODS[row.period])
     result = await reports.BUILDERS[row.report](conn, since, until)
-    title = gettext(reports.REPORTS[row.report])
-    csv = to_csv(
+    title, days = gettext(reports.REPORTS[row.report]), reports.period_text(since, until)
+    attached = export(
+        row.format,
+        title,
+        days,
         [gettext(c.title) for c in result.columns],
         [c.key for c in result.columns],
         [c.kind for c in result.columns],
         result.rows,
         currency,
     )
-    name = f"{row.report}-{since:%Y%m%d}-{until:%Y%m%d}.csv"
-    subject = f"{title} {since:%Y-%m-%d} – {until - timedelta(days=1):%Y-%m-%d}"
-    body = f"{title}: {len(result.rows)} rows, {since:%Y-%m-%d} to {until:%Y-%m-%d} (UTC), attached as {name}."
+    name = f"{row.report}-{since:%Y%m%d}-{until:%Y%m%d}.{row.format}"
+    subject = f"{title} {days}"
+    body = f"{title}: {len(result.rows)} rows, {days}, attached as {name}."
     for address in row.recipients:
-        await sender.send_email(address, subject, body, [(name, csv, "text/csv")])
+        await sender.send_email(address, subject, body, [(name, attached, CONTENT_TYPES[row.format])])
     return len(result.rows)
 
 

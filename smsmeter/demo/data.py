@@ -317,3 +317,8 @@ PROSUMER_METER_CODE = meter_code_with_check_digit(f"8845{1:015d}")
 PROSUMER_METER_MSISDN = "37369550002"
 PROSUMER_IMPORT_WH_PER_DAY = 7_500
 PROSUMER_EXPORT_WH_PER_DAY = (2_000, 5_500, 9_000, 8_000, 3_500, 10_500, 6_000)  # by weekday: the weather
+
+REPORT_SCHEDULES = (  # (report, period, file, recipients): the console's Reports by e-mail
+    ("revenue", "weekly", "pdf", ("finance@demo-utility.example",)),
+    ("communication", "daily", "xlsx", ("noc@demo-utility.example",)),
+)

@@ -42,6 +42,7 @@ from store.schema.commands import alarms, balance_reports, commands, readings
 from store.schema.ledger import arrears
 from store.schema.registry import transformers
 from store.uow import UnitOfWork
+from web import scheduled_reports
 from web.auth import set_portal_password
 from web.queries.operators import OPERATORS
 
@@ -476,6 +477,13 @@ async def alarm_rules_for_the_duty_desk(demo: Demo) -> None:
         await alarm_rules.create_rule(demo.uow, demo.actor, fields, demo.now, operators=OPERATORS)
 
 
+async def reports_by_email(demo: Demo) -> None:
+    """The finance office's revenue report, weekly as PDF, and the duty desk's communication report, daily as
+    XLSX (they go where the utility sets `smtp.host`; the demo has no mail server, so they wait)."""
+    for report, period, fmt, recipients in data.REPORT_SCHEDULES:
+        await scheduled_reports.create_schedule(demo.uow, demo.actor, report, period, recipients, demo.now, fmt=fmt)
+
+
 async def meters_in_stock(demo: Demo) -> None:
     """The factory's last delivery, imported from its key file: meters in stock on the meters page."""
     rows = [
@@ -538,6 +546,7 @@ THROUGH_USE_CASES: list[DemoStep] = [
     transformer_balances,
     sts_keypads,
     alarm_rules_for_the_duty_desk,
+    reports_by_email,
     reading_plans_with_last_nights_run,
     meters_in_stock,
     online_payments_and_last_nights_reconciliation,

@@ -59,6 +59,7 @@ report_schedules = Table(
     Column("id", ID, primary_key=True, autoincrement=True),
     Column("report", String(30), nullable=False),
     Column("period", String(10), nullable=False),  # daily | weekly | monthly
+    Column("format", String(4), nullable=False, server_default="csv"),  # csv | xlsx | pdf: the file attached
     Column("recipients", JSON, nullable=False),
     Column("active", Integer, nullable=False, server_default="1"),
     Column("next_run_at", UtcDateTime, nullable=False),

@@ -10,6 +10,7 @@ from aiohttp import web
 from web import scheduled_reports as schedules
 from web.api.json import read_json, respond
 from web.errors import InvalidInput
+from web.exports import FORMATS
 from web.keys import CLOCK
 from web.middleware import require_principal, uow_of
 from web.params import path_id
@@ -24,6 +25,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "report": {"type": "string", "enum": ["revenue", "payments", "arrears", "losses", "communication"]},
             "period": {"type": "string", "enum": list(schedules.PERIODS)},
+            "format": {"type": "string", "enum": list(FORMATS), "default": "csv", "description": "the file attached"},
             "recipients": {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": 20},
         },
         "required": ["report", "period", "recipients"],
@@ -35,6 +37,7 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer"},
             "report": {"type": "string"},
             "period": {"type": "string", "enum": list(schedules.PERIODS)},
+            "format": {"type": "string", "enum": list(FORMATS)},
             "recipients": {"type": "array", "items": {"type": "string"}},
             "active": {"type": "boolean"},
             "next_run_at": {"type": "string", "format": "date-time"},
@@ -71,6 +74,7 @@ async def create_schedule(request: web.Request) -> web.Response:
         str(body.get("period", "")),
         recipients,
         request.app[CLOCK](),
+        fmt=str(body.get("format", "csv")),
     )
     return respond(created, status=201)
 
@@ -101,7 +105,9 @@ def merge_into(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
     from web.api.openapi import _ERRORS, _ID, _ok, _page_of, _problem
     from web.api.openapi_registry import _body, _ref, operation
 
-    described = "Sent by the scheduler as CSV through the utility's SMTP server (smtp.host), at midnight UTC."
+    described = (
+        "Sent by the scheduler as CSV, XLSX or PDF through the utility's SMTP server (smtp.host), at midnight UTC."
+    )
     paths["/api/v1/report-schedules"] = {
         "get": operation(
             "listReportSchedules",

@@ -14,7 +14,7 @@ from store import audit
 from store.schema.auth import api_keys, operators
 from web import auth
 from web.errors import InvalidInput, NotFound
-from web.exports import download, to_csv, to_xlsx
+from web.exports import FORMATS, download, export, to_csv, to_xlsx
 from web.i18n import gettext
 from web.keys import CLOCK, CURRENCY
 from web.listing import filters, list_page
@@ -110,7 +110,7 @@ async def report(request: web.Request) -> web.Response:
 @requires("reports.export")
 async def report_export(request: web.Request) -> web.Response:
     name = _report_name(request)
-    fmt = choice({"fmt": request.match_info["fmt"]}, "fmt", ("csv", "xlsx"))
+    fmt = choice({"fmt": request.match_info["fmt"]}, "fmt", FORMATS)
     since, until, days = _period(request)
     principal = require_principal(request)
     async with uow_of(request).begin() as conn:
@@ -128,9 +128,8 @@ async def report_export(request: web.Request) -> web.Response:
     kinds = [c.kind for c in result.columns]
     currency = request.app[CURRENCY]
     filename = f"{name}-{since:%Y%m%d}-{until:%Y%m%d}"
-    if fmt == "csv":
-        return download(to_csv(headers, keys, kinds, result.rows, currency), filename, fmt)
-    return download(to_xlsx(gettext(reports.REPORTS[name]), headers, keys, kinds, result.rows, currency), filename, fmt)
+    title, subtitle = gettext(reports.REPORTS[name]), reports.period_text(since, until)
+    return download(export(fmt, title, subtitle, headers, keys, kinds, result.rows, currency), filename, fmt)
 
 
 AUDIT_COLUMNS = [

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from web import scheduled_reports as schedules
+from web.exports import FORMATS
 from web.keys import CLOCK
 from web.middleware import require_principal, uow_of
 from web.params import path_id, text
@@ -25,7 +26,7 @@ def _actor(request: web.Request) -> Any:
 async def schedules_page(request: web.Request) -> web.Response:
     async with uow_of(request).connect() as conn:
         items = await schedules.list_schedules(conn)
-    context = {"schedules": items, "names": reports.REPORTS, "periods": tuple(schedules.PERIODS)}
+    context = {"schedules": items, "names": reports.REPORTS, "periods": tuple(schedules.PERIODS), "formats": FORMATS}
     return render(request, "console/report_schedules.html", context)
 
 
@@ -40,6 +41,7 @@ async def create_schedule(request: web.Request) -> web.Response:
         text(form, "period", max_length=10),
         recipients,
         request.app[CLOCK](),
+        fmt=text(form, "format", required=False, max_length=4) or "csv",
     )
     raise web.HTTPSeeOther("/console/report-schedules?ok=report_scheduled")
 

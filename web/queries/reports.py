@@ -51,6 +51,11 @@ def _day(value: datetime) -> str:
     return value.strftime("%Y-%m-%d")
 
 
+def period_text(since: datetime, until: datetime) -> str:
+    """The days a report covers, as its file and its e-mail name them: first – last (the end is exclusive)."""
+    return f"{_day(since)} – {_day(until - timedelta(days=1))} (UTC)"
+
+
 def _days(since: datetime, until: datetime) -> list[str]:
     out, day = [], since
     while day < until:

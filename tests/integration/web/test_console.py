@@ -64,7 +64,7 @@ async def test_lists_and_reports(client: TestClient, seeded: Seeded) -> None:
     assert values[0][0] == "Day"
     assert any(row[0] == "2026-01-15" and str(row[2]) == "7.25" for row in values)
     assert (await client.get("/console/reports/nothing")).status == 404
-    assert (await client.get("/console/reports/revenue.pdf")).status == 422
+    assert (await client.get("/console/reports/revenue.docx")).status == 422
 
 
 async def test_auditors_read_and_export_the_audit_log(client: TestClient, seeded: Seeded, uow: UnitOfWork) -> None:

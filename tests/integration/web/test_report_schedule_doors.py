@@ -136,3 +136,49 @@ async def test_an_admin_schedules_a_report_in_the_console(client: TestClient, uo
     )
     assert response.status == 303
     assert "no longer sent" in await (await client.get(response.headers["Location"])).text()
+
+
+async def test_a_report_goes_as_the_file_its_schedule_names_and_downloads_as_pdf(
+    client: TestClient, uow: UnitOfWork, seeded: Seeded, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, port = smtp
+    admin = await api_key(uow, client, "admin")
+    body = {"report": "revenue", "period": "weekly", "recipients": ["cfo@utility.example"]}
+    bad = await client.post("/api/v1/report-schedules", json={**body, "format": "docx"}, headers=admin)
+    assert bad.status == 422
+    assert "format" in await bad.text()
+    as_csv = await (await client.post("/api/v1/report-schedules", json=body, headers=admin)).json()
+    assert as_csv["format"] == "csv"  # what a schedule made without a format is sent as, as before
+    await client.delete(f"/api/v1/report-schedules/{as_csv['id']}", headers=admin)
+    for fmt in ("xlsx", "pdf"):
+        response = await client.post("/api/v1/report-schedules", json={**body, "format": fmt}, headers=admin)
+        assert response.status == 201, await response.text()
+        assert (await response.json())["format"] == fmt
+    sender = SmtpEmailSender("127.0.0.1", port, "reports@utility.example", timeout_s=5)
+    assert await send_due_reports(uow, sender, MIDNIGHT + timedelta(minutes=1), "USD") == 2
+    attached = {
+        a.get_filename(): (a.get_content_type(), a.get_payload(decode=True))
+        for _, message in inbox.messages
+        for a in message.iter_attachments()
+    }
+    assert attached["revenue-20260109-20260116.pdf"][0] == "application/pdf"
+    assert attached["revenue-20260109-20260116.pdf"][1].startswith(b"%PDF-")
+    xlsx_type, xlsx = attached["revenue-20260109-20260116.xlsx"]
+    assert xlsx_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert xlsx.startswith(b"PK")  # a zip: the workbook the console downloads
+    assert [r["after"]["format"] for r in await audit_rows(uow, "report_schedule.create")] == ["csv", "xlsx", "pdf"]
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    assert document["components"]["schemas"]["ReportScheduleInput"]["properties"]["format"]["enum"] == [
+        "csv",
+        "xlsx",
+        "pdf",
+    ]
+
+    await login(client, "admin")
+    response = await client.get("/console/reports/revenue.pdf?days=7")
+    assert response.status == 200
+    assert response.content_type == "application/pdf"
+    assert (await response.read()).startswith(b"%PDF-")
+    page = await (await client.get("/console/report-schedules")).text()
+    assert '<option value="pdf">PDF</option>' in page
+    assert page.count('data-testid="schedule-format">PDF<') == 1
