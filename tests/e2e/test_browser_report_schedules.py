@@ -112,5 +112,6 @@ def test_a_report_read_downloaded_as_pdf_then_sent_by_email_as_pdf(
     assert attachment.get_content_type() == "application/pdf"
     assert re.fullmatch(r"revenue-\d{8}-\d{8}\.pdf", str(attachment.get_filename()))
     body = attachment.get_payload(decode=True)
-    assert isinstance(body, bytes) and body.startswith(b"%PDF-")
+    assert isinstance(body, bytes)
+    assert body.startswith(b"%PDF-")
     assert b"Revenue" in body  # the title, in the PDF's metadata
