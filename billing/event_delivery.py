@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing.event_hooks import seal_plain_secrets
+from billing.ports import SecretBox
 from billing.rules.webhooks import (
     EVENT_ID_HEADER,
     EVENT_KIND_HEADER,
@@ -32,6 +34,7 @@ from billing.rules.webhooks import (
     next_attempt,
     signature,
 )
+from store.errors import KeyUnwrapError
 from store.schema.events import event_attempts, event_deliveries, event_outbox, event_subscriptions
 from store.sql import insert_ignoring_duplicates
 from store.uow import UnitOfWork
@@ -109,7 +112,7 @@ class _Claimed:
     delivery_id: int
     attempts: int
     url: str
-    secret: str
+    secrets: tuple[str, ...]  # the current secret, then one a rotation keeps signing for a while; none: unsealed
     event_id: str
     kind: str
     occurred_at: datetime
@@ -165,7 +168,7 @@ async def _fan_out(conn: AsyncConnection, now: datetime, batch: int = 1000) -> i
     return len(events)
 
 
-async def _claim(conn: AsyncConnection, now: datetime, policy: DeliveryPolicy) -> list[_Claimed]:
+async def _claim(conn: AsyncConnection, now: datetime, policy: DeliveryPolicy, box: SecretBox) -> list[_Claimed]:
     due = (
         await conn.execute(
             select(D.id)
@@ -190,22 +193,55 @@ async def _claim(conn: AsyncConnection, now: datetime, policy: DeliveryPolicy) -
         .values(claimed_until=now + timedelta(seconds=policy.lease_s), updated_at=now)
     )
     rows = await conn.execute(
-        select(D.id, D.attempts, S.url, S.secret, E.event_id, E.kind, E.occurred_at, E.payload)
+        select(
+            D.id,
+            D.attempts,
+            D.subscription_id,
+            S.url,
+            S.secret_sealed,
+            S.previous_secret_sealed,
+            S.previous_until,
+            E.event_id,
+            E.kind,
+            E.occurred_at,
+            E.payload,
+        )
         .select_from(event_deliveries.join(event_subscriptions).join(event_outbox, E.id == D.event_row_id))
         .where(D.id.in_(ids))
         .order_by(D.id)
     )
-    return [
-        _Claimed(int(r.id), int(r.attempts), r.url, r.secret, r.event_id, r.kind, r.occurred_at, dict(r.payload))
-        for r in rows
-    ]
+    opened: dict[int, tuple[str, ...]] = {}
+    claimed = []
+    for r in rows:
+        if r.subscription_id not in opened:
+            opened[r.subscription_id] = _secrets(box, r, now)
+        secrets = opened[r.subscription_id]
+        claimed.append(
+            _Claimed(int(r.id), int(r.attempts), r.url, secrets, r.event_id, r.kind, r.occurred_at, dict(r.payload))
+        )
+    return claimed
+
+
+def _secrets(box: SecretBox, row: Any, now: datetime) -> tuple[str, ...]:
+    """The secrets a subscription's deliveries are signed with now; none when they do not unseal (the master key
+    is not the one they were sealed under), which fails the attempt rather than sending it unsigned."""
+    sealed = [row.secret_sealed]
+    if row.previous_secret_sealed is not None and row.previous_until is not None and row.previous_until > now:
+        sealed.append(row.previous_secret_sealed)
+    try:
+        return tuple(box.unseal(s).decode() for s in sealed if s is not None)
+    except KeyUnwrapError:
+        log.error("event subscription %s: its secret does not unseal under this master key", row.subscription_id)
+        return ()
 
 
 async def _post(poster: Poster, item: _Claimed, now: datetime, timeout_s: float) -> _Outcome:
+    if not item.secrets:
+        return _Outcome(item, now, None, "the subscription's secret does not unseal under this master key", 0)
     payload = body(item.event_id, item.kind, item.occurred_at, item.payload)
     headers = {
         "Content-Type": "application/json",
-        SIGNATURE_HEADER: signature(item.secret, int(now.timestamp()), payload),
+        SIGNATURE_HEADER: signature(item.secrets, int(now.timestamp()), payload),
         EVENT_ID_HEADER: item.event_id,
         EVENT_KIND_HEADER: item.kind,
     }
@@ -293,11 +329,16 @@ async def deliver_events(
     uow: UnitOfWork,
     poster: Poster,
     now: datetime,
+    box: SecretBox,
     policy: DeliveryPolicy = DeliveryPolicy(),
     progress: JobProgress = UNWATCHED,
 ) -> DeliveryReport:
-    """Fan out new events, then post every due delivery (batch by batch until none is due)."""
+    """Seal any plain secret left from before they were sealed, fan out new events, then post every due
+    delivery (batch by batch until none is due), signed with the secrets `box` unseals."""
     report = DeliveryReport()
+    async with uow.begin() as conn:
+        if sealed := await seal_plain_secrets(conn, box):
+            log.info("event webhooks: %d plain signing secrets sealed under the master key", sealed)
     while not progress.stop_requested:
         async with uow.begin() as conn:
             taken = await _fan_out(conn, now)
@@ -312,7 +353,7 @@ async def deliver_events(
 
     while not progress.stop_requested:
         async with uow.begin() as conn:
-            claimed = await _claim(conn, now, policy)
+            claimed = await _claim(conn, now, policy, box)
         if not claimed:
             break
         outcomes = await asyncio.gather(*(post(item) for item in claimed))

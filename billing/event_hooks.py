@@ -1,12 +1,16 @@
 """Who follows the head end by webhook, and what was delivered to them: subscriptions (a URL, its signing
 secret, the event kinds it wants; each change audited), the deliveries and their attempts, and sending a
-delivery again (a dead one, after the receiver is fixed). Delivery itself is `billing.event_delivery`."""
+delivery again (a dead one, after the receiver is fixed). Delivery itself is `billing.event_delivery`.
+
+A signing secret is shown once, when it is made (a new subscription, or a rotation), and kept only sealed under
+the master key (`SecretBox`). A rotation may keep the secret it replaces signing beside the new one for a while
+(every delivery then carries one `v1=` per secret), so the receiver can change over without losing one."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +18,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.errors import Conflict, InvalidField, NotFound
+from billing.ports import SecretBox
 from billing.rules.webhooks import new_secret, parse_kinds
 from store import audit
 from store.audit import Actor
@@ -22,6 +27,7 @@ from store.uow import UnitOfWork
 
 S, D, E, A = event_subscriptions.c, event_deliveries.c, event_outbox.c, event_attempts.c
 STATES = ("pending", "delivered", "dead")
+MAX_OVERLAP = timedelta(days=7)  # the longest a replaced secret may go on signing beside the new one
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,21 +52,23 @@ def _kinds(kinds: Sequence[str] | str) -> str:
         raise InvalidField("kinds", str(exc)) from None
 
 
-def _subscription(row: Any, *, with_secret: bool = False) -> dict[str, Any]:
-    out = {
+def _subscription(row: Any) -> dict[str, Any]:
+    return {
         "id": int(row.id),
         "url": row.url,
         "kinds": row.kinds.split(","),
         "description": row.description,
         "active": bool(row.active),
-        "secret_hint": "…" + row.secret[-4:],
+        "secret_hint": "…" + row.secret_hint,
+        "previous_until": row.previous_until if row.previous_secret_sealed is not None else None,
         "created_by": row.created_by,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
-    if with_secret:
-        out["secret"] = row.secret
-    return out
+
+
+def _sealed(box: SecretBox, secret: str) -> dict[str, Any]:
+    return {"secret": None, "secret_sealed": box.seal(secret.encode()), "secret_hint": secret[-4:]}
 
 
 def _audited(sub: dict[str, Any]) -> dict[str, Any]:
@@ -88,22 +96,24 @@ async def get_subscription(conn: AsyncConnection, subscription_id: int) -> dict[
 
 
 async def create_subscription(
-    uow: UnitOfWork, actor: Actor, fields: SubscriptionFields, now: datetime
+    uow: UnitOfWork, actor: Actor, fields: SubscriptionFields, now: datetime, box: SecretBox
 ) -> dict[str, Any]:
-    """A new subscription with a fresh secret, returned once with the secret (`secret`). Raises InvalidField."""
+    """A new subscription with a fresh secret, returned once with the secret (`secret`); stored sealed. Raises
+    InvalidField."""
     values = {
         "url": _check_url(fields.url),
         "kinds": _kinds(fields.kinds),
         "description": (fields.description or "").strip()[:200] or None,
     }
+    secret = new_secret()
     async with uow.begin() as conn:
         sub_id = await conn.scalar(
             insert(event_subscriptions)
-            .values(**values, secret=new_secret(), active=1, created_by=str(actor), created_at=now, updated_at=now)
+            .values(**values, **_sealed(box, secret), active=1, created_by=str(actor), created_at=now, updated_at=now)
             .returning(S.id)
         )
         row = (await conn.execute(select(event_subscriptions).where(S.id == sub_id))).one()
-        created = _subscription(row, with_secret=True)
+        created = {**_subscription(row), "secret": secret}
         await audit.record(
             conn,
             actor,
@@ -154,6 +164,57 @@ async def change_subscription(
             after=_audited(after),
         )
     return after
+
+
+async def rotate_secret(
+    uow: UnitOfWork, actor: Actor, subscription_id: int, now: datetime, box: SecretBox, *, keep_previous: timedelta
+) -> dict[str, Any]:
+    """A new signing secret for a subscription, returned once (`secret`). The one it replaces goes on signing
+    beside it for `keep_previous` (at most MAX_OVERLAP; zero: it stops at once), so the receiver can take the new
+    one without refusing a delivery meanwhile. Audited (the hints, never the secrets). Raises NotFound,
+    InvalidField."""
+    if not timedelta(0) <= keep_previous <= MAX_OVERLAP:
+        raise InvalidField("keep_previous_hours", f"0 to {int(MAX_OVERLAP.total_seconds() // 3600)} hours")
+    secret = new_secret()
+    async with uow.begin() as conn:
+        row = (await conn.execute(select(event_subscriptions).where(S.id == subscription_id).with_for_update())).first()
+        if row is None:
+            raise NotFound("event subscription", subscription_id)
+        current = row.secret_sealed if row.secret_sealed is not None else box.seal(str(row.secret).encode())
+        keep = keep_previous > timedelta(0)
+        await conn.execute(
+            update(event_subscriptions)
+            .where(S.id == subscription_id)
+            .values(
+                **_sealed(box, secret),
+                previous_secret_sealed=current if keep else None,
+                previous_until=now + keep_previous if keep else None,
+                updated_at=now,
+            )
+        )
+        after = _subscription((await conn.execute(select(event_subscriptions).where(S.id == subscription_id))).one())
+        await audit.record(
+            conn,
+            actor,
+            "event_subscription.rotate_secret",
+            now,
+            target=f"event_subscription:{subscription_id}",
+            before={"secret_hint": "…" + row.secret_hint},
+            after={
+                "secret_hint": after["secret_hint"],
+                "previous_until": after["previous_until"].isoformat() if after["previous_until"] else None,
+            },
+        )
+    return {**after, "secret": secret}
+
+
+async def seal_plain_secrets(conn: AsyncConnection, box: SecretBox) -> int:
+    """Seal the plain secrets of subscriptions made before they were kept sealed (migration 0027 had no master
+    key), on the caller's connection; how many."""
+    rows = (await conn.execute(select(S.id, S.secret).where(S.secret.is_not(None)))).all()
+    for row_id, secret in rows:
+        await conn.execute(update(event_subscriptions).where(S.id == row_id).values(**_sealed(box, str(secret))))
+    return len(rows)
 
 
 def _delivery(row: Any) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """The ports billing needs from the rest of smsmeter, as small Protocols.
 
+`SecretBox` keeps a secret at rest (a webhook's signing secret) wrapped under the master key; the composition
+root hands in its `gateway.keys.KeyRing`.
+
 `OperatorBook` is how billing learns who works the head end (the operators and their roles are the web shell's
 tables): an alarm rule names a role that must exist, and notifies the operators of that role. The composition
 root and the web shell hand in `web.queries.operators.OPERATORS`; tests the same, or a small fake. Both calls
@@ -22,4 +25,14 @@ class OperatorBook(Protocol):
 
     async def contacts(self, conn: AsyncConnection) -> list[Contact]:
         """The active operators, each with their role and how to reach them, in a stable order."""
+        ...
+
+
+class SecretBox(Protocol):
+    def seal(self, secret: bytes) -> bytes:
+        """The secret wrapped for storage."""
+        ...
+
+    def unseal(self, sealed: bytes) -> bytes:
+        """A stored secret unwrapped; raises store's KeyUnwrapError when it is not under this master key."""
         ...

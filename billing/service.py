@@ -204,7 +204,9 @@ class BillingService:
         await event_feed.feed_events(self.uow, now, progress)
         if self.poster is None:
             return None
-        return await event_delivery.deliver_events(self.uow, self.poster, now, self.delivery_policy, progress)
+        return await event_delivery.deliver_events(
+            self.uow, self.poster, now, self.keys, self.delivery_policy, progress
+        )
 
     async def sweep(self, now: datetime, progress: JobProgress = UNWATCHED) -> arrears.SweepReport:
         return await arrears.run_arrears_sweep(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import MeterKeyMissing
 from store.bulk import select_among
-from store.crypto import unwrap_from_storage, wrap_for_storage
+from store.crypto import unwrap_from_storage, unwrap_padded_from_storage, wrap_for_storage, wrap_padded_for_storage
 from store.errors import KeyUnwrapError
 from store.schema.registry import meter_keys, meters
 
@@ -41,6 +41,15 @@ class KeyRing:
     def unwrap(self, wrapped: bytes) -> bytes:
         """A stored key unwrapped under the master key. Raises store's KeyUnwrapError."""
         return unwrap_from_storage(self._master_key, wrapped)
+
+    def seal(self, secret: bytes) -> bytes:
+        """A secret of any length (a webhook signing secret) wrapped under the master key for storage (AES key
+        wrap with padding, RFC 5649), as the master-key rotation re-wraps it."""
+        return wrap_padded_for_storage(self._master_key, secret)
+
+    def unseal(self, sealed: bytes) -> bytes:
+        """A stored secret unwrapped. Raises store's KeyUnwrapError (another master key, or altered bytes)."""
+        return unwrap_padded_from_storage(self._master_key, sealed)
 
     def _remember(self, meter_id: int, key_id: int, key: bytes) -> None:
         self._cache[(meter_id, key_id)] = key

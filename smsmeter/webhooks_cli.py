@@ -1,5 +1,6 @@
 """`smsmeter webhooks ...`: outbound event webhooks from a script (docs/operations.md §6.1a). `list` the
-subscriptions, `add` one (its signing secret is printed this once), `disable` / `enable` one, list
+subscriptions, `add` one (its signing secret is printed this once), `rotate-secret` of one (the new secret printed
+this once; `--keep-previous-hours` lets the old one go on signing beside it), `disable` / `enable` one, list
 `deliveries` (`--state dead`: the failures), `resend` one delivery or every dead one (`--dead`), audited."""
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add.add_argument("--url", required=True, help="where the signed POSTs go (http:// or https://)")
     add.add_argument("--kinds", default="reading,alarm,command,payment", help="comma-separated event kinds")
     add.add_argument("--description", help="e.g. the system that receives them")
+    rotate = h_sub.add_parser("rotate-secret", help="a new signing secret for a subscription, printed this once")
+    rotate.add_argument("id", type=int, help="the subscription's id")
+    rotate.add_argument(
+        "--keep-previous-hours",
+        type=int,
+        default=24,
+        help="the secret replaced goes on signing beside the new one this long (0: stops at once; at most 168)",
+    )
     for name in ("disable", "enable"):
         one = h_sub.add_parser(name, help=f"{name} a subscription")
         one.add_argument("id", type=int, help="the subscription's id")
@@ -33,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     which.add_argument("--id", type=int, help="one delivery")
     which.add_argument("--dead", action="store_true", help="every dead delivery")
     resend.add_argument("--subscription", type=int, help="with --dead: only this subscription's")
-    for parser in (add, resend, *(h_sub.choices[n] for n in ("disable", "enable"))):
+    for parser in (add, rotate, resend, *(h_sub.choices[n] for n in ("disable", "enable"))):
         parser.add_argument("--operator", default="cli", help="the name the audit log records (default: cli)")
 
 
@@ -55,7 +64,11 @@ async def _with_uow(settings: Settings, work: Callable[[Any], Awaitable[int]]) -
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
     from billing import event_hooks as hooks
+    from gateway.keys import KeyRing
+    from smsmeter.masterkey import load_master_key
     from store.audit import Actor
 
     now = datetime.now(UTC)
@@ -74,9 +87,20 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
                     )
         elif command == "add":
             fields = hooks.SubscriptionFields(args.url, args.kinds, args.description)
-            created = await hooks.create_subscription(uow, actor, fields, now)
+            created = await hooks.create_subscription(uow, actor, fields, now, KeyRing(load_master_key(settings)))
             print(f"subscription {created['id']}: {created['url']} ({','.join(created['kinds'])})")
             print(f"secret: {created['secret']}")
+        elif command == "rotate-secret":
+            keep = timedelta(hours=args.keep_previous_hours)
+            box = KeyRing(load_master_key(settings))
+            rotated = await hooks.rotate_secret(uow, actor, args.id, now, box, keep_previous=keep)
+            until = rotated["previous_until"]
+            print(
+                f"subscription {rotated['id']}: new secret; the old one signs too until {until.isoformat()}"
+                if until
+                else f"subscription {rotated['id']}: new secret; the old one no longer signs"
+            )
+            print(f"secret: {rotated['secret']}")
         elif command in ("disable", "enable"):
             changed = await hooks.change_subscription(uow, actor, args.id, now, active=command == "enable")
             print(f"subscription {changed['id']} {'enabled' if changed['active'] else 'disabled'}")

@@ -1,6 +1,6 @@
 """Outbound event webhooks, the pure part: the event's JSON body, its signature header and the retry schedule.
 
-The signature (`Smsmeter-Signature: t=<unix seconds>,v1=<hex>`) is HMAC-SHA256, keyed with the subscription's
+The signature (`Smsmeter-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>]`) is HMAC-SHA256, keyed with the subscription's
 secret, over `"<t>.<body>"` — the timestamp, a full stop and the raw body bytes, as Stripe signs its webhooks —
 so a receiver checks both that the body is ours and that it is fresh (compare `t` with its clock). The event
 id is in the body and in `Smsmeter-Event-Id`: deliveries are at least once, the receiver deduplicates by it.
@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,10 +33,14 @@ def body(event_id: str, kind: str, occurred_at: datetime, data: Mapping[str, Any
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
 
 
-def signature(secret: str, timestamp: int, payload: bytes) -> str:
-    """The `Smsmeter-Signature` header value for `payload` sent at `timestamp` (Unix seconds)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+def signature(secrets: str | Sequence[str], timestamp: int, payload: bytes) -> str:
+    """The `Smsmeter-Signature` header value for `payload` sent at `timestamp` (Unix seconds): one `v1=` per
+    secret, the current one first (while a rotated-out secret still signs, a receiver holding either one finds
+    its match among them, as with Stripe's rolled secrets)."""
+    signed = f"{timestamp}.".encode() + payload
+    keys = (secrets,) if isinstance(secrets, str) else tuple(secrets)
+    macs = ",".join(f"v1={hmac.new(k.encode(), signed, hashlib.sha256).hexdigest()}" for k in keys)
+    return f"t={timestamp},{macs}"
 
 
 def parse_kinds(kinds: str | list[str]) -> list[str]:

@@ -3,19 +3,26 @@ tell them of (`event_outbox`, written through `store.events` in the transaction 
 them, or by billing's event feed from the rows a change left), one delivery per event and subscription
 (`event_deliveries`) and every attempt at it (`event_attempts`)."""
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, LargeBinary, String, Table, UniqueConstraint
 
 from store.metadata import metadata
 from store.types import ID, UtcDateTime
 
 # A URL that receives signed POSTs of the kinds it asked for (`kinds`: comma-separated reading, alarm,
-# command, payment). `secret` signs them (HMAC-SHA256); a disabled subscription is told nothing new.
+# command, payment). Its secret signs them (HMAC-SHA256), kept wrapped under the master key (`secret_sealed`;
+# 0027). After a rotation the one before still signs beside it until `previous_until`. `secret` holds the
+# plain secret of a subscription made before 0027 until the delivery job seals it. A disabled subscription is
+# told nothing new.
 event_subscriptions = Table(
     "event_subscriptions",
     metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
     Column("url", String(500), nullable=False),
-    Column("secret", String(100), nullable=False),
+    Column("secret", String(100)),
+    Column("secret_sealed", LargeBinary),
+    Column("secret_hint", String(10), nullable=False, server_default=""),  # its last 4 characters, to tell them apart
+    Column("previous_secret_sealed", LargeBinary),
+    Column("previous_until", UtcDateTime),
     Column("kinds", String(100), nullable=False),
     Column("description", String(200)),
     Column("active", Integer, nullable=False, server_default="1"),

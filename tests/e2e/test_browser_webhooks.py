@@ -1,8 +1,10 @@
 """In Chromium on the demo (`serve --demo`): an admin adds an event webhook for payments, pointing at a receiver
 (a real HTTP server on a free port) and is shown its signing secret once; a cash top-up's payment event reaches
 the receiver, which refuses it, so (one attempt allowed) the delivery is dead and shown as a failure with its
-attempt; with the receiver fixed, the admin sends it again and it is delivered with the same event id. The
-receiver checks every signature with hmac by hand. Screenshots in tests/artifacts/."""
+attempt; with the receiver fixed, the admin sends it again and it is delivered with the same event id. Then the
+admin gives the subscription a new secret (shown once), the old one kept signing for a day: the next payment is
+signed with both, the new one first. The receiver checks every signature with hmac by hand. Screenshots in
+tests/artifacts/."""
 
 from __future__ import annotations
 
@@ -144,3 +146,34 @@ def test_an_admin_follows_payments_by_webhook_and_sends_a_failed_one_again(
 
         _wait_for(delivered_shown)
         shots.take(page, "delivered")
+
+        # the receiver's secret leaked: the admin gives the subscription a new one, keeping the old one signing
+        # for a day so the receiver can change over; the next payment is signed with both, the new one first
+        page.goto(service.base_url + "/console/webhooks")
+        page.click("[data-testid=rotate-secret]")
+        new_secret = page.inner_text("[data-testid=webhook-new-secret] .code").strip()
+        assert new_secret.startswith("whsec_")
+        assert new_secret != secret
+        assert "signs beside it until" in page.inner_text("[data-testid=webhook-new-secret]")
+        assert page.inner_text("[data-testid=secret-hint]").startswith("…" + new_secret[-4:])
+        shots.take(page, "new-secret")
+
+        page.goto(service.base_url + "/console/subscribers?q=640100100020001")
+        page.click("[data-testid=subscriber-link]")
+        page.fill("input[name=amount]", "13.00")
+        page.click("form[action$='/topup'] button")
+        page.wait_for_url(re.compile(r"ok=topup"))
+        _wait_for(lambda: len(receiver.seen) == 3)
+        headers, raw = receiver.seen[2]
+        assert _macs(headers, raw, new_secret, secret) == (True, True)
+        event = json.loads(raw)
+        assert (event["kind"], event["data"]["amount_minor"]) == ("payment", 1300)
+
+
+def _macs(headers: dict[str, str], raw: bytes, new: str, old: str) -> tuple[bool, bool]:
+    """Whether the signature's first v1 is the new secret's, and its second the old one's (HMAC by hand)."""
+    t, *v1s = headers["Smsmeter-Signature"].split(",")
+    signed = t.removeprefix("t=").encode() + b"." + raw
+    macs = [v.removeprefix("v1=") for v in v1s]
+    expected = [hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in (new, old)]
+    return macs[0] == expected[0], len(macs) == 2 and macs[1] == expected[1]

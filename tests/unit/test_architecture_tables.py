@@ -96,7 +96,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     # store: the event outbox every part writes through store.events (in the transaction of the change)
     "event_outbox": ("store", "billing"),  # billing: events fanned out to their deliveries
     # billing: who follows the head end by webhook, and the deliveries to them
-    "event_subscriptions": ("billing",),
+    "event_subscriptions": ("billing", "smsmeter"),  # smsmeter: the master-key rotation re-wraps their secrets
     "event_deliveries": ("billing",),
     "event_attempts": ("billing",),
 }

@@ -1,9 +1,10 @@
 """/api/v1 for outbound event webhooks: subscriptions (URL, event kinds; the signing secret is answered once,
-when the subscription is added), deliveries with their attempts, and sending a dead delivery again. Handlers
-parse, call one use case of `billing.event_hooks`, answer JSON."""
+when the subscription is added or its secret rotated), deliveries with their attempts, and sending a dead
+delivery again. Handlers parse, call one use case of `billing.event_hooks`, answer JSON."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -12,7 +13,7 @@ from billing import event_hooks as hooks
 from web.api.json import read_json, respond
 from web.errors import InvalidInput
 from web.keys import CLOCK
-from web.middleware import require_principal, uow_of
+from web.middleware import keys_of, require_principal, uow_of
 from web.params import paging, path_id
 from web.permissions import requires
 from web.security import client_address
@@ -61,8 +62,28 @@ async def create_subscription(request: web.Request) -> web.Response:
         kinds=_kinds(body, True) or [],
         description=_optional_string(body, "description", 200),
     )
-    created = await hooks.create_subscription(uow_of(request), _actor(request), fields, request.app[CLOCK]())
+    created = await hooks.create_subscription(
+        uow_of(request), _actor(request), fields, request.app[CLOCK](), keys_of(request)
+    )
     return respond(created, status=201)
+
+
+@requires("events.manage")
+async def rotate_secret(request: web.Request) -> web.Response:
+    subscription_id = path_id(request, what="event subscription")
+    body = await read_json(request) if request.can_read_body else {}
+    hours = body.get("keep_previous_hours", 24)
+    if not isinstance(hours, int) or isinstance(hours, bool):
+        raise InvalidInput("keep_previous_hours", "must be a whole number of hours")
+    rotated = await hooks.rotate_secret(
+        uow_of(request),
+        _actor(request),
+        subscription_id,
+        request.app[CLOCK](),
+        keys_of(request),
+        keep_previous=timedelta(hours=hours),
+    )
+    return respond(rotated)
 
 
 @requires("events.manage")
@@ -117,6 +138,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/event-subscriptions", create_subscription)
     r.add_get(f"{PREFIX}/event-subscriptions/{{id}}", get_subscription)
     r.add_patch(f"{PREFIX}/event-subscriptions/{{id}}", change_subscription)
+    r.add_post(f"{PREFIX}/event-subscriptions/{{id}}/rotate-secret", rotate_secret)
     r.add_get(f"{PREFIX}/event-deliveries", list_deliveries)
     r.add_get(f"{PREFIX}/event-deliveries/{{id}}", get_delivery)
     r.add_post(f"{PREFIX}/event-deliveries/{{id}}/resend", resend_delivery)

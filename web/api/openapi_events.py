@@ -15,9 +15,10 @@ _AT_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 _DESCRIPTION = (
     "Each event is POSTed as JSON `{id, kind, occurred_at, data}` with the headers `Smsmeter-Event-Id`, "
     "`Smsmeter-Event-Kind` and `Smsmeter-Signature: t=<unix seconds>,v1=<hex>`, where v1 is HMAC-SHA256 keyed "
-    "with the subscription's secret over `<t>.<raw body>`. Any 2xx answer delivers it; anything else is tried "
-    "again with exponential backoff, then the delivery is dead until it is sent again. Delivery is at least "
-    "once: deduplicate by the event id. See docs/operations.md, Event webhooks."
+    "with the subscription's secret over `<t>.<raw body>`; for a while after a secret is rotated there is one "
+    "`v1` per secret still signing (accept the request when any matches). Any 2xx answer delivers it; "
+    "anything else is tried again with exponential backoff, then the delivery is dead until it is sent again. "
+    "Delivery is at least once: deduplicate by the event id. See docs/operations.md, Event webhooks."
 )
 
 SCHEMAS: dict[str, Any] = {
@@ -29,6 +30,19 @@ SCHEMAS: dict[str, Any] = {
             "description": {"type": ["string", "null"], "maxLength": 200},
         },
         "required": ["url", "kinds"],
+        "additionalProperties": False,
+    },
+    "SecretRotation": {
+        "type": "object",
+        "properties": {
+            "keep_previous_hours": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 168,
+                "default": 24,
+                "description": "the secret replaced goes on signing beside the new one this long (0: stops at once)",
+            },
+        },
         "additionalProperties": False,
     },
     "EventSubscriptionChange": {
@@ -51,6 +65,11 @@ SCHEMAS: dict[str, Any] = {
             "active": {"type": "boolean"},
             "secret": {"type": "string", "description": "the signing secret: answered only when it is added"},
             "secret_hint": {"type": "string", "description": "its last four characters"},
+            "previous_until": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "after a rotation: until when the secret it replaced signs beside the new one",
+            },
             "deliveries": {
                 "type": "object",
                 "properties": {s: {"type": "integer"} for s in ("pending", "delivered", "dead")},
@@ -136,6 +155,21 @@ PATHS: dict[str, Any] = {
             },
             parameters=_ID,
             body=_body(_ref("EventSubscriptionChange")),
+        ),
+    },
+    "/api/v1/event-subscriptions/{id}/rotate-secret": {
+        "post": operation(
+            "rotateEventSubscriptionSecret",
+            "A new signing secret, answered only this once; the one it replaces may sign beside it a while (audited)",
+            "events",
+            "events.manage",
+            {
+                **_ok(_ref("EventSubscription")),
+                **_problem("404", "no such subscription"),
+                **_problem("422", "not a valid overlap"),
+            },
+            parameters=_ID,
+            body=_body(_ref("SecretRotation"), required=False),
         ),
     },
     "/api/v1/event-deliveries": {

@@ -1,10 +1,11 @@
-"""Console page of outbound event webhooks: the subscriptions (add one, disable, enable), the deliveries and
-their failures (filter by state), one delivery with its attempts, and sending a dead delivery again. Each
-action parses the form, calls one use case of `billing.event_hooks`, redirects (adding a subscription shows its
-signing secret once instead)."""
+"""Console page of outbound event webhooks: the subscriptions (add one, give one a new secret, disable, enable),
+the deliveries and their failures (filter by state), one delivery with its attempts, and sending a dead delivery
+again. Each action parses the form, calls one use case of `billing.event_hooks`, redirects (adding a
+subscription or rotating its secret shows the signing secret once instead)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,18 +14,22 @@ from aiohttp import web
 from billing import event_hooks as hooks
 from billing.rules.webhooks import KINDS
 from web.keys import CLOCK
-from web.middleware import require_principal, uow_of
+from web.middleware import keys_of, require_principal, uow_of
 from web.params import choice, paging, path_id, text
 from web.permissions import requires
 from web.render import render
 from web.security import client_address
+
+KEEP_PREVIOUS_HOURS = ("24", "0", "168")  # how long the secret replaced goes on signing: the form's choices
 
 
 def _actor(request: web.Request) -> Any:
     return require_principal(request).actor(client_address(request))
 
 
-async def _context(request: web.Request, created: dict[str, Any] | None = None) -> dict[str, Any]:
+async def _context(
+    request: web.Request, created: dict[str, Any] | None = None, *, rotated: dict[str, Any] | None = None
+) -> dict[str, Any]:
     limit, offset = paging(request.query)
     state = choice(request.query, "state", ("", *hooks.STATES), "") or None
     async with uow_of(request).connect() as conn:
@@ -37,6 +42,7 @@ async def _context(request: web.Request, created: dict[str, Any] | None = None) 
         "states": hooks.STATES,
         "kinds": KINDS,
         "created": created,
+        "rotated": rotated,
     }
 
 
@@ -53,8 +59,25 @@ async def create_subscription(request: web.Request) -> web.Response:
         kinds=[k for k in KINDS if form.get(f"kind_{k}") in ("1", "on", "true")],
         description=text(form, "description", required=False, max_length=200),
     )
-    created = await hooks.create_subscription(uow_of(request), _actor(request), fields, request.app[CLOCK]())
+    created = await hooks.create_subscription(
+        uow_of(request), _actor(request), fields, request.app[CLOCK](), keys_of(request)
+    )
     return render(request, "console/webhooks.html", await _context(request, created), status=201)
+
+
+@requires("events.manage")
+async def rotate_secret(request: web.Request) -> web.Response:
+    subscription_id = path_id(request, what="event subscription")
+    keep = choice(await request.post(), "keep_previous_hours", KEEP_PREVIOUS_HOURS)
+    rotated = await hooks.rotate_secret(
+        uow_of(request),
+        _actor(request),
+        subscription_id,
+        request.app[CLOCK](),
+        keys_of(request),
+        keep_previous=timedelta(hours=int(keep)),
+    )
+    return render(request, "console/webhooks.html", await _context(request, rotated=rotated))
 
 
 @requires("events.manage")
@@ -93,5 +116,6 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/console/webhooks", create_subscription)
     r.add_post("/console/webhooks/resend-dead", resend_dead)
     r.add_post("/console/webhooks/{id}/active", set_active)
+    r.add_post("/console/webhooks/{id}/rotate-secret", rotate_secret)
     r.add_get("/console/webhooks/deliveries/{id}", delivery_page)
     r.add_post("/console/webhooks/deliveries/{id}/resend", resend)

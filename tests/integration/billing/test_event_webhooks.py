@@ -99,7 +99,11 @@ async def _deliveries(uow: UnitOfWork) -> list[dict[str, object]]:
 async def test_a_payment_is_told_signed_and_once(uow: UnitOfWork, receiver: Receiver, poster: AiohttpPoster) -> None:
     await new_subscriber(uow)
     sub = await event_hooks.create_subscription(
-        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"], "CIS"), NOW - timedelta(minutes=1)
+        uow,
+        OPERATOR,
+        event_hooks.SubscriptionFields(receiver.url, ["payment"], "CIS"),
+        NOW - timedelta(minutes=1),
+        KEYS,
     )
     result = await topup.apply_payment(uow, paid("pi_1", 1000), NOW, keys=KEYS, policy=POLICY)
     again = await topup.apply_payment(uow, paid("pi_1", 1000), NOW, keys=KEYS, policy=POLICY)
@@ -109,7 +113,7 @@ async def test_a_payment_is_told_signed_and_once(uow: UnitOfWork, receiver: Rece
     assert row.event_id == f"payment:{result.topup_id}"
     assert row.kind == "payment"
 
-    report = await deliver_events(uow, poster, NOW, QUICK)
+    report = await deliver_events(uow, poster, NOW, KEYS, QUICK)
     assert (report.fanned_out, report.delivered) == (1, 1)
     [(headers, body)] = receiver.requests
     event = verified(headers, body, sub["secret"])
@@ -120,7 +124,7 @@ async def test_a_payment_is_told_signed_and_once(uow: UnitOfWork, receiver: Rece
     assert data["subscriber"] == "640100100010001"
     assert data["currency"] == "USD"
     # a second run sends nothing: delivered is final
-    assert (await deliver_events(uow, poster, NOW + timedelta(hours=1), QUICK)).delivered == 0
+    assert (await deliver_events(uow, poster, NOW + timedelta(hours=1), KEYS, QUICK)).delivered == 0
     assert len(receiver.requests) == 1
     [delivery] = await _deliveries(uow)
     assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == ("delivered", 1, 204)
@@ -132,23 +136,23 @@ async def test_a_receiver_that_fails_then_succeeds_gets_the_same_event_again(
     await new_subscriber(uow)
     receiver.fail_first = 2
     sub = await event_hooks.create_subscription(
-        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, "payment,alarm"), NOW - timedelta(minutes=1)
+        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, "payment,alarm"), NOW - timedelta(minutes=1), KEYS
     )
     await topup.apply_payment(uow, paid("pi_2", 500), NOW, keys=KEYS, policy=POLICY)
 
-    first = await deliver_events(uow, poster, NOW, QUICK)
+    first = await deliver_events(uow, poster, NOW, KEYS, QUICK)
     assert (first.delivered, first.failed) == (0, 1)
     [delivery] = await _deliveries(uow)
     assert delivery["state"] == "pending"
     assert delivery["last_status"] == 503
     assert delivery["next_attempt_at"] == NOW + timedelta(seconds=10)
     # not due yet: nothing is posted
-    assert (await deliver_events(uow, poster, NOW + timedelta(seconds=5), QUICK)).failed == 0
-    second = await deliver_events(uow, poster, NOW + timedelta(seconds=10), QUICK)
+    assert (await deliver_events(uow, poster, NOW + timedelta(seconds=5), KEYS, QUICK)).failed == 0
+    second = await deliver_events(uow, poster, NOW + timedelta(seconds=10), KEYS, QUICK)
     assert second.failed == 1
     [delivery] = await _deliveries(uow)
     assert delivery["next_attempt_at"] == NOW + timedelta(seconds=30)  # 10 s, then 20 s: doubling
-    third = await deliver_events(uow, poster, NOW + timedelta(seconds=30), QUICK)
+    third = await deliver_events(uow, poster, NOW + timedelta(seconds=30), KEYS, QUICK)
     assert third.delivered == 1
 
     ids = [verified(h, b, sub["secret"])["id"] for h, b in receiver.requests]
@@ -170,12 +174,12 @@ async def test_after_the_last_attempt_a_delivery_is_dead_until_sent_again(
     await new_subscriber(uow)
     receiver.fail_first = 100
     await event_hooks.create_subscription(
-        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1)
+        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1), KEYS
     )
     await topup.apply_payment(uow, paid("pi_3", 500), NOW, keys=KEYS, policy=POLICY)
     at = NOW
     for _ in range(3):
-        await deliver_events(uow, poster, at, QUICK)
+        await deliver_events(uow, poster, at, KEYS, QUICK)
         at += timedelta(minutes=5)
     [delivery] = await _deliveries(uow)
     assert (delivery["state"], delivery["attempts"]) == ("dead", 3)
@@ -183,12 +187,12 @@ async def test_after_the_last_attempt_a_delivery_is_dead_until_sent_again(
         dead, total = await event_hooks.list_deliveries(conn, state="dead")
     assert total == 1
     assert dead[0]["last_error"] == "HTTP 503"
-    assert (await deliver_events(uow, poster, at, QUICK)).failed == 0  # dead: not tried again
+    assert (await deliver_events(uow, poster, at, KEYS, QUICK)).failed == 0  # dead: not tried again
 
     receiver.fail_first = 0
     resent = await event_hooks.resend_delivery(uow, OPERATOR, int(str(delivery["id"])), at)
     assert resent["state"] == "pending"
-    assert (await deliver_events(uow, poster, at, QUICK)).delivered == 1
+    assert (await deliver_events(uow, poster, at, KEYS, QUICK)).delivered == 1
     assert len(receiver.requests) == 4
 
 
@@ -198,10 +202,10 @@ async def test_no_answer_is_a_failed_attempt(uow: UnitOfWork, poster: AiohttpPos
     await new_subscriber(uow)
     url = f"http://127.0.0.1:{free_port()}/nobody"
     await event_hooks.create_subscription(
-        uow, OPERATOR, event_hooks.SubscriptionFields(url, ["payment"]), NOW - timedelta(minutes=1)
+        uow, OPERATOR, event_hooks.SubscriptionFields(url, ["payment"]), NOW - timedelta(minutes=1), KEYS
     )
     await topup.apply_payment(uow, paid("pi_4", 500), NOW, keys=KEYS, policy=POLICY)
-    report = await deliver_events(uow, poster, NOW, QUICK)
+    report = await deliver_events(uow, poster, NOW, KEYS, QUICK)
     assert report.failed == 1
     [delivery] = await _deliveries(uow)
     assert delivery["last_status"] is None
@@ -218,6 +222,7 @@ async def test_readings_alarms_and_outcomes_follow_from_the_gateways_rows(
         OPERATOR,
         event_hooks.SubscriptionFields(receiver.url, ["reading", "alarm", "command"]),
         NOW - timedelta(minutes=1),
+        KEYS,
     )
     assert await feed_events(uow, NOW) == 0  # the feed starts from what is stored now
     credit = await topup.apply_payment(uow, paid("pi_5", 500), NOW, keys=KEYS, policy=POLICY)
@@ -239,7 +244,7 @@ async def test_readings_alarms_and_outcomes_follow_from_the_gateways_rows(
     assert await feed_events(uow, NOW + SETTLE) == 3  # 0:0 of the credit is not an outcome; 1:1 is
     assert await feed_events(uow, NOW + SETTLE * 2) == 0
 
-    report = await deliver_events(uow, poster, NOW + SETTLE, QUICK)
+    report = await deliver_events(uow, poster, NOW + SETTLE, KEYS, QUICK)
     assert report.delivered == 3  # the payment event: this subscription did not ask for payments
     events = {e["kind"]: e for e in (verified(h, b, sub["secret"]) for h, b in receiver.requests)}
     assert set(events) == {"reading", "alarm", "command"}
@@ -257,20 +262,22 @@ async def test_a_disabled_subscription_is_told_nothing_new(
 ) -> None:
     await new_subscriber(uow)
     sub = await event_hooks.create_subscription(
-        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1)
+        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1), KEYS
     )
     changed = await event_hooks.change_subscription(uow, OPERATOR, sub["id"], NOW, active=False)
     assert changed["active"] is False
     await topup.apply_payment(uow, paid("pi_6", 500), NOW, keys=KEYS, policy=POLICY)
-    report = await deliver_events(uow, poster, NOW, QUICK)
+    report = await deliver_events(uow, poster, NOW, KEYS, QUICK)
     assert (report.fanned_out, report.delivered) == (1, 0)
     assert receiver.requests == []
     with pytest.raises(event_hooks.InvalidField):
         await event_hooks.create_subscription(
-            uow, OPERATOR, event_hooks.SubscriptionFields("ftp://x", ["payment"]), NOW
+            uow, OPERATOR, event_hooks.SubscriptionFields("ftp://x", ["payment"]), NOW, KEYS
         )
     with pytest.raises(event_hooks.InvalidField):
-        await event_hooks.create_subscription(uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["x"]), NOW)
+        await event_hooks.create_subscription(
+            uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["x"]), NOW, KEYS
+        )
 
 
 async def test_old_settled_events_are_removed_with_their_attempts(
@@ -278,15 +285,15 @@ async def test_old_settled_events_are_removed_with_their_attempts(
 ) -> None:
     await new_subscriber(uow)
     await event_hooks.create_subscription(
-        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1)
+        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1), KEYS
     )
     await topup.apply_payment(uow, paid("pi_7", 500), NOW, keys=KEYS, policy=POLICY)
     receiver.fail_first = 1
-    await deliver_events(uow, poster, NOW, QUICK)  # failed once: pending
+    await deliver_events(uow, poster, NOW, KEYS, QUICK)  # failed once: pending
     later = NOW + timedelta(days=31)
     async with uow.connect() as conn:
         assert await event_hooks.list_deliveries(conn) != ([], 0)
-    report = await deliver_events(uow, poster, later, QUICK)  # delivered now, then (settled, old) removed
+    report = await deliver_events(uow, poster, later, KEYS, QUICK)  # delivered now, then (settled, old) removed
     assert (report.delivered, report.pruned) == (1, 1)
     async with uow.connect() as conn:
         assert (await conn.execute(select(event_outbox))).all() == []
@@ -299,13 +306,13 @@ async def test_a_refund_is_a_payment_event_of_its_own(
 ) -> None:
     await new_subscriber(uow)
     sub = await event_hooks.create_subscription(
-        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1)
+        uow, OPERATOR, event_hooks.SubscriptionFields(receiver.url, ["payment"]), NOW - timedelta(minutes=1), KEYS
     )
     credit = await topup.apply_payment(uow, paid("pi_8", 1000), NOW, keys=KEYS, policy=POLICY)
     refund = PaymentReversed("stripe", "pi_8", "re_1", 400, "USD", ReversalKind.REFUND, NOW)
     await topup.reverse_payment(uow, refund, NOW)
     assert (await topup.reverse_payment(uow, refund, NOW)).duplicate  # no second event
-    assert (await deliver_events(uow, poster, NOW, QUICK)).delivered == 2
+    assert (await deliver_events(uow, poster, NOW, KEYS, QUICK)).delivered == 2
     first, second = (verified(h, b, sub["secret"]) for h, b in receiver.requests)
     assert first["id"] == f"payment:{credit.topup_id}"
     assert second["id"] == f"payment:{credit.topup_id}:refund:re_1"

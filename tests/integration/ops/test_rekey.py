@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smsmeter.rekey import RotationError, key_fingerprint, rotate_master_key
 from store.audit import Actor
-from store.crypto import unwrap_from_storage, wrap_for_storage
+from store.crypto import unwrap_from_storage, unwrap_padded_from_storage, wrap_for_storage, wrap_padded_for_storage
 from store.engine import create_engine
 from store.schema.auth import audit_log
+from store.schema.events import event_subscriptions
 from store.schema.registry import meter_keys, meters
 from tests.support import databases
 from tests.support.service import run_cli
@@ -141,3 +142,39 @@ def test_a_vending_key_is_added_from_the_command_line(tmp_path: Path) -> None:
     again = run_cli(args, tmp_path, env)
     assert again.returncode == 1
     assert "already has revision 2" in again.stderr
+
+
+async def test_event_webhook_secrets_are_rewrapped_too(engine: AsyncEngine) -> None:
+    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
+    current, before = b"whsec_current_one", b"whsec_the_one_before"
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(event_subscriptions).values(
+                url="https://cis.example/in",
+                kinds="payment",
+                secret_sealed=wrap_padded_for_storage(old, current),
+                secret_hint="_one",
+                previous_secret_sealed=wrap_padded_for_storage(old, before),
+                previous_until=T0,
+                created_by="admin",
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+        await conn.execute(  # one never rotated: nothing to re-wrap in its previous column
+            insert(event_subscriptions).values(
+                url="https://scada.example/in",
+                kinds="alarm",
+                secret_sealed=wrap_padded_for_storage(old, current),
+                created_by="admin",
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+    result = await rotate_master_key(engine, old, new)
+    assert (result.rewrapped, result.already_new) == (3, 0)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(event_subscriptions).order_by(event_subscriptions.c.id))).all()
+    assert [unwrap_padded_from_storage(new, r.secret_sealed) for r in rows] == [current, current]
+    assert unwrap_padded_from_storage(new, rows[0].previous_secret_sealed) == before
+    assert rows[1].previous_secret_sealed is None

@@ -1,5 +1,6 @@
 """`smsmeter webhooks ...` as a script runs it: add a subscription (its secret printed once), list, disable and
-enable it, list the deliveries, send one or every dead delivery again — each change audited (both databases)."""
+enable it, give it a new secret (printed once), list the deliveries, send one or every dead delivery again —
+each change audited (both databases)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,15 @@ async def test_webhooks_from_the_command_line(engine: AsyncEngine, migrated_db_u
     listed = run_cli(["webhooks", "list"], tmp_path, env)
     assert f"{sub_id}\tdisabled\thttps://scada.example/in\talarm,command" in listed.stdout
     assert run_cli(["webhooks", "enable", str(sub_id)], tmp_path, env).returncode == 0
+    rotated = run_cli(["webhooks", "rotate-secret", str(sub_id), "--keep-previous-hours", "0"], tmp_path, env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "the old one no longer signs" in rotated.stdout
+    new_secret = rotated.stdout.split("secret: ")[1].strip()
+    assert new_secret.startswith("whsec_")
+    assert new_secret != added.stdout.split("secret: ")[1].strip()
+    too_long = run_cli(["webhooks", "rotate-secret", str(sub_id), "--keep-previous-hours", "500"], tmp_path, env)
+    assert too_long.returncode == 1
+    assert "keep_previous_hours" in too_long.stderr
 
     async with engine.begin() as conn:
         await emit(conn, [Event("alarm:1", EventKind.ALARM, NOW, {}), Event("alarm:2", EventKind.ALARM, NOW, {})], NOW)
@@ -68,6 +78,7 @@ async def test_webhooks_from_the_command_line(engine: AsyncEngine, migrated_db_u
         "event_subscription.create",
         "event_subscription.update",
         "event_subscription.update",
+        "event_subscription.rotate_secret",
         "event_delivery.resend",
         "event_delivery.resend",
     ]

@@ -5,31 +5,53 @@ the console's Webhooks page (add, disable, see a failure and its attempts, send 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select, update
 
 from billing.event_delivery import AiohttpPoster, DeliveryPolicy, deliver_events
+from gateway.keys import KeyRing
 from store.events import Event, EventKind, emit
+from store.schema.events import event_subscriptions
 from store.uow import UnitOfWork
-from tests.integration.web.helpers import START, Seeded, login
+from tests.integration.web.helpers import MASTER_KEY, START, Seeded, login
 from tests.integration.web.test_registry_doors import api_key, audit_rows
 
 ONE_TRY = DeliveryPolicy(max_attempts=1, timeout_s=2.0)
+KEYS = KeyRing(MASTER_KEY)
 
 
 class Receiver:
     def __init__(self) -> None:
         self.status = 500
         self.ids: list[str] = []
+        self.signed: list[tuple[str, bytes]] = []  # (Smsmeter-Signature, body)
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.ids.append(request.headers["Smsmeter-Event-Id"])
+        self.signed.append((request.headers["Smsmeter-Signature"], await request.read()))
         return web.Response(status=self.status)
+
+
+def _signed_by(header: str, raw: bytes) -> list[str]:
+    """The hex MACs of a signature header, in order (each compared with `_mac`, HMAC-SHA256 over "<t>.<body>"
+    computed here by hand)."""
+    assert raw
+    parts = header.split(",")
+    assert parts[0].startswith("t=")
+    return [p.removeprefix("v1=") for p in parts[1:]]
+
+
+def _mac(secret: str, header: str, raw: bytes) -> str:
+    t = header.split(",")[0].removeprefix("t=")
+    return hmac.new(secret.encode(), t.encode() + b"." + raw, hashlib.sha256).hexdigest()
 
 
 @pytest.fixture
@@ -52,7 +74,7 @@ async def _a_dead_delivery(uow: UnitOfWork, event_id: str) -> None:
         await emit(conn, [Event(event_id, EventKind.ALARM, START, {"kind": "tamper"})], START + timedelta(seconds=1))
     poster = AiohttpPoster()
     try:
-        await deliver_events(uow, poster, START + timedelta(seconds=1), ONE_TRY)
+        await deliver_events(uow, poster, START + timedelta(seconds=1), KEYS, ONE_TRY)
     finally:
         await poster.close()
 
@@ -102,7 +124,7 @@ async def test_subscriptions_and_deliveries_through_the_api(
     receiver.status = 200
     poster = AiohttpPoster()
     try:
-        report = await deliver_events(uow, poster, START + timedelta(seconds=2), ONE_TRY)
+        report = await deliver_events(uow, poster, START + timedelta(seconds=2), KEYS, ONE_TRY)
     finally:
         await poster.close()
     assert report.delivered == 1
@@ -179,3 +201,98 @@ async def test_an_admin_adds_a_subscription_sees_a_failure_and_sends_it_again_in
     page = await (await client.get(response.headers["Location"])).text()
     assert "Subscription disabled" in page
     assert len(await audit_rows(uow, "event_subscription.update")) == 1
+
+
+async def _deliver(uow: UnitOfWork, event_id: str, at_s: int) -> None:
+    async with uow.begin() as conn:
+        await emit(conn, [Event(event_id, EventKind.ALARM, START, {"kind": "tamper"})], START)
+    poster = AiohttpPoster()
+    try:
+        await deliver_events(uow, poster, START + timedelta(seconds=at_s), KEYS, ONE_TRY)
+    finally:
+        await poster.close()
+
+
+async def test_a_secret_is_kept_sealed_and_rotated_with_the_old_one_signing_beside_it_a_while(
+    client: TestClient, uow: UnitOfWork, seeded: Seeded, receiver: Receiver
+) -> None:
+    receiver.status = 200
+    admin, operator = await api_key(uow, client, "admin"), await api_key(uow, client, "operator")
+    body = {"url": receiver.url, "kinds": ["alarm"]}
+    sub = await (await client.post("/api/v1/event-subscriptions", json=body, headers=admin)).json()
+    first = sub["secret"]
+    async with uow.connect() as conn:
+        row = (await conn.execute(select(event_subscriptions).where(event_subscriptions.c.id == sub["id"]))).one()
+    assert row.secret is None  # never at rest in plain
+    assert first.encode() not in row.secret_sealed
+    assert KEYS.unseal(row.secret_sealed).decode() == first
+
+    rotate = f"/api/v1/event-subscriptions/{sub['id']}/rotate-secret"
+    assert (await client.post(rotate, json={}, headers=operator)).status == 403
+    assert (await client.post(rotate, json={"keep_previous_hours": 200}, headers=admin)).status == 422
+    assert (await client.post(rotate, json={"keep_previous_hours": "1"}, headers=admin)).status == 422
+    assert (await client.post("/api/v1/event-subscriptions/999/rotate-secret", headers=admin)).status == 404
+    response = await client.post(rotate, json={"keep_previous_hours": 24}, headers=admin)
+    assert response.status == 200, await response.text()
+    rotated = await response.json()
+    second = rotated["secret"]
+    assert second != first
+    assert rotated["secret_hint"] == "…" + second[-4:]
+    assert rotated["previous_until"].startswith((START + timedelta(hours=24)).date().isoformat())
+    listed = await (await client.get(f"/api/v1/event-subscriptions/{sub['id']}", headers=admin)).json()
+    assert "secret" not in listed
+
+    await _deliver(uow, "alarm:20", 5)  # both sign while the old one is kept: new first
+    header, raw = receiver.signed[-1]
+    assert _signed_by(header, raw) == [_mac(second, header, raw), _mac(first, header, raw)]
+
+    third = (await (await client.post(rotate, json={"keep_previous_hours": 0}, headers=admin)).json())["secret"]
+    await _deliver(uow, "alarm:21", 6)  # the old one stopped at once
+    header, raw = receiver.signed[-1]
+    assert _signed_by(header, raw) == [_mac(third, header, raw)]
+    [one, two] = await audit_rows(uow, "event_subscription.rotate_secret")
+    assert (one["before"]["secret_hint"], one["after"]["secret_hint"]) == ("…" + first[-4:], "…" + second[-4:])
+    assert two["after"]["previous_until"] is None
+    assert all(s not in str(r) for r in (one, two) for s in (first, second, third))
+
+    # a subscription from before secrets were sealed: the delivery job seals it, and it signs as before
+    async with uow.begin() as conn:
+        await conn.execute(
+            update(event_subscriptions)
+            .where(event_subscriptions.c.id == sub["id"])
+            .values(secret="whsec_plain_from_before", secret_sealed=None, previous_secret_sealed=None)
+        )
+    await _deliver(uow, "alarm:22", 7)
+    header, raw = receiver.signed[-1]
+    assert _signed_by(header, raw) == [_mac("whsec_plain_from_before", header, raw)]
+    async with uow.connect() as conn:
+        row = (await conn.execute(select(event_subscriptions).where(event_subscriptions.c.id == sub["id"]))).one()
+    assert row.secret is None
+    assert KEYS.unseal(row.secret_sealed) == b"whsec_plain_from_before"
+
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    assert document["paths"]["/api/v1/event-subscriptions/{id}/rotate-secret"]["post"]["x-roles"] == ["admin"]
+
+
+async def test_an_admin_gives_a_subscription_a_new_secret_in_the_console(
+    client: TestClient, uow: UnitOfWork, seeded: Seeded, receiver: Receiver
+) -> None:
+    token = await login(client, "admin")
+    form = {"csrf_token": token, "url": receiver.url, "kind_alarm": "1"}
+    page = await (await client.post("/console/webhooks", data=form)).text()
+    assert 'data-testid="rotate-secret"' in page
+    async with uow.connect() as conn:
+        sub_id = int(await conn.scalar(select(event_subscriptions.c.id)))
+    rotate = f"/console/webhooks/{sub_id}/rotate-secret"
+    assert (await client.post(rotate, data={"csrf_token": token, "keep_previous_hours": "5"})).status == 422
+    response = await client.post(rotate, data={"csrf_token": token, "keep_previous_hours": "24"})
+    assert response.status == 200, await response.text()
+    page = await response.text()
+    assert 'data-testid="webhook-new-secret"' in page
+    assert "signs beside it until" in page
+    assert "and the one before, until" in page
+    client.session.cookie_jar.clear()
+    await login(client, "viewer")
+    page = await (await client.get("/console/webhooks")).text()
+    assert 'data-testid="rotate-secret"' not in page
+    assert (await client.post(rotate, data={"csrf_token": token, "keep_previous_hours": "0"})).status == 403

@@ -33,6 +33,13 @@ def test_the_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
     assert signature("whsec_other", 1772532000, raw) != signature("whsec_test", 1772532000, raw)
 
 
+def test_while_a_rotated_secret_still_signs_there_is_one_v1_per_secret_the_new_one_first() -> None:
+    raw = b'{"id":"alarm:1"}'
+    new, old = (hmac.new(k, b"1772532000." + raw, hashlib.sha256).hexdigest() for k in (b"whsec_new", b"whsec_old"))
+    assert signature(["whsec_new", "whsec_old"], 1772532000, raw) == f"t=1772532000,v1={new},v1={old}"
+    assert signature(["whsec_new"], 1772532000, raw) == signature("whsec_new", 1772532000, raw)
+
+
 def test_secrets_are_fresh() -> None:
     a, b = new_secret(), new_secret()
     assert a.startswith("whsec_")
