@@ -358,6 +358,7 @@ class RetentionSettings:
     wrong_sms_months: int = 12
     webhook_events_months: int = 24
     audit_log_months: int = 0  # the audit trail: kept unless the utility's rules let it go
+    readings_months: int = 0  # meter readings: billing evidence, kept unless the utility's rules let them go
     archive: bool = True
     archive_dir: str = "archive"  # under data_dir unless absolute
     batch_rows: int = 5000  # rows a transaction deletes where no partition is dropped

@@ -41,6 +41,7 @@ GROWING: tuple[Growing, ...] = (
     Growing("command_history", "at", True),
     Growing("wrong_sms", "received_at", True),
     Growing("audit_log", "at", True),
+    Growing("readings", "read_at", True),  # unique on (meter, register, read_at): the month is in the key
     Growing("command_parts", "submitted_at", False),
     Growing("webhook_events", "received_at", False),
 )
@@ -105,6 +106,10 @@ def _bound(value: str) -> datetime | None:
 _FOREIGN_KEYS = text(
     "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
     "WHERE conrelid = CAST(:t AS regclass) AND contype = 'f'"
+)
+_UNIQUE = text(  # unique constraints (their indexes are the constraint's, made with it)
+    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE conrelid = CAST(:t AS regclass) AND contype = 'u'"
 )
 PARTITIONS_LOCK = 0x736D7370  # PostgreSQL advisory lock, held by a transaction that adds or drops partitions
 _LOCK = text(f"SELECT pg_advisory_xact_lock({PARTITIONS_LOCK})")
@@ -186,10 +191,15 @@ def partition_existing(sync: Connection, g: Growing, now: datetime, months_ahead
         ),
         {"t": t},
     ).all()
-    indexes = sync.execute(
-        text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t AND indexname <> :pk"),
-        {"t": t, "pk": f"pk_{t}"},
-    ).all()
+    uniques = sync.execute(_UNIQUE, {"t": t}).all()
+    indexes = [
+        (name, definition)
+        for name, definition in sync.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t AND indexname <> :pk"),
+            {"t": t, "pk": f"pk_{t}"},
+        ).all()
+        if name not in {u for u, _ in uniques}
+    ]
     fks = sync.execute(
         _FOREIGN_KEYS,
         {"t": t},
@@ -200,14 +210,14 @@ def partition_existing(sync: Connection, g: Growing, now: datetime, months_ahead
     sync.execute(  # the parent's key, so that it becomes its partition's
         text(f"ALTER TABLE {t}_before DROP CONSTRAINT pk_{t}, ADD CONSTRAINT pk_{t}_before PRIMARY KEY (id, {g.at})")
     )
-    for name, _ in indexes:
+    for name, _ in [*indexes, *uniques]:  # a unique constraint is renamed with its index
         sync.execute(text(f"ALTER INDEX {name} RENAME TO {name}_before"))
     definitions = [
         f"{name} {type_}{' NOT NULL' if not_null else ''}{f' DEFAULT {default}' if default else ''}"
         for name, type_, not_null, default in columns
     ]
     definitions.append(f"CONSTRAINT pk_{t} PRIMARY KEY (id, {g.at})")
-    definitions += [f"CONSTRAINT {name} {definition}" for name, definition in fks]
+    definitions += [f"CONSTRAINT {name} {definition}" for name, definition in [*uniques, *fks]]
     sync.execute(text(f"CREATE TABLE {t} ({', '.join(definitions)}) PARTITION BY RANGE ({g.at})"))
     for _, definition in indexes:  # on the new parent (the old table's are renamed): each partition gets its own
         sync.execute(text(definition))
@@ -233,7 +243,14 @@ def unpartition(sync: Connection, g: Growing) -> None:
     sync.execute(text(f"CREATE TABLE {t}_plain (LIKE {t} INCLUDING DEFAULTS)"))
     sync.execute(text(f"INSERT INTO {t}_plain SELECT * FROM {t}"))
     sync.execute(text(f"ALTER SEQUENCE {sequence} OWNED BY {t}_plain.id"))
-    indexes = sync.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": t}).all()
+    uniques = sync.execute(_UNIQUE, {"t": t}).all()
+    indexes = [
+        (name, definition)
+        for name, definition in sync.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": t}
+        ).all()
+        if name not in {u for u, _ in uniques}
+    ]
     fks = sync.execute(
         _FOREIGN_KEYS,
         {"t": t},
@@ -241,7 +258,7 @@ def unpartition(sync: Connection, g: Growing) -> None:
     sync.execute(text(f"DROP TABLE {t} CASCADE"))
     sync.execute(text(f"ALTER TABLE {t}_plain RENAME TO {t}"))
     sync.execute(text(f"ALTER TABLE {t} ADD CONSTRAINT pk_{t} PRIMARY KEY (id)"))
-    for name, definition in fks:
+    for name, definition in [*uniques, *fks]:
         sync.execute(text(f"ALTER TABLE {t} ADD CONSTRAINT {name} {definition}"))
     for name, definition in indexes:
         if name != f"pk_{t}":

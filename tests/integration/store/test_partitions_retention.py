@@ -102,7 +102,7 @@ async def test_ensure_creates_the_months_ahead_once(engine: AsyncEngine) -> None
         assert first == second == []
         return
     assert sorted(first) == sorted(
-        f"{t}_p2031{m}" for t in ("command_history", "wrong_sms", "audit_log") for m in ("05", "06")
+        f"{t}_p2031{m}" for t in ("command_history", "wrong_sms", "audit_log", "readings") for m in ("05", "06")
     )
     assert second == []
     async with engine.begin() as conn:  # leave the shared database as it was
@@ -164,7 +164,7 @@ def test_the_partitions_and_retention_commands(empty_db_url: str, tmp_path: Path
     assert ensured.returncode == 0, ensured.stderr
     created = json.loads(ensured.stdout.splitlines()[-1])["partitions_created"]
     postgres = empty_db_url.startswith("postgresql")
-    assert len(created) == (6 if postgres else 0)  # months 4 and 5 ahead of the three the migration made
+    assert len(created) == (8 if postgres else 0)  # months 4 and 5 ahead of the three the migration made
 
     async def old_wrong_sms() -> None:
         engine = create_engine(empty_db_url)
@@ -183,3 +183,38 @@ def test_the_partitions_and_retention_commands(empty_db_url: str, tmp_path: Path
     assert json.loads(done.stdout.splitlines()[-1])["rows_removed"]["wrong_sms"] == 1
     (archived,) = _archived(tmp_path / "archive")
     assert archived["body"] == "01"
+
+
+async def test_readings_are_split_by_month_and_still_stored_once(empty_db_url_postgres: str) -> None:
+    """0028: the readings of before stay (`readings_before`); a new month's go to its partition; the unique key
+    (meter, register, read_at) still makes a reading sent twice a no-op, as the gateway's write relies on."""
+    from store.bulk import OnConflict, insert_rows
+    from store.schema import registry
+
+    engine = create_engine(empty_db_url_postgres)
+    try:
+        await migrate.upgrade(engine, "0027")
+        async with engine.begin() as conn:
+            meter_id = (
+                await conn.execute(
+                    insert(registry.meters).values(code="8800" + "0" * 16, msisdn="37369000001", installed_at=_at(1))
+                )
+            ).inserted_primary_key[0]
+            reading = {"meter_id": meter_id, "register": "import_wh", "value": 1000, "received_at": _at(3)}
+            await conn.execute(insert(commands.readings), [{**reading, "read_at": _at(3)}])
+        await migrate.upgrade(engine)
+        once = OnConflict(("meter_id", "register", "read_at"))
+        rows = [{**reading, "read_at": _at(12), "value": 2000, "source": "meter_report", "status": "ok"}]
+        async with engine.begin() as conn:
+            await insert_rows(conn, commands.readings, rows, once)
+            await insert_rows(conn, commands.readings, rows, once)  # the same report again: nothing
+            where = (
+                await conn.execute(text("SELECT value, tableoid::regclass::text FROM readings ORDER BY read_at"))
+            ).all()
+        assert [tuple(r) for r in where] == [(1000, "readings_before"), (2000, "readings_p202612")]
+        await migrate.downgrade(engine, "0027")
+        async with engine.connect() as conn:
+            assert await conn.scalar(select(func.count()).select_from(commands.readings)) == 2
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
