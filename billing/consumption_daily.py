@@ -208,22 +208,17 @@ def _of_kinds(kinds: Sequence[str]) -> list[Any]:
     return [R.meters.c.kind.in_(list(kinds))] if kinds else []
 
 
-async def consumption_by(
+async def _members(
     conn: AsyncConnection,
     level: str,
     group: Group,
     first: date,
     last: date,
-    *,
-    register: str = "import_wh",
-    kinds: Sequence[str] = (),
-    monthly: bool = False,
-    limit: int = 100,
-    offset: int = 0,
-) -> tuple[list[dict[str, Any]], int]:
-    """Per member of `level` (e.g. each street) within `group`: the days (or months) [first, last] with their
-    quantity and how much of it is estimated, of the meters of `kinds` (empty: every kind). Balance meters
-    never count. Members ordered by key."""
+    register: str,
+    kinds: Sequence[str],
+    monthly: bool,
+) -> list[dict[str, Any]]:
+    """Every member of `level` within `group`, ordered by key, its periods a dict by period."""
     m = R.meters.c
     columns = _level_columns(level)
     stmt = (
@@ -247,11 +242,58 @@ async def consumption_by(
         slot["estimated"] += int(row.estimated)
         member["quantity"] += int(row.quantity)
         member["estimated"] += int(row.estimated)
-    ordered = sorted(members.values(), key=lambda x: x["key"])
+    return sorted(members.values(), key=lambda x: x["key"])
+
+
+def _page(ordered: list[dict[str, Any]], limit: int, offset: int) -> list[dict[str, Any]]:
     page = ordered[offset : offset + limit]
     for member in page:
         member["periods"] = sorted(member["periods"].values(), key=lambda p: p["period"])
-    return page, len(ordered)
+    return page
+
+
+async def consumption_by(
+    conn: AsyncConnection,
+    level: str,
+    group: Group,
+    first: date,
+    last: date,
+    *,
+    register: str = "import_wh",
+    kinds: Sequence[str] = (),
+    monthly: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """Per member of `level` (e.g. each street) within `group`: the days (or months) [first, last] with their
+    quantity and how much of it is estimated, of the meters of `kinds` (empty: every kind). Balance meters
+    never count. Members ordered by key."""
+    ordered = await _members(conn, level, group, first, last, register, kinds, monthly)
+    return _page(ordered, limit, offset), len(ordered)
+
+
+async def consumption_with_totals(
+    conn: AsyncConnection,
+    level: str,
+    group: Group,
+    first: date,
+    last: date,
+    *,
+    register: str = "import_wh",
+    kinds: Sequence[str] = (),
+    monthly: bool = False,
+    limit: int = 100,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`consumption_by`'s first page of members and, from the same one query, the group's total per day (or
+    month) with its estimated part: every member's periods added (each meter is in exactly one member)."""
+    ordered = await _members(conn, level, group, first, last, register, kinds, monthly)
+    totals: dict[str, dict[str, Any]] = {}
+    for member in ordered:
+        for period, slot in member["periods"].items():
+            total = totals.setdefault(period, {"period": period, "quantity": 0, "estimated": 0})
+            total["quantity"] += slot["quantity"]
+            total["estimated"] += slot["estimated"]
+    return _page(ordered, limit, 0), [totals[p] for p in sorted(totals)]
 
 
 async def consumption_by_hour(
@@ -296,35 +338,3 @@ async def consumption_by_hour(
         ]
         out.append({"key": key, "periods": periods, "quantity": sum(q for q in hourly[key].values()), "estimated": 0})
     return out, len(keys)
-
-
-async def totals_by_day(
-    conn: AsyncConnection,
-    group: Group,
-    first: date,
-    last: date,
-    *,
-    register: str = "import_wh",
-    kinds: Sequence[str] = (),
-    monthly: bool = False,
-) -> list[dict[str, Any]]:
-    """The group's total per day (or month) of the meters of `kinds` (empty: every kind), with the estimated
-    part."""
-    m = R.meters.c
-    rows = await conn.execute(
-        select(_d.day, func.sum(_d.quantity).label("quantity"))
-        .add_columns(func.sum(_d.quantity * _d.estimated).label("estimated"))
-        .select_from(consumption_daily)
-        .join(R.meters, m.id == _d.meter_id)
-        .where(_d.register == register, _d.day >= first, _d.day <= last, m.is_balance_meter == 0, *group.where())
-        .where(*_of_kinds(kinds))
-        .group_by(_d.day)
-        .order_by(_d.day)
-    )
-    out: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        period = row.day.isoformat()[:7] if monthly else row.day.isoformat()
-        slot = out.setdefault(period, {"period": period, "quantity": 0, "estimated": 0})
-        slot["quantity"] += int(row.quantity)
-        slot["estimated"] += int(row.estimated)
-    return list(out.values())

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing.consumption_daily import consumption_by, consumption_by_hour, totals_by_day
+from billing.consumption_daily import consumption_by_hour, consumption_with_totals
 from billing.meter_readings import Group
 from billing.rules.units import GCAL, HEAT_KWH, KWH, M3, Unit, kinds_read_in
 from store.schema import registry as R  # noqa: N812
@@ -82,10 +82,9 @@ async def _section(
     when it is given, per day otherwise."""
     kinds = kinds_read_in(unit)
     if tz is None:
-        members, _ = await consumption_by(
+        members, chart = await consumption_with_totals(
             conn, level, group, first, last, register=unit.register, kinds=kinds, limit=500
         )
-        chart = await totals_by_day(conn, group, first, last, register=unit.register, kinds=kinds)
     else:
         members, _ = await consumption_by_hour(
             conn, level, group, first, last, tz, register=unit.register, kinds=kinds, limit=500

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert, select
 
 from billing import meter_registry
-from billing.consumption_daily import aggregate_consumption, consumption_by, totals_by_day
+from billing.consumption_daily import aggregate_consumption, consumption_by, consumption_with_totals
 from billing.meter_readings import Group
 from store.schema.commands import readings
 from store.schema.consumption import consumption_daily, job_watermarks
@@ -89,7 +89,9 @@ async def test_the_job_aggregates_by_local_day_estimates_and_recomputes(uow: Uni
             ("64-01-001", 15_000, 0),
             ("64-01-002", 2_300, 0),  # the replaced meter and its successor, each its own register
         ]
-        monthly = await totals_by_day(conn, Group(street="002"), date(2026, 3, 1), date(2026, 3, 31), monthly=True)
+        _, monthly = await consumption_with_totals(
+            conn, "street", Group(street="002"), date(2026, 3, 1), date(2026, 3, 31), monthly=True
+        )
         assert monthly == [{"period": "2026-03", "quantity": 2_300, "estimated": 0}]
         by_meter, _ = await consumption_by(
             conn, "meter", Group(building="0001", street="002"), date(2026, 3, 1), date(2026, 3, 31)
