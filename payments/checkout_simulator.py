@@ -391,7 +391,7 @@ def _provider_payment(session: SimulatedSession) -> ProviderPayment:
     )
 
 
-def balance_transaction(payment: ProviderPayment) -> BalanceTransaction:
+def _balance_transaction(payment: ProviderPayment) -> BalanceTransaction:
     """The simulator's fee on a payment: SIM_FEE_BP basis points plus SIM_FEE_FIXED_MINOR, in minor units."""
     fee = payment.amount_minor * SIM_FEE_BP // 10_000 + SIM_FEE_FIXED_MINOR
     return BalanceTransaction(
@@ -416,7 +416,7 @@ class ProviderBook:
         return [p for p in self.payments if start <= p.created < end]
 
     async def list_balance_transactions(self, start: datetime, end: datetime) -> list[BalanceTransaction]:
-        return [balance_transaction(p) for p in await self.list_payment_intents(start, end)]
+        return [_balance_transaction(p) for p in await self.list_payment_intents(start, end)]
 
 
 def add_to_book(path: Path, payments: Sequence[ProviderPayment]) -> None:
